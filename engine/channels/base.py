@@ -1,0 +1,61 @@
+"""The one interface every channel implements.
+
+    DeliveryError            raised by Channel.send; never retried inside a channel
+     ├─ permanent=True       invalid target, 4xx: the delivery fails at once
+     └─ permanent=False      timeout, refused connection, 5xx, 429: the retry policy decides
+                             (retry_after carries a provider's Retry-After, in seconds)
+
+Channels classify, they never retry and never record: the deliver job does both, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+SEVERITIES = ("critical", "error", "warning", "info")
+
+
+@dataclass(frozen=True)
+class Message:
+    """What one alert says, as every channel renders it."""
+
+    alert_id: str
+    webhook_name: str
+    title: str
+    body: str
+    severity: str  # one of SEVERITIES
+    source: str | None
+    received_at: datetime
+    is_test: bool = False
+
+    @property
+    def subject(self) -> str:
+        """One line for subjects, SMS and push titles: ``[TEST] [CRITICAL] DB down``."""
+        prefix = "[TEST] " if self.is_test else ""
+        return f"{prefix}[{self.severity.upper()}] {self.title}"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the provider answered: its id for the message, if it gave one."""
+
+    provider_id: str | None = None
+
+
+class DeliveryError(Exception):
+    """A send failed. The message is safe to store and show: no secret, no full credential."""
+
+    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class Channel(Protocol):
+    """Sends one message to one target (an address, a number, a topic)."""
+
+    type: str  # EMAIL, SMS, PUSH_NOTIF or CALL
+
+    async def send(self, message: Message, target: str) -> Receipt: ...
