@@ -1,0 +1,274 @@
+"""The inbound formats Monoduty recognises, one small function each.
+
+Each function reads one decoded body and returns a ``Draft``: the raw pieces of an alert as the
+sender gave them. Nothing here cleans, caps or maps severities; ``engine.payloads`` does that once
+for every format, so a new format is one function here plus one line in ``recognise_json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+# Keys a generic JSON object or form may use, in order of preference.
+TITLE_KEYS = ("title", "summary", "subject", "name")
+MESSAGE_KEYS = ("message", "text", "description", "body")
+SEVERITY_KEYS = ("severity", "level", "priority")
+SOURCE_KEYS = ("source", "host", "hostname")
+FINGERPRINT_KEYS = ("fingerprint", "dedup_key", "dedupKey", "group_key", "groupKey")
+_GENERIC_KEYS = {*TITLE_KEYS, *MESSAGE_KEYS, *SEVERITY_KEYS, *SOURCE_KEYS, *FINGERPRINT_KEYS}
+_GENERIC_KEYS |= {"status", "resolved"}
+# Fields that may name an event in a JSON object of no known shape.
+UNKNOWN_TITLE_KEYS = ("alertname", "alert", "event", "event_type", "check")
+_RESOLVED_WORDS = {"resolved", "ok", "recovered"}
+
+_PD_ACTIONS = {"trigger": "Triggered", "acknowledge": "Acknowledged", "resolve": "Resolved"}
+MAX_LISTED_ALERTS = 20  # an Alertmanager group can hold hundreds; the message lists this many
+
+
+@dataclass
+class Draft:
+    """One alert as the sender said it, before cleaning.
+
+    ``severities`` holds every severity the payload states (raw values); the loudest one that maps
+    wins. It stays empty for a resolved group whose only severity is the firing alerts' label: that
+    label describes the problem, not the recovery.
+    """
+
+    format: str
+    title: object = None
+    message: object = None
+    severities: list[object] = field(default_factory=list)
+    source: object = None
+    fingerprint: object = None
+    resolved: bool = False
+    details: dict[str, object] = field(default_factory=dict)
+
+
+def compact_json(value: object) -> str:
+    """JSON on one line, non-ASCII kept readable."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _first(obj: Mapping[str, Any], keys: tuple[str, ...]) -> object:
+    for key in keys:
+        value = obj.get(key)
+        if value not in (None, "", [], {}):
+            return value
+    return None
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def safe_url(value: object) -> str | None:
+    """A URL without its user:password part: senders do put credentials in URLs."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not host:
+        return None
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def url_host(value: object) -> str | None:
+    """``host[:port]`` of a URL, as the alert's source (short enough for an SMS)."""
+    url = safe_url(value)
+    return urlsplit(url).netloc if url else None
+
+
+def _alerts(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    raw = obj.get("alerts")
+    return [a for a in raw if isinstance(a, Mapping)] if isinstance(raw, list) else []
+
+
+def _alert_lines(alerts: list[Mapping[str, Any]], *, show_status: bool) -> str:
+    """One entry per alert: its summary (or name and instance), then its description."""
+    lines: list[str] = []
+    for alert in alerts[:MAX_LISTED_ALERTS]:
+        labels, annotations = _mapping(alert.get("labels")), _mapping(alert.get("annotations"))
+        head = annotations.get("summary")
+        if not isinstance(head, str) or not head:
+            name = str(labels.get("alertname") or "alert")
+            head = f"{name} ({labels['instance']})" if labels.get("instance") else name
+        status = str(alert.get("status") or "").upper()
+        lines.append(f"[{status}] {head}" if show_status and status else f"- {head}")
+        description = annotations.get("description")
+        if isinstance(description, str) and description and description != head:
+            lines.append(f"  {description}")
+    if len(alerts) > MAX_LISTED_ALERTS:
+        lines.append(f"... and {len(alerts) - MAX_LISTED_ALERTS} more")
+    return "\n".join(lines)
+
+
+def from_alertmanager(obj: Mapping[str, Any]) -> Draft:
+    """Prometheus Alertmanager webhook (``version: "4"``): one notification per alert group."""
+    alerts = _alerts(obj)
+    common_labels = _mapping(obj.get("commonLabels"))
+    group_labels = _mapping(obj.get("groupLabels"))
+    annotations = _mapping(obj.get("commonAnnotations"))
+    resolved = obj.get("status") == "resolved"
+    firing = [a for a in alerts if a.get("status") != "resolved"]
+    first_labels = _mapping(alerts[0].get("labels")) if alerts else {}
+    name = (
+        annotations.get("summary")
+        or common_labels.get("alertname")
+        or group_labels.get("alertname")
+        or first_labels.get("alertname")
+        or "Alertmanager alert"
+    )
+    # Alertmanager's own subject style: a count only when it says something.
+    if resolved:
+        title = f"[RESOLVED] {name}"
+    elif len(firing) > 1:
+        title = f"[FIRING:{len(firing)}] {name}"
+    else:
+        title = str(name)
+    severities: list[object] = []
+    if not resolved:
+        severities = [common_labels.get("severity")]
+        severities += [_mapping(a.get("labels")).get("severity") for a in firing]
+    statuses = {a.get("status") for a in alerts}
+    message = _alert_lines(alerts, show_status=len(statuses) > 1)
+    if isinstance(annotations.get("runbook_url"), str):
+        message += f"\nRunbook: {annotations['runbook_url']}"
+    return Draft(
+        format="alertmanager",
+        title=title,
+        message=message,
+        severities=[s for s in severities if s is not None],
+        source=url_host(obj.get("externalURL")),
+        fingerprint=obj.get("groupKey"),
+        resolved=resolved,
+        details={
+            "receiver": obj.get("receiver"),
+            "status": obj.get("status"),
+            "group_labels": dict(group_labels),
+            "common_labels": dict(common_labels),
+            "external_url": safe_url(obj.get("externalURL")),
+            "alert_count": len(alerts),
+            "firing_count": len(firing),
+            "truncated_alerts": obj.get("truncatedAlerts"),
+        },
+    )
+
+
+def from_grafana(obj: Mapping[str, Any]) -> Draft:
+    """Grafana alerting webhook: unified alerting (Alertmanager-like) or the legacy rule shape."""
+    draft = from_alertmanager(obj) if "alerts" in obj else Draft(format="grafana")
+    draft.format = "grafana"
+    # Grafana sends "state": "ok" with the legacy shape and "status": "resolved" with the unified one.
+    draft.resolved = obj.get("status") == "resolved" or obj.get("state") == "ok"
+    if draft.resolved:
+        draft.severities = []
+    # Grafana renders its own title and message from the user's templates: those win.
+    draft.title = obj.get("title") or obj.get("ruleName") or draft.title
+    draft.message = obj.get("message") or draft.message
+    rule_url = safe_url(obj.get("ruleUrl"))
+    draft.source = url_host(obj.get("externalURL")) or url_host(rule_url)
+    if draft.fingerprint is None and obj.get("ruleId") is not None:
+        draft.fingerprint = f"grafana-rule-{obj['ruleId']}"
+    draft.details.update(
+        {key: value for key, value in {"state": obj.get("state"), "rule_url": rule_url}.items() if value}
+    )
+    if not isinstance(obj.get("alerts"), list):
+        draft.details.update(tags=obj.get("tags"), eval_matches=obj.get("evalMatches"))
+    return draft
+
+
+def from_pagerduty(obj: Mapping[str, Any]) -> Draft:
+    """PagerDuty Events API v2. The routing_key is a credential and is never kept."""
+    action = str(obj.get("event_action") or "trigger").lower()
+    payload = _mapping(obj.get("payload"))
+    dedup_key = obj.get("dedup_key")
+    # acknowledge and resolve events usually carry no payload: say what happened to which key.
+    title = payload.get("summary") or f"{_PD_ACTIONS.get(action, action)}: {dedup_key or 'PagerDuty event'}"
+    lines = [f"{key}: {payload[key]}" for key in ("component", "group", "class") if payload.get(key)]
+    custom = payload.get("custom_details")
+    if isinstance(custom, Mapping):
+        lines += [f"{key}: {v if isinstance(v, str) else compact_json(v)}" for key, v in custom.items()]
+    elif custom:
+        lines.append(custom if isinstance(custom, str) else compact_json(custom))
+    return Draft(
+        format="pagerduty",
+        title=title,
+        message="\n".join(lines),
+        severities=[payload["severity"]] if payload.get("severity") else [],
+        source=payload.get("source"),
+        fingerprint=dedup_key,
+        resolved=action == "resolve",
+        details={
+            "event_action": action,
+            "component": payload.get("component"),
+            "group": payload.get("group"),
+            "class": payload.get("class"),
+            "timestamp": payload.get("timestamp"),
+            "custom_details": custom,
+            "client": obj.get("client"),
+            "client_url": safe_url(obj.get("client_url")),
+            "links": obj.get("links"),
+        },
+    )
+
+
+def is_generic(obj: Mapping[str, Any]) -> bool:
+    """Does the object name a title or a message under one of the generic keys?"""
+    return any(obj.get(key) not in (None, "") for key in (*TITLE_KEYS, *MESSAGE_KEYS))
+
+
+def from_generic(obj: Mapping[str, Any], *, format: str = "generic") -> Draft:
+    """``{title, message, severity}`` and its common spellings; the other fields become details."""
+    status = obj.get("status")
+    resolved = obj.get("resolved") is True or (isinstance(status, str) and status.lower() in _RESOLVED_WORDS)
+    severity = _first(obj, SEVERITY_KEYS)
+    return Draft(
+        format=format,
+        title=_first(obj, TITLE_KEYS),
+        message=_first(obj, MESSAGE_KEYS),
+        severities=[severity] if severity is not None else [],
+        source=_first(obj, SOURCE_KEYS),
+        fingerprint=_first(obj, FINGERPRINT_KEYS),
+        resolved=resolved,
+        details={key: value for key, value in obj.items() if key not in _GENERIC_KEYS},
+    )
+
+
+def from_unknown_json(value: object) -> Draft:
+    """Valid JSON of no known shape: keep all of it, readable, as the message."""
+    title = _first(value, UNKNOWN_TITLE_KEYS) if isinstance(value, Mapping) else None
+    if not isinstance(title, str):
+        title = "Alert"
+    return Draft(format="json", title=title, message=compact_json(value))
+
+
+def from_text(text: str) -> Draft:
+    """Plain text (and malformed JSON): the message; the title is derived from its first line."""
+    return Draft(format="text", message=text)
+
+
+def recognise_json(value: object) -> Draft:
+    """Pick the format of a parsed JSON body. Order matters: Grafana's unified payload is a superset
+    of Alertmanager's, and PagerDuty events may carry a "summary" a generic check would take."""
+    if isinstance(value, str):
+        return Draft(format="json", message=value)  # a bare JSON string is a text alert
+    if not isinstance(value, Mapping):
+        return from_unknown_json(value)
+    if "event_action" in value and ("routing_key" in value or isinstance(value.get("payload"), Mapping)):
+        return from_pagerduty(value)
+    if "orgId" in value and ("alerts" in value or "ruleUrl" in value or "evalMatches" in value):
+        return from_grafana(value)
+    if isinstance(value.get("alerts"), list) and ("groupKey" in value or "receiver" in value):
+        return from_alertmanager(value)
+    if is_generic(value):
+        return from_generic(value)
+    return from_unknown_json(value)
