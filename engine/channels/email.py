@@ -1,0 +1,143 @@
+"""Email over SMTP (aiosmtplib): plain, STARTTLS or implicit TLS, with optional login.
+
+One connection per message: alerts are rare and bursty, and a fresh connection never trips over a
+server that silently dropped an idle one.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import ssl
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+
+import aiosmtplib
+
+from engine.channels.base import DeliveryError, Message, Receipt
+from engine.settings import SmtpSettings
+
+SNIPPET_LENGTH = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+class EmailChannel:
+    """Sends one text + HTML email per alert to one address."""
+
+    type = "EMAIL"
+
+    def __init__(self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None) -> None:
+        """``tls_context`` overrides the system trust store (a private CA; tests use one)."""
+        self.settings = settings
+        self.tls_context = tls_context
+        self.sender = parseaddr(settings.from_addr)[1] or settings.from_addr
+
+    async def send(self, message: Message, target: str) -> Receipt:
+        """Hand the email to the SMTP server; the receipt holds its Message-ID."""
+        try:
+            email = compose(message, target, self.settings.from_addr)
+        except ValueError:
+            # The email package refuses header values it cannot represent (a newline in an address).
+            raise DeliveryError("invalid email address", permanent=True) from None
+        settings = self.settings
+        try:
+            await aiosmtplib.send(
+                email,
+                sender=self.sender,
+                recipients=[target],
+                hostname=settings.host,
+                port=settings.port,
+                username=settings.username,
+                password=settings.password,
+                use_tls=settings.tls == "tls",
+                # "none" must mean none: aiosmtplib would otherwise upgrade when offered.
+                start_tls=settings.tls == "starttls",
+                tls_context=self.tls_context,
+                timeout=settings.timeout,
+            )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise self._classify(exc) from None
+        return Receipt(provider_id=email["Message-ID"])
+
+    def _classify(self, exc: Exception) -> DeliveryError:
+        """5xx replies and refused recipients are final; 4xx replies and network trouble are not."""
+        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+            refusal = exc.recipients[0]
+            permanent = all(r.code >= 500 for r in exc.recipients)
+            text = f"SMTP server refused the recipient: {refusal.code} {self._snippet(refusal.message)}"
+            return DeliveryError(text.rstrip(), permanent=permanent)
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+            # Retrying a wrong password only hammers the server (and may lock the account).
+            text = f"SMTP authentication failed ({exc.code}); check the SMTP username and password"
+            return DeliveryError(text, permanent=exc.code >= 500)
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            text = f"SMTP server answered {exc.code} {self._snippet(exc.message)}"
+            return DeliveryError(text.rstrip(), permanent=500 <= exc.code < 600)
+        if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+            return DeliveryError(f"SMTP: no answer within {self.settings.timeout:g}s", permanent=False)
+        if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+            return DeliveryError("SMTP: the server closed the connection", permanent=False)
+        if isinstance(exc, aiosmtplib.SMTPConnectError | OSError):
+            # aiosmtplib's own message repeats host and port; the OS reason is what helps.
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            reason = (cause.strerror if isinstance(cause, OSError) else None) or type(cause).__name__
+            return DeliveryError(f"SMTP: cannot connect ({reason})", permanent=False)
+        # What is left is the server lacking what the settings ask for (STARTTLS, AUTH, SMTPUTF8):
+        # retrying cannot help, and sending without STARTTLS would expose the password.
+        return DeliveryError(f"SMTP: {self._snippet(str(exc)) or type(exc).__name__}", permanent=True)
+
+    def _snippet(self, text: str) -> str:
+        if self.settings.password and len(self.settings.password) >= 4:
+            text = text.replace(self.settings.password, "***")
+        text = " ".join(_CONTROL.sub(" ", text).split())
+        return text if len(text) <= SNIPPET_LENGTH else text[: SNIPPET_LENGTH - 1] + "…"
+
+
+def compose(message: Message, to: str, from_addr: str) -> EmailMessage:
+    """The email for one alert: a plain-text part and an HTML alternative."""
+    email = EmailMessage()
+    email["Subject"] = " ".join(_CONTROL.sub(" ", message.subject).split())
+    email["From"] = from_addr
+    email["To"] = to
+    email["Date"] = format_datetime(datetime.now(UTC))
+    domain = parseaddr(from_addr)[1].rpartition("@")[2] or "monoduty.localhost"
+    # An explicit domain: make_msgid would otherwise ask DNS for this host's FQDN on every send.
+    email["Message-ID"] = make_msgid(domain=domain)
+    email["X-Monoduty-Alert-Id"] = message.alert_id
+    email["X-Monoduty-Severity"] = message.severity
+    # RFC 3834: stops vacation responders from answering an alert (and looping with a ticket system).
+    email["Auto-Submitted"] = "auto-generated"
+    email.set_content(_text(message))
+    email.add_alternative(_html(message), subtype="html")
+    return email
+
+
+def _facts(message: Message) -> list[tuple[str, str]]:
+    facts = [("Severity", message.severity), ("Webhook", message.webhook_name)]
+    if message.source:
+        facts.append(("Source", message.source))
+    received = message.received_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return [*facts, ("Received", received), ("Alert id", message.alert_id)]
+
+
+def _text(message: Message) -> str:
+    lines = [message.subject, "", message.body.strip(), ""]
+    lines += [f"{name}: {value}" for name, value in _facts(message)]
+    return "\n".join(lines) + "\n"
+
+
+def _html(message: Message) -> str:
+    # Everything in an alert comes from whoever knows the webhook URL: escape all of it.
+    e = html.escape
+    rows = "".join(
+        f'<tr><th align="left" style="padding-right:1em">{e(name)}</th><td>{e(value)}</td></tr>'
+        for name, value in _facts(message)
+    )
+    return (
+        "<!DOCTYPE html><html><body>"
+        f"<h2>{e(message.subject)}</h2>"
+        f'<pre style="white-space:pre-wrap;font-family:inherit">{e(message.body.strip())}</pre>'
+        f"<table>{rows}</table>"
+        "</body></html>\n"
+    )

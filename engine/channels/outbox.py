@@ -1,0 +1,46 @@
+"""The dev-mode channel: keeps what would have been sent, sends nothing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from engine.channels.base import Message, Receipt
+
+INSERT = """
+INSERT INTO outbox (channel, target, subject, body, alert_id) VALUES ($1, $2, $3, $4, $5) RETURNING id
+"""
+SELECT_RECENT = """
+SELECT id, channel, target, subject, body, alert_id, created_at FROM outbox ORDER BY id DESC LIMIT $1
+"""
+SELECT_RECENT_OF_USER = """
+SELECT o.id, o.channel, o.target, o.subject, o.body, o.alert_id, o.created_at
+FROM outbox o JOIN alerts a ON a.id = o.alert_id
+WHERE a.user_id = $2 ORDER BY o.id DESC LIMIT $1
+"""
+
+
+class OutboxChannel:
+    """Records each send in the outbox table; `monoduty outbox` lists them."""
+
+    def __init__(self, type: str, pool: asyncpg.Pool) -> None:
+        self.type = type
+        self.pool = pool
+
+    async def send(self, message: Message, target: str) -> Receipt:
+        async with self.pool.acquire() as conn:
+            row_id = await conn.fetchval(
+                INSERT, self.type, target, message.subject, message.body, uuid.UUID(message.alert_id)
+            )
+        return Receipt(provider_id=f"outbox-{row_id}")
+
+
+async def recent(
+    conn: asyncpg.Connection, limit: int = 50, *, user_id: uuid.UUID | None = None
+) -> list[dict[str, Any]]:
+    """The newest outbox entries first: all of them (the CLI), or one user's (the API)."""
+    if user_id is None:
+        return [dict(r) for r in await conn.fetch(SELECT_RECENT, limit)]
+    return [dict(r) for r in await conn.fetch(SELECT_RECENT_OF_USER, limit, user_id)]

@@ -1,0 +1,145 @@
+"""The one outbound HTTP call point for providers (Twilio-compatible APIs, ntfy).
+
+    post(...)
+     ├─ 2xx                            → ProviderResponse
+     ├─ 408, 425, 429, 5xx             → DeliveryError(permanent=False, retry_after=<Retry-After>)
+     ├─ any other status               → DeliveryError(permanent=True)
+     ├─ no answer within the timeout   → DeliveryError(permanent=False)
+     └─ refused, DNS failure, reset…   → DeliveryError(permanent=False)
+
+Error messages name the provider and the status, plus a short snippet of what the provider said.
+They never carry the URL (it holds Twilio account ids, and on public ntfy servers the topic is
+the only thing keeping a feed private) and never a credential: the request's Authorization value
+and the ``secrets`` the caller names are blanked out of anything the provider echoes back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from engine import retry
+from engine.channels.base import DeliveryError
+
+log = logging.getLogger("monoduty.http")
+
+SNIPPET_LENGTH = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass(frozen=True)
+class ProviderResponse:
+    """A 2xx answer: its status, headers, JSON body (None unless JSON) and raw text."""
+
+    status: int
+    headers: Mapping[str, str]
+    json: Any
+    text: str
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    provider: str,
+    data: Any = None,
+    headers: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
+    timeout: float,  # noqa: ASYNC109 - per request, handed to aiohttp (it bounds the body read too)
+) -> ProviderResponse:
+    """POST to a provider and classify the outcome; see the module docstring for the error tree.
+
+    ``provider`` is a short name ("twilio", "ntfy") used in error messages and logs in place of
+    the URL. Credentials travel in ``headers`` (``Authorization``); ``secrets`` lists the raw
+    values behind them (a basic-auth password) so they can be blanked too. ``timeout`` bounds
+    the whole exchange, connection and body included.
+    """
+    started = time.perf_counter()
+    try:
+        async with session.post(
+            url,
+            data=data,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            # A redirect on a provider's POST API means a wrong base URL; following it would
+            # replay the message (and credentials) somewhere we were not configured to talk to.
+            allow_redirects=False,
+        ) as response:
+            raw = await response.read()
+            status, answer_headers = response.status, response.headers
+    except TimeoutError:
+        raise DeliveryError(f"{provider}: no answer within {timeout:g}s", permanent=False) from None
+    except aiohttp.ClientConnectorError as exc:
+        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        raise DeliveryError(f"{provider}: cannot connect ({reason})", permanent=False) from None
+    except aiohttp.InvalidURL:
+        raise DeliveryError(f"{provider}: the configured URL is invalid", permanent=True) from None
+    except aiohttp.ClientError as exc:
+        # Reset, disconnect mid-answer, malformed response: the request may not have arrived.
+        raise DeliveryError(
+            f"{provider}: connection failed ({type(exc).__name__})", permanent=False
+        ) from None
+
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    log.debug("%s answered %s", provider, status, extra={"status": status, "latency_ms": elapsed_ms})
+    text = raw.decode("utf-8", errors="replace")  # every provider we speak to answers UTF-8
+    body = _parse_json(text, answer_headers.get("Content-Type", ""))
+    outcome = retry.classify_status(status)
+    if outcome == "ok":
+        return ProviderResponse(status=status, headers=answer_headers, json=body, text=text)
+
+    detail = _detail(body, text, _secrets(secrets, headers))
+    message = f"{provider} answered {status}" + (f": {detail}" if detail else "")
+    if outcome == "transient":
+        retry_after = retry.parse_retry_after(answer_headers.get("Retry-After"))
+        raise DeliveryError(message, permanent=False, retry_after=retry_after)
+    raise DeliveryError(message, permanent=True)
+
+
+def _parse_json(text: str, content_type: str) -> Any:
+    # Some providers send JSON as text/plain; trust the shape as much as the header.
+    if "json" not in content_type.lower() and not text.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _detail(body: Any, text: str, secrets: list[str]) -> str:
+    """The provider's own words about the failure, short, single-line and credential-free."""
+    snippet = ""
+    if isinstance(body, dict):
+        # Twilio: {"code": 21211, "message": ...}; ntfy: {"code": 40101, "error": ...}
+        for key in ("message", "error", "detail", "title"):
+            if isinstance(body.get(key), str) and body[key].strip():
+                snippet = body[key]
+                break
+        if snippet and isinstance(body.get("code"), int | str):
+            snippet += f" (code {body['code']})"
+    elif body is None and not text.lstrip().startswith("<"):
+        # Plain text is worth showing; an HTML error page from a proxy is noise.
+        snippet = text
+    for secret in secrets:
+        snippet = snippet.replace(secret, "***")
+    snippet = " ".join(_CONTROL.sub(" ", snippet).split())
+    if len(snippet) > SNIPPET_LENGTH:
+        snippet = snippet[: SNIPPET_LENGTH - 1] + "…"
+    return snippet
+
+
+def _secrets(secrets: Iterable[str], headers: Mapping[str, str] | None) -> list[str]:
+    values = list(secrets)
+    for name, value in (headers or {}).items():
+        if name.lower() == "authorization":
+            values += [value, value.partition(" ")[2]]
+    # Longest first so a token is blanked whole, not around a shorter secret inside it; very short
+    # values are skipped so blanking them cannot mangle ordinary words.
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)

@@ -1,0 +1,225 @@
+"""Test doubles that speak the real provider protocols over real sockets on 127.0.0.1.
+
+- ``FakeProviders``: one aiohttp app answering like Twilio (Messages.json, Calls.json, basic auth)
+  and ntfy (``POST /{topic}``). Every accepted request is recorded; ``script(target, ...)`` queues
+  scripted answers (status, headers, or a hang) for the next requests to that number or topic.
+- ``SmtpServer``: an aiosmtpd server (plain, STARTTLS or implicit TLS, AUTH PLAIN/LOGIN) recording
+  each message as an ``EmailMessage``; ``refuse(address, reply)`` answers RCPT with e.g. 550 or 451.
+
+Import the fixtures explicitly: ``from tests.providers import fake_providers, smtp_server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import ssl
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any, Literal
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+TWILIO_SID = "AC" + "5f0c2a9e" * 4
+TWILIO_TOKEN = "twilio-token-3b9e51d07c"
+NTFY_TOKEN = "tk_ntfytoken8c2e71aa05"
+SMTP_USERNAME = "monoduty"
+SMTP_PASSWORD = "smtp-password-93ab1f"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A scripted answer: a status (with JSON body and headers), or a hang past any timeout."""
+
+    status: int = 200
+    json: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request a fake provider accepted (authenticated)."""
+
+    kind: Literal["sms", "call", "push"]
+    target: str  # the To number, or the ntfy topic
+    form: dict[str, str]  # Twilio's form fields; empty for ntfy
+    headers: dict[str, str]
+    body: str
+
+
+class FakeProviders:
+    """Twilio and ntfy on one local server; ``url`` is the base URL for both."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.requests: list[Request] = []
+        self._scripts: dict[str, deque[Reply]] = {}
+        self._release = asyncio.Event()
+
+    def script(self, target: str, *replies: Reply) -> None:
+        """Answer the next requests to ``target`` with ``replies`` in order, then succeed again."""
+        self._scripts.setdefault(target, deque()).extend(replies)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{sid}/{resource:Messages|Calls}.json", self._twilio)
+        app.router.add_post("/{topic}", self._ntfy)
+        return app
+
+    def release(self) -> None:
+        """Let hanging handlers finish, so the server can shut down at once."""
+        self._release.set()
+
+    async def _twilio(self, request: web.Request) -> web.Response:
+        expected = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
+        if request.match_info["sid"] != TWILIO_SID or request.headers.get("Authorization") != expected:
+            return web.json_response({"code": 20003, "message": "Authenticate", "status": 401}, status=401)
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        kind: Literal["sms", "call"] = "sms" if request.match_info["resource"] == "Messages" else "call"
+        prefix = "SM" if kind == "sms" else "CA"
+        ok = {"sid": prefix + uuid.uuid4().hex, "status": "queued", "to": form.get("To")}
+        return await self._answer(request, kind, form.get("To", ""), form, "", ok, status=201)
+
+    async def _ntfy(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization")
+        if auth is not None and auth != f"Bearer {NTFY_TOKEN}":
+            return web.json_response({"code": 40101, "http": 401, "error": "unauthorized"}, status=401)
+        topic, body = request.match_info["topic"], await request.text()
+        ok = {"id": uuid.uuid4().hex[:12], "event": "message", "topic": topic, "message": body}
+        return await self._answer(request, "push", topic, {}, body, ok, status=200)
+
+    async def _answer(
+        self,
+        request: web.Request,
+        kind: Literal["sms", "call", "push"],
+        target: str,
+        form: dict[str, str],
+        body: str,
+        ok: dict[str, Any],
+        status: int,
+    ) -> web.Response:
+        self.requests.append(Request(kind, target, form, dict(request.headers), body))
+        queue = self._scripts.get(target)
+        reply = queue.popleft() if queue else Reply(status=status)
+        if reply.hang:
+            await self._release.wait()
+        default = ok if reply.status < 300 else {"code": reply.status * 100, "message": "scripted failure"}
+        return web.json_response(reply.json or default, status=reply.status, headers=reply.headers)
+
+
+@pytest.fixture
+async def fake_providers() -> AsyncIterator[FakeProviders]:
+    """A running FakeProviders on a random local port."""
+    fake = FakeProviders()
+    # No access log: it stands in for a remote provider, and its log lines (with the account sid in
+    # the path) would otherwise mix with ours in the tests that check what we log.
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server(access_log=None)
+    fake.url = str(server.make_url("")).rstrip("/")
+    try:
+        yield fake
+    finally:
+        fake.release()
+        await server.close()
+
+
+class _RandomPortController(Controller):
+    """aiosmtpd's Controller, bound to a free port the OS picks (it only knows fixed ports)."""
+
+    def _trigger_server(self) -> None:
+        assert self.server is not None
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+class SmtpServer:
+    """A real SMTP server in a thread; use as a context manager."""
+
+    def __init__(self, tls: Literal["none", "starttls", "tls"] = "none", cert: ssl.SSLContext | None = None):
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.messages: list[EmailMessage] = []
+        self.refusals: dict[str, str] = {}
+        options: dict[str, Any] = {"authenticator": self._authenticate, "auth_require_tls": False}
+        if tls == "starttls":
+            options.update(tls_context=cert, require_starttls=True)
+        elif tls == "tls":
+            options["ssl_context"] = cert
+        self._controller = _RandomPortController(self, hostname=self.host, port=0, **options)
+
+    def refuse(self, address: str, reply: str) -> None:
+        """Answer RCPT TO for ``address`` with ``reply``, e.g. ``"550 5.1.1 No such user"``."""
+        self.refusals[address] = reply
+
+    def __enter__(self) -> SmtpServer:
+        self._controller.start()
+        self.port = self._controller.port
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()
+
+    # aiosmtpd handler hooks (they run in the server's thread; list.append is thread-safe)
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refusals:
+            return self.refusals[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
+        self.messages.append(parsed)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            SMTP_USERNAME.encode(),
+            SMTP_PASSWORD.encode(),
+        )
+        # handled=False: aiosmtpd answers 535 itself. No auth_data: it logs the result's repr.
+        return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A plain SMTP server on a random local port; AUTH is offered and checked but not required."""
+    with SmtpServer() as server:
+        yield server
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """The port of a server that accepts connections and never says a word (an SMTP timeout)."""
+    release = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
