@@ -75,6 +75,7 @@ class Settings:
     twilio: TwilioSettings | None = None
     ntfy: NtfySettings | None = None
     max_attempts: int = 5
+    retry_base_delay: float = 2.0
     require_https: bool = True
     allow_signup: bool = False
     rate_limit_api: RateLimit = field(default_factory=lambda: RateLimit(600, 60))
@@ -101,6 +102,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, dev: bool = False) -> Settings:
         reader = _Reader(env)
+        provider_timeout = reader.float("MONODUTY_PROVIDER_TIMEOUT", 10.0)
         smtp_host = reader.str("MONODUTY_SMTP_HOST")
         smtp = None
         if smtp_host:
@@ -115,6 +117,7 @@ class Settings:
                 password=reader.str("MONODUTY_SMTP_PASSWORD"),
                 tls=tls,  # type: ignore[arg-type]
                 from_addr=reader.str("MONODUTY_SMTP_FROM") or "monoduty@localhost",
+                timeout=provider_timeout,
             )
         twilio = None
         sid = reader.str("MONODUTY_TWILIO_ACCOUNT_SID")
@@ -148,6 +151,7 @@ class Settings:
             twilio=twilio,
             ntfy=ntfy,
             max_attempts=reader.int("MONODUTY_MAX_ATTEMPTS", 5, minimum=1),
+            retry_base_delay=reader.float("MONODUTY_RETRY_BASE_DELAY", 2.0),
             require_https=reader.bool("MONODUTY_REQUIRE_HTTPS", not dev),
             allow_signup=reader.bool("MONODUTY_ALLOW_SIGNUP", dev),
             rate_limit_api=RateLimit.parse(
@@ -160,7 +164,7 @@ class Settings:
                 p.strip() for p in (reader.str("MONODUTY_TRUSTED_PROXIES") or "").split(",") if p.strip()
             ),
             inbound_body_limit=reader.int("MONODUTY_INBOUND_BODY_LIMIT", 256 * 1024, minimum=1024),
-            provider_timeout=reader.float("MONODUTY_PROVIDER_TIMEOUT", 10.0),
+            provider_timeout=provider_timeout,
             worker_concurrency=reader.int("MONODUTY_WORKER_CONCURRENCY", 200, minimum=1),
             worker_poll_delay=reader.float("MONODUTY_WORKER_POLL_DELAY", 0.05),
             job_timeout=reader.int("MONODUTY_JOB_TIMEOUT", 20, minimum=1),

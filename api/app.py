@@ -1,0 +1,53 @@
+"""The aiohttp application: state, middlewares and routes. Handlers live in their own modules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from api import dev, inbound, webhooks
+from api.auth import auth_middleware
+from api.middlewares import error_middleware, request_id_middleware
+from api.responses import ok
+from api.state import API_BODY_LIMIT, AVAILABLE_TYPES, POOL, REDIS, SETTINGS
+from engine import db, queue
+from engine.channels import configured_types
+from engine.settings import Settings
+
+# JSON bodies of /api routes; inbound alerts have their own limit (MONODUTY_INBOUND_BODY_LIMIT).
+JSON_BODY_LIMIT = 1024 * 1024
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return ok(status="alive")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the app; Postgres and Redis are opened on start-up and closed on clean-up."""
+    if not settings.database_url or not settings.redis_url:
+        raise ValueError("create_app needs settings.database_url and settings.redis_url")
+    app = web.Application(
+        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        client_max_size=JSON_BODY_LIMIT,
+    )
+    app[SETTINGS] = settings
+    app[API_BODY_LIMIT] = JSON_BODY_LIMIT
+    app[AVAILABLE_TYPES] = frozenset(configured_types(settings))
+    app.cleanup_ctx.append(_resources)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_routes(webhooks.routes)
+    if settings.dev:
+        app.router.add_routes(dev.routes)
+    inbound.add_routes(app)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.database_url and settings.redis_url
+    app[POOL] = await db.create_pool(settings.database_url)
+    app[REDIS] = await queue.connect(settings.redis_url)
+    yield
+    await app[REDIS].aclose()
+    await app[POOL].close()

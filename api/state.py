@@ -1,0 +1,27 @@
+"""Typed application state (aiohttp AppKeys), shared by the handlers."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from engine.settings import Settings
+from engine.users import User
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", ArqRedis)
+AVAILABLE_TYPES = web.AppKey("available_types", frozenset)
+API_BODY_LIMIT = web.AppKey("api_body_limit", int)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+USER = web.RequestKey("user", User)
+
+
+def public_url(request: web.Request) -> str:
+    """Base of every webhook_url: MONODUTY_PUBLIC_URL, else how this request reached us."""
+    configured = request.app[SETTINGS].public_url
+    if configured:
+        return configured
+    return f"{request.scheme}://{request.host}"

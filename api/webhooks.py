@@ -1,0 +1,87 @@
+"""Handlers for /api/webhooks: parse, call the engine, answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from api.auth import current_user
+from api.responses import ok
+from api.state import AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
+from engine import webhooks
+from engine.errors import ValidationError
+from engine.inbound import forget_token
+
+routes = web.RouteTableDef()
+
+
+async def json_body(request: web.Request) -> Any:
+    """The request's JSON, or a 400 that says what is wrong with it."""
+    try:
+        return await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"request body is not valid JSON ({exc})", code="INVALID_JSON") from None
+
+
+@routes.get("/api/webhooks")
+async def list_webhooks(request: web.Request) -> web.Response:
+    user = current_user(request)
+    async with request.app[POOL].acquire() as conn:
+        records = await webhooks.list_webhooks(conn, user.id)
+    base = public_url(request)
+    return ok(webhooks=[webhooks.to_api(r, base) for r in records], total=len(records))
+
+
+@routes.post("/api/webhooks")
+async def create_webhook(request: web.Request) -> web.Response:
+    user = current_user(request)
+    body = await json_body(request)
+    async with request.app[POOL].acquire() as conn:
+        record = await webhooks.create_webhook(conn, user, body, set(request.app[AVAILABLE_TYPES]))
+    return ok(http_status=201, webhook=webhooks.to_api(record, public_url(request)))
+
+
+@routes.get("/api/webhooks/{id}")
+async def get_webhook(request: web.Request) -> web.Response:
+    user = current_user(request)
+    webhook_id = webhooks.parse_id(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        record = await webhooks.get_webhook(conn, user.id, webhook_id)
+        last_test = await webhooks.last_test(conn, user.id, webhook_id)
+    return ok(webhook={**webhooks.to_api(record, public_url(request)), "last_test": last_test})
+
+
+@routes.patch("/api/webhooks/{id}")
+async def update_webhook(request: web.Request) -> web.Response:
+    user = current_user(request)
+    webhook_id = webhooks.parse_id(request.match_info["id"])
+    body = await json_body(request)
+    async with request.app[POOL].acquire() as conn:
+        record = await webhooks.update_webhook(
+            conn, user, webhook_id, body, set(request.app[AVAILABLE_TYPES])
+        )
+    await forget_token(request.app[REDIS], record["token"])
+    return ok(webhook=webhooks.to_api(record, public_url(request)))
+
+
+@routes.delete("/api/webhooks/{id}")
+async def delete_webhook(request: web.Request) -> web.Response:
+    user = current_user(request)
+    webhook_id = webhooks.parse_id(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        token = await webhooks.delete_webhook(conn, user.id, webhook_id)
+    await forget_token(request.app[REDIS], token)
+    return ok(deleted=str(webhook_id))
+
+
+@routes.post("/api/webhooks/{id}/test")
+async def test_webhook(request: web.Request) -> web.Response:
+    """Send a marked test alert on every channel; the outcome shows as last_test on the webhook."""
+    user = current_user(request)
+    webhook_id = webhooks.parse_id(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        record = await webhooks.get_webhook(conn, user.id, webhook_id)
+    alert_id = await webhooks.send_test(request.app[REDIS], record, request_id=request[REQUEST_ID])
+    return ok(http_status=202, alert_id=alert_id, status="queued", test=True)

@@ -1,0 +1,219 @@
+"""The life of an alert: stored once, fanned out into deliveries, finalised once.
+
+Every step is idempotent because jobs run at least once:
+- ``record_alert`` inserts the alert and its deliveries with ON CONFLICT DO NOTHING and counts
+  the call only when the alert row is new;
+- ``finish_delivery`` changes a delivery only while it is pending, and finalises the alert (and
+  moves the webhook's counters) only while the alert is pending, under a lock on the alert row
+  so that two deliveries finishing at once cannot both miss being last.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+
+from engine.channels import TARGET_KEYS
+from engine.channels.base import Message
+from engine.payloads import ParsedAlert
+
+
+class AlertStatus(StrEnum):
+    PENDING = "pending"
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+LOCK_WEBHOOK = """
+SELECT id, user_id, name, notification_types, targets FROM webhooks WHERE id = $1 FOR NO KEY UPDATE
+"""
+INSERT_ALERT = """
+INSERT INTO alerts (id, webhook_id, user_id, is_test, title, message, severity, source, format,
+    fingerprint, resolved, details, request_id, received_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+COUNT_CALL = """
+UPDATE webhooks SET total_calls = total_calls + 1, pending_calls = pending_calls + 1,
+    last_call_at = greatest(last_call_at, $2)
+WHERE id = $1
+"""
+INSERT_DELIVERY = """
+INSERT INTO deliveries (id, alert_id, channel, target) VALUES ($1, $2, $3, $4)
+ON CONFLICT (alert_id, channel, target) DO NOTHING
+"""
+PENDING_DELIVERIES = "SELECT id FROM deliveries WHERE alert_id = $1 AND status = 'pending' ORDER BY id"
+
+START_ATTEMPT = """
+UPDATE deliveries d SET attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL
+FROM alerts a, webhooks w
+WHERE d.id = $1 AND d.status = 'pending' AND a.id = d.alert_id AND w.id = a.webhook_id
+RETURNING d.id, d.alert_id, d.channel, d.target, d.attempts, a.webhook_id, a.user_id, a.is_test,
+    a.title, a.message, a.severity, a.source, a.received_at, a.request_id, w.name AS webhook_name
+"""
+SCHEDULE_RETRY = """
+UPDATE deliveries SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
+WHERE id = $1 AND status = 'pending'
+"""
+LOCK_ALERT_OF_DELIVERY = """
+SELECT a.id FROM alerts a JOIN deliveries d ON d.alert_id = a.id WHERE d.id = $1 FOR UPDATE OF a
+"""
+FINISH_DELIVERY = """
+UPDATE deliveries SET status = $2, last_error = $3, provider_id = $4, finished_at = now(),
+    delivered_at = CASE WHEN $2 = 'delivered' THEN now() END, next_attempt_at = NULL
+WHERE id = $1 AND status = 'pending'
+RETURNING alert_id
+"""
+FINALISE_ALERT = """
+UPDATE alerts SET finished_at = now(), status = CASE
+    WHEN EXISTS (SELECT 1 FROM deliveries WHERE alert_id = $1 AND status = 'failed') THEN 'failed'
+    ELSE 'successful' END
+WHERE id = $1 AND status = 'pending'
+  AND NOT EXISTS (SELECT 1 FROM deliveries WHERE alert_id = $1 AND status = 'pending')
+RETURNING status, is_test, webhook_id
+"""
+COUNT_OUTCOME = """
+UPDATE webhooks SET pending_calls = pending_calls - 1,
+    successful_calls = successful_calls + (CASE WHEN $2 = 'successful' THEN 1 ELSE 0 END),
+    failed_calls = failed_calls + (CASE WHEN $2 = 'failed' THEN 1 ELSE 0 END)
+WHERE id = $1
+"""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of one delivery, with what the channel needs to render the alert."""
+
+    delivery_id: uuid.UUID
+    alert_id: uuid.UUID
+    webhook_id: uuid.UUID
+    user_id: uuid.UUID
+    channel: str
+    target: str
+    number: int
+    message: Message
+    request_id: str | None
+
+
+async def record_alert(
+    conn: asyncpg.Connection,
+    alert_id: uuid.UUID,
+    webhook_id: uuid.UUID,
+    parsed: ParsedAlert,
+    *,
+    received_at: datetime,
+    is_test: bool = False,
+    request_id: str | None = None,
+) -> list[uuid.UUID] | None:
+    """Store the alert and one delivery per (channel, target); return the pending delivery ids.
+
+    None when the webhook is gone (deleted after the alert was accepted: nothing to deliver).
+    A re-run returns the deliveries still pending without counting the call again.
+    """
+    async with conn.transaction():
+        webhook = await conn.fetchrow(LOCK_WEBHOOK, webhook_id)
+        if webhook is None:
+            return None
+        inserted = await conn.fetchval(
+            INSERT_ALERT,
+            alert_id,
+            webhook_id,
+            webhook["user_id"],
+            is_test,
+            parsed.title,
+            parsed.message,
+            parsed.severity,
+            parsed.source,
+            parsed.format,
+            parsed.fingerprint,
+            parsed.resolved,
+            parsed.details,
+            request_id,
+            received_at,
+        )
+        if inserted is not None:
+            if not is_test:
+                await conn.execute(COUNT_CALL, webhook_id, received_at)
+            rows = [
+                (uuid.uuid4(), alert_id, kind, target)
+                for kind in webhook["notification_types"]
+                for target in webhook["targets"].get(TARGET_KEYS[kind], [])
+            ]
+            await conn.executemany(INSERT_DELIVERY, rows)
+            if not rows:
+                await _finalise(conn, alert_id)
+        return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
+
+
+async def start_attempt(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> Attempt | None:
+    """Count a new attempt before sending (a crash mid-send still counts); None if final."""
+    row = await conn.fetchrow(START_ATTEMPT, delivery_id)
+    if row is None:
+        return None
+    message = Message(
+        alert_id=str(row["alert_id"]),
+        webhook_name=row["webhook_name"],
+        title=row["title"],
+        body=row["message"],
+        severity=row["severity"],
+        source=row["source"],
+        received_at=row["received_at"],
+        is_test=row["is_test"],
+    )
+    return Attempt(
+        delivery_id=row["id"],
+        alert_id=row["alert_id"],
+        webhook_id=row["webhook_id"],
+        user_id=row["user_id"],
+        channel=row["channel"],
+        target=row["target"],
+        number=row["attempts"],
+        message=message,
+        request_id=row["request_id"],
+    )
+
+
+async def schedule_retry(conn: asyncpg.Connection, delivery_id: uuid.UUID, error: str, delay: float) -> None:
+    await conn.execute(SCHEDULE_RETRY, delivery_id, error, delay)
+
+
+async def finish_delivery(
+    conn: asyncpg.Connection,
+    delivery_id: uuid.UUID,
+    status: DeliveryStatus,
+    *,
+    error: str | None = None,
+    provider_id: str | None = None,
+) -> dict[str, Any] | None:
+    """Record a delivery's final outcome; when it was the alert's last, finalise the alert.
+
+    Returns the alert's final state ({status, is_test, webhook_id}) when this call finalised it.
+    """
+    async with conn.transaction():
+        if await conn.fetchval(LOCK_ALERT_OF_DELIVERY, delivery_id) is None:
+            return None
+        alert_id = await conn.fetchval(FINISH_DELIVERY, delivery_id, status.value, error, provider_id)
+        if alert_id is None:
+            return None
+        return await _finalise(conn, alert_id)
+
+
+async def _finalise(conn: asyncpg.Connection, alert_id: uuid.UUID) -> dict[str, Any] | None:
+    final = await conn.fetchrow(FINALISE_ALERT, alert_id)
+    if final is None:
+        return None
+    if not final["is_test"]:
+        await conn.execute(COUNT_OUTCOME, final["webhook_id"], final["status"])
+    return dict(final)

@@ -1,0 +1,53 @@
+"""Domain errors the engine raises; the API turns each into the seed's error format.
+
+MonodutyError(status, code, message)
+ ├─ ValidationError      400, names the offending field
+ ├─ NotFound             404 (also for another user's object: existence is not revealed)
+ ├─ Conflict             409
+ ├─ PayloadTooLarge      413
+ └─ ...                  any other status/code pair, raised directly
+"""
+
+from __future__ import annotations
+
+
+class MonodutyError(Exception):
+    """An error a client may see. The message must never hold a secret, SQL or a stack trace."""
+
+    status = 400
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+class ValidationError(MonodutyError):
+    status = 400
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.field = field
+
+
+class NotFound(MonodutyError):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class Conflict(MonodutyError):
+    status = 409
+    code = "CONFLICT"
+
+
+class PayloadTooLarge(MonodutyError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is over the limit of {limit} bytes")

@@ -1,0 +1,89 @@
+"""Accepting an inbound alert: resolve the token, check the webhook, enqueue. No Postgres per call.
+
+Tokens are resolved through a Redis cache keyed by a hash of the token (so ``redis-cli KEYS``
+never shows a secret). Any change to a webhook calls ``forget_token``; entries also expire, and
+unknown tokens are cached briefly too so that guessing does not reach Postgres.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+from redis.asyncio import Redis
+
+from engine import queue
+from engine.errors import MonodutyError, NotFound
+
+CACHE_PREFIX = "monoduty:token:"
+CACHE_SECONDS = 3600
+MISS_SECONDS = 60
+
+SELECT_BY_TOKEN = "SELECT id, user_id, status FROM webhooks WHERE token = $1"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class InboundWebhook:
+    id: str
+    user_id: str
+    status: str
+
+
+def _cache_key(token: str) -> str:
+    return CACHE_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:40]
+
+
+async def resolve_token(redis: Redis, pool: asyncpg.Pool, token: str) -> InboundWebhook | None:
+    key = _cache_key(token)
+    cached = await redis.get(key)
+    if cached is not None:
+        data = json.loads(cached)
+        return InboundWebhook(**data) if data else None
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(SELECT_BY_TOKEN, token)
+    if row is None:
+        await redis.set(key, "null", ex=MISS_SECONDS)
+        return None
+    webhook = InboundWebhook(id=str(row["id"]), user_id=str(row["user_id"]), status=row["status"])
+    await redis.set(key, json.dumps(webhook.__dict__), ex=CACHE_SECONDS)
+    return webhook
+
+
+async def forget_token(redis: Redis, token: str) -> None:
+    await redis.delete(_cache_key(token))
+
+
+async def accept_alert(
+    redis: Redis,
+    pool: asyncpg.Pool,
+    token: str,
+    body: bytes,
+    content_type: str | None,
+    *,
+    request_id: str | None = None,
+) -> str:
+    """Queue one inbound call and return its alert id; refuse unknown tokens and paused webhooks."""
+    webhook = await resolve_token(redis, pool, token)
+    if webhook is None:
+        raise NotFound("no webhook at this URL", code="WEBHOOK_NOT_FOUND")
+    if webhook.status != "ACTIVE":
+        raise MonodutyError(
+            "this webhook is paused and refuses alerts; resume it with PATCH status ACTIVE",
+            code="WEBHOOK_PAUSED",
+            status=409,
+        )
+    alert_id = str(uuid.uuid4())
+    await queue.enqueue_alert(
+        redis,  # type: ignore[arg-type]
+        alert_id,
+        webhook.id,
+        body=body.decode("utf-8", errors="replace"),
+        content_type=content_type,
+        received_at=datetime.now(UTC),
+        request_id=request_id,
+    )
+    return alert_id

@@ -1,0 +1,269 @@
+"""Webhooks: a named inbound URL and where its alerts go. Every query is scoped to its owner."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+from arq.connections import ArqRedis
+
+from engine import queue, validate
+from engine.channels import CHANNEL_TYPES, TARGET_KEYS
+from engine.errors import Conflict, NotFound, ValidationError
+from engine.targets import TargetError, normalise_targets
+from engine.users import User
+
+
+class WebhookStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+
+
+FIELDS = {"name", "description", "alias", "notificationTypes", "targetChannels", "status"}
+_ALIAS = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+
+COLUMNS = """id, user_id, name, description, alias, status, token, notification_types, targets,
+    total_calls, successful_calls, failed_calls, pending_calls, last_call_at, created_at, updated_at"""
+
+INSERT = f"""
+INSERT INTO webhooks (id, user_id, name, description, alias, status, token, notification_types, targets)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT DO NOTHING
+RETURNING {COLUMNS}
+"""
+SELECT_ALL = f"SELECT {COLUMNS} FROM webhooks WHERE user_id = $1 ORDER BY created_at, id"
+SELECT_ONE = f"SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND user_id = $2"
+ALIAS_TAKEN = "SELECT 1 FROM webhooks WHERE user_id = $1 AND lower(alias) = lower($2) AND id <> $3"
+UPDATE = f"""
+UPDATE webhooks SET name = $3, description = $4, alias = $5, status = $6, notification_types = $7,
+    targets = $8, updated_at = now()
+WHERE id = $1 AND user_id = $2
+RETURNING {COLUMNS}
+"""
+DELETE = "DELETE FROM webhooks WHERE id = $1 AND user_id = $2 RETURNING token"
+LAST_TEST = """
+SELECT a.id, a.status, a.received_at, a.finished_at,
+    coalesce(jsonb_agg(jsonb_build_object(
+        'channel', d.channel, 'target', d.target, 'status', d.status, 'attempts', d.attempts,
+        'last_error', d.last_error) ORDER BY d.channel, d.target) FILTER (WHERE d.id IS NOT NULL),
+        '[]'::jsonb) AS deliveries
+FROM alerts a LEFT JOIN deliveries d ON d.alert_id = a.id
+WHERE a.webhook_id = $1 AND a.user_id = $2 AND a.is_test
+GROUP BY a.id ORDER BY a.received_at DESC LIMIT 1
+"""
+
+
+def new_token() -> str:
+    """The secret path of a webhook URL: 192 random bits, URL-safe."""
+    return secrets.token_urlsafe(24)
+
+
+def parse_id(raw: str) -> uuid.UUID:
+    """A malformed id is simply not found: ids are not a place for validation errors."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound("webhook not found", code="WEBHOOK_NOT_FOUND") from None
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:50].strip("-")
+    return slug if len(slug) >= 2 else "webhook"
+
+
+def _types(body: Mapping[str, Any], available: set[str]) -> list[str]:
+    raw = body.get("notificationTypes")
+    if not isinstance(raw, list) or not raw:
+        raise ValidationError(
+            f"notificationTypes must be a non-empty array of {', '.join(CHANNEL_TYPES)}",
+            field="notificationTypes",
+        )
+    types: list[str] = []
+    for i, value in enumerate(raw):
+        if value not in CHANNEL_TYPES:
+            raise ValidationError(
+                f"notificationTypes[{i}] must be one of {', '.join(CHANNEL_TYPES)}",
+                field=f"notificationTypes[{i}]",
+            )
+        if value not in available:
+            raise ValidationError(
+                f"{value} is not configured on this server (see the README's configuration table)",
+                field=f"notificationTypes[{i}]",
+                code="CHANNEL_NOT_CONFIGURED",
+            )
+        if value not in types:
+            types.append(value)
+    return types
+
+
+def _targets(raw: object, types: list[str], owner: User) -> dict[str, list[str]]:
+    try:
+        targets = normalise_targets(raw if raw is not None else {}, types)
+    except TargetError as exc:
+        raise ValidationError(str(exc), field=exc.field) from None
+    for kind in types:
+        key = TARGET_KEYS[kind]
+        if not targets.get(key):
+            fallback = owner.default_target(key)
+            if fallback is None:
+                raise ValidationError(
+                    f"targetChannels.{key} is required for {kind}: your account has no default for it",
+                    field=f"targetChannels.{key}",
+                )
+            targets[key] = [fallback]
+    return targets
+
+
+def _alias(body: Mapping[str, Any]) -> str | None:
+    alias = validate.string(body, "alias", max_length=63)
+    if alias is None:
+        return None
+    alias = alias.lower()
+    if not _ALIAS.fullmatch(alias):
+        raise ValidationError(
+            "alias must be 2-63 characters of a-z, 0-9 and '-', starting with a letter or digit",
+            field="alias",
+        )
+    return alias
+
+
+async def create_webhook(
+    conn: asyncpg.Connection, owner: User, body: object, available: set[str]
+) -> asyncpg.Record:
+    """Validate a create request and store the webhook with a fresh token."""
+    body = validate.require_object(body)
+    validate.only_known(body, FIELDS)
+    name = validate.string(body, "name", required=True, min_length=3, max_length=100)
+    assert name is not None
+    description = validate.string(body, "description", max_length=1000, nullable=True)
+    alias = _alias(body)
+    status = validate.one_of(body, "status", tuple(WebhookStatus), default=WebhookStatus.ACTIVE)
+    types = _types(body, available)
+    targets = _targets(body.get("targetChannels"), types, owner)
+    base = alias or slugify(name)
+    for n in range(1, 100):
+        candidate = base if n == 1 else f"{base}-{n}"
+        record = await conn.fetchrow(
+            INSERT, uuid.uuid4(), owner.id, name, description, candidate, status, new_token(), types, targets
+        )
+        if record is not None:
+            return record
+        if alias is not None:
+            raise Conflict(f"alias '{alias}' is already used by another of your webhooks", code="ALIAS_TAKEN")
+    raise Conflict("could not find a free alias; give one explicitly", code="ALIAS_TAKEN")
+
+
+async def list_webhooks(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_ALL, user_id)
+
+
+async def get_webhook(conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> asyncpg.Record:
+    record = await conn.fetchrow(SELECT_ONE, webhook_id, user_id)
+    if record is None:
+        raise NotFound("webhook not found", code="WEBHOOK_NOT_FOUND")
+    return record
+
+
+async def update_webhook(
+    conn: asyncpg.Connection, owner: User, webhook_id: uuid.UUID, body: object, available: set[str]
+) -> asyncpg.Record:
+    """Apply a partial update; fields left out keep their value."""
+    body = validate.require_object(body)
+    validate.only_known(body, FIELDS)
+    async with conn.transaction():
+        current = await get_webhook(conn, owner.id, webhook_id)
+        name = validate.string(body, "name", min_length=3, max_length=100) or current["name"]
+        description = (
+            validate.string(body, "description", max_length=1000, nullable=True)
+            if "description" in body
+            else current["description"]
+        )
+        alias = _alias(body) or current["alias"]
+        if await conn.fetchval(ALIAS_TAKEN, owner.id, alias, webhook_id):
+            raise Conflict(f"alias '{alias}' is already used by another of your webhooks", code="ALIAS_TAKEN")
+        status = validate.one_of(body, "status", tuple(WebhookStatus)) or current["status"]
+        types = (
+            _types(body, available) if "notificationTypes" in body else list(current["notification_types"])
+        )
+        raw_targets = body["targetChannels"] if "targetChannels" in body else current["targets"]
+        targets = _targets(raw_targets, types, owner)
+        record = await conn.fetchrow(
+            UPDATE, webhook_id, owner.id, name, description, alias, status, types, targets
+        )
+    assert record is not None
+    return record
+
+
+async def delete_webhook(conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> str:
+    """Delete the webhook with its alerts and deliveries; returns its token to forget."""
+    token = await conn.fetchval(DELETE, webhook_id, user_id)
+    if token is None:
+        raise NotFound("webhook not found", code="WEBHOOK_NOT_FOUND")
+    return token
+
+
+async def last_test(
+    conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID
+) -> dict[str, Any] | None:
+    record = await conn.fetchrow(LAST_TEST, webhook_id, user_id)
+    if record is None:
+        return None
+    return {
+        "alert_id": str(record["id"]),
+        "status": record["status"],
+        "sent_at": record["received_at"],
+        "finished_at": record["finished_at"],
+        "deliveries": record["deliveries"],
+    }
+
+
+async def send_test(redis: ArqRedis, webhook: asyncpg.Record, *, request_id: str | None = None) -> str:
+    """Queue a clearly marked test alert through the normal path; it is kept out of the counters."""
+    alert_id = str(uuid.uuid4())
+    body = {
+        "title": f"Test notification from {webhook['name']}",
+        "message": "A test sent from Monoduty to check this webhook's channels. No action needed.",
+        "severity": "info",
+        "source": "monoduty",
+    }
+    await queue.enqueue_alert(
+        redis,
+        alert_id,
+        str(webhook["id"]),
+        body=json.dumps(body),
+        content_type="application/json",
+        received_at=datetime.now(UTC),
+        request_id=request_id,
+        is_test=True,
+    )
+    return alert_id
+
+
+def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[str, Any]:
+    """The webhook as the seed shows it (snake_case)."""
+    return {
+        "id": str(record["id"]),
+        "name": record["name"],
+        "description": record["description"],
+        "alias": record["alias"],
+        "status": record["status"],
+        "webhook_url": f"{public_url}/{record['token']}",
+        "notification_types": list(record["notification_types"]),
+        "target_channels": record["targets"],
+        "statistics": {
+            "total_calls": record["total_calls"],
+            "successful_calls": record["successful_calls"],
+            "failed_calls": record["failed_calls"],
+            "pending_calls": record["pending_calls"],
+        },
+        "last_call_at": record["last_call_at"],
+        "created_at": record["created_at"],
+        "updated_at": record["updated_at"],
+    }

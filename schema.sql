@@ -1,0 +1,105 @@
+-- Monoduty schema. Applied idempotently by `monoduty migrate` (and at start-up of `monoduty dev`):
+-- every statement must be safe to run again on a database that already has it.
+
+CREATE TABLE IF NOT EXISTS users (
+    id          uuid PRIMARY KEY,
+    email       text NOT NULL,
+    name        text,
+    phone       text,                 -- E.164, default SMS/CALL target
+    push_topic  text,                 -- default PUSH_NOTIF target
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX IF NOT EXISTS users_email_key ON users (lower(email));
+
+-- API keys: only a SHA-256 of the secret is stored (keys are 192 random bits, so a fast hash
+-- is as strong as a slow one here and keeps the per-request lookup an index probe).
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           uuid PRIMARY KEY,
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name         text NOT NULL,
+    prefix       text NOT NULL,       -- first characters, shown to recognise the key
+    secret_hash  bytea NOT NULL UNIQUE,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    last_used_at timestamptz,
+    revoked_at   timestamptz
+);
+CREATE INDEX IF NOT EXISTS api_keys_user_idx ON api_keys (user_id);
+
+CREATE TABLE IF NOT EXISTS webhooks (
+    id                 uuid PRIMARY KEY,
+    user_id            uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name               text NOT NULL,
+    description        text,
+    alias              text NOT NULL,
+    status             text NOT NULL DEFAULT 'ACTIVE',  -- engine.webhooks.WebhookStatus
+    token              text NOT NULL UNIQUE,            -- the secret part of webhook_url
+    notification_types text[] NOT NULL,                 -- engine.channels.CHANNEL_TYPES
+    targets            jsonb NOT NULL DEFAULT '{}',     -- {"email": [...], "sms": [...], ...}
+    total_calls        bigint NOT NULL DEFAULT 0,
+    successful_calls   bigint NOT NULL DEFAULT 0,
+    failed_calls       bigint NOT NULL DEFAULT 0,
+    pending_calls      bigint NOT NULL DEFAULT 0,
+    last_call_at       timestamptz,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT webhooks_status_check CHECK (status IN ('ACTIVE', 'PAUSED')),
+    CONSTRAINT webhooks_calls_add_up
+        CHECK (total_calls = successful_calls + failed_calls + pending_calls)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS webhooks_user_alias_key ON webhooks (user_id, lower(alias));
+CREATE INDEX IF NOT EXISTS webhooks_user_idx ON webhooks (user_id, created_at);
+
+-- One inbound call. Test sends are alerts too (is_test), kept out of the call counters.
+CREATE TABLE IF NOT EXISTS alerts (
+    id           uuid PRIMARY KEY,             -- also the arq job id of process_alert
+    webhook_id   uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    is_test      boolean NOT NULL DEFAULT false,
+    status       text NOT NULL DEFAULT 'pending',  -- engine.alerts.AlertStatus
+    title        text NOT NULL,
+    message      text NOT NULL DEFAULT '',
+    severity     text NOT NULL,                    -- engine.channels.base.SEVERITIES
+    source       text,
+    format       text NOT NULL,
+    fingerprint  text,
+    resolved     boolean NOT NULL DEFAULT false,
+    details      jsonb NOT NULL DEFAULT '{}',
+    request_id   text,
+    received_at  timestamptz NOT NULL,
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz,
+    CONSTRAINT alerts_status_check CHECK (status IN ('pending', 'successful', 'failed'))
+);
+CREATE INDEX IF NOT EXISTS alerts_webhook_idx ON alerts (webhook_id, received_at);
+CREATE INDEX IF NOT EXISTS alerts_user_received_idx ON alerts (user_id, received_at);
+
+-- One (channel, target) of one alert.
+CREATE TABLE IF NOT EXISTS deliveries (
+    id                uuid PRIMARY KEY,        -- also the arq job id of deliver
+    alert_id          uuid NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+    channel           text NOT NULL,           -- engine.channels.CHANNEL_TYPES
+    target            text NOT NULL,
+    status            text NOT NULL DEFAULT 'pending',  -- engine.alerts.DeliveryStatus
+    attempts          integer NOT NULL DEFAULT 0,
+    last_error        text,
+    provider_id       text,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    last_attempt_at   timestamptz,
+    next_attempt_at   timestamptz,
+    delivered_at      timestamptz,
+    finished_at       timestamptz,
+    CONSTRAINT deliveries_status_check CHECK (status IN ('pending', 'delivered', 'failed')),
+    CONSTRAINT deliveries_unique_target UNIQUE (alert_id, channel, target)
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending_idx ON deliveries (status) WHERE status = 'pending';
+
+-- What `monoduty dev` would have sent: nothing leaves the machine in dev.
+CREATE TABLE IF NOT EXISTS outbox (
+    id          bigserial PRIMARY KEY,
+    channel     text NOT NULL,
+    target      text NOT NULL,
+    subject     text NOT NULL,
+    body        text NOT NULL,
+    alert_id    uuid,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);

@@ -1,0 +1,115 @@
+"""The arq jobs. They hold no business rules: each calls the engine and turns outcomes into arq's terms."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime
+from typing import Any, TypedDict
+
+import aiohttp
+import asyncpg
+from arq import Retry
+from arq.connections import ArqRedis
+
+from engine import alerts, queue, retry
+from engine.alerts import DeliveryStatus
+from engine.channels.base import Channel, DeliveryError
+from engine.payloads import parse_alert
+from engine.settings import Settings
+
+log = logging.getLogger("monoduty.worker")
+
+
+class WorkerContext(TypedDict):
+    redis: ArqRedis
+    settings: Settings
+    pool: asyncpg.Pool
+    session: aiohttp.ClientSession
+    channels: dict[str, Channel]
+    job_try: int
+
+
+async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
+    """Parse and store one inbound alert, then queue one deliver job per (channel, target)."""
+    parsed = parse_alert(job["body"].encode(), job.get("content_type"))
+    async with ctx["pool"].acquire() as conn:
+        delivery_ids = await alerts.record_alert(
+            conn,
+            uuid.UUID(job["alert_id"]),
+            uuid.UUID(job["webhook_id"]),
+            parsed,
+            received_at=datetime.fromisoformat(job["received_at"]),
+            is_test=bool(job.get("is_test")),
+            request_id=job.get("request_id"),
+        )
+    if delivery_ids is None:
+        log.info("alert dropped: webhook deleted", extra={"alert_id": job["alert_id"]})
+        return 0
+    for delivery_id in delivery_ids:
+        await queue.enqueue_delivery(ctx["redis"], str(delivery_id), request_id=job.get("request_id"))
+    return len(delivery_ids)
+
+
+async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None = None) -> str:
+    """One attempt of one delivery. Transient failures come back as arq Retry with our backoff."""
+    settings = ctx["settings"]
+    async with ctx["pool"].acquire() as conn:
+        attempt = await alerts.start_attempt(conn, uuid.UUID(delivery_id))
+    if attempt is None:
+        return "final already"
+    fields = {
+        "alert_id": str(attempt.alert_id),
+        "webhook_id": str(attempt.webhook_id),
+        "delivery_id": delivery_id,
+        "channel": attempt.channel,
+        "attempt": attempt.number,
+        "request_id": request_id,
+    }
+    if attempt.number > settings.max_attempts:
+        # Only a worker dying mid-send gets here: the attempt cap still holds.
+        return await _finish(ctx, attempt.delivery_id, DeliveryStatus.FAILED, fields, "attempts exhausted")
+    channel = ctx["channels"].get(attempt.channel)
+    if channel is None:
+        error = f"{attempt.channel} is not configured on this server"
+        return await _finish(ctx, attempt.delivery_id, DeliveryStatus.FAILED, fields, error)
+    started = time.perf_counter()
+    try:
+        receipt = await channel.send(attempt.message, attempt.target)
+    except DeliveryError as exc:
+        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        if exc.permanent or attempt.number >= settings.max_attempts:
+            return await _finish(ctx, attempt.delivery_id, DeliveryStatus.FAILED, fields, str(exc))
+        delay = retry.next_delay(attempt.number, exc.retry_after, base=settings.retry_base_delay)
+        async with ctx["pool"].acquire() as conn:
+            await alerts.schedule_retry(conn, attempt.delivery_id, str(exc), delay)
+        log.info("delivery retry in %.1fs: %s", delay, exc, extra={**fields, "outcome": "retry"})
+        raise Retry(defer=delay) from None
+    fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return await _finish(
+        ctx, attempt.delivery_id, DeliveryStatus.DELIVERED, fields, None, provider_id=receipt.provider_id
+    )
+
+
+async def _finish(
+    ctx: WorkerContext,
+    delivery_id: uuid.UUID,
+    status: DeliveryStatus,
+    fields: dict[str, Any],
+    error: str | None,
+    provider_id: str | None = None,
+) -> str:
+    async with ctx["pool"].acquire() as conn:
+        final = await alerts.finish_delivery(conn, delivery_id, status, error=error, provider_id=provider_id)
+    log.info(
+        "delivery %s%s",
+        status.value,
+        f": {error}" if error else "",
+        extra={**fields, "outcome": status.value},
+    )
+    if final is not None:
+        log.info(
+            "alert %s", final["status"], extra={"alert_id": fields["alert_id"], "outcome": final["status"]}
+        )
+    return status.value
