@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-# Notification type (API, SQL) -> key in targetChannels.
-TYPE_KEYS = {"EMAIL": "email", "SMS": "sms", "PUSH_NOTIF": "push", "CALL": "call"}
+from engine.channels.base import TARGET_KEYS as TYPE_KEYS
+
 MAX_TARGETS = 10  # per channel: an alert fans out to at most this many of each
 
 _E164 = re.compile(r"\+[1-9]\d{6,14}")

@@ -1,6 +1,6 @@
 """The channel registry: which channel types exist, where their targets live, how each is built.
 
-Adding a channel = one module in this package, one line in ``CHANNEL_TYPES`` / ``TARGET_KEYS``
+Adding a channel = one module in this package, one line in ``base.CHANNEL_TYPES`` / ``base.TARGET_KEYS``
 and one branch in ``build_channels``.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import aiohttp
 
-from engine.channels.base import Channel, DeliveryError, Message, Receipt
+from engine.channels.base import CHANNEL_TYPES, TARGET_KEYS, Channel, DeliveryError, Message, Receipt
 from engine.channels.call import CallChannel
 from engine.channels.email import EmailChannel
 from engine.channels.push import PushChannel
@@ -27,10 +27,6 @@ __all__ = [
     "build_channels",
     "configured_types",
 ]
-
-CHANNEL_TYPES = ("EMAIL", "SMS", "PUSH_NOTIF", "CALL")
-# The key of each type's target list in a webhook's target_channels (API and database).
-TARGET_KEYS = {"EMAIL": "email", "SMS": "sms", "PUSH_NOTIF": "push", "CALL": "call"}
 
 
 def configured_types(settings: Settings) -> set[str]:

@@ -15,6 +15,9 @@ from datetime import datetime
 from typing import Protocol
 
 SEVERITIES = ("critical", "error", "warning", "info")
+CHANNEL_TYPES = ("EMAIL", "SMS", "PUSH_NOTIF", "CALL")
+# The key of each type's target list in a webhook's targetChannels (API) and targets (SQL).
+TARGET_KEYS = {"EMAIL": "email", "SMS": "sms", "PUSH_NOTIF": "push", "CALL": "call"}
 
 
 @dataclass(frozen=True)
