@@ -1,0 +1,3 @@
+from monoduty.cli import main
+
+main()

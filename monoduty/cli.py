@@ -1,0 +1,168 @@
+"""The ``monoduty`` command: the composition root that wires settings, engine, api and workers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from engine import db, logs
+from engine.settings import Settings, SettingsError
+
+
+def load_settings(*, dev: bool = False) -> Settings:
+    try:
+        return Settings.from_env(os.environ, dev=dev)
+    except SettingsError as exc:
+        sys.exit(f"monoduty: configuration error: {exc}")
+
+
+def _require(settings: Settings) -> Settings:
+    missing = [
+        n
+        for n, v in (
+            ("MONODUTY_DATABASE_URL", settings.database_url),
+            ("MONODUTY_REDIS_URL", settings.redis_url),
+        )
+        if not v
+    ]
+    if missing:
+        sys.exit(f"monoduty: set {' and '.join(missing)} (or use `monoduty dev` for embedded services)")
+    return settings
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    settings = _require(load_settings())
+    assert settings.database_url
+    asyncio.run(db.migrate(settings.database_url))
+    print("schema applied")
+
+
+def cmd_api(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from api.app import create_app
+
+    settings = _require(load_settings())
+    logs.configure(settings.log_format, settings.log_level)
+    web.run_app(create_app(settings), host=args.host, port=args.port, print=None, shutdown_timeout=30)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from workers.worker import build_worker
+
+    settings = _require(load_settings())
+    logs.configure(settings.log_format, settings.log_level)
+    build_worker(settings).run()
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from monoduty.dev import run_dev
+
+    run_dev(port=args.port, host=args.host, data_dir=args.data_dir)
+
+
+async def _create_user(settings: Settings, email: str, phone: str | None, name: str | None) -> dict[str, str]:
+    from engine.users import create_api_key, create_user
+
+    assert settings.database_url
+    conn = await db.connect(settings.database_url)
+    try:
+        async with conn.transaction():
+            user = await create_user(conn, email, phone=phone, name=name)
+            key, _ = await create_api_key(conn, user.id, "created by monoduty users create")
+    finally:
+        await conn.close()
+    return {"id": str(user.id), "email": user.email, "api_key": key}
+
+
+def cmd_users_create(args: argparse.Namespace) -> None:
+    from engine.errors import MonodutyError
+
+    settings = _require(load_settings())
+    try:
+        created = asyncio.run(_create_user(settings, args.email, args.phone, args.name))
+    except MonodutyError as exc:
+        sys.exit(f"monoduty: {exc.message}")
+    if args.json:
+        print(json.dumps(created))
+    else:
+        print(f"user {created['email']} created (id {created['id']})")
+        print(f"API key (shown once, keep it safe): {created['api_key']}")
+
+
+async def _outbox(settings: Settings, limit: int) -> list[dict[str, object]]:
+    from engine.channels.outbox import recent
+
+    assert settings.database_url
+    conn = await db.connect(settings.database_url)
+    try:
+        return await recent(conn, limit)
+    finally:
+        await conn.close()
+
+
+def cmd_outbox(args: argparse.Namespace) -> None:
+    settings = load_settings(dev=True)
+    if not settings.database_url:
+        from monoduty.dev import embedded_database_url
+
+        settings = settings.with_(database_url=embedded_database_url(args.data_dir))
+    entries = asyncio.run(_outbox(settings, args.limit))
+    if args.json:
+        print(json.dumps(entries, default=str))
+        return
+    if not entries:
+        print("the outbox is empty")
+    for e in reversed(entries):
+        print(f"{e['created_at']:%Y-%m-%d %H:%M:%S}  {e['channel']:<10} -> {e['target']}")
+        print(f"    {e['subject']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="monoduty", description="Self-hosted incident alerting.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="API + one worker, embedded PostgreSQL and Redis when none is set")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--data-dir", default=".monoduty")
+    dev.set_defaults(func=cmd_dev)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server binds all interfaces by default
+    api.add_argument("--port", type=int, default=8080)
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run a delivery worker (run as many as you like)")
+    worker.set_defaults(func=cmd_worker)
+
+    migrate = sub.add_parser("migrate", help="apply schema.sql (idempotent)")
+    migrate.set_defaults(func=cmd_migrate)
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
+    create = users.add_parser("create", help="create a user and print an API key once")
+    create.add_argument("--email", required=True)
+    create.add_argument("--phone")
+    create.add_argument("--name")
+    create.add_argument("--json", action="store_true", help='print {"id", "email", "api_key"}')
+    create.set_defaults(func=cmd_users_create)
+
+    outbox = sub.add_parser("outbox", help="what dev mode would have sent")
+    outbox.add_argument("--json", action="store_true")
+    outbox.add_argument("--limit", type=int, default=50)
+    outbox.add_argument("--data-dir", default=".monoduty")
+    outbox.set_defaults(func=cmd_outbox)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""`monoduty dev`: the API and one worker in one process, on embedded services when none is set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from api.app import create_app
+from engine import db, logs
+from engine.settings import Settings, SettingsError
+from engine.users import create_api_key, create_user
+from workers.worker import build_worker
+
+log = logging.getLogger("monoduty.dev")
+
+FIRST_USER_EMAIL = "admin@monoduty.localhost"
+# Where a running `monoduty dev` leaves its embedded services' URLs for other commands (0600).
+SERVICES_FILE = "dev-services.json"
+COUNT_USERS = "SELECT count(*) FROM users"
+
+
+def run_dev(*, host: str, port: int, data_dir: str) -> None:
+    try:
+        settings = Settings.from_env(os.environ, dev=True)
+    except SettingsError as exc:
+        sys.exit(f"monoduty: configuration error: {exc}")
+    logs.configure(settings.log_format, settings.log_level)
+    with contextlib.ExitStack() as stack:
+        settings = _with_embedded_services(settings, Path(data_dir), stack)
+        settings = settings.with_(public_url=settings.public_url or f"http://{host}:{port}")
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(settings, host, port))
+
+
+def _with_embedded_services(settings: Settings, data_dir: Path, stack: contextlib.ExitStack) -> Settings:
+    """Start an embedded PostgreSQL and/or Redis for whichever URL is not configured."""
+    if settings.database_url and settings.redis_url:
+        return settings
+    from monoduty.embedded import EmbeddedPostgres, EmbeddedRedis
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.database_url:
+        postgres = stack.enter_context(EmbeddedPostgres(data_dir))
+        settings = settings.with_(database_url=postgres.start())
+    if not settings.redis_url:
+        redis = stack.enter_context(EmbeddedRedis(data_dir))
+        settings = settings.with_(redis_url=redis.start())
+    services = data_dir / SERVICES_FILE
+    services.touch(mode=0o600)
+    services.write_text(json.dumps({"database_url": settings.database_url, "redis_url": settings.redis_url}))
+    stack.callback(services.unlink, missing_ok=True)
+    print(f"embedded services under {data_dir.resolve()} (data survives a restart)", flush=True)
+    return settings
+
+
+def embedded_database_url(data_dir: str) -> str:
+    """The database of the `monoduty dev` running on this data folder, for other commands."""
+    try:
+        return json.loads((Path(data_dir) / SERVICES_FILE).read_text())["database_url"]
+    except (OSError, ValueError, KeyError):
+        sys.exit("monoduty: no running `monoduty dev` found here; start it, or set MONODUTY_DATABASE_URL")
+
+
+async def _first_user(settings: Settings) -> None:
+    """On an empty database, create a first user and print its API key (shown this once)."""
+    assert settings.database_url
+    conn = await db.connect(settings.database_url)
+    try:
+        async with conn.transaction():
+            if await conn.fetchval(COUNT_USERS):
+                print("users exist already; `monoduty users create --email E` makes another key", flush=True)
+                return
+            user = await create_user(conn, FIRST_USER_EMAIL, name="Admin")
+            key, _ = await create_api_key(conn, user.id, "first key from monoduty dev")
+    finally:
+        await conn.close()
+    print(f"first user: {user.email}", flush=True)
+    print(f"API key (shown once, keep it): {key}", flush=True)
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
+    assert settings.database_url
+    await db.migrate(settings.database_url)
+    await _first_user(settings)
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    worker = build_worker(settings, handle_signals=False)
+    worker_task = asyncio.create_task(worker.main())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"Monoduty dev is running on {settings.public_url} (Ctrl+C stops it)", flush=True)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({worker_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if worker_task.done() and worker_task.exception():
+        log.error("the worker stopped: %s", worker_task.exception())
+    worker_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker_task
+    await worker.close()
+    await runner.cleanup()
+    stopped.cancel()

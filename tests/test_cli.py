@@ -1,0 +1,177 @@
+"""The `monoduty` command as an operator runs it: real processes, real services."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Services
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def monoduty_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONODUTY_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def monoduty(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monoduty", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(method: str, url: str, body: Any = None, key: str | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - local test server
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for(condition, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_migrate_is_idempotent_and_users_create_prints_a_working_key(services: Services) -> None:
+    env = monoduty_env(MONODUTY_DATABASE_URL=services.database_url, MONODUTY_REDIS_URL=services.redis_url)
+    assert "schema applied" in monoduty("migrate", env=env).stdout
+    assert "schema applied" in monoduty("migrate", env=env).stdout
+
+    created = json.loads(monoduty("users", "create", "--email", "Ops@Example.com", "--json", env=env).stdout)
+    assert set(created) == {"id", "email", "api_key"}
+    assert created["api_key"].startswith("md_live_")
+
+    again = monoduty("users", "create", "--email", "ops@example.com", env=env, check=False)
+    assert again.returncode != 0
+    assert "already exists" in again.stderr
+
+    bad = monoduty("users", "create", "--email", "not-an-email", env=env, check=False)
+    assert bad.returncode != 0 and "email" in bad.stderr
+
+
+def test_missing_configuration_is_a_clear_error() -> None:
+    result = monoduty("worker", env=monoduty_env(), check=False)
+    assert result.returncode != 0
+    assert "MONODUTY_DATABASE_URL" in result.stderr
+    result = monoduty("api", env=monoduty_env(MONODUTY_MAX_ATTEMPTS="many"), check=False)
+    assert result.returncode != 0 and "MONODUTY_MAX_ATTEMPTS" in result.stderr
+
+
+class DevProcess:
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir.parent / f"dev-{self.port}.log"
+        self.env = env
+        self.data_dir = data_dir
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "monoduty",
+                    "dev",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(data_dir),
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        wait_for(lambda: "is running" in self.output() or self.proc.poll() is not None, "monoduty dev", 120)
+        assert self.proc.poll() is None, self.output()
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def dev_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "data"
+
+
+def test_dev_on_embedded_services_delivers_and_keeps_its_data(dev_dir: Path) -> None:
+    """The README's run command: nothing configured, embedded PostgreSQL and Redis, data kept."""
+    env = monoduty_env()
+    dev = DevProcess(dev_dir, env)
+    try:
+        key = next(line.split(": ")[-1] for line in dev.output().splitlines() if "API key" in line)
+        status, created = http(
+            "POST",
+            f"{dev.url}/api/webhooks",
+            {
+                "name": "Production Alerts",
+                "notificationTypes": ["EMAIL", "SMS"],
+                "targetChannels": {"email": "oncall@example.com", "sms": "+14155550123"},
+            },
+            key,
+        )
+        assert status == 201, created
+        webhook_url = created["webhook"]["webhook_url"]
+        assert webhook_url.startswith(dev.url + "/")
+        status, queued = http("POST", webhook_url, {"title": "DB down", "severity": "critical"})
+        assert status == 202
+
+        def delivered() -> list[dict]:
+            out = monoduty("outbox", "--json", "--data-dir", str(dev_dir), env=env).stdout
+            return [e for e in json.loads(out) if e["alert_id"] == queued["alert_id"]]
+
+        sent = wait_for(lambda: len(delivered()) == 2 and delivered(), "the outbox")
+        assert {e["channel"] for e in sent} == {"EMAIL", "SMS"}
+        assert all(e["subject"] == "[CRITICAL] DB down" for e in sent)
+    finally:
+        assert dev.stop() == 0
+
+    again = DevProcess(dev_dir, env)
+    try:
+        assert "users exist already" in again.output()
+        status, listing = http("GET", f"{again.url}/api/webhooks", key=key)
+        assert status == 200 and listing["total"] == 1
+        assert listing["webhooks"][0]["statistics"]["successful_calls"] == 1
+    finally:
+        assert again.stop() == 0
