@@ -32,6 +32,9 @@ from engine.settings import Settings
 from engine.users import User, create_api_key, create_user
 from workers.worker import build_worker
 
+# Fixtures of the local provider servers (fake_providers, smtp_server, silent_server) for every test.
+pytest_plugins = ("tests.providers",)
+
 CLAIM_PREFIX = "monoduty:test-db-claim:"
 
 

@@ -6,7 +6,6 @@ in an error message or a log line.
 """
 
 # The fixtures imported from tests.providers are used as parameters of the same name.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -39,7 +38,7 @@ from engine.channels.email import EmailChannel
 from engine.channels.push import PushChannel
 from engine.channels.sms import SmsChannel
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
-from tests.providers import (  # noqa: F401 - fake_providers, smtp_server, silent_server are fixtures
+from tests.providers import (
     NTFY_TOKEN,
     SMTP_PASSWORD,
     SMTP_USERNAME,
@@ -49,9 +48,6 @@ from tests.providers import (  # noqa: F401 - fake_providers, smtp_server, silen
     Reply,
     SmtpServer,
     closed_port,
-    fake_providers,
-    silent_server,
-    smtp_server,
 )
 
 FROM_NUMBER = "+14155550199"

