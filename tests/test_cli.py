@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Services
+from tests.services import Services
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from arq.connections import ArqRedis
 
 from engine import queue
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
-from tests.conftest import Account, Services, make_client, run_worker
+from tests.conftest import Account, make_client, run_worker
 from tests.providers import (
     NTFY_TOKEN,
     TWILIO_SID,
@@ -22,6 +22,7 @@ from tests.providers import (
     Reply,
     SmtpServer,
 )
+from tests.services import Services
 
 WEBHOOK = {
     "name": "Production Alerts",
