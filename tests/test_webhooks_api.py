@@ -216,3 +216,20 @@ async def test_another_users_webhook_is_not_found(
 async def test_malformed_id_is_not_found(client: TestClient, account: Account) -> None:
     resp = await client.get("/api/webhooks/not-a-uuid", headers=account.headers)
     assert resp.status == 404
+
+
+async def test_a_channel_without_a_provider_is_refused_at_creation(services, account: Account) -> None:
+    """Outside dev, a webhook on an unconfigured channel is a 400, never a silent drop later."""
+    from engine.settings import Settings
+    from tests.conftest import make_client
+
+    bare = Settings(database_url=services.database_url, redis_url=services.redis_url, require_https=False)
+    client = await make_client(bare)
+    try:
+        resp = await client.post("/api/webhooks", json=FULL, headers=account.headers)
+        assert resp.status == 400
+        data = await resp.json()
+        assert_error(data, "CHANNEL_NOT_CONFIGURED")
+        assert "EMAIL" in data["error"]
+    finally:
+        await client.close()
