@@ -7,8 +7,9 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -36,10 +37,20 @@ if sys.argv[2] == "thread":
     worker = threading.Thread(target=start)
     worker.start()
     worker.join()
+    if rd.url is None:
+        sys.exit(1)
 else:
     start()
 sys.stdin.read()
 """
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    """Not tmp_path: as root, PostgreSQL runs as another user that must traverse the folders above
+    its data, and a concurrent pytest session resets /tmp/pytest-of-root to 0700."""
+    with tempfile.TemporaryDirectory(prefix="monoduty-embedded-") as path:
+        yield Path(path) / "data"
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -61,8 +72,8 @@ async def write(database_url: str, redis_url: str) -> None:
     try:
         assert await conn.fetchval("SELECT 1") == 1
         assert await conn.fetchval("SELECT current_database()") == "monoduty"
-        await conn.execute("CREATE TABLE alerts (id int PRIMARY KEY, title text NOT NULL)")
-        await conn.execute("INSERT INTO alerts VALUES (1, 'disk full')")
+        await conn.execute("CREATE TABLE IF NOT EXISTS alerts (id int PRIMARY KEY, title text NOT NULL)")
+        await conn.execute("INSERT INTO alerts VALUES (1, 'disk full') ON CONFLICT DO NOTHING")
     finally:
         await conn.close()
     client = aioredis.Redis.from_url(redis_url)
@@ -91,11 +102,10 @@ async def read(database_url: str, redis_url: str) -> tuple[str | None, bytes | N
         await client.aclose()
 
 
-async def test_data_survives_a_restart(tmp_path: Path) -> None:
-    folder = tmp_path / "data"
+async def test_data_survives_a_restart(folder: Path) -> None:
     with EmbeddedPostgres() as postgres, EmbeddedRedis() as redis_server:
         database_url, redis_url = postgres.start(folder), redis_server.start(folder)
-        assert database_url == f"postgresql://postgres@/monoduty?host={folder.resolve() / 'pgdata'}"
+        assert database_url == f"postgresql://postgres@/monoduty?host={folder.resolve()}/pgdata"
         assert re.fullmatch(r"redis://:[0-9a-f]{48}@127\.0\.0\.1:\d+/0", redis_url)
         assert postgres.start(folder) == database_url  # idempotent
         with pytest.raises(RuntimeError, match="in use by pid"):
@@ -111,11 +121,8 @@ async def test_data_survives_a_restart(tmp_path: Path) -> None:
         assert await read(postgres.start(), redis_server.start()) == ("disk full", b"accepted")
 
 
-@pytest.mark.parametrize("thread", ["main", "thread"])
-async def test_a_killed_owner_leaves_nothing_behind(tmp_path: Path, thread: str) -> None:
-    """Started from the main thread the servers stop with their owner; otherwise the next start
-    on the folder stops the orphans. Either way the data is there."""
-    folder = tmp_path / "data"
+async def start_and_kill_owner(folder: Path, thread: str) -> list[int]:
+    """Start the servers in another process (from its main thread or not), write, kill -9 it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-c", OWNER, str(folder), thread]
     owner = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=ROOT)
@@ -124,13 +131,26 @@ async def test_a_killed_owner_leaves_nothing_behind(tmp_path: Path, thread: str)
         database_url, redis_url, *pids = owner.stdout.readline().decode().split()
         await write(database_url, redis_url)
     finally:
-        owner.send_signal(signal.SIGKILL)
+        owner.kill()
         owner.communicate()
-    if thread == "main":
-        wait_for(lambda: not any(running(int(pid)) for pid in pids))
-    else:
-        assert all(running(int(pid)) for pid in pids)
-    with EmbeddedPostgres(folder) as postgres, EmbeddedRedis(folder) as redis_server:
-        database_url, redis_url = postgres.start(), redis_server.start()
-        assert not any(running(int(pid)) for pid in pids)
-        assert await read(database_url, redis_url) == ("disk full", b"accepted")
+    return [int(pid) for pid in pids]
+
+
+async def test_a_killed_owner_leaves_nothing_behind(folder: Path) -> None:
+    """Started from the main thread, the servers stop with their killed owner; from another thread
+    they are orphaned and the next start on the folder stops them. Either way the data is there."""
+    pids: list[int] = []
+    try:
+        for thread in ("main", "thread"):
+            pids = await start_and_kill_owner(folder, thread)
+            if thread == "main":
+                wait_for(lambda pids=pids: not any(map(running, pids)))
+            else:
+                assert all(map(running, pids))
+            with EmbeddedPostgres(folder) as postgres, EmbeddedRedis(folder) as redis_server:
+                database_url, redis_url = postgres.start(), redis_server.start()
+                assert not any(map(running, pids))
+                assert await read(database_url, redis_url) == ("disk full", b"accepted")
+    finally:
+        for pid in filter(running, pids):  # only after a failure
+            os.kill(pid, signal.SIGKILL)
