@@ -52,7 +52,9 @@ async def status_of(client: TestClient) -> dict:
     return await resp.json()
 
 
-async def test_healthy_system_is_operational(client: TestClient, running_worker: None, services: Services) -> None:
+async def test_healthy_system_is_operational(
+    client: TestClient, running_worker: None, services: Services
+) -> None:
     body = await status_of(client)
     assert body["success"] is True
     assert body["status"] == "operational", body["issues"]

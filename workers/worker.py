@@ -58,6 +58,10 @@ class ResilientWorker(Worker):
         if self._pool is not None:
             with contextlib.suppress(Exception):
                 await registry.leave(self.pool, registry.WORKERS, registry.this_process())
+                if await registry.count_alive(self.pool, registry.WORKERS):
+                    # arq deletes its health-check key on close, but the key is shared by every
+                    # worker of the queue: while others run, leave it for them to keep fresh.
+                    self.health_check_key += ":closed"
         await super().close()
 
 
