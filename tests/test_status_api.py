@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
 from engine import registry, response_times, uptime
-from engine.settings import Settings
+from engine.settings import Settings, SettingsError
 from tests.conftest import Account, Services, make_client
 from workers import health
 from workers.worker import build_worker
@@ -280,3 +280,11 @@ async def test_the_worker_cron_job_records_a_sample(
     assert len(rows) == len(minutes)  # one sample per minute, however many workers run the job
     assert rows[0]["status"] == "operational" and rows[0]["details"] == {"issues": []}
     assert rows[0]["sampled_at"].second == 0
+
+
+def test_status_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env({"MONODUTY_STATUS_TIMEOUT": "0.25", "MONODUTY_STATUS_MAX_QUEUE_AGE": "5"})
+    assert (settings.status_timeout, settings.status_max_queue_age) == (0.25, 5.0)
+    assert (Settings.from_env({}).status_timeout, Settings.from_env({}).status_max_queue_age) == (1.0, 60.0)
+    with pytest.raises(SettingsError, match="MONODUTY_STATUS_TIMEOUT"):
+        Settings.from_env({"MONODUTY_STATUS_TIMEOUT": "soon"})
