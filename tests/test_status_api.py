@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -288,3 +289,85 @@ def test_status_settings_come_from_the_environment() -> None:
     assert (Settings.from_env({}).status_timeout, Settings.from_env({}).status_max_queue_age) == (1.0, 60.0)
     with pytest.raises(SettingsError, match="MONODUTY_STATUS_TIMEOUT"):
         Settings.from_env({"MONODUTY_STATUS_TIMEOUT": "soon"})
+
+
+class TcpProxy:
+    """A local TCP proxy to a real server; ``stop`` makes that server unreachable for real."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+
+async def test_database_down_is_degraded_and_alerts_are_still_accepted(
+    settings: Settings, redis: ArqRedis, account: Account, services: Services
+) -> None:
+    parts = urlsplit(services.database_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@127.0.0.1:{proxy.port}" if userinfo else f"127.0.0.1:{proxy.port}"
+    via_proxy = urlunsplit(parts._replace(netloc=netloc))
+    client = await make_client(settings.with_(database_url=via_proxy, status_timeout=0.5))
+    try:
+        resp = await client.post(
+            "/api/webhooks",
+            json={
+                "name": "Prod",
+                "notificationTypes": ["EMAIL"],
+                "targetChannels": {"email": "a@example.com"},
+            },
+            headers=account.headers,
+        )
+        hook = (await resp.json())["webhook"]["webhook_url"].removeprefix("http://monoduty.test")
+        assert (await client.post(hook, json={"title": "first"})).status == 202
+
+        await proxy.stop()
+
+        body = await asyncio.wait_for(status_of(client), 10)
+        assert body["status"] == "degraded"
+        assert body["components"]["database"] == {"status": "down", "reachable": False, "round_trip_ms": None}
+        assert body["components"]["redis"]["reachable"] is True
+        assert any("database" in issue for issue in body["issues"])
+        resp = await asyncio.wait_for(client.get("/readyz"), 10)
+        assert resp.status == 503 and "database" in (await resp.json())["error"]
+        # Why degraded and not down: a known webhook still takes alerts, which wait in the queue.
+        resp = await asyncio.wait_for(client.post(hook, json={"title": "second"}), 10)
+        assert resp.status == 202
+        assert await redis.zcard(settings.queue_name) == 2
+        resp = await asyncio.wait_for(client.get("/api/uptime"), 10)
+        assert resp.status == 503 and (await resp.json())["code"] == "SERVICE_UNAVAILABLE"
+    finally:
+        await asyncio.wait_for(client.close(), 15)
