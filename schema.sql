@@ -103,3 +103,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     alert_id    uuid,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- One sample a minute of the system status, written by a worker cron job (engine/uptime.py);
+-- /api/uptime's percentages come from here. Kept 31 days.
+CREATE TABLE IF NOT EXISTS health_samples (
+    sampled_at  timestamptz PRIMARY KEY,      -- start of the minute the sample covers
+    status      text NOT NULL,                -- engine.status.Level
+    details     jsonb NOT NULL DEFAULT '{}',  -- {"issues": [...]}
+    CONSTRAINT health_samples_status_check CHECK (status IN ('operational', 'degraded', 'down'))
+);

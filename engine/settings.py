@@ -90,6 +90,8 @@ class Settings:
     log_level: str = "INFO"
     metrics_token: str | None = None
     queue_name: str = "arq:queue"
+    status_timeout: float = 1.0
+    status_max_queue_age: float = 60.0
 
     @property
     def outbox(self) -> bool:
@@ -171,6 +173,8 @@ class Settings:
             log_format=log_format,  # type: ignore[arg-type]
             log_level=(reader.str("MONODUTY_LOG_LEVEL") or "INFO").upper(),
             metrics_token=reader.str("MONODUTY_METRICS_TOKEN"),
+            status_timeout=reader.float("MONODUTY_STATUS_TIMEOUT", 1.0),
+            status_max_queue_age=reader.float("MONODUTY_STATUS_MAX_QUEUE_AGE", 60.0),
         )
 
 

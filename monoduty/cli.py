@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from engine import db, logs
 from engine.settings import Settings, SettingsError
+from monoduty import queue_cli
 
 
 def load_settings(*, dev: bool = False) -> Settings:
@@ -56,6 +57,10 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
     settings = _require(load_settings())
     logs.configure(settings.log_format, settings.log_level)
+    if args.check:
+        from workers.worker import check_health
+
+        sys.exit(check_health(settings))
     build_worker(settings).run()
 
 
@@ -138,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run a delivery worker (run as many as you like)")
+    worker.add_argument("--check", action="store_true", help="exit 0 if a worker is healthy, 1 if not")
     worker.set_defaults(func=cmd_worker)
 
     migrate = sub.add_parser("migrate", help="apply schema.sql (idempotent)")
@@ -156,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--limit", type=int, default=50)
     outbox.add_argument("--data-dir", default=".monoduty")
     outbox.set_defaults(func=cmd_outbox)
+    queue_cli.add_parser(sub)
     return parser
 
 

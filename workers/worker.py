@@ -8,20 +8,23 @@ cap a worker at ~20 sends/s, and a job whose worker died would wait five minutes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from arq import func
-from arq.worker import Worker
+from arq.worker import Worker, async_check_health
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine import db, queue
+from engine import db, queue, registry
 from engine.channels import build_channels
 from engine.channels.outbox import OutboxChannel
 from engine.settings import Settings
-from workers import jobs
+from workers import health, jobs
 
 log = logging.getLogger("monoduty.worker")
 
@@ -32,6 +35,7 @@ class ResilientWorker(Worker):
     """A worker that rides out a lost Redis connection instead of exiting."""
 
     _redis_down_since: float | None = None
+    _started_at: datetime | None = None
 
     async def _poll_iteration(self) -> None:
         try:
@@ -40,6 +44,25 @@ class ResilientWorker(Worker):
             # Back off a little, then poll again; redis-py reconnects on the next command.
             log.warning("redis unreachable, retrying: %s", type(exc).__name__)
             await asyncio.sleep(1.0)
+
+    async def record_health(self) -> None:
+        # arq's health-check key is one per queue; our registry counts each live worker.
+        due = time.time() - self._last_health_check >= self.health_check_interval
+        await super().record_health()
+        if due:
+            self._started_at = self._started_at or datetime.now(UTC)
+            info = {"started_at": self._started_at.isoformat(), "queue": self.queue_name}
+            await registry.beat(self.pool, registry.WORKERS, registry.this_process(), info)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await registry.leave(self.pool, registry.WORKERS, registry.this_process())
+                if await registry.count_alive(self.pool, registry.WORKERS):
+                    # arq deletes its health-check key on close, but the key is shared by every
+                    # worker of the queue: while others run, leave it for them to keep fresh.
+                    self.health_check_key += ":closed"
+        await super().close()
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
@@ -84,6 +107,19 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
         "keep_result": 3600,
         "health_check_interval": HEALTH_CHECK_SECONDS,
         "handle_signals": not burst,
+        "cron_jobs": health.cron_jobs(),
     }
     options.update(overrides)
     return ResilientWorker(**options)
+
+
+def check_health(settings: Settings) -> int:
+    """arq's health check on our queue: 0 if a worker recorded its health in the last interval, else 1."""
+    assert settings.redis_url
+    redis_settings = queue.redis_settings(settings.redis_url)
+    redis_settings.conn_retries = 0  # a supervisor asks again; it must not wait a minute for an answer
+    try:
+        return asyncio.run(async_check_health(redis_settings, None, settings.queue_name))
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        log.warning("health check failed: redis unreachable (%s)", type(exc).__name__)
+        return 1

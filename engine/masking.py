@@ -1,0 +1,66 @@
+"""Masking what may be secret before an operator's screen shows it.
+
+Job arguments carry inbound bodies verbatim, and a body may hold anything: a bearer token, an
+API key, a password in a URL, a phone number. ``mask_value`` keeps ids (UUIDs) and structure
+readable and hides the rest: values of secret-named fields, long token-like strings, the middle
+of phone numbers; long text is cut to a preview that states its full size.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+PREVIEW_CHARS = 120
+HIDDEN = "***"
+
+_SECRET_NAME = re.compile(r"pass(word)?|secret|token|api[_-]?key|auth|credential|signature|cookie", re.I)
+# key=value / "key": "value" pairs whose key names a secret, inside free text.
+_SECRET_PAIR = re.compile(
+    r"(?P<key>[\"']?[\w-]*(?:pass(?:word)?|secret|token|api[_-]?key|authorization|auth)[\w-]*[\"']?"
+    r"\s*[:=]\s*[\"']?)(?P<value>(?:bearer\s+|basic\s+)?[^\s\"',&}]+)",
+    re.I,
+)
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.I)
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+# 20+ characters of letters, digits, '_' or '-', with both letters and digits: looks like a key.
+_TOKEN_LIKE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{20,}(?![\w-])")
+# E.164-looking numbers, or a bare run of 10-15 digits; dates and times do not match.
+_PHONE = re.compile(r"(?<![\w+])\+\d[\d -]{5,17}\d(?!\w)|(?<![\w.-])\d{10,15}(?![\w.])")
+
+
+def _mask_token(match: re.Match[str]) -> str:
+    text = match.group(0)
+    return text if _UUID.fullmatch(text) else text[:4] + HIDDEN
+
+
+def _mask_phone(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return match.group(0) if len(digits) < 7 else HIDDEN + digits[-2:]
+
+
+def mask_text(text: str) -> str:
+    """Hide secret-looking parts of free text; ids and ordinary words stay readable."""
+    text = _URL_PASSWORD.sub(lambda m: m.group("scheme") + HIDDEN + "@", text)
+    text = _SECRET_PAIR.sub(lambda m: m.group("key") + HIDDEN, text)
+    text = _TOKEN_LIKE.sub(_mask_token, text)
+    return _PHONE.sub(_mask_phone, text)
+
+
+def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
+    """Masked text, cut to ``limit`` characters with its full size said when it is longer."""
+    masked = mask_text(text[: limit * 2])[:limit]
+    return masked if len(text) <= limit else f"{masked}... ({len(text.encode())} bytes)"
+
+
+def mask_value(value: Any, *, key: str = "") -> Any:
+    """``value`` with secrets hidden, recursively through lists and dicts."""
+    if key and _SECRET_NAME.search(key) and value not in (None, "", False):
+        return HIDDEN
+    if isinstance(value, dict):
+        return {k: mask_value(v, key=str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_value(v) for v in value]
+    if isinstance(value, str):
+        return preview(value)
+    return value

@@ -1,0 +1,47 @@
+"""What `monoduty queue show` may print of a job's arguments: secrets hidden, ids and text kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.masking import mask_text, mask_value, preview
+
+KEY = "md_live_Q2xhc3NpZmllZDEyMzQ1Njc4OTA"
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden", "kept"),
+    [
+        (f"Authorization: Bearer {KEY}", KEY, "Authorization"),
+        (f'{{"api_key": "{KEY}", "title": "DB down"}}', KEY, '"title": "DB down"'),
+        ("password=hunter2&user=ops", "hunter2", "user=ops"),
+        ("see https://ops:s3cr3t@grafana.example.com/d/1", "s3cr3t", "grafana.example.com"),
+        (f"raw {KEY} in text", KEY, "raw"),
+        ("call +1 415 555 0123 now", "555 0123", "call"),
+        ("call 14155550123 now", "14155550123", "now"),
+    ],
+)
+def test_secrets_are_hidden(text: str, hidden: str, kept: str) -> None:
+    masked = mask_text(text)
+    assert hidden not in masked
+    assert kept in masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "alert 0b1d2c3e-1111-2222-3333-444455556666 received",
+        "received 2026-11-26T10:00:00+00:00, severity critical",
+        "disk /var at 91% on db-1",
+    ],
+)
+def test_ids_dates_and_words_are_kept(text: str) -> None:
+    assert mask_text(text) == text
+
+
+def test_long_text_is_a_preview_with_its_size_and_named_secrets_are_hidden() -> None:
+    body = "x" * 1000
+    assert preview(body).endswith("... (1000 bytes)") and len(preview(body)) < 150
+    masked = mask_value({"body": body, "headers": {"X-Auth-Token": "abc"}, "token": None, "n": 3})
+    assert masked["headers"]["X-Auth-Token"] == "***"
+    assert masked["token"] is None and masked["n"] == 3

@@ -1,0 +1,26 @@
+"""The worker's cron job that writes one health sample a minute (the history behind /api/uptime)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from arq import cron
+from arq.cron import CronJob
+
+from engine import status, uptime
+from workers.jobs import WorkerContext
+
+RECORD_HEALTH_SAMPLE = "record_health_sample"
+
+
+async def record_health_sample(ctx: WorkerContext) -> str:
+    """Check the system as /api/status does and store the result for this minute."""
+    current = await status.check(ctx["pool"], ctx["redis"], ctx["settings"])
+    async with ctx["pool"].acquire() as conn:
+        await uptime.record_sample(conn, current, datetime.now(UTC))
+    return str(current["status"])
+
+
+def cron_jobs() -> list[CronJob]:
+    # unique (arq's default): with many workers, one of them samples each minute.
+    return [cron(record_health_sample, name=RECORD_HEALTH_SAMPLE, second=0, timeout=30)]
