@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import dev, inbound, webhooks
+from api import dev, inbound, notifications, webhooks
 from api.auth import auth_middleware
 from api.middlewares import error_middleware, request_id_middleware
 from api.responses import ok
@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(webhooks.routes)
+    app.router.add_routes(notifications.routes)
     if settings.dev:
         app.router.add_routes(dev.routes)
     inbound.add_routes(app)
