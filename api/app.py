@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import dev, inbound, notifications, webhooks
+from api import dev, inbound, notifications, reports, webhooks
 from api.auth import auth_middleware
 from api.middlewares import error_middleware, request_id_middleware
 from api.responses import ok
@@ -38,6 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(webhooks.routes)
     app.router.add_routes(notifications.routes)
+    app.router.add_routes(reports.routes)
     if settings.dev:
         app.router.add_routes(dev.routes)
     inbound.add_routes(app)

@@ -90,7 +90,9 @@ async def create(
 ) -> uuid.UUID:
     """Add a notification to the user's inbox (in the caller's transaction, if any)."""
     notification_id = uuid.uuid4()
-    await conn.execute(INSERT, notification_id, user_id, kind.value, title[:300], body[:2000], webhook_id, alert_id)
+    await conn.execute(
+        INSERT, notification_id, user_id, kind.value, title[:300], body[:2000], webhook_id, alert_id
+    )
     return notification_id
 
 
@@ -192,7 +194,9 @@ async def unread_count(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
     return await conn.fetchval(UNREAD_COUNT, user_id)
 
 
-async def mark_read(conn: asyncpg.Connection, user_id: uuid.UUID, notification_id: uuid.UUID) -> dict[str, Any]:
+async def mark_read(
+    conn: asyncpg.Connection, user_id: uuid.UUID, notification_id: uuid.UUID
+) -> dict[str, Any]:
     """Mark one read (reading it again keeps the first read time)."""
     row = await conn.fetchrow(MARK_READ, notification_id, user_id)
     if row is None:

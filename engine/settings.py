@@ -89,6 +89,7 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     metrics_token: str | None = None
+    report_max_days: int = 366
     queue_name: str = "arq:queue"
 
     @property
@@ -171,6 +172,7 @@ class Settings:
             log_format=log_format,  # type: ignore[arg-type]
             log_level=(reader.str("MONODUTY_LOG_LEVEL") or "INFO").upper(),
             metrics_token=reader.str("MONODUTY_METRICS_TOKEN"),
+            report_max_days=reader.int("MONODUTY_REPORT_MAX_DAYS", 366, minimum=1),
         )
 
 

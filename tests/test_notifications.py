@@ -54,7 +54,9 @@ async def test_an_alert_lands_in_its_owners_inbox_only(
 ) -> None:
     webhook = await create(client, account)
     path = webhook["webhook_url"].removeprefix("http://monoduty.test")
-    resp = await client.post(path, json={"title": "DB down", "message": "primary unreachable", "severity": "critical"})
+    resp = await client.post(
+        path, json={"title": "DB down", "message": "primary unreachable", "severity": "critical"}
+    )
     alert_id = (await resp.json())["alert_id"]
     assert await unread(client, account) == 0  # not before the worker stored the alert
     await run_worker(settings)
@@ -95,7 +97,9 @@ async def test_a_permanent_failure_notifies_once(
     fake_providers: FakeProviders,  # noqa: F811
     smtp_server: SmtpServer,  # noqa: F811
 ) -> None:
-    fake_providers.script("+14155550123", Reply(400, json={"code": 21211, "message": "The 'To' number is not valid"}))
+    fake_providers.script(
+        "+14155550123", Reply(400, json={"code": 21211, "message": "The 'To' number is not valid"})
+    )
     fake_providers.script("prod-alerts", Reply(503))  # transient, then delivered: no notification
     _, alert_id = await send_alert(live, account)
     await run_worker(provider_settings)
@@ -125,7 +129,9 @@ async def test_read_and_mark_all_read_move_the_numbers(
     assert first["read"] is True and first["read_at"]
     assert await unread(client, account) == 2
     again = await client.post(f"/api/notifications/{ids[0]}/read", headers=account.headers)
-    assert (await again.json())["notification"]["read_at"] == first["read_at"]  # reading twice changes nothing
+    assert (await again.json())["notification"]["read_at"] == first[
+        "read_at"
+    ]  # reading twice changes nothing
     assert await unread(client, account) == 2
 
     listed = (await inbox(client, account, "?unread=true"))["notifications"]
@@ -140,7 +146,9 @@ async def test_read_and_mark_all_read_move_the_numbers(
     assert (await resp.json())["updated"] == 0
 
 
-async def test_pages_are_newest_first_and_complete(client: TestClient, account: Account, pool: asyncpg.Pool) -> None:
+async def test_pages_are_newest_first_and_complete(
+    client: TestClient, account: Account, pool: asyncpg.Pool
+) -> None:
     ids = await seed(pool, account, 5)
     seen, query = [], "?limit=2"
     while True:
@@ -155,10 +163,17 @@ async def test_pages_are_newest_first_and_complete(client: TestClient, account: 
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("?limit=0", "limit"), ("?limit=101", "limit"), ("?limit=ten", "limit"), ("?unread=maybe", "unread"),
-     ("?cursor=not-a-cursor", "cursor")],  # fmt: skip
+    [
+        ("?limit=0", "limit"),
+        ("?limit=101", "limit"),
+        ("?limit=ten", "limit"),
+        ("?unread=maybe", "unread"),
+        ("?cursor=not-a-cursor", "cursor"),
+    ],
 )
-async def test_bad_list_parameters_are_400(client: TestClient, account: Account, query: str, field: str) -> None:
+async def test_bad_list_parameters_are_400(
+    client: TestClient, account: Account, query: str, field: str
+) -> None:
     resp = await client.get(f"/api/notifications{query}", headers=account.headers)
     assert resp.status == 400
     data = await resp.json()
@@ -185,7 +200,9 @@ async def test_pausing_a_webhook_notifies_on_the_change_only(client: TestClient,
     webhook = await create(client, account)
 
     async def set_status(status: str) -> None:
-        resp = await client.patch(f"/api/webhooks/{webhook['id']}", json={"status": status}, headers=account.headers)
+        resp = await client.patch(
+            f"/api/webhooks/{webhook['id']}", json={"status": status}, headers=account.headers
+        )
         assert resp.status == 200
 
     for status in ("PAUSED", "PAUSED", "ACTIVE", "PAUSED"):
@@ -203,9 +220,15 @@ async def test_a_rate_limit_burst_notifies_once(
 
     def hit(webhook_id: str = webhook["id"], window: int = 60):  # type: ignore[no-untyped-def]
         return notifications.notify_once_per_burst(
-            redis, pool, account.user.id, webhook_id, NotificationKind.RATE_LIMITED,
-            "Rate limit hit: Production Alerts", "Alerts over 120/minute were refused with 429.", window,
-        )  # fmt: skip
+            redis,
+            pool,
+            account.user.id,
+            webhook_id,
+            NotificationKind.RATE_LIMITED,
+            "Rate limit hit: Production Alerts",
+            "Alerts over 120/minute were refused with 429.",
+            window,
+        )
 
     assert sum(await asyncio.gather(*[hit() for _ in range(20)])) == 1
     other = await create(client, account, {"name": "Staging", "notificationTypes": ["EMAIL"]})
@@ -241,13 +264,18 @@ async def test_unread_count_is_an_index_probe_not_a_scan(pool: asyncpg.Pool, acc
                 INSERT INTO notifications (id, user_id, kind, title, read_at)
                 SELECT gen_random_uuid(), u.id, 'alert_received', 'bulk',
                     CASE WHEN n % 10 = 0 THEN NULL ELSE now() END
-                FROM (SELECT id FROM users WHERE email LIKE 'bulk%') u, generate_series(1, 1000) n ORDER BY u.id
+                FROM (SELECT id FROM users WHERE email LIKE 'bulk%') u, generate_series(1, 1000) n
+                ORDER BY u.id
                 """
             )
             for i in range(30):
-                await notifications.create(conn, account.user.id, NotificationKind.ALERT_RECEIVED, f"ours {i}")
+                await notifications.create(
+                    conn, account.user.id, NotificationKind.ALERT_RECEIVED, f"ours {i}"
+                )
             await conn.execute("ANALYZE notifications")
-            plan = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + notifications.UNREAD_COUNT, account.user.id))
+            plan = json.loads(
+                await conn.fetchval(f"EXPLAIN (FORMAT JSON) {notifications.UNREAD_COUNT}", account.user.id)
+            )
             assert await notifications.unread_count(conn, account.user.id) == 30
         finally:
             await transaction.rollback()
