@@ -11,7 +11,7 @@ from aiohttp import web
 
 from api.auth import current_user
 from api.responses import ok
-from api.state import POOL, SETTINGS
+from api.state import POOL, REQUEST_ID, SETTINGS
 from api.webhooks import json_body
 from engine import reports
 from engine.reports import render_csv, render_pdf
@@ -38,7 +38,8 @@ async def _stream_csv(
 ) -> web.StreamResponse:
     """Write each chunk as the cursor yields it; the first chunk comes before the status line,
     so a failure before any row still answers as a JSON error."""
-    response = web.StreamResponse(headers=reports.describe(wanted))
+    # Headers are sent at prepare(): the request id middleware's header would come too late.
+    response = web.StreamResponse(headers={**reports.describe(wanted), "X-Request-Id": request[REQUEST_ID]})
     async with aclosing(render_csv.stream(conn, user_id, wanted)) as chunks:
         async for chunk in chunks:
             if not response.prepared:

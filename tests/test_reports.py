@@ -6,6 +6,7 @@ import csv
 import io
 import shutil
 import subprocess
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -132,6 +133,7 @@ async def csv_rows(client: TestClient, account: Account, kind: str) -> list[dict
         f'attachment; filename="monoduty-{kind}-2024-03-01-to-2024-03-05.csv"'
     )
     assert resp.headers.get("Transfer-Encoding") == "chunked"  # streamed, not built then sent
+    assert resp.headers["X-Request-Id"]
     text = await resp.text()
     assert text.endswith("\r\n")
     return list(csv.DictReader(io.StringIO(text, newline="")))
@@ -301,3 +303,30 @@ async def test_reports_need_auth(client: TestClient) -> None:
     resp = await client.post("/api/reports/generate", json={"type": "summary"})
     assert resp.status == 401
     assert_error(await resp.json(), "UNAUTHORIZED")
+
+
+async def test_a_large_csv_leaves_in_many_chunks(
+    client: TestClient, account: Account, pool: asyncpg.Pool
+) -> None:
+    """Rows are written as the cursor yields them, not gathered into one body first."""
+    hook = await create(client, account, {"name": "Busy", "notificationTypes": ["EMAIL"]})
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """
+            INSERT INTO alerts (id, webhook_id, user_id, status, title, severity, format, received_at)
+            SELECT gen_random_uuid(), $1, $2, 'successful', 'bulk alert ' || n, 'info', 'json',
+                '2024-03-02'::timestamptz + make_interval(secs => n)
+            FROM generate_series(1, 3000) n
+            """,
+            uuid.UUID(hook["id"]),
+            account.user.id,
+        )
+    resp = await generate(client, account, type="incidents", dateRange=data.RANGE, format="csv")
+    assert resp.status == 200
+    http_chunks, body = 0, b""
+    async for piece, end_of_chunk in resp.content.iter_chunks():
+        body += piece
+        http_chunks += end_of_chunk
+    rows = list(csv.DictReader(io.StringIO(body.decode(), newline="")))
+    assert len(rows) == 3000 and rows[-1]["title"] == "bulk alert 3000"
+    assert http_chunks >= 3  # header + first row at once, then ~64 KiB pieces
