@@ -65,6 +65,7 @@ class Progress:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Progress]:
+        self.started = time.monotonic()  # the report's own time, not start-up and connecting
         task = asyncio.create_task(self.run())
         try:
             yield self

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pypdf import PdfReader
 
-from engine.settings import Settings
+from engine.settings import Settings, SettingsError
 from tests import report_data as data
 from tests.conftest import Account, make_client
 from tests.test_webhooks_api import assert_error, create
@@ -330,3 +330,10 @@ async def test_a_large_csv_leaves_in_many_chunks(
     rows = list(csv.DictReader(io.StringIO(body.decode(), newline="")))
     assert len(rows) == 3000 and rows[-1]["title"] == "bulk alert 3000"
     assert http_chunks >= 3  # header + first row at once, then ~64 KiB pieces
+
+
+def test_the_range_limit_setting_is_parsed_strictly() -> None:
+    assert Settings.from_env({}).report_max_days == 366
+    assert Settings.from_env({"MONODUTY_REPORT_MAX_DAYS": "31"}).report_max_days == 31
+    with pytest.raises(SettingsError, match="MONODUTY_REPORT_MAX_DAYS"):
+        Settings.from_env({"MONODUTY_REPORT_MAX_DAYS": "0"})
