@@ -112,3 +112,24 @@ CREATE TABLE IF NOT EXISTS health_samples (
     details     jsonb NOT NULL DEFAULT '{}',  -- {"issues": [...]}
     CONSTRAINT health_samples_status_check CHECK (status IN ('operational', 'degraded', 'down'))
 );
+-- The in-app inbox: what the owner should know about (an alert arrived, a delivery failed for good,
+-- a webhook was paused or hit its rate limit). Links are SET NULL so the history outlives them.
+CREATE TABLE IF NOT EXISTS notifications (
+    id          uuid PRIMARY KEY,
+    user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    kind        text NOT NULL,                 -- engine.notifications.NotificationKind
+    title       text NOT NULL,
+    body        text NOT NULL DEFAULT '',
+    webhook_id  uuid REFERENCES webhooks (id) ON DELETE SET NULL,
+    alert_id    uuid REFERENCES alerts (id) ON DELETE SET NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    read_at     timestamptz
+);
+-- The inbox page, newest first, walked by keyset (created_at, id).
+CREATE INDEX IF NOT EXISTS notifications_user_created_idx ON notifications (user_id, created_at DESC, id DESC);
+-- Unread count (and ?unread=true) touch only unread rows: a small partial index, never a scan.
+CREATE INDEX IF NOT EXISTS notifications_unread_idx ON notifications (user_id, created_at DESC, id DESC)
+    WHERE read_at IS NULL;
+-- Deleting a webhook (and its alerts) sets these links to NULL without scanning the inbox.
+CREATE INDEX IF NOT EXISTS notifications_webhook_idx ON notifications (webhook_id) WHERE webhook_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS notifications_alert_idx ON notifications (alert_id) WHERE alert_id IS NOT NULL;

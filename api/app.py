@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import dev, inbound, status, webhooks
+from api import dev, inbound, notifications, reports, status, webhooks
 from api.auth import auth_middleware
 from api.middlewares import error_middleware, request_id_middleware
 from api.responses import ok
@@ -43,6 +43,8 @@ def create_app(settings: Settings) -> web.Application:
     status.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(webhooks.routes)
+    app.router.add_routes(notifications.routes)
+    app.router.add_routes(reports.routes)
     if settings.dev:
         app.router.add_routes(dev.routes)
     inbound.add_routes(app)

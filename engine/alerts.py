@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from engine import notifications
 from engine.channels import TARGET_KEYS
 from engine.channels.base import Message
 from engine.payloads import ParsedAlert
@@ -146,6 +147,7 @@ async def record_alert(
         if inserted is not None:
             if not is_test:
                 await conn.execute(COUNT_CALL, webhook_id, received_at)
+                await _notify_alert(conn, webhook, alert_id, parsed)
             rows = [
                 (uuid.uuid4(), alert_id, kind, target)
                 for kind in webhook["notification_types"]
@@ -207,6 +209,8 @@ async def finish_delivery(
         alert_id = await conn.fetchval(FINISH_DELIVERY, delivery_id, status.value, error, provider_id)
         if alert_id is None:
             return None
+        if status is DeliveryStatus.FAILED:
+            await notifications.delivery_failed(conn, delivery_id)
         return await _finalise(conn, alert_id)
 
 
@@ -217,3 +221,17 @@ async def _finalise(conn: asyncpg.Connection, alert_id: uuid.UUID) -> dict[str, 
     if not final["is_test"]:
         await conn.execute(COUNT_OUTCOME, final["webhook_id"], final["status"])
     return dict(final)
+
+
+async def _notify_alert(
+    conn: asyncpg.Connection, webhook: asyncpg.Record, alert_id: uuid.UUID, parsed: ParsedAlert
+) -> None:
+    await notifications.create(
+        conn,
+        webhook["user_id"],
+        notifications.NotificationKind.ALERT_RECEIVED,
+        f"[{parsed.severity.upper()}] {parsed.title}",
+        f"Alert received on {webhook['name']}" + (f": {parsed.message}" if parsed.message else ""),
+        webhook_id=webhook["id"],
+        alert_id=alert_id,
+    )

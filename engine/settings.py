@@ -89,6 +89,7 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     metrics_token: str | None = None
+    report_max_days: int = 366
     queue_name: str = "arq:queue"
     status_timeout: float = 1.0
     status_max_queue_age: float = 60.0
@@ -175,6 +176,7 @@ class Settings:
             metrics_token=reader.str("MONODUTY_METRICS_TOKEN"),
             status_timeout=reader.float("MONODUTY_STATUS_TIMEOUT", 1.0),
             status_max_queue_age=reader.float("MONODUTY_STATUS_MAX_QUEUE_AGE", 60.0),
+            report_max_days=reader.int("MONODUTY_REPORT_MAX_DAYS", 366, minimum=1),
         )
 
 

@@ -75,6 +75,9 @@ FROM hit JOIN users u ON u.id = hit.user_id
 """
 
 SELECT_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = $1"
+SELECT_USER_BY_EMAIL = f"SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)"
+# Two rows at most: enough to tell "exactly one user" from "several".
+SELECT_FIRST_USERS = f"SELECT {USER_COLUMNS} FROM users ORDER BY created_at LIMIT 2"
 
 
 async def create_user(
@@ -115,3 +118,12 @@ async def authenticate_key(conn: asyncpg.Connection, key: str) -> tuple[User, uu
 async def get_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> User | None:
     record = await conn.fetchrow(SELECT_USER, user_id)
     return User.from_record(record) if record else None
+
+
+async def find_user(conn: asyncpg.Connection, email: str | None) -> User | None:
+    """The user with this email (any case); with no email, the only user if there is exactly one."""
+    if email is not None:
+        record = await conn.fetchrow(SELECT_USER_BY_EMAIL, email)
+        return User.from_record(record) if record else None
+    records = await conn.fetch(SELECT_FIRST_USERS)
+    return User.from_record(records[0]) if len(records) == 1 else None

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from arq.connections import ArqRedis
 
-from engine import queue, validate
+from engine import notifications, queue, validate
 from engine.channels import CHANNEL_TYPES, TARGET_KEYS
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.targets import TargetError, normalise_targets
@@ -197,6 +197,15 @@ async def update_webhook(
         record = await conn.fetchrow(
             UPDATE, webhook_id, owner.id, name, description, alias, status, types, targets
         )
+        if current["status"] == WebhookStatus.ACTIVE and status == WebhookStatus.PAUSED:
+            await notifications.create(
+                conn,
+                owner.id,
+                notifications.NotificationKind.WEBHOOK_PAUSED,
+                f"Webhook paused: {name}",
+                "Alerts sent to its URL are refused (409) until it is resumed.",
+                webhook_id=webhook_id,
+            )
     assert record is not None
     return record
 

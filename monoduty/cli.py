@@ -127,6 +127,12 @@ def cmd_outbox(args: argparse.Namespace) -> None:
         print(f"    {e['subject']}")
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from monoduty.report import run
+
+    run(load_settings(), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monoduty", description="Self-hosted incident alerting.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--data-dir", default=".monoduty")
     outbox.set_defaults(func=cmd_outbox)
     queue_cli.add_parser(sub)
+
+    from monoduty.report import add_arguments as report_arguments
+
+    report = sub.add_parser("report", help="a report, as POST /api/reports/generate makes it")
+    report_arguments(report)
+    report.set_defaults(func=cmd_report)
     return parser
 
 

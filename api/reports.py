@@ -1,0 +1,49 @@
+"""POST /api/reports/generate: a report as JSON, a streamed CSV, or a PDF."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import aclosing
+
+import asyncpg
+from aiohttp import web
+
+from api.auth import current_user
+from api.responses import ok
+from api.state import POOL, REQUEST_ID, SETTINGS
+from api.webhooks import json_body
+from engine import reports
+from engine.reports import render_csv, render_pdf
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/reports/generate")
+async def generate(request: web.Request) -> web.StreamResponse:
+    user = current_user(request)
+    wanted = reports.parse_request(await json_body(request), max_days=request.app[SETTINGS].report_max_days)
+    async with request.app[POOL].acquire() as conn:
+        if wanted.format == "csv":
+            return await _stream_csv(request, conn, user.id, wanted)
+        report = await reports.build(conn, user.id, wanted)
+    if wanted.format == "json":
+        return ok(report=report)
+    document = await asyncio.to_thread(render_pdf.render, report)
+    return web.Response(body=document, headers=reports.describe(wanted))
+
+
+async def _stream_csv(
+    request: web.Request, conn: asyncpg.Connection, user_id: uuid.UUID, wanted: reports.ReportRequest
+) -> web.StreamResponse:
+    """Write each chunk as the cursor yields it; the first chunk comes before the status line,
+    so a failure before any row still answers as a JSON error."""
+    # Headers are sent at prepare(): the request id middleware's header would come too late.
+    response = web.StreamResponse(headers={**reports.describe(wanted), "X-Request-Id": request[REQUEST_ID]})
+    async with aclosing(render_csv.stream(conn, user_id, wanted)) as chunks:
+        async for chunk in chunks:
+            if not response.prepared:
+                await response.prepare(request)
+            await response.write(chunk)
+    await response.write_eof()
+    return response

@@ -1,0 +1,185 @@
+"""The SQL behind reports. Every query takes ($1 user_id, $2 start, $3 end) and skips test sends.
+
+Definitions shared by every format:
+- a *call* is a non-test alert received in [start, end);
+- *latency* of a delivery is from its creation (the alert being fanned out) to its final outcome;
+  percentiles use delivered ones only;
+- rates are percentages with two decimals, None when there is nothing to divide by.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from engine.reports.masking import mask_target
+from engine.reports.ranges import DateRange
+
+IN_RANGE = "a.user_id = $1 AND NOT a.is_test AND a.received_at >= $2 AND a.received_at < $3"
+
+CALLS_PER_DAY = f"""
+SELECT (a.received_at AT TIME ZONE 'UTC')::date AS day, count(*) AS calls
+FROM alerts a WHERE {IN_RANGE} GROUP BY 1 ORDER BY 1
+"""
+SUMMARY = """
+SELECT w.id AS webhook_id, w.name, w.alias,
+    count(a.id) AS calls,
+    count(a.id) FILTER (WHERE a.status = 'successful') AS successful,
+    count(a.id) FILTER (WHERE a.status = 'failed') AS failed,
+    count(a.id) FILTER (WHERE a.status = 'pending') AS pending
+FROM webhooks w
+LEFT JOIN alerts a ON a.webhook_id = w.id AND NOT a.is_test AND a.received_at >= $2 AND a.received_at < $3
+WHERE w.user_id = $1
+GROUP BY w.id ORDER BY w.created_at, w.id
+"""
+DELIVERIES_PER_CHANNEL = f"""
+SELECT a.webhook_id, d.channel, count(*) AS deliveries
+FROM alerts a JOIN deliveries d ON d.alert_id = a.id
+WHERE {IN_RANGE} GROUP BY a.webhook_id, d.channel
+"""
+LATENCY_MS = "(extract(epoch FROM d.finished_at - d.created_at) * 1000)"
+DETAILED = f"""
+SELECT a.id AS alert_id, a.received_at, w.name AS webhook, a.title, a.severity, a.source,
+    a.status AS alert_status, d.channel, d.target, d.status, d.attempts,
+    round({LATENCY_MS}::numeric, 1) AS latency_ms
+FROM alerts a JOIN webhooks w ON w.id = a.webhook_id LEFT JOIN deliveries d ON d.alert_id = a.id
+WHERE {IN_RANGE}
+ORDER BY a.received_at, a.id, d.channel, d.target
+"""
+INCIDENTS = f"""
+SELECT a.id AS alert_id, a.received_at, w.name AS webhook, a.title, a.severity, a.source, a.status,
+    round((extract(epoch FROM min(d.delivered_at) - a.received_at) * 1000)::numeric, 1)
+        AS time_to_first_delivery_ms
+FROM alerts a JOIN webhooks w ON w.id = a.webhook_id LEFT JOIN deliveries d ON d.alert_id = a.id
+WHERE {IN_RANGE}
+GROUP BY a.id, w.name
+ORDER BY a.received_at, a.id
+"""
+_PERCENTILE = (
+    "round((percentile_cont({q}) WITHIN GROUP (ORDER BY {ms})"
+    " FILTER (WHERE d.status = 'delivered'))::numeric, 1)"
+)
+# One row per channel plus the all-channels row (channel NULL) from the same scan.
+PERFORMANCE = f"""
+SELECT d.channel, count(*) AS deliveries,
+    count(*) FILTER (WHERE d.status = 'delivered') AS delivered,
+    count(*) FILTER (WHERE d.status = 'failed') AS failed,
+    count(*) FILTER (WHERE d.status = 'pending') AS pending,
+    count(*) FILTER (WHERE d.attempts > 1) AS retried,
+    {_PERCENTILE.format(q=0.5, ms=LATENCY_MS)} AS p50_ms,
+    {_PERCENTILE.format(q=0.95, ms=LATENCY_MS)} AS p95_ms,
+    {_PERCENTILE.format(q=0.99, ms=LATENCY_MS)} AS p99_ms
+FROM alerts a JOIN deliveries d ON d.alert_id = a.id
+WHERE {IN_RANGE}
+GROUP BY GROUPING SETS ((d.channel), ())
+ORDER BY d.channel NULLS LAST
+"""
+BUSIEST_HOURS = f"""
+SELECT extract(hour FROM a.received_at AT TIME ZONE 'UTC')::int AS hour, count(*) AS calls
+FROM alerts a WHERE {IN_RANGE}
+GROUP BY 1 ORDER BY calls DESC, hour LIMIT $4
+"""
+
+
+def rate(part: int, whole: int) -> float | None:
+    """A percentage with two decimals; None when there is nothing to divide by."""
+    return round(100 * part / whole, 2) if whole else None
+
+
+def _ms(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _args(user_id: uuid.UUID, span: DateRange) -> tuple[Any, ...]:
+    return (user_id, span.start, span.end)
+
+
+async def calls_per_day(
+    conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange
+) -> list[dict[str, Any]]:
+    """Every day of the range, zeros included, for the chart."""
+    counts: dict[date, int] = {
+        r["day"]: r["calls"] for r in await conn.fetch(CALLS_PER_DAY, *_args(user_id, span))
+    }
+    return [{"date": day, "calls": counts.get(day, 0)} for day in span.each_day()]
+
+
+async def summary(conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange) -> dict[str, Any]:
+    """Per webhook and in total: calls, outcomes, success rate and deliveries per channel."""
+    per_channel: dict[uuid.UUID, dict[str, int]] = {}
+    for r in await conn.fetch(DELIVERIES_PER_CHANNEL, *_args(user_id, span)):
+        per_channel.setdefault(r["webhook_id"], {})[r["channel"]] = r["deliveries"]
+    webhooks = []
+    total = {"calls": 0, "successful": 0, "failed": 0, "pending": 0, "deliveries": {}}
+    for r in await conn.fetch(SUMMARY, *_args(user_id, span)):
+        channels = per_channel.get(r["webhook_id"], {})
+        counts = {k: r[k] for k in ("calls", "successful", "failed", "pending")}
+        webhooks.append(
+            {
+                "webhook_id": r["webhook_id"],
+                "name": r["name"],
+                "alias": r["alias"],
+                **counts,
+                "success_rate": rate(r["successful"], r["successful"] + r["failed"]),
+                "deliveries": dict(sorted(channels.items())),
+            }
+        )
+        for k, v in counts.items():
+            total[k] += v
+        for channel, n in channels.items():
+            total["deliveries"][channel] = total["deliveries"].get(channel, 0) + n
+    total["success_rate"] = rate(total["successful"], total["successful"] + total["failed"])
+    total["deliveries"] = dict(sorted(total["deliveries"].items()))
+    return {"webhooks": webhooks, "total": total}
+
+
+async def detailed_rows(
+    conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange
+) -> AsyncIterator[dict[str, Any]]:
+    """One row per delivery (an alert without deliveries gives one row with empty delivery fields),
+    read through a server-side cursor: call inside a transaction."""
+    async for r in conn.cursor(DETAILED, *_args(user_id, span), prefetch=500):
+        yield {
+            **dict(r),
+            "target": mask_target(r["target"]) if r["target"] is not None else None,
+            "latency_ms": _ms(r["latency_ms"]),
+        }
+
+
+async def incident_rows(
+    conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange
+) -> AsyncIterator[dict[str, Any]]:
+    """One row per call with its final status and time to first delivery; call inside a transaction."""
+    async for r in conn.cursor(INCIDENTS, *_args(user_id, span), prefetch=500):
+        yield {**dict(r), "time_to_first_delivery_ms": _ms(r["time_to_first_delivery_ms"])}
+
+
+async def performance(
+    conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange, *, hours: int = 5
+) -> dict[str, Any]:
+    """Latency percentiles, retry and failure rates per channel and overall; the busiest hours (UTC)."""
+    channels, overall = [], None
+    for r in await conn.fetch(PERFORMANCE, *_args(user_id, span)):
+        row = {
+            "channel": r["channel"],
+            "deliveries": r["deliveries"],
+            "delivered": r["delivered"],
+            "failed": r["failed"],
+            "pending": r["pending"],
+            "latency_p50_ms": _ms(r["p50_ms"]),
+            "latency_p95_ms": _ms(r["p95_ms"]),
+            "latency_p99_ms": _ms(r["p99_ms"]),
+            "retry_rate": rate(r["retried"], r["deliveries"]),
+            "failure_rate": rate(r["failed"], r["delivered"] + r["failed"]),
+        }
+        if r["channel"] is None:
+            overall = {k: v for k, v in row.items() if k != "channel"}
+        else:
+            channels.append(row)
+    busiest = [dict(r) for r in await conn.fetch(BUSIEST_HOURS, *_args(user_id, span), hours)]
+    return {"channels": channels, "overall": overall, "busiest_hours": busiest}

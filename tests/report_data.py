@@ -1,0 +1,294 @@
+"""Report test data: alerts with known timestamps and outcomes, and the figures they should give.
+
+Every expected figure here is computed from the specs in plain Python, never by engine code.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+
+FIRST, LAST = date(2024, 3, 1), date(2024, 3, 5)
+RANGE = "2024-03-01 to 2024-03-05"
+DAY0 = datetime(2024, 3, 1, tzinfo=UTC)
+OTHER_TITLE = "Other user's secret outage"
+OTHER_TARGET = "+14155559999"
+
+
+@dataclass
+class Delivery:
+    channel: str
+    target: str
+    status: str
+    attempts: int
+    latency_ms: int | None  # None while pending
+
+
+@dataclass
+class Alert:
+    webhook: str  # a key of the seeded webhooks
+    received_at: datetime
+    title: str
+    severity: str
+    source: str | None
+    status: str
+    deliveries: list[Delivery] = field(default_factory=list)
+    is_test: bool = False
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @property
+    def in_range(self) -> bool:
+        return not self.is_test and FIRST <= self.received_at.date() <= LAST
+
+
+def specs() -> list[Alert]:
+    """Fifteen calls over five days on two webhooks, the range's edges, and a test send."""
+    alerts = []
+    i = 0
+    for day in range(5):
+        for k in range(day + 1):
+            i += 1
+            when = DAY0 + timedelta(days=day, hours=[9, 14, 9, 22, 3][k], minutes=i, seconds=i)
+            if i % 3:
+                sms_status = "failed" if i % 5 == 0 else "pending" if i % 7 == 0 else "delivered"
+                deliveries = [
+                    Delivery("EMAIL", "oncall@example.com", "delivered", 1, 100 * i),
+                    Delivery(
+                        "SMS",
+                        "+14155550123",
+                        sms_status,
+                        5 if sms_status == "failed" else 1 + (i % 4 == 0),
+                        None if sms_status == "pending" else 250 * i + 7,
+                    ),
+                ]
+                webhook = "prod"
+            else:
+                deliveries = [Delivery("PUSH_NOTIF", "staging-topic", "delivered", 1 + (i % 2), 50 * i)]
+                webhook = "staging"
+            statuses = {d.status for d in deliveries}
+            status = (
+                "pending" if "pending" in statuses else "failed" if "failed" in statuses else "successful"
+            )
+            alerts.append(
+                Alert(
+                    webhook,
+                    when,
+                    f"Alert {i}",
+                    ["critical", "warning", "info"][i % 3],
+                    f"source-{i % 2}",
+                    status,
+                    deliveries,
+                )
+            )
+    edge = [Delivery("EMAIL", "oncall@example.com", "delivered", 1, 40)]
+    alerts += [
+        Alert(
+            "prod", datetime(2024, 3, 1, 0, 0, 0, tzinfo=UTC), "edge-first", "error", None, "successful", edge
+        ),
+        Alert(
+            "prod",
+            datetime(2024, 3, 5, 23, 59, 59, tzinfo=UTC),
+            "edge-last",
+            "error",
+            None,
+            "successful",
+            edge,
+        ),
+        Alert(
+            "prod",
+            datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC),
+            "edge-before",
+            "error",
+            None,
+            "successful",
+            edge,
+        ),
+        Alert(
+            "prod", datetime(2024, 3, 6, 0, 0, 0, tzinfo=UTC), "edge-after", "error", None, "successful", edge
+        ),
+        Alert(
+            "prod",
+            datetime(2024, 3, 2, 12, 0, tzinfo=UTC),
+            "test-send",
+            "info",
+            "monoduty",
+            "successful",
+            edge,
+            is_test=True,
+        ),
+        Alert(
+            "staging",
+            datetime(2024, 3, 3, 9, 30, tzinfo=UTC),
+            "no-deliveries",
+            "info",
+            None,
+            "successful",
+            [],
+        ),
+    ]
+    return alerts
+
+
+def other_specs() -> list[Alert]:
+    delivery = [Delivery("SMS", OTHER_TARGET, "failed", 3, 900)]
+    return [
+        Alert(
+            "other",
+            DAY0 + timedelta(days=d, hours=9),
+            OTHER_TITLE,
+            "critical",
+            "elsewhere",
+            "failed",
+            delivery,
+        )
+        for d in range(5)
+    ]
+
+
+async def insert(
+    pool: asyncpg.Pool, user_id: uuid.UUID, webhook_ids: dict[str, str], alerts: list[Alert]
+) -> None:
+    alert_rows, delivery_rows = [], []
+    for a in alerts:
+        final = [d.latency_ms for d in a.deliveries if d.latency_ms is not None]
+        finished = (
+            None
+            if a.status == "pending"
+            else a.received_at + timedelta(seconds=1, milliseconds=max(final or [0]))
+        )
+        alert_rows.append(
+            (
+                a.id,
+                uuid.UUID(webhook_ids[a.webhook]),
+                user_id,
+                a.is_test,
+                a.status,
+                a.title,
+                a.severity,
+                a.source,
+                a.received_at,
+                finished,
+            )
+        )
+        for d in a.deliveries:
+            created = a.received_at + timedelta(seconds=1)
+            done = created + timedelta(milliseconds=d.latency_ms) if d.latency_ms is not None else None
+            delivery_rows.append(
+                (
+                    uuid.uuid4(),
+                    a.id,
+                    d.channel,
+                    d.target,
+                    d.status,
+                    d.attempts,
+                    created,
+                    done if d.status == "delivered" else None,
+                    done,
+                )
+            )
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.executemany(
+            """INSERT INTO alerts (id, webhook_id, user_id, is_test, status, title, severity, source, format,
+                   received_at, finished_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'json', $9, $10)""",
+            alert_rows,
+        )
+        await conn.executemany(
+            """INSERT INTO deliveries (id, alert_id, channel, target, status, attempts, created_at,
+                   delivered_at, finished_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+            delivery_rows,
+        )
+
+
+# ---- expected figures, from the specs alone ----
+
+
+def in_range(alerts: list[Alert]) -> list[Alert]:
+    return sorted((a for a in alerts if a.in_range), key=lambda a: (a.received_at, a.id))
+
+
+def pct(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 2) if whole else None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """percentile_cont: linear interpolation between the closest ranks."""
+    if not values:
+        return None
+    values = sorted(values)
+    pos = q * (len(values) - 1)
+    low, high = math.floor(pos), math.ceil(pos)
+    return values[low] + (values[high] - values[low]) * (pos - low)
+
+
+def expected_summary(alerts: list[Alert], names: dict[str, str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for key in [*names, "TOTAL"]:
+        chosen = [a for a in in_range(alerts) if key == "TOTAL" or a.webhook == key]
+        counts = Counter(a.status for a in chosen)
+        out[names.get(key, "TOTAL")] = {
+            "calls": len(chosen),
+            "successful": counts["successful"],
+            "failed": counts["failed"],
+            "pending": counts["pending"],
+            "success_rate": pct(counts["successful"], counts["successful"] + counts["failed"]),
+            "deliveries": dict(sorted(Counter(d.channel for a in chosen for d in a.deliveries).items())),
+        }
+    return out
+
+
+def expected_performance(alerts: list[Alert]) -> dict[str | None, dict]:
+    everything = [d for a in in_range(alerts) for d in a.deliveries]
+    out: dict[str | None, dict] = {}
+    for channel in [*sorted({d.channel for d in everything}), None]:
+        chosen = [d for d in everything if channel is None or d.channel == channel]
+        delivered = [
+            float(d.latency_ms) for d in chosen if d.status == "delivered" and d.latency_ms is not None
+        ]
+        failed = sum(d.status == "failed" for d in chosen)
+        out[channel] = {
+            "deliveries": len(chosen),
+            "delivered": len(delivered),
+            "failed": failed,
+            "pending": sum(d.status == "pending" for d in chosen),
+            "latency_p50_ms": percentile(delivered, 0.5),
+            "latency_p95_ms": percentile(delivered, 0.95),
+            "latency_p99_ms": percentile(delivered, 0.99),
+            "retry_rate": pct(sum(d.attempts > 1 for d in chosen), len(chosen)),
+            "failure_rate": pct(failed, len(delivered) + failed),
+        }
+    return out
+
+
+def expected_busiest_hours(alerts: list[Alert]) -> list[dict]:
+    counts = Counter(a.received_at.hour for a in in_range(alerts))
+    return [{"hour": h, "calls": n} for h, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]]
+
+
+def expected_calls_per_day(alerts: list[Alert]) -> list[dict]:
+    counts = Counter(a.received_at.date() for a in in_range(alerts))
+    return [
+        {"date": (FIRST + timedelta(days=n)).isoformat(), "calls": counts[FIRST + timedelta(days=n)]}
+        for n in range(5)
+    ]
+
+
+def first_delivery_ms(alert: Alert) -> float | None:
+    delivered = [
+        d.latency_ms for d in alert.deliveries if d.status == "delivered" and d.latency_ms is not None
+    ]
+    return float(1000 + min(delivered)) if delivered else None
+
+
+def masked(target: str) -> str:
+    return {
+        "oncall@example.com": "o\u2022\u2022\u2022@example.com",
+        "+14155550123": "+1415\u2022\u2022\u20220123",
+        "staging-topic": "st\u2022\u2022\u2022ic",
+    }[target]

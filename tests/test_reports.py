@@ -1,0 +1,339 @@
+"""POST /api/reports/generate: every type in every format matches data seeded with known timestamps."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from pypdf import PdfReader
+
+from engine.settings import Settings, SettingsError
+from tests import report_data as data
+from tests.conftest import Account, make_client
+from tests.test_webhooks_api import assert_error, create
+
+TYPES = ("summary", "detailed", "incidents", "performance")
+
+
+@dataclass(frozen=True)
+class Seeded:
+    account: Account
+    other: Account
+    alerts: list[data.Alert]
+    names: dict[str, str]  # spec key -> webhook name
+
+
+@pytest.fixture
+async def seeded(client: TestClient, account: Account, other_account: Account, pool: asyncpg.Pool) -> Seeded:
+    prod = await create(client, account, {"name": "Production", "notificationTypes": ["EMAIL", "SMS"]})
+    staging = await create(
+        client,
+        account,
+        {"name": "Staging", "notificationTypes": ["PUSH_NOTIF"], "targetChannels": {"push": "staging-topic"}},
+    )
+    other = await create(client, other_account, {"name": "Other Team Hook", "notificationTypes": ["SMS"]})
+    alerts = data.specs()
+    await data.insert(pool, account.user.id, {"prod": prod["id"], "staging": staging["id"]}, alerts)
+    await data.insert(pool, other_account.user.id, {"other": other["id"]}, data.other_specs())
+    return Seeded(account, other_account, alerts, {"prod": "Production", "staging": "Staging"})
+
+
+async def generate(client: TestClient, account: Account, **body: Any) -> Any:
+    resp = await client.post("/api/reports/generate", json=body, headers=account.headers)
+    return resp
+
+
+async def report_json(client: TestClient, seeded: Seeded, kind: str) -> dict:
+    resp = await generate(client, seeded.account, type=kind, dateRange=data.RANGE)
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["success"] is True
+    report = body["report"]
+    assert (report["type"], report["date_range"]) == (kind, {"from": "2024-03-01", "to": "2024-03-05"})
+    assert report["calls_per_day"] == data.expected_calls_per_day(seeded.alerts)
+    return report
+
+
+def close(actual: float | None, expected: float | None) -> bool:
+    """SQL rounds numerics half away from zero; Python floats may land a hair the other way."""
+    if actual is None or expected is None:
+        return actual is expected
+    return abs(actual - expected) <= 0.051
+
+
+async def test_summary_json(client: TestClient, seeded: Seeded) -> None:
+    report = await report_json(client, seeded, "summary")
+    expected = data.expected_summary(seeded.alerts, seeded.names)
+    got = {w["name"]: {k: w[k] for k in expected["TOTAL"]} for w in report["webhooks"]}
+    got["TOTAL"] = {k: report["total"][k] for k in expected["TOTAL"]}
+    assert got == expected
+    assert expected["TOTAL"]["calls"] == 18  # 15 spread, 2 in-range edges, 1 without deliveries; no test
+
+
+async def test_detailed_json_masks_targets(client: TestClient, seeded: Seeded) -> None:
+    report = await report_json(client, seeded, "detailed")
+    expected = data.in_range(seeded.alerts)
+    assert [a["alert_id"] for a in report["alerts"]] == [str(a.id) for a in expected]
+    assert report["truncated"] is False
+    for got, spec in zip(report["alerts"], expected, strict=True):
+        assert (got["title"], got["status"], got["webhook"]) == (
+            spec.title,
+            spec.status,
+            seeded.names[spec.webhook],
+        )
+        assert got["deliveries"] == [
+            {
+                "channel": d.channel,
+                "target": data.masked(d.target),
+                "status": d.status,
+                "attempts": d.attempts,
+                "latency_ms": float(d.latency_ms) if d.latency_ms is not None else None,
+            }
+            for d in sorted(spec.deliveries, key=lambda d: (d.channel, d.target))
+        ]
+
+
+async def test_incidents_json_and_range_edges(client: TestClient, seeded: Seeded) -> None:
+    report = await report_json(client, seeded, "incidents")
+    titles = [i["title"] for i in report["incidents"]]
+    assert "edge-first" in titles and "edge-last" in titles  # 00:00:00 first day, 23:59:59 last day
+    assert "edge-before" not in titles and "edge-after" not in titles and "test-send" not in titles
+    expected = data.in_range(seeded.alerts)
+    assert [
+        (i["title"], i["severity"], i["source"], i["status"], i["time_to_first_delivery_ms"])
+        for i in report["incidents"]
+    ] == [(a.title, a.severity, a.source, a.status, data.first_delivery_ms(a)) for a in expected]
+
+
+async def test_performance_json(client: TestClient, seeded: Seeded) -> None:
+    report = await report_json(client, seeded, "performance")
+    expected = data.expected_performance(seeded.alerts)
+    got = {c["channel"]: c for c in report["channels"]} | {None: report["overall"]}
+    assert set(got) == set(expected)
+    for channel, want in expected.items():
+        for key, value in want.items():
+            assert close(got[channel][key], value), (channel, key, got[channel][key], value)
+    assert report["busiest_hours"] == data.expected_busiest_hours(seeded.alerts)
+
+
+async def csv_rows(client: TestClient, account: Account, kind: str) -> list[dict[str, str]]:
+    resp = await generate(client, account, type=kind, dateRange=data.RANGE, format="csv")
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert resp.headers["Content-Disposition"] == (
+        f'attachment; filename="monoduty-{kind}-2024-03-01-to-2024-03-05.csv"'
+    )
+    assert resp.headers.get("Transfer-Encoding") == "chunked"  # streamed, not built then sent
+    assert resp.headers["X-Request-Id"]
+    text = await resp.text()
+    assert text.endswith("\r\n")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+async def test_summary_csv(client: TestClient, seeded: Seeded) -> None:
+    rows = {r["webhook"]: r for r in await csv_rows(client, seeded.account, "summary")}
+    for name, want in data.expected_summary(seeded.alerts, seeded.names).items():
+        row = rows[name]
+        assert [int(row[k]) for k in ("calls", "successful", "failed", "pending")] == [
+            want[k] for k in ("calls", "successful", "failed", "pending")
+        ]
+        assert float(row["success_rate"]) == want["success_rate"]
+        for channel in ("EMAIL", "SMS", "PUSH_NOTIF", "CALL"):
+            assert int(row[f"deliveries_{channel}"]) == want["deliveries"].get(channel, 0)
+    assert list(rows) == ["Production", "Staging", "TOTAL"]
+
+
+async def test_detailed_csv(client: TestClient, seeded: Seeded) -> None:
+    rows = await csv_rows(client, seeded.account, "detailed")
+    expected = [
+        (
+            str(a.id),
+            a.title,
+            d.channel if d else "",
+            data.masked(d.target) if d else "",
+            d.status if d else "",
+            str(d.attempts) if d else "",
+        )
+        for a in data.in_range(seeded.alerts)
+        for d in (sorted(a.deliveries, key=lambda d: (d.channel, d.target)) or [None])
+    ]
+    assert [
+        (r["alert_id"], r["title"], r["channel"], r["target"], r["status"], r["attempts"]) for r in rows
+    ] == expected
+
+
+async def test_incidents_csv_quotes_awkward_titles(
+    client: TestClient, seeded: Seeded, pool: asyncpg.Pool
+) -> None:
+    awkward = 'Disk "full", again\nsecond line'
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE alerts SET title = $2 WHERE id = $1", seeded.alerts[0].id, awkward)
+    rows = await csv_rows(client, seeded.account, "incidents")
+    assert {r["alert_id"]: r["title"] for r in rows}[str(seeded.alerts[0].id)] == awkward
+    assert [r["alert_id"] for r in rows] == [str(a.id) for a in data.in_range(seeded.alerts)]
+    assert [r["status"] for r in rows] == [a.status for a in data.in_range(seeded.alerts)]
+
+
+async def test_performance_csv(client: TestClient, seeded: Seeded) -> None:
+    rows = {r["channel"]: r for r in await csv_rows(client, seeded.account, "performance")}
+    for channel, want in data.expected_performance(seeded.alerts).items():
+        row = rows[channel or "ALL"]
+        assert int(row["deliveries"]) == want["deliveries"] and int(row["failed"]) == want["failed"]
+        assert close(float(row["latency_p95_ms"]), want["latency_p95_ms"])
+        assert close(float(row["retry_rate"]), want["retry_rate"])
+
+
+def pdf_text(document: bytes, tmp_path: Any) -> str:
+    reader = PdfReader(io.BytesIO(document))
+    assert len(reader.pages) >= 1
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    if shutil.which("pdftotext"):  # poppler's reader must open it too
+        path = tmp_path / "report.pdf"
+        path.write_bytes(document)
+        poppler = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True)
+        assert "Monoduty" in poppler.stdout
+    return text
+
+
+@pytest.mark.parametrize("kind", TYPES)
+async def test_pdf_opens_and_holds_the_report(
+    client: TestClient, seeded: Seeded, kind: str, tmp_path: Any
+) -> None:
+    resp = await generate(client, seeded.account, type=kind, dateRange=data.RANGE, format="pdf")
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Content-Type"] == "application/pdf"
+    assert (
+        resp.headers["Content-Disposition"]
+        == f'attachment; filename="monoduty-{kind}-2024-03-01-to-2024-03-05.pdf"'
+    )
+    document = await resp.read()
+    assert document.startswith(b"%PDF-")
+    text = pdf_text(document, tmp_path)
+    assert f"Monoduty {kind} report" in text
+    assert "2024-03-01 to 2024-03-05" in text
+    assert "Calls per day" in text
+    assert "18 calls" in text
+    assert "Other Team" not in text and "secret outage" not in text
+    if kind == "summary":
+        assert "Production" in text and "Staging" in text
+    if kind == "incidents":
+        assert "edge-last" in text and "edge-after" not in text
+    if kind == "detailed":
+        assert "+1415\u2022\u2022\u20220123" in text and "+14155550123" not in text
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+@pytest.mark.parametrize("kind", TYPES)
+async def test_another_users_data_never_appears(
+    client: TestClient, seeded: Seeded, kind: str, fmt: str
+) -> None:
+    resp = await generate(client, seeded.account, type=kind, dateRange=data.RANGE, format=fmt)
+    text = await resp.text()
+    assert resp.status == 200
+    for secret in (data.OTHER_TITLE, "Other Team Hook", "+1415\u2022\u2022\u20229999", data.OTHER_TARGET):
+        assert secret not in text
+    # and theirs holds only their own five calls
+    resp = await generate(client, seeded.other, type="summary", dateRange=data.RANGE)
+    total = (await resp.json())["report"]["total"]
+    assert (total["calls"], total["failed"], total["deliveries"]) == (5, 5, {"SMS": 5})
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "code"),
+    [
+        ({}, "type", "VALIDATION_ERROR"),
+        ({"type": "weekly"}, "type", "VALIDATION_ERROR"),
+        ({"type": "summary", "format": "xml"}, "format", "VALIDATION_ERROR"),
+        ({"type": "summary", "dateRange": "2024-03-01..2024-03-05"}, "dateRange", "DATE_RANGE_MALFORMED"),
+        ({"type": "summary", "dateRange": "2024-02-30 to 2024-03-05"}, "dateRange", "DATE_RANGE_MALFORMED"),
+        ({"type": "summary", "dateRange": 20240301}, "dateRange", "DATE_RANGE_MALFORMED"),
+        ({"type": "summary", "dateRange": "2024-03-05 to 2024-03-01"}, "dateRange", "DATE_RANGE_REVERSED"),
+        ({"type": "summary", "dateRange": "2023-01-01 to 2024-03-01"}, "dateRange", "DATE_RANGE_TOO_LONG"),
+        ({"type": "summary", "range": "2024-03-01 to 2024-03-05"}, "range", "VALIDATION_ERROR"),
+    ],
+)
+async def test_bad_requests_name_the_field(
+    client: TestClient, account: Account, body: dict, field: str, code: str
+) -> None:
+    resp = await client.post("/api/reports/generate", json=body, headers=account.headers)
+    assert resp.status == 400
+    error = await resp.json()
+    assert_error(error, code)
+    assert field in error["error"]
+
+
+async def test_range_limit_is_configurable_and_default_is_last_seven_days(
+    settings: Settings, redis: Any, account: Account, pool: asyncpg.Pool
+) -> None:
+    client = await make_client(settings.with_(report_max_days=30))
+    try:
+        ok30 = await generate(client, account, type="summary", dateRange="2024-03-01 to 2024-03-30")
+        too_long = await generate(client, account, type="summary", dateRange="2024-03-01 to 2024-03-31")
+        assert ok30.status == 200
+        assert too_long.status == 400 and "maximum is 30" in (await too_long.json())["error"]
+
+        hook = await create(client, account, {"name": "Recent", "notificationTypes": ["EMAIL"]})
+        now = datetime.now(UTC)
+        recent = [
+            data.Alert("w", now - timedelta(days=d), f"recent {d}", "info", None, "successful")
+            for d in (0, 6, 7)
+        ]
+        await data.insert(pool, account.user.id, {"w": hook["id"]}, recent)
+        report = (await (await generate(client, account, type="incidents")).json())["report"]
+        today = now.date()
+        assert report["date_range"] == {
+            "from": (today - timedelta(days=6)).isoformat(),
+            "to": today.isoformat(),
+        }
+        assert sorted(i["title"] for i in report["incidents"]) == ["recent 0", "recent 6"]
+    finally:
+        await client.close()
+
+
+async def test_reports_need_auth(client: TestClient) -> None:
+    resp = await client.post("/api/reports/generate", json={"type": "summary"})
+    assert resp.status == 401
+    assert_error(await resp.json(), "UNAUTHORIZED")
+
+
+async def test_a_large_csv_leaves_in_many_chunks(
+    client: TestClient, account: Account, pool: asyncpg.Pool
+) -> None:
+    """Rows are written as the cursor yields them, not gathered into one body first."""
+    hook = await create(client, account, {"name": "Busy", "notificationTypes": ["EMAIL"]})
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """
+            INSERT INTO alerts (id, webhook_id, user_id, status, title, severity, format, received_at)
+            SELECT gen_random_uuid(), $1, $2, 'successful', 'bulk alert ' || n, 'info', 'json',
+                '2024-03-02'::timestamptz + make_interval(secs => n)
+            FROM generate_series(1, 3000) n
+            """,
+            uuid.UUID(hook["id"]),
+            account.user.id,
+        )
+    resp = await generate(client, account, type="incidents", dateRange=data.RANGE, format="csv")
+    assert resp.status == 200
+    http_chunks, body = 0, b""
+    async for piece, end_of_chunk in resp.content.iter_chunks():
+        body += piece
+        http_chunks += end_of_chunk
+    rows = list(csv.DictReader(io.StringIO(body.decode(), newline="")))
+    assert len(rows) == 3000 and rows[-1]["title"] == "bulk alert 3000"
+    assert http_chunks >= 3  # header + first row at once, then ~64 KiB pieces
+
+
+def test_the_range_limit_setting_is_parsed_strictly() -> None:
+    assert Settings.from_env({}).report_max_days == 366
+    assert Settings.from_env({"MONODUTY_REPORT_MAX_DAYS": "31"}).report_max_days == 31
+    with pytest.raises(SettingsError, match="MONODUTY_REPORT_MAX_DAYS"):
+        Settings.from_env({"MONODUTY_REPORT_MAX_DAYS": "0"})
