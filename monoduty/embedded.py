@@ -4,7 +4,7 @@ Child processes we control, with their files in a data folder (both may share on
 ``pgdata/``, unix socket only, trust auth, database ``monoduty``; as root (initdb/postgres refuse
 root) it runs as system user ``pgserver`` (created if missing; own gid, no supplementary groups)
 and the folders above its files get ``o+x``. Redis: ``redisdata/`` with AOF (fsync every second,
-no RDB), on 127.0.0.1, free port, random password (0600 config file, never logged).
+no RDB), on 127.0.0.1, free port, random password (config file in a 0700 folder, never logged).
 
 One owner per folder (``flock``); never shared (unlike pgserver's handle counting): other
 processes get the URL. ``stop()``, ``with`` and exit stop them cleanly; if we die of a signal,
@@ -279,8 +279,7 @@ class EmbeddedRedis(_Service):
                 port = int(probe.getsockname()[1])
             config = f"bind 127.0.0.1\nport {port}\nrequirepass {password}\ndir ./\npidfile redis.pid\n"
             config += 'logfile ""\ndaemonize no\nsave ""\nappendonly yes\nappendfsync everysec\n'
-            (rdir / "redis.conf").touch(0o600)  # in a 0700 folder anyway
-            (rdir / "redis.conf").write_text(config)
+            (rdir / "redis.conf").write_text(config)  # the folder is 0700
             try:
                 pid = self._run([str(server), "redis.conf"], lambda port=port: _ping(port, password), rdir)
                 break

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -131,8 +132,11 @@ class DevProcess:
 
 
 @pytest.fixture
-def dev_dir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "data"
+def dev_dir() -> Iterator[Path]:
+    # Not tmp_path: pytest keeps that under a 0700 folder that the embedded PostgreSQL, running
+    # as its own system user when we are root, could not reach.
+    with tempfile.TemporaryDirectory(prefix="monoduty-dev-") as folder:
+        yield Path(folder) / "data"
 
 
 def test_dev_on_embedded_services_delivers_and_keeps_its_data(dev_dir: Path) -> None:
