@@ -1,4 +1,7 @@
-"""Masking what may be secret before an operator's screen shows it.
+"""Masking what may be secret before a screen, a report or a log line shows it.
+
+``mask_target`` shortens a delivery target (an address, a number, a topic) to something one can
+recognise but not reuse.
 
 Job arguments carry inbound bodies verbatim, and a body may hold anything: a bearer token, an
 API key, a password in a URL, a phone number. ``mask_value`` keeps ids (UUIDs) and structure
@@ -13,6 +16,7 @@ from typing import Any
 
 PREVIEW_CHARS = 120
 HIDDEN = "***"
+DOTS = "\u2022\u2022\u2022"
 
 _SECRET_NAME = re.compile(r"pass(word)?|secret|token|api[_-]?key|auth|credential|signature|cookie", re.I)
 # key=value / "key": "value" pairs whose key names a secret, inside free text.
@@ -64,3 +68,16 @@ def mask_value(value: Any, *, key: str = "") -> Any:
     if isinstance(value, str):
         return preview(value)
     return value
+
+
+def mask_target(target: str) -> str:
+    """``+14155550123`` → ``+1415•••0123``, ``oncall@example.com`` → ``o•••@example.com``,
+    ``prod-alerts`` → ``pr•••ts`` (a push topic is as good as a password to a subscriber)."""
+    if "@" in target:
+        local, _, domain = target.rpartition("@")
+        return f"{local[:1]}{DOTS}@{domain}"
+    if target.startswith("+") and len(target) > 9:
+        return f"{target[:5]}{DOTS}{target[-4:]}"
+    if len(target) > 6:
+        return f"{target[:2]}{DOTS}{target[-2:]}"
+    return DOTS

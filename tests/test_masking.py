@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.masking import mask_text, mask_value, preview
+from engine.masking import mask_target, mask_text, mask_value, preview
 
 KEY = "md_live_Q2xhc3NpZmllZDEyMzQ1Njc4OTA"
 
@@ -45,3 +45,16 @@ def test_long_text_is_a_preview_with_its_size_and_named_secrets_are_hidden() -> 
     masked = mask_value({"body": body, "headers": {"X-Auth-Token": "abc"}, "token": None, "n": 3})
     assert masked["headers"]["X-Auth-Token"] == "***"
     assert masked["token"] is None and masked["n"] == 3
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        ("+14155550123", "+1415\u2022\u2022\u20220123"),
+        ("oncall@example.com", "o\u2022\u2022\u2022@example.com"),
+        ("prod-alerts", "pr\u2022\u2022\u2022ts"),
+        ("abc", "\u2022\u2022\u2022"),
+    ],
+)
+def test_targets_are_recognisable_but_not_reusable(target: str, shown: str) -> None:
+    assert mask_target(target) == shown

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from engine.reports.masking import mask_target
+from engine.masking import mask_target
 from engine.reports.ranges import DateRange
 
 IN_RANGE = "a.user_id = $1 AND NOT a.is_test AND a.received_at >= $2 AND a.received_at < $3"
