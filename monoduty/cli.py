@@ -13,12 +13,25 @@ from engine import db, logs
 from engine.settings import Settings, SettingsError
 from monoduty import queue_cli
 
+# Where `monoduty dev` keeps its embedded services; MONODUTY_DATA_DIR points other commands elsewhere.
+DEFAULT_DATA_DIR = ".monoduty"
+
 
 def load_settings(*, dev: bool = False) -> Settings:
+    """Settings from the environment; URLs not set there come from a running `monoduty dev`."""
     try:
-        return Settings.from_env(os.environ, dev=dev)
+        settings = Settings.from_env(os.environ, dev=dev)
     except SettingsError as exc:
         sys.exit(f"monoduty: configuration error: {exc}")
+    if not settings.database_url or not settings.redis_url:
+        from monoduty.dev import running_services
+
+        found = running_services(os.environ.get("MONODUTY_DATA_DIR", DEFAULT_DATA_DIR))
+        settings = settings.with_(
+            database_url=settings.database_url or found.get("database_url"),
+            redis_url=settings.redis_url or found.get("redis_url"),
+        )
+    return settings
 
 
 def _require(settings: Settings) -> Settings:
@@ -31,7 +44,9 @@ def _require(settings: Settings) -> Settings:
         if not v
     ]
     if missing:
-        sys.exit(f"monoduty: set {' and '.join(missing)} (or use `monoduty dev` for embedded services)")
+        sys.exit(
+            f"monoduty: set {' and '.join(missing)}, or start `monoduty dev` (its embedded services are used)"
+        )
     return settings
 
 
@@ -111,11 +126,7 @@ async def _outbox(settings: Settings, limit: int) -> list[dict[str, object]]:
 
 
 def cmd_outbox(args: argparse.Namespace) -> None:
-    settings = load_settings(dev=True)
-    if not settings.database_url:
-        from monoduty.dev import embedded_database_url
-
-        settings = settings.with_(database_url=embedded_database_url(args.data_dir))
+    settings = _require(load_settings())
     entries = asyncio.run(_outbox(settings, args.limit))
     if args.json:
         print(json.dumps(entries, default=str))
@@ -140,7 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="API + one worker, embedded PostgreSQL and Redis when none is set")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
-    dev.add_argument("--data-dir", default=".monoduty")
+    dev.add_argument(
+        "--data-dir",
+        default=os.environ.get("MONODUTY_DATA_DIR", DEFAULT_DATA_DIR),
+        help="embedded services' data (default $MONODUTY_DATA_DIR or .monoduty)",
+    )
     dev.set_defaults(func=cmd_dev)
 
     api = sub.add_parser("api", help="serve the HTTP API")
@@ -166,7 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = sub.add_parser("outbox", help="what dev mode would have sent")
     outbox.add_argument("--json", action="store_true")
     outbox.add_argument("--limit", type=int, default=50)
-    outbox.add_argument("--data-dir", default=".monoduty")
     outbox.set_defaults(func=cmd_outbox)
     queue_cli.add_parser(sub)
 

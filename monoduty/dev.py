@@ -61,12 +61,13 @@ def _with_embedded_services(settings: Settings, data_dir: Path, stack: contextli
     return settings
 
 
-def embedded_database_url(data_dir: str) -> str:
-    """The database of the `monoduty dev` running on this data folder, for other commands."""
+def running_services(data_dir: str) -> dict[str, str]:
+    """The service URLs of a `monoduty dev` running on this data folder ({} if none is)."""
     try:
-        return json.loads((Path(data_dir) / SERVICES_FILE).read_text())["database_url"]
-    except (OSError, ValueError, KeyError):
-        sys.exit("monoduty: no running `monoduty dev` found here; start it, or set MONODUTY_DATABASE_URL")
+        found = json.loads((Path(data_dir) / SERVICES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in found.items() if k in ("database_url", "redis_url") and isinstance(v, str)}
 
 
 async def _first_user(settings: Settings) -> None:

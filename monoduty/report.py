@@ -32,9 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", help="file to write (default: stdout)")
     parser.add_argument("--user", help="whose report, by email (default: the only user, if there is one)")
     parser.add_argument("--progress", action="store_true", help="always show progress on stderr")
-    parser.add_argument(
-        "--data-dir", default=".monoduty", help="of a running `monoduty dev`, when no URL is set"
-    )
 
 
 class Progress:
@@ -117,9 +114,9 @@ async def generate(settings: Settings, args: argparse.Namespace, out: IO[bytes],
 def run(settings: Settings, args: argparse.Namespace) -> None:
     """Write the report, or exit non-zero with the reason on stderr."""
     if not settings.database_url:
-        from monoduty.dev import embedded_database_url
-
-        settings = settings.with_(database_url=embedded_database_url(args.data_dir))
+        sys.exit(
+            "monoduty: set MONODUTY_DATABASE_URL, or start `monoduty dev` (its embedded database is used)"
+        )
     if args.format == "pdf" and not args.output and sys.stdout.isatty():
         sys.exit("monoduty: a PDF is not for a terminal; pass --output FILE")
     progress = Progress(sys.stderr, always=args.progress)

@@ -162,7 +162,7 @@ def test_dev_on_embedded_services_delivers_and_keeps_its_data(dev_dir: Path) -> 
         assert status == 202
 
         def delivered() -> list[dict]:
-            out = monoduty("outbox", "--json", "--data-dir", str(dev_dir), env=env).stdout
+            out = monoduty("outbox", "--json", env={**env, "MONODUTY_DATA_DIR": str(dev_dir)}).stdout
             return [e for e in json.loads(out) if e["alert_id"] == queued["alert_id"]]
 
         sent = wait_for(lambda: len(delivered()) == 2 and delivered(), "the outbox")
