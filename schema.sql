@@ -103,3 +103,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     alert_id    uuid,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- Accounts and security (issue 3).
+-- Passwords: argon2id hashes only (engine.accounts); NULL for a key-only user.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS password_hash text;
+-- The HMAC secret of a signed webhook (engine.signing). Kept as given, since a signature can only
+-- be checked with the secret itself; the API shows only `signed: true|false`.
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS signing_secret text;

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import dev, inbound, webhooks
+from api import accounts, api_keys, dev, inbound, security, webhooks
 from api.auth import auth_middleware
 from api.middlewares import error_middleware, request_id_middleware
 from api.responses import ok
@@ -28,15 +28,24 @@ def create_app(settings: Settings) -> web.Application:
     if not settings.database_url or not settings.redis_url:
         raise ValueError("create_app needs settings.database_url and settings.redis_url")
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[
+            request_id_middleware,
+            error_middleware,
+            security.https_middleware,
+            security.ratelimit_middleware,
+            auth_middleware,
+        ],
         client_max_size=JSON_BODY_LIMIT,
     )
     app[SETTINGS] = settings
     app[API_BODY_LIMIT] = JSON_BODY_LIMIT
     app[AVAILABLE_TYPES] = frozenset(configured_types(settings))
     app.cleanup_ctx.append(_resources)
+    security.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(webhooks.routes)
+    app.router.add_routes(accounts.routes)
+    app.router.add_routes(api_keys.routes)
     if settings.dev:
         app.router.add_routes(dev.routes)
     inbound.add_routes(app)
