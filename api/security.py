@@ -13,6 +13,7 @@ anyone else both headers are ignored.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Iterable
 
 from aiohttp import web
@@ -22,6 +23,8 @@ from api.state import REDIS, SETTINGS
 from engine import ratelimit
 from engine.errors import MonodutyError
 from engine.sessions import COOKIE_NAME
+
+log = logging.getLogger("monoduty.security")
 
 HTTPS = web.RequestKey("https", bool)
 PROXIES = web.AppKey("trusted_proxies", tuple)
@@ -98,6 +101,8 @@ async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.St
     limit = request.app[SETTINGS].rate_limit_api
     verdict = await ratelimit.hit(request.app[REDIS], ratelimit.bucket("api", _caller(request)), limit, "api")
     if not verdict.allowed:
+        if verdict.first_refusal:
+            log.warning("API rate limit reached", extra={"route": request.path, "outcome": "limited"})
         message = f"over the limit of {limit.count} requests per {limit.seconds} seconds"
         raise ratelimit.RateLimited(verdict, message)
     response = await handler(request)

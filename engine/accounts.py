@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +46,12 @@ UPDATE users SET email = $2, name = $3, phone = $4, push_topic = $5 WHERE id = $
 RETURNING {USER_COLUMNS}
 """
 
-_hasher = PasswordHasher()
+# argon2id with OWASP's recommended parameters (19 MiB, 2 passes, 1 lane): strong, and cheap
+# enough in memory that a burst of logins cannot exhaust the host. Hashes made with other
+# parameters are upgraded at the next successful login (check_needs_rehash).
+log = logging.getLogger("monoduty.security")
+
+_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 
 
 class InvalidCredentials(MonodutyError):
@@ -94,6 +101,13 @@ def _password(body: Mapping[str, Any], name: str) -> str:
     return value
 
 
+async def set_password(conn: asyncpg.Connection, user_id: uuid.UUID, password: str) -> None:
+    """Give a user a password (``monoduty users create --password``), checked like a sign-up's."""
+    await conn.execute(
+        SET_PASSWORD, user_id, await hash_password(_password({"password": password}, "password"))
+    )
+
+
 def _checked(check: Any, value: object, name: str) -> str:
     try:
         return check(value, field=name)
@@ -110,10 +124,9 @@ async def register(conn: asyncpg.Connection, body: object) -> User:
     name = validate.string(body, "name", max_length=100, nullable=True)
     phone = body.get("phone")
     phone = _checked(validate_phone, phone, "phone") if phone is not None else None
-    password_hash = await hash_password(password)
     async with conn.transaction():
         user = await create_user(conn, email, name=name, phone=phone)
-        await conn.execute(SET_PASSWORD, user.id, password_hash)
+        await set_password(conn, user.id, password)
     return user
 
 
@@ -133,6 +146,7 @@ async def login(conn: asyncpg.Connection, redis: Redis, body: object, client: st
         pipe.ttl(failures)
         count, ttl = await pipe.execute()
     if count is not None and int(count) >= MAX_FAILURES:
+        log.warning("login throttled after repeated failures", extra={"outcome": "throttled"})
         raise LoginThrottled(ttl)
     record = await conn.fetchrow(SELECT_LOGIN, email.strip())
     stored = record["password_hash"] if record is not None else None
@@ -141,6 +155,7 @@ async def login(conn: asyncpg.Connection, redis: Redis, body: object, client: st
             pipe.incr(failures)
             pipe.expire(failures, FAILURE_WINDOW)
             await pipe.execute()
+        log.info("login refused", extra={"outcome": "invalid_credentials"})
         raise InvalidCredentials()
     await redis.delete(failures)
     assert record is not None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from redis.asyncio import Redis
 from engine import queue, ratelimit, signing
 from engine.errors import MonodutyError, NotFound
 from engine.settings import RateLimit
+
+log = logging.getLogger("monoduty.inbound")
 
 CACHE_PREFIX = "monoduty:token:"
 CACHE_SECONDS = 3600
@@ -89,6 +92,10 @@ async def accept_alert(
     if limit is not None:
         verdict = await ratelimit.hit(redis, ratelimit.bucket("inbound", token), limit, "inbound")
         if not verdict.allowed:
+            if verdict.first_refusal:
+                log.warning(
+                    "inbound rate limit reached", extra={"webhook_id": webhook.id, "outcome": "limited"}
+                )
             raise ratelimit.RateLimited(
                 verdict,
                 f"this webhook accepts at most {limit.count} alerts per {limit.seconds} seconds",
@@ -102,7 +109,12 @@ async def accept_alert(
             status=409,
         )
     if webhook.signing_secret is not None:
-        await signing.verify(redis, webhook.id, webhook.signing_secret, headers or {}, body)
+        try:
+            await signing.verify(redis, webhook.id, webhook.signing_secret, headers or {}, body)
+        except signing.SignatureRejected as exc:
+            extra = {"webhook_id": webhook.id, "outcome": exc.code, "request_id": request_id}
+            log.info("inbound alert refused: bad signature", extra=extra)
+            raise
     alert_id = str(uuid.uuid4())
     await queue.enqueue_alert(
         redis,  # type: ignore[arg-type]
