@@ -32,10 +32,12 @@ async def json_body(request: web.Request) -> Any:
 @routes.get("/api/webhooks")
 async def list_webhooks(request: web.Request) -> web.Response:
     user = current_user(request)
+    limit, offset = limits.page(request.query, default=limits.MAX_PAGE)
     async with request.app[POOL].acquire() as conn:
-        records = await webhooks.list_webhooks(conn, user.id)
+        records = await webhooks.list_webhooks(conn, user.id, limit=limit, offset=offset)
+        total = await webhooks.count_webhooks(conn, user.id)
     base = public_url(request)
-    return ok(webhooks=[webhooks.to_api(r, base) for r in records], total=len(records))
+    return ok(webhooks=[webhooks.to_api(r, base) for r in records], total=total)
 
 
 @routes.post("/api/webhooks")

@@ -40,7 +40,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT DO NOTHING
 RETURNING {COLUMNS}
 """
-SELECT_ALL = f"SELECT {COLUMNS} FROM webhooks WHERE user_id = $1 ORDER BY created_at, id"
+# LIMIT NULL is no limit: callers inside the engine may read them all.
+SELECT_ALL = f"SELECT {COLUMNS} FROM webhooks WHERE user_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3"
+COUNT_ALL = "SELECT count(*) FROM webhooks WHERE user_id = $1"
 SELECT_ONE = f"SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND user_id = $2"
 ALIAS_TAKEN = "SELECT 1 FROM webhooks WHERE user_id = $1 AND lower(alias) = lower($2) AND id <> $3"
 UPDATE = f"""
@@ -173,8 +175,14 @@ async def create_webhook(
     raise Conflict("could not find a free alias; give one explicitly", code="ALIAS_TAKEN")
 
 
-async def list_webhooks(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(SELECT_ALL, user_id)
+async def list_webhooks(
+    conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int | None = None, offset: int = 0
+) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_ALL, user_id, limit, offset)
+
+
+async def count_webhooks(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+    return await conn.fetchval(COUNT_ALL, user_id)
 
 
 async def get_webhook(conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> asyncpg.Record:

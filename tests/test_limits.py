@@ -108,3 +108,11 @@ async def test_no_secret_in_any_log_line_or_error(services: Services, tmp_path: 
     for secret in (password, key, token, signing_secret):
         assert not [answer for answer in answers if secret in answer]
     assert len(answers) == 10 and registered["success"]
+
+
+async def test_webhook_list_pages(client: TestClient, account: Account) -> None:
+    for name in ("First", "Second", "Third"):
+        await client.post("/api/webhooks", json={**FULL, "name": name}, headers=account.headers)
+    page = await (await client.get("/api/webhooks?limit=2&offset=1", headers=account.headers)).json()
+    assert [w["name"] for w in page["webhooks"]] == ["Second", "Third"] and page["total"] == 3
+    assert (await client.get("/api/webhooks?limit=101", headers=account.headers)).status == 400
