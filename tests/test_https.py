@@ -142,3 +142,15 @@ async def test_forwarded_for_from_a_trusted_proxy_is_the_client_address(
         assert resp.status == 200
     finally:
         await client.close()
+
+
+def test_proxy_and_https_settings_are_parsed_strictly() -> None:
+    from engine.settings import SettingsError
+
+    parsed = Settings.from_env({"MONODUTY_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7,::1"})
+    assert parsed.trusted_proxies == ("10.0.0.0/8", "192.0.2.7", "::1")
+    assert parsed.require_https and parsed.https_inbound
+    assert not Settings.from_env({"MONODUTY_REQUIRE_HTTPS_INBOUND": "off"}).https_inbound
+    assert not Settings.from_env({}, dev=True).https_inbound  # dev: plain HTTP everywhere
+    with pytest.raises(SettingsError, match="MONODUTY_TRUSTED_PROXIES"):
+        Settings.from_env({"MONODUTY_TRUSTED_PROXIES": "proxy.internal"})

@@ -82,3 +82,14 @@ def test_every_id_route_of_the_app_is_in_the_table() -> None:
     covered = {(m.lower(), p) for m, p, _, _ in OBJECT_ROUTES}
     with_ids = {r for r in app_routes() if "{id}" in r[1]}
     assert with_ids <= covered, sorted(with_ids - covered)
+
+
+async def test_auth_me_is_always_the_callers_own(
+    client: TestClient, account: Account, other_account: Account
+) -> None:
+    resp = await client.patch("/api/auth/me", json={"name": "Other"}, headers=other_account.headers)
+    assert resp.status == 200
+    mine = await (await client.get("/api/auth/me", headers=account.headers)).json()
+    theirs = await (await client.get("/api/auth/me", headers=other_account.headers)).json()
+    assert mine["user"]["id"] == str(account.user.id) and mine["user"]["name"] is None
+    assert theirs["user"]["id"] == str(other_account.user.id) and theirs["user"]["name"] == "Other"
