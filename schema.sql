@@ -133,3 +133,9 @@ CREATE INDEX IF NOT EXISTS notifications_unread_idx ON notifications (user_id, c
 -- Deleting a webhook (and its alerts) sets these links to NULL without scanning the inbox.
 CREATE INDEX IF NOT EXISTS notifications_webhook_idx ON notifications (webhook_id) WHERE webhook_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS notifications_alert_idx ON notifications (alert_id) WHERE alert_id IS NOT NULL;
+-- Accounts and security (issue 3).
+-- Passwords: argon2id hashes only (engine.accounts); NULL for a key-only user.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS password_hash text;
+-- The HMAC secret of a signed webhook (engine.signing). Kept as given, since a signature can only
+-- be checked with the secret itself; the API shows only `signed: true|false`.
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS signing_secret text;

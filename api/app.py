@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import dev, inbound, notifications, reports, status, webhooks
+from api import accounts, api_keys, dev, inbound, notifications, reports, security, status, webhooks
 from api.auth import auth_middleware
 from api.middlewares import error_middleware, request_id_middleware
 from api.responses import ok
@@ -32,6 +32,8 @@ def create_app(settings: Settings) -> web.Application:
             request_id_middleware,
             status.response_time_middleware,
             error_middleware,
+            security.https_middleware,
+            security.ratelimit_middleware,
             auth_middleware,
         ],
         client_max_size=JSON_BODY_LIMIT,
@@ -41,10 +43,13 @@ def create_app(settings: Settings) -> web.Application:
     app[AVAILABLE_TYPES] = frozenset(configured_types(settings))
     app.cleanup_ctx.append(_resources)
     status.setup(app)
+    security.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(webhooks.routes)
     app.router.add_routes(notifications.routes)
     app.router.add_routes(reports.routes)
+    app.router.add_routes(accounts.routes)
+    app.router.add_routes(api_keys.routes)
     if settings.dev:
         app.router.add_routes(dev.routes)
     inbound.add_routes(app)

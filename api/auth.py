@@ -1,21 +1,48 @@
-"""Who is calling: a Bearer API key (programs) resolved to the owning user."""
+"""Who is calling: the one place that decides it, for every /api route.
+
+- ``Authorization: Bearer <api key>`` (programs): the key is looked up by its hash.
+- the ``monoduty_session`` cookie (the web): the session is looked up in Redis. A cookie-borne
+  request that changes state (anything but GET/HEAD/OPTIONS) must echo the session's CSRF token
+  in ``X-CSRF-Token``. A Bearer request needs none: a browser never adds that header by itself.
+- any state-changing request without a Bearer key (so also login and sign-up) that carries an
+  ``Origin`` other than our own is refused: another site cannot drive a logged-in browser.
+
+Handlers ask ``current_user(request)`` (and ``current_session`` when they care about the web
+session); both are set here.
+"""
 
 from __future__ import annotations
+
+import hmac
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from api.state import POOL, USER
+from api.state import POOL, REDIS, SETTINGS, USER
+from engine import sessions
 from engine.errors import MonodutyError
-from engine.users import User, authenticate_key
+from engine.sessions import COOKIE_NAME, Session
+from engine.users import User, authenticate_key, get_user
 
 # /api routes anyone may call.
-PUBLIC_PATHS = frozenset({"/api/status", "/api/response-time", "/api/uptime"})
+PUBLIC_PATHS = frozenset(
+    {"/api/status", "/api/response-time", "/api/uptime", "/api/auth/login", "/api/auth/register"}
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+
+SESSION = web.RequestKey("session", Session)
 
 
 class Unauthorized(MonodutyError):
     status = 401
     code = "UNAUTHORIZED"
+
+
+class Forbidden(MonodutyError):
+    status = 403
+    code = "FORBIDDEN"
 
 
 def current_user(request: web.Request) -> User:
@@ -25,23 +52,62 @@ def current_user(request: web.Request) -> User:
     return user
 
 
+def current_session(request: web.Request) -> Session | None:
+    """The web session of a cookie-authenticated request; None for an API key."""
+    return request.get(SESSION)
+
+
 def _bearer(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+def _origin_allowed(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser's cross-site request; the CSRF token still guards cookies
+    own = {f"{request.scheme}://{request.host}".lower()}
+    public = request.app[SETTINGS].public_url
+    if public:
+        parts = urlsplit(public)
+        own.add(f"{parts.scheme}://{parts.netloc}".lower())
+    return origin.strip().lower() in own
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
-    if not path.startswith("/api/") or path in PUBLIC_PATHS or path.startswith("/api/auth/"):
+    if not path.startswith("/api/"):
         return await handler(request)
     key = _bearer(request)
-    if key is None:
-        raise Unauthorized("authentication required: send Authorization: Bearer <api key>")
+    changes_state = request.method not in SAFE_METHODS
+    if changes_state and key is None and not _origin_allowed(request):
+        raise Forbidden("cross-site request refused (Origin is not this site)", code="ORIGIN_REFUSED")
+    if path in PUBLIC_PATHS:
+        return await handler(request)
+    if key is not None:
+        async with request.app[POOL].acquire() as conn:
+            found = await authenticate_key(conn, key)
+        if found is None:
+            raise Unauthorized("invalid or revoked API key", code="INVALID_API_KEY")
+        request[USER] = found[0]
+        return await handler(request)
+    cookie = request.cookies.get(COOKIE_NAME)
+    if cookie is None:
+        raise Unauthorized("authentication required: log in, or send Authorization: Bearer <api key>")
+    settings = request.app[SETTINGS]
+    session = await sessions.resume(request.app[REDIS], cookie, settings.session_ttl)
+    if session is None:
+        raise Unauthorized("your session has ended; log in again", code="SESSION_EXPIRED")
+    if changes_state:
+        given = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(given.encode(), session.csrf_token.encode()):
+            raise Forbidden(f"missing or wrong {CSRF_HEADER} header", code="CSRF_FAILED")
     async with request.app[POOL].acquire() as conn:
-        found = await authenticate_key(conn, key)
-    if found is None:
-        raise Unauthorized("invalid or revoked API key", code="INVALID_API_KEY")
-    request[USER] = found[0]
+        user = await get_user(conn, session.user_id)
+    if user is None:
+        raise Unauthorized("your session has ended; log in again", code="SESSION_EXPIRED")
+    request[USER] = user
+    request[SESSION] = session
     return await handler(request)

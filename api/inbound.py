@@ -34,6 +34,8 @@ async def receive_alert(request: web.Request) -> web.Response:
         body,
         request.headers.get("Content-Type"),
         request_id=request[REQUEST_ID],
+        headers=request.headers,
+        limit=request.app[SETTINGS].rate_limit_inbound,
     )
     return ok(http_status=202, alert_id=alert_id, status="queued")
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from api.auth import current_user
 from api.responses import ok
 from api.state import AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
-from engine import webhooks
+from engine import limits, webhooks
 from engine.errors import ValidationError
 from engine.inbound import forget_token
 
@@ -18,20 +18,26 @@ routes = web.RouteTableDef()
 
 
 async def json_body(request: web.Request) -> Any:
-    """The request's JSON, or a 400 that says what is wrong with it."""
+    """The request's JSON within engine.limits (depth, string sizes), or a 400 that says what is wrong."""
     try:
-        return await request.json(loads=json.loads)
+        body = await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValidationError(f"request body is not valid JSON ({exc})", code="INVALID_JSON") from None
+    except RecursionError:
+        raise ValidationError("the JSON body is nested too deeply", code="TOO_DEEP") from None
+    limits.check_json(body)
+    return body
 
 
 @routes.get("/api/webhooks")
 async def list_webhooks(request: web.Request) -> web.Response:
     user = current_user(request)
+    limit, offset = limits.page(request.query, default=limits.MAX_PAGE)
     async with request.app[POOL].acquire() as conn:
-        records = await webhooks.list_webhooks(conn, user.id)
+        records = await webhooks.list_webhooks(conn, user.id, limit=limit, offset=offset)
+        total = await webhooks.count_webhooks(conn, user.id)
     base = public_url(request)
-    return ok(webhooks=[webhooks.to_api(r, base) for r in records], total=len(records))
+    return ok(webhooks=[webhooks.to_api(r, base) for r in records], total=total)
 
 
 @routes.post("/api/webhooks")

@@ -7,6 +7,7 @@ root (the CLI) and by tests with an explicit mapping. Every variable may also be
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -81,6 +82,9 @@ class Settings:
     rate_limit_api: RateLimit = field(default_factory=lambda: RateLimit(600, 60))
     rate_limit_inbound: RateLimit = field(default_factory=lambda: RateLimit(120, 60))
     trusted_proxies: tuple[str, ...] = ()
+    # None: inbound alerts follow require_https; off lets in-cluster senders post over plain HTTP.
+    require_https_inbound: bool | None = None
+    session_ttl: int = 86400
     inbound_body_limit: int = 256 * 1024
     provider_timeout: float = 10.0
     worker_concurrency: int = 200
@@ -93,6 +97,11 @@ class Settings:
     queue_name: str = "arq:queue"
     status_timeout: float = 1.0
     status_max_queue_age: float = 60.0
+
+    @property
+    def https_inbound(self) -> bool:
+        """Whether POST /<token> refuses plain HTTP too."""
+        return self.require_https if self.require_https_inbound is None else self.require_https_inbound
 
     @property
     def outbox(self) -> bool:
@@ -163,9 +172,9 @@ class Settings:
             rate_limit_inbound=RateLimit.parse(
                 reader.str("MONODUTY_RATE_LIMIT_INBOUND") or "120/minute", "MONODUTY_RATE_LIMIT_INBOUND"
             ),
-            trusted_proxies=tuple(
-                p.strip() for p in (reader.str("MONODUTY_TRUSTED_PROXIES") or "").split(",") if p.strip()
-            ),
+            trusted_proxies=_proxies(reader.str("MONODUTY_TRUSTED_PROXIES")),
+            require_https_inbound=reader.optional_bool("MONODUTY_REQUIRE_HTTPS_INBOUND"),
+            session_ttl=reader.int("MONODUTY_SESSION_TTL", 86400, minimum=60),
             inbound_body_limit=reader.int("MONODUTY_INBOUND_BODY_LIMIT", 256 * 1024, minimum=1024),
             provider_timeout=provider_timeout,
             worker_concurrency=reader.int("MONODUTY_WORKER_CONCURRENCY", 200, minimum=1),
@@ -178,6 +187,17 @@ class Settings:
             status_max_queue_age=reader.float("MONODUTY_STATUS_MAX_QUEUE_AGE", 60.0),
             report_max_days=reader.int("MONODUTY_REPORT_MAX_DAYS", 366, minimum=1),
         )
+
+
+def _proxies(raw: str | None) -> tuple[str, ...]:
+    """Addresses or CIDR ranges, checked here so that a typo stops the start rather than trusting nobody."""
+    proxies = tuple(p.strip() for p in (raw or "").split(",") if p.strip())
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError("MONODUTY_TRUSTED_PROXIES must be IP addresses or CIDR ranges") from None
+    return proxies
 
 
 class _Reader:
@@ -223,6 +243,9 @@ class _Reader:
         if value < 0:
             raise SettingsError(f"{name} must not be negative")
         return value
+
+    def optional_bool(self, name: str) -> bool | None:
+        return None if self.str(name) is None else self.bool(name, False)
 
     def bool(self, name: str, default: bool) -> bool:
         raw = self.str(name)

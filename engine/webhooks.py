@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from arq.connections import ArqRedis
 
-from engine import notifications, queue, validate
+from engine import notifications, queue, signing, validate
 from engine.channels import CHANNEL_TYPES, TARGET_KEYS
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.targets import TargetError, normalise_targets
@@ -26,24 +26,28 @@ class WebhookStatus(StrEnum):
     PAUSED = "PAUSED"
 
 
-FIELDS = {"name", "description", "alias", "notificationTypes", "targetChannels", "status"}
+FIELDS = {"name", "description", "alias", "notificationTypes", "targetChannels", "status", "signingSecret"}
 _ALIAS = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
 COLUMNS = """id, user_id, name, description, alias, status, token, notification_types, targets,
-    total_calls, successful_calls, failed_calls, pending_calls, last_call_at, created_at, updated_at"""
+    total_calls, successful_calls, failed_calls, pending_calls, last_call_at, created_at, updated_at,
+    signing_secret IS NOT NULL AS signed"""
 
 INSERT = f"""
-INSERT INTO webhooks (id, user_id, name, description, alias, status, token, notification_types, targets)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO webhooks (id, user_id, name, description, alias, status, token, notification_types, targets,
+    signing_secret)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT DO NOTHING
 RETURNING {COLUMNS}
 """
-SELECT_ALL = f"SELECT {COLUMNS} FROM webhooks WHERE user_id = $1 ORDER BY created_at, id"
+# LIMIT NULL is no limit: callers inside the engine may read them all.
+SELECT_ALL = f"SELECT {COLUMNS} FROM webhooks WHERE user_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3"
+COUNT_ALL = "SELECT count(*) FROM webhooks WHERE user_id = $1"
 SELECT_ONE = f"SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND user_id = $2"
 ALIAS_TAKEN = "SELECT 1 FROM webhooks WHERE user_id = $1 AND lower(alias) = lower($2) AND id <> $3"
 UPDATE = f"""
 UPDATE webhooks SET name = $3, description = $4, alias = $5, status = $6, notification_types = $7,
-    targets = $8, updated_at = now()
+    targets = $8, signing_secret = CASE WHEN $9 THEN $10 ELSE signing_secret END, updated_at = now()
 WHERE id = $1 AND user_id = $2
 RETURNING {COLUMNS}
 """
@@ -147,11 +151,22 @@ async def create_webhook(
     status = validate.one_of(body, "status", tuple(WebhookStatus), default=WebhookStatus.ACTIVE)
     types = _types(body, available)
     targets = _targets(body.get("targetChannels"), types, owner)
+    secret = signing.parse_secret(body.get("signingSecret"))
     base = alias or slugify(name)
     for n in range(1, 100):
         candidate = base if n == 1 else f"{base}-{n}"
         record = await conn.fetchrow(
-            INSERT, uuid.uuid4(), owner.id, name, description, candidate, status, new_token(), types, targets
+            INSERT,
+            uuid.uuid4(),
+            owner.id,
+            name,
+            description,
+            candidate,
+            status,
+            new_token(),
+            types,
+            targets,
+            secret,
         )
         if record is not None:
             return record
@@ -160,8 +175,14 @@ async def create_webhook(
     raise Conflict("could not find a free alias; give one explicitly", code="ALIAS_TAKEN")
 
 
-async def list_webhooks(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(SELECT_ALL, user_id)
+async def list_webhooks(
+    conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int | None = None, offset: int = 0
+) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_ALL, user_id, limit, offset)
+
+
+async def count_webhooks(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+    return await conn.fetchval(COUNT_ALL, user_id)
 
 
 async def get_webhook(conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> asyncpg.Record:
@@ -194,8 +215,10 @@ async def update_webhook(
         )
         raw_targets = body["targetChannels"] if "targetChannels" in body else current["targets"]
         targets = _targets(raw_targets, types, owner)
+        new_secret = "signingSecret" in body
+        secret = signing.parse_secret(body["signingSecret"]) if new_secret else None
         record = await conn.fetchrow(
-            UPDATE, webhook_id, owner.id, name, description, alias, status, types, targets
+            UPDATE, webhook_id, owner.id, name, description, alias, status, types, targets, new_secret, secret
         )
         if current["status"] == WebhookStatus.ACTIVE and status == WebhookStatus.PAUSED:
             await notifications.create(
@@ -266,6 +289,7 @@ def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[
         "webhook_url": f"{public_url}/{record['token']}",
         "notification_types": list(record["notification_types"]),
         "target_channels": record["targets"],
+        "signed": record["signed"],
         "statistics": {
             "total_calls": record["total_calls"],
             "successful_calls": record["successful_calls"],

@@ -64,7 +64,25 @@ def cmd_api(args: argparse.Namespace) -> None:
 
     settings = _require(load_settings())
     logs.configure(settings.log_format, settings.log_level)
-    web.run_app(create_app(settings), host=args.host, port=args.port, print=None, shutdown_timeout=30)
+    ssl_context = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            sys.exit("monoduty: --tls-cert and --tls-key go together")
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            sys.exit(f"monoduty: cannot load the TLS certificate or key: {exc}")
+    web.run_app(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        ssl_context=ssl_context,
+        print=None,
+        shutdown_timeout=30,
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -85,7 +103,10 @@ def cmd_dev(args: argparse.Namespace) -> None:
     run_dev(port=args.port, host=args.host, data_dir=args.data_dir)
 
 
-async def _create_user(settings: Settings, email: str, phone: str | None, name: str | None) -> dict[str, str]:
+async def _create_user(
+    settings: Settings, email: str, phone: str | None, name: str | None, password: str | None = None
+) -> dict[str, str]:
+    from engine.accounts import set_password
     from engine.users import create_api_key, create_user
 
     assert settings.database_url
@@ -93,6 +114,8 @@ async def _create_user(settings: Settings, email: str, phone: str | None, name: 
     try:
         async with conn.transaction():
             user = await create_user(conn, email, phone=phone, name=name)
+            if password is not None:
+                await set_password(conn, user.id, password)
             key, _ = await create_api_key(conn, user.id, "created by monoduty users create")
     finally:
         await conn.close()
@@ -103,8 +126,11 @@ def cmd_users_create(args: argparse.Namespace) -> None:
     from engine.errors import MonodutyError
 
     settings = _require(load_settings())
+    password = args.password
+    if password is None and sys.stdin.isatty():
+        password = _prompt_password()
     try:
-        created = asyncio.run(_create_user(settings, args.email, args.phone, args.name))
+        created = asyncio.run(_create_user(settings, args.email, args.phone, args.name, password or None))
     except MonodutyError as exc:
         sys.exit(f"monoduty: {exc.message}")
     if args.json:
@@ -112,6 +138,16 @@ def cmd_users_create(args: argparse.Namespace) -> None:
     else:
         print(f"user {created['email']} created (id {created['id']})")
         print(f"API key (shown once, keep it safe): {created['api_key']}")
+
+
+def _prompt_password() -> str:
+    """Ask twice in a terminal; an empty answer makes a key-only user."""
+    import getpass
+
+    password = getpass.getpass("Password for web login (empty: API key only): ")
+    if password and getpass.getpass("Again: ") != password:
+        sys.exit("monoduty: the passwords differ")
+    return password
 
 
 async def _outbox(settings: Settings, limit: int) -> list[dict[str, object]]:
@@ -161,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server binds all interfaces by default
     api.add_argument("--port", type=int, default=8080)
+    api.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    api.add_argument("--tls-key", help="the PEM private key of --tls-cert")
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run a delivery worker (run as many as you like)")
@@ -175,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--email", required=True)
     create.add_argument("--phone")
     create.add_argument("--name")
+    create.add_argument("--password", help="for web login; prompted for in a terminal when left out")
     create.add_argument("--json", action="store_true", help='print {"id", "email", "api_key"}')
     create.set_defaults(func=cmd_users_create)
 

@@ -1,0 +1,95 @@
+"""Handlers for /api/auth/*: sign-up, login, logout, the caller's profile and password."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.auth import Forbidden, current_session, current_user
+from api.responses import ok
+from api.state import POOL, REDIS, SETTINGS
+from api.webhooks import json_body
+from engine import accounts, sessions
+from engine.sessions import COOKIE_NAME
+from engine.users import User
+
+routes = web.RouteTableDef()
+
+
+async def _logged_in(request: web.Request, user: User, http_status: int = 200) -> web.Response:
+    """Start a new session (a new id every time), set its cookie, answer the CSRF token."""
+    redis = request.app[REDIS]
+    previous = request.cookies.get(COOKIE_NAME)
+    if previous:
+        old = await sessions.resume(redis, previous, request.app[SETTINGS].session_ttl)
+        if old is not None:
+            await sessions.end(redis, old)
+    cookie, session = await sessions.start(redis, user.id, request.app[SETTINGS].session_ttl)
+    response = ok(http_status, user=accounts.profile(user), csrf_token=session.csrf_token)
+    response.set_cookie(
+        COOKIE_NAME,
+        cookie,
+        max_age=sessions.MAX_AGE,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=request.secure,
+    )
+    return response
+
+
+@routes.post("/api/auth/register")
+async def register(request: web.Request) -> web.Response:
+    if not request.app[SETTINGS].allow_signup:
+        raise Forbidden("sign-up is closed on this server; ask an operator", code="SIGNUP_DISABLED")
+    body = await json_body(request)
+    async with request.app[POOL].acquire() as conn:
+        user = await accounts.register(conn, body)
+    return await _logged_in(request, user, 201)
+
+
+@routes.post("/api/auth/login")
+async def login(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    async with request.app[POOL].acquire() as conn:
+        user = await accounts.login(conn, request.app[REDIS], body, request.remote or "unknown")
+    return await _logged_in(request, user)
+
+
+@routes.post("/api/auth/logout")
+async def logout(request: web.Request) -> web.Response:
+    """End the web session (a no-op for an API key: revoke keys with DELETE /api/api-keys/{id})."""
+    current_user(request)
+    session = current_session(request)
+    if session is not None:
+        await sessions.end(request.app[REDIS], session)
+    response = ok(logged_out=session is not None)
+    response.del_cookie(COOKIE_NAME, path="/")
+    return response
+
+
+@routes.get("/api/auth/me")
+async def me(request: web.Request) -> web.Response:
+    user = current_user(request)
+    session = current_session(request)
+    extra = {"csrf_token": session.csrf_token} if session is not None else {}
+    return ok(user=accounts.profile(user), **extra)
+
+
+@routes.patch("/api/auth/me")
+async def update_me(request: web.Request) -> web.Response:
+    user = current_user(request)
+    body = await json_body(request)
+    async with request.app[POOL].acquire() as conn:
+        updated = await accounts.update_profile(conn, user, body)
+    return ok(user=accounts.profile(updated))
+
+
+@routes.post("/api/auth/password")
+async def change_password(request: web.Request) -> web.Response:
+    """Change the password; every other web session of the user ends."""
+    user = current_user(request)
+    body = await json_body(request)
+    async with request.app[POOL].acquire() as conn:
+        await accounts.change_password(conn, user, body)
+    await sessions.end_all(request.app[REDIS], user.id, keep=current_session(request))
+    return ok(password_changed=True)

@@ -1,0 +1,40 @@
+"""Handlers for /api/api-keys: list, create (the secret shown once), revoke."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.auth import current_user
+from api.responses import ok
+from api.state import POOL
+from api.webhooks import json_body
+from engine import api_keys, limits
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/api-keys")
+async def list_keys(request: web.Request) -> web.Response:
+    user = current_user(request)
+    limit, offset = limits.page(request.query)
+    async with request.app[POOL].acquire() as conn:
+        records, total = await api_keys.list_keys(conn, user.id, limit, offset)
+    return ok(api_keys=[api_keys.to_api(r) for r in records], total=total, limit=limit, offset=offset)
+
+
+@routes.post("/api/api-keys")
+async def create_key(request: web.Request) -> web.Response:
+    user = current_user(request)
+    body = await json_body(request)
+    async with request.app[POOL].acquire() as conn:
+        secret, record = await api_keys.new_key(conn, user.id, body)
+    return ok(201, api_key={**api_keys.to_api(record), "key": secret})
+
+
+@routes.delete("/api/api-keys/{id}")
+async def revoke_key(request: web.Request) -> web.Response:
+    user = current_user(request)
+    key_id = api_keys.parse_id(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        await api_keys.revoke(conn, user.id, key_id)
+    return ok(revoked=str(key_id))

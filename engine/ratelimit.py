@@ -1,0 +1,112 @@
+"""Rate limits counted in Redis, so every API process shares one count.
+
+A fixed window per key: the first hit of a window sets its expiry, each hit adds one, and a hit
+past ``RateLimit.count`` is refused until the window ends. One Redis round trip per check (a
+small Lua script, atomic, and fine on the Redis 6.2 that `monoduty dev` embeds, which lacks
+EXPIRE NX), and nothing else runs before it.
+
+Answers follow draft-ietf-httpapi-ratelimit-headers-10 (September 2025): the policy and the
+current state as Structured Field lists, ``RateLimit-Policy: "api";q=600;w=60`` and
+``RateLimit: "api";r=12;t=40`` (r = requests left, t = seconds until the window resets), plus
+``Retry-After`` on a 429.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from engine.errors import MonodutyError
+from engine.settings import RateLimit
+
+PREFIX = "monoduty:ratelimit:"
+
+# Count the hit; start the window (its expiry) on the first one, or if the expiry was lost.
+HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+HIT_SHA = hashlib.sha1(HIT_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one counted hit."""
+
+    policy: str
+    limit: RateLimit
+    count: int
+    reset: int  # whole seconds until the window ends
+
+    @property
+    def allowed(self) -> bool:
+        return self.count <= self.limit.count
+
+    @property
+    def first_refusal(self) -> bool:
+        """True for the first refused hit of a window: where to notify once per burst."""
+        return self.count == self.limit.count + 1
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit.count - self.count, 0)
+
+    def headers(self) -> dict[str, str]:
+        """The draft-10 headers; Retry-After as well when the hit was refused."""
+        headers = {
+            "RateLimit-Policy": f'"{self.policy}";q={self.limit.count};w={self.limit.seconds}',
+            "RateLimit": f'"{self.policy}";r={self.remaining};t={self.reset}',
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(self.reset, 1))
+        return headers
+
+
+class RateLimited(MonodutyError):
+    """429: over a rate limit. ``headers`` go on the answer as they are.
+
+    Inbound refusals also carry the webhook and its owner, and ``first_refusal`` so that whoever
+    tells the owner about it (the in-app notifications) can do it once per burst.
+    """
+
+    status = 429
+    code = "RATE_LIMITED"
+
+    def __init__(
+        self,
+        verdict: Verdict,
+        message: str,
+        *,
+        webhook_id: str | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+        self.headers = verdict.headers()
+        self.webhook_id = webhook_id
+        self.user_id = user_id
+        self.first_refusal = verdict.first_refusal
+
+
+def bucket(kind: str, identity: str) -> str:
+    """A Redis key for one limited thing; the identity is hashed (it may be a key or a token)."""
+    return f"{PREFIX}{kind}:{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
+
+
+async def hit(redis: Redis, key: str, limit: RateLimit, policy: str) -> Verdict:
+    """Count one hit against ``key`` and say whether it is within ``limit``."""
+    window_ms = limit.seconds * 1000
+    try:
+        count, pttl = await redis.evalsha(HIT_SHA, 1, key, window_ms)
+    except NoScriptError:  # first use on this Redis (or after SCRIPT FLUSH / a restart)
+        count, pttl = await redis.eval(HIT_SCRIPT, 1, key, window_ms)
+    return Verdict(policy, limit, int(count), math.ceil(int(pttl) / 1000))

@@ -1,0 +1,84 @@
+"""Web sessions, kept server-side in Redis: expiring, revocable, a new id at every login.
+
+The browser holds only a random session id (in an HttpOnly cookie). Redis holds, under a SHA-256
+of that id (so a Redis dump gives no usable cookie), the user's id, the CSRF token the page must
+echo in ``X-CSRF-Token``, and the time of login. A session expires after ``session_ttl`` seconds
+without use (each use pushes the expiry back, with GETEX: no extra round trip) and in any case
+``MAX_AGE`` after login. A per-user set lists the user's sessions so that a password change can
+end all the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+PREFIX = "monoduty:session:"
+USER_SESSIONS = "monoduty:user-sessions:"
+COOKIE_NAME = "monoduty_session"
+MAX_AGE = 30 * 86400
+
+
+@dataclass(frozen=True)
+class Session:
+    key: str  # the Redis key: a hash of the cookie's value, never the value itself
+    user_id: uuid.UUID
+    csrf_token: str
+    created: float
+
+
+def _key(session_id: str) -> str:
+    return PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
+
+
+async def start(redis: Redis, user_id: uuid.UUID, ttl: int) -> tuple[str, Session]:
+    """A new session for the user: returns the cookie value (shown to the browser only) and the session."""
+    session_id = secrets.token_urlsafe(32)
+    session = Session(_key(session_id), user_id, secrets.token_urlsafe(32), time.time())
+    data = {"user_id": str(user_id), "csrf": session.csrf_token, "created": session.created}
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(session.key, json.dumps(data), ex=ttl)
+        pipe.sadd(USER_SESSIONS + str(user_id), session.key)
+        pipe.expire(USER_SESSIONS + str(user_id), MAX_AGE)
+        await pipe.execute()
+    return session_id, session
+
+
+async def resume(redis: Redis, session_id: str, ttl: int) -> Session | None:
+    """The live session behind a cookie value, its idle expiry pushed back; None if gone or expired."""
+    if not 20 <= len(session_id) <= 100:
+        return None
+    key = _key(session_id)
+    raw = await redis.getex(key, ex=ttl)
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    if time.time() - data["created"] > MAX_AGE:
+        await redis.delete(key)
+        return None
+    return Session(key, uuid.UUID(data["user_id"]), data["csrf"], data["created"])
+
+
+async def end(redis: Redis, session: Session) -> None:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(session.key)
+        pipe.srem(USER_SESSIONS + str(session.user_id), session.key)
+        await pipe.execute()
+
+
+async def end_all(redis: Redis, user_id: uuid.UUID, *, keep: Session | None = None) -> None:
+    """End every session of the user (but ``keep``): after a password change."""
+    index = USER_SESSIONS + str(user_id)
+    keys = [k.decode() if isinstance(k, bytes) else k for k in await redis.smembers(index)]
+    doomed = [k for k in keys if keep is None or k != keep.key]
+    if doomed:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*doomed)
+            pipe.srem(index, *doomed)
+            await pipe.execute()

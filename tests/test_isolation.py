@@ -1,0 +1,105 @@
+"""Tenant isolation: another user's object is 404 on every route that takes an id, and list routes
+never show another user's objects. Table-driven: a new resource adds one line to OBJECT_ROUTES
+(and one maker below) or to LIST_ROUTES.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import Account
+from tests.test_webhooks_api import create
+
+Maker = Callable[[TestClient, Account], Awaitable[str]]
+
+
+async def make_webhook(client: TestClient, owner: Account) -> str:
+    return (await create(client, owner))["id"]
+
+
+async def make_api_key(client: TestClient, owner: Account) -> str:
+    resp = await client.post("/api/api-keys", json={"name": "owner's"}, headers=owner.headers)
+    return (await resp.json())["api_key"]["id"]
+
+
+async def make_notification(client: TestClient, owner: Account) -> str:
+    """Pausing a webhook leaves a notification in its owner's inbox."""
+    webhook = await create(client, owner)
+    await client.patch(f"/api/webhooks/{webhook['id']}", json={"status": "PAUSED"}, headers=owner.headers)
+    inbox = await (await client.get("/api/notifications", headers=owner.headers)).json()
+    return inbox["notifications"][0]["id"]
+
+
+# (method, path with {id}, maker of the owner's object, body sent by the intruder)
+OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
+    ("GET", "/api/webhooks/{id}", make_webhook, None),
+    ("PATCH", "/api/webhooks/{id}", make_webhook, {"name": "mine now"}),
+    ("DELETE", "/api/webhooks/{id}", make_webhook, None),
+    ("POST", "/api/webhooks/{id}/test", make_webhook, None),
+    ("DELETE", "/api/api-keys/{id}", make_api_key, None),
+    ("POST", "/api/notifications/{id}/read", make_notification, None),
+]
+
+# (list path, key of the list in the answer, maker of one owner's object)
+LIST_ROUTES: list[tuple[str, str, Maker]] = [
+    ("/api/webhooks", "webhooks", make_webhook),
+    ("/api/api-keys", "api_keys", make_api_key),
+    ("/api/notifications", "notifications", make_notification),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "make", "body"), OBJECT_ROUTES)
+async def test_another_users_object_is_not_found(
+    client: TestClient,
+    account: Account,
+    other_account: Account,
+    method: str,
+    path: str,
+    make: Maker,
+    body: Any,
+) -> None:
+    object_id = await make(client, account)
+    url = path.format(id=object_id)
+    resp = await client.request(method, url, json=body, headers=other_account.headers)
+    assert resp.status == 404, await resp.text()
+    assert (await resp.json())["success"] is False
+    # and nothing happened to it: the owner still finds it where it was
+    listing = await (await client.get(path.split("/{id}")[0], headers=account.headers)).json()
+    key = next(k for p, k, _ in LIST_ROUTES if p == path.split("/{id}")[0])
+    assert object_id in [item["id"] for item in listing[key]]
+
+
+@pytest.mark.parametrize(("path", "key", "make"), LIST_ROUTES)
+async def test_lists_are_disjoint(
+    client: TestClient, account: Account, other_account: Account, path: str, key: str, make: Maker
+) -> None:
+    mine = await make(client, account)
+    theirs = await make(client, other_account)
+    my_ids = {i["id"] for i in (await (await client.get(path, headers=account.headers)).json())[key]}
+    their_ids = {i["id"] for i in (await (await client.get(path, headers=other_account.headers)).json())[key]}
+    assert mine in my_ids and theirs in their_ids
+    assert not my_ids & their_ids
+
+
+def test_every_id_route_of_the_app_is_in_the_table() -> None:
+    """A new route with an id fails here until it is added to OBJECT_ROUTES."""
+    from tests.test_openapi import app_routes
+
+    covered = {(m.lower(), p) for m, p, _, _ in OBJECT_ROUTES}
+    with_ids = {r for r in app_routes() if "{id}" in r[1]}
+    assert with_ids <= covered, sorted(with_ids - covered)
+
+
+async def test_auth_me_is_always_the_callers_own(
+    client: TestClient, account: Account, other_account: Account
+) -> None:
+    resp = await client.patch("/api/auth/me", json={"name": "Other"}, headers=other_account.headers)
+    assert resp.status == 200
+    mine = await (await client.get("/api/auth/me", headers=account.headers)).json()
+    theirs = await (await client.get("/api/auth/me", headers=other_account.headers)).json()
+    assert mine["user"]["id"] == str(account.user.id) and mine["user"]["name"] is None
+    assert theirs["user"]["id"] == str(other_account.user.id) and theirs["user"]["name"] == "Other"

@@ -1,0 +1,119 @@
+"""Rate limits: N+1 calls in a window give exactly one 429 with the headers, across processes too."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from arq.connections import ArqRedis
+
+from engine.settings import RateLimit, Settings
+from tests.conftest import Account, Services, make_client, new_account
+from tests.servers import ApiProcess
+from tests.test_inbound import path_of
+from tests.test_webhooks_api import assert_error, create
+
+POLICY = re.compile(r'^"api";q=5;w=60$')
+STATE = re.compile(r'^"api";r=(\d+);t=(\d+)$')
+
+
+async def test_api_limit_n_plus_one_gives_exactly_one_429(
+    settings: Settings, redis: ArqRedis, account: Account, other_account: Account
+) -> None:
+    client = await make_client(settings.with_(rate_limit_api=RateLimit(5, 60)))
+    try:
+        responses = [await client.get("/api/webhooks", headers=account.headers) for _ in range(6)]
+        statuses = [r.status for r in responses]
+        assert statuses == [200] * 5 + [429]
+        ok, limited = responses[0], responses[5]
+        assert POLICY.match(ok.headers["RateLimit-Policy"])
+        assert STATE.match(ok.headers["RateLimit"]).group(1) == "4"  # type: ignore[union-attr]
+        assert POLICY.match(limited.headers["RateLimit-Policy"])
+        remaining, reset = STATE.match(limited.headers["RateLimit"]).groups()  # type: ignore[union-attr]
+        assert remaining == "0" and 0 < int(reset) <= 60
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+        assert_error(await limited.json(), "RATE_LIMITED")
+        # nothing half-done: a refused create creates nothing
+        body = {"name": "Refused", "notificationTypes": ["EMAIL"]}
+        refused = await client.post("/api/webhooks", json=body, headers=account.headers)
+        assert refused.status == 429
+        # the limit is per caller: another key is unaffected
+        assert (await client.get("/api/webhooks", headers=other_account.headers)).status == 200
+    finally:
+        await client.close()
+    fresh = await make_client(settings)
+    try:
+        listing = await (await fresh.get("/api/webhooks", headers=account.headers)).json()
+        assert listing["total"] == 0
+    finally:
+        await fresh.close()
+
+
+async def test_inbound_over_the_limit_gets_429_and_nothing_is_queued(
+    settings: Settings, redis: ArqRedis, account: Account
+) -> None:
+    client = await make_client(settings.with_(rate_limit_inbound=RateLimit(3, 60)))
+    try:
+        webhook = await create(client, account)
+        responses = [await client.post(path_of(webhook), json={"title": f"n{i}"}) for i in range(6)]
+        assert [r.status for r in responses] == [202, 202, 202, 429, 429, 429]
+        limited = responses[-1]
+        assert limited.headers["RateLimit-Policy"] == '"inbound";q=3;w=60'
+        assert limited.headers["RateLimit"].startswith('"inbound";r=0;t=')
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert_error(await limited.json(), "RATE_LIMITED")
+        assert await redis.zcard("arq:queue") == 3
+        # the owner hears of the burst once, in the in-app inbox
+        inbox = await (await client.get("/api/notifications", headers=account.headers)).json()
+        assert [n["kind"] for n in inbox["notifications"]] == ["rate_limited"]
+        assert inbox["notifications"][0]["webhook_id"] == webhook["id"]
+    finally:
+        await client.close()
+
+
+async def test_inbound_refusal_names_the_webhook_once_per_burst(
+    settings: Settings, redis: ArqRedis, pool: asyncpg.Pool, account: Account
+) -> None:
+    """The hook the in-app notifications use: RateLimited carries the webhook, owner and first_refusal."""
+    from engine.inbound import accept_alert
+    from engine.ratelimit import RateLimited
+
+    client = await make_client(settings)
+    try:
+        webhook = await create(client, account)
+    finally:
+        await client.close()
+    token = path_of(webhook).strip("/")
+    limit = RateLimit(1, 60)
+    await accept_alert(redis, pool, token, b"{}", "application/json", limit=limit)
+    firsts = []
+    for _ in range(3):
+        try:
+            await accept_alert(redis, pool, token, b"{}", "application/json", limit=limit)
+        except RateLimited as exc:
+            assert (exc.webhook_id, exc.user_id) == (webhook["id"], str(account.user.id))
+            firsts.append(exc.first_refusal)
+    assert firsts == [True, False, False]
+
+
+async def test_two_api_processes_share_one_limit(
+    services: Services, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    account = await new_account(pool)
+    env = {"MONODUTY_RATE_LIMIT_API": "6/minute", "MONODUTY_REQUIRE_HTTPS": "off"}
+    servers = [ApiProcess(services, tmp_path / f"api{n}.log", **env) for n in range(2)]
+    try:
+        async with aiohttp.ClientSession(headers=account.headers) as session:
+
+            async def get(server: ApiProcess) -> int:
+                async with session.get(f"{server.url}/api/webhooks") as resp:
+                    return resp.status
+
+            statuses = await asyncio.gather(*(get(servers[n % 2]) for n in range(7)))
+        assert sorted(statuses) == [200] * 6 + [429]  # each process alone would have allowed all 7
+    finally:
+        for server in servers:
+            server.stop()
