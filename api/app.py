@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import dev, inbound, notifications, reports, status, webhooks
+from api import dev, inbound, notifications, observability, reports, status, webhooks
 from api.auth import auth_middleware
 from api.middlewares import error_middleware, request_id_middleware
 from api.responses import ok
@@ -31,6 +31,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             request_id_middleware,
             status.response_time_middleware,
+            observability.observe_middleware,
             error_middleware,
             auth_middleware,
         ],
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     app[AVAILABLE_TYPES] = frozenset(configured_types(settings))
     app.cleanup_ctx.append(_resources)
     status.setup(app)
+    observability.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(webhooks.routes)
     app.router.add_routes(notifications.routes)

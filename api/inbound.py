@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api.observability import count_alert_accepted
 from api.responses import ok
 from api.state import POOL, REDIS, REQUEST_ID, SETTINGS
 from engine.errors import PayloadTooLarge
@@ -35,6 +36,7 @@ async def receive_alert(request: web.Request) -> web.Response:
         request.headers.get("Content-Type"),
         request_id=request[REQUEST_ID],
     )
+    count_alert_accepted(request)
     return ok(http_status=202, alert_id=alert_id, status="queued")
 
 

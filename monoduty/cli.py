@@ -64,7 +64,15 @@ def cmd_api(args: argparse.Namespace) -> None:
 
     settings = _require(load_settings())
     logs.configure(settings.log_format, settings.log_level)
-    web.run_app(create_app(settings), host=args.host, port=args.port, print=None, shutdown_timeout=30)
+    # SIGTERM: stop listening, let requests in flight finish for up to the grace period.
+    web.run_app(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,  # api.observability logs requests by route pattern, never the raw path
+        shutdown_timeout=settings.shutdown_grace,
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
