@@ -14,6 +14,7 @@ counters and ``sum``, ``count`` or ``le=<bound>`` (cumulative) for histograms.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections import defaultdict
@@ -56,6 +57,19 @@ def _field(name: str, labels: Sequence[str], suffix: str) -> str:
     return f"{name}|{pairs}|{suffix}"
 
 
+# Series are few (route patterns x statuses, channels x outcomes): their field names are built
+# once, which keeps a request's metrics to a few dict updates.
+@functools.lru_cache(maxsize=4096)
+def _counter_field(name: str, labels: tuple[str, ...]) -> str:
+    return _field(name, labels, "total")
+
+
+@functools.lru_cache(maxsize=4096)
+def _histogram_fields(name: str, labels: tuple[str, ...]) -> tuple[str, str, tuple[tuple[float, str], ...]]:
+    buckets = tuple((bound, _field(name, labels, f"le={bound}")) for bound in BUCKETS[name])
+    return _field(name, labels, "sum"), _field(name, labels, "count"), buckets
+
+
 class MetricsBuffer:
     """Counts of one process since its last flush (``|``, ``,`` and ``=`` in label values become ``_``)."""
 
@@ -63,14 +77,16 @@ class MetricsBuffer:
         self._pending: defaultdict[str, float] = defaultdict(float)
 
     def inc(self, name: str, *labels: str, amount: float = 1.0) -> None:
-        self._pending[_field(name, labels, "total")] += amount
+        self._pending[_counter_field(name, labels)] += amount
 
     def observe(self, name: str, value: float, *labels: str) -> None:
-        self._pending[_field(name, labels, "sum")] += value
-        self._pending[_field(name, labels, "count")] += 1
-        for bound in BUCKETS[name]:
+        sum_field, count_field, buckets = _histogram_fields(name, labels)
+        pending = self._pending
+        pending[sum_field] += value
+        pending[count_field] += 1
+        for bound, field in buckets:
             if value <= bound:
-                self._pending[_field(name, labels, f"le={bound}")] += 1
+                pending[field] += 1
 
     async def flush(self, redis: Redis) -> None:
         """Add what was counted to the shared hash; on failure the counts stay for the next flush."""
