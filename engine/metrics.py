@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import functools
 import re
-import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
+from arq.connections import ArqRedis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
+
+from engine import queue_inspect
 
 METRICS_KEY = "monoduty:metrics"
 
@@ -117,8 +119,8 @@ def _parse(raw: dict[bytes, bytes]) -> dict[str, dict[tuple[str, ...], dict[str,
     return parsed
 
 
-def families(raw: dict[bytes, bytes], queue_depth: dict[str, int]) -> list[object]:
-    """prometheus-client metric families from the Redis hash and the queue depth by state."""
+def families(raw: dict[bytes, bytes], load: queue_inspect.QueueLoad) -> list[object]:
+    """prometheus-client metric families from the Redis hash and the queue's load."""
     parsed = _parse(raw)
     result: list[object] = []
     for name, (kind, help_text, label_names) in METRICS.items():
@@ -136,9 +138,14 @@ def families(raw: dict[bytes, bytes], queue_depth: dict[str, int]) -> list[objec
             histogram.add_metric(list(labels), buckets, values.get("sum", 0.0))
         result.append(histogram)
     gauge = GaugeMetricFamily("monoduty_queue_jobs", "Jobs in the Redis queue by state", labels=("state",))
-    for state, count in sorted(queue_depth.items()):
-        gauge.add_metric([state], count)
+    for state in ("queued", "in_progress", "retrying"):
+        gauge.add_metric([state], getattr(load, state))
     result.append(gauge)
+    oldest = GaugeMetricFamily(
+        "monoduty_queue_oldest_job_age_seconds", "How long the oldest queued job has waited (0: none)"
+    )
+    oldest.add_metric([], load.oldest_queued_seconds or 0.0)
+    result.append(oldest)
     return result
 
 
@@ -152,20 +159,7 @@ class SnapshotCollector(Collector):
         yield from self.snapshot
 
 
-async def queue_depth(redis: Redis, queue_name: str) -> dict[str, int]:
-    """Jobs due now (``queued``), waiting for a retry or a later time (``deferred``), and running."""
-    now_ms = int(time.time() * 1000)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcount(queue_name, "-inf", now_ms)
-        pipe.zcount(queue_name, f"({now_ms}", "+inf")
-        due, deferred = await pipe.execute()
-    in_progress = 0
-    async for _ in redis.scan_iter(match="arq:in-progress:*", count=1000):
-        in_progress += 1
-    return {"queued": int(due), "deferred": int(deferred), "in_progress": in_progress}
-
-
-async def snapshot(redis: Redis, queue_name: str) -> list[object]:
+async def snapshot(redis: ArqRedis, queue_name: str) -> list[object]:
     """Everything ``GET /metrics`` shows, read from Redis now."""
     raw = await redis.hgetall(METRICS_KEY)
-    return families(raw, await queue_depth(redis, queue_name))
+    return families(raw, await queue_inspect.load(redis, queue_name))

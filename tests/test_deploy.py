@@ -32,15 +32,14 @@ from tests.providers import FakeProviders, closed_port, fake_providers  # noqa: 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker" / "docker-compose.yml"
 SUPERVISORD_CONF = ROOT / "docker" / "supervisord.conf"
-# Sub-commands built on another branch at the time of writing (issue 5: `worker --check`).
-NOT_YET_MERGED = {("worker", "--check")}
 
 
 def parse_monoduty(argv: list[str]) -> argparse.Namespace:
-    """Parse as `monoduty` would; unknown options fail the test unless listed in NOT_YET_MERGED."""
-    args, unknown = build_parser().parse_known_args(argv)
-    assert all((argv[0], option) in NOT_YET_MERGED for option in unknown), (argv, unknown)
-    return args
+    """Parse as `monoduty` would: an unknown sub-command or option fails the test."""
+    try:
+        return build_parser().parse_args(argv)
+    except SystemExit:
+        raise AssertionError(f"`monoduty {shlex.join(argv)}` is not a monoduty command") from None
 
 
 def compose() -> dict:
