@@ -6,7 +6,18 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import accounts, api_keys, dev, inbound, notifications, reports, security, status, webhooks
+from api import (
+    accounts,
+    api_keys,
+    dev,
+    inbound,
+    notifications,
+    observability,
+    reports,
+    security,
+    status,
+    webhooks,
+)
 from api.auth import auth_middleware
 from api.middlewares import error_middleware, request_id_middleware
 from api.responses import ok
@@ -31,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             request_id_middleware,
             status.response_time_middleware,
+            observability.observe_middleware,
             error_middleware,
             security.https_middleware,
             security.ratelimit_middleware,
@@ -44,6 +56,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_resources)
     status.setup(app)
     security.setup(app)
+    observability.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(webhooks.routes)
     app.router.add_routes(notifications.routes)

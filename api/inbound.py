@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api.observability import count_alert_accepted
 from api.responses import ok
 from api.state import POOL, REDIS, REQUEST_ID, SETTINGS
 from engine.errors import PayloadTooLarge
@@ -37,6 +38,7 @@ async def receive_alert(request: web.Request) -> web.Response:
         headers=request.headers,
         limit=request.app[SETTINGS].rate_limit_inbound,
     )
+    count_alert_accepted(request)
     return ok(http_status=202, alert_id=alert_id, status="queued")
 
 

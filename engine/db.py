@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+import sysconfig
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
+
+def _schema_path() -> Path:
+    """schema.sql at the root of the source tree (a checkout, ``pip install -e .``), else where
+    ``pip install .`` puts it: ``<prefix>/share/monoduty/schema.sql`` (see pyproject.toml)."""
+    candidates = [
+        Path(__file__).resolve().parent.parent / "schema.sql",
+        Path(sys.prefix) / "share" / "monoduty" / "schema.sql",
+        Path(sysconfig.get_path("data")) / "share" / "monoduty" / "schema.sql",
+    ]
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+SCHEMA_PATH = _schema_path()
 
 # One lock id so that two processes migrating at once run the schema one after the other.
 _MIGRATE_LOCK = 0x6D6F6E6F  # "mono"
@@ -34,20 +50,38 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
-async def apply_schema(conn: asyncpg.Connection, schema_path: Path = SCHEMA_PATH) -> None:
-    """Apply schema.sql; safe to repeat, and serialised across processes by an advisory lock."""
+def _quiet(step: str) -> None:
+    pass
+
+
+async def apply_schema(
+    conn: asyncpg.Connection, schema_path: Path = SCHEMA_PATH, progress: Callable[[str], None] = _quiet
+) -> None:
+    """Apply schema.sql; safe to repeat, and serialised across processes by an advisory lock.
+
+    ``progress`` is told each step as it starts (the CLI prints them), including a wait for
+    another process's migration, the one step that can take long on an idle database.
+    """
     sql = await asyncio.to_thread(schema_path.read_text)
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK)
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _MIGRATE_LOCK):
+            progress("waiting for another migration to finish")
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK)
+        statements = sum(1 for line in sql.splitlines() if line.rstrip().endswith(";"))
+        progress(f"applying {schema_path.name} (about {statements} statements, one transaction)")
         await conn.execute(sql)
 
 
-async def migrate(dsn: str) -> None:
+async def migrate(dsn: str, progress: Callable[[str], None] = _quiet) -> None:
+    """Connect and apply the schema, reporting each step to ``progress``."""
+    started = time.monotonic()
+    progress("connecting to PostgreSQL")
     conn = await asyncpg.connect(dsn)
     try:
-        await apply_schema(conn)
+        await apply_schema(conn, progress=progress)
     finally:
         await conn.close()
+    progress(f"done in {time.monotonic() - started:.1f}s")
 
 
 def record_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:

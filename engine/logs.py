@@ -1,7 +1,8 @@
 """Log set-up: readable text by default, one JSON object per line with MONODUTY_LOG_FORMAT=json.
 
 Context travels as ``extra=`` fields (alert_id, webhook_id, delivery_id, channel, attempt,
-outcome, latency_ms, request_id); both formats print the ones a record carries.
+outcome, latency_ms, request_id, and ``target`` masked by engine.masking); both formats print
+the ones a record carries.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 CONTEXT_FIELDS = (
     "request_id",
@@ -17,6 +19,7 @@ CONTEXT_FIELDS = (
     "webhook_id",
     "delivery_id",
     "channel",
+    "target",
     "attempt",
     "outcome",
     "latency_ms",
@@ -41,7 +44,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        return json.dumps(data, default=str, ensure_ascii=False)  # masked targets read +1415•••0123
 
 
 class TextFormatter(logging.Formatter):
@@ -56,11 +59,13 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure(fmt: str = "text", level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure(fmt: str = "text", level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Send every log record to ``stream`` (stderr) in the chosen format."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiohttp's access log repeats the raw path, which for inbound alerts holds the secret token.
+    # aiohttp's access log repeats the raw path, which for inbound alerts holds the secret token;
+    # api.observability logs each request by its route pattern instead.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -29,6 +29,7 @@ _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 # 20+ characters of letters, digits, '_' or '-', with both letters and digits: looks like a key.
 _TOKEN_LIKE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{20,}(?![\w-])")
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 # E.164-looking numbers, or a bare run of 10-15 digits; dates and times do not match.
 _PHONE = re.compile(r"(?<![\w+])\+\d[\d -]{5,17}\d(?!\w)|(?<![\w.-])\d{10,15}(?![\w.])")
 
@@ -46,6 +47,7 @@ def _mask_phone(match: re.Match[str]) -> str:
 def mask_text(text: str) -> str:
     """Hide secret-looking parts of free text; ids and ordinary words stay readable."""
     text = _URL_PASSWORD.sub(lambda m: m.group("scheme") + HIDDEN + "@", text)
+    text = _EMAIL.sub(lambda m: mask_target(m.group(0)), text)  # an SMTP server quoting the address
     text = _SECRET_PAIR.sub(lambda m: m.group("key") + HIDDEN, text)
     text = _TOKEN_LIKE.sub(_mask_token, text)
     return _PHONE.sub(_mask_phone, text)

@@ -94,6 +94,7 @@ class Settings:
     log_level: str = "INFO"
     metrics_token: str | None = None
     report_max_days: int = 366
+    shutdown_grace: int = 25
     queue_name: str = "arq:queue"
     status_timeout: float = 1.0
     status_max_queue_age: float = 60.0
@@ -186,6 +187,7 @@ class Settings:
             status_timeout=reader.float("MONODUTY_STATUS_TIMEOUT", 1.0),
             status_max_queue_age=reader.float("MONODUTY_STATUS_MAX_QUEUE_AGE", 60.0),
             report_max_days=reader.int("MONODUTY_REPORT_MAX_DAYS", 366, minimum=1),
+            shutdown_grace=reader.int("MONODUTY_SHUTDOWN_GRACE", 25),
         )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from engine import db, logs
@@ -53,7 +54,13 @@ def _require(settings: Settings) -> Settings:
 def cmd_migrate(args: argparse.Namespace) -> None:
     settings = _require(load_settings())
     assert settings.database_url
-    asyncio.run(db.migrate(settings.database_url))
+    started = time.monotonic()
+
+    def progress(step: str) -> None:
+        # Steps go to stderr (stdout keeps the one result line scripts read), each with its time.
+        print(f"migrate [{time.monotonic() - started:5.1f}s] {step}", file=sys.stderr, flush=True)
+
+    asyncio.run(db.migrate(settings.database_url, progress=progress))
     print("schema applied")
 
 
@@ -75,13 +82,15 @@ def cmd_api(args: argparse.Namespace) -> None:
             ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as exc:
             sys.exit(f"monoduty: cannot load the TLS certificate or key: {exc}")
+    # SIGTERM: stop listening, let requests in flight finish for up to the grace period.
     web.run_app(
         create_app(settings),
         host=args.host,
         port=args.port,
         ssl_context=ssl_context,
         print=None,
-        shutdown_timeout=30,
+        access_log=None,  # api.observability logs requests by route pattern, never the raw path
+        shutdown_timeout=settings.shutdown_grace,
     )
 
 

@@ -39,12 +39,13 @@ SMTP_PASSWORD = "smtp-password-93ab1f"
 
 @dataclass(frozen=True)
 class Reply:
-    """A scripted answer: a status (with JSON body and headers), or a hang past any timeout."""
+    """A scripted answer: a status (with JSON body and headers), a hang past any timeout, or a delay."""
 
     status: int = 200
     json: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class FakeProviders:
         self.requests: list[Request] = []
         self._scripts: dict[str, deque[Reply]] = {}
         self._release = asyncio.Event()
+        self.delay = 0.0  # seconds every unscripted answer takes (a slow provider)
 
     def script(self, target: str, *replies: Reply) -> None:
         """Answer the next requests to ``target`` with ``replies`` in order, then succeed again."""
@@ -111,9 +113,11 @@ class FakeProviders:
     ) -> web.Response:
         self.requests.append(Request(kind, target, form, dict(request.headers), body))
         queue = self._scripts.get(target)
-        reply = queue.popleft() if queue else Reply(status=status)
+        reply = queue.popleft() if queue else Reply(status=status, delay=self.delay)
         if reply.hang:
             await self._release.wait()
+        if reply.delay:
+            await asyncio.sleep(reply.delay)  # a provider that takes its time, not a test wait
         default = ok if reply.status < 300 else {"code": reply.status * 100, "message": "scripted failure"}
         return web.json_response(reply.json or default, status=reply.status, headers=reply.headers)
 

@@ -58,3 +58,10 @@ def test_long_text_is_a_preview_with_its_size_and_named_secrets_are_hidden() -> 
 )
 def test_targets_are_recognisable_but_not_reusable(target: str, shown: str) -> None:
     assert mask_target(target) == shown
+
+
+def test_provider_errors_lose_addresses_and_numbers_but_keep_codes() -> None:
+    masked = mask_text("550 5.1.1 <oncall@example.com> unknown; To +14155550123 (code 21211) after 503")
+    assert "oncall@" not in masked and "4155550123" not in masked
+    assert "o\u2022\u2022\u2022@example.com" in masked  # still says which domain refused
+    assert "(code 21211) after 503" in masked

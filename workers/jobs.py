@@ -13,9 +13,10 @@ import asyncpg
 from arq import Retry
 from arq.connections import ArqRedis
 
-from engine import alerts, queue, retry
+from engine import alerts, metrics, queue, retry
 from engine.alerts import DeliveryStatus
 from engine.channels.base import Channel, DeliveryError
+from engine.masking import mask_target, mask_text
 from engine.payloads import parse_alert
 from engine.settings import Settings
 
@@ -28,6 +29,7 @@ class WorkerContext(TypedDict):
     pool: asyncpg.Pool
     session: aiohttp.ClientSession
     channels: dict[str, Channel]
+    metrics: metrics.MetricsBuffer
     job_try: int
 
 
@@ -44,9 +46,15 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
             is_test=bool(job.get("is_test")),
             request_id=job.get("request_id"),
         )
+    fields = {
+        "alert_id": job["alert_id"],
+        "webhook_id": job["webhook_id"],
+        "request_id": job.get("request_id"),
+    }
     if delivery_ids is None:
-        log.info("alert dropped: webhook deleted", extra={"alert_id": job["alert_id"]})
+        log.info("alert dropped: webhook deleted", extra=fields)
         return 0
+    log.info("alert stored: %d deliveries", len(delivery_ids), extra=fields)
     for delivery_id in delivery_ids:
         await queue.enqueue_delivery(ctx["redis"], str(delivery_id), request_id=job.get("request_id"))
     return len(delivery_ids)
@@ -64,6 +72,7 @@ async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None =
         "webhook_id": str(attempt.webhook_id),
         "delivery_id": delivery_id,
         "channel": attempt.channel,
+        "target": mask_target(attempt.target),
         "attempt": attempt.number,
         "request_id": request_id,
     }
@@ -84,7 +93,10 @@ async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None =
         delay = retry.next_delay(attempt.number, exc.retry_after, base=settings.retry_base_delay)
         async with ctx["pool"].acquire() as conn:
             await alerts.schedule_retry(conn, attempt.delivery_id, str(exc), delay)
-        log.info("delivery retry in %.1fs: %s", delay, exc, extra={**fields, "outcome": "retry"})
+        _count(ctx, fields, "retry")
+        log.info(
+            "delivery retry in %.1fs: %s", delay, mask_text(str(exc)), extra={**fields, "outcome": "retry"}
+        )
         raise Retry(defer=delay) from None
     fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return await _finish(
@@ -102,14 +114,22 @@ async def _finish(
 ) -> str:
     async with ctx["pool"].acquire() as conn:
         final = await alerts.finish_delivery(conn, delivery_id, status, error=error, provider_id=provider_id)
+    _count(ctx, fields, status.value)
     log.info(
         "delivery %s%s",
         status.value,
-        f": {error}" if error else "",
+        f": {mask_text(error)}" if error else "",
         extra={**fields, "outcome": status.value},
     )
     if final is not None:
-        log.info(
-            "alert %s", final["status"], extra={"alert_id": fields["alert_id"], "outcome": final["status"]}
-        )
+        ctx["metrics"].inc(metrics.ALERTS_FINISHED, final["status"])
+        alert_fields = {k: fields[k] for k in ("alert_id", "webhook_id", "request_id")}
+        log.info("alert %s", final["status"], extra={**alert_fields, "outcome": final["status"]})
     return status.value
+
+
+def _count(ctx: WorkerContext, fields: dict[str, Any], outcome: str) -> None:
+    """One attempt for /metrics: its outcome and, when the provider was asked, how long it took."""
+    ctx["metrics"].inc(metrics.DELIVERIES, fields["channel"], outcome)
+    if "latency_ms" in fields:
+        ctx["metrics"].observe(metrics.DELIVERY_LATENCY, fields["latency_ms"] / 1000, fields["channel"])

@@ -20,7 +20,7 @@ from arq.worker import Worker, async_check_health
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine import db, queue, registry
+from engine import db, metrics, queue, registry
 from engine.channels import build_channels
 from engine.channels.outbox import OutboxChannel
 from engine.settings import Settings
@@ -29,6 +29,7 @@ from workers import health, jobs
 log = logging.getLogger("monoduty.worker")
 
 HEALTH_CHECK_SECONDS = 30
+METRICS_FLUSH_SECONDS = 1.0
 
 
 class ResilientWorker(Worker):
@@ -74,9 +75,27 @@ async def _startup(ctx: dict[str, Any]) -> None:
     ctx["channels"] = build_channels(
         settings, ctx["session"], outbox_factory=lambda kind: OutboxChannel(kind, ctx["pool"])
     )
+    ctx["metrics"] = metrics.MetricsBuffer()
+    ctx["metrics_task"] = asyncio.create_task(_flush_metrics(ctx))
+
+
+async def _flush_metrics(ctx: dict[str, Any]) -> None:
+    """Hand this worker's counts to Redis about once a second (see engine.metrics)."""
+    while True:
+        await asyncio.sleep(METRICS_FLUSH_SECONDS)
+        try:
+            await ctx["metrics"].flush(ctx["redis"])
+        except Exception as exc:  # Redis down: keep counting, flush later
+            log.warning("metrics flush failed: %s", type(exc).__name__)
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    if "metrics_task" in ctx:
+        ctx["metrics_task"].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ctx["metrics_task"]
+        with contextlib.suppress(Exception):
+            await ctx["metrics"].flush(ctx["redis"])
     if "session" in ctx:
         await ctx["session"].close()
     if "pool" in ctx:
@@ -108,6 +127,8 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
         "health_check_interval": HEALTH_CHECK_SECONDS,
         "handle_signals": not burst,
         "cron_jobs": health.cron_jobs(),
+        # SIGTERM: stop taking jobs, give running ones this long, then cancel them (arq re-queues them).
+        "job_completion_wait": settings.shutdown_grace,
     }
     options.update(overrides)
     return ResilientWorker(**options)

@@ -1,0 +1,133 @@
+"""One log line and the metrics of every request, and ``GET /metrics`` (Prometheus text format).
+
+Requests are named by their route pattern (``/{token}``), never their raw path: inbound paths
+hold webhook tokens. ``/metrics`` answers loopback callers without credentials; with
+``MONODUTY_METRICS_TOKEN`` set, any other caller (or a request relayed by a proxy, which carries
+X-Forwarded-For or Forwarded) must send ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from api.middlewares import route_name
+from api.state import REDIS, REQUEST_ID, SETTINGS
+from engine import metrics
+from engine.errors import MonodutyError
+
+log = logging.getLogger("monoduty.access")
+
+METRICS_BUFFER = web.AppKey("metrics_buffer", metrics.MetricsBuffer)
+FLUSH_SECONDS = 1.0
+# Probes and scrapes arrive every few seconds; their lines are kept for DEBUG.
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class MetricsUnauthorized(MonodutyError):
+    status = 401
+    code = "UNAUTHORIZED"
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Log ``METHOD /route status latency`` with the request id, and count it for /metrics."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects; error_middleware has rendered every error
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away before the answer
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        route = route_name(request)
+        buffer = request.app[METRICS_BUFFER]
+        buffer.inc(metrics.REQUESTS, request.method, route, str(status))
+        buffer.observe(metrics.REQUEST_DURATION, elapsed, route)
+        log.log(
+            logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
+            "%s %s %s %.1fms",
+            request.method,
+            route,
+            status,
+            elapsed * 1000,
+            extra={
+                "method": request.method,
+                "route": route,
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 1),
+                "request_id": request.get(REQUEST_ID),
+            },
+        )
+
+
+def count_alert_accepted(request: web.Request) -> None:
+    request.app[METRICS_BUFFER].inc(metrics.ALERTS_ACCEPTED)
+
+
+def _is_local(request: web.Request) -> bool:
+    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+        return False
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False  # a Unix socket or an unknown peer: treat as remote
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    """The deployment's metrics in Prometheus text format."""
+    settings = request.app[SETTINGS]
+    token = settings.metrics_token
+    if token and not _is_local(request):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise MetricsUnauthorized("metrics need Authorization: Bearer <MONODUTY_METRICS_TOKEN>")
+    redis = request.app[REDIS]
+    await request.app[METRICS_BUFFER].flush(redis)  # this process's latest counts too
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.SnapshotCollector(await metrics.snapshot(redis, settings.queue_name)))
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _flusher(app: web.Application) -> AsyncIterator[None]:
+    buffer = app[METRICS_BUFFER]
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await buffer.flush(app[REDIS])
+            except Exception as exc:  # Redis down: keep counting, flush later
+                log.warning("metrics flush failed: %s", type(exc).__name__)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    with contextlib.suppress(Exception):
+        await buffer.flush(app[REDIS])
+
+
+def setup(app: web.Application) -> None:
+    """Add /metrics and the periodic flush; call after the app's Redis is in its cleanup_ctx."""
+    app[METRICS_BUFFER] = metrics.MetricsBuffer()
+    app.cleanup_ctx.append(_flusher)
+    app.router.add_get("/metrics", metrics_view)

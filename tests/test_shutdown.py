@@ -1,0 +1,202 @@
+"""SIGTERM to a real `monoduty worker` during a burst: in-flight sends finish, nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+from arq.connections import ArqRedis
+
+from engine.settings import NtfySettings, Settings
+from tests.conftest import Account, Services, make_client, run_worker
+from tests.providers import FakeProviders, closed_port, fake_providers  # noqa: F401 - fixture
+
+ROOT = Path(__file__).resolve().parent.parent
+ALERTS = 20
+TOPICS = ["burst-a", "burst-b"]
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def worker_env(services: Services, fake: FakeProviders) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MONODUTY_DATABASE_URL": services.database_url,
+        "MONODUTY_REDIS_URL": services.redis_url,
+        "MONODUTY_NTFY_URL": fake.url,
+        "MONODUTY_WORKER_CONCURRENCY": "4",
+        "MONODUTY_WORKER_POLL_DELAY": "0.01",
+        "MONODUTY_SHUTDOWN_GRACE": "15",
+        "MONODUTY_LOG_FORMAT": "json",
+    }
+
+
+async def test_sigterm_lets_sends_finish_and_leaves_the_rest_for_another_worker(
+    services: Services,
+    redis: ArqRedis,
+    pool: asyncpg.Pool,
+    account: Account,
+    fake_providers: FakeProviders,  # noqa: F811
+) -> None:
+    settings = Settings(
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        public_url="http://monoduty.test",
+        require_https=False,
+        ntfy=NtfySettings(fake_providers.url),
+        worker_poll_delay=0.01,
+    )
+    fake_providers.delay = 0.4  # a slow provider: every send is in flight for a while
+    client = await make_client(settings)
+    try:
+        resp = await client.post(
+            "/api/webhooks",
+            json={"name": "burst", "notificationTypes": ["PUSH_NOTIF"], "targetChannels": {"push": TOPICS}},
+            headers=account.headers,
+        )
+        assert resp.status == 201, await resp.text()
+        webhook = (await resp.json())["webhook"]
+        path = webhook["webhook_url"].removeprefix("http://monoduty.test")
+        for n in range(ALERTS):
+            resp = await client.post(path, json={"title": f"alert {n}", "message": f"message {n}"})
+            assert resp.status == 202
+
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "monoduty",
+            "worker",
+            cwd=ROOT,
+            env=worker_env(services, fake_providers),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+        async def sends_in_flight() -> bool:
+            return len(fake_providers.requests) >= 2
+
+        await wait_for(sends_in_flight, 30, "the worker to start sending")
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(worker.communicate(), 30)
+        assert worker.returncode == 0, stderr.decode()[-2000:]
+
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT d.status, d.attempts FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+                " WHERE a.webhook_id = $1",
+                webhook["id"],
+            )
+        started = [r for r in rows if r["attempts"] > 0]
+        # Every send that had begun was allowed to finish: none was cut off and left to re-run.
+        assert started and all(r["status"] == "delivered" for r in started)
+        # It stopped taking jobs: most of the burst is still waiting for another worker.
+        assert len(started) < ALERTS * len(TOPICS)
+        sent_before = len(fake_providers.requests)
+        assert sent_before == len(started)
+
+        fake_providers.delay = 0.0
+        await run_worker(settings)
+
+        resp = await client.get(f"/api/webhooks/{webhook['id']}", headers=account.headers)
+        statistics = (await resp.json())["webhook"]["statistics"]
+    finally:
+        await client.close()
+    assert statistics == {
+        "total_calls": ALERTS,
+        "successful_calls": ALERTS,
+        "failed_calls": 0,
+        "pending_calls": 0,
+    }
+    async with pool.acquire() as conn:
+        attempts = await conn.fetch(
+            "SELECT d.attempts FROM deliveries d JOIN alerts a ON a.id = d.alert_id WHERE a.webhook_id = $1",
+            webhook["id"],
+        )
+    assert len(attempts) == ALERTS * len(TOPICS)
+    assert all(r["attempts"] == 1 for r in attempts)  # nothing was sent twice
+    sent = sorted((r.target, r.body) for r in fake_providers.requests)
+    assert len(sent) == ALERTS * len(TOPICS) == len(set(sent))
+
+
+async def test_sigterm_to_the_api_finishes_a_request_in_flight(
+    services: Services, redis: ArqRedis, settings: Settings, account: Account
+) -> None:
+    client = await make_client(settings)
+    try:
+        resp = await client.post(
+            "/api/webhooks",
+            json={"name": "graceful", "notificationTypes": ["PUSH_NOTIF"], "targetChannels": {"push": "t"}},
+            headers=account.headers,
+        )
+        path = (await resp.json())["webhook"]["webhook_url"].removeprefix("http://monoduty.test")
+    finally:
+        await client.close()
+    port = closed_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MONODUTY_DATABASE_URL": services.database_url,
+        "MONODUTY_REDIS_URL": services.redis_url,
+        "MONODUTY_REQUIRE_HTTPS": "off",
+        "MONODUTY_SHUTDOWN_GRACE": "15",
+    }
+    api = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monoduty",
+        "api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+    async def listening() -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    try:
+        await wait_for(listening, 30, "the API to listen")
+        body = b'{"title": "sent while the API stops"}'
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+        await writer.drain()
+        api.send_signal(signal.SIGTERM)
+
+        async def stopped_listening() -> bool:
+            return not await listening()
+
+        await wait_for(stopped_listening, 15, "the API to stop accepting connections")
+        writer.write(body[10:])  # the request that was in flight completes
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 15)
+        assert status_line.startswith(b"HTTP/1.1 202"), status_line
+        writer.close()
+        await asyncio.wait_for(api.wait(), 30)
+        assert api.returncode == 0
+        assert await redis.zcard(settings.queue_name) == 1  # the alert was queued, not lost
+    finally:
+        if api.returncode is None:
+            api.kill()
+            await api.wait()
