@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.auth import Forbidden, current_session, current_user
+from api.auth import current_session, current_user
 from api.responses import ok
 from api.state import POOL, REDIS, SETTINGS
 from api.webhooks import json_body
 from engine import accounts, sessions
+from engine.errors import Forbidden
 from engine.sessions import COOKIE_NAME
 from engine.users import User
 

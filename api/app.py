@@ -41,7 +41,6 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             request_id_middleware,
-            status.response_time_middleware,
             observability.observe_middleware,
             error_middleware,
             security.https_middleware,

@@ -21,7 +21,7 @@ from aiohttp.typedefs import Handler
 
 from api.state import POOL, REDIS, SETTINGS, USER
 from engine import sessions
-from engine.errors import MonodutyError
+from engine.errors import Forbidden, Unauthorized
 from engine.sessions import COOKIE_NAME, Session
 from engine.users import User, authenticate_key, get_user
 
@@ -33,16 +33,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 
 SESSION = web.RequestKey("session", Session)
-
-
-class Unauthorized(MonodutyError):
-    status = 401
-    code = "UNAUTHORIZED"
-
-
-class Forbidden(MonodutyError):
-    status = 403
-    code = "FORBIDDEN"
 
 
 def current_user(request: web.Request) -> User:

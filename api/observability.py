@@ -21,10 +21,11 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from api import status as status_api
 from api.middlewares import route_name
 from api.state import REDIS, REQUEST_ID, SETTINGS
 from engine import metrics
-from engine.errors import MonodutyError
+from engine.errors import Unauthorized
 
 log = logging.getLogger("monoduty.access")
 
@@ -34,14 +35,10 @@ FLUSH_SECONDS = 1.0
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-class MetricsUnauthorized(MonodutyError):
-    status = 401
-    code = "UNAUTHORIZED"
-
-
 @web.middleware
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Log ``METHOD /route status latency`` with the request id, and count it for /metrics."""
+    """Time each request once: log ``METHOD /route status latency`` with the request id, count it
+    for /metrics and keep it for /api/response-time."""
     started = time.perf_counter()
     status = 500
     try:
@@ -60,6 +57,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         buffer = request.app[METRICS_BUFFER]
         buffer.inc(metrics.REQUESTS, request.method, route, str(status))
         buffer.observe(metrics.REQUEST_DURATION, elapsed, route)
+        status_api.record_response_time(request, elapsed * 1000)
         log.log(
             logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
             "%s %s %s %.1fms",
@@ -97,7 +95,7 @@ async def metrics_view(request: web.Request) -> web.Response:
     if token and not _is_local(request):
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise MetricsUnauthorized("metrics need Authorization: Bearer <MONODUTY_METRICS_TOKEN>")
+            raise Unauthorized("metrics need Authorization: Bearer <MONODUTY_METRICS_TOKEN>")
     redis = request.app[REDIS]
     await request.app[METRICS_BUFFER].flush(redis)  # this process's latest counts too
     registry = CollectorRegistry(auto_describe=False)

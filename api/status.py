@@ -15,13 +15,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from api.middlewares import route_name
 from api.responses import ok
 from api.state import POOL, REDIS, SETTINGS
 from engine import registry, response_times, status, uptime
-from engine.errors import MonodutyError
+from engine.errors import Unavailable
 
 log = logging.getLogger("monoduty.api")
 
@@ -31,11 +30,6 @@ FLUSH_SECONDS = 1.0
 API_BEAT_SECONDS = 20.0
 
 routes = web.RouteTableDef()
-
-
-class Unavailable(MonodutyError):
-    status = 503
-    code = "SERVICE_UNAVAILABLE"
 
 
 @routes.get("/readyz")
@@ -106,16 +100,12 @@ def _group(request: web.Request) -> str | None:
     return None
 
 
-@web.middleware
-async def response_time_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Time each /api and inbound request into this process's recorder (no I/O here)."""
-    started = time.perf_counter()
-    try:
-        return await handler(request)
-    finally:
-        group = _group(request)
-        if group is not None:
-            request.app[RESPONSE_TIMES].record(group, (time.perf_counter() - started) * 1000)
+def record_response_time(request: web.Request, elapsed_ms: float) -> None:
+    """Keep an /api or inbound request's time in this process's recorder (no I/O here); the
+    request middleware in api/observability.py measures once and hands it over."""
+    group = _group(request)
+    if group is not None:
+        request.app[RESPONSE_TIMES].record(group, elapsed_ms)
 
 
 async def _report(app: web.Application) -> None:

@@ -35,6 +35,16 @@ class ValidationError(MonodutyError):
         self.field = field
 
 
+class Unauthorized(MonodutyError):
+    status = 401
+    code = "UNAUTHORIZED"
+
+
+class Forbidden(MonodutyError):
+    status = 403
+    code = "FORBIDDEN"
+
+
 class NotFound(MonodutyError):
     status = 404
     code = "NOT_FOUND"
@@ -51,3 +61,8 @@ class PayloadTooLarge(MonodutyError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body is over the limit of {limit} bytes")
+
+
+class Unavailable(MonodutyError):
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
