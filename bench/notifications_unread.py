@@ -1,9 +1,8 @@
 """Benchmark: the unread count with a million notifications, against a bare round trip.
 
-    MONODUTY_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
-        python -m bench.notifications_unread [--rows 1000000] [--queries 2000]
+    bench/run notifications_unread [--rows 1000000] [--queries 2000]
 
-Creates a scratch database on that server (dropped at the end), applies schema.sql, fills
+On a scratch database (tests.services.provision: MONODUTY_TEST_* servers or embedded ones), fills
 ``notifications`` with ``--rows`` rows spread over 1,000 users (10 % unread) plus one heavy user
 with 50,000 rows of which 500 are unread, VACUUM ANALYZEs, then times, in the same run:
 ``SELECT 1`` (the round-trip floor), the unread count of a typical and of the heavy user, and the
@@ -15,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import sys
 import time
 import uuid
 
 import asyncpg
 
-from engine import db
 from engine.notifications import UNREAD_COUNT
+from tests.services import provision
 
 FILL = """
 INSERT INTO notifications (id, user_id, kind, title, read_at, created_at)
@@ -63,67 +60,59 @@ async def plan(conn: asyncpg.Connection, user_id: uuid.UUID) -> str:
     return "\n".join("    " + r[0] for r in rows)
 
 
-async def main(server: str, rows: int, queries: int) -> None:
-    name = f"monoduty_bench_{os.getpid()}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = server.rsplit("/", 1)[0] + f"/{name}"
+async def main(url: str, rows: int, queries: int) -> None:
+    """Fill the scratch database at ``url`` and time the queries."""
+    conn = await asyncpg.connect(url)
     try:
-        await db.migrate(url)
-        conn = await asyncpg.connect(url)
-        try:
-            started = time.perf_counter()
-            users = max(1, rows // 1000)
-            await conn.execute(
-                "INSERT INTO users (id, email) SELECT gen_random_uuid(), 'bench' || n || '@example.com' "
-                "FROM generate_series(1, $1::int) n",
-                users,
-            )
-            await conn.execute(FILL, rows // users)
-            typical = await conn.fetchval("SELECT id FROM users WHERE email = 'bench1@example.com'")
-            heavy = uuid.uuid4()
-            await conn.execute("INSERT INTO users (id, email) VALUES ($1, 'heavy@example.com')", heavy)
-            await conn.execute(HEAVY, heavy)
-            await conn.execute("VACUUM ANALYZE notifications")
-            total = await conn.fetchval("SELECT count(*) FROM notifications")
-            took = time.perf_counter() - started
-            print(f"{total:,} notifications for {users + 1:,} users, filled in {took:.0f} s")
+        started = time.perf_counter()
+        users = max(1, rows // 1000)
+        await conn.execute(
+            "INSERT INTO users (id, email) SELECT gen_random_uuid(), 'bench' || n || '@example.com' "
+            "FROM generate_series(1, $1::int) n",
+            users,
+        )
+        await conn.execute(FILL, rows // users)
+        typical = await conn.fetchval("SELECT id FROM users WHERE email = 'bench1@example.com'")
+        heavy = uuid.uuid4()
+        await conn.execute("INSERT INTO users (id, email) VALUES ($1, 'heavy@example.com')", heavy)
+        await conn.execute(HEAVY, heavy)
+        await conn.execute("VACUUM ANALYZE notifications")
+        total = await conn.fetchval("SELECT count(*) FROM notifications")
+        took = time.perf_counter() - started
+        print(f"{total:,} notifications for {users + 1:,} users, filled in {took:.0f} s")
 
-            floor_samples = await timed(conn, "SELECT 1", (), queries)
-            floor = statistics.median(floor_samples)
-            print(line("SELECT 1 (round trip)", floor_samples, floor))
-            print(
-                line(
-                    "unread count, typical user (100 unread)",
-                    await timed(conn, UNREAD_COUNT, (typical,), queries),
-                    floor,
-                )
+        floor_samples = await timed(conn, "SELECT 1", (), queries)
+        floor = statistics.median(floor_samples)
+        print(line("SELECT 1 (round trip)", floor_samples, floor))
+        print(
+            line(
+                "unread count, typical user (100 unread)",
+                await timed(conn, UNREAD_COUNT, (typical,), queries),
+                floor,
             )
-            print(
-                line(
-                    "unread count, heavy user (500 unread)",
-                    await timed(conn, UNREAD_COUNT, (heavy,), queries),
-                    floor,
-                )
+        )
+        print(
+            line(
+                "unread count, heavy user (500 unread)",
+                await timed(conn, UNREAD_COUNT, (heavy,), queries),
+                floor,
             )
-            print("plan, heavy user:\n" + await plan(conn, heavy))
+        )
+        print("plan, heavy user:\n" + await plan(conn, heavy))
 
-            await conn.execute("DROP INDEX notifications_unread_idx")
-            await conn.execute("ANALYZE notifications")
-            few = max(20, queries // 20)
-            print(
-                line(
-                    "without the partial index, heavy user",
-                    await timed(conn, UNREAD_COUNT, (heavy,), few),
-                    floor,
-                )
+        await conn.execute("DROP INDEX notifications_unread_idx")
+        await conn.execute("ANALYZE notifications")
+        few = max(20, queries // 20)
+        print(
+            line(
+                "without the partial index, heavy user",
+                await timed(conn, UNREAD_COUNT, (heavy,), few),
+                floor,
             )
-            print("plan without it, heavy user:\n" + await plan(conn, heavy))
-        finally:
-            await conn.close()
+        )
+        print("plan without it, heavy user:\n" + await plan(conn, heavy))
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await conn.close()
 
 
 if __name__ == "__main__":
@@ -133,9 +122,5 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=2000)
     args = parser.parse_args()
-    server = os.environ.get("MONODUTY_BENCH_DATABASE_URL")
-    if not server:
-        sys.exit(
-            "set MONODUTY_BENCH_DATABASE_URL to a PostgreSQL server URL (a scratch database is made there)"
-        )
-    asyncio.run(main(server, args.rows, args.queries))
+    with provision() as services:  # outside the event loop: it runs its own set-up loop
+        asyncio.run(main(services.database_url, args.rows, args.queries))

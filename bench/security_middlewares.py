@@ -1,6 +1,6 @@
 """Rough per-request cost of the perimeter middlewares (HTTPS check and the Redis rate limit).
 
-Run: MONODUTY_DATABASE_URL=... MONODUTY_REDIS_URL=... python -m bench.security_middlewares
+Run: bench/run security_middlewares (MONODUTY_TEST_* servers, or embedded ones)
 Serves the full app and the same app without the HTTPS and rate-limit middlewares side by side,
 sends GET /api/auth/me to each in turn (API key, then session cookie), and prints the medians.
 Alternating the two keeps a busy machine's noise out of the difference.
@@ -9,7 +9,6 @@ Alternating the two keeps a busy machine's noise out of the difference.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import time
 import uuid
@@ -22,6 +21,7 @@ from engine import db
 from engine.accounts import set_password
 from engine.settings import RateLimit, Settings
 from engine.users import create_api_key, create_user
+from tests.services import Services, provision
 
 N = 2000
 PASSWORD = "bench password 123"
@@ -45,10 +45,14 @@ async def start(settings: Settings, *, bare: bool) -> TestClient:
     return client
 
 
-async def main() -> None:
-    settings = Settings.from_env(os.environ).with_(require_https=False, rate_limit_api=RateLimit(10**9, 60))
+async def main(services: Services) -> None:
+    settings = Settings(
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        require_https=False,
+        rate_limit_api=RateLimit(10**9, 60),
+    )
     assert settings.database_url
-    await db.migrate(settings.database_url)
     conn = await db.connect(settings.database_url)
     user = await create_user(conn, f"bench-{uuid.uuid4().hex[:8]}@example.com")
     await set_password(conn, user.id, PASSWORD)
@@ -72,4 +76,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with provision() as provided:  # outside the event loop: it runs its own set-up loop
+        asyncio.run(main(provided))
