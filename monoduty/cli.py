@@ -10,6 +10,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+import asyncpg
+
 from engine import db, logs
 from engine.settings import Settings, SettingsError
 from monoduty import queue_cli
@@ -35,24 +37,20 @@ def load_settings(*, dev: bool = False) -> Settings:
     return settings
 
 
-def _require(settings: Settings) -> Settings:
-    missing = [
-        n
-        for n, v in (
-            ("MONODUTY_DATABASE_URL", settings.database_url),
-            ("MONODUTY_REDIS_URL", settings.redis_url),
-        )
-        if not v
-    ]
+def _require(settings: Settings, *, redis: bool = True) -> Settings:
+    """Exit with a clear message unless the URLs this command needs are known."""
+    needed = [("MONODUTY_DATABASE_URL", settings.database_url)]
+    if redis:
+        needed.append(("MONODUTY_REDIS_URL", settings.redis_url))
+    missing = [name for name, value in needed if not value]
     if missing:
-        sys.exit(
-            f"monoduty: set {' and '.join(missing)}, or start `monoduty dev` (its embedded services are used)"
-        )
+        names = " and ".join(missing)
+        sys.exit(f"monoduty: set {names}, or start `monoduty dev` (its embedded services are used)")
     return settings
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
-    settings = _require(load_settings())
+    settings = _require(load_settings(), redis=False)
     assert settings.database_url
     started = time.monotonic()
 
@@ -134,7 +132,7 @@ async def _create_user(
 def cmd_users_create(args: argparse.Namespace) -> None:
     from engine.errors import MonodutyError
 
-    settings = _require(load_settings())
+    settings = _require(load_settings(), redis=False)
     password = args.password
     if password is None and sys.stdin.isatty():
         password = _prompt_password()
@@ -171,7 +169,7 @@ async def _outbox(settings: Settings, limit: int) -> list[dict[str, object]]:
 
 
 def cmd_outbox(args: argparse.Namespace) -> None:
-    settings = _require(load_settings())
+    settings = _require(load_settings(), redis=False)
     entries = asyncio.run(_outbox(settings, args.limit))
     if args.json:
         print(json.dumps(entries, default=str))
@@ -242,7 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except asyncpg.UndefinedTableError:
+        sys.exit("monoduty: the database has no Monoduty tables yet; run `monoduty migrate` first")
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # An operator wants the cause in one line, not a traceback; the message carries no secret
+        # (connection errors name host and port, never the password of the URL).
+        sys.exit(f"monoduty: {type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":

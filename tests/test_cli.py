@@ -179,3 +179,14 @@ def test_dev_on_embedded_services_delivers_and_keeps_its_data(dev_dir: Path) -> 
         assert listing["webhooks"][0]["statistics"]["successful_calls"] == 1
     finally:
         assert again.stop() == 0
+
+
+def test_an_unmigrated_database_gets_a_hint_not_a_traceback(services: Services) -> None:
+    env = monoduty_env(MONODUTY_DATABASE_URL=services.database_url.rsplit("/", 1)[0] + "/postgres")
+    result = monoduty("users", "create", "--email", "early@example.com", env=env, check=False)
+    assert result.returncode != 0
+    assert "monoduty migrate" in result.stderr and "Traceback" not in result.stderr
+    unreachable = monoduty_env(MONODUTY_DATABASE_URL="postgresql://someone:hunter2@127.0.0.1:1/x")
+    result = monoduty("users", "create", "--email", "early@example.com", env=unreachable, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
