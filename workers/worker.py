@@ -30,6 +30,9 @@ log = logging.getLogger("monoduty.worker")
 
 HEALTH_CHECK_SECONDS = 30
 METRICS_FLUSH_SECONDS = 1.0
+# How long a job's in-progress claim outlives its timeout (arq: 10 s). It need only cover the Redis
+# round trips around the timeout; a job that does run twice is safe (every step is idempotent).
+IN_PROGRESS_MARGIN_SECONDS = 5.0
 
 
 class ResilientWorker(Worker):
@@ -37,6 +40,12 @@ class ResilientWorker(Worker):
 
     _redis_down_since: float | None = None
     _started_at: datetime | None = None
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # A dead worker's job re-runs once its claim lapses: after the job timeout + our margin.
+        longest = max(f.timeout_s or self.job_timeout_s or 0 for f in self.functions.values())
+        self.in_progress_timeout_s = longest + IN_PROGRESS_MARGIN_SECONDS
 
     async def _poll_iteration(self) -> None:
         try:
@@ -126,7 +135,7 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
         "keep_result": 3600,
         "health_check_interval": HEALTH_CHECK_SECONDS,
         "handle_signals": not burst,
-        "cron_jobs": health.cron_jobs(),
+        "cron_jobs": health.cron_jobs(timeout=settings.job_timeout),
         # SIGTERM: stop taking jobs, give running ones this long, then cancel them (arq re-queues them).
         "job_completion_wait": settings.shutdown_grace,
     }
