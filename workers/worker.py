@@ -51,9 +51,19 @@ class ResilientWorker(Worker):
         try:
             await super()._poll_iteration()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if self._redis_down_since is None:
+                self._redis_down_since = time.monotonic()
+            # Redis may come back empty (no persistence, a failover): say we are alive as soon as it
+            # answers, not at the next health-check interval, or `worker --check` and /api/status
+            # would count no worker for up to 30 s.
+            self._last_health_check = 0
             # Back off a little, then poll again; redis-py reconnects on the next command.
             log.warning("redis unreachable, retrying: %s", type(exc).__name__)
             await asyncio.sleep(1.0)
+        else:
+            if self._redis_down_since is not None:
+                log.info("redis reachable again after %.1fs", time.monotonic() - self._redis_down_since)
+                self._redis_down_since = None
 
     async def record_health(self) -> None:
         # arq's health-check key is one per queue; our registry counts each live worker.
