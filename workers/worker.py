@@ -24,7 +24,7 @@ from engine import db, metrics, queue, registry
 from engine.channels import build_channels
 from engine.channels.outbox import OutboxChannel
 from engine.settings import Settings
-from workers import health, jobs
+from workers import health, jobs, outages
 
 log = logging.getLogger("monoduty.worker")
 
@@ -124,8 +124,9 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
 def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -> Worker:
     """A worker for our two jobs; ``overrides`` go to arq's Worker (tests use burst, poll_delay)."""
     assert settings.redis_url
-    # arq counts crashes and our retries alike; our own attempt cap (in Postgres) is the real one.
-    max_tries = settings.max_attempts + 5
+    # arq counts crashes, our retries and tries that waited for the database alike; our own attempt
+    # cap (in Postgres, counted before each send) is the real one.
+    max_tries = settings.max_attempts + 5 + outages.WAIT_TRIES
     options: dict[str, Any] = {
         "functions": [
             func(jobs.process_alert, name=queue.PROCESS_ALERT, max_tries=max_tries),
