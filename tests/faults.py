@@ -3,7 +3,8 @@
 - ``RedisServer``: ``/usr/bin/redis-server`` on a fixed port and data dir, so a test can kill it
   (SIGKILL, as a host crash would) and start it again where clients expect it, with or without AOF.
 - ``TcpProxy``: a local proxy to a real server; ``stop`` makes the server unreachable (connections
-  cut, new ones refused) and ``start`` on the same port makes it reachable again.
+  cut, new ones refused) and ``start`` on the same port makes it reachable again; ``blackhole``
+  makes it silent instead (connections hang, as behind a dropped route) until ``restore``.
 - ``WorkerProcess``: one real ``python -m monoduty worker``; its log goes to a file.
 """
 
@@ -78,6 +79,8 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._open = asyncio.Event()
+        self._open.set()
 
     async def start(self) -> None:
         """Listen (again, on the same port after ``stop``)."""
@@ -91,7 +94,22 @@ class TcpProxy:
         netloc = f"{userinfo}@127.0.0.1:{self.port}" if userinfo else f"127.0.0.1:{self.port}"
         return urlunsplit(parts._replace(netloc=netloc))
 
+    def blackhole(self) -> None:
+        """Cut the open connections; new ones are accepted and never answered (a dropped route)."""
+        self._open.clear()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    def restore(self) -> None:
+        """Answer again: new connections reach the server (held ones are closed)."""
+        self._open.set()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._open.is_set():
+            await self._open.wait()
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:

@@ -1,7 +1,8 @@
 """PostgreSQL out of reach under a running worker: jobs wait for it, and nothing is lost or doubled.
 
 A real `monoduty worker` reaches PostgreSQL through a TCP proxy the test cuts (open connections
-closed, new ones refused) and reopens on the same port, while the API keeps taking alerts.
+closed, new ones refused) or blackholes (new ones hang), then reopens, while the API (on a direct
+connection) keeps taking alerts.
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
 from engine import queue, registry
@@ -28,27 +33,41 @@ from workers.worker import build_worker
 TOPIC = "db-outage"
 
 
-async def deliveries(pool: asyncpg.Pool, alert_ids: list[str]) -> list[asyncpg.Record]:
-    async with pool.acquire() as conn:
-        return await conn.fetch(
-            "SELECT alert_id, status, attempts FROM deliveries WHERE alert_id = ANY($1::uuid[])",
-            [uuid.UUID(a) for a in alert_ids],
-        )
+@dataclass
+class Outage:
+    proxy: TcpProxy
+    client: TestClient
+    worker: WorkerProcess
+    webhook: dict
+
+    async def send(self, title: str) -> str:
+        path = self.webhook["webhook_url"].removeprefix("http://monoduty.test")
+        resp = await self.client.post(path, json={"title": title, "message": title})
+        assert resp.status == 202, await resp.text()
+        return (await resp.json())["alert_id"]
+
+    async def statistics(self, account: Account) -> dict:
+        resp = await self.client.get(f"/api/webhooks/{self.webhook['id']}", headers=account.headers)
+        return (await resp.json())["webhook"]["statistics"]
+
+    def deferred(self, job: str, job_id: str = r"\S+") -> bool:
+        return re.search(rf"{job} {job_id} deferred", self.worker.output()) is not None
 
 
-async def test_jobs_wait_for_the_database_and_nothing_is_lost(
+@pytest.fixture
+async def outage(
     services: Services,
     redis: ArqRedis,
-    pool: asyncpg.Pool,
     account: Account,
     fake_providers: FakeProviders,  # noqa: F811
     tmp_path: Path,
-) -> None:
+) -> AsyncIterator[Outage]:
+    """A worker whose database goes through a proxy, once it is running; the API's does not."""
     parts = urlsplit(services.database_url)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     await proxy.start()
     settings = Settings(
-        database_url=services.database_url,  # the API's database stays reachable
+        database_url=services.database_url,
         redis_url=services.redis_url,
         public_url="http://monoduty.test",
         require_https=False,
@@ -62,6 +81,7 @@ async def test_jobs_wait_for_the_database_and_nothing_is_lost(
         MONODUTY_NTFY_URL=fake_providers.url,
         MONODUTY_RETRY_BASE_DELAY="0.2",
         MONODUTY_MAX_ATTEMPTS="3",
+        MONODUTY_JOB_TIMEOUT="3",
     )
     try:
         resp = await client.post(
@@ -70,56 +90,104 @@ async def test_jobs_wait_for_the_database_and_nothing_is_lost(
             headers=account.headers,
         )
         assert resp.status == 201, await resp.text()
-        webhook = (await resp.json())["webhook"]
-        path = webhook["webhook_url"].removeprefix("http://monoduty.test")
 
         async def counted() -> bool:
             return not worker.alive() or await registry.count_alive(redis, registry.WORKERS) == 1
 
         await wait_for(counted, 20, "the worker to say it is alive")
-
-        # A send in flight when the database goes: its outcome cannot be recorded.
-        fake_providers.script(TOPIC, Reply(delay=1.0))
-        resp = await client.post(path, json={"title": "in flight", "message": "in flight"})
-        in_flight = (await resp.json())["alert_id"]
-
-        async def sending() -> bool:
-            return bool(fake_providers.requests) or not worker.alive()
-
-        await wait_for(sending, 10, "the send to start")
-        await proxy.stop()
-        # An alert accepted during the outage: the worker cannot even store it.
-        resp = await client.post(path, json={"title": "during", "message": "during"})
-        assert resp.status == 202
-        during = (await resp.json())["alert_id"]
-
-        async def both_deferred() -> bool:
-            log = worker.output()
-            deferred = re.search(r"deliver \S+ deferred", log) and f"process_alert {during} deferred" in log
-            return bool(deferred) or not worker.alive()
-
-        await wait_for(both_deferred, 10, "both jobs to meet the outage")
-        await proxy.start()  # the database is back, on the same address
-
-        async def all_final() -> bool:
-            rows = await deliveries(pool, [in_flight, during])
-            return len(rows) == 2 and all(r["status"] != "pending" for r in rows)
-
-        await wait_for(all_final, 15, "both alerts to be delivered after the outage")
         assert worker.alive(), worker.output()[-3000:]
-        resp = await client.get(f"/api/webhooks/{webhook['id']}", headers=account.headers)
-        statistics = (await resp.json())["webhook"]["statistics"]
+        yield Outage(proxy, client, worker, (await resp.json())["webhook"])
+        assert worker.alive(), worker.output()[-3000:]
     finally:
+        proxy.restore()
         code = await asyncio.to_thread(worker.stop)  # the proxy runs in this loop: keep it running
         await client.close()
         await proxy.stop()
-    assert code == 0
-    rows = {str(r["alert_id"]): r for r in await deliveries(pool, [in_flight, during])}
+    assert code == 0, worker.output()[-3000:]
+
+
+async def deliveries(pool: asyncpg.Pool, alert_ids: list[str]) -> dict[str, asyncpg.Record]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT alert_id, status, attempts FROM deliveries WHERE alert_id = ANY($1::uuid[])",
+            [uuid.UUID(a) for a in alert_ids],
+        )
+    return {str(r["alert_id"]): r for r in rows}
+
+
+async def wait_final(pool: asyncpg.Pool, alert_ids: list[str], what: str) -> dict[str, asyncpg.Record]:
+    async def final() -> bool:
+        rows = await deliveries(pool, alert_ids)
+        return len(rows) == len(alert_ids) and all(r["status"] != "pending" for r in rows.values())
+
+    await wait_for(final, 15, what)
+    return await deliveries(pool, alert_ids)
+
+
+async def test_jobs_wait_for_a_refused_database_and_nothing_is_lost(
+    outage: Outage,
+    pool: asyncpg.Pool,
+    account: Account,
+    fake_providers: FakeProviders,  # noqa: F811
+) -> None:
+    # A send in flight when the database goes: its outcome cannot be recorded.
+    fake_providers.script(TOPIC, Reply(delay=1.0))
+    in_flight = await outage.send("in flight")
+
+    async def sending() -> bool:
+        return bool(fake_providers.requests) or not outage.worker.alive()
+
+    await wait_for(sending, 10, "the send to start")
+    await outage.proxy.stop()
+    # An alert accepted during the outage: the worker cannot even store it.
+    during = await outage.send("during")
+
+    async def both_deferred() -> bool:
+        return (
+            outage.deferred("deliver") and outage.deferred("process_alert", during)
+        ) or not outage.worker.alive()
+
+    await wait_for(both_deferred, 10, "both jobs to meet the outage")
+    await outage.proxy.start()  # the database is back, on the same address
+
+    rows = await wait_final(pool, [in_flight, during], "both alerts to be delivered after the outage")
     assert {a: r["status"] for a, r in rows.items()} == {in_flight: "delivered", during: "delivered"}
     # The send whose outcome was lost ran again (at least once), as a second counted attempt.
     assert rows[in_flight]["attempts"] == 2 and rows[during]["attempts"] == 1
     assert sorted(r.body for r in fake_providers.requests) == ["during", "in flight", "in flight"]
-    assert statistics == {"total_calls": 2, "successful_calls": 2, "failed_calls": 0, "pending_calls": 0}
+    assert await outage.statistics(account) == {
+        "total_calls": 2,
+        "successful_calls": 2,
+        "failed_calls": 0,
+        "pending_calls": 0,
+    }
+
+
+async def test_a_silent_database_is_waited_for_too(
+    outage: Outage,
+    pool: asyncpg.Pool,
+    account: Account,
+    fake_providers: FakeProviders,  # noqa: F811
+) -> None:
+    """No refusal, no answer (a dropped route): the job must not run into arq's timeout, which is final."""
+    outage.proxy.blackhole()
+    alert_id = await outage.send("unanswered")
+
+    async def deferred() -> bool:
+        return outage.deferred("process_alert", alert_id) or not outage.worker.alive()
+
+    await wait_for(deferred, 10, "the job to give up on this try and wait")
+    outage.proxy.restore()
+
+    rows = await wait_final(pool, [alert_id], "the alert to be delivered once the database answers")
+    assert (rows[alert_id]["status"], rows[alert_id]["attempts"]) == ("delivered", 1)
+    assert [r.body for r in fake_providers.requests] == ["unanswered"]
+    assert await outage.statistics(account) == {
+        "total_calls": 1,
+        "successful_calls": 1,
+        "failed_calls": 0,
+        "pending_calls": 0,
+    }
 
 
 def test_jobs_keep_waiting_for_as_long_as_arq_keeps_them(settings: Settings) -> None:
