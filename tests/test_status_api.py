@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -20,6 +20,7 @@ from arq.connections import ArqRedis
 from engine import registry, response_times, uptime
 from engine.settings import Settings, SettingsError
 from tests.conftest import Account, Services, make_client
+from tests.faults import TcpProxy
 from workers import health
 from workers.worker import build_worker
 
@@ -291,55 +292,13 @@ def test_status_settings_come_from_the_environment() -> None:
         Settings.from_env({"MONODUTY_STATUS_TIMEOUT": "soon"})
 
 
-class TcpProxy:
-    """A local TCP proxy to a real server; ``stop`` makes that server unreachable for real."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        await self._server.wait_closed()
-
-
 async def test_database_down_is_degraded_and_alerts_are_still_accepted(
     settings: Settings, redis: ArqRedis, account: Account, services: Services
 ) -> None:
     parts = urlsplit(services.database_url)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     await proxy.start()
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@127.0.0.1:{proxy.port}" if userinfo else f"127.0.0.1:{proxy.port}"
-    via_proxy = urlunsplit(parts._replace(netloc=netloc))
+    via_proxy = proxy.url(services.database_url)
     client = await make_client(settings.with_(database_url=via_proxy, status_timeout=0.5))
     try:
         resp = await client.post(

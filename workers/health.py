@@ -21,6 +21,11 @@ async def record_health_sample(ctx: WorkerContext) -> str:
     return str(current["status"])
 
 
-def cron_jobs() -> list[CronJob]:
+def cron_jobs(timeout: float) -> list[CronJob]:
+    """The cron jobs, each bounded by ``timeout`` (the workers' job timeout).
+
+    A longer timeout here would not be this job's alone: arq holds every job's in-progress claim
+    for the longest timeout of any function, so a dead worker's deliveries would wait for it too.
+    """
     # unique (arq's default): with many workers, one of them samples each minute.
-    return [cron(record_health_sample, name=RECORD_HEALTH_SAMPLE, second=0, timeout=30)]
+    return [cron(record_health_sample, name=RECORD_HEALTH_SAMPLE, second=0, timeout=timeout)]

@@ -19,6 +19,7 @@ from engine.channels.base import Channel, DeliveryError
 from engine.masking import mask_target, mask_text
 from engine.payloads import parse_alert
 from engine.settings import Settings
+from workers.outages import waits_for_storage
 
 log = logging.getLogger("monoduty.worker")
 
@@ -33,6 +34,7 @@ class WorkerContext(TypedDict):
     job_try: int
 
 
+@waits_for_storage
 async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
     """Parse and store one inbound alert, then queue one deliver job per (channel, target)."""
     parsed = parse_alert(job["body"].encode(), job.get("content_type"))
@@ -60,6 +62,7 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
     return len(delivery_ids)
 
 
+@waits_for_storage
 async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None = None) -> str:
     """One attempt of one delivery. Transient failures come back as arq Retry with our backoff."""
     settings = ctx["settings"]

@@ -24,12 +24,15 @@ from engine import db, metrics, queue, registry
 from engine.channels import build_channels
 from engine.channels.outbox import OutboxChannel
 from engine.settings import Settings
-from workers import health, jobs
+from workers import health, jobs, outages
 
 log = logging.getLogger("monoduty.worker")
 
 HEALTH_CHECK_SECONDS = 30
 METRICS_FLUSH_SECONDS = 1.0
+# How long a job's in-progress claim outlives its timeout (arq: 10 s). It need only cover the Redis
+# round trips around the timeout; a job that does run twice is safe (every step is idempotent).
+IN_PROGRESS_MARGIN_SECONDS = 5.0
 
 
 class ResilientWorker(Worker):
@@ -38,13 +41,29 @@ class ResilientWorker(Worker):
     _redis_down_since: float | None = None
     _started_at: datetime | None = None
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # A dead worker's job re-runs once its claim lapses: after the job timeout + our margin.
+        longest = max(f.timeout_s or self.job_timeout_s or 0 for f in self.functions.values())
+        self.in_progress_timeout_s = longest + IN_PROGRESS_MARGIN_SECONDS
+
     async def _poll_iteration(self) -> None:
         try:
             await super()._poll_iteration()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if self._redis_down_since is None:
+                self._redis_down_since = time.monotonic()
+            # Redis may come back empty (no persistence, a failover): say we are alive as soon as it
+            # answers, not at the next health-check interval, or `worker --check` and /api/status
+            # would count no worker for up to 30 s.
+            self._last_health_check = 0
             # Back off a little, then poll again; redis-py reconnects on the next command.
             log.warning("redis unreachable, retrying: %s", type(exc).__name__)
             await asyncio.sleep(1.0)
+        else:
+            if self._redis_down_since is not None:
+                log.info("redis reachable again after %.1fs", time.monotonic() - self._redis_down_since)
+                self._redis_down_since = None
 
     async def record_health(self) -> None:
         # arq's health-check key is one per queue; our registry counts each live worker.
@@ -105,8 +124,9 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
 def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -> Worker:
     """A worker for our two jobs; ``overrides`` go to arq's Worker (tests use burst, poll_delay)."""
     assert settings.redis_url
-    # arq counts crashes and our retries alike; our own attempt cap (in Postgres) is the real one.
-    max_tries = settings.max_attempts + 5
+    # arq counts crashes, our retries and tries that waited for the database alike; our own attempt
+    # cap (in Postgres, counted before each send) is the real one.
+    max_tries = settings.max_attempts + 5 + outages.WAIT_TRIES
     options: dict[str, Any] = {
         "functions": [
             func(jobs.process_alert, name=queue.PROCESS_ALERT, max_tries=max_tries),
@@ -126,7 +146,7 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
         "keep_result": 3600,
         "health_check_interval": HEALTH_CHECK_SECONDS,
         "handle_signals": not burst,
-        "cron_jobs": health.cron_jobs(),
+        "cron_jobs": health.cron_jobs(timeout=settings.job_timeout),
         # SIGTERM: stop taking jobs, give running ones this long, then cancel them (arq re-queues them).
         "job_completion_wait": settings.shutdown_grace,
     }

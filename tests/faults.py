@@ -1,0 +1,174 @@
+"""Things a fault test breaks on purpose: a Redis server it owns, a TCP proxy it can cut, worker processes.
+
+- ``RedisServer``: ``/usr/bin/redis-server`` on a fixed port and data dir, so a test can kill it
+  (SIGKILL, as a host crash would) and start it again where clients expect it, with or without AOF.
+- ``TcpProxy``: a local proxy to a real server; ``stop`` makes the server unreachable (connections
+  cut, new ones refused) and ``start`` on the same port makes it reachable again; ``blackhole``
+  makes it silent instead (connections hang, as behind a dropped route) until ``restore``.
+- ``WorkerProcess``: one real ``python -m monoduty worker``; its log goes to a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import redis as redis_sync
+
+from tests.test_cli import ROOT, free_port, monoduty_env
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+class RedisServer:
+    """A redis-server this test may kill and restart on the same port and data dir."""
+
+    def __init__(self, data_dir: Path, *, aof: bool = False) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.aof = aof
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # appendfsync always (production: everysec): every accepted write is on disk, deterministically.
+        persistence = ["--appendonly", "no"]
+        if self.aof:
+            persistence = ["--appendonly", "yes", "--appendfsync", "always"]
+        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--dir", str(self.data_dir), *persistence]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis_sync.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except (redis_sync.ConnectionError, redis_sync.BusyLoadingError):
+                    assert self.proc.poll() is None, "redis-server exited"
+                    assert time.monotonic() < deadline, "redis-server did not start"
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final save, as when the host dies."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class TcpProxy:
+    """A local TCP proxy to a real server; ``stop`` makes that server unreachable for real."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._open = asyncio.Event()
+        self._open.set()
+
+    async def start(self) -> None:
+        """Listen (again, on the same port after ``stop``)."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def url(self, server_url: str) -> str:
+        """``server_url`` with its host and port replaced by this proxy's."""
+        parts = urlsplit(server_url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@127.0.0.1:{self.port}" if userinfo else f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def blackhole(self) -> None:
+        """Cut the open connections; new ones are accepted and never answered (a dropped route)."""
+        self._open.clear()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    def restore(self) -> None:
+        """Answer again: new connections reach the server (held ones are closed)."""
+        self._open.set()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._open.is_set():
+            await self._open.wait()
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        """Refuse new connections and cut the open ones."""
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+
+class WorkerProcess:
+    """One real ``python -m monoduty worker``; stdout and stderr go to ``log``."""
+
+    def __init__(self, log: Path, **env: str) -> None:
+        self.log = log
+        defaults = {"MONODUTY_WORKER_POLL_DELAY": "0.01", "MONODUTY_LOG_FORMAT": "json"}
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "monoduty", "worker"],
+                env=monoduty_env(**{**defaults, **env}),
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)

@@ -1,0 +1,78 @@
+"""Jobs wait out a PostgreSQL or Redis outage instead of failing for good.
+
+arq fails a job permanently on any exception other than ``Retry``: a ``process_alert`` that met a
+restarting database would drop an alert already answered ``202``, and a ``deliver`` would leave its
+delivery pending forever, and a job that hits arq's timeout (a database that stopped answering
+rather than refusing) fails for good too. Connection-level errors, and a try that outlives its own
+deadline set just short of arq's timeout, are therefore turned into ``Retry`` with exponential
+backoff. Re-running is safe: every step is idempotent in the database, and the attempt
+cap holds because ``deliver`` counts an attempt (in PostgreSQL) before it sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+from arq import Retry
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from engine import retry
+
+log = logging.getLogger("monoduty.worker")
+
+T = TypeVar("T")
+
+# "The storage is out of reach for now", as opposed to a bug or bad data (those still fail the job).
+STORAGE_DOWN: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,  # no answer: our deadline, or a driver's own timeout (an OSError too; said plainly)
+    asyncpg.PostgresConnectionError,  # class 08, and a connection lost mid-query
+    asyncpg.InterfaceError,  # the connection or the pool was closed under us
+    asyncpg.exceptions.CannotConnectNowError,  # the server is starting or recovering
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+# Backoff between tries while the storage is down, and how long a job keeps trying: as long as arq
+# keeps the job itself (a day from when it was queued), so an outage never loses one.
+WAIT_CAP_SECONDS = 30.0
+WAIT_TRIES = int(24 * 3600 / WAIT_CAP_SECONDS)
+
+
+def deadline(job_timeout: float) -> float:
+    """Seconds a try may take: a little less than arq's job timeout, whose expiry is final."""
+    return max(job_timeout - 1.0, job_timeout / 2)
+
+
+def waits_for_storage(job: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Wrap an arq job so that an unreachable PostgreSQL or Redis defers it (``Retry``)."""
+
+    @functools.wraps(job)
+    async def run(ctx: Any, *args: Any, **kwargs: Any) -> T:
+        try:
+            async with asyncio.timeout(deadline(ctx["settings"].job_timeout)):
+                return await job(ctx, *args, **kwargs)
+        except STORAGE_DOWN as exc:
+            try_number = int(ctx.get("job_try") or 1)
+            base = ctx["settings"].retry_base_delay
+            delay = retry.backoff_delay(try_number, base=base, cap=WAIT_CAP_SECONDS)
+            # The type only: a driver's message may name hosts and users.
+            log.warning(
+                "%s %s deferred %.1fs: storage unreachable (%s), try %d",
+                job.__name__,
+                ctx.get("job_id"),
+                delay,
+                type(exc).__name__,
+                try_number,
+            )
+            raise Retry(defer=delay) from None
+
+    return run
