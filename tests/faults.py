@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis as redis_sync
 
@@ -74,13 +74,25 @@ class RedisServer:
 class TcpProxy:
     """A local TCP proxy to a real server; ``stop`` makes that server unreachable for real."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, unix_socket: str | None = None) -> None:
         self.target = (host, port)
+        self.unix_socket = unix_socket  # the real server's socket file, when it listens on one
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._open = asyncio.Event()
         self._open.set()
+
+    @classmethod
+    def to_database(cls, database_url: str) -> TcpProxy:
+        """A proxy to the PostgreSQL of ``database_url``: over TCP, or to its unix socket (the
+        embedded server's ``?host=/dir`` form), so the proxied URL is plain TCP either way."""
+        parts = urlsplit(database_url)
+        port = parts.port or 5432
+        socket_dir = parse_qs(parts.query).get("host", [None])[0]
+        if parts.hostname is None and socket_dir:
+            return cls("127.0.0.1", port, unix_socket=f"{socket_dir}/.s.PGSQL.{port}")
+        return cls(parts.hostname or "127.0.0.1", port)
 
     async def start(self) -> None:
         """Listen (again, on the same port after ``stop``)."""
@@ -92,7 +104,8 @@ class TcpProxy:
         parts = urlsplit(server_url)
         userinfo = parts.netloc.rpartition("@")[0]
         netloc = f"{userinfo}@127.0.0.1:{self.port}" if userinfo else f"127.0.0.1:{self.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "host"])
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
 
     def blackhole(self) -> None:
         """Cut the open connections; new ones are accepted and never answered (a dropped route)."""
@@ -111,7 +124,10 @@ class TcpProxy:
             writer.close()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            if self.unix_socket:
+                up_reader, up_writer = await asyncio.open_unix_connection(self.unix_socket)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.close()
             return

@@ -34,6 +34,11 @@ class Services:
     redis_url: str
 
 
+def database_named(database_url: str, name: str) -> str:
+    """The same server, another database (the query, e.g. an embedded server's socket, is kept)."""
+    return _with_path(database_url, f"/{name}")
+
+
 def _with_path(url: str, path: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import Services
+from tests.services import Services, database_named
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,7 +182,7 @@ def test_dev_on_embedded_services_delivers_and_keeps_its_data(dev_dir: Path) -> 
 
 
 def test_an_unmigrated_database_gets_a_hint_not_a_traceback(services: Services) -> None:
-    env = monoduty_env(MONODUTY_DATABASE_URL=services.database_url.rsplit("/", 1)[0] + "/postgres")
+    env = monoduty_env(MONODUTY_DATABASE_URL=database_named(services.database_url, "postgres"))
     result = monoduty("users", "create", "--email", "early@example.com", env=env, check=False)
     assert result.returncode != 0
     assert "monoduty migrate" in result.stderr and "Traceback" not in result.stderr

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -63,8 +62,7 @@ async def outage(
     tmp_path: Path,
 ) -> AsyncIterator[Outage]:
     """A worker whose database goes through a proxy, once it is running; the API's does not."""
-    parts = urlsplit(services.database_url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = TcpProxy.to_database(services.database_url)
     await proxy.start()
     settings = Settings(
         database_url=services.database_url,

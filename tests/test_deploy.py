@@ -28,6 +28,7 @@ from arq.connections import ArqRedis
 from monoduty.cli import build_parser
 from tests.conftest import Account, Services
 from tests.providers import FakeProviders, closed_port, fake_providers  # noqa: F401 - fixture
+from tests.services import database_named
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker" / "docker-compose.yml"
@@ -260,7 +261,7 @@ async def test_a_plain_pip_install_finds_its_schema_and_migrates(services: Servi
     await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        fresh = services.database_url.rsplit("/", 1)[0] + f"/{name}"
+        fresh = database_named(services.database_url, name)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MONODUTY_", "PYTHON"))}
         env |= {"MONODUTY_DATABASE_URL": fresh, "MONODUTY_REDIS_URL": services.redis_url}
         migrate = subprocess.run(
