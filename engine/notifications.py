@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
+from engine import limits
 from engine.errors import NotFound, ValidationError
 
 
@@ -163,10 +164,7 @@ def parse_page(query: Mapping[str, str]) -> PageRequest:
     """Query parameters of the list: ``limit`` (1-100), ``unread`` (true/false), ``cursor``."""
     limit = DEFAULT_PAGE
     if "limit" in query:
-        raw = query["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-            raise ValidationError(f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
-        limit = int(raw)
+        limit = limits.whole_number(query["limit"], "limit", 1, MAX_PAGE)
     unread = query.get("unread", "false").lower()
     if unread not in ("true", "false", "1", "0"):
         raise ValidationError("unread must be true or false", field="unread")

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
+from engine import limits
 from engine.errors import MonodutyError, ValidationError
 
 TOLERANCE = 5 * 60
@@ -96,7 +97,8 @@ async def _verify_standard(
     signatures = _header(headers, "webhook-signature") or ""
     if not msg_id or not stamp or len(msg_id) > 200:
         raise SignatureRejected("webhook-id and webhook-timestamp are required with webhook-signature")
-    if not stamp.isdigit() or abs(time.time() - int(stamp)) > TOLERANCE:
+    seconds = limits.digits(stamp)
+    if seconds is None or abs(time.time() - seconds) > TOLERANCE:
         raise SignatureRejected(
             f"webhook-timestamp is more than {TOLERANCE} seconds from now", code="STALE_SIGNATURE"
         )
