@@ -1,0 +1,95 @@
+"""An alert answered 202 is stored, whatever its body was: every hostile body an inbound URL
+can take (non-UTF-8, NUL bytes, empty, deeply nested JSON of each recognised shape) ends as an
+alert row with its deliveries, after a real worker ran.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from engine.settings import RateLimit, Settings
+from tests.conftest import Account, run_worker
+from tests.test_inbound import path_of
+from tests.test_webhooks_api import create
+
+DEPTH = 600
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Room for the hundreds of alerts the depth sweep sends."""
+    return settings.with_(rate_limit_inbound=RateLimit(10_000, 60))
+
+
+def nested(depth: int = DEPTH) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+HOSTILE: list[tuple[bytes, str | None]] = [
+    (b"", "application/json"),
+    (b"", None),
+    (b"\xff\xfe\xfd not utf-8 \xc3\x28", "text/plain"),
+    (b'{"title": "caf\xe9 \x00 down"}', "application/json"),
+    (b"\x00\x00\x00", "application/octet-stream"),
+    (b'{"title": "nul \\u0000 and \\ud800"}', "application/json"),
+    (nested(), "application/json"),
+    (b'{"title": "deep", "details": ' + b'{"a": ' * DEPTH + b"1" + b"}" * DEPTH + b"}", "application/json"),
+    (b'{"title": ' + nested() + b"}", "application/json"),
+    (b'{"labels": {"a": ' + nested() + b"}}", "application/json"),
+    (b'{"alerts": ' + nested() + b', "status": "firing"}', "application/json"),
+    (b'{"alerts": [{"labels": ' + b'{"a": ' * DEPTH + b"1" + b"}" * DEPTH + b"}]}", "application/json"),
+    (b'{"payload": {"summary": ' + nested() + b'}, "event_action": "trigger"}', "application/json"),
+    (b"title=" + b"%5B" * 500, "application/x-www-form-urlencoded"),
+    (b"--x\r\nContent-Disposition: form-data; name=title\r\n\r\n\xff\x00\r\n--x--", "multipart/form-data"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type"), HOSTILE, ids=range(len(HOSTILE)))
+async def test_every_accepted_body_becomes_a_stored_alert(
+    client: TestClient,
+    account: Account,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    body: bytes,
+    content_type: str | None,
+) -> None:
+    webhook = await create(client, account, {"name": "hostile", "notificationTypes": ["EMAIL"]})
+    headers = {"Content-Type": content_type} if content_type else {"Content-Type": ""}
+    resp = await client.post(path_of(webhook), data=body, headers=headers)
+    assert resp.status == 202, await resp.text()
+    alert_id = (await resp.json())["alert_id"]
+
+    await run_worker(settings)
+
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT title, status FROM alerts WHERE id = $1", alert_id)
+        sent = await conn.fetchval("SELECT count(*) FROM outbox WHERE alert_id = $1", alert_id)
+    assert row is not None, "the alert was accepted with 202 and then lost"
+    assert row["title"] and row["status"] == "successful" and sent == 1
+
+
+async def test_json_nested_just_within_the_parsers_reach_is_stored(
+    client: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Nesting the parser still reads but json.dumps (one frame deeper per level) cannot: the
+    window moves with the worker's stack depth, so every depth up to the recursion limit is sent."""
+    webhook = await create(client, account, {"name": "deep", "notificationTypes": ["EMAIL"]})
+    alert_ids = []
+    for depth in range(800, sys.getrecursionlimit() + 1, 2):
+        inner = b'{"a": ' * depth + b"1" + b"}" * depth
+        for body in (b'{"title": "deep", "details": ' + inner + b"}", b'{"title": ' + nested(depth) + b"}"):
+            resp = await client.post(
+                path_of(webhook), data=body, headers={"Content-Type": "application/json"}
+            )
+            assert resp.status == 202, await resp.text()
+            alert_ids.append((await resp.json())["alert_id"])
+
+    await run_worker(settings)
+
+    async with pool.acquire() as conn:
+        stored = await conn.fetchval("SELECT count(*) FROM alerts WHERE id = ANY($1::uuid[])", alert_ids)
+    assert stored == len(alert_ids), f"{len(alert_ids) - stored} accepted alerts were lost"
