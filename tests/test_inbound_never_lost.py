@@ -5,7 +5,10 @@ alert row with its deliveries, after a real worker ran.
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -13,8 +16,11 @@ from aiohttp.test_utils import TestClient
 
 from engine.settings import RateLimit, Settings
 from tests.conftest import Account, run_worker
+from tests.services import Services
 from tests.test_inbound import path_of
+from tests.test_status_api import TcpProxy
 from tests.test_webhooks_api import create
+from workers.worker import build_worker
 
 DEPTH = 600
 
@@ -93,3 +99,45 @@ async def test_json_nested_just_within_the_parsers_reach_is_stored(
     async with pool.acquire() as conn:
         stored = await conn.fetchval("SELECT count(*) FROM alerts WHERE id = ANY($1::uuid[])", alert_ids)
     assert stored == len(alert_ids), f"{len(alert_ids) - stored} accepted alerts were lost"
+
+
+async def test_an_alert_waits_out_a_database_outage_in_the_worker(
+    client: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings, services: Services
+) -> None:
+    """PostgreSQL goes away as the worker picks the alert up and comes back for the next try:
+    the job is deferred, not failed, and the alert is stored and delivered."""
+    webhook = await create(client, account, {"name": "outage", "notificationTypes": ["EMAIL"]})
+    resp = await client.post(path_of(webhook), json={"title": "during the outage"})
+    alert_id = (await resp.json())["alert_id"]
+
+    parts = urlsplit(services.database_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@127.0.0.1:{proxy.port}" if userinfo else f"127.0.0.1:{proxy.port}"
+    tries: list[int] = []
+
+    async def on_job_start(ctx: dict[str, Any]) -> None:
+        if ctx["job_id"] != alert_id:
+            return
+        tries.append(ctx["job_try"])
+        if ctx["job_try"] == 1:
+            await proxy.stop()  # drops the worker's open connections and refuses new ones
+        elif ctx["job_try"] == 2:
+            proxy._server = await asyncio.start_server(proxy._handle, "127.0.0.1", proxy.port)
+
+    worker = build_worker(
+        settings.with_(database_url=urlunsplit(parts._replace(netloc=netloc))),
+        burst=True,
+        on_job_start=on_job_start,
+    )
+    try:
+        await asyncio.wait_for(worker.main(), 60)
+    finally:
+        await worker.close()
+        await proxy.stop()
+
+    assert tries == [1, 2]
+    async with pool.acquire() as conn:
+        status = await conn.fetchval("SELECT status FROM alerts WHERE id = $1", alert_id)
+    assert status == "successful", "the alert was accepted with 202 and lost to the outage"

@@ -12,6 +12,8 @@ import aiohttp
 import asyncpg
 from arq import Retry
 from arq.connections import ArqRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import alerts, metrics, queue, retry
 from engine.alerts import DeliveryStatus
@@ -33,8 +35,35 @@ class WorkerContext(TypedDict):
     job_try: int
 
 
+# PostgreSQL or Redis out of reach for a moment (a restart, a failover, a full pool): arq would fail
+# the job for good on any exception, and an alert answered 202 would be lost. These defer it instead.
+STORAGE_DOWN: tuple[type[BaseException], ...] = (
+    OSError,  # connection refused or reset; TimeoutError too
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
+
+def _storage_retry(ctx: WorkerContext, what: str, exc: BaseException, fields: dict[str, Any]) -> Retry:
+    delay = retry.backoff_delay(ctx["job_try"], base=ctx["settings"].retry_base_delay)
+    log.warning("%s deferred %.1fs: storage unreachable (%s)", what, delay, type(exc).__name__, extra=fields)
+    return Retry(defer=delay)
+
+
 async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
     """Parse and store one inbound alert, then queue one deliver job per (channel, target)."""
+    try:
+        return await _process_alert(ctx, job)
+    except STORAGE_DOWN as exc:
+        fields = {k: job.get(k) for k in ("alert_id", "webhook_id", "request_id")}
+        raise _storage_retry(ctx, "alert", exc, fields) from None
+
+
+async def _process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
     parsed = parse_alert(job["body"].encode(), job.get("content_type"))
     async with ctx["pool"].acquire() as conn:
         delivery_ids = await alerts.record_alert(
@@ -62,6 +91,15 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
 
 async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None = None) -> str:
     """One attempt of one delivery. Transient failures come back as arq Retry with our backoff."""
+    try:
+        return await _deliver(ctx, delivery_id, request_id)
+    except STORAGE_DOWN as exc:
+        # At least once: a send whose outcome could not be recorded may be sent again.
+        fields = {"delivery_id": delivery_id, "request_id": request_id}
+        raise _storage_retry(ctx, "delivery", exc, fields) from None
+
+
+async def _deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None) -> str:
     settings = ctx["settings"]
     async with ctx["pool"].acquire() as conn:
         attempt = await alerts.start_attempt(conn, uuid.UUID(delivery_id))
