@@ -68,8 +68,9 @@ def _standard_key(secret: str) -> bytes:
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A signature header's value; one with non-ASCII bytes (never valid here) counts as absent."""
     value = headers.get(name)
-    return value.strip() if value else None
+    return value.strip() if value and value.isascii() else None
 
 
 async def verify(redis: Redis, webhook_id: str, secret: str, headers: Mapping[str, str], body: bytes) -> None:
