@@ -14,7 +14,7 @@ import binascii
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -155,8 +155,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at = datetime.fromisoformat(moment)
         if created_at.tzinfo is None:
             raise ValueError("naive")
-        return created_at, uuid.UUID(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # In UTC, as PostgreSQL will read it: year 1 at +14:00 is year 0 there (OverflowError).
+        return created_at.astimezone(UTC), uuid.UUID(ident)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationError("cursor is not one this API gave out", field="cursor") from None
 
 

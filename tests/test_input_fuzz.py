@@ -8,6 +8,8 @@ QUERY_ROUTES or ID_ROUTES.
 
 from __future__ import annotations
 
+import base64
+import uuid
 from typing import Any
 
 import pytest
@@ -201,3 +203,13 @@ async def test_null_for_a_choice_names_the_field(
     resp = await client.post(path, json=body, headers=account.headers)
     assert resp.status == 400
     assert (await resp.json())["code"] == "VALIDATION_ERROR" and field in (await resp.json())["error"]
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+async def test_a_cursor_past_the_calendar_is_a_400(client: TestClient, account: Account, moment: str) -> None:
+    """A cursor is base64 a client can forge; one whose time leaves the calendar in UTC is refused."""
+    raw = f"{moment}|{uuid.uuid4()}".encode()
+    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    resp = await client.get(f"/api/notifications?cursor={cursor}", headers=account.headers)
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["code"] == "VALIDATION_ERROR"
