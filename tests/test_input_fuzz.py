@@ -213,3 +213,14 @@ async def test_a_cursor_past_the_calendar_is_a_400(client: TestClient, account: 
     resp = await client.get(f"/api/notifications?cursor={cursor}", headers=account.headers)
     assert resp.status == 400, await resp.text()
     assert (await resp.json())["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize("kind", ["summary", "detailed"])
+@pytest.mark.parametrize("fmt", ["json", "csv", "pdf"])
+async def test_a_report_ending_on_the_last_representable_day_is_a_400(
+    client: TestClient, account: Account, kind: str, fmt: str
+) -> None:
+    body = {"type": kind, "format": fmt, "dateRange": "9999-12-31 to 9999-12-31"}
+    resp = await client.post("/api/reports/generate", json=body, headers=account.headers)
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["code"] == "DATE_RANGE_MALFORMED"
