@@ -6,7 +6,9 @@ alert row with its deliveries, after a real worker ran.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -192,3 +194,36 @@ async def test_an_alert_waits_out_a_database_outage_in_the_worker(
     async with pool.acquire() as conn:
         status = await conn.fetchval("SELECT status FROM alerts WHERE id = $1", alert_id)
     assert status == "successful", "the alert was accepted with 202 and lost to the outage"
+
+
+async def test_a_body_that_arrives_in_pieces_is_read_whole(
+    client: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A JSON alert near the body limit, sent in pieces: cut after the first piece it would be
+    stored as text with the default severity instead of the sender's."""
+    webhook = await create(client, account, {"name": "pieces", "notificationTypes": ["EMAIL"]})
+    body = json.dumps({"title": "Disk full", "severity": "warning", "pad": "x" * 240_000}).encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 16_384):
+            yield body[start : start + 16_384]
+
+    resp = await client.post(path_of(webhook), data=pieces(), headers={"Content-Type": "application/json"})
+    assert resp.status == 202
+    alert_id = (await resp.json())["alert_id"]
+    await run_worker(settings)
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT title, severity, format FROM alerts WHERE id = $1", alert_id)
+    assert dict(row) == {"title": "Disk full", "severity": "warning", "format": "generic"}
+
+
+async def test_a_body_over_the_limit_in_pieces_is_refused(client: TestClient, account: Account) -> None:
+    webhook = await create(client, account, {"name": "too big", "notificationTypes": ["EMAIL"]})
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b"x" * 16_384  # 320 KiB, no Content-Length: only counting finds it too big
+
+    resp = await client.post(path_of(webhook), data=pieces(), headers={"Content-Type": "text/plain"})
+    assert resp.status == 413
+    assert (await resp.json())["code"] == "PAYLOAD_TOO_LARGE"
