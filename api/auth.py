@@ -92,7 +92,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise Unauthorized("your session has ended; log in again", code="SESSION_EXPIRED")
     if changes_state:
         given = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(given.encode(), session.csrf_token.encode()):
+        # surrogateescape: a header may carry bytes that are not UTF-8; they just do not match.
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), session.csrf_token.encode()):
             raise Forbidden(f"missing or wrong {CSRF_HEADER} header", code="CSRF_FAILED")
     async with request.app[POOL].acquire() as conn:
         user = await get_user(conn, session.user_id)

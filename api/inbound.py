@@ -20,10 +20,16 @@ async def _read_body(request: web.Request) -> bytes:
     limit = request.app[SETTINGS].inbound_body_limit
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(limit)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge(limit)
-    return body
+    # read(n) answers what has arrived so far, up to n bytes: a body that comes in several
+    # pieces (anything but a small one on a fast link) needs a loop, or it is silently cut.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+    return b"".join(chunks)
 
 
 async def receive_alert(request: web.Request) -> web.Response:

@@ -94,7 +94,8 @@ async def metrics_view(request: web.Request) -> web.Response:
     token = settings.metrics_token
     if token and not _is_local(request):
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        given_bytes = given.strip().encode("utf-8", "surrogateescape")  # any header byte: no 500
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, token.encode()):
             raise Unauthorized("metrics need Authorization: Bearer <MONODUTY_METRICS_TOKEN>")
     redis = request.app[REDIS]
     await request.app[METRICS_BUFFER].flush(redis)  # this process's latest counts too

@@ -23,6 +23,10 @@ async def json_body(request: web.Request) -> Any:
         body = await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValidationError(f"request body is not valid JSON ({exc})", code="INVALID_JSON") from None
+    except LookupError:  # Content-Type named a charset Python does not know
+        raise ValidationError(
+            "request body's charset is unknown; send UTF-8 JSON", code="INVALID_JSON"
+        ) from None
     except RecursionError:
         raise ValidationError("the JSON body is nested too deeply", code="TOO_DEEP") from None
     limits.check_json(body)

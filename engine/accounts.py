@@ -131,7 +131,8 @@ async def register(conn: asyncpg.Connection, body: object) -> User:
 
 
 def _failures_key(email: str, client: str) -> str:
-    return FAILURES_PREFIX + hashlib.sha256(f"{email.lower()}|{client}".encode()).hexdigest()[:40]
+    identity = f"{email.lower()}|{client}".encode("utf-8", "surrogateescape")  # client: from a header
+    return FAILURES_PREFIX + hashlib.sha256(identity).hexdigest()[:40]
 
 
 async def login(conn: asyncpg.Connection, redis: Redis, body: object, client: str) -> User:

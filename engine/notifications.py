@@ -14,13 +14,14 @@ import binascii
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
 
+from engine import limits
 from engine.errors import NotFound, ValidationError
 
 
@@ -154,8 +155,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at = datetime.fromisoformat(moment)
         if created_at.tzinfo is None:
             raise ValueError("naive")
-        return created_at, uuid.UUID(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # In UTC, as PostgreSQL will read it: year 1 at +14:00 is year 0 there (OverflowError).
+        return created_at.astimezone(UTC), uuid.UUID(ident)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationError("cursor is not one this API gave out", field="cursor") from None
 
 
@@ -163,10 +165,7 @@ def parse_page(query: Mapping[str, str]) -> PageRequest:
     """Query parameters of the list: ``limit`` (1-100), ``unread`` (true/false), ``cursor``."""
     limit = DEFAULT_PAGE
     if "limit" in query:
-        raw = query["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-            raise ValidationError(f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
-        limit = int(raw)
+        limit = limits.whole_number(query["limit"], "limit", 1, MAX_PAGE)
     unread = query.get("unread", "false").lower()
     if unread not in ("true", "false", "1", "0"):
         raise ValidationError("unread must be true or false", field="unread")

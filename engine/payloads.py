@@ -49,6 +49,7 @@ MAX_TITLE = 200
 MAX_MESSAGE = 10_000
 MAX_SOURCE = 200
 MAX_FINGERPRINT = 255
+MAX_JSON_DEPTH = 100  # deeper JSON is read as text (see _load_json)
 MAX_DETAILS_CHARS = 8_000  # serialised size of ``details``; more stays in the message, or is dropped
 DEFAULT_SEVERITY = "error"
 RESOLVED_SEVERITY = "info"
@@ -138,9 +139,24 @@ def _multipart_fields(body: bytes, content_type: str) -> dict[str, str]:
 def _load_json(text: str) -> object:
     try:
         # NaN and Infinity are not JSON and jsonb refuses them: read them as null.
-        return json.loads(text, parse_constant=lambda _: None)
+        value = json.loads(text, parse_constant=lambda _: None)
     except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the parser's depth
         return _INVALID
+    # The parser goes deeper than the recursive walkers after it (json.dumps, the format
+    # recognisers) can follow: such a body is kept as text rather than crash the job and be lost.
+    return value if _depth_within(value, MAX_JSON_DEPTH) else _INVALID
+
+
+def _depth_within(value: object, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return False
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 def _finish(draft: Draft) -> ParsedAlert:

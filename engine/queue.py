@@ -58,6 +58,8 @@ async def enqueue_alert(
     is_test: bool = False,
 ) -> bool:
     """Queue an inbound alert for processing; False if that alert id is already queued."""
+    # The ids come first and the body after them: arq logs the first 80 characters of a job's
+    # arguments when it starts the job, and a body may hold anything (tests/test_job_logs.py).
     job = await redis.enqueue_job(
         PROCESS_ALERT,
         {

@@ -99,7 +99,9 @@ class RateLimited(MonodutyError):
 
 def bucket(kind: str, identity: str) -> str:
     """A Redis key for one limited thing; the identity is hashed (it may be a key or a token)."""
-    return f"{PREFIX}{kind}:{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
+    # surrogateescape: an identity from a header may carry any byte (aiohttp keeps non-UTF-8 that way).
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return f"{PREFIX}{kind}:{digest}"
 
 
 async def hit(redis: Redis, key: str, limit: RateLimit, policy: str) -> Verdict:

@@ -52,7 +52,7 @@ async def start(redis: Redis, user_id: uuid.UUID, ttl: int) -> tuple[str, Sessio
 
 async def resume(redis: Redis, session_id: str, ttl: int) -> Session | None:
     """The live session behind a cookie value, its idle expiry pushed back; None if gone or expired."""
-    if not 20 <= len(session_id) <= 100:
+    if not 20 <= len(session_id) <= 100 or not session_id.isascii():
         return None
     key = _key(session_id)
     raw = await redis.getex(key, ex=ttl)

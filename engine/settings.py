@@ -46,7 +46,7 @@ class SmtpSettings:
     host: str
     port: int
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)  # secrets stay out of repr(): tracebacks, debug lines
     tls: SmtpTls
     from_addr: str
     timeout: float = 15.0
@@ -55,7 +55,7 @@ class SmtpSettings:
 @dataclass(frozen=True)
 class TwilioSettings:
     account_sid: str
-    auth_token: str
+    auth_token: str = field(repr=False)
     from_number: str
     base_url: str = "https://api.twilio.com"
 
@@ -63,13 +63,13 @@ class TwilioSettings:
 @dataclass(frozen=True)
 class NtfySettings:
     url: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str | None = None
-    redis_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
+    redis_url: str | None = field(default=None, repr=False)
     public_url: str | None = None
     dev: bool = False
     smtp: SmtpSettings | None = None
@@ -92,7 +92,7 @@ class Settings:
     job_timeout: int = 20
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
-    metrics_token: str | None = None
+    metrics_token: str | None = field(default=None, repr=False)
     report_max_days: int = 366
     shutdown_grace: int = 25
     queue_name: str = "arq:queue"

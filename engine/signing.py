@@ -27,6 +27,7 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
+from engine import limits
 from engine.errors import MonodutyError, ValidationError
 
 TOLERANCE = 5 * 60
@@ -67,8 +68,9 @@ def _standard_key(secret: str) -> bytes:
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A signature header's value; one with non-ASCII bytes (never valid here) counts as absent."""
     value = headers.get(name)
-    return value.strip() if value else None
+    return value.strip() if value and value.isascii() else None
 
 
 async def verify(redis: Redis, webhook_id: str, secret: str, headers: Mapping[str, str], body: bytes) -> None:
@@ -96,7 +98,8 @@ async def _verify_standard(
     signatures = _header(headers, "webhook-signature") or ""
     if not msg_id or not stamp or len(msg_id) > 200:
         raise SignatureRejected("webhook-id and webhook-timestamp are required with webhook-signature")
-    if not stamp.isdigit() or abs(time.time() - int(stamp)) > TOLERANCE:
+    seconds = limits.digits(stamp)
+    if seconds is None or abs(time.time() - seconds) > TOLERANCE:
         raise SignatureRejected(
             f"webhook-timestamp is more than {TOLERANCE} seconds from now", code="STALE_SIGNATURE"
         )

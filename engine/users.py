@@ -107,7 +107,7 @@ async def create_api_key(
 
 async def authenticate_key(conn: asyncpg.Connection, key: str) -> tuple[User, uuid.UUID] | None:
     """The user owning a live key and the key's id, or None."""
-    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+    if not key.startswith(KEY_PREFIX) or len(key) > 200 or not key.isascii():
         return None
     record = await conn.fetchrow(AUTHENTICATE_KEY, hash_key(key))
     if record is None:

@@ -42,9 +42,11 @@ def string(
 def one_of(
     body: Mapping[str, Any], name: str, choices: tuple[str, ...], *, default: str | None = None
 ) -> str | None:
-    value = body.get(name, default)
+    value = body.get(name)
     if value is None:
-        return None
+        if name in body:  # an explicit null is a wrong type, not "left out"
+            raise ValidationError(f"{name} must be one of {', '.join(choices)}", field=name)
+        return default
     if not isinstance(value, str) or value not in choices:
         raise ValidationError(f"{name} must be one of {', '.join(choices)}", field=name)
     return value

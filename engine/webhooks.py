@@ -217,9 +217,13 @@ async def update_webhook(
         targets = _targets(raw_targets, types, owner)
         new_secret = "signingSecret" in body
         secret = signing.parse_secret(body["signingSecret"]) if new_secret else None
-        record = await conn.fetchrow(
-            UPDATE, webhook_id, owner.id, name, description, alias, status, types, targets, new_secret, secret
-        )
+        values = (webhook_id, owner.id, name, description, alias, status, types, targets, new_secret, secret)
+        try:
+            record = await conn.fetchrow(UPDATE, *values)
+        except asyncpg.UniqueViolationError:  # another request took the alias since ALIAS_TAKEN looked
+            raise Conflict(
+                f"alias '{alias}' is already used by another of your webhooks", code="ALIAS_TAKEN"
+            ) from None
         if current["status"] == WebhookStatus.ACTIVE and status == WebhookStatus.PAUSED:
             await notifications.create(
                 conn,

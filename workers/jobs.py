@@ -64,7 +64,10 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
 
 @waits_for_storage
 async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None = None) -> str:
-    """One attempt of one delivery. Transient failures come back as arq Retry with our backoff."""
+    """One attempt of one delivery. Transient failures come back as arq Retry with our backoff.
+
+    At least once: a send whose outcome could not be recorded (storage away) may be sent again.
+    """
     settings = ctx["settings"]
     async with ctx["pool"].acquire() as conn:
         attempt = await alerts.start_attempt(conn, uuid.UUID(delivery_id))

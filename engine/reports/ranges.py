@@ -55,6 +55,8 @@ def parse_range(raw: object, *, today: date, max_days: int) -> DateRange:
         if match is None:
             raise ValueError("no match")
         first, last = date.fromisoformat(match.group(1)), date.fromisoformat(match.group(2))
+        if last == date.max:  # its end, the next midnight, is past what a date can hold
+            raise ValueError("last day")
     except ValueError:
         raise ValidationError(
             'dateRange is malformed: expected "YYYY-MM-DD to YYYY-MM-DD" with real dates',

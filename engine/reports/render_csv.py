@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
@@ -69,11 +70,21 @@ PERFORMANCE = (
 )
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) sends
+# data away, =cmd|... runs a program), and alert titles and sources come from whoever knows a
+# webhook URL. Such text gets a leading ' (OWASP's advice; spreadsheets hide it). Numbers and
+# masked phone numbers ("+1415•••0123", "-5") cannot call anything and are left as they are.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER_LIKE = re.compile(r"[+-]?[\d\s().•-]*")
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER_LIKE.fullmatch(value):
+        return "'" + value
     return value
 
 
