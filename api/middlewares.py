@@ -10,10 +10,13 @@ from aiohttp.typedefs import Handler
 
 from api.responses import error
 from api.state import API_BODY_LIMIT, REQUEST_ID
-from engine.errors import MonodutyError
+from engine.errors import STORAGE_DOWN, MonodutyError
 
 log = logging.getLogger("monoduty.api")
 
+
+# Seconds a client is asked to wait when PostgreSQL or Redis is unreachable.
+STORAGE_RETRY_AFTER = 5
 
 # aiohttp's own HTTP errors, named the way our clients read codes.
 _HTTP_CODES = {
@@ -62,6 +65,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return error(exc.status, code, message, headers=headers)
+    except STORAGE_DOWN as exc:
+        # PostgreSQL or Redis away for a moment: say so, so that a sender (Alertmanager, Grafana)
+        # retries, rather than answering 500 as if the request itself were at fault.
+        log.warning(
+            "storage unreachable on %s %s: %s", request.method, route_name(request), type(exc).__name__
+        )
+        message = "temporarily unavailable: a storage service is unreachable; retry shortly"
+        return error(503, "SERVICE_UNAVAILABLE", message, headers={"Retry-After": str(STORAGE_RETRY_AFTER)})
     except Exception:
         log.exception("unhandled error on %s %s", request.method, route_name(request))
         return error(500, "INTERNAL_ERROR", "internal server error")

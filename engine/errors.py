@@ -10,6 +10,10 @@ MonodutyError(status, code, message)
 
 from __future__ import annotations
 
+import asyncpg
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 
 class MonodutyError(Exception):
     """An error a client may see. The message must never hold a secret, SQL or a stack trace."""
@@ -66,3 +70,18 @@ class PayloadTooLarge(MonodutyError):
 class Unavailable(MonodutyError):
     status = 503
     code = "SERVICE_UNAVAILABLE"
+
+
+# "The storage is out of reach for now", as opposed to a bug or bad data (those still fail the job).
+STORAGE_DOWN: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,  # no answer: our deadline, or a driver's own timeout (an OSError too; said plainly)
+    asyncpg.PostgresConnectionError,  # class 08, and a connection lost mid-query
+    asyncpg.InterfaceError,  # the connection or the pool was closed under us
+    asyncpg.exceptions.CannotConnectNowError,  # the server is starting or recovering
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)

@@ -241,3 +241,42 @@ async def test_rerunning_the_same_jobs_changes_nothing(
     )
     assert after == before
     assert len(await deliveries(pool, alert_id)) == 4
+
+
+class BrokenChannel:
+    """A channel with a bug: it raises something other than DeliveryError."""
+
+    type = "SMS"
+
+    async def send(self, message: object, target: str) -> None:
+        raise RuntimeError("a bug in a channel")
+
+
+async def test_a_channel_bug_ends_the_delivery_instead_of_leaving_it_pending(
+    client: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    from tests.test_inbound import path_of
+    from workers import worker as worker_module
+
+    resp = await client.post(
+        "/api/webhooks",
+        json={**WEBHOOK, "notificationTypes": ["SMS", "EMAIL"]},
+        headers=account.headers,
+    )
+    webhook = (await resp.json())["webhook"]
+    alert_id = (await (await client.post(path_of(webhook), json=ALERT)).json())["alert_id"]
+
+    async def startup(ctx: dict) -> None:
+        await worker_module._startup(ctx)
+        ctx["channels"]["SMS"] = BrokenChannel()
+
+    worker = worker_module.build_worker(settings.with_(max_attempts=2), burst=True, on_startup=startup)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    rows = await deliveries(pool, alert_id)
+    assert (rows["SMS"]["status"], rows["SMS"]["attempts"]) == ("failed", 2)
+    assert "unexpected error in the SMS channel (RuntimeError)" in rows["SMS"]["last_error"]
+    assert rows["EMAIL"]["status"] == "delivered"
+    assert (await statistics(client, account, webhook))["failed_calls"] == 1

@@ -23,7 +23,9 @@ from tests.faults import RedisServer, WorkerProcess
 from tests.providers import FakeProviders, fake_providers  # noqa: F401 - fixture
 from tests.services import Services
 from tests.test_cli import monoduty, monoduty_env
+from tests.test_inbound import path_of
 from tests.test_shutdown import wait_for
+from tests.test_webhooks_api import assert_error, create
 
 TOPIC = "outage-topic"
 
@@ -163,3 +165,22 @@ async def test_alerts_accepted_before_a_redis_crash_are_delivered_after_it(
     await asyncio.wait_for(run_worker(settings), 30)
     assert await delivered(pool, accepted) == len(accepted)
     assert sorted(r.body for r in fake_providers.requests) == sorted(f"alert {n}" for n in range(10))
+
+
+async def test_with_redis_away_inbound_says_503_and_retry_after(
+    own_redis: RedisServer, settings: Settings, account: Account
+) -> None:
+    """A sender must be told to retry (503 + Retry-After), not be handed a 500 or a false 202."""
+    client = await make_client(settings.with_(redis_url=own_redis.url))
+    try:
+        webhook = await create(client, account)
+        own_redis.kill()
+        resp = await client.post(path_of(webhook), json={"title": "while redis is away"})
+        assert resp.status == 503
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert_error(await resp.json(), "SERVICE_UNAVAILABLE")
+        own_redis.start()
+        resp = await client.post(path_of(webhook), json={"title": "redis is back"})
+        assert resp.status == 202
+    finally:
+        await client.close()

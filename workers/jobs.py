@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 
 from engine import alerts, metrics, queue, retry
 from engine.alerts import DeliveryStatus
-from engine.channels.base import Channel, DeliveryError
+from engine.channels.base import Channel, DeliveryError, Receipt
 from engine.masking import mask_target, mask_text
 from engine.payloads import parse_alert
 from engine.settings import Settings
@@ -91,7 +91,7 @@ async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None =
         return await _finish(ctx, attempt.delivery_id, DeliveryStatus.FAILED, fields, error)
     started = time.perf_counter()
     try:
-        receipt = await channel.send(attempt.message, attempt.target)
+        receipt = await _send(channel, attempt, fields)
     except DeliveryError as exc:
         fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
         if exc.permanent or attempt.number >= settings.max_attempts:
@@ -108,6 +108,20 @@ async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None =
     return await _finish(
         ctx, attempt.delivery_id, DeliveryStatus.DELIVERED, fields, None, provider_id=receipt.provider_id
     )
+
+
+async def _send(channel: Channel, attempt: alerts.Attempt, fields: dict[str, Any]) -> Receipt:
+    """The channel's send; an exception a channel should not raise (a bug) counts as transient, so
+    the attempt cap still ends the delivery instead of leaving it pending for ever."""
+    try:
+        return await channel.send(attempt.message, attempt.target)
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        log.exception("the %s channel failed unexpectedly", attempt.channel, extra=fields)
+        raise DeliveryError(
+            f"unexpected error in the {attempt.channel} channel ({type(exc).__name__})", permanent=False
+        ) from exc
 
 
 async def _finish(

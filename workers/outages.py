@@ -17,30 +17,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import asyncpg
 from arq import Retry
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import retry
+from engine.errors import STORAGE_DOWN
 
 log = logging.getLogger("monoduty.worker")
 
 T = TypeVar("T")
 
-# "The storage is out of reach for now", as opposed to a bug or bad data (those still fail the job).
-STORAGE_DOWN: tuple[type[BaseException], ...] = (
-    OSError,  # refused, reset, unreachable
-    TimeoutError,  # no answer: our deadline, or a driver's own timeout (an OSError too; said plainly)
-    asyncpg.PostgresConnectionError,  # class 08, and a connection lost mid-query
-    asyncpg.InterfaceError,  # the connection or the pool was closed under us
-    asyncpg.exceptions.CannotConnectNowError,  # the server is starting or recovering
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    RedisConnectionError,
-    RedisTimeoutError,
-)
 # Backoff between tries while the storage is down, and how long a job keeps trying: as long as arq
 # keeps the job itself (a day from when it was queued), so an outage never loses one.
 WAIT_CAP_SECONDS = 30.0
