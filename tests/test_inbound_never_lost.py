@@ -10,7 +10,6 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -18,6 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from engine.settings import RateLimit, Settings
 from tests.conftest import Account, run_worker
+from tests.faults import TcpProxy
 from tests.services import Services
 from tests.test_inbound import path_of
 from tests.test_webhooks_api import create
@@ -102,74 +102,22 @@ async def test_json_nested_just_within_the_parsers_reach_is_stored(
     assert stored == len(alert_ids), f"{len(alert_ids) - stored} accepted alerts were lost"
 
 
-class FaultyProxy:
-    """A local TCP proxy to PostgreSQL that passes traffic, or refuses it (``cut``)."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.url = url
-        self.target = (parts.hostname or "127.0.0.1", parts.port or 5432)
-        self.refusing = False
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def __aenter__(self) -> FaultyProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        parts = urlsplit(self.url)
-        userinfo = parts.netloc.rpartition("@")[0]
-        port = self._server.sockets[0].getsockname()[1]
-        netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
-        self.url = urlunsplit(parts._replace(netloc=netloc))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.heal()
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    def cut(self) -> None:
-        """Drop every open connection and refuse new ones: PostgreSQL restarting."""
-        self.refusing = True
-        for writer in self._writers:
-            writer.close()
-
-    def heal(self) -> None:
-        self.refusing = False
-
-
-async def run_with_fault(settings: Settings, alert_id: str, proxy: FaultyProxy) -> list[int]:
-    """Run a burst worker through ``proxy``; the fault strikes as the alert's first try starts
-    and heals as the second starts. Answers the tries the alert's job had."""
+async def run_with_fault(settings: Settings, alert_id: str, proxy: TcpProxy) -> list[int]:
+    """Run a burst worker through ``proxy``; the database goes away (connections cut, new ones
+    refused) as the alert's first try starts and is back as the second starts. Answers the tries
+    the alert's job had."""
     tries: list[int] = []
 
     async def on_job_start(ctx: dict[str, Any]) -> None:
         if ctx["job_id"] == alert_id:
             tries.append(ctx["job_try"])
             if ctx["job_try"] == 1:
-                proxy.cut()
+                await proxy.stop()
             elif ctx["job_try"] == 2:
-                proxy.heal()
+                await proxy.start()
 
-    worker = build_worker(settings.with_(database_url=proxy.url), burst=True, on_job_start=on_job_start)
+    through_proxy = settings.with_(database_url=proxy.url(settings.database_url or ""))
+    worker = build_worker(through_proxy, burst=True, on_job_start=on_job_start)
     try:
         await asyncio.wait_for(worker.main(), 60)
     finally:
@@ -187,8 +135,12 @@ async def test_an_alert_waits_out_a_database_outage_in_the_worker(
     resp = await client.post(path_of(webhook), json={"title": "during the outage"})
     alert_id = (await resp.json())["alert_id"]
 
-    async with FaultyProxy(services.database_url) as proxy:
+    proxy = TcpProxy.to_database(services.database_url)
+    await proxy.start()
+    try:
         tries = await run_with_fault(settings, alert_id, proxy)
+    finally:
+        await proxy.stop()
 
     assert tries == [1, 2]
     async with pool.acquire() as conn:
