@@ -6,14 +6,13 @@
 - ``SmtpServer``: an aiosmtpd server (plain, STARTTLS or implicit TLS, AUTH PLAIN/LOGIN) recording
   each message as an ``EmailMessage``; ``refuse(address, reply)`` answers RCPT with e.g. 550 or 451.
 
-Import the fixtures explicitly: ``from tests.providers import fake_providers, smtp_server``.
+tests/conftest.py loads this module as a pytest plugin: a test names a fixture as a parameter, no import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import ssl
 import uuid
 from collections import deque
@@ -29,6 +28,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.processes import free_port
 
 TWILIO_SID = "AC" + "5f0c2a9e" * 4
 TWILIO_TOKEN = "twilio-token-3b9e51d07c"
@@ -206,9 +207,7 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 def closed_port() -> int:
     """A local port nothing listens on (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture
