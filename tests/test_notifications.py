@@ -17,7 +17,7 @@ from engine.settings import Settings
 from tests.conftest import Account, run_worker
 from tests.processes import wait_until
 from tests.providers import FakeProviders, Reply, SmtpServer
-from tests.test_delivery import live, provider_settings, send_alert  # noqa: F401
+from tests.test_delivery import send_alert
 from tests.test_webhooks_api import assert_error, create
 
 
@@ -91,9 +91,9 @@ async def test_test_sends_do_not_notify(client: TestClient, account: Account, se
 
 
 async def test_a_permanent_failure_notifies_once(
-    live: TestClient,  # noqa: F811
+    live: TestClient,
     account: Account,
-    provider_settings: Settings,  # noqa: F811
+    provider_settings: Settings,
     fake_providers: FakeProviders,
     smtp_server: SmtpServer,
 ) -> None:
