@@ -22,7 +22,8 @@ from engine.users import User, create_api_key, create_user
 from tests.services import Services, provision
 from workers.worker import build_worker
 
-# Fixtures of the local provider servers (fake_providers, smtp_server, silent_server) for every test.
+# Fixtures of the local provider servers (fake_providers, smtp_server, silent_server, provider_settings,
+# live) for every test.
 pytest_plugins = ("tests.providers",)
 
 

@@ -14,14 +14,12 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis as redis_sync
 
-from tests.test_cli import ROOT, free_port, monoduty_env
+from tests.processes import free_port, monoduty_env, start_monoduty, wait_for
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -46,18 +44,17 @@ class RedisServer:
         argv += ["--dir", str(self.data_dir), *persistence]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis_sync.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
         try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except (redis_sync.ConnectionError, redis_sync.BusyLoadingError):
-                    assert self.proc.poll() is None, "redis-server exited"
-                    assert time.monotonic() < deadline, "redis-server did not start"
-                    time.sleep(0.02)
+            wait_for(lambda: self._answers(client), "redis-server to answer", timeout=10)
         finally:
             client.close()
+
+    def _answers(self, client: redis_sync.Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except (redis_sync.ConnectionError, redis_sync.BusyLoadingError):
+            assert self.proc is not None and self.proc.poll() is None, "redis-server exited"
+            return False
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no final save, as when the host dies."""
@@ -160,14 +157,7 @@ class WorkerProcess:
     def __init__(self, log: Path, **env: str) -> None:
         self.log = log
         defaults = {"MONODUTY_WORKER_POLL_DELAY": "0.01", "MONODUTY_LOG_FORMAT": "json"}
-        with log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "monoduty", "worker"],
-                env=monoduty_env(**{**defaults, **env}),
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        self.proc = start_monoduty("worker", env=monoduty_env(**{**defaults, **env}), log=log)
 
     @property
     def pid(self) -> int:

@@ -5,15 +5,16 @@
   scripted answers (status, headers, or a hang) for the next requests to that number or topic.
 - ``SmtpServer``: an aiosmtpd server (plain, STARTTLS or implicit TLS, AUTH PLAIN/LOGIN) recording
   each message as an ``EmailMessage``; ``refuse(address, reply)`` answers RCPT with e.g. 550 or 451.
+- ``provider_settings`` and ``live``: Settings with every channel pointed at these servers, and the
+  app on them over a real HTTP client.
 
-Import the fixtures explicitly: ``from tests.providers import fake_providers, smtp_server``.
+tests/conftest.py loads this module as a pytest plugin: a test names a fixture as a parameter, no import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import ssl
 import uuid
 from collections import deque
@@ -26,9 +27,15 @@ from typing import Any, Literal
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from arq.connections import ArqRedis
+
+from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
+from tests.conftest import make_client
+from tests.processes import free_port
+from tests.services import Services
 
 TWILIO_SID = "AC" + "5f0c2a9e" * 4
 TWILIO_TOKEN = "twilio-token-3b9e51d07c"
@@ -206,9 +213,7 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 def closed_port() -> int:
     """A local port nothing listens on (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture
@@ -227,3 +232,33 @@ async def silent_server() -> AsyncIterator[int]:
         release.set()
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture
+def provider_settings(
+    services: Services,
+    fake_providers: FakeProviders,
+    smtp_server: SmtpServer,
+) -> Settings:
+    """Settings with every channel (SMTP, Twilio, ntfy) pointed at this module's local servers."""
+    return Settings(
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        public_url="http://monoduty.test",
+        require_https=False,
+        smtp=SmtpSettings(smtp_server.host, smtp_server.port, None, None, "none", "alerts@monoduty.test"),
+        twilio=TwilioSettings(TWILIO_SID, TWILIO_TOKEN, "+15005550006", fake_providers.url),
+        ntfy=NtfySettings(fake_providers.url, NTFY_TOKEN),
+        max_attempts=4,
+        retry_base_delay=0.01,
+        provider_timeout=2.0,
+        worker_poll_delay=0.01,
+    )
+
+
+@pytest.fixture
+async def live(provider_settings: Settings, redis: ArqRedis) -> AsyncIterator[TestClient]:
+    """The app on ``provider_settings``, over a real HTTP client."""
+    client = await make_client(provider_settings)
+    yield client
+    await client.close()

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from tests.conftest import Services
-from tests.test_cli import ROOT, free_port, monoduty_env
+from tests.processes import free_port, monoduty_env, start_monoduty, wait_for
+from tests.services import Services
 
 
 class ApiProcess:
@@ -24,37 +21,19 @@ class ApiProcess:
         environment = monoduty_env(
             MONODUTY_DATABASE_URL=services.database_url, MONODUTY_REDIS_URL=services.redis_url, **env
         )
-        with log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "monoduty",
-                    "api",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    *args,
-                ],
-                env=environment,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self._wait_ready()
+        self.proc = start_monoduty(
+            "api", "--host", "127.0.0.1", "--port", str(self.port), *args, env=environment, log=log
+        )
+        wait_for(self._listening, "monoduty api to listen", timeout=60)
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"monoduty api exited: {self.output()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("monoduty api did not start listening")
+    def _listening(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"monoduty api exited: {self.output()}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def output(self) -> str:
         return self.log.read_text()

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,34 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.processes import free_port, monoduty, monoduty_env, start_monoduty, wait_for
 from tests.services import Services, database_named
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def monoduty_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MONODUTY_")}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
-
-
-def monoduty(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monoduty", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=check,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http(method: str, url: str, body: Any = None, key: str | None = None) -> tuple[int, dict]:
@@ -58,16 +27,6 @@ def http(method: str, url: str, body: Any = None, key: str | None = None) -> tup
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def wait_for(condition, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_migrate_is_idempotent_and_users_create_prints_a_working_key(services: Services) -> None:
@@ -102,25 +61,12 @@ class DevProcess:
         self.log = data_dir.parent / f"dev-{self.port}.log"
         self.env = env
         self.data_dir = data_dir
-        with self.log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "monoduty",
-                    "dev",
-                    "--port",
-                    str(self.port),
-                    "--data-dir",
-                    str(data_dir),
-                ],
-                env=env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        wait_for(lambda: "is running" in self.output() or self.proc.poll() is not None, "monoduty dev", 120)
+        self.proc = start_monoduty(
+            "dev", "--port", str(self.port), "--data-dir", str(data_dir), env=env, log=self.log
+        )
+        wait_for(
+            lambda: "is running" in self.output() or self.proc.poll() is not None, "monoduty dev", timeout=120
+        )
         assert self.proc.poll() is None, self.output()
 
     def output(self) -> str:
@@ -165,7 +111,7 @@ def test_dev_on_embedded_services_delivers_and_keeps_its_data(dev_dir: Path) -> 
             out = monoduty("outbox", "--json", env={**env, "MONODUTY_DATA_DIR": str(dev_dir)}).stdout
             return [e for e in json.loads(out) if e["alert_id"] == queued["alert_id"]]
 
-        sent = wait_for(lambda: len(delivered()) == 2 and delivered(), "the outbox")
+        sent = wait_for(lambda: len(delivered()) == 2 and delivered(), "the outbox", timeout=60)
         assert {e["channel"] for e in sent} == {"EMAIL", "SMS"}
         assert all(e["subject"] == "[CRITICAL] DB down" for e in sent)
     finally:

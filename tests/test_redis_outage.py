@@ -20,11 +20,10 @@ from engine import metrics, queue, registry
 from engine.settings import NtfySettings, Settings
 from tests.conftest import Account, make_client, run_worker
 from tests.faults import RedisServer, WorkerProcess
-from tests.providers import FakeProviders, fake_providers  # noqa: F401 - fixture
+from tests.processes import monoduty, monoduty_env, wait_until
+from tests.providers import FakeProviders
 from tests.services import Services
-from tests.test_cli import monoduty, monoduty_env
 from tests.test_inbound import path_of
-from tests.test_shutdown import wait_for
 from tests.test_webhooks_api import assert_error, create
 
 TOPIC = "outage-topic"
@@ -87,7 +86,7 @@ async def test_a_worker_rides_out_a_redis_restart(
     services: Services,
     pool: asyncpg.Pool,
     account: Account,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
     tmp_path: Path,
 ) -> None:
     server = RedisServer(tmp_path / "redis")  # no persistence: Redis comes back empty
@@ -107,26 +106,26 @@ async def test_a_worker_rides_out_a_redis_restart(
         async def counted() -> bool:
             return not worker.alive() or await registry.count_alive(redis, registry.WORKERS) == 1
 
-        await wait_for(counted, 20, "the worker to say it is alive")
+        await wait_until(counted, "the worker to say it is alive", timeout=20)
         first = await send(client, path, "before")
-        await wait_for(lambda: delivered(pool, [first]), 10, "the first alert to be delivered")
+        await wait_until(lambda: delivered(pool, [first]), "the first alert to be delivered", timeout=10)
 
         server.stop()
 
         async def noticed() -> bool:
             return "redis unreachable" in worker.output() or not worker.alive()
 
-        await wait_for(noticed, 10, "the worker to notice Redis is gone")
+        await wait_until(noticed, "the worker to notice Redis is gone", timeout=10)
         server.start()
 
         # The same process, not a restarted one, takes the next alert.
         second = await send(client, path, "after")
-        await wait_for(lambda: delivered(pool, [second]), 15, "the alert sent after the restart")
+        await wait_until(lambda: delivered(pool, [second]), "the alert sent after the restart", timeout=15)
         assert worker.alive(), worker.output()[-3000:]
         assert [r.body for r in fake_providers.requests] == ["before", "after"]
 
         # It says it is alive again (Redis came back empty) and its counters reach Redis again.
-        await wait_for(counted, 10, "the worker to be counted again")
+        await wait_until(counted, "the worker to be counted again", timeout=10)
         assert await redis.exists(settings.queue_name + ":health-check")
         env = monoduty_env(MONODUTY_DATABASE_URL=services.database_url, MONODUTY_REDIS_URL=server.url)
         check = await asyncio.to_thread(monoduty, "worker", "--check", env=env, check=False)
@@ -135,7 +134,7 @@ async def test_a_worker_rides_out_a_redis_restart(
         async def flushed() -> bool:
             return any(b"delivered" in k for k in await redis.hkeys(metrics.METRICS_KEY))
 
-        await wait_for(flushed, 10, "the worker's counters to reach Redis again")
+        await wait_until(flushed, "the worker's counters to reach Redis again", timeout=10)
     finally:
         code = worker.stop()
         await redis.aclose()
@@ -148,7 +147,7 @@ async def test_alerts_accepted_before_a_redis_crash_are_delivered_after_it(
     services: Services,
     pool: asyncpg.Pool,
     account: Account,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
     own_redis: RedisServer,
 ) -> None:
     settings = app_settings(services, own_redis.url, fake_providers)

@@ -10,7 +10,7 @@ from pypdf import PdfReader
 
 from tests import report_data as data
 from tests.conftest import Services
-from tests.test_cli import monoduty, monoduty_env
+from tests.processes import monoduty, monoduty_env
 from tests.test_reports import Seeded, seeded  # noqa: F401 - fixture
 
 

@@ -4,37 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-import redis as redis_sync
 from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
 from engine import registry, response_times, uptime
 from engine.settings import Settings, SettingsError
 from tests.conftest import Account, Services, make_client
-from tests.faults import TcpProxy
+from tests.faults import RedisServer, TcpProxy
+from tests.processes import wait_until
 from workers import health
 from workers.worker import build_worker
-
-REDIS_SERVER = "/usr/bin/redis-server"
-
-
-async def wait_until(condition, what: str, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await condition()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -91,48 +78,24 @@ async def test_no_worker_is_degraded_and_a_stale_queue_too(client: TestClient, r
     assert queue["oldest_queued_seconds"] >= 120
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A Redis server this test may stop."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis_sync.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis_sync.ConnectionError:
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-    client.close()
-    yield url, proc
-    proc.terminate()
-    proc.wait(timeout=10)
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
 
 
 async def test_redis_down_is_down_and_named_and_the_routes_still_answer(
-    settings: Settings, own_redis: tuple[str, subprocess.Popen[bytes]]
+    settings: Settings, own_redis: RedisServer
 ) -> None:
-    url, proc = own_redis
-    client = await make_client(settings.with_(redis_url=url, status_timeout=0.5))
+    client = await make_client(settings.with_(redis_url=own_redis.url, status_timeout=0.5))
     try:
         assert (await status_of(client))["components"]["redis"]["reachable"] is True
         assert (await client.get("/readyz")).status == 200
 
-        proc.terminate()
-        proc.wait(timeout=10)
+        own_redis.stop()
 
         body = await asyncio.wait_for(status_of(client), 10)
         assert body["status"] == "down"

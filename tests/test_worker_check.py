@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import redis as redis_sync
 
 from tests.conftest import Services
-from tests.test_cli import ROOT, monoduty, monoduty_env, wait_for
+from tests.processes import monoduty, monoduty_env, start_monoduty, wait_for
 
 
 def alive_workers(redis_url: str) -> int:
@@ -27,7 +25,7 @@ def test_check_fails_without_a_worker_and_passes_while_one_runs(services: Servic
     client.close()
     assert monoduty("worker", "--check", env=env, check=False).returncode == 1
 
-    workers = [start_worker(env), start_worker(env)]
+    workers = [start_monoduty("worker", env=env), start_monoduty("worker", env=env)]
     try:
         wait_for(
             lambda: any(p.poll() is not None for p in workers) or alive_workers(services.redis_url) == 2,
@@ -49,17 +47,6 @@ def test_check_fails_without_a_worker_and_passes_while_one_runs(services: Servic
     # The last one gone: nothing is counted and the check fails.
     assert alive_workers(services.redis_url) == 0
     assert monoduty("worker", "--check", env=env, check=False).returncode == 1
-
-
-def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "monoduty", "worker"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
 
 
 def test_check_with_redis_unreachable_is_unhealthy(services: Services) -> None:

@@ -19,9 +19,9 @@ from arq.connections import ArqRedis
 from engine.settings import NtfySettings, Settings
 from tests.conftest import Account, make_client
 from tests.faults import WorkerProcess
-from tests.providers import FakeProviders, Reply, fake_providers  # noqa: F401 - fixture
+from tests.processes import wait_until
+from tests.providers import FakeProviders, Reply
 from tests.services import Services
-from tests.test_shutdown import wait_for
 from workers.worker import build_worker
 
 TOPIC = "crash-topic"
@@ -32,7 +32,7 @@ JOB_TIMEOUT = 2  # seconds: how long the dead worker's job stays "in progress" i
 async def app(
     services: Services,
     redis: ArqRedis,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
 ) -> AsyncIterator[TestClient]:
     settings = Settings(
         database_url=services.database_url,
@@ -93,7 +93,7 @@ async def kill_mid_send_and_rerun(
         async def sending() -> bool:
             return bool(fake.requests) or not first.alive()
 
-        await wait_for(sending, 20, "the first worker to start sending")
+        await wait_until(sending, "the first worker to start sending", timeout=20)
         assert first.alive(), first.output()[-2000:]
         row = await delivery_of(pool, alert_id)
         assert row is not None and (row["status"], row["attempts"]) == ("pending", 1)
@@ -109,7 +109,7 @@ async def kill_mid_send_and_rerun(
             return (row is not None and row["status"] in ("delivered", "failed")) or not second.alive()
 
         # The dead worker's claim on the job lapses after the job timeout and a margin; then it re-runs.
-        await wait_for(final, 3 * JOB_TIMEOUT + 10, "another worker to re-run the job")
+        await wait_until(final, "another worker to re-run the job", timeout=3 * JOB_TIMEOUT + 10)
         rerun_after = time.monotonic() - killed_at
         assert second.alive(), second.output()[-2000:]
     finally:
@@ -124,7 +124,7 @@ async def test_a_killed_workers_delivery_is_rerun_and_counted_once(
     app: TestClient,
     account: Account,
     pool: asyncpg.Pool,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
     services: Services,
     tmp_path: Path,
 ) -> None:
@@ -144,7 +144,7 @@ async def test_the_killed_attempt_counts_towards_the_cap(
     app: TestClient,
     account: Account,
     pool: asyncpg.Pool,
-    fake_providers: FakeProviders,  # noqa: F811
+    fake_providers: FakeProviders,
     services: Services,
     tmp_path: Path,
 ) -> None:

@@ -1,0 +1,106 @@
+"""Helpers for tests that run `python -m monoduty ...` as real processes, and that wait on conditions.
+
+- ``ROOT``: the source tree the processes import (the worktree under test).
+- ``monoduty_env(**extra)``: a clean environment for a monoduty process: none of this process's
+  ``MONODUTY_*`` variables, the source tree on ``PYTHONPATH``, then ``extra``.
+- ``monoduty(*args, env=...)``: run a command to completion; ``start_monoduty`` starts one in the
+  background; ``monoduty_argv`` is the argv both use (for ``asyncio.create_subprocess_exec``).
+- ``free_port()``: a local TCP port nothing listens on right now.
+- ``wait_for`` (sync) and ``wait_until`` (async): poll a condition until it is truthy or a deadline
+  passes; both take ``(condition, what, timeout=...)`` and return the condition's value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
+# Short: a condition that is met is seen at once; every caller's condition is cheap or slow by itself.
+POLL_INTERVAL = 0.02
+
+
+def monoduty_env(**extra: str) -> dict[str, str]:
+    """This environment minus its MONODUTY_* settings, the source tree importable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONODUTY_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def monoduty_argv(*args: str) -> list[str]:
+    """The argv of `monoduty ARGS` run from the source tree with this interpreter."""
+    return [sys.executable, "-m", "monoduty", *args]
+
+
+def monoduty(
+    *args: str, env: dict[str, str], check: bool = True, stdin: str = "", timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `monoduty ARGS` to completion; stdout and stderr captured as text.
+
+    ``stdin`` is what the command reads; by default an empty, closed input (never a terminal).
+    With ``check`` a non-zero exit raises ``CalledProcessError``.
+    """
+    return subprocess.run(
+        monoduty_argv(*args),
+        env=env,
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
+def start_monoduty(*args: str, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start `monoduty ARGS` in the background; stdout and stderr go to ``log``, or nowhere without one."""
+    if log is None:
+        return subprocess.Popen(
+            monoduty_argv(*args), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    with log.open("w") as out:
+        return subprocess.Popen(monoduty_argv(*args), env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (connections to it are refused until someone binds it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = 15.0) -> T:
+    """Call ``condition`` until it returns something truthy, and return that; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(POLL_INTERVAL)
+
+
+async def wait_until(condition: Callable[[], Awaitable[T] | T], what: str, timeout: float = 15.0) -> T:
+    """``wait_for`` without blocking the event loop; ``condition`` may be a coroutine function."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(POLL_INTERVAL)
