@@ -13,14 +13,16 @@ session); both are set here.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.exceptions import RedisError
 
 from api.state import POOL, REDIS, SETTINGS, USER
-from engine import sessions
+from engine import ratelimit, sessions
 from engine.errors import Forbidden, Unauthorized
 from engine.sessions import COOKIE_NAME, Session
 from engine.users import User, authenticate_key, get_user
@@ -65,6 +67,27 @@ def _origin_allowed(request: web.Request) -> bool:
     return origin.strip().lower() in own
 
 
+async def _user_of_key(request: web.Request, key: str) -> User:
+    """The key's owner. Failed keys count per client address, checked before the database, so
+    that presenting made-up keys (each a bucket of its own for the API limit) cannot buy
+    unlimited lookups."""
+    redis, limit = request.app[REDIS], request.app[SETTINGS].rate_limit_api
+    failures = ratelimit.bucket("key-failures", request.remote or "unknown")
+    try:
+        spent = await ratelimit.exhausted(redis, failures, limit, "key-failures")
+    except (RedisError, OSError):
+        spent = None  # fail open, as the API limit does: Redis away must not lock everyone out
+    if spent is not None:
+        raise ratelimit.RateLimited(spent, "too many failed API keys from this address; wait and retry")
+    async with request.app[POOL].acquire() as conn:
+        found = await authenticate_key(conn, key)
+    if found is None:
+        with contextlib.suppress(RedisError, OSError):
+            await ratelimit.hit(redis, failures, limit, "key-failures")
+        raise Unauthorized("invalid or revoked API key", code="INVALID_API_KEY")
+    return found[0]
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
@@ -77,11 +100,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if path in PUBLIC_PATHS:
         return await handler(request)
     if key is not None:
-        async with request.app[POOL].acquire() as conn:
-            found = await authenticate_key(conn, key)
-        if found is None:
-            raise Unauthorized("invalid or revoked API key", code="INVALID_API_KEY")
-        request[USER] = found[0]
+        request[USER] = await _user_of_key(request, key)
         return await handler(request)
     cookie = request.cookies.get(COOKIE_NAME)
     if cookie is None:

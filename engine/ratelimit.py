@@ -112,3 +112,12 @@ async def hit(redis: Redis, key: str, limit: RateLimit, policy: str) -> Verdict:
     except NoScriptError:  # first use on this Redis (or after SCRIPT FLUSH / a restart)
         count, pttl = await redis.eval(HIT_SCRIPT, 1, key, window_ms)
     return Verdict(policy, limit, int(count), math.ceil(int(pttl) / 1000))
+
+
+async def exhausted(redis: Redis, key: str, limit: RateLimit, policy: str) -> Verdict | None:
+    """The refusing verdict if ``key``'s window is used up, without counting a hit; else None."""
+    async with redis.pipeline(transaction=False) as pipe:
+        count, pttl = await pipe.get(key).pttl(key).execute()
+    if count is None or int(count) < limit.count:
+        return None
+    return Verdict(policy, limit, int(count) + 1, max(math.ceil(int(pttl) / 1000), 1))

@@ -52,6 +52,27 @@ async def test_api_limit_n_plus_one_gives_exactly_one_429(
         await fresh.close()
 
 
+async def test_made_up_keys_do_not_escape_the_limit(
+    settings: Settings, redis: ArqRedis, account: Account
+) -> None:
+    """Each made-up key would be a fresh bucket of the per-key limit; failed keys also count per
+    address, and past the limit they are refused before any database lookup."""
+    client = await make_client(settings.with_(rate_limit_api=RateLimit(3, 60)))
+    try:
+        statuses = []
+        for n in range(5):
+            headers = {"Authorization": f"Bearer md_live_made-up-key-{n:04d}-{'x' * 30}"}
+            statuses.append((await client.get("/api/webhooks", headers=headers)).status)
+        assert statuses == [401, 401, 401, 429, 429]
+        limited = await client.get("/api/webhooks", headers={"Authorization": "Bearer md_live_another"})
+        assert limited.status == 429
+        assert limited.headers["RateLimit-Policy"] == '"key-failures";q=3;w=60'
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert_error(await limited.json(), "RATE_LIMITED")
+    finally:
+        await client.close()
+
+
 async def test_inbound_over_the_limit_gets_429_and_nothing_is_queued(
     settings: Settings, redis: ArqRedis, account: Account
 ) -> None:
