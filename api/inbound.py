@@ -43,6 +43,7 @@ async def receive_alert(request: web.Request) -> web.Response:
         request_id=request[REQUEST_ID],
         headers=request.headers,
         limit=request.app[SETTINGS].rate_limit_inbound,
+        client=request.remote,
     )
     count_alert_accepted(request)
     return ok(http_status=202, alert_id=alert_id, status="queued")

@@ -48,16 +48,36 @@ def _cache_key(token: str) -> str:
     return CACHE_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:40]
 
 
-async def resolve_token(redis: Redis, pool: asyncpg.Pool, token: str) -> InboundWebhook | None:
+async def resolve_token(
+    redis: Redis,
+    pool: asyncpg.Pool,
+    token: str,
+    *,
+    client: str | None = None,
+    limit: RateLimit | None = None,
+) -> InboundWebhook | None:
+    """The webhook behind ``token`` (None if there is none), from the cache when it can be.
+
+    With ``client`` and ``limit``, unknown tokens count per client address and an address past
+    ``limit`` gets 429 before the database: guessing URLs cannot buy unlimited lookups. Only a
+    cache miss pays for this check; a known, cached token costs one Redis read as before.
+    """
     key = _cache_key(token)
     cached = await redis.get(key)
     if cached is not None:
         data = json.loads(cached)
         return InboundWebhook(**data) if data else None
+    failures = ratelimit.bucket("token-failures", client) if client is not None and limit else None
+    if failures is not None and limit is not None:
+        spent = await ratelimit.exhausted(redis, failures, limit, "token-failures")
+        if spent is not None:
+            raise ratelimit.RateLimited(spent, "too many unknown webhook URLs from this address; retry later")
     async with pool.acquire() as conn:
         row = await conn.fetchrow(SELECT_BY_TOKEN, token)
     if row is None:
         await redis.set(key, "null", ex=MISS_SECONDS)
+        if failures is not None and limit is not None:
+            await ratelimit.hit(redis, failures, limit, "token-failures")
         return None
     webhook = InboundWebhook(
         id=str(row["id"]),
@@ -102,10 +122,11 @@ async def accept_alert(
     request_id: str | None = None,
     headers: Mapping[str, str] | None = None,
     limit: RateLimit | None = None,
+    client: str | None = None,
 ) -> str:
     """Queue one inbound call and return its alert id; refuse unknown tokens, senders over
     ``limit``, paused webhooks and bad signatures (nothing is enqueued then)."""
-    webhook = await resolve_token(redis, pool, token)
+    webhook = await resolve_token(redis, pool, token, client=client, limit=limit)
     if webhook is None:
         raise NotFound("no webhook at this URL", code="WEBHOOK_NOT_FOUND")
     if limit is not None:

@@ -73,6 +73,24 @@ async def test_made_up_keys_do_not_escape_the_limit(
         await client.close()
 
 
+async def test_guessing_webhook_urls_is_limited_per_address(
+    settings: Settings, redis: ArqRedis, account: Account
+) -> None:
+    """Unknown tokens count per address; a known, cached URL is not slowed or refused by it."""
+    client = await make_client(settings.with_(rate_limit_inbound=RateLimit(3, 60)))
+    try:
+        webhook = await create(client, account)
+        assert (await client.post(path_of(webhook), json={"title": "warm"})).status == 202
+        guesses = [await client.post(f"/{'g' * 20}{n:012d}", json={"title": "guess"}) for n in range(5)]
+        assert [r.status for r in guesses] == [404, 404, 404, 429, 429]
+        assert guesses[-1].headers["RateLimit-Policy"] == '"token-failures";q=3;w=60'
+        assert_error(await guesses[-1].json(), "RATE_LIMITED")
+        # the real, cached URL from the same address still works
+        assert (await client.post(path_of(webhook), json={"title": "real"})).status == 202
+    finally:
+        await client.close()
+
+
 async def test_inbound_over_the_limit_gets_429_and_nothing_is_queued(
     settings: Settings, redis: ArqRedis, account: Account
 ) -> None:
