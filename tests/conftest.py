@@ -77,6 +77,16 @@ async def client(settings: Settings, redis: ArqRedis) -> AsyncIterator[TestClien
     await client.close()
 
 
+def counts(total: int, successful: int, failed: int, *, pending: int = 0) -> dict[str, int]:
+    """A webhook's statistics as the API shows them."""
+    return {
+        "total_calls": total,
+        "successful_calls": successful,
+        "failed_calls": failed,
+        "pending_calls": pending,
+    }
+
+
 @dataclass(frozen=True)
 class Account:
     user: User

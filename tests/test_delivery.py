@@ -11,7 +11,7 @@ from arq.connections import ArqRedis
 
 from engine import queue
 from engine.settings import Settings
-from tests.conftest import Account, run_worker
+from tests.conftest import Account, counts, run_worker
 from tests.providers import (
     FakeProviders,
     Reply,
@@ -77,12 +77,7 @@ async def test_an_alert_reaches_every_channel(
     assert by_kind["push"].headers["Priority"] == "5"
     assert "primary unreachable" in by_kind["push"].body
 
-    assert await statistics(live, account, webhook) == {
-        "total_calls": 1,
-        "successful_calls": 1,
-        "failed_calls": 0,
-        "pending_calls": 0,
-    }
+    assert await statistics(live, account, webhook) == counts(1, 1, 0)
 
 
 async def test_transient_failures_are_retried_and_counted_once(
@@ -100,12 +95,7 @@ async def test_transient_failures_are_retried_and_counted_once(
     assert (sms["status"], sms["attempts"]) == ("delivered", 3)
     assert sms["provider_id"].startswith("SM")
     assert [r.target for r in fake_providers.requests if r.kind == "sms"] == ["+14155550123"] * 3
-    assert await statistics(live, account, webhook) == {
-        "total_calls": 1,
-        "successful_calls": 1,
-        "failed_calls": 0,
-        "pending_calls": 0,
-    }
+    assert await statistics(live, account, webhook) == counts(1, 1, 0)
 
 
 async def test_permanent_failure_fails_at_once(
@@ -125,12 +115,7 @@ async def test_permanent_failure_fails_at_once(
     assert (rows["SMS"]["status"], rows["SMS"]["attempts"]) == ("failed", 1)
     assert "400" in rows["SMS"]["last_error"] and "not valid" in rows["SMS"]["last_error"]
     assert {rows[k]["status"] for k in ("EMAIL", "CALL", "PUSH_NOTIF")} == {"delivered"}
-    assert await statistics(live, account, webhook) == {
-        "total_calls": 1,
-        "successful_calls": 0,
-        "failed_calls": 1,
-        "pending_calls": 0,
-    }
+    assert await statistics(live, account, webhook) == counts(1, 0, 1)
 
 
 async def test_attempts_stop_at_the_limit(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Account
+from tests.conftest import Account, counts
 
 FULL = {
     "name": "Production Alerts",
@@ -44,12 +44,7 @@ async def test_create_returns_the_seed_shape(client: TestClient, account: Accoun
     assert webhook["status"] == "ACTIVE"
     assert webhook["notification_types"] == ["EMAIL", "SMS", "PUSH_NOTIF", "CALL"]
     assert webhook["target_channels"]["call"] == ["+14155550124", "+14155550125"]
-    assert webhook["statistics"] == {
-        "total_calls": 0,
-        "successful_calls": 0,
-        "failed_calls": 0,
-        "pending_calls": 0,
-    }
+    assert webhook["statistics"] == counts(0, 0, 0)
     token = webhook["webhook_url"].removeprefix("http://monoduty.test/")
     # at least 128 bits of URL-safe randomness
     assert re.fullmatch(r"[A-Za-z0-9_-]{22,}", token), token

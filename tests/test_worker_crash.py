@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
 from engine.settings import NtfySettings, Settings
-from tests.conftest import Account, make_client
+from tests.conftest import Account, counts, make_client
 from tests.faults import WorkerProcess
 from tests.processes import wait_until
 from tests.providers import FakeProviders, Reply
@@ -136,7 +136,7 @@ async def test_a_killed_workers_delivery_is_rerun_and_counted_once(
     assert row["attempts"] == 2
     # At least once: the provider saw the send that was cut off, and the re-run's.
     assert [r.target for r in fake_providers.requests] == [TOPIC, TOPIC]
-    assert statistics == {"total_calls": 1, "successful_calls": 1, "failed_calls": 0, "pending_calls": 0}
+    assert statistics == counts(1, 1, 0)
     print(f"re-run {rerun_after:.1f}s after the kill")
 
 
@@ -155,7 +155,7 @@ async def test_the_killed_attempt_counts_towards_the_cap(
     assert (row["status"], row["attempts"]) == ("failed", 2)
     assert "attempts exhausted" in row["last_error"]
     assert len(fake_providers.requests) == 1
-    assert statistics == {"total_calls": 1, "successful_calls": 0, "failed_calls": 1, "pending_calls": 0}
+    assert statistics == counts(1, 0, 1)
 
 
 def test_with_default_settings_a_dead_workers_job_reruns_within_30_seconds(settings: Settings) -> None:
