@@ -21,7 +21,7 @@ import uuid
 import asyncpg
 
 from engine.notifications import UNREAD_COUNT
-from tests.services import provision
+from tests.support.services import provision
 
 FILL = """
 INSERT INTO notifications (id, user_id, kind, title, read_at, created_at)

@@ -21,7 +21,7 @@ from engine import db
 from engine.accounts import set_password
 from engine.settings import RateLimit, Settings
 from engine.users import create_api_key, create_user
-from tests.services import Services, provision
+from tests.support.services import Services, provision
 
 N = 2000
 PASSWORD = "bench password 123"

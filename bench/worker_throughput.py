@@ -23,7 +23,7 @@ from engine import db, queue
 from engine.settings import Settings, TwilioSettings
 from engine.users import create_user
 from engine.webhooks import create_webhook
-from tests.services import Services, provision
+from tests.support.services import Services, provision
 from workers.worker import build_worker
 
 SID, TOKEN = "AC" + "0" * 32, "bench-token"

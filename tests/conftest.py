@@ -1,4 +1,5 @@
-"""Shared fixtures: real PostgreSQL and Redis (see tests/services.py), the app, accounts, a worker.
+"""Every shared fixture: real PostgreSQL and Redis (tests/support/services.py), the app, accounts,
+the local provider servers, seeded report data. Plain helpers live in tests/support/.
 
 Redis is emptied before each test that uses it; PostgreSQL is shared by the session, so tests
 make their own users and never depend on what others left.
@@ -6,25 +7,21 @@ make their own users and never depend on what others left.
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis
 
-from api.app import create_app
 from engine import db, queue
-from engine.settings import Settings
-from engine.users import User, create_api_key, create_user
-from tests.services import Services, provision
-from workers.worker import build_worker
-
-# Fixtures of the local provider servers (fake_providers, smtp_server, silent_server, provider_settings,
-# live) for every test.
-pytest_plugins = ("tests.providers",)
+from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
+from tests.support import report_data as data
+from tests.support.factories import Account, create, make_client, new_account
+from tests.support.providers import NTFY_TOKEN, TWILIO_SID, TWILIO_TOKEN, FakeProviders, SmtpServer
+from tests.support.report_data import Seeded
+from tests.support.services import Services, provision
 
 
 @pytest.fixture(scope="session")
@@ -63,45 +60,12 @@ async def pool(services: Services) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-async def make_client(settings: Settings) -> TestClient:
-    client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
-    return client
-
-
 @pytest.fixture
 async def client(settings: Settings, redis: ArqRedis) -> AsyncIterator[TestClient]:
     """A real HTTP client against the real app on a random local port."""
     client = await make_client(settings)
     yield client
     await client.close()
-
-
-def counts(total: int, successful: int, failed: int, *, pending: int = 0) -> dict[str, int]:
-    """A webhook's statistics as the API shows them."""
-    return {
-        "total_calls": total,
-        "successful_calls": successful,
-        "failed_calls": failed,
-        "pending_calls": pending,
-    }
-
-
-@dataclass(frozen=True)
-class Account:
-    user: User
-    api_key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
-
-
-async def new_account(pool: asyncpg.Pool, *, phone: str | None = "+14155550100") -> Account:
-    async with pool.acquire() as conn:
-        user = await create_user(conn, f"user-{uuid.uuid4().hex[:10]}@example.com", phone=phone)
-        key, _ = await create_api_key(conn, user.id, "test")
-    return Account(user, key)
 
 
 @pytest.fixture
@@ -114,10 +78,90 @@ async def other_account(pool: asyncpg.Pool) -> Account:
     return await new_account(pool)
 
 
-async def run_worker(settings: Settings) -> None:
-    """Run a real arq worker in burst mode until the queue (retries included) is empty."""
-    worker = build_worker(settings, burst=True)
+# The local provider servers (tests/support/providers.py) and settings pointing every channel at them.
+
+
+@pytest.fixture
+async def fake_providers() -> AsyncIterator[FakeProviders]:
+    """A running FakeProviders on a random local port."""
+    fake = FakeProviders()
+    # No access log: it stands in for a remote provider, and its log lines (with the account sid in
+    # the path) would otherwise mix with ours in the tests that check what we log.
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server(access_log=None)
+    fake.url = str(server.make_url("")).rstrip("/")
     try:
-        await worker.main()
+        yield fake
     finally:
-        await worker.close()
+        fake.release()
+        await server.close()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A plain SMTP server on a random local port; AUTH is offered and checked but not required."""
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """The port of a server that accepts connections and never says a word (an SMTP timeout)."""
+    release = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+def provider_settings(
+    services: Services,
+    fake_providers: FakeProviders,
+    smtp_server: SmtpServer,
+) -> Settings:
+    """Settings with every channel (SMTP, Twilio, ntfy) pointed at this module's local servers."""
+    return Settings(
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        public_url="http://monoduty.test",
+        require_https=False,
+        smtp=SmtpSettings(smtp_server.host, smtp_server.port, None, None, "none", "alerts@monoduty.test"),
+        twilio=TwilioSettings(TWILIO_SID, TWILIO_TOKEN, "+15005550006", fake_providers.url),
+        ntfy=NtfySettings(fake_providers.url, NTFY_TOKEN),
+        max_attempts=4,
+        retry_base_delay=0.01,
+        provider_timeout=2.0,
+        worker_poll_delay=0.01,
+    )
+
+
+@pytest.fixture
+async def live(provider_settings: Settings, redis: ArqRedis) -> AsyncIterator[TestClient]:
+    """The app on ``provider_settings``, over a real HTTP client."""
+    client = await make_client(provider_settings)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def seeded(client: TestClient, account: Account, other_account: Account, pool: asyncpg.Pool) -> Seeded:
+    prod = await create(client, account, {"name": "Production", "notificationTypes": ["EMAIL", "SMS"]})
+    staging = await create(
+        client,
+        account,
+        {"name": "Staging", "notificationTypes": ["PUSH_NOTIF"], "targetChannels": {"push": "staging-topic"}},
+    )
+    other = await create(client, other_account, {"name": "Other Team Hook", "notificationTypes": ["SMS"]})
+    alerts = data.specs()
+    await data.insert(pool, account.user.id, {"prod": prod["id"], "staging": staging["id"]}, alerts)
+    await data.insert(pool, other_account.user.id, {"other": other["id"]}, data.other_specs())
+    return Seeded(account, other_account, alerts, {"prod": "Production", "staging": "Staging"})

@@ -8,9 +8,8 @@ from arq.connections import ArqRedis
 
 from engine import accounts
 from engine.settings import Settings
-from tests.conftest import make_client
-from tests.sessions import PASSWORD, WebUser, log_in, web_user
-from tests.test_webhooks_api import FULL, assert_error
+from tests.support.factories import FULL, assert_error, make_client
+from tests.support.sessions import PASSWORD, WebUser, log_in, web_user
 
 
 async def test_login_cookie_csrf_webhook_logout(client: TestClient, pool: asyncpg.Pool) -> None:

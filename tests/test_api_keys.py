@@ -6,9 +6,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Account
-from tests.sessions import PASSWORD, log_in, web_user
-from tests.test_webhooks_api import assert_error
+from tests.support.factories import Account, assert_error
+from tests.support.sessions import PASSWORD, log_in, web_user
 
 
 async def test_create_list_use_revoke(client: TestClient, account: Account) -> None:

@@ -38,7 +38,7 @@ from engine.channels.email import EmailChannel
 from engine.channels.push import PushChannel
 from engine.channels.sms import SmsChannel
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
-from tests.providers import (
+from tests.support.providers import (
     NTFY_TOKEN,
     SMTP_PASSWORD,
     SMTP_USERNAME,

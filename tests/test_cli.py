@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.processes import free_port, monoduty, monoduty_env, start_monoduty, wait_for
-from tests.services import Services, database_named
+from tests.support.processes import free_port, monoduty, monoduty_env, start_monoduty, wait_for
+from tests.support.services import Services, database_named
 
 
 def http(method: str, url: str, body: Any = None, key: str | None = None) -> tuple[int, dict]:

@@ -6,8 +6,8 @@ import json
 
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Services
-from tests.processes import monoduty, monoduty_env
+from tests.support.processes import monoduty, monoduty_env
+from tests.support.services import Services
 
 
 async def test_users_create_with_password_can_log_in(services: Services, client: TestClient) -> None:

@@ -21,11 +21,11 @@ from arq.connections import ArqRedis
 
 from engine import queue, registry
 from engine.settings import NtfySettings, Settings
-from tests.conftest import Account, counts, make_client
-from tests.faults import TcpProxy, WorkerProcess
-from tests.processes import wait_until
-from tests.providers import FakeProviders, Reply
-from tests.services import Services
+from tests.support.factories import Account, counts, make_client
+from tests.support.faults import TcpProxy, WorkerProcess
+from tests.support.processes import wait_until
+from tests.support.providers import FakeProviders, Reply
+from tests.support.services import Services
 from workers.outages import WAIT_TRIES
 from workers.worker import build_worker
 

@@ -11,33 +11,19 @@ from arq.connections import ArqRedis
 
 from engine import queue
 from engine.settings import Settings
-from tests.conftest import Account, counts, run_worker
-from tests.providers import (
+from tests.support.factories import (
+    ALERT,
+    WEBHOOK,
+    Account,
+    counts,
+    run_worker,
+    send_alert,
+)
+from tests.support.providers import (
     FakeProviders,
     Reply,
     SmtpServer,
 )
-
-WEBHOOK = {
-    "name": "Production Alerts",
-    "notificationTypes": ["EMAIL", "SMS", "PUSH_NOTIF", "CALL"],
-    "targetChannels": {
-        "email": "oncall@example.com",
-        "sms": "+14155550123",
-        "push": "prod-alerts",
-        "call": "+14155550124",
-    },
-}
-ALERT = {"title": "DB down", "message": "primary unreachable", "severity": "critical"}
-
-
-async def send_alert(client: TestClient, account: Account, webhook_body: dict = WEBHOOK) -> tuple[dict, str]:
-    resp = await client.post("/api/webhooks", json=webhook_body, headers=account.headers)
-    assert resp.status == 201, await resp.text()
-    webhook = (await resp.json())["webhook"]
-    resp = await client.post(webhook["webhook_url"].removeprefix("http://monoduty.test"), json=ALERT)
-    assert resp.status == 202
-    return webhook, (await resp.json())["alert_id"]
 
 
 async def statistics(client: TestClient, account: Account, webhook: dict) -> dict:

@@ -24,10 +24,10 @@ import yaml
 from arq.connections import ArqRedis
 
 from monoduty.cli import build_parser
-from tests.conftest import Account, Services
-from tests.processes import ROOT, monoduty_env, wait_until
-from tests.providers import FakeProviders, closed_port
-from tests.services import database_named
+from tests.support.factories import Account
+from tests.support.processes import ROOT, monoduty_env, wait_until
+from tests.support.providers import FakeProviders, closed_port
+from tests.support.services import Services, database_named
 
 COMPOSE = ROOT / "docker" / "docker-compose.yml"
 SUPERVISORD_CONF = ROOT / "docker" / "supervisord.conf"

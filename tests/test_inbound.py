@@ -8,12 +8,15 @@ from arq.connections import ArqRedis
 
 from api.state import POOL
 from engine.settings import Settings
-from tests.conftest import Account, counts, run_worker
-from tests.test_webhooks_api import FULL, assert_error, create
-
-
-def path_of(webhook: dict) -> str:
-    return webhook["webhook_url"].removeprefix("http://monoduty.test")
+from tests.support.factories import (
+    FULL,
+    Account,
+    assert_error,
+    counts,
+    create,
+    path_of,
+    run_worker,
+)
 
 
 async def outbox(pool: asyncpg.Pool, alert_id: str) -> list[asyncpg.Record]:

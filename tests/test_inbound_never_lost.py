@@ -16,11 +16,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from engine.settings import RateLimit, Settings
-from tests.conftest import Account, run_worker
-from tests.faults import TcpProxy
-from tests.services import Services
-from tests.test_inbound import path_of
-from tests.test_webhooks_api import create
+from tests.support.factories import Account, create, path_of, run_worker
+from tests.support.faults import TcpProxy
+from tests.support.services import Services
 from workers.worker import build_worker
 
 DEPTH = 600

@@ -17,10 +17,7 @@ from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
 from engine.settings import RateLimit, Settings
-from tests.conftest import Account
-from tests.test_inbound import path_of
-from tests.test_signed_inbound import BODY, signed_webhook, standard
-from tests.test_webhooks_api import create
+from tests.support.factories import BODY, Account, create, path_of, signed_webhook, standard
 
 
 @pytest.fixture

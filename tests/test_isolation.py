@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Account
-from tests.test_webhooks_api import create
+from tests.support.factories import Account, create
 
 Maker = Callable[[TestClient, Account], Awaitable[str]]
 

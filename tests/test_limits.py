@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from engine import limits
-from tests.conftest import Account, Services
-from tests.servers import ApiProcess
-from tests.test_webhooks_api import FULL, assert_error
+from tests.support.factories import FULL, Account, assert_error
+from tests.support.processes import ApiProcess
+from tests.support.services import Services
 
 
 def nested(depth: int) -> object:

@@ -14,11 +14,9 @@ from arq.connections import ArqRedis
 from engine import notifications
 from engine.notifications import NotificationKind
 from engine.settings import Settings
-from tests.conftest import Account, run_worker
-from tests.processes import wait_until
-from tests.providers import FakeProviders, Reply, SmtpServer
-from tests.test_delivery import send_alert
-from tests.test_webhooks_api import assert_error, create
+from tests.support.factories import Account, assert_error, create, run_worker, send_alert
+from tests.support.processes import wait_until
+from tests.support.providers import FakeProviders, Reply, SmtpServer
 
 
 async def inbox(client: TestClient, account: Account, query: str = "") -> dict:

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine import logs
 from engine.masking import mask_target
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
-from tests.conftest import Account, Services, make_client, run_worker
-from tests.providers import (
+from tests.support.factories import Account, make_client, run_worker
+from tests.support.providers import (
     NTFY_TOKEN,
     SMTP_PASSWORD,
     SMTP_USERNAME,
@@ -26,6 +26,7 @@ from tests.providers import (
     Reply,
     SmtpServer,
 )
+from tests.support.services import Services
 
 ALERT = {"title": "DB down", "message": "primary unreachable", "severity": "critical"}
 PHONE = "+14155550123"

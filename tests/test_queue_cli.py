@@ -13,9 +13,10 @@ from arq.connections import ArqRedis
 
 from engine import queue, queue_inspect, registry
 from engine.settings import NtfySettings, Settings
-from tests.conftest import Account, Services, make_client
-from tests.processes import monoduty, monoduty_env, wait_until
-from tests.providers import FakeProviders, Reply
+from tests.support.factories import Account, make_client
+from tests.support.processes import monoduty, monoduty_env, wait_until
+from tests.support.providers import FakeProviders, Reply
+from tests.support.services import Services
 from workers.worker import build_worker
 
 SECRET = "sk_live_4f9a8b7c6d5e4f3a2b1c0d9e"

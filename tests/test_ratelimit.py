@@ -11,10 +11,9 @@ import asyncpg
 from arq.connections import ArqRedis
 
 from engine.settings import RateLimit, Settings
-from tests.conftest import Account, Services, make_client, new_account
-from tests.servers import ApiProcess
-from tests.test_inbound import path_of
-from tests.test_webhooks_api import assert_error, create
+from tests.support.factories import Account, assert_error, create, make_client, new_account, path_of
+from tests.support.processes import ApiProcess
+from tests.support.services import Services
 
 POLICY = re.compile(r'^"api";q=5;w=60$')
 STATE = re.compile(r'^"api";r=(\d+);t=(\d+)$')

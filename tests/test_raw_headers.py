@@ -12,9 +12,7 @@ from arq.connections import ArqRedis
 
 from engine import sessions
 from engine.settings import Settings
-from tests.conftest import Account
-from tests.test_inbound import path_of
-from tests.test_signed_inbound import signed_webhook
+from tests.support.factories import Account, path_of, signed_webhook
 
 BAD = b"\xff\xfe\xed"
 NOW = f"webhook-timestamp: {int(time.time())}".encode()  # fresh: the signature itself is checked

@@ -18,13 +18,11 @@ from arq.connections import ArqRedis
 
 from engine import metrics, queue, registry
 from engine.settings import NtfySettings, Settings
-from tests.conftest import Account, make_client, run_worker
-from tests.faults import RedisServer, WorkerProcess
-from tests.processes import monoduty, monoduty_env, wait_until
-from tests.providers import FakeProviders
-from tests.services import Services
-from tests.test_inbound import path_of
-from tests.test_webhooks_api import assert_error, create
+from tests.support.factories import Account, assert_error, create, make_client, path_of, run_worker
+from tests.support.faults import RedisServer, WorkerProcess
+from tests.support.processes import monoduty, monoduty_env, wait_until
+from tests.support.providers import FakeProviders
+from tests.support.services import Services
 
 TOPIC = "outage-topic"
 

@@ -8,17 +8,17 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
-from tests import report_data as data
-from tests.conftest import Services
-from tests.processes import monoduty, monoduty_env
-from tests.test_reports import Seeded, seeded  # noqa: F401 - fixture
+from tests.support import report_data as data
+from tests.support.processes import monoduty, monoduty_env
+from tests.support.report_data import Seeded
+from tests.support.services import Services
 
 
 def env_for(services: Services) -> dict[str, str]:
     return monoduty_env(MONODUTY_DATABASE_URL=services.database_url)
 
 
-def test_csv_and_pdf_files_match_the_data(services: Services, seeded: Seeded, tmp_path: Path) -> None:  # noqa: F811
+def test_csv_and_pdf_files_match_the_data(services: Services, seeded: Seeded, tmp_path: Path) -> None:
     env, email = env_for(services), seeded.account.user.email
     out = tmp_path / "summary.csv"
     result = monoduty(
@@ -61,7 +61,7 @@ def test_csv_and_pdf_files_match_the_data(services: Services, seeded: Seeded, tm
     assert "Monoduty incidents report" in text and "edge-last" in text and data.OTHER_TITLE not in text
 
 
-def test_json_goes_to_stdout(services: Services, seeded: Seeded) -> None:  # noqa: F811
+def test_json_goes_to_stdout(services: Services, seeded: Seeded) -> None:
     result = monoduty(
         "report",
         "--type",
@@ -77,7 +77,7 @@ def test_json_goes_to_stdout(services: Services, seeded: Seeded) -> None:  # noq
     assert "Traceback" not in result.stderr
 
 
-def test_mistakes_are_clear_errors(services: Services, seeded: Seeded, tmp_path: Path) -> None:  # noqa: F811
+def test_mistakes_are_clear_errors(services: Services, seeded: Seeded, tmp_path: Path) -> None:
     env = env_for(services)
     out = tmp_path / "r.csv"
     reversed_range = monoduty(

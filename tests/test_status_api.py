@@ -17,9 +17,10 @@ from arq.connections import ArqRedis
 
 from engine import registry, response_times, uptime
 from engine.settings import Settings, SettingsError
-from tests.conftest import Account, Services, make_client
-from tests.faults import RedisServer, TcpProxy
-from tests.processes import wait_until
+from tests.support.factories import Account, make_client
+from tests.support.faults import RedisServer, TcpProxy
+from tests.support.processes import wait_until
+from tests.support.services import Services
 from workers import health
 from workers.worker import build_worker
 

@@ -9,8 +9,7 @@ import uuid
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Account
-from tests.test_webhooks_api import create
+from tests.support.factories import Account, create
 
 BLOCKED = """
 SELECT count(*) FROM pg_stat_activity

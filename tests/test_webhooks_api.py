@@ -8,33 +8,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Account, counts
-
-FULL = {
-    "name": "Production Alerts",
-    "description": "Critical production system alerts",
-    "notificationTypes": ["EMAIL", "SMS", "PUSH_NOTIF", "CALL"],
-    "targetChannels": {
-        "email": "admin@company.com",
-        "sms": "+14155550123",
-        "push": "prod-alerts",
-        "call": ["+14155550124", "+14155550125"],
-    },
-}
-TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
-async def create(client: TestClient, account: Account, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    resp = await client.post("/api/webhooks", json=body or FULL, headers=account.headers)
-    assert resp.status == 201, await resp.text()
-    return (await resp.json())["webhook"]
-
-
-def assert_error(data: dict[str, Any], code: str) -> None:
-    assert data["success"] is False
-    assert data["code"] == code
-    assert isinstance(data["error"], str) and data["error"]
-    assert TIMESTAMP.match(data["timestamp"]), data["timestamp"]
+from tests.support.factories import (
+    FULL,
+    Account,
+    assert_error,
+    counts,
+    create,
+)
 
 
 async def test_create_returns_the_seed_shape(client: TestClient, account: Account) -> None:

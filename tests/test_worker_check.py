@@ -6,8 +6,8 @@ import signal
 
 import redis as redis_sync
 
-from tests.conftest import Services
-from tests.processes import monoduty, monoduty_env, start_monoduty, wait_for
+from tests.support.processes import monoduty, monoduty_env, start_monoduty, wait_for
+from tests.support.services import Services
 
 
 def alive_workers(redis_url: str) -> int:

@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
 from engine.settings import NtfySettings, Settings
-from tests.conftest import Account, counts, make_client
-from tests.faults import WorkerProcess
-from tests.processes import wait_until
-from tests.providers import FakeProviders, Reply
-from tests.services import Services
+from tests.support.factories import Account, counts, make_client
+from tests.support.faults import WorkerProcess
+from tests.support.processes import wait_until
+from tests.support.providers import FakeProviders, Reply
+from tests.support.services import Services
 from workers.worker import build_worker
 
 TOPIC = "crash-topic"

@@ -9,7 +9,7 @@ from pathlib import Path
 from arq.connections import ArqRedis
 
 from engine.settings import Settings
-from tests.conftest import run_worker
+from tests.support.factories import run_worker
 
 
 class Exploit:

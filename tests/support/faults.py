@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis as redis_sync
 
-from tests.processes import free_port, monoduty_env, start_monoduty, wait_for
+from tests.support.processes import free_port, monoduty_env, start_monoduty, wait_for
 
 REDIS_SERVER = "/usr/bin/redis-server"
 

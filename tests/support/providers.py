@@ -5,10 +5,9 @@
   scripted answers (status, headers, or a hang) for the next requests to that number or topic.
 - ``SmtpServer``: an aiosmtpd server (plain, STARTTLS or implicit TLS, AUTH PLAIN/LOGIN) recording
   each message as an ``EmailMessage``; ``refuse(address, reply)`` answers RCPT with e.g. 550 or 451.
-- ``provider_settings`` and ``live``: Settings with every channel pointed at these servers, and the
-  app on them over a real HTTP client.
 
-tests/conftest.py loads this module as a pytest plugin: a test names a fixture as a parameter, no import.
+The fixtures that run them (``fake_providers``, ``smtp_server``, ``provider_settings``, ``live``) are in
+tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -18,24 +17,17 @@ import base64
 import ssl
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any, Literal
 
-import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from arq.connections import ArqRedis
 
-from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
-from tests.conftest import make_client
-from tests.processes import free_port
-from tests.services import Services
+from tests.support.processes import free_port
 
 TWILIO_SID = "AC" + "5f0c2a9e" * 4
 TWILIO_TOKEN = "twilio-token-3b9e51d07c"
@@ -129,22 +121,6 @@ class FakeProviders:
         return web.json_response(reply.json or default, status=reply.status, headers=reply.headers)
 
 
-@pytest.fixture
-async def fake_providers() -> AsyncIterator[FakeProviders]:
-    """A running FakeProviders on a random local port."""
-    fake = FakeProviders()
-    # No access log: it stands in for a remote provider, and its log lines (with the account sid in
-    # the path) would otherwise mix with ours in the tests that check what we log.
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server(access_log=None)
-    fake.url = str(server.make_url("")).rstrip("/")
-    try:
-        yield fake
-    finally:
-        fake.release()
-        await server.close()
-
-
 class _RandomPortController(Controller):
     """aiosmtpd's Controller, bound to a free port the OS picks (it only knows fixed ports)."""
 
@@ -204,61 +180,6 @@ class SmtpServer:
         return AuthResult(success=ok, handled=False)
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    """A plain SMTP server on a random local port; AUTH is offered and checked but not required."""
-    with SmtpServer() as server:
-        yield server
-
-
 def closed_port() -> int:
     """A local port nothing listens on (connections are refused)."""
     return free_port()
-
-
-@pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """The port of a server that accepts connections and never says a word (an SMTP timeout)."""
-    release = asyncio.Event()
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await release.wait()
-        writer.close()
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        release.set()
-        server.close()
-        await server.wait_closed()
-
-
-@pytest.fixture
-def provider_settings(
-    services: Services,
-    fake_providers: FakeProviders,
-    smtp_server: SmtpServer,
-) -> Settings:
-    """Settings with every channel (SMTP, Twilio, ntfy) pointed at this module's local servers."""
-    return Settings(
-        database_url=services.database_url,
-        redis_url=services.redis_url,
-        public_url="http://monoduty.test",
-        require_https=False,
-        smtp=SmtpSettings(smtp_server.host, smtp_server.port, None, None, "none", "alerts@monoduty.test"),
-        twilio=TwilioSettings(TWILIO_SID, TWILIO_TOKEN, "+15005550006", fake_providers.url),
-        ntfy=NtfySettings(fake_providers.url, NTFY_TOKEN),
-        max_attempts=4,
-        retry_base_delay=0.01,
-        provider_timeout=2.0,
-        worker_poll_delay=0.01,
-    )
-
-
-@pytest.fixture
-async def live(provider_settings: Settings, redis: ArqRedis) -> AsyncIterator[TestClient]:
-    """The app on ``provider_settings``, over a real HTTP client."""
-    client = await make_client(provider_settings)
-    yield client
-    await client.close()

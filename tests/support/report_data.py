@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
+from tests.support.factories import Account
+
 FIRST, LAST = date(2024, 3, 1), date(2024, 3, 5)
 RANGE = "2024-03-01 to 2024-03-05"
 DAY0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -292,3 +294,11 @@ def masked(target: str) -> str:
         "+14155550123": "+1415\u2022\u2022\u20220123",
         "staging-topic": "st\u2022\u2022\u2022ic",
     }[target]
+
+
+@dataclass(frozen=True)
+class Seeded:
+    account: Account
+    other: Account
+    alerts: list[Alert]
+    names: dict[str, str]  # spec key -> webhook name

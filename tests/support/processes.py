@@ -6,6 +6,7 @@
 - ``monoduty(*args, env=...)``: run a command to completion; ``start_monoduty`` starts one in the
   background; ``monoduty_argv`` is the argv both use (for ``asyncio.create_subprocess_exec``).
 - ``free_port()``: a local TCP port nothing listens on right now.
+- ``ApiProcess``: one `monoduty api` on a free port, its logs in a file.
 - ``wait_for`` (sync) and ``wait_until`` (async): poll a condition until it is truthy or a deadline
   passes; both take ``(condition, what, timeout=...)`` and return the condition's value.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,9 +25,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from tests.support.services import Services
+
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Short: a condition that is met is seen at once; every caller's condition is cheap or slow by itself.
 POLL_INTERVAL = 0.02
 
@@ -104,3 +108,37 @@ async def wait_until(condition: Callable[[], Awaitable[T] | T], what: str, timeo
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         await asyncio.sleep(POLL_INTERVAL)
+
+
+class ApiProcess:
+    """One `python -m monoduty api` on a free port; its stderr (the logs) goes to a file."""
+
+    def __init__(self, services: Services, log: Path, *args: str, **env: str) -> None:
+        self.port = free_port()
+        self.log = log
+        scheme = "https" if "--tls-cert" in args else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        environment = monoduty_env(
+            MONODUTY_DATABASE_URL=services.database_url, MONODUTY_REDIS_URL=services.redis_url, **env
+        )
+        self.proc = start_monoduty(
+            "api", "--host", "127.0.0.1", "--port", str(self.port), *args, env=environment, log=log
+        )
+        wait_for(self._listening, "monoduty api to listen", timeout=60)
+
+    def _listening(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"monoduty api exited: {self.output()}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
