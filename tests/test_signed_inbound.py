@@ -234,7 +234,8 @@ LIBRARY_README_SECRET = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     [
         LIBRARY_README_SECRET,
         WHSEC,
-        WHSEC.rstrip("="),  # unpadded base64, as the reference libraries accept
+        "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        # unpadded base64, as the reference libraries accept
         "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode().rstrip("="),
     ],
 )
