@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import psutil
 import pytest
@@ -161,8 +162,6 @@ def api(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 async def known_token(api: ApiProcess, pool: asyncpg.Pool) -> str:
-    import aiohttp
-
     account = await new_account(pool)
     hook = {"name": "Bombed", "notificationTypes": ["PUSH_NOTIF"], "targetChannels": {"push": "t"}}
     async with (
