@@ -66,6 +66,11 @@ async def test_compressed_api_json_is_read(client: TestClient, account: Account)
     resp = await client.post("/api/webhooks", data=gzip.compress(json.dumps(FULL).encode()), headers=headers)
     assert resp.status == 201, await resp.text()
     assert (await resp.json())["webhook"]["name"] == FULL["name"]
+    # over the 1 MiB of an API body once inflated: refused, inflation stopped there
+    bomb = gzip.compress(b'{"name": "' + b"a" * (2 * 1024 * 1024) + b'"}')
+    resp = await client.post("/api/webhooks", data=bomb, headers=headers)
+    assert resp.status == 413
+    assert_error(await resp.json(), "PAYLOAD_TOO_LARGE")
 
 
 @pytest.mark.parametrize(
