@@ -1,11 +1,13 @@
 """Reading a request body: the one place that does it, within a size limit, inflating it ourselves.
 
-The server runs with aiohttp's ``auto_decompress`` off (api/app.py). aiohttp would otherwise
-inflate a ``Content-Encoding: gzip`` body as its bytes arrive, whether or not a handler reads it:
-a 250 KB gzip bomb answered 413 at once, and aiohttp then inflated its 250 MB on the event loop
-while throwing the rest of the body away, stalling every request. Here the raw bytes are read
-only when a handler asks (after the token and the caller are known), and inflation stops at the
-limit, so the work per request is bounded by the limit whatever the sender sends.
+The server runs with aiohttp's ``auto_decompress`` off (api/app.py). aiohttp 3.14 would
+otherwise inflate a ``Content-Encoding: gzip`` body in its parser, and once a handler has
+answered it drains the unread rest of the body (its "lingering" read, up to 10 s) through that
+same inflater: a 250 KB gzip bomb got its 413 (or 404, or 401) at once, then aiohttp inflated
+its 250 MB on the event loop only to throw it away, stalling every request. Here the raw bytes
+are read only when a handler asks (after the token and the caller are known), the rest is
+drained raw, and inflation stops at the limit: the work per request is bounded by the limit,
+whatever the sender sends.
 
 - identity (no ``Content-Encoding``), ``gzip`` / ``x-gzip`` and ``deflate`` (zlib, or raw deflate
   as some clients send it) are read; any other coding is a 415 ``UNSUPPORTED_CONTENT_ENCODING``
