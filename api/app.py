@@ -48,6 +48,9 @@ def create_app(settings: Settings) -> web.Application:
             auth_middleware,
         ],
         client_max_size=JSON_BODY_LIMIT,
+        # aiohttp would inflate compressed bodies as they arrive, read or not, on the event
+        # loop and past any limit; api/bodies.py inflates them itself, bounded (issue 8).
+        handler_args={"auto_decompress": False},
     )
     app[SETTINGS] = settings
     app[API_BODY_LIMIT] = JSON_BODY_LIMIT

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api.bodies import read_body
 from api.observability import count_alert_accepted
 from api.responses import ok
 from api.state import POOL, REDIS, REQUEST_ID, SETTINGS
-from engine.errors import PayloadTooLarge
 from engine.inbound import accept_alert
 
 routes = web.RouteTableDef()
@@ -16,37 +16,24 @@ routes = web.RouteTableDef()
 TOKEN_PATTERN = "{token:[A-Za-z0-9_-]{20,100}}"  # noqa: S105 - a route pattern, not a secret
 
 
-async def _read_body(request: web.Request) -> bytes:
-    limit = request.app[SETTINGS].inbound_body_limit
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(limit)
-    # read(n) answers what has arrived so far, up to n bytes: a body that comes in several
-    # pieces (anything but a small one on a fast link) needs a loop, or it is silently cut.
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(limit + 1 - size):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(limit)
-    return b"".join(chunks)
-
-
 async def receive_alert(request: web.Request) -> web.Response:
-    body = await _read_body(request)
-    alert_id = await accept_alert(
+    limit = request.app[SETTINGS].inbound_body_limit
+    # The body is read (and inflated) only after the token, and any signature scheme, say it is
+    # worth reading: an unknown URL gets its 404 whatever it sent (engine.inbound.accept_alert).
+    accepted = await accept_alert(
         request.app[REDIS],
         request.app[POOL],
         request.match_info["token"],
-        body,
+        lambda: read_body(request, limit),
         request.headers.get("Content-Type"),
         request_id=request[REQUEST_ID],
         headers=request.headers,
         limit=request.app[SETTINGS].rate_limit_inbound,
         client=request.remote,
     )
-    count_alert_accepted(request)
-    return ok(http_status=202, alert_id=alert_id, status="queued")
+    if accepted.queued:
+        count_alert_accepted(request)
+    return ok(http_status=202, alert_id=accepted.alert_id, status="queued")
 
 
 def add_routes(app: web.Application) -> None:

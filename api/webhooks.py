@@ -8,8 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import current_user
+from api.bodies import read_body
 from api.responses import ok
-from api.state import AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
+from api.state import API_BODY_LIMIT, AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
 from engine import limits, webhooks
 from engine.errors import ValidationError
 from engine.inbound import forget_token
@@ -19,8 +20,9 @@ routes = web.RouteTableDef()
 
 async def json_body(request: web.Request) -> Any:
     """The request's JSON within engine.limits (depth, string sizes), or a 400 that says what is wrong."""
+    raw = await read_body(request, request.app[API_BODY_LIMIT])
     try:
-        body = await request.json(loads=json.loads)
+        body = json.loads(raw.decode(request.charset or "utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValidationError(f"request body is not valid JSON ({exc})", code="INVALID_JSON") from None
     except LookupError:  # Content-Type named a charset Python does not know

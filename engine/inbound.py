@@ -4,9 +4,17 @@ Tokens are resolved through a Redis cache keyed by a hash of the token (so ``red
 never shows a secret). Any change to a webhook calls ``forget_token``; entries also expire, and
 unknown tokens are cached briefly too so that guessing does not reach Postgres.
 
-Checks, in order, each before any work: known token (404), the sender's rate limit per token
-(429 ``RateLimited``, carrying the webhook and owner for a once-per-burst notice), not paused
-(409), signature when the webhook has a signing secret (401). Only then is the alert enqueued.
+Checks, in order, each before any work, and the body is read only once it is needed:
+
+1. known token (404; unknown ones count per client address, 429 past the inbound limit);
+2. for a signed webhook, the signature (401). Bad signatures count per client address, checked
+   before the body is read (429 past the inbound limit), and never against the webhook: a
+   stranger who knows the URL cannot use up its limit and silence it;
+3. a Standard Webhooks ``webhook-id`` seen before: a sender's retry, answered with the first
+   alert's id and not queued again;
+4. the sender's rate limit per token (429 ``RateLimited``, carrying the webhook and owner for a
+   once-per-burst notice), then not paused (409). Only then is the alert enqueued.
+
 The cache entry carries the signing secret so that checking a signature needs no Postgres.
 """
 
@@ -16,12 +24,14 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
+from arq.constants import job_key_prefix, result_key_prefix
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine import notifications, queue, ratelimit, signing
 from engine.errors import MonodutyError, NotFound
@@ -30,6 +40,13 @@ from engine.settings import RateLimit
 log = logging.getLogger("monoduty.inbound")
 
 CACHE_PREFIX = "monoduty:token:"
+# Standard Webhooks messages accepted lately, by webhook and webhook-id: their alert's id.
+MESSAGE_PREFIX = "monoduty:webhook-msg:"
+# Twice the signature tolerance (a timestamp may be that far in the future too): the usual quick
+# retries are answered from here; a later one finds the same alert id by _alert_id.
+MESSAGE_SECONDS = 2 * signing.TOLERANCE
+MESSAGE_NAMESPACE = uuid.UUID("7d0e4a52-54c3-4c8e-9f3e-2f5c1d3b8a61")
+BodyReader = Callable[[], Awaitable[bytes]]
 CACHE_SECONDS = 3600
 MISS_SECONDS = 60
 
@@ -112,52 +129,118 @@ async def _notify_limited(
         log.exception("could not record the rate-limit notification", extra={"webhook_id": webhook.id})
 
 
+@dataclass(frozen=True)
+class Accepted:
+    alert_id: str
+    queued: bool  # False when it was a repeat of an alert queued before
+
+
+def _message_key(webhook_id: str, msg_id: str) -> str:
+    return f"{MESSAGE_PREFIX}{webhook_id}:{hashlib.sha256(msg_id.encode()).hexdigest()[:40]}"
+
+
+def _alert_id(webhook: InboundWebhook, msg_id: str | None) -> str:
+    """A new alert's id. A signed message's id follows from its webhook-id, so that two deliveries
+    of one message (a retry, or two at once) name one alert: arq queues one job per id, and
+    process_alert stores one alert per id, long after the record of the message has expired."""
+    if msg_id is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(MESSAGE_NAMESPACE, f"{webhook.id}:{msg_id}"))
+
+
+async def _verified(
+    redis: Redis,
+    webhook: InboundWebhook,
+    read_body: BodyReader,
+    headers: Mapping[str, str],
+    *,
+    limit: RateLimit | None,
+    client: str | None,
+    request_id: str | None,
+) -> tuple[bytes, str | None]:
+    """The body of a correctly signed request and its webhook-id, or 401 (429 for an address
+    that sent too many bad signatures in the window, before reading anything)."""
+    assert webhook.signing_secret is not None
+    failures = ratelimit.bucket("signature-failures", client or "unknown")
+    if limit is not None:
+        spent = await ratelimit.exhausted(redis, failures, limit, "signature-failures")
+        if spent is not None:
+            raise ratelimit.RateLimited(
+                spent, "too many badly signed requests from this address; retry later"
+            )
+    body = await read_body()
+    try:
+        return body, signing.verify(webhook.signing_secret, headers, body)
+    except signing.SignatureRejected as exc:
+        extra = {"webhook_id": webhook.id, "outcome": exc.code, "request_id": request_id}
+        log.info("inbound alert refused: bad signature", extra=extra)
+        if limit is not None:
+            await ratelimit.hit(redis, failures, limit, "signature-failures")
+        raise
+
+
+async def _check_limit(
+    redis: Redis, pool: asyncpg.Pool, webhook: InboundWebhook, token: str, limit: RateLimit
+) -> None:
+    verdict = await ratelimit.hit(redis, ratelimit.bucket("inbound", token), limit, "inbound")
+    if verdict.allowed:
+        return
+    if verdict.first_refusal:
+        log.warning("inbound rate limit reached", extra={"webhook_id": webhook.id, "outcome": "limited"})
+        await _notify_limited(redis, pool, webhook, limit)
+    raise ratelimit.RateLimited(
+        verdict,
+        f"this webhook accepts at most {limit.count} alerts per {limit.seconds} seconds",
+        webhook_id=webhook.id,
+        user_id=webhook.user_id,
+    )
+
+
 async def accept_alert(
     redis: Redis,
     pool: asyncpg.Pool,
     token: str,
-    body: bytes,
+    read_body: BodyReader,
     content_type: str | None,
     *,
     request_id: str | None = None,
     headers: Mapping[str, str] | None = None,
     limit: RateLimit | None = None,
     client: str | None = None,
-) -> str:
-    """Queue one inbound call and return its alert id; refuse unknown tokens, senders over
-    ``limit``, paused webhooks and bad signatures (nothing is enqueued then)."""
+) -> Accepted:
+    """Queue one inbound call and say under which alert id; refuse unknown tokens, bad
+    signatures, senders over ``limit`` and paused webhooks (nothing is enqueued then).
+
+    ``read_body`` is called once, when the checks that need no body have passed."""
     webhook = await resolve_token(redis, pool, token, client=client, limit=limit)
     if webhook is None:
         raise NotFound("no webhook at this URL", code="WEBHOOK_NOT_FOUND")
-    if limit is not None:
-        verdict = await ratelimit.hit(redis, ratelimit.bucket("inbound", token), limit, "inbound")
-        if not verdict.allowed:
-            if verdict.first_refusal:
-                log.warning(
-                    "inbound rate limit reached", extra={"webhook_id": webhook.id, "outcome": "limited"}
+    body: bytes | None = None
+    msg_id: str | None = None
+    if webhook.signing_secret is not None:
+        body, msg_id = await _verified(
+            redis, webhook, read_body, headers or {}, limit=limit, client=client, request_id=request_id
+        )
+        if msg_id is not None:
+            first = await redis.get(_message_key(webhook.id, msg_id))
+            if first is not None:
+                log.info(
+                    "inbound alert repeated: answered with the first alert id",
+                    extra={"webhook_id": webhook.id},
                 )
-                await _notify_limited(redis, pool, webhook, limit)
-            raise ratelimit.RateLimited(
-                verdict,
-                f"this webhook accepts at most {limit.count} alerts per {limit.seconds} seconds",
-                webhook_id=webhook.id,
-                user_id=webhook.user_id,
-            )
+                return Accepted(first.decode() if isinstance(first, bytes) else str(first), queued=False)
+    if limit is not None:
+        await _check_limit(redis, pool, webhook, token, limit)
     if webhook.status != "ACTIVE":
         raise MonodutyError(
             "this webhook is paused and refuses alerts; resume it with PATCH status ACTIVE",
             code="WEBHOOK_PAUSED",
             status=409,
         )
-    if webhook.signing_secret is not None:
-        try:
-            await signing.verify(redis, webhook.id, webhook.signing_secret, headers or {}, body)
-        except signing.SignatureRejected as exc:
-            extra = {"webhook_id": webhook.id, "outcome": exc.code, "request_id": request_id}
-            log.info("inbound alert refused: bad signature", extra=extra)
-            raise
-    alert_id = str(uuid.uuid4())
-    await queue.enqueue_alert(
+    if body is None:
+        body = await read_body()
+    alert_id = _alert_id(webhook, msg_id)
+    queued = await queue.enqueue_alert(
         redis,  # type: ignore[arg-type]
         alert_id,
         webhook.id,
@@ -166,4 +249,12 @@ async def accept_alert(
         received_at=datetime.now(UTC),
         request_id=request_id,
     )
-    return alert_id
+    if not queued and not await redis.exists(job_key_prefix + alert_id, result_key_prefix + alert_id):
+        # arq answers "already there" also when its write failed under a dropped connection:
+        # the sender must hear 503 and retry, not 202 for an alert that is nowhere.
+        raise RedisConnectionError("the alert could not be queued")
+    if msg_id is not None:
+        # Only now, with the alert safely queued: a failure before this leaves the sender's retry
+        # free to queue it. Two deliveries at once both get here with one alert id and one job.
+        await redis.set(_message_key(webhook.id, msg_id), alert_id, ex=MESSAGE_SECONDS)
+    return Accepted(alert_id, queued=queued)

@@ -14,17 +14,10 @@ from tests.support.factories import (
     assert_error,
     counts,
     create,
+    outbox,
     path_of,
     run_worker,
 )
-
-
-async def outbox(pool: asyncpg.Pool, alert_id: str) -> list[asyncpg.Record]:
-    async with pool.acquire() as conn:
-        return await conn.fetch(
-            "SELECT channel, target, subject, body FROM outbox WHERE alert_id = $1 ORDER BY channel, target",
-            alert_id,
-        )
 
 
 async def test_alert_is_accepted_then_delivered_on_every_channel(

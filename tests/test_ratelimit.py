@@ -126,11 +126,15 @@ async def test_inbound_refusal_names_the_webhook_once_per_burst(
         await client.close()
     token = path_of(webhook).strip("/")
     limit = RateLimit(1, 60)
-    await accept_alert(redis, pool, token, b"{}", "application/json", limit=limit)
+
+    async def body() -> bytes:
+        return b"{}"
+
+    await accept_alert(redis, pool, token, body, "application/json", limit=limit)
     firsts = []
     for _ in range(3):
         try:
-            await accept_alert(redis, pool, token, b"{}", "application/json", limit=limit)
+            await accept_alert(redis, pool, token, body, "application/json", limit=limit)
         except RateLimited as exc:
             assert (exc.webhook_id, exc.user_id) == (webhook["id"], str(account.user.id))
             firsts.append(exc.first_refusal)

@@ -7,6 +7,7 @@
   ``path_of(webhook)``: its inbound path; ``send_alert``: a webhook and one alert to it.
 - ``assert_error(data, code)``: an answer in the seed's error format with that code.
 - ``standard(...)``, ``github(...)``, ``signed_webhook(...)``: Standard Webhooks / GitHub signatures.
+- ``outbox(pool, alert_id)``: what the dev outbox holds for an alert.
 - ``counts(...)``: a webhook's statistics as the API shows them.
 """
 
@@ -167,3 +168,11 @@ async def signed_webhook(client: TestClient, account: Account, secret: str = WHS
     assert webhook["signed"] is True
     assert secret not in json.dumps(webhook)
     return webhook
+
+
+async def outbox(pool: asyncpg.Pool, alert_id: str) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        return await conn.fetch(
+            "SELECT channel, target, subject, body FROM outbox WHERE alert_id = $1 ORDER BY channel, target",
+            alert_id,
+        )
