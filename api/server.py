@@ -20,6 +20,7 @@ from contextlib import suppress
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod
 from aiohttp.web_protocol import RequestHandler
 
 from api.responses import error
@@ -46,8 +47,10 @@ class _RequestHandler(RequestHandler):
             log.error("unhandled error while serving a request: %s", kind, exc_info=exc)
             text = "internal server error"
         else:
-            # The exception's text quotes the raw request: only its kind is worth a line.
-            log.info("refused a malformed HTTP request (%s, %s)", status, kind)
+            # The exception's text quotes the raw request: only its kind is worth a line. Not
+            # HTTP at all (TLS or a scanner on the plain port) is noise, as aiohttp judges it too.
+            level = logging.DEBUG if isinstance(exc, BadHttpMethod) else logging.INFO
+            log.log(level, "refused a malformed HTTP request (%s, %s)", status, kind)
             text = "malformed HTTP request"
         if request.writer.output_size > 0:
             # Part of an answer is out already; aiohttp closes the connection on this.
