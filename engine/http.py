@@ -7,6 +7,10 @@
      ├─ no answer within the timeout   → DeliveryError(permanent=False)
      └─ refused, DNS failure, reset…   → DeliveryError(permanent=False)
 
+At most ``ANSWER_LIMIT`` bytes of an answer are read (a receipt or an error is a few hundred
+bytes; a provider, or whatever answers at its URL, could otherwise send a worker gigabytes): the
+status alone decides the outcome, and the connection of a cut answer is closed, not reused.
+
 Error messages name the provider and the status, plus a short snippet of what the provider said.
 They never carry the URL (it holds Twilio account ids, and on public ntfy servers the topic is
 the only thing keeping a feed private) and never a credential: the request's Authorization value
@@ -31,6 +35,7 @@ from engine.channels.base import DeliveryError
 log = logging.getLogger("monoduty.http")
 
 SNIPPET_LENGTH = 200
+ANSWER_LIMIT = 256 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -72,7 +77,7 @@ async def post(
             # replay the message (and credentials) somewhere we were not configured to talk to.
             allow_redirects=False,
         ) as response:
-            raw = await response.read()
+            raw = await _read_capped(response, ANSWER_LIMIT)
             status, answer_headers = response.status, response.headers
     except TimeoutError:
         raise DeliveryError(f"{provider}: no answer within {timeout:g}s", permanent=False) from None
@@ -101,6 +106,22 @@ async def post(
         retry_after = retry.parse_retry_after(answer_headers.get("Retry-After"))
         raise DeliveryError(message, permanent=False, retry_after=retry_after)
     raise DeliveryError(message, permanent=True)
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The answer's first ``limit`` bytes (all of it when shorter).
+
+    The rest is never read: aiohttp closes, rather than reuses, a connection whose answer was
+    left unfinished when the ``async with`` ends, and its flow control stops reading from the
+    socket once a little is buffered.
+    """
+    raw = bytearray()
+    while len(raw) < limit:
+        chunk = await response.content.read(limit - len(raw))
+        if not chunk:
+            break
+        raw += chunk
+    return bytes(raw)
 
 
 def _parse_json(text: str, content_type: str) -> Any:

@@ -21,11 +21,18 @@ DOTS = "\u2022\u2022\u2022"
 _SECRET_NAME = re.compile(r"pass(word)?|secret|token|api[_-]?key|auth|credential|signature|cookie", re.I)
 # key=value / "key": "value" pairs whose key names a secret, inside free text.
 _SECRET_PAIR = re.compile(
-    r"(?P<key>[\"']?[\w-]*(?:pass(?:word)?|secret|token|api[_-]?key|authorization|auth)[\w-]*[\"']?"
+    r"(?P<key>[\"']?[\w-]*(?:pass(?:word)?|secret|token|api[_-]?key|authorization|auth|cookie|session)"
+    r"[\w-]*[\"']?"
     r"\s*[:=]\s*[\"']?)(?P<value>(?:bearer\s+|basic\s+)?[^\s\"',&}]+)",
     re.I,
 )
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.I)
+# An API key by its fixed prefix (engine.users.KEY_PREFIX), whatever characters its random part drew.
+_API_KEY = re.compile(r"md_live_[\w-]+")
+# The first segment of a path that starts a word (a request line, a quoted path), shaped like an
+# inbound webhook token: `POST /<token> HTTP/1.1`, `/hooks/<token>`. File paths in tracebacks
+# start with short segments (/usr, /work) and are left alone.
+_PATH_TOKEN = re.compile(r"(?<![^\s\"'(<\[=])(?P<path>/(?:hooks/)?)(?P<token>[\w-]{16,})")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 # 20+ characters of letters, digits, '_' or '-', with both letters and digits: looks like a key.
 _TOKEN_LIKE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{20,}(?![\w-])")
@@ -34,9 +41,12 @@ _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z
 _PHONE = re.compile(r"(?<![\w+])\+\d[\d -]{5,17}\d(?!\w)|(?<![\w.-])\d{10,15}(?![\w.])")
 
 
-def _mask_token(match: re.Match[str]) -> str:
-    text = match.group(0)
+def _hide_token(text: str) -> str:
     return text if _UUID.fullmatch(text) else text[:4] + HIDDEN
+
+
+def _mask_token(match: re.Match[str]) -> str:
+    return _hide_token(match.group(0))
 
 
 def _mask_phone(match: re.Match[str]) -> str:
@@ -49,6 +59,8 @@ def mask_text(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: m.group("scheme") + HIDDEN + "@", text)
     text = _EMAIL.sub(lambda m: mask_target(m.group(0)), text)  # an SMTP server quoting the address
     text = _SECRET_PAIR.sub(lambda m: m.group("key") + HIDDEN, text)
+    text = _API_KEY.sub(_mask_token, text)
+    text = _PATH_TOKEN.sub(lambda m: m.group("path") + _hide_token(m.group("token")), text)
     text = _TOKEN_LIKE.sub(_mask_token, text)
     return _PHONE.sub(_mask_phone, text)
 

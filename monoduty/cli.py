@@ -63,9 +63,8 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_api(args: argparse.Namespace) -> None:
-    from aiohttp import web
-
     from api.app import create_app
+    from api.server import run_app
 
     settings = _require(load_settings())
     logs.configure(settings.log_format, settings.log_level)
@@ -81,7 +80,7 @@ def cmd_api(args: argparse.Namespace) -> None:
         except (OSError, ssl.SSLError) as exc:
             sys.exit(f"monoduty: cannot load the TLS certificate or key: {exc}")
     # SIGTERM: stop listening, let requests in flight finish for up to the grace period.
-    web.run_app(
+    run_app(  # aiohttp's, answering what it refuses itself in the error format (api.server)
         create_app(settings),
         host=args.host,
         port=args.port,

@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from api.app import create_app
+from api.server import AppRunner
 from engine import db, logs
 from engine.settings import Settings, SettingsError
 from engine.users import create_api_key, create_user
@@ -91,7 +92,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     assert settings.database_url
     await db.migrate(settings.database_url)
     await _first_user(settings)
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    runner = AppRunner(create_app(settings), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     worker = build_worker(settings, handle_signals=False)

@@ -19,6 +19,11 @@ KEY = "md_live_Q2xhc3NpZmllZDEyMzQ1Njc4OTA"
         (f"raw {KEY} in text", KEY, "raw"),
         ("call +1 415 555 0123 now", "555 0123", "call"),
         ("call 14155550123 now", "14155550123", "now"),
+        # Shapes that hold no digit by chance: the key's prefix, a token as a path, a cookie.
+        ("key md_live_QxhcsNmZpZWRlaWdodGVlbmxldHRlcnM here", "QxhcsNmZpZWRl", "here"),
+        ("b'POST /hPqRsTuVwXyZaBcDeFgHiJkLmNoP\\x7f HTTP/1.1'", "TuVwXyZaBcDe", "HTTP/1.1"),
+        ("GET /hooks/hPqRsTuVwXyZaBcDeFgHiJkLmNoP HTTP/1.1", "TuVwXyZaBcDe", "/hooks/"),
+        ("Cookie: monoduty_session=hPqRsTuVwXyZaBcDeFgH; x", "TuVwXyZaBcDe", "Cookie"),
     ],
 )
 def test_secrets_are_hidden(text: str, hidden: str, kept: str) -> None:
@@ -33,6 +38,8 @@ def test_secrets_are_hidden(text: str, hidden: str, kept: str) -> None:
         "alert 0b1d2c3e-1111-2222-3333-444455556666 received",
         "received 2026-11-26T10:00:00+00:00, severity critical",
         "disk /var at 91% on db-1",
+        'File "/work/app/.venv/lib/python3.11/site-packages/aiohttp/web_protocol.py", line 446',
+        "GET /api/webhooks/0b1d2c3e-1111-2222-3333-444455556666 answered ClientConnectorCertificateError",
     ],
 )
 def test_ids_dates_and_words_are_kept(text: str) -> None:

@@ -20,6 +20,12 @@ from engine.settings import SmtpSettings
 
 SNIPPET_LENGTH = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Everything str.splitlines() breaks on (C0/C1 controls, U+2028/U+2029), which the email package
+# would refuse in a header value.
+_HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# What opens an RFC 2047 encoded word. Every decoder (the email package's parser when a header is
+# set, mail readers when it arrives) needs it, so text without it cannot decode into anything.
+_ENCODED_WORD_OPENER = "=?"
 
 
 class EmailChannel:
@@ -94,18 +100,40 @@ class EmailChannel:
         return text if len(text) <= SNIPPET_LENGTH else text[: SNIPPET_LENGTH - 1] + "…"
 
 
+def header_text(text: str) -> str:
+    """Untrusted text made safe for a header: one line, and no RFC 2047 encoded word in it.
+
+    Setting a header makes the email package decode the encoded words it finds, and CPython
+    before 3.11.10/3.12.5 then writes what they decoded, CR/LF included, as raw header lines
+    (CVE-2024-6923): ``=?UTF-8?B?eA0KWC1JbmplY3RlZDogeWVz?=`` becomes an ``X-Injected`` header,
+    a longer one a whole new body. A space between ``=`` and ``?`` leaves the text readable and
+    gives no decoder, ours or the reader's, anything to decode.
+    """
+    text = " ".join(_HEADER_BREAKS.sub(" ", text).split())
+    return text.replace(_ENCODED_WORD_OPENER, "= ?")
+
+
 def compose(message: Message, to: str, from_addr: str) -> EmailMessage:
-    """The email for one alert: a plain-text part and an HTML alternative."""
+    """The email for one alert: a plain-text part and an HTML alternative.
+
+    Raises ValueError for a ``to`` the email package cannot write as given (the caller treats it
+    as an invalid address).
+    """
+    if _ENCODED_WORD_OPENER in to:
+        # An address cannot be rewritten like text, and the parser would decode an encoded word
+        # in its local part (RFC 2047 forbids one there) into another To line: refuse it.
+        raise ValueError("an encoded word in an address")
     email = EmailMessage()
-    email["Subject"] = " ".join(_CONTROL.sub(" ", message.subject).split())
+    email["Subject"] = header_text(message.subject)
     email["From"] = from_addr
     email["To"] = to
     email["Date"] = format_datetime(datetime.now(UTC))
     domain = parseaddr(from_addr)[1].rpartition("@")[2] or "monoduty.localhost"
     # An explicit domain: make_msgid would otherwise ask DNS for this host's FQDN on every send.
     email["Message-ID"] = make_msgid(domain=domain)
-    email["X-Monoduty-Alert-Id"] = message.alert_id
-    email["X-Monoduty-Severity"] = message.severity
+    # Ours (a UUID, one of SEVERITIES), but they come back from the database: same rule.
+    email["X-Monoduty-Alert-Id"] = header_text(message.alert_id)
+    email["X-Monoduty-Severity"] = header_text(message.severity)
     # RFC 3834: stops vacation responders from answering an alert (and looping with a ticket system).
     email["Auto-Submitted"] = "auto-generated"
     email.set_content(_text(message))
