@@ -24,8 +24,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
 from engine import validate
+from engine.channels.formats import TargetError, validate_email, validate_phone, validate_topic
+from engine.channels.registry import default_targets
 from engine.errors import Conflict, MonodutyError, ValidationError
-from engine.targets import TargetError, validate_email, validate_phone, validate_topic
 from engine.users import USER_COLUMNS, User, create_user
 
 MIN_PASSWORD = 8
@@ -208,5 +209,5 @@ def profile(user: User) -> dict[str, Any]:
         "name": user.name,
         "phone": user.phone,
         "push_topic": user.push_topic,
-        "default_targets": {key: user.default_target(key) for key in ("email", "sms", "push", "call")},
+        "default_targets": default_targets(user),
     }

@@ -19,8 +19,8 @@ from typing import Any
 import asyncpg
 
 from engine import notifications
-from engine.channels import TARGET_KEYS
 from engine.channels.base import Message
+from engine.channels.registry import TARGET_KEYS
 from engine.payloads import ParsedAlert
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import asyncpg
 
+from engine.channels.formats import validate_email, validate_phone
+from engine.channels.registry import default_targets
 from engine.errors import Conflict
-from engine.targets import validate_email, validate_phone
 
 KEY_PREFIX = "md_live_"
 _SHOWN_CHARS = len(KEY_PREFIX) + 6
@@ -36,8 +37,8 @@ class User:
         return cls(record["id"], record["email"], record["name"], record["phone"], record["push_topic"])
 
     def default_target(self, key: str) -> str | None:
-        """The owner's own contact for a channel key (email, sms, call, push)."""
-        return {"email": self.email, "sms": self.phone, "call": self.phone, "push": self.push_topic}.get(key)
+        """The owner's own contact for a channel's target key (email, sms, push, call)."""
+        return default_targets(self).get(key)
 
 
 def hash_key(key: str) -> bytes:

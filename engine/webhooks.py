@@ -15,7 +15,7 @@ import asyncpg
 from arq.connections import ArqRedis
 
 from engine import notifications, queue, signing, validate
-from engine.channels import CHANNEL_TYPES, TARGET_KEYS
+from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.targets import TargetError, normalise_targets
 from engine.users import User

@@ -21,8 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import db, metrics, queue, registry
-from engine.channels import build_channels
 from engine.channels.outbox import OutboxChannel
+from engine.channels.registry import build_channels
 from engine.settings import Settings
 from workers import health, jobs, outages
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from engine.channels import CHANNEL_TYPES
+from engine.channels.registry import CHANNEL_TYPES
 from engine.reports import ReportRequest, queries
 
 CHUNK_BYTES = 64 * 1024

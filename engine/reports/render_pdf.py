@@ -14,7 +14,7 @@ from typing import Any
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from engine.channels import CHANNEL_TYPES
+from engine.channels.registry import CHANNEL_TYPES
 
 ACCENT = (37, 99, 235)
 GREY = (110, 110, 110)
