@@ -19,14 +19,13 @@ from redis.exceptions import RedisError
 from engine import queue, queue_inspect
 from engine.errors import MonodutyError
 from engine.settings import Settings
+from monoduty.config import load_settings
 
 T = TypeVar("T")
 COLUMNS = ("queued", "deferred", "in_progress", "completed", "failed")
 
 
 def _settings() -> Settings:
-    from monoduty.cli import load_settings
-
     settings = load_settings()
     if not settings.redis_url:
         sys.exit("monoduty: set MONODUTY_REDIS_URL")
