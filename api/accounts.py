@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from api.auth import current_session, current_user
@@ -72,7 +74,7 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     user = current_user(request)
     session = current_session(request)
-    extra = {"csrf_token": session.csrf_token} if session is not None else {}
+    extra: dict[str, Any] = {"csrf_token": session.csrf_token} if session is not None else {}
     return ok(user=accounts.profile(user), **extra)
 
 

@@ -6,14 +6,13 @@ import asyncio
 import uuid
 from contextlib import aclosing
 
-import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
 from api.responses import ok
 from api.state import POOL, REQUEST_ID, SETTINGS
 from api.webhooks import json_body
-from engine import reports
+from engine import db, reports
 from engine.reports import render_csv, render_pdf
 
 routes = web.RouteTableDef()
@@ -34,7 +33,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream_csv(
-    request: web.Request, conn: asyncpg.Connection, user_id: uuid.UUID, wanted: reports.ReportRequest
+    request: web.Request, conn: db.Connection, user_id: uuid.UUID, wanted: reports.ReportRequest
 ) -> web.StreamResponse:
     """Write each chunk as the cursor yields it; the first chunk comes before the status line,
     so a failure before any row still answers as a JSON error."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -59,7 +60,7 @@ async def https_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Refuse plain HTTP where required (403 HTTPS_REQUIRED); see the module docstring."""
     settings = request.app[SETTINGS]
     secure = request.secure
-    changes: dict[str, str] = {}
+    changes: dict[str, Any] = {}
     if _trusted(request.remote, request.app[PROXIES]):
         if not secure and _last(request.headers.get("X-Forwarded-Proto")).lower() == "https":
             secure = True

@@ -12,7 +12,7 @@ from engine.users import User
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
-AVAILABLE_TYPES = web.AppKey("available_types", frozenset)
+AVAILABLE_TYPES = web.AppKey("available_types", frozenset[str])
 API_BODY_LIMIT = web.AppKey("api_body_limit", int)
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -49,7 +49,8 @@ async def create_webhook(request: web.Request) -> web.Response:
     user = current_user(request)
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
-        record = await webhooks.create_webhook(conn, user, body, set(request.app[AVAILABLE_TYPES]))
+        available = request.app[AVAILABLE_TYPES]
+        record = await webhooks.create_webhook(conn, user, body, available)
     return ok(http_status=201, webhook=webhooks.to_api(record, public_url(request)))
 
 
@@ -69,9 +70,8 @@ async def update_webhook(request: web.Request) -> web.Response:
     webhook_id = webhooks.parse_id(request.match_info["id"])
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
-        record = await webhooks.update_webhook(
-            conn, user, webhook_id, body, set(request.app[AVAILABLE_TYPES])
-        )
+        available = request.app[AVAILABLE_TYPES]
+        record = await webhooks.update_webhook(conn, user, webhook_id, body, available)
     await forget_token(request.app[REDIS], record["token"])
     return ok(webhook=webhooks.to_api(record, public_url(request)))
 

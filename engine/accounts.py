@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
-from engine import validate
+from engine import db, validate
 from engine.channels.formats import TargetError, validate_email, validate_phone, validate_topic
 from engine.channels.registry import default_targets
 from engine.errors import Conflict, MonodutyError, ValidationError
@@ -102,7 +102,7 @@ def _password(body: Mapping[str, Any], name: str) -> str:
     return value
 
 
-async def set_password(conn: asyncpg.Connection, user_id: uuid.UUID, password: str) -> None:
+async def set_password(conn: db.Connection, user_id: uuid.UUID, password: str) -> None:
     """Give a user a password (``monoduty users create --password``), checked like a sign-up's."""
     await conn.execute(
         SET_PASSWORD, user_id, await hash_password(_password({"password": password}, "password"))
@@ -116,7 +116,7 @@ def _checked(check: Any, value: object, name: str) -> str:
         raise ValidationError(exc.message, field=exc.field) from None
 
 
-async def register(conn: asyncpg.Connection, body: object) -> User:
+async def register(conn: db.Connection, body: object) -> User:
     """Create a user with a password (the caller has checked that sign-up is open)."""
     body = validate.require_object(body)
     validate.only_known(body, REGISTER_FIELDS)
@@ -136,7 +136,7 @@ def _failures_key(email: str, client: str) -> str:
     return FAILURES_PREFIX + hashlib.sha256(identity).hexdigest()[:40]
 
 
-async def login(conn: asyncpg.Connection, redis: Redis, body: object, client: str) -> User:
+async def login(conn: db.Connection, redis: Redis, body: object, client: str) -> User:
     """The user whose email and password these are, or InvalidCredentials / LoginThrottled."""
     body = validate.require_object(body)
     email, password = body.get("email"), body.get("password")
@@ -161,12 +161,13 @@ async def login(conn: asyncpg.Connection, redis: Redis, body: object, client: st
         raise InvalidCredentials()
     await redis.delete(failures)
     assert record is not None
-    if _hasher.check_needs_rehash(stored):  # parameters were raised since this hash was made
+    # Parameters were raised since this hash was made (stored is set: the password matched it).
+    if stored is not None and _hasher.check_needs_rehash(stored):
         await conn.execute(SET_PASSWORD, record["id"], await hash_password(password))
     return User.from_record(record)
 
 
-async def change_password(conn: asyncpg.Connection, user: User, body: object) -> None:
+async def change_password(conn: db.Connection, user: User, body: object) -> None:
     """Set a new password; the current one is required when the user has one."""
     body = validate.require_object(body)
     validate.only_known(body, PASSWORD_FIELDS)
@@ -181,7 +182,7 @@ async def change_password(conn: asyncpg.Connection, user: User, body: object) ->
     await conn.execute(SET_PASSWORD, user.id, await hash_password(new))
 
 
-async def update_profile(conn: asyncpg.Connection, user: User, body: object) -> User:
+async def update_profile(conn: db.Connection, user: User, body: object) -> User:
     """Change email, name, phone or push topic; a field left out keeps its value, null clears it."""
     body = validate.require_object(body)
     validate.only_known(body, PROFILE_FIELDS)

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from engine import validate
+from engine import db, validate
 from engine.errors import NotFound, ValidationError
 from engine.users import create_api_key
 
@@ -46,14 +46,14 @@ def to_api(record: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
 
 
 async def list_keys(
-    conn: asyncpg.Connection, user_id: uuid.UUID, limit: int, offset: int
+    conn: db.Connection, user_id: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
     """One page of the user's live keys and how many there are in all."""
     records = await conn.fetch(SELECT_ALL, user_id, limit, offset)
     return records, await conn.fetchval(COUNT_LIVE, user_id)
 
 
-async def new_key(conn: asyncpg.Connection, user_id: uuid.UUID, body: object) -> tuple[str, dict[str, Any]]:
+async def new_key(conn: db.Connection, user_id: uuid.UUID, body: object) -> tuple[str, dict[str, Any]]:
     """Validate the request and make a key; the secret is returned this once."""
     body = validate.require_object(body)
     validate.only_known(body, FIELDS)
@@ -66,7 +66,7 @@ async def new_key(conn: asyncpg.Connection, user_id: uuid.UUID, body: object) ->
     return await create_api_key(conn, user_id, name)
 
 
-async def revoke(conn: asyncpg.Connection, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
+async def revoke(conn: db.Connection, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
     """Revoke one of the user's keys; the next request made with it is a 401."""
     if await conn.fetchval(REVOKE, key_id, user_id) is None:
         raise NotFound("API key not found", code="API_KEY_NOT_FOUND")

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from engine import limits
+from engine import db, limits
 from engine.errors import NotFound, ValidationError
 
 
@@ -80,7 +80,7 @@ class PageRequest:
 
 
 async def create(
-    conn: asyncpg.Connection,
+    conn: db.Connection,
     user_id: uuid.UUID,
     kind: NotificationKind,
     title: str,
@@ -97,7 +97,7 @@ async def create(
     return notification_id
 
 
-async def delivery_failed(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> None:
+async def delivery_failed(conn: db.Connection, delivery_id: uuid.UUID) -> None:
     """Tell the owner that a delivery failed for good (call inside the status change's transaction)."""
     await conn.execute(INSERT_DELIVERY_FAILED, delivery_id, uuid.uuid4())
 
@@ -178,7 +178,7 @@ def parse_page(query: Mapping[str, str]) -> PageRequest:
 
 
 async def list_page(
-    conn: asyncpg.Connection, user_id: uuid.UUID, page: PageRequest
+    conn: db.Connection, user_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page, newest first, and the cursor of the next page (None on the last)."""
     created_at, after_id = page.after if page.after else (None, None)
@@ -189,13 +189,11 @@ async def list_page(
     return [to_api(r) for r in rows], cursor
 
 
-async def unread_count(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+async def unread_count(conn: db.Connection, user_id: uuid.UUID) -> int:
     return await conn.fetchval(UNREAD_COUNT, user_id)
 
 
-async def mark_read(
-    conn: asyncpg.Connection, user_id: uuid.UUID, notification_id: uuid.UUID
-) -> dict[str, Any]:
+async def mark_read(conn: db.Connection, user_id: uuid.UUID, notification_id: uuid.UUID) -> dict[str, Any]:
     """Mark one read (reading it again keeps the first read time)."""
     row = await conn.fetchrow(MARK_READ, notification_id, user_id)
     if row is None:
@@ -203,7 +201,7 @@ async def mark_read(
     return to_api(row)
 
 
-async def mark_all_read(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+async def mark_all_read(conn: db.Connection, user_id: uuid.UUID) -> int:
     """Mark every unread notification read; returns how many changed."""
     status = await conn.execute(MARK_ALL_READ, user_id)
     return int(status.split()[-1])

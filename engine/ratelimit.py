@@ -108,16 +108,18 @@ async def hit(redis: Redis, key: str, limit: RateLimit, policy: str) -> Verdict:
     """Count one hit against ``key`` and say whether it is within ``limit``."""
     window_ms = limit.seconds * 1000
     try:
-        count, pttl = await redis.evalsha(HIT_SHA, 1, key, window_ms)
+        count, pttl = await redis.evalsha(HIT_SHA, 1, key, str(window_ms))  # type: ignore[misc]
     except NoScriptError:  # first use on this Redis (or after SCRIPT FLUSH / a restart)
-        count, pttl = await redis.eval(HIT_SCRIPT, 1, key, window_ms)
+        count, pttl = await redis.eval(HIT_SCRIPT, 1, key, str(window_ms))  # type: ignore[misc]
     return Verdict(policy, limit, int(count), math.ceil(int(pttl) / 1000))
 
 
 async def exhausted(redis: Redis, key: str, limit: RateLimit, policy: str) -> Verdict | None:
     """The refusing verdict if ``key``'s window is used up, without counting a hit; else None."""
     async with redis.pipeline(transaction=False) as pipe:
-        count, pttl = await pipe.get(key).pttl(key).execute()
+        pipe.get(key)
+        pipe.pttl(key)
+        count, pttl = await pipe.execute()
     if count is None or int(count) < limit.count:
         return None
     return Verdict(policy, limit, int(count) + 1, max(math.ceil(int(pttl) / 1000), 1))

@@ -75,7 +75,8 @@ async def end(redis: Redis, session: Session) -> None:
 async def end_all(redis: Redis, user_id: uuid.UUID, *, keep: Session | None = None) -> None:
     """End every session of the user (but ``keep``): after a password change."""
     index = USER_SESSIONS + str(user_id)
-    keys = [k.decode() if isinstance(k, bytes) else k for k in await redis.smembers(index)]
+    members = await redis.smembers(index)  # type: ignore[misc]
+    keys = [k.decode() if isinstance(k, bytes) else k for k in members]
     doomed = [k for k in keys if keep is None or k != keep.key]
     if doomed:
         async with redis.pipeline(transaction=True) as pipe:

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from engine import db
 from engine.channels.formats import validate_email, validate_phone
 from engine.channels.registry import default_targets
 from engine.errors import Conflict
@@ -82,7 +83,7 @@ SELECT_FIRST_USERS = f"SELECT {USER_COLUMNS} FROM users ORDER BY created_at LIMI
 
 
 async def create_user(
-    conn: asyncpg.Connection, email: str, *, name: str | None = None, phone: str | None = None
+    conn: db.Connection, email: str, *, name: str | None = None, phone: str | None = None
 ) -> User:
     """Create a user; a second user with the same email (any case) is a Conflict."""
     email = validate_email(email, field="email")
@@ -94,9 +95,7 @@ async def create_user(
     return User.from_record(record)
 
 
-async def create_api_key(
-    conn: asyncpg.Connection, user_id: uuid.UUID, name: str
-) -> tuple[str, dict[str, Any]]:
+async def create_api_key(conn: db.Connection, user_id: uuid.UUID, name: str) -> tuple[str, dict[str, Any]]:
     """Make a key for the user. The secret is returned here once and never again."""
     key = new_api_key()
     record = await conn.fetchrow(
@@ -106,7 +105,7 @@ async def create_api_key(
     return key, dict(record)
 
 
-async def authenticate_key(conn: asyncpg.Connection, key: str) -> tuple[User, uuid.UUID] | None:
+async def authenticate_key(conn: db.Connection, key: str) -> tuple[User, uuid.UUID] | None:
     """The user owning a live key and the key's id, or None."""
     if not key.startswith(KEY_PREFIX) or len(key) > 200 or not key.isascii():
         return None
@@ -116,12 +115,12 @@ async def authenticate_key(conn: asyncpg.Connection, key: str) -> tuple[User, uu
     return User.from_record(record), record["api_key_id"]
 
 
-async def get_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> User | None:
+async def get_user(conn: db.Connection, user_id: uuid.UUID) -> User | None:
     record = await conn.fetchrow(SELECT_USER, user_id)
     return User.from_record(record) if record else None
 
 
-async def find_user(conn: asyncpg.Connection, email: str | None) -> User | None:
+async def find_user(conn: db.Connection, email: str | None) -> User | None:
     """The user with this email (any case); with no email, the only user if there is exactly one."""
     if email is not None:
         record = await conn.fetchrow(SELECT_USER_BY_EMAIL, email)

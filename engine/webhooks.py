@@ -6,7 +6,7 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from arq.connections import ArqRedis
 
-from engine import notifications, queue, signing, validate
+from engine import db, notifications, queue, signing, validate
 from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.targets import TargetError, normalise_targets
@@ -82,7 +82,7 @@ def slugify(name: str) -> str:
     return slug if len(slug) >= 2 else "webhook"
 
 
-def _types(body: Mapping[str, Any], available: set[str]) -> list[str]:
+def _types(body: Mapping[str, Any], available: Collection[str]) -> list[str]:
     raw = body.get("notificationTypes")
     if not isinstance(raw, list) or not raw:
         raise ValidationError(
@@ -139,7 +139,7 @@ def _alias(body: Mapping[str, Any]) -> str | None:
 
 
 async def create_webhook(
-    conn: asyncpg.Connection, owner: User, body: object, available: set[str]
+    conn: db.Connection, owner: User, body: object, available: Collection[str]
 ) -> asyncpg.Record:
     """Validate a create request and store the webhook with a fresh token."""
     body = validate.require_object(body)
@@ -176,16 +176,16 @@ async def create_webhook(
 
 
 async def list_webhooks(
-    conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int | None = None, offset: int = 0
+    conn: db.Connection, user_id: uuid.UUID, *, limit: int | None = None, offset: int = 0
 ) -> list[asyncpg.Record]:
     return await conn.fetch(SELECT_ALL, user_id, limit, offset)
 
 
-async def count_webhooks(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+async def count_webhooks(conn: db.Connection, user_id: uuid.UUID) -> int:
     return await conn.fetchval(COUNT_ALL, user_id)
 
 
-async def get_webhook(conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> asyncpg.Record:
+async def get_webhook(conn: db.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> asyncpg.Record:
     record = await conn.fetchrow(SELECT_ONE, webhook_id, user_id)
     if record is None:
         raise NotFound("webhook not found", code="WEBHOOK_NOT_FOUND")
@@ -193,7 +193,7 @@ async def get_webhook(conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: 
 
 
 async def update_webhook(
-    conn: asyncpg.Connection, owner: User, webhook_id: uuid.UUID, body: object, available: set[str]
+    conn: db.Connection, owner: User, webhook_id: uuid.UUID, body: object, available: Collection[str]
 ) -> asyncpg.Record:
     """Apply a partial update; fields left out keep their value."""
     body = validate.require_object(body)
@@ -237,7 +237,7 @@ async def update_webhook(
     return record
 
 
-async def delete_webhook(conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> str:
+async def delete_webhook(conn: db.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> str:
     """Delete the webhook with its alerts and deliveries; returns its token to forget."""
     token = await conn.fetchval(DELETE, webhook_id, user_id)
     if token is None:
@@ -245,9 +245,7 @@ async def delete_webhook(conn: asyncpg.Connection, user_id: uuid.UUID, webhook_i
     return token
 
 
-async def last_test(
-    conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID
-) -> dict[str, Any] | None:
+async def last_test(conn: db.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> dict[str, Any] | None:
     record = await conn.fetchrow(LAST_TEST, webhook_id, user_id)
     if record is None:
         return None

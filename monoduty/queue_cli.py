@@ -55,7 +55,7 @@ def _run(settings: Settings, action: Callable[[ArqRedis], Awaitable[T]]) -> T:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The at-a-glance table ``monoduty queue`` prints."""
-    rows = [("function", "queued", "deferred", "in progress", "completed", "failed")]
+    rows: list[tuple[str, ...]] = [("function", "queued", "deferred", "in progress", "completed", "failed")]
     for name, counts in summary["functions"].items():
         rows.append((name, *(str(counts[c]) for c in COLUMNS)))
     rows.append(("total", *(str(summary["totals"][c]) for c in COLUMNS)))

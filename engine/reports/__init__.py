@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-import asyncpg
-
-from engine import validate
+from engine import db, validate
 from engine.reports import queries
 from engine.reports.ranges import DateRange, parse_range
 
@@ -66,7 +64,7 @@ def parse_request(body: object, *, today: date | None = None, max_days: int = 36
     return ReportRequest(kind, fmt, span)
 
 
-async def build(conn: asyncpg.Connection, user_id: uuid.UUID, request: ReportRequest) -> dict[str, Any]:
+async def build(conn: db.Connection, user_id: uuid.UUID, request: ReportRequest) -> dict[str, Any]:
     """The report as data: the JSON answer's ``report``, and what the PDF draws."""
     span = request.range
     report: dict[str, Any] = {
@@ -87,7 +85,8 @@ async def build(conn: asyncpg.Connection, user_id: uuid.UUID, request: ReportReq
         report.update(alerts=alerts, truncated=truncated)
     else:
         async with conn.transaction():
-            rows, truncated = [], False
+            rows: list[dict[str, Any]] = []
+            truncated = False
             async for row in queries.incident_rows(conn, user_id, span):
                 if limit is not None and len(rows) == limit:
                     truncated = True
@@ -98,7 +97,7 @@ async def build(conn: asyncpg.Connection, user_id: uuid.UUID, request: ReportReq
 
 
 async def _detailed(
-    conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange, limit: int | None
+    conn: db.Connection, user_id: uuid.UUID, span: DateRange, limit: int | None
 ) -> tuple[list[dict[str, Any]], bool]:
     """Delivery rows folded into one entry per alert, up to ``limit`` alerts."""
     alerts: list[dict[str, Any]] = []
