@@ -95,7 +95,8 @@ async def _create_user(
     settings: Settings, email: str, phone: str | None, name: str | None, password: str | None = None
 ) -> dict[str, str]:
     from engine.accounts import set_password
-    from engine.users import create_api_key, create_user
+    from engine.api_keys import create_api_key
+    from engine.users import create_user
 
     assert settings.database_url
     conn = await db.connect(settings.database_url)

@@ -17,8 +17,9 @@ from arq.connections import ArqRedis
 
 from api.app import create_app
 from engine import db, queue
+from engine.api_keys import create_api_key
 from engine.settings import Settings
-from engine.users import User, create_api_key, create_user
+from engine.users import User, create_user
 from tests.services import Services, provision
 from workers.worker import build_worker
 
