@@ -7,9 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import current_session, current_user
+from api.inputs import json_body
 from api.responses import ok
 from api.state import POOL, REDIS, SETTINGS
-from api.webhooks import json_body
 from engine import accounts, sessions
 from engine.errors import Forbidden
 from engine.sessions import COOKIE_NAME

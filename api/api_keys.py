@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.auth import current_user
+from api.inputs import json_body
 from api.responses import ok
 from api.state import POOL
-from api.webhooks import json_body
 from engine import api_keys, limits
 
 routes = web.RouteTableDef()

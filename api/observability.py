@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from api import status as status_api
+from api.inputs import bearer
 from api.middlewares import route_name
 from api.state import REDIS, REQUEST_ID, SETTINGS
 from engine import metrics
@@ -93,9 +94,9 @@ async def metrics_view(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     token = settings.metrics_token
     if token and not _is_local(request):
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        given_bytes = given.strip().encode("utf-8", "surrogateescape")  # any header byte: no 500
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, token.encode()):
+        given = bearer(request)
+        given_bytes = (given or "").encode("utf-8", "surrogateescape")  # any header byte: no 500
+        if given is None or not hmac.compare_digest(given_bytes, token.encode()):
             raise Unauthorized("metrics need Authorization: Bearer <MONODUTY_METRICS_TOKEN>")
     redis = request.app[REDIS]
     await request.app[METRICS_BUFFER].flush(redis)  # this process's latest counts too

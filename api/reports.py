@@ -9,9 +9,9 @@ from contextlib import aclosing
 from aiohttp import web
 
 from api.auth import current_user
+from api.inputs import json_body
 from api.responses import ok
 from api.state import POOL, REQUEST_ID, SETTINGS
-from api.webhooks import json_body
 from engine import db, reports
 from engine.reports import render_csv, render_pdf
 

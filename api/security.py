@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 
+from api.inputs import bearer
 from api.state import REDIS, SETTINGS
 from engine import ratelimit
 from engine.errors import MonodutyError
@@ -86,9 +87,9 @@ async def add_hsts(request: web.Request, response: web.StreamResponse) -> None:
 
 def _caller(request: web.Request) -> str:
     """Whom an /api request is counted against: its API key, else its session, else its address."""
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return "key:" + value.strip()
+    key = bearer(request)
+    if key is not None:
+        return "key:" + key
     cookie = request.cookies.get(COOKIE_NAME)
     if cookie:
         return "session:" + cookie

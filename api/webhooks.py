@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
 from api.auth import current_user
+from api.inputs import json_body
 from api.responses import ok
 from api.state import AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
 from engine import limits, webhooks
-from engine.errors import ValidationError
 from engine.inbound import forget_token
 
 routes = web.RouteTableDef()
-
-
-async def json_body(request: web.Request) -> Any:
-    """The request's JSON within engine.limits (depth, string sizes), or a 400 that says what is wrong."""
-    try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"request body is not valid JSON ({exc})", code="INVALID_JSON") from None
-    except LookupError:  # Content-Type named a charset Python does not know
-        raise ValidationError(
-            "request body's charset is unknown; send UTF-8 JSON", code="INVALID_JSON"
-        ) from None
-    except RecursionError:
-        raise ValidationError("the JSON body is nested too deeply", code="TOO_DEEP") from None
-    limits.check_json(body)
-    return body
 
 
 @routes.get("/api/webhooks")
