@@ -19,14 +19,13 @@ routes = web.RouteTableDef()
 
 
 async def _logged_in(request: web.Request, user: User, http_status: int = 200) -> web.Response:
-    """Start a new session (a new id every time), set its cookie, answer the CSRF token."""
-    redis = request.app[REDIS]
-    previous = request.cookies.get(COOKIE_NAME)
-    if previous:
-        old = await sessions.resume(redis, previous, request.app[SETTINGS].session_ttl)
-        if old is not None:
-            await sessions.end(redis, old)
-    cookie, session = await sessions.start(redis, user.id, request.app[SETTINGS].session_ttl)
+    """Start the login's session, set its cookie, answer the CSRF token."""
+    cookie, session = await sessions.log_in(
+        request.app[REDIS],
+        user.id,
+        request.app[SETTINGS].session_ttl,
+        previous=request.cookies.get(COOKIE_NAME),
+    )
     response = ok(http_status, user=accounts.profile(user), csrf_token=session.csrf_token)
     response.set_cookie(
         COOKIE_NAME,
@@ -93,6 +92,5 @@ async def change_password(request: web.Request) -> web.Response:
     user = current_user(request)
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
-        await accounts.change_password(conn, user, body)
-    await sessions.end_all(request.app[REDIS], user.id, keep=current_session(request))
+        await accounts.change_password(conn, request.app[REDIS], user, body, keep=current_session(request))
     return ok(password_changed=True)

@@ -9,7 +9,6 @@ from api.inputs import json_body
 from api.responses import ok
 from api.state import AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
 from engine import limits, webhooks
-from engine.inbound import forget_token
 
 routes = web.RouteTableDef()
 
@@ -52,8 +51,7 @@ async def update_webhook(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
         available = request.app[AVAILABLE_TYPES]
-        record = await webhooks.update_webhook(conn, user, webhook_id, body, available)
-    await forget_token(request.app[REDIS], record["token"])
+        record = await webhooks.update_webhook(conn, request.app[REDIS], user, webhook_id, body, available)
     return ok(webhook=webhooks.to_api(record, public_url(request)))
 
 
@@ -62,8 +60,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
     user = current_user(request)
     webhook_id = webhooks.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
-        token = await webhooks.delete_webhook(conn, user.id, webhook_id)
-    await forget_token(request.app[REDIS], token)
+        await webhooks.delete_webhook(conn, request.app[REDIS], user.id, webhook_id)
     return ok(deleted=str(webhook_id))
 
 

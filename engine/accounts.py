@@ -23,10 +23,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
-from engine import db, validate
+from engine import db, sessions, validate
 from engine.channels.formats import TargetError, validate_email, validate_phone, validate_topic
 from engine.channels.registry import default_targets
 from engine.errors import Conflict, MonodutyError, ValidationError
+from engine.sessions import Session
 from engine.users import USER_COLUMNS, User, create_user
 
 MIN_PASSWORD = 8
@@ -167,8 +168,11 @@ async def login(conn: db.Connection, redis: Redis, body: object, client: str) ->
     return User.from_record(record)
 
 
-async def change_password(conn: db.Connection, user: User, body: object) -> None:
-    """Set a new password; the current one is required when the user has one."""
+async def change_password(
+    conn: db.Connection, redis: Redis, user: User, body: object, *, keep: Session | None
+) -> None:
+    """Set a new password; the current one is required when the user has one. Every web session
+    of the user but ``keep`` (the one asking, if it is a session) ends."""
     body = validate.require_object(body)
     validate.only_known(body, PASSWORD_FIELDS)
     new = _password(body, "newPassword")
@@ -180,6 +184,7 @@ async def change_password(conn: db.Connection, user: User, body: object) -> None
                 "currentPassword is not right", field="currentPassword", code="WRONG_PASSWORD"
             )
     await conn.execute(SET_PASSWORD, user.id, await hash_password(new))
+    await sessions.end_all(redis, user.id, keep=keep)
 
 
 async def update_profile(conn: db.Connection, user: User, body: object) -> User:

@@ -13,8 +13,9 @@ from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
-from engine import db, notifications, queue, signing, validate
+from engine import db, inbound, notifications, queue, signing, validate
 from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.targets import TargetError, normalise_targets
@@ -193,9 +194,15 @@ async def get_webhook(conn: db.Connection, user_id: uuid.UUID, webhook_id: uuid.
 
 
 async def update_webhook(
-    conn: db.Connection, owner: User, webhook_id: uuid.UUID, body: object, available: Collection[str]
+    conn: db.Connection,
+    redis: Redis,
+    owner: User,
+    webhook_id: uuid.UUID,
+    body: object,
+    available: Collection[str],
 ) -> asyncpg.Record:
-    """Apply a partial update; fields left out keep their value."""
+    """Apply a partial update; fields left out keep their value. The inbound cache forgets the
+    token once the change is committed (``conn`` must not be inside a transaction of the caller's)."""
     body = validate.require_object(body)
     validate.only_known(body, FIELDS)
     async with conn.transaction():
@@ -234,15 +241,18 @@ async def update_webhook(
                 webhook_id=webhook_id,
             )
     assert record is not None
+    await inbound.forget_token(redis, record["token"])
     return record
 
 
-async def delete_webhook(conn: db.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> str:
-    """Delete the webhook with its alerts and deliveries; returns its token to forget."""
+async def delete_webhook(
+    conn: db.Connection, redis: Redis, user_id: uuid.UUID, webhook_id: uuid.UUID
+) -> None:
+    """Delete the webhook with its alerts and deliveries; its URL answers 404 from then on."""
     token = await conn.fetchval(DELETE, webhook_id, user_id)
     if token is None:
         raise NotFound("webhook not found", code="WEBHOOK_NOT_FOUND")
-    return token
+    await inbound.forget_token(redis, token)
 
 
 async def last_test(conn: db.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> dict[str, Any] | None:
