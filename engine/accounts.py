@@ -24,7 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
 from engine import db, sessions, validate
-from engine.channels.formats import TargetError, validate_email, validate_phone, validate_topic
+from engine.channels.formats import validate_email, validate_phone, validate_topic
 from engine.channels.registry import default_targets
 from engine.errors import Conflict, MonodutyError, ValidationError
 from engine.sessions import Session
@@ -110,22 +110,15 @@ async def set_password(conn: db.Connection, user_id: uuid.UUID, password: str) -
     )
 
 
-def _checked(check: Any, value: object, name: str) -> str:
-    try:
-        return check(value, field=name)
-    except TargetError as exc:
-        raise ValidationError(exc.message, field=exc.field) from None
-
-
 async def register(conn: db.Connection, body: object) -> User:
     """Create a user with a password (the caller has checked that sign-up is open)."""
     body = validate.require_object(body)
     validate.only_known(body, REGISTER_FIELDS)
-    email = _checked(validate_email, body.get("email"), "email")
+    email = validate_email(body.get("email"), field="email")
     password = _password(body, "password")
     name = validate.string(body, "name", max_length=100, nullable=True)
     phone = body.get("phone")
-    phone = _checked(validate_phone, phone, "phone") if phone is not None else None
+    phone = validate_phone(phone, field="phone") if phone is not None else None
     async with conn.transaction():
         user = await create_user(conn, email, name=name, phone=phone)
         await set_password(conn, user.id, password)
@@ -191,14 +184,14 @@ async def update_profile(conn: db.Connection, user: User, body: object) -> User:
     """Change email, name, phone or push topic; a field left out keeps its value, null clears it."""
     body = validate.require_object(body)
     validate.only_known(body, PROFILE_FIELDS)
-    email = _checked(validate_email, body["email"], "email") if "email" in body else user.email
+    email = validate_email(body["email"], field="email") if "email" in body else user.email
     name = validate.string(body, "name", max_length=100, nullable=True) if "name" in body else user.name
     phone, topic = user.phone, user.push_topic
     if "phone" in body:
-        phone = _checked(validate_phone, body["phone"], "phone") if body["phone"] is not None else None
+        phone = validate_phone(body["phone"], field="phone") if body["phone"] is not None else None
     if "pushTopic" in body:
         raw = body["pushTopic"]
-        topic = _checked(validate_topic, raw, "pushTopic") if raw is not None else None
+        topic = validate_topic(raw, field="pushTopic") if raw is not None else None
     try:
         record = await conn.fetchrow(UPDATE_PROFILE, user.id, email, name, phone, topic)
     except asyncpg.UniqueViolationError:

@@ -1,8 +1,9 @@
 """Where a webhook's alerts go: checking and normalising ``targetChannels``.
 
 The API takes ``{"email": ..., "sms": ..., "push": ..., "call": ...}`` (one key per channel in
-the registry), each value one string or a list of strings. Every error is a ``TargetError`` naming
-the exact field (``targetChannels.sms[1]``) so the API can answer a 400 a user can act on.
+the registry), each value one string or a list of strings. Every error is a ``TargetError`` (a
+``ValidationError``) naming the exact field (``targetChannels.sms[1]``), so the API answers a 400
+a user can act on.
 
 Policy: only the registry's keys are accepted (a typo such as ``"mail"`` is an error, not a silent
 no-op). Targets for a channel that is not among the webhook's notification types are kept, checked

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from engine import db, inbound, notifications, queue, signing, validate
 from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
 from engine.errors import Conflict, NotFound, ValidationError
-from engine.targets import TargetError, normalise_targets
+from engine.targets import normalise_targets
 from engine.users import User
 
 
@@ -109,10 +109,7 @@ def _types(body: Mapping[str, Any], available: Collection[str]) -> list[str]:
 
 
 def _targets(raw: object, types: list[str], owner: User) -> dict[str, list[str]]:
-    try:
-        targets = normalise_targets(raw if raw is not None else {}, types)
-    except TargetError as exc:
-        raise ValidationError(str(exc), field=exc.field) from None
+    targets = normalise_targets(raw if raw is not None else {}, types)
     for kind in types:
         key = TARGET_KEYS[kind]
         if not targets.get(key):

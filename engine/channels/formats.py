@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from engine.errors import ValidationError
+
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
 _PHONE_PUNCTUATION = re.compile(r"[\s().-]")
 _TOPIC = re.compile(r"[A-Za-z0-9_-]{1,64}")  # ntfy's own topic rule
@@ -17,13 +19,14 @@ _DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _TLD = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
 
 
-class TargetError(ValueError):
-    """A target that cannot be used; ``field`` names it as the client sent it."""
+class TargetError(ValidationError, ValueError):
+    """A target that cannot be used; ``field`` names it as the client sent it. A ValidationError
+    like every other bad field (a 400 naming the field), and a ValueError for plain callers."""
+
+    field: str
 
     def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.message = f"{field} {problem}"
-        super().__init__(self.message)
+        super().__init__(f"{field} {problem}", field=field)
 
 
 def _string(value: object, field: str) -> str:
