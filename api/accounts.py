@@ -11,6 +11,7 @@ from api.inputs import json_body
 from api.responses import ok
 from api.state import POOL, REDIS, SETTINGS
 from engine import accounts, sessions
+from engine.channels.registry import default_targets
 from engine.errors import Forbidden
 from engine.sessions import COOKIE_NAME
 from engine.users import User
@@ -26,7 +27,7 @@ async def _logged_in(request: web.Request, user: User, http_status: int = 200) -
         request.app[SETTINGS].session_ttl,
         previous=request.cookies.get(COOKIE_NAME),
     )
-    response = ok(http_status, user=accounts.profile(user), csrf_token=session.csrf_token)
+    response = ok(http_status, user=profile(user), csrf_token=session.csrf_token)
     response.set_cookie(
         COOKIE_NAME,
         cookie,
@@ -74,7 +75,7 @@ async def me(request: web.Request) -> web.Response:
     user = current_user(request)
     session = current_session(request)
     extra: dict[str, Any] = {"csrf_token": session.csrf_token} if session is not None else {}
-    return ok(user=accounts.profile(user), **extra)
+    return ok(user=profile(user), **extra)
 
 
 @routes.patch("/api/auth/me")
@@ -83,7 +84,7 @@ async def update_me(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
         updated = await accounts.update_profile(conn, user, body)
-    return ok(user=accounts.profile(updated))
+    return ok(user=profile(updated))
 
 
 @routes.post("/api/auth/password")
@@ -94,3 +95,15 @@ async def change_password(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         await accounts.change_password(conn, request.app[REDIS], user, body, keep=current_session(request))
     return ok(password_changed=True)
+
+
+def profile(user: User) -> dict[str, Any]:
+    """The user as GET /api/auth/me shows it, with the default contact of each channel."""
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "name": user.name,
+        "phone": user.phone,
+        "push_topic": user.push_topic,
+        "default_targets": default_targets(user),
+    }

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
@@ -21,7 +25,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
         records = await webhooks.list_webhooks(conn, user.id, limit=limit, offset=offset)
         total = await webhooks.count_webhooks(conn, user.id)
     base = public_url(request)
-    return ok(webhooks=[webhooks.to_api(r, base) for r in records], total=total)
+    return ok(webhooks=[to_api(r, base) for r in records], total=total)
 
 
 @routes.post("/api/webhooks")
@@ -31,7 +35,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         available = request.app[AVAILABLE_TYPES]
         record = await webhooks.create_webhook(conn, user, body, available)
-    return ok(http_status=201, webhook=webhooks.to_api(record, public_url(request)))
+    return ok(http_status=201, webhook=to_api(record, public_url(request)))
 
 
 @routes.get("/api/webhooks/{id}")
@@ -41,7 +45,7 @@ async def get_webhook(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         record = await webhooks.get_webhook(conn, user.id, webhook_id)
         last_test = await webhooks.last_test(conn, user.id, webhook_id)
-    return ok(webhook={**webhooks.to_api(record, public_url(request)), "last_test": last_test})
+    return ok(webhook={**to_api(record, public_url(request)), "last_test": last_test})
 
 
 @routes.patch("/api/webhooks/{id}")
@@ -52,7 +56,7 @@ async def update_webhook(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         available = request.app[AVAILABLE_TYPES]
         record = await webhooks.update_webhook(conn, request.app[REDIS], user, webhook_id, body, available)
-    return ok(webhook=webhooks.to_api(record, public_url(request)))
+    return ok(webhook=to_api(record, public_url(request)))
 
 
 @routes.delete("/api/webhooks/{id}")
@@ -73,3 +77,27 @@ async def test_webhook(request: web.Request) -> web.Response:
         record = await webhooks.get_webhook(conn, user.id, webhook_id)
     alert_id = await webhooks.send_test(request.app[REDIS], record, request_id=request[REQUEST_ID])
     return ok(http_status=202, alert_id=alert_id, status="queued", test=True)
+
+
+def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[str, Any]:
+    """The webhook as the seed shows it (snake_case)."""
+    return {
+        "id": str(record["id"]),
+        "name": record["name"],
+        "description": record["description"],
+        "alias": record["alias"],
+        "status": record["status"],
+        "webhook_url": f"{public_url}/{record['token']}",
+        "notification_types": list(record["notification_types"]),
+        "target_channels": record["targets"],
+        "signed": record["signed"],
+        "statistics": {
+            "total_calls": record["total_calls"],
+            "successful_calls": record["successful_calls"],
+            "failed_calls": record["failed_calls"],
+            "pending_calls": record["pending_calls"],
+        },
+        "last_call_at": record["last_call_at"],
+        "created_at": record["created_at"],
+        "updated_at": record["updated_at"],
+    }

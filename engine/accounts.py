@@ -25,7 +25,6 @@ from redis.asyncio import Redis
 
 from engine import db, sessions, validate
 from engine.channels.formats import validate_email, validate_phone, validate_topic
-from engine.channels.registry import default_targets
 from engine.errors import Conflict, MonodutyError, ValidationError
 from engine.sessions import Session
 from engine.users import USER_COLUMNS, User, create_user
@@ -198,15 +197,3 @@ async def update_profile(conn: db.Connection, user: User, body: object) -> User:
         raise Conflict("a user with this email already exists", code="EMAIL_TAKEN") from None
     assert record is not None
     return User.from_record(record)
-
-
-def profile(user: User) -> dict[str, Any]:
-    """The user as GET /api/auth/me shows it, with the default contact of each channel."""
-    return {
-        "id": str(user.id),
-        "email": user.email,
-        "name": user.name,
-        "phone": user.phone,
-        "push_topic": user.push_topic,
-        "default_targets": default_targets(user),
-    }

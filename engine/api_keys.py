@@ -89,16 +89,6 @@ def parse_id(raw: str) -> uuid.UUID:
         raise NotFound("API key not found", code="API_KEY_NOT_FOUND") from None
 
 
-def to_api(record: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(record["id"]),
-        "name": record["name"],
-        "prefix": record["prefix"],
-        "created_at": record["created_at"],
-        "last_used_at": record["last_used_at"],
-    }
-
-
 async def list_keys(
     conn: db.Connection, user_id: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:

@@ -285,27 +285,3 @@ async def send_test(redis: ArqRedis, webhook: asyncpg.Record, *, request_id: str
         is_test=True,
     )
     return alert_id
-
-
-def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[str, Any]:
-    """The webhook as the seed shows it (snake_case)."""
-    return {
-        "id": str(record["id"]),
-        "name": record["name"],
-        "description": record["description"],
-        "alias": record["alias"],
-        "status": record["status"],
-        "webhook_url": f"{public_url}/{record['token']}",
-        "notification_types": list(record["notification_types"]),
-        "target_channels": record["targets"],
-        "signed": record["signed"],
-        "statistics": {
-            "total_calls": record["total_calls"],
-            "successful_calls": record["successful_calls"],
-            "failed_calls": record["failed_calls"],
-            "pending_calls": record["pending_calls"],
-        },
-        "last_call_at": record["last_call_at"],
-        "created_at": record["created_at"],
-        "updated_at": record["updated_at"],
-    }

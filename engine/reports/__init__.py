@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -24,7 +23,6 @@ from engine.reports.ranges import DateRange, parse_range
 TYPES = ("summary", "detailed", "incidents", "performance")
 FORMATS = ("json", "csv", "pdf")
 FIELDS = {"type", "dateRange", "format"}
-CONTENT_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
 # Rows a JSON or PDF report holds at most; CSV streams every row.
 MAX_ROWS = {"json": 10_000, "pdf": 500, "csv": None}
 TITLES = {
@@ -115,11 +113,3 @@ async def _detailed(
 
 _ALERT_KEYS = ("alert_id", "received_at", "webhook", "title", "severity", "source")
 _DELIVERY_KEYS = ("channel", "target", "status", "attempts", "latency_ms")
-
-
-def describe(request: ReportRequest) -> Mapping[str, str]:
-    """Headers of a file answer: its type and a download name."""
-    return {
-        "Content-Type": CONTENT_TYPES[request.format],
-        "Content-Disposition": f'attachment; filename="{request.filename}"',
-    }
