@@ -87,7 +87,3 @@ async def migrate(dsn: str, progress: Callable[[str], None] = _quiet) -> None:
     finally:
         await conn.close()
     progress(f"done in {time.monotonic() - started:.1f}s")
-
-
-def record_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
-    return dict(record) if record is not None else None

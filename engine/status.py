@@ -30,7 +30,8 @@ from engine.settings import Settings
 
 
 class Level(StrEnum):
-    """Overall and per-component status; schema.sql health_samples.status must match."""
+    """Overall and per-component status; schema.sql health_samples.status holds the overall one
+    (never ``unknown``)."""
 
     OPERATIONAL = "operational"
     DEGRADED = "degraded"
