@@ -1,8 +1,8 @@
 """The perimeter: HTTPS enforcement with trusted proxies, HSTS, and the per-caller API rate limit.
 
-Order in the app: request id → errors → ``https_middleware`` → ``ratelimit_middleware`` → auth.
-So plain HTTP is refused before it is counted, and an over-limit caller is refused before its
-key is looked up or anything else runs.
+Order in the app: request id → timing and access log → errors → ``https_middleware`` →
+``ratelimit_middleware`` → auth. So plain HTTP is refused before it is counted, and an over-limit
+caller is refused before its key is looked up or any handler runs.
 
 A request counts as HTTPS when it arrived over TLS, or when it comes from an address in
 ``MONODUTY_TRUSTED_PROXIES`` whose ``X-Forwarded-Proto`` says https. From such a proxy the

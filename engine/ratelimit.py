@@ -3,7 +3,10 @@
 A fixed window per key: the first hit of a window sets its expiry, each hit adds one, and a hit
 past ``RateLimit.count`` is refused until the window ends. One Redis round trip per check (a
 small Lua script, atomic, and fine on the Redis 6.2 that `monoduty dev` embeds, which lacks
-EXPIRE NX), and nothing else runs before it.
+EXPIRE NX). Each limit is checked before the work it guards: the API limit before the caller's
+key is looked up, an inbound webhook's limit right after its token is resolved (from the Redis
+cache: a token must be known to be counted against), and the failure counters for unknown API
+keys and webhook URLs (``exhausted``, then ``hit`` on a miss) before the database is asked.
 
 Answers follow draft-ietf-httpapi-ratelimit-headers-10 (September 2025): the policy and the
 current state as Structured Field lists, ``RateLimit-Policy: "api";q=600;w=60`` and
