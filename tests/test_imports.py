@@ -1,4 +1,4 @@
-"""The project's modules import cleanly in any order, and none of them imports itself round a cycle."""
+"""The project's modules import cleanly in any order, in layers, and never round a cycle."""
 
 from __future__ import annotations
 
@@ -97,6 +97,24 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycles() -> None:
     assert cycles(import_graph()) == []
+
+
+# The dependency rule (README, "Layout"): api -> engine <- workers; only the CLI composes them.
+FORBIDDEN = {
+    "engine": {"api", "workers", "monoduty"},
+    "api": {"workers", "monoduty"},
+    "workers": {"api", "monoduty"},
+}
+
+
+def test_the_layers_import_only_downwards() -> None:
+    wrong = [
+        f"{module} -> {target}"
+        for module, targets in sorted(import_graph().items())
+        for target in sorted(targets)
+        if target.split(".")[0] in FORBIDDEN.get(module.split(".")[0], set())
+    ]
+    assert wrong == []
 
 
 def test_the_cycle_finder_finds_cycles() -> None:
