@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS webhooks (
     alias              text NOT NULL,
     status             text NOT NULL DEFAULT 'ACTIVE',  -- engine.webhooks.WebhookStatus
     token              text NOT NULL UNIQUE,            -- the secret part of webhook_url
-    notification_types text[] NOT NULL,                 -- engine.channels.CHANNEL_TYPES
+    notification_types text[] NOT NULL,                 -- engine.channels.registry.CHANNEL_TYPES
     targets            jsonb NOT NULL DEFAULT '{}',     -- {"email": [...], "sms": [...], ...}
     total_calls        bigint NOT NULL DEFAULT 0,
     successful_calls   bigint NOT NULL DEFAULT 0,
@@ -77,7 +77,7 @@ CREATE INDEX IF NOT EXISTS alerts_user_received_idx ON alerts (user_id, received
 CREATE TABLE IF NOT EXISTS deliveries (
     id                uuid PRIMARY KEY,        -- also the arq job id of deliver
     alert_id          uuid NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
-    channel           text NOT NULL,           -- engine.channels.CHANNEL_TYPES
+    channel           text NOT NULL,           -- engine.channels.registry.CHANNEL_TYPES
     target            text NOT NULL,
     status            text NOT NULL DEFAULT 'pending',  -- engine.alerts.DeliveryStatus
     attempts          integer NOT NULL DEFAULT 0,
@@ -133,7 +133,7 @@ CREATE INDEX IF NOT EXISTS notifications_unread_idx ON notifications (user_id, c
 -- Deleting a webhook (and its alerts) sets these links to NULL without scanning the inbox.
 CREATE INDEX IF NOT EXISTS notifications_webhook_idx ON notifications (webhook_id) WHERE webhook_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS notifications_alert_idx ON notifications (alert_id) WHERE alert_id IS NOT NULL;
--- Accounts and security (issue 3).
+-- Accounts and security.
 -- Passwords: argon2id hashes only (engine.accounts); NULL for a key-only user.
 ALTER TABLE users ADD COLUMN IF NOT EXISTS password_hash text;
 -- The HMAC secret of a signed webhook (engine.signing). Kept as given, since a signature can only

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from api.auth import current_session, current_user
+from api.inputs import json_body
 from api.responses import ok
 from api.state import POOL, REDIS, SETTINGS
-from api.webhooks import json_body
 from engine import accounts, sessions
+from engine.channels.registry import default_targets
 from engine.errors import Forbidden
 from engine.sessions import COOKIE_NAME
 from engine.users import User
@@ -17,15 +20,14 @@ routes = web.RouteTableDef()
 
 
 async def _logged_in(request: web.Request, user: User, http_status: int = 200) -> web.Response:
-    """Start a new session (a new id every time), set its cookie, answer the CSRF token."""
-    redis = request.app[REDIS]
-    previous = request.cookies.get(COOKIE_NAME)
-    if previous:
-        old = await sessions.resume(redis, previous, request.app[SETTINGS].session_ttl)
-        if old is not None:
-            await sessions.end(redis, old)
-    cookie, session = await sessions.start(redis, user.id, request.app[SETTINGS].session_ttl)
-    response = ok(http_status, user=accounts.profile(user), csrf_token=session.csrf_token)
+    """Start the login's session, set its cookie, answer the CSRF token."""
+    cookie, session = await sessions.log_in(
+        request.app[REDIS],
+        user.id,
+        request.app[SETTINGS].session_ttl,
+        previous=request.cookies.get(COOKIE_NAME),
+    )
+    response = ok(http_status, user=profile(user), csrf_token=session.csrf_token)
     response.set_cookie(
         COOKIE_NAME,
         cookie,
@@ -72,8 +74,8 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     user = current_user(request)
     session = current_session(request)
-    extra = {"csrf_token": session.csrf_token} if session is not None else {}
-    return ok(user=accounts.profile(user), **extra)
+    extra: dict[str, Any] = {"csrf_token": session.csrf_token} if session is not None else {}
+    return ok(user=profile(user), **extra)
 
 
 @routes.patch("/api/auth/me")
@@ -82,7 +84,7 @@ async def update_me(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
         updated = await accounts.update_profile(conn, user, body)
-    return ok(user=accounts.profile(updated))
+    return ok(user=profile(updated))
 
 
 @routes.post("/api/auth/password")
@@ -91,6 +93,17 @@ async def change_password(request: web.Request) -> web.Response:
     user = current_user(request)
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
-        await accounts.change_password(conn, user, body)
-    await sessions.end_all(request.app[REDIS], user.id, keep=current_session(request))
+        await accounts.change_password(conn, request.app[REDIS], user, body, keep=current_session(request))
     return ok(password_changed=True)
+
+
+def profile(user: User) -> dict[str, Any]:
+    """The user as GET /api/auth/me shows it, with the default contact of each channel."""
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "name": user.name,
+        "phone": user.phone,
+        "push_topic": user.push_topic,
+        "default_targets": default_targets(user),
+    }

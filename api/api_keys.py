@@ -1,13 +1,17 @@
-"""Handlers for /api/api-keys: list, create (the secret shown once), revoke."""
+"""Handlers for /api/api-keys: list, create (the secret shown once), revoke; a key as the API shows it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
+from api.inputs import json_body
 from api.responses import ok
 from api.state import POOL
-from api.webhooks import json_body
 from engine import api_keys, limits
 
 routes = web.RouteTableDef()
@@ -19,7 +23,7 @@ async def list_keys(request: web.Request) -> web.Response:
     limit, offset = limits.page(request.query)
     async with request.app[POOL].acquire() as conn:
         records, total = await api_keys.list_keys(conn, user.id, limit, offset)
-    return ok(api_keys=[api_keys.to_api(r) for r in records], total=total, limit=limit, offset=offset)
+    return ok(api_keys=[to_api(r) for r in records], total=total, limit=limit, offset=offset)
 
 
 @routes.post("/api/api-keys")
@@ -28,7 +32,7 @@ async def create_key(request: web.Request) -> web.Response:
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
         secret, record = await api_keys.new_key(conn, user.id, body)
-    return ok(201, api_key={**api_keys.to_api(record), "key": secret})
+    return ok(201, api_key={**to_api(record), "key": secret})
 
 
 @routes.delete("/api/api-keys/{id}")
@@ -38,3 +42,13 @@ async def revoke_key(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         await api_keys.revoke(conn, user.id, key_id)
     return ok(revoked=str(key_id))
+
+
+def to_api(record: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(record["id"]),
+        "name": record["name"],
+        "prefix": record["prefix"],
+        "created_at": record["created_at"],
+        "last_used_at": record["last_used_at"],
+    }

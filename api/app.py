@@ -23,7 +23,7 @@ from api.middlewares import error_middleware, request_id_middleware
 from api.responses import ok
 from api.state import API_BODY_LIMIT, AVAILABLE_TYPES, POOL, REDIS, SETTINGS
 from engine import db, queue
-from engine.channels import configured_types
+from engine.channels.registry import configured_types
 from engine.settings import Settings
 
 # JSON bodies of /api routes; inbound alerts have their own limit (MONODUTY_INBOUND_BODY_LIMIT).

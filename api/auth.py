@@ -21,11 +21,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 
+from api.inputs import bearer
 from api.state import POOL, REDIS, SETTINGS, USER
 from engine import ratelimit, sessions
+from engine.api_keys import authenticate_key
 from engine.errors import Forbidden, Unauthorized
 from engine.sessions import COOKIE_NAME, Session
-from engine.users import User, authenticate_key, get_user
+from engine.users import User, get_user
 
 # /api routes anyone may call.
 PUBLIC_PATHS = frozenset(
@@ -47,12 +49,6 @@ def current_user(request: web.Request) -> User:
 def current_session(request: web.Request) -> Session | None:
     """The web session of a cookie-authenticated request; None for an API key."""
     return request.get(SESSION)
-
-
-def _bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
 def _origin_allowed(request: web.Request) -> bool:
@@ -93,7 +89,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     path = request.path
     if not path.startswith("/api/"):
         return await handler(request)
-    key = _bearer(request)
+    key = bearer(request)
     changes_state = request.method not in SAFE_METHODS
     if changes_state and key is None and not _origin_allowed(request):
         raise Forbidden("cross-site request refused (Origin is not this site)", code="ORIGIN_REFUSED")

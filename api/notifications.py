@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
@@ -18,8 +22,8 @@ async def list_notifications(request: web.Request) -> web.Response:
     user = current_user(request)
     page = notifications.parse_page(request.query)
     async with request.app[POOL].acquire() as conn:
-        items, cursor = await notifications.list_page(conn, user.id, page)
-    return ok(notifications=items, next_cursor=cursor)
+        rows, cursor = await notifications.list_page(conn, user.id, page)
+    return ok(notifications=[to_api(row) for row in rows], next_cursor=cursor)
 
 
 @routes.get("/api/notifications/unread-count")
@@ -43,5 +47,19 @@ async def mark_read(request: web.Request) -> web.Response:
     user = current_user(request)
     notification_id = notifications.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
-        item = await notifications.mark_read(conn, user.id, notification_id)
-    return ok(notification=item)
+        row = await notifications.mark_read(conn, user.id, notification_id)
+    return ok(notification=to_api(row))
+
+
+def to_api(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "kind": row["kind"],
+        "title": row["title"],
+        "body": row["body"],
+        "webhook_id": str(row["webhook_id"]) if row["webhook_id"] else None,
+        "alert_id": str(row["alert_id"]) if row["alert_id"] else None,
+        "read": row["read_at"] is not None,
+        "read_at": row["read_at"],
+        "created_at": row["created_at"],
+    }

@@ -1,4 +1,8 @@
-"""One log line and the metrics of every request, and ``GET /metrics`` (Prometheus text format).
+"""One log line, the metrics and the response time of every request, and ``GET /metrics``.
+
+Each request is timed once, here: the time goes to the access log, to the Prometheus counters
+(``GET /metrics``, text format) and, for /api and inbound requests, to the response-time recorder
+behind ``GET /api/response-time``. Both buffers reach Redis about once a second.
 
 Requests are named by their route pattern (``/{token}``), never their raw path: inbound paths
 hold webhook tokens. ``/metrics`` answers loopback callers without credentials; with
@@ -21,10 +25,10 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from api import status as status_api
+from api.inputs import bearer
 from api.middlewares import route_name
-from api.state import REDIS, REQUEST_ID, SETTINGS
-from engine import metrics
+from api.state import REDIS, REQUEST_ID, RESPONSE_TIMES, SETTINGS
+from engine import metrics, periodic, response_times
 from engine.errors import Unauthorized
 
 log = logging.getLogger("monoduty.access")
@@ -57,7 +61,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         buffer = request.app[METRICS_BUFFER]
         buffer.inc(metrics.REQUESTS, request.method, route, str(status))
         buffer.observe(metrics.REQUEST_DURATION, elapsed, route)
-        status_api.record_response_time(request, elapsed * 1000)
+        _record_response_time(request, elapsed * 1000)
         log.log(
             logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
             "%s %s %s %.1fms",
@@ -73,6 +77,14 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
                 "request_id": request.get(REQUEST_ID),
             },
         )
+
+
+def _record_response_time(request: web.Request, elapsed_ms: float) -> None:
+    """Keep an /api or inbound request's time in this process's recorder (no I/O here)."""
+    if request.path.startswith("/api/"):
+        request.app[RESPONSE_TIMES].record("api", elapsed_ms)
+    elif "{token" in route_name(request):
+        request.app[RESPONSE_TIMES].record("inbound", elapsed_ms)
 
 
 def count_alert_accepted(request: web.Request) -> None:
@@ -93,9 +105,9 @@ async def metrics_view(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     token = settings.metrics_token
     if token and not _is_local(request):
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        given_bytes = given.strip().encode("utf-8", "surrogateescape")  # any header byte: no 500
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, token.encode()):
+        given = bearer(request)
+        given_bytes = (given or "").encode("utf-8", "surrogateescape")  # any header byte: no 500
+        if given is None or not hmac.compare_digest(given_bytes, token.encode()):
             raise Unauthorized("metrics need Authorization: Bearer <MONODUTY_METRICS_TOKEN>")
     redis = request.app[REDIS]
     await request.app[METRICS_BUFFER].flush(redis)  # this process's latest counts too
@@ -106,27 +118,29 @@ async def metrics_view(request: web.Request) -> web.Response:
 
 
 async def _flusher(app: web.Application) -> AsyncIterator[None]:
-    buffer = app[METRICS_BUFFER]
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            try:
-                await buffer.flush(app[REDIS])
-            except Exception as exc:  # Redis down: keep counting, flush later
-                log.warning("metrics flush failed: %s", type(exc).__name__)
-
-    task = asyncio.create_task(loop())
+    buffer, times = app[METRICS_BUFFER], app[RESPONSE_TIMES]
+    # Redis down: metrics keep counting and go with a later flush; response times are dropped.
+    tasks = [
+        periodic.start(FLUSH_SECONDS, lambda: buffer.flush(app[REDIS]), what="metrics flush", log=log),
+        periodic.start(
+            FLUSH_SECONDS,
+            lambda: times.flush(app[REDIS]),
+            what="response times flush",
+            log=log,
+            level=logging.DEBUG,
+        ),
+    ]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        await periodic.stop(task)
     with contextlib.suppress(Exception):
         await buffer.flush(app[REDIS])
 
 
 def setup(app: web.Application) -> None:
-    """Add /metrics and the periodic flush; call after the app's Redis is in its cleanup_ctx."""
+    """Add the buffers, /metrics and the periodic flush; call after the app's Redis is in its
+    cleanup_ctx."""
     app[METRICS_BUFFER] = metrics.MetricsBuffer()
+    app[RESPONSE_TIMES] = response_times.Recorder()
     app.cleanup_ctx.append(_flusher)
     app.router.add_get("/metrics", metrics_view)

@@ -6,17 +6,26 @@ import asyncio
 import uuid
 from contextlib import aclosing
 
-import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
+from api.inputs import json_body
 from api.responses import ok
 from api.state import POOL, REQUEST_ID, SETTINGS
-from api.webhooks import json_body
-from engine import reports
+from engine import db, reports
 from engine.reports import render_csv, render_pdf
 
 routes = web.RouteTableDef()
+
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
+
+
+def _file_headers(wanted: reports.ReportRequest) -> dict[str, str]:
+    """Headers of a file answer: its type and a download name."""
+    return {
+        "Content-Type": CONTENT_TYPES[wanted.format],
+        "Content-Disposition": f'attachment; filename="{wanted.filename}"',
+    }
 
 
 @routes.post("/api/reports/generate")
@@ -30,16 +39,16 @@ async def generate(request: web.Request) -> web.StreamResponse:
     if wanted.format == "json":
         return ok(report=report)
     document = await asyncio.to_thread(render_pdf.render, report)
-    return web.Response(body=document, headers=reports.describe(wanted))
+    return web.Response(body=document, headers=_file_headers(wanted))
 
 
 async def _stream_csv(
-    request: web.Request, conn: asyncpg.Connection, user_id: uuid.UUID, wanted: reports.ReportRequest
+    request: web.Request, conn: db.Connection, user_id: uuid.UUID, wanted: reports.ReportRequest
 ) -> web.StreamResponse:
     """Write each chunk as the cursor yields it; the first chunk comes before the status line,
     so a failure before any row still answers as a JSON error."""
     # Headers are sent at prepare(): the request id middleware's header would come too late.
-    response = web.StreamResponse(headers={**reports.describe(wanted), "X-Request-Id": request[REQUEST_ID]})
+    response = web.StreamResponse(headers={**_file_headers(wanted), "X-Request-Id": request[REQUEST_ID]})
     async with aclosing(render_csv.stream(conn, user_id, wanted)) as chunks:
         async for chunk in chunks:
             if not response.prepared:

@@ -1,8 +1,8 @@
 """The perimeter: HTTPS enforcement with trusted proxies, HSTS, and the per-caller API rate limit.
 
-Order in the app: request id → errors → ``https_middleware`` → ``ratelimit_middleware`` → auth.
-So plain HTTP is refused before it is counted, and an over-limit caller is refused before its
-key is looked up or anything else runs.
+Order in the app: request id → timing and access log → errors → ``https_middleware`` →
+``ratelimit_middleware`` → auth. So plain HTTP is refused before it is counted, and an over-limit
+caller is refused before its key is looked up or any handler runs.
 
 A request counts as HTTPS when it arrived over TLS, or when it comes from an address in
 ``MONODUTY_TRUSTED_PROXIES`` whose ``X-Forwarded-Proto`` says https. From such a proxy the
@@ -15,11 +15,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 
+from api.inputs import bearer
 from api.state import REDIS, SETTINGS
 from engine import ratelimit
 from engine.errors import MonodutyError
@@ -59,7 +61,7 @@ async def https_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Refuse plain HTTP where required (403 HTTPS_REQUIRED); see the module docstring."""
     settings = request.app[SETTINGS]
     secure = request.secure
-    changes: dict[str, str] = {}
+    changes: dict[str, Any] = {}
     if _trusted(request.remote, request.app[PROXIES]):
         if not secure and _last(request.headers.get("X-Forwarded-Proto")).lower() == "https":
             secure = True
@@ -85,9 +87,9 @@ async def add_hsts(request: web.Request, response: web.StreamResponse) -> None:
 
 def _caller(request: web.Request) -> str:
     """Whom an /api request is counted against: its API key, else its session, else its address."""
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return "key:" + value.strip()
+    key = bearer(request)
+    if key is not None:
+        return "key:" + key
     cookie = request.cookies.get(COOKIE_NAME)
     if cookie:
         return "session:" + cookie

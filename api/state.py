@@ -6,14 +6,17 @@ import asyncpg
 from aiohttp import web
 from arq.connections import ArqRedis
 
+from engine import response_times
 from engine.settings import Settings
 from engine.users import User
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
-AVAILABLE_TYPES = web.AppKey("available_types", frozenset)
+AVAILABLE_TYPES = web.AppKey("available_types", frozenset[str])
 API_BODY_LIMIT = web.AppKey("api_body_limit", int)
+# This process's request times, not yet in Redis (api/observability.py records and flushes them).
+RESPONSE_TIMES = web.AppKey("response_times", response_times.Recorder)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER = web.RequestKey("user", User)

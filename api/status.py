@@ -1,8 +1,8 @@
-"""System status routes (/api/status, /api/response-time, /api/uptime, /readyz) and what feeds them.
+"""System status routes (/api/status, /api/response-time, /api/uptime, /readyz).
 
-Public and secret-free. ``setup`` adds the routes, the timing middleware and a background task
-that, about once a second, flushes this process's response times to Redis and (every
-``API_BEAT_SECONDS``) says this API process is alive, so that every process answers alike.
+Public and secret-free. ``setup`` adds the routes and a background task that says, every
+``API_BEAT_SECONDS``, that this API process is alive (for /api/uptime's start time), so that every
+process answers alike. Request times are recorded and flushed by api/observability.py.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from api.middlewares import route_name
 from api.responses import ok
-from api.state import POOL, REDIS, SETTINGS
-from engine import registry, response_times, status, uptime
+from api.state import POOL, REDIS, RESPONSE_TIMES, SETTINGS
+from engine import periodic, registry, response_times, status, uptime
 from engine.errors import Unavailable
 
 log = logging.getLogger("monoduty.api")
 
-RESPONSE_TIMES = web.AppKey("response_times", response_times.Recorder)
 STARTED_AT = web.AppKey("started_at", datetime)
 FLUSH_SECONDS = 1.0
 API_BEAT_SECONDS = 20.0
@@ -92,51 +90,28 @@ async def get_uptime(request: web.Request) -> web.Response:
     )
 
 
-def _group(request: web.Request) -> str | None:
-    if request.path.startswith("/api/"):
-        return "api"
-    if "{token" in route_name(request):
-        return "inbound"
-    return None
-
-
-def record_response_time(request: web.Request, elapsed_ms: float) -> None:
-    """Keep an /api or inbound request's time in this process's recorder (no I/O here); the
-    request middleware in api/observability.py measures once and hands it over."""
-    group = _group(request)
-    if group is not None:
-        request.app[RESPONSE_TIMES].record(group, elapsed_ms)
-
-
-async def _report(app: web.Application) -> None:
+async def _reporter(app: web.Application) -> AsyncIterator[None]:
     member = registry.this_process()
     info = {"started_at": app[STARTED_AT].isoformat()}
     last_beat = 0.0
-    while True:
-        try:
-            await app[RESPONSE_TIMES].flush(app[REDIS])
-            if time.monotonic() - last_beat >= API_BEAT_SECONDS:
-                await registry.beat(app[REDIS], registry.API, member, info)
-                last_beat = time.monotonic()
-        except Exception as exc:  # Redis away: try again next time; never stop reporting
-            log.debug("status report to redis failed: %s", type(exc).__name__)
-        await asyncio.sleep(FLUSH_SECONDS)
 
+    async def beat() -> None:
+        # Checked every second, so a beat that failed (Redis away) is retried within a second.
+        nonlocal last_beat
+        if time.monotonic() - last_beat >= API_BEAT_SECONDS:
+            await registry.beat(app[REDIS], registry.API, member, info)
+            last_beat = time.monotonic()
 
-async def _reporter(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_report(app))
+    task = periodic.start(FLUSH_SECONDS, beat, what="status report to redis", log=log, level=logging.DEBUG)
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await periodic.stop(task)
     with contextlib.suppress(Exception):
         async with asyncio.timeout(app[SETTINGS].status_timeout):
-            await registry.leave(app[REDIS], registry.API, registry.this_process())
+            await registry.leave(app[REDIS], registry.API, member)
 
 
 def setup(app: web.Application) -> None:
-    """Status routes, the timing middleware's recorder, and the reporter (after the resources)."""
-    app[RESPONSE_TIMES] = response_times.Recorder()
+    """Status routes and the reporter (after the resources)."""
     app[STARTED_AT] = datetime.now(UTC)
     app.router.add_routes(routes)
     app.cleanup_ctx.append(_reporter)

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
-from api.bodies import read_body
+from api.inputs import json_body
 from api.responses import ok
-from api.state import API_BODY_LIMIT, AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
+from api.state import AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
 from engine import limits, webhooks
-from engine.errors import ValidationError
-from engine.inbound import forget_token
 
 routes = web.RouteTableDef()
-
-
-async def json_body(request: web.Request) -> Any:
-    """The request's JSON within engine.limits (depth, string sizes), or a 400 that says what is wrong."""
-    raw = await read_body(request, request.app[API_BODY_LIMIT])
-    try:
-        body = json.loads(raw.decode(request.charset or "utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"request body is not valid JSON ({exc})", code="INVALID_JSON") from None
-    except LookupError:  # Content-Type named a charset Python does not know
-        raise ValidationError(
-            "request body's charset is unknown; send UTF-8 JSON", code="INVALID_JSON"
-        ) from None
-    except RecursionError:
-        raise ValidationError("the JSON body is nested too deeply", code="TOO_DEEP") from None
-    limits.check_json(body)
-    return body
 
 
 @routes.get("/api/webhooks")
@@ -43,7 +25,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
         records = await webhooks.list_webhooks(conn, user.id, limit=limit, offset=offset)
         total = await webhooks.count_webhooks(conn, user.id)
     base = public_url(request)
-    return ok(webhooks=[webhooks.to_api(r, base) for r in records], total=total)
+    return ok(webhooks=[to_api(r, base) for r in records], total=total)
 
 
 @routes.post("/api/webhooks")
@@ -51,8 +33,9 @@ async def create_webhook(request: web.Request) -> web.Response:
     user = current_user(request)
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
-        record = await webhooks.create_webhook(conn, user, body, set(request.app[AVAILABLE_TYPES]))
-    return ok(http_status=201, webhook=webhooks.to_api(record, public_url(request)))
+        available = request.app[AVAILABLE_TYPES]
+        record = await webhooks.create_webhook(conn, user, body, available)
+    return ok(http_status=201, webhook=to_api(record, public_url(request)))
 
 
 @routes.get("/api/webhooks/{id}")
@@ -62,7 +45,7 @@ async def get_webhook(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         record = await webhooks.get_webhook(conn, user.id, webhook_id)
         last_test = await webhooks.last_test(conn, user.id, webhook_id)
-    return ok(webhook={**webhooks.to_api(record, public_url(request)), "last_test": last_test})
+    return ok(webhook={**to_api(record, public_url(request)), "last_test": last_test})
 
 
 @routes.patch("/api/webhooks/{id}")
@@ -71,11 +54,9 @@ async def update_webhook(request: web.Request) -> web.Response:
     webhook_id = webhooks.parse_id(request.match_info["id"])
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
-        record = await webhooks.update_webhook(
-            conn, user, webhook_id, body, set(request.app[AVAILABLE_TYPES])
-        )
-    await forget_token(request.app[REDIS], record["token"])
-    return ok(webhook=webhooks.to_api(record, public_url(request)))
+        available = request.app[AVAILABLE_TYPES]
+        record = await webhooks.update_webhook(conn, request.app[REDIS], user, webhook_id, body, available)
+    return ok(webhook=to_api(record, public_url(request)))
 
 
 @routes.delete("/api/webhooks/{id}")
@@ -83,8 +64,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
     user = current_user(request)
     webhook_id = webhooks.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
-        token = await webhooks.delete_webhook(conn, user.id, webhook_id)
-    await forget_token(request.app[REDIS], token)
+        await webhooks.delete_webhook(conn, request.app[REDIS], user.id, webhook_id)
     return ok(deleted=str(webhook_id))
 
 
@@ -97,3 +77,27 @@ async def test_webhook(request: web.Request) -> web.Response:
         record = await webhooks.get_webhook(conn, user.id, webhook_id)
     alert_id = await webhooks.send_test(request.app[REDIS], record, request_id=request[REQUEST_ID])
     return ok(http_status=202, alert_id=alert_id, status="queued", test=True)
+
+
+def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[str, Any]:
+    """The webhook as the seed shows it (snake_case)."""
+    return {
+        "id": str(record["id"]),
+        "name": record["name"],
+        "description": record["description"],
+        "alias": record["alias"],
+        "status": record["status"],
+        "webhook_url": f"{public_url}/{record['token']}",
+        "notification_types": list(record["notification_types"]),
+        "target_channels": record["targets"],
+        "signed": record["signed"],
+        "statistics": {
+            "total_calls": record["total_calls"],
+            "successful_calls": record["successful_calls"],
+            "failed_calls": record["failed_calls"],
+            "pending_calls": record["pending_calls"],
+        },
+        "last_call_at": record["last_call_at"],
+        "created_at": record["created_at"],
+        "updated_at": record["updated_at"],
+    }

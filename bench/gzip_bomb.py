@@ -21,7 +21,8 @@ from pathlib import Path
 import aiohttp
 
 from engine import db
-from engine.users import create_api_key, create_user
+from engine.api_keys import create_api_key
+from engine.users import create_user
 from tests.support.processes import ApiProcess
 from tests.support.services import Services, provision
 

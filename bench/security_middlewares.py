@@ -19,8 +19,9 @@ import api.app
 from api import security
 from engine import db
 from engine.accounts import set_password
+from engine.api_keys import create_api_key
 from engine.settings import RateLimit, Settings
-from engine.users import create_api_key, create_user
+from engine.users import create_user
 from tests.support.services import Services, provision
 
 N = 2000

@@ -23,9 +23,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
-from engine import validate
+from engine import db, sessions, validate
+from engine.channels.formats import validate_email, validate_phone, validate_topic
 from engine.errors import Conflict, MonodutyError, ValidationError
-from engine.targets import TargetError, validate_email, validate_phone, validate_topic
+from engine.sessions import Session
 from engine.users import USER_COLUMNS, User, create_user
 
 MIN_PASSWORD = 8
@@ -101,29 +102,22 @@ def _password(body: Mapping[str, Any], name: str) -> str:
     return value
 
 
-async def set_password(conn: asyncpg.Connection, user_id: uuid.UUID, password: str) -> None:
+async def set_password(conn: db.Connection, user_id: uuid.UUID, password: str) -> None:
     """Give a user a password (``monoduty users create --password``), checked like a sign-up's."""
     await conn.execute(
         SET_PASSWORD, user_id, await hash_password(_password({"password": password}, "password"))
     )
 
 
-def _checked(check: Any, value: object, name: str) -> str:
-    try:
-        return check(value, field=name)
-    except TargetError as exc:
-        raise ValidationError(exc.message, field=exc.field) from None
-
-
-async def register(conn: asyncpg.Connection, body: object) -> User:
+async def register(conn: db.Connection, body: object) -> User:
     """Create a user with a password (the caller has checked that sign-up is open)."""
     body = validate.require_object(body)
     validate.only_known(body, REGISTER_FIELDS)
-    email = _checked(validate_email, body.get("email"), "email")
+    email = validate_email(body.get("email"), field="email")
     password = _password(body, "password")
     name = validate.string(body, "name", max_length=100, nullable=True)
     phone = body.get("phone")
-    phone = _checked(validate_phone, phone, "phone") if phone is not None else None
+    phone = validate_phone(phone, field="phone") if phone is not None else None
     async with conn.transaction():
         user = await create_user(conn, email, name=name, phone=phone)
         await set_password(conn, user.id, password)
@@ -135,7 +129,7 @@ def _failures_key(email: str, client: str) -> str:
     return FAILURES_PREFIX + hashlib.sha256(identity).hexdigest()[:40]
 
 
-async def login(conn: asyncpg.Connection, redis: Redis, body: object, client: str) -> User:
+async def login(conn: db.Connection, redis: Redis, body: object, client: str) -> User:
     """The user whose email and password these are, or InvalidCredentials / LoginThrottled."""
     body = validate.require_object(body)
     email, password = body.get("email"), body.get("password")
@@ -160,13 +154,17 @@ async def login(conn: asyncpg.Connection, redis: Redis, body: object, client: st
         raise InvalidCredentials()
     await redis.delete(failures)
     assert record is not None
-    if _hasher.check_needs_rehash(stored):  # parameters were raised since this hash was made
+    # Parameters were raised since this hash was made (stored is set: the password matched it).
+    if stored is not None and _hasher.check_needs_rehash(stored):
         await conn.execute(SET_PASSWORD, record["id"], await hash_password(password))
     return User.from_record(record)
 
 
-async def change_password(conn: asyncpg.Connection, user: User, body: object) -> None:
-    """Set a new password; the current one is required when the user has one."""
+async def change_password(
+    conn: db.Connection, redis: Redis, user: User, body: object, *, keep: Session | None
+) -> None:
+    """Set a new password; the current one is required when the user has one. Every web session
+    of the user but ``keep`` (the one asking, if it is a session) ends."""
     body = validate.require_object(body)
     validate.only_known(body, PASSWORD_FIELDS)
     new = _password(body, "newPassword")
@@ -178,35 +176,24 @@ async def change_password(conn: asyncpg.Connection, user: User, body: object) ->
                 "currentPassword is not right", field="currentPassword", code="WRONG_PASSWORD"
             )
     await conn.execute(SET_PASSWORD, user.id, await hash_password(new))
+    await sessions.end_all(redis, user.id, keep=keep)
 
 
-async def update_profile(conn: asyncpg.Connection, user: User, body: object) -> User:
+async def update_profile(conn: db.Connection, user: User, body: object) -> User:
     """Change email, name, phone or push topic; a field left out keeps its value, null clears it."""
     body = validate.require_object(body)
     validate.only_known(body, PROFILE_FIELDS)
-    email = _checked(validate_email, body["email"], "email") if "email" in body else user.email
+    email = validate_email(body["email"], field="email") if "email" in body else user.email
     name = validate.string(body, "name", max_length=100, nullable=True) if "name" in body else user.name
     phone, topic = user.phone, user.push_topic
     if "phone" in body:
-        phone = _checked(validate_phone, body["phone"], "phone") if body["phone"] is not None else None
+        phone = validate_phone(body["phone"], field="phone") if body["phone"] is not None else None
     if "pushTopic" in body:
         raw = body["pushTopic"]
-        topic = _checked(validate_topic, raw, "pushTopic") if raw is not None else None
+        topic = validate_topic(raw, field="pushTopic") if raw is not None else None
     try:
         record = await conn.fetchrow(UPDATE_PROFILE, user.id, email, name, phone, topic)
     except asyncpg.UniqueViolationError:
         raise Conflict("a user with this email already exists", code="EMAIL_TAKEN") from None
     assert record is not None
     return User.from_record(record)
-
-
-def profile(user: User) -> dict[str, Any]:
-    """The user as GET /api/auth/me shows it, with the default contact of each channel."""
-    return {
-        "id": str(user.id),
-        "email": user.email,
-        "name": user.name,
-        "phone": user.phone,
-        "push_topic": user.push_topic,
-        "default_targets": {key: user.default_target(key) for key in ("email", "sms", "push", "call")},
-    }

@@ -18,9 +18,9 @@ from typing import Any
 
 import asyncpg
 
-from engine import notifications
-from engine.channels import TARGET_KEYS
+from engine import db, notifications
 from engine.channels.base import Message
+from engine.channels.registry import TARGET_KEYS
 from engine.payloads import ParsedAlert
 
 
@@ -109,7 +109,7 @@ class Attempt:
 
 
 async def record_alert(
-    conn: asyncpg.Connection,
+    conn: db.Connection,
     alert_id: uuid.UUID,
     webhook_id: uuid.UUID,
     parsed: ParsedAlert,
@@ -159,7 +159,7 @@ async def record_alert(
         return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
 
 
-async def start_attempt(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> Attempt | None:
+async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt | None:
     """Count a new attempt before sending (a crash mid-send still counts); None if final."""
     row = await conn.fetchrow(START_ATTEMPT, delivery_id)
     if row is None:
@@ -187,12 +187,12 @@ async def start_attempt(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> Att
     )
 
 
-async def schedule_retry(conn: asyncpg.Connection, delivery_id: uuid.UUID, error: str, delay: float) -> None:
+async def schedule_retry(conn: db.Connection, delivery_id: uuid.UUID, error: str, delay: float) -> None:
     await conn.execute(SCHEDULE_RETRY, delivery_id, error, delay)
 
 
 async def finish_delivery(
-    conn: asyncpg.Connection,
+    conn: db.Connection,
     delivery_id: uuid.UUID,
     status: DeliveryStatus,
     *,
@@ -214,7 +214,7 @@ async def finish_delivery(
         return await _finalise(conn, alert_id)
 
 
-async def _finalise(conn: asyncpg.Connection, alert_id: uuid.UUID) -> dict[str, Any] | None:
+async def _finalise(conn: db.Connection, alert_id: uuid.UUID) -> dict[str, Any] | None:
     final = await conn.fetchrow(FINALISE_ALERT, alert_id)
     if final is None:
         return None
@@ -224,7 +224,7 @@ async def _finalise(conn: asyncpg.Connection, alert_id: uuid.UUID) -> dict[str, 
 
 
 async def _notify_alert(
-    conn: asyncpg.Connection, webhook: asyncpg.Record, alert_id: uuid.UUID, parsed: ParsedAlert
+    conn: db.Connection, webhook: asyncpg.Record, alert_id: uuid.UUID, parsed: ParsedAlert
 ) -> None:
     await notifications.create(
         conn,

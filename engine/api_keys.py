@@ -1,19 +1,28 @@
-"""API key management: list, create (the secret shown once), revoke. Key format and hashing live
-in engine.users, next to the lookup that authenticates every request.
+"""API keys: made (the secret shown once), looked up on every request, listed, revoked.
+
+A key reads ``md_live_<43 url-safe characters>``: the fixed prefix lets secret scanners spot a
+leaked key, and the first characters (``prefix``) are kept in clear so a user can tell keys
+apart. Only a SHA-256 of the whole key is stored; lookup is an index probe on that hash, so no
+comparison of secrets happens in Python and there is nothing to time.
 
 Revocation is immediate: every request looks its key up in PostgreSQL (no cache to outlive it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
 from typing import Any
 
 import asyncpg
 
-from engine import validate
+from engine import db, validate
 from engine.errors import NotFound, ValidationError
-from engine.users import create_api_key
+from engine.users import User
+
+KEY_PREFIX = "md_live_"
+_SHOWN_CHARS = len(KEY_PREFIX) + 6
 
 FIELDS = {"name"}
 MAX_KEYS = 100  # live keys per user; also the page size of the list
@@ -23,9 +32,54 @@ SELECT id, name, prefix, created_at, last_used_at FROM api_keys
 WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id LIMIT $2 OFFSET $3
 """
 COUNT_LIVE = "SELECT count(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL"
+INSERT_API_KEY = """
+INSERT INTO api_keys (id, user_id, name, prefix, secret_hash) VALUES ($1, $2, $3, $4, $5)
+RETURNING id, name, prefix, created_at, last_used_at
+"""
+
+# last_used_at is written at most once a minute per key: reads must not turn into writes.
+AUTHENTICATE_KEY = """
+WITH hit AS (
+    SELECT id, user_id, last_used_at FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL
+), touch AS (
+    UPDATE api_keys SET last_used_at = now()
+    WHERE id = (SELECT id FROM hit)
+      AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+)
+SELECT u.id, u.email, u.name, u.phone, u.push_topic, hit.id AS api_key_id
+FROM hit JOIN users u ON u.id = hit.user_id
+"""
 REVOKE = """
 UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING id
 """
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_api_key(conn: db.Connection, user_id: uuid.UUID, name: str) -> tuple[str, dict[str, Any]]:
+    """Make a key for the user. The secret is returned here once and never again."""
+    key = new_api_key()
+    record = await conn.fetchrow(
+        INSERT_API_KEY, uuid.uuid4(), user_id, name, key[:_SHOWN_CHARS], hash_key(key)
+    )
+    assert record is not None
+    return key, dict(record)
+
+
+async def authenticate_key(conn: db.Connection, key: str) -> tuple[User, uuid.UUID] | None:
+    """The user owning a live key and the key's id, or None."""
+    if not key.startswith(KEY_PREFIX) or len(key) > 200 or not key.isascii():
+        return None
+    record = await conn.fetchrow(AUTHENTICATE_KEY, hash_key(key))
+    if record is None:
+        return None
+    return User.from_record(record), record["api_key_id"]
 
 
 def parse_id(raw: str) -> uuid.UUID:
@@ -35,25 +89,15 @@ def parse_id(raw: str) -> uuid.UUID:
         raise NotFound("API key not found", code="API_KEY_NOT_FOUND") from None
 
 
-def to_api(record: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(record["id"]),
-        "name": record["name"],
-        "prefix": record["prefix"],
-        "created_at": record["created_at"],
-        "last_used_at": record["last_used_at"],
-    }
-
-
 async def list_keys(
-    conn: asyncpg.Connection, user_id: uuid.UUID, limit: int, offset: int
+    conn: db.Connection, user_id: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
     """One page of the user's live keys and how many there are in all."""
     records = await conn.fetch(SELECT_ALL, user_id, limit, offset)
     return records, await conn.fetchval(COUNT_LIVE, user_id)
 
 
-async def new_key(conn: asyncpg.Connection, user_id: uuid.UUID, body: object) -> tuple[str, dict[str, Any]]:
+async def new_key(conn: db.Connection, user_id: uuid.UUID, body: object) -> tuple[str, dict[str, Any]]:
     """Validate the request and make a key; the secret is returned this once."""
     body = validate.require_object(body)
     validate.only_known(body, FIELDS)
@@ -66,7 +110,7 @@ async def new_key(conn: asyncpg.Connection, user_id: uuid.UUID, body: object) ->
     return await create_api_key(conn, user_id, name)
 
 
-async def revoke(conn: asyncpg.Connection, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
+async def revoke(conn: db.Connection, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
     """Revoke one of the user's keys; the next request made with it is a 401."""
     if await conn.fetchval(REVOKE, key_id, user_id) is None:
         raise NotFound("API key not found", code="API_KEY_NOT_FOUND")

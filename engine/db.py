@@ -9,9 +9,14 @@ import sysconfig
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
+import asyncpg.pool
+
+# What the engine's functions take: a connection of their own or one borrowed from the pool. The
+# pool's proxy forwards every call to the connection; asyncpg's stubs keep the two types apart.
+Connection: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 
 
 def _schema_path() -> Path:
@@ -31,7 +36,7 @@ SCHEMA_PATH = _schema_path()
 _MIGRATE_LOCK = 0x6D6F6E6F  # "mono"
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: Connection) -> None:
     # jsonb columns come back as Python objects and take them as parameters.
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -55,7 +60,7 @@ def _quiet(step: str) -> None:
 
 
 async def apply_schema(
-    conn: asyncpg.Connection, schema_path: Path = SCHEMA_PATH, progress: Callable[[str], None] = _quiet
+    conn: Connection, schema_path: Path = SCHEMA_PATH, progress: Callable[[str], None] = _quiet
 ) -> None:
     """Apply schema.sql; safe to repeat, and serialised across processes by an advisory lock.
 
@@ -82,7 +87,3 @@ async def migrate(dsn: str, progress: Callable[[str], None] = _quiet) -> None:
     finally:
         await conn.close()
     progress(f"done in {time.monotonic() - started:.1f}s")
-
-
-def record_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
-    return dict(record) if record is not None else None

@@ -161,5 +161,5 @@ class SnapshotCollector(Collector):
 
 async def snapshot(redis: ArqRedis, queue_name: str) -> list[object]:
     """Everything ``GET /metrics`` shows, read from Redis now."""
-    raw = await redis.hgetall(METRICS_KEY)
+    raw = await redis.hgetall(METRICS_KEY)  # type: ignore[misc]
     return families(raw, await queue_inspect.load(redis, queue_name))

@@ -16,12 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
 
-from engine import limits
+from engine import db, limits
 from engine.errors import NotFound, ValidationError
 
 
@@ -80,7 +79,7 @@ class PageRequest:
 
 
 async def create(
-    conn: asyncpg.Connection,
+    conn: db.Connection,
     user_id: uuid.UUID,
     kind: NotificationKind,
     title: str,
@@ -97,7 +96,7 @@ async def create(
     return notification_id
 
 
-async def delivery_failed(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> None:
+async def delivery_failed(conn: db.Connection, delivery_id: uuid.UUID) -> None:
     """Tell the owner that a delivery failed for good (call inside the status change's transaction)."""
     await conn.execute(INSERT_DELIVERY_FAILED, delivery_id, uuid.uuid4())
 
@@ -178,46 +177,30 @@ def parse_page(query: Mapping[str, str]) -> PageRequest:
 
 
 async def list_page(
-    conn: asyncpg.Connection, user_id: uuid.UUID, page: PageRequest
-) -> tuple[list[dict[str, Any]], str | None]:
+    conn: db.Connection, user_id: uuid.UUID, page: PageRequest
+) -> tuple[list[asyncpg.Record], str | None]:
     """One page, newest first, and the cursor of the next page (None on the last)."""
     created_at, after_id = page.after if page.after else (None, None)
     rows = await conn.fetch(PAGE, user_id, created_at, after_id, page.unread_only, page.limit + 1)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
-    return [to_api(r) for r in rows], cursor
+    return rows, cursor
 
 
-async def unread_count(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+async def unread_count(conn: db.Connection, user_id: uuid.UUID) -> int:
     return await conn.fetchval(UNREAD_COUNT, user_id)
 
 
-async def mark_read(
-    conn: asyncpg.Connection, user_id: uuid.UUID, notification_id: uuid.UUID
-) -> dict[str, Any]:
+async def mark_read(conn: db.Connection, user_id: uuid.UUID, notification_id: uuid.UUID) -> asyncpg.Record:
     """Mark one read (reading it again keeps the first read time)."""
     row = await conn.fetchrow(MARK_READ, notification_id, user_id)
     if row is None:
         raise NotFound("notification not found", code="NOTIFICATION_NOT_FOUND")
-    return to_api(row)
+    return row
 
 
-async def mark_all_read(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+async def mark_all_read(conn: db.Connection, user_id: uuid.UUID) -> int:
     """Mark every unread notification read; returns how many changed."""
     status = await conn.execute(MARK_ALL_READ, user_id)
     return int(status.split()[-1])
-
-
-def to_api(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "kind": row["kind"],
-        "title": row["title"],
-        "body": row["body"],
-        "webhook_id": str(row["webhook_id"]) if row["webhook_id"] else None,
-        "alert_id": str(row["alert_id"]) if row["alert_id"] else None,
-        "read": row["read_at"] is not None,
-        "read_at": row["read_at"],
-        "created_at": row["created_at"],
-    }

@@ -130,7 +130,8 @@ def _multipart_fields(body: bytes, content_type: str) -> dict[str, str]:
         for part in message.iter_parts() if message.is_multipart() else ():
             name = part.get_param("name", header="content-disposition")
             if isinstance(name, str) and part.get_filename() is None:
-                fields[name] = str(part.get_payload(decode=True) or b"", "utf-8", "replace")
+                payload = part.get_payload(decode=True)  # bytes for a leaf part, None when empty
+                fields[name] = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
     except (ValueError, LookupError, TypeError):
         return {}
     return fields

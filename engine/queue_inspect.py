@@ -32,6 +32,7 @@ from arq.constants import (
     result_key_prefix,
     retry_key_prefix,
 )
+from redis.asyncio import Redis
 
 from engine import queue, registry
 from engine.errors import Conflict, NotFound
@@ -150,7 +151,7 @@ async def summarize(redis: ArqRedis, queue_name: str) -> QueueSummary:
     return summary
 
 
-async def load(redis: ArqRedis, queue_name: str, *, sample: int = 1000) -> QueueLoad:
+async def load(redis: Redis, queue_name: str, *, sample: int = 1000) -> QueueLoad:
     """Queued / running / retrying counts in a few Redis calls, whatever the size of the queue.
 
     Running jobs stay in the queue with a due score, so they are found among the ``sample``

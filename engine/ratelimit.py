@@ -3,7 +3,10 @@
 A fixed window per key: the first hit of a window sets its expiry, each hit adds one, and a hit
 past ``RateLimit.count`` is refused until the window ends. One Redis round trip per check (a
 small Lua script, atomic, and fine on the Redis 6.2 that `monoduty dev` embeds, which lacks
-EXPIRE NX), and nothing else runs before it.
+EXPIRE NX). Each limit is checked before the work it guards: the API limit before the caller's
+key is looked up, an inbound webhook's limit right after its token is resolved (from the Redis
+cache: a token must be known to be counted against), and the failure counters for unknown API
+keys and webhook URLs (``exhausted``, then ``hit`` on a miss) before the database is asked.
 
 Answers follow draft-ietf-httpapi-ratelimit-headers-10 (September 2025): the policy and the
 current state as Structured Field lists, ``RateLimit-Policy: "api";q=600;w=60`` and
@@ -108,16 +111,18 @@ async def hit(redis: Redis, key: str, limit: RateLimit, policy: str) -> Verdict:
     """Count one hit against ``key`` and say whether it is within ``limit``."""
     window_ms = limit.seconds * 1000
     try:
-        count, pttl = await redis.evalsha(HIT_SHA, 1, key, window_ms)
+        count, pttl = await redis.evalsha(HIT_SHA, 1, key, str(window_ms))  # type: ignore[misc]
     except NoScriptError:  # first use on this Redis (or after SCRIPT FLUSH / a restart)
-        count, pttl = await redis.eval(HIT_SCRIPT, 1, key, window_ms)
+        count, pttl = await redis.eval(HIT_SCRIPT, 1, key, str(window_ms))  # type: ignore[misc]
     return Verdict(policy, limit, int(count), math.ceil(int(pttl) / 1000))
 
 
 async def exhausted(redis: Redis, key: str, limit: RateLimit, policy: str) -> Verdict | None:
     """The refusing verdict if ``key``'s window is used up, without counting a hit; else None."""
     async with redis.pipeline(transaction=False) as pipe:
-        count, pttl = await pipe.get(key).pttl(key).execute()
+        pipe.get(key)
+        pipe.pttl(key)
+        count, pttl = await pipe.execute()
     if count is None or int(count) < limit.count:
         return None
     return Verdict(policy, limit, int(count) + 1, max(math.ceil(int(pttl) / 1000), 1))

@@ -75,7 +75,7 @@ async def alive(redis: Redis, kind: str, *, ttl: float = DEFAULT_TTL) -> dict[st
     if not seen:
         return {}
     members = [m.decode() if isinstance(m, bytes) else m for m, _ in seen]
-    infos = await redis.hmget(_info_key(kind), members)
+    infos = await redis.hmget(_info_key(kind), members)  # type: ignore[misc]
     result: dict[str, dict[str, Any]] = {}
     for member, (_, score), raw in zip(members, seen, infos, strict=True):
         info = json.loads(raw) if raw else {}

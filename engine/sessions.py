@@ -50,6 +50,16 @@ async def start(redis: Redis, user_id: uuid.UUID, ttl: int) -> tuple[str, Sessio
     return session_id, session
 
 
+async def log_in(redis: Redis, user_id: uuid.UUID, ttl: int, *, previous: str | None) -> tuple[str, Session]:
+    """The session of a login: ``previous`` (the cookie the browser still sent) ends and the new one
+    gets a fresh id, so an id planted in the browser before login is worth nothing after it."""
+    if previous:
+        old = await resume(redis, previous, ttl)
+        if old is not None:
+            await end(redis, old)
+    return await start(redis, user_id, ttl)
+
+
 async def resume(redis: Redis, session_id: str, ttl: int) -> Session | None:
     """The live session behind a cookie value, its idle expiry pushed back; None if gone or expired."""
     if not 20 <= len(session_id) <= 100 or not session_id.isascii():
@@ -75,7 +85,8 @@ async def end(redis: Redis, session: Session) -> None:
 async def end_all(redis: Redis, user_id: uuid.UUID, *, keep: Session | None = None) -> None:
     """End every session of the user (but ``keep``): after a password change."""
     index = USER_SESSIONS + str(user_id)
-    keys = [k.decode() if isinstance(k, bytes) else k for k in await redis.smembers(index)]
+    members = await redis.smembers(index)  # type: ignore[misc]
+    keys = [k.decode() if isinstance(k, bytes) else k for k in members]
     doomed = [k for k in keys if keep is None or k != keep.key]
     if doomed:
         async with redis.pipeline(transaction=True) as pipe:

@@ -7,6 +7,7 @@ root (the CLI) and by tests with an explicit mapping. Every variable may also be
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -203,12 +204,16 @@ def _proxies(raw: str | None) -> tuple[str, ...]:
 
 
 class _Reader:
-    """Strict typed access to the environment, with ``*_FILE`` indirection."""
+    """Strict typed access to the environment, with ``*_FILE`` indirection.
+
+    Its methods are named after the types they return, so inside the class those names are the
+    methods: annotations spell the types ``builtins.str`` and so on.
+    """
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
 
-    def str(self, name: str) -> str | None:
+    def str(self, name: builtins.str) -> builtins.str | None:
         value = self.env.get(name)
         path = self.env.get(f"{name}_FILE")
         if value is not None and path is not None:
@@ -222,7 +227,7 @@ class _Reader:
             return None
         return value.strip()
 
-    def int(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def int(self, name: builtins.str, default: builtins.int, *, minimum: builtins.int = 0) -> builtins.int:
         raw = self.str(name)
         if raw is None:
             return default
@@ -234,7 +239,7 @@ class _Reader:
             raise SettingsError(f"{name} must be at least {minimum}")
         return value
 
-    def float(self, name: str, default: float) -> float:
+    def float(self, name: builtins.str, default: builtins.float) -> builtins.float:
         raw = self.str(name)
         if raw is None:
             return default
@@ -246,10 +251,10 @@ class _Reader:
             raise SettingsError(f"{name} must not be negative")
         return value
 
-    def optional_bool(self, name: str) -> bool | None:
+    def optional_bool(self, name: builtins.str) -> builtins.bool | None:
         return None if self.str(name) is None else self.bool(name, False)
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self.str(name)
         if raw is None:
             return default

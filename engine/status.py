@@ -30,7 +30,8 @@ from engine.settings import Settings
 
 
 class Level(StrEnum):
-    """Overall and per-component status; schema.sql health_samples.status must match."""
+    """Overall and per-component status; schema.sql health_samples.status holds the overall one
+    (never ``unknown``)."""
 
     OPERATIONAL = "operational"
     DEGRADED = "degraded"
@@ -68,65 +69,73 @@ async def check(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> dict[st
     (db_ok, db_ms), (redis_ok, redis_ms) = await asyncio.gather(
         database_reachable(pool, limit), redis_reachable(redis, limit)
     )
+    components = {"database": _store(db_ok, db_ms), "redis": _store(redis_ok, redis_ms)}
     issues: list[str] = []
-    components: dict[str, dict[str, Any]] = {
-        "database": {
-            "status": Level.OPERATIONAL if db_ok else Level.DOWN,
-            "reachable": db_ok,
-            "round_trip_ms": db_ms,
-        },
-        "redis": {
-            "status": Level.OPERATIONAL if redis_ok else Level.DOWN,
-            "reachable": redis_ok,
-            "round_trip_ms": redis_ms,
-        },
-        "workers": {"status": Level.UNKNOWN, "alive": None},
-        "queue": {
-            "status": Level.UNKNOWN,
-            "queued": None,
-            "in_progress": None,
-            "retrying": None,
-            "oldest_queued_seconds": None,
-        },
-    }
     if not redis_ok:
         issues.append("redis is unreachable: no alert can be accepted")
     if not db_ok:
         issues.append("database is unreachable: alerts are accepted and wait in the queue")
     if redis_ok:
-        try:
-            alive, load = await asyncio.wait_for(
-                asyncio.gather(
-                    registry.count_alive(redis, registry.WORKERS),
-                    queue_inspect.load(redis, settings.queue_name),
-                ),
-                limit,
-            )
-        except Exception:  # Redis went away between the ping and now
-            issues.append("redis did not answer the queue checks in time")
-        else:
-            components["workers"] = {"status": Level.OPERATIONAL if alive else Level.DOWN, "alive": alive}
-            if not alive:
-                issues.append("no worker is alive: alerts are accepted and wait in the queue")
-            lagging = (load.oldest_queued_seconds or 0) > settings.status_max_queue_age
-            components["queue"] = {
-                "status": Level.DEGRADED if lagging else Level.OPERATIONAL,
-                "queued": load.queued,
-                "in_progress": load.in_progress,
-                "retrying": load.retrying,
-                "oldest_queued_seconds": load.oldest_queued_seconds,
-            }
-            if lagging:
-                issues.append(f"the oldest queued job has waited {load.oldest_queued_seconds:.0f} s")
-    if not redis_ok:
-        overall = Level.DOWN
-    elif issues:
-        overall = Level.DEGRADED
+        workers, queue_ = await _work(redis, settings, issues)
     else:
-        overall = Level.OPERATIONAL
+        workers, queue_ = dict(_UNKNOWN_WORKERS), dict(_UNKNOWN_QUEUE)
+    components |= {"workers": workers, "queue": queue_}
     return {
-        "status": overall,
+        "status": _overall(redis_ok, issues),
         "issues": issues,
         "checked_at": datetime.now(UTC),
         "components": components,
     }
+
+
+# What is shown for a part that cannot be checked (Redis, which holds both, is away).
+_UNKNOWN_WORKERS: dict[str, Any] = {"status": Level.UNKNOWN, "alive": None}
+_UNKNOWN_QUEUE: dict[str, Any] = {
+    "status": Level.UNKNOWN,
+    "queued": None,
+    "in_progress": None,
+    "retrying": None,
+    "oldest_queued_seconds": None,
+}
+
+
+def _store(reachable: bool, round_trip_ms: float | None) -> dict[str, Any]:
+    """A storage component: PostgreSQL or Redis."""
+    status = Level.OPERATIONAL if reachable else Level.DOWN
+    return {"status": status, "reachable": reachable, "round_trip_ms": round_trip_ms}
+
+
+async def _work(redis: Redis, settings: Settings, issues: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The workers and queue components, read from Redis; what is wrong is added to ``issues``."""
+    try:
+        alive, load = await asyncio.wait_for(
+            asyncio.gather(
+                registry.count_alive(redis, registry.WORKERS),
+                queue_inspect.load(redis, settings.queue_name),
+            ),
+            settings.status_timeout,
+        )
+    except Exception:  # Redis went away between the ping and now
+        issues.append("redis did not answer the queue checks in time")
+        return dict(_UNKNOWN_WORKERS), dict(_UNKNOWN_QUEUE)
+    workers = {"status": Level.OPERATIONAL if alive else Level.DOWN, "alive": alive}
+    if not alive:
+        issues.append("no worker is alive: alerts are accepted and wait in the queue")
+    lagging = (load.oldest_queued_seconds or 0) > settings.status_max_queue_age
+    queue_ = {
+        "status": Level.DEGRADED if lagging else Level.OPERATIONAL,
+        "queued": load.queued,
+        "in_progress": load.in_progress,
+        "retrying": load.retrying,
+        "oldest_queued_seconds": load.oldest_queued_seconds,
+    }
+    if lagging:
+        issues.append(f"the oldest queued job has waited {load.oldest_queued_seconds:.0f} s")
+    return workers, queue_
+
+
+def _overall(redis_ok: bool, issues: list[str]) -> Level:
+    """Down without Redis (nothing can be accepted), degraded with any other issue."""
+    if not redis_ok:
+        return Level.DOWN
+    return Level.DEGRADED if issues else Level.OPERATIONAL

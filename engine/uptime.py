@@ -17,8 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-
+from engine import db
 from engine.status import Level
 
 SAMPLE_SECONDS = 60
@@ -44,7 +43,7 @@ def minute(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
-async def record_sample(conn: asyncpg.Connection, status: dict[str, Any], now: datetime) -> bool:
+async def record_sample(conn: db.Connection, status: dict[str, Any], now: datetime) -> bool:
     """Store the status of this minute (the first sample of a minute wins); prune old ones."""
     details = {"issues": status["issues"]}
     done = await conn.execute(INSERT_SAMPLE, now, str(status["status"]), details)
@@ -53,7 +52,7 @@ async def record_sample(conn: asyncpg.Connection, status: dict[str, Any], now: d
 
 
 async def window_uptime(
-    conn: asyncpg.Connection, window: timedelta, now: datetime, first: datetime | None
+    conn: db.Connection, window: timedelta, now: datetime, first: datetime | None
 ) -> dict[str, Any]:
     """Uptime over the ``window`` ending at ``now``: percentage (None without samples) and counts."""
     current = minute(now)
@@ -62,6 +61,7 @@ async def window_uptime(
         return {"percentage": None, "operational_samples": 0, "samples": 0, "expected_samples": 0}
     begin = max(begin, minute(first))
     row = await conn.fetchrow(COUNT_SAMPLES, begin, current, Level.OPERATIONAL.value)
+    assert row is not None  # an aggregate: always one row
     expected = int((current - begin).total_seconds() // SAMPLE_SECONDS) + int(row["current_sampled"])
     expected = max(expected, row["samples"])
     percentage = round(100 * row["operational"] / expected, 3) if expected else None
@@ -73,7 +73,7 @@ async def window_uptime(
     }
 
 
-async def uptime(conn: asyncpg.Connection, now: datetime) -> dict[str, dict[str, Any]]:
+async def uptime(conn: db.Connection, now: datetime) -> dict[str, dict[str, Any]]:
     """Every window of ``WINDOWS``."""
     first = await conn.fetchval(SELECT_FIRST_SAMPLE)
     return {name: await window_uptime(conn, window, now, first) for name, window in WINDOWS.items()}

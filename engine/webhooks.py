@@ -6,18 +6,19 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
-from engine import notifications, queue, signing, validate
-from engine.channels import CHANNEL_TYPES, TARGET_KEYS
+from engine import db, inbound, notifications, queue, signing, validate
+from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
 from engine.errors import Conflict, NotFound, ValidationError
-from engine.targets import TargetError, normalise_targets
+from engine.targets import normalise_targets
 from engine.users import User
 
 
@@ -82,7 +83,7 @@ def slugify(name: str) -> str:
     return slug if len(slug) >= 2 else "webhook"
 
 
-def _types(body: Mapping[str, Any], available: set[str]) -> list[str]:
+def _types(body: Mapping[str, Any], available: Collection[str]) -> list[str]:
     raw = body.get("notificationTypes")
     if not isinstance(raw, list) or not raw:
         raise ValidationError(
@@ -108,10 +109,7 @@ def _types(body: Mapping[str, Any], available: set[str]) -> list[str]:
 
 
 def _targets(raw: object, types: list[str], owner: User) -> dict[str, list[str]]:
-    try:
-        targets = normalise_targets(raw if raw is not None else {}, types)
-    except TargetError as exc:
-        raise ValidationError(str(exc), field=exc.field) from None
+    targets = normalise_targets(raw if raw is not None else {}, types)
     for kind in types:
         key = TARGET_KEYS[kind]
         if not targets.get(key):
@@ -139,7 +137,7 @@ def _alias(body: Mapping[str, Any]) -> str | None:
 
 
 async def create_webhook(
-    conn: asyncpg.Connection, owner: User, body: object, available: set[str]
+    conn: db.Connection, owner: User, body: object, available: Collection[str]
 ) -> asyncpg.Record:
     """Validate a create request and store the webhook with a fresh token."""
     body = validate.require_object(body)
@@ -176,16 +174,16 @@ async def create_webhook(
 
 
 async def list_webhooks(
-    conn: asyncpg.Connection, user_id: uuid.UUID, *, limit: int | None = None, offset: int = 0
+    conn: db.Connection, user_id: uuid.UUID, *, limit: int | None = None, offset: int = 0
 ) -> list[asyncpg.Record]:
     return await conn.fetch(SELECT_ALL, user_id, limit, offset)
 
 
-async def count_webhooks(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+async def count_webhooks(conn: db.Connection, user_id: uuid.UUID) -> int:
     return await conn.fetchval(COUNT_ALL, user_id)
 
 
-async def get_webhook(conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> asyncpg.Record:
+async def get_webhook(conn: db.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> asyncpg.Record:
     record = await conn.fetchrow(SELECT_ONE, webhook_id, user_id)
     if record is None:
         raise NotFound("webhook not found", code="WEBHOOK_NOT_FOUND")
@@ -193,9 +191,15 @@ async def get_webhook(conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: 
 
 
 async def update_webhook(
-    conn: asyncpg.Connection, owner: User, webhook_id: uuid.UUID, body: object, available: set[str]
+    conn: db.Connection,
+    redis: Redis,
+    owner: User,
+    webhook_id: uuid.UUID,
+    body: object,
+    available: Collection[str],
 ) -> asyncpg.Record:
-    """Apply a partial update; fields left out keep their value."""
+    """Apply a partial update; fields left out keep their value. The inbound cache forgets the
+    token once the change is committed (``conn`` must not be inside a transaction of the caller's)."""
     body = validate.require_object(body)
     validate.only_known(body, FIELDS)
     async with conn.transaction():
@@ -234,20 +238,21 @@ async def update_webhook(
                 webhook_id=webhook_id,
             )
     assert record is not None
+    await inbound.forget_token(redis, record["token"])
     return record
 
 
-async def delete_webhook(conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> str:
-    """Delete the webhook with its alerts and deliveries; returns its token to forget."""
+async def delete_webhook(
+    conn: db.Connection, redis: Redis, user_id: uuid.UUID, webhook_id: uuid.UUID
+) -> None:
+    """Delete the webhook with its alerts and deliveries; its URL answers 404 from then on."""
     token = await conn.fetchval(DELETE, webhook_id, user_id)
     if token is None:
         raise NotFound("webhook not found", code="WEBHOOK_NOT_FOUND")
-    return token
+    await inbound.forget_token(redis, token)
 
 
-async def last_test(
-    conn: asyncpg.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID
-) -> dict[str, Any] | None:
+async def last_test(conn: db.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> dict[str, Any] | None:
     record = await conn.fetchrow(LAST_TEST, webhook_id, user_id)
     if record is None:
         return None
@@ -280,27 +285,3 @@ async def send_test(redis: ArqRedis, webhook: asyncpg.Record, *, request_id: str
         is_test=True,
     )
     return alert_id
-
-
-def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[str, Any]:
-    """The webhook as the seed shows it (snake_case)."""
-    return {
-        "id": str(record["id"]),
-        "name": record["name"],
-        "description": record["description"],
-        "alias": record["alias"],
-        "status": record["status"],
-        "webhook_url": f"{public_url}/{record['token']}",
-        "notification_types": list(record["notification_types"]),
-        "target_channels": record["targets"],
-        "signed": record["signed"],
-        "statistics": {
-            "total_calls": record["total_calls"],
-            "successful_calls": record["successful_calls"],
-            "failed_calls": record["failed_calls"],
-            "pending_calls": record["pending_calls"],
-        },
-        "last_call_at": record["last_call_at"],
-        "created_at": record["created_at"],
-        "updated_at": record["updated_at"],
-    }

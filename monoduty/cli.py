@@ -13,28 +13,9 @@ from collections.abc import Sequence
 import asyncpg
 
 from engine import db, logs
-from engine.settings import Settings, SettingsError
+from engine.settings import Settings
 from monoduty import queue_cli
-
-# Where `monoduty dev` keeps its embedded services; MONODUTY_DATA_DIR points other commands elsewhere.
-DEFAULT_DATA_DIR = ".monoduty"
-
-
-def load_settings(*, dev: bool = False) -> Settings:
-    """Settings from the environment; URLs not set there come from a running `monoduty dev`."""
-    try:
-        settings = Settings.from_env(os.environ, dev=dev)
-    except SettingsError as exc:
-        sys.exit(f"monoduty: configuration error: {exc}")
-    if not settings.database_url or not settings.redis_url:
-        from monoduty.dev import running_services
-
-        found = running_services(os.environ.get("MONODUTY_DATA_DIR", DEFAULT_DATA_DIR))
-        settings = settings.with_(
-            database_url=settings.database_url or found.get("database_url"),
-            redis_url=settings.redis_url or found.get("redis_url"),
-        )
-    return settings
+from monoduty.config import DEFAULT_DATA_DIR, load_settings
 
 
 def _require(settings: Settings, *, redis: bool = True) -> Settings:
@@ -113,7 +94,8 @@ async def _create_user(
     settings: Settings, email: str, phone: str | None, name: str | None, password: str | None = None
 ) -> dict[str, str]:
     from engine.accounts import set_password
-    from engine.users import create_api_key, create_user
+    from engine.api_keys import create_api_key
+    from engine.users import create_user
 
     assert settings.database_url
     conn = await db.connect(settings.database_url)

@@ -18,6 +18,7 @@ import atexit
 import contextlib
 import ctypes
 import fcntl
+import functools
 import importlib.util
 import logging
 import os
@@ -281,7 +282,7 @@ class EmbeddedRedis(_Service):
             config += 'logfile ""\ndaemonize no\nsave ""\nappendonly yes\nappendfsync everysec\n'
             (rdir / "redis.conf").write_text(config)  # the folder is 0700
             try:
-                pid = self._run([str(server), "redis.conf"], lambda port=port: _ping(port, password), rdir)
+                pid = self._run([str(server), "redis.conf"], functools.partial(_ping, port, password), rdir)
                 break
             except ChildProcessError as exc:
                 if attempt == 4 or "Address already in use" not in str(exc):

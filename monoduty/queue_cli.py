@@ -19,14 +19,13 @@ from redis.exceptions import RedisError
 from engine import queue, queue_inspect
 from engine.errors import MonodutyError
 from engine.settings import Settings
+from monoduty.config import load_settings
 
 T = TypeVar("T")
 COLUMNS = ("queued", "deferred", "in_progress", "completed", "failed")
 
 
 def _settings() -> Settings:
-    from monoduty.cli import load_settings
-
     settings = load_settings()
     if not settings.redis_url:
         sys.exit("monoduty: set MONODUTY_REDIS_URL")
@@ -56,7 +55,7 @@ def _run(settings: Settings, action: Callable[[ArqRedis], Awaitable[T]]) -> T:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The at-a-glance table ``monoduty queue`` prints."""
-    rows = [("function", "queued", "deferred", "in progress", "completed", "failed")]
+    rows: list[tuple[str, ...]] = [("function", "queued", "deferred", "in progress", "completed", "failed")]
     for name, counts in summary["functions"].items():
         rows.append((name, *(str(counts[c]) for c in COLUMNS)))
     rows.append(("total", *(str(summary["totals"][c]) for c in COLUMNS)))

@@ -39,3 +39,10 @@ async def test_users_create_with_password_can_log_in(services: Services, client:
         "users", "create", "--email", "short@example.com", "--password", "short", env=env, check=False
     )
     assert short.returncode != 0 and "password" in short.stderr and "short" not in short.stderr.split(":")[-1]
+
+
+def test_users_create_with_a_bad_email_says_what_is_wrong(services: Services) -> None:
+    env = monoduty_env(MONODUTY_DATABASE_URL=services.database_url, MONODUTY_REDIS_URL=services.redis_url)
+    made = monoduty("users", "create", "--email", "not-an-address", env=env, check=False)
+    assert made.returncode == 1
+    assert made.stderr.strip() == "monoduty: email must be an email address like alice@example.com"

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient
 
 from engine.channels.base import DeliveryError
 from engine.channels.email import EmailChannel
+from engine.channels.formats import validate_email
 from engine.settings import Settings
-from engine.targets import validate_email
 from tests.support.factories import Account, counts, run_worker
 from tests.support.providers import SmtpServer
 from tests.test_channels import alert, smtp_settings

@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pypdf import PdfReader
 
+from engine.reports import render_pdf
 from engine.settings import Settings, SettingsError
 from tests.support import report_data as data
 from tests.support.factories import Account, assert_error, create, make_client
@@ -205,6 +206,16 @@ async def test_pdf_opens_and_holds_the_report(
         assert "edge-last" in text and "edge-after" not in text
     if kind == "detailed":
         assert "+1415\u2022\u2022\u20220123" in text and "+14155550123" not in text
+
+
+async def test_the_summary_pdf_has_a_column_for_every_channel(
+    client: TestClient, seeded: Seeded, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if a channel were added to engine/channels/registry.py: the table must grow with it.
+    monkeypatch.setattr(render_pdf, "CHANNEL_TYPES", (*render_pdf.CHANNEL_TYPES, "SLACK"))
+    resp = await generate(client, seeded.account, type="summary", dateRange=data.RANGE, format="pdf")
+    assert resp.status == 200, await resp.text()
+    assert "SLACK" in pdf_text(await resp.read(), tmp_path)
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])

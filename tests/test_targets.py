@@ -6,14 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from engine.targets import (
-    MAX_TARGETS,
-    TargetError,
-    normalise_targets,
-    validate_email,
-    validate_phone,
-    validate_topic,
-)
+from engine.channels.formats import TargetError, validate_email, validate_phone, validate_topic
+from engine.targets import MAX_TARGETS, normalise_targets
 
 ALL_TYPES = ["EMAIL", "SMS", "PUSH_NOTIF", "CALL"]
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 from arq import cron
 from arq.cron import CronJob
+from arq.typing import WorkerCoroutine
 
 from engine import status, uptime
 from workers.jobs import WorkerContext
@@ -28,4 +30,6 @@ def cron_jobs(timeout: float) -> list[CronJob]:
     for the longest timeout of any function, so a dead worker's deliveries would wait for it too.
     """
     # unique (arq's default): with many workers, one of them samples each minute.
-    return [cron(record_health_sample, name=RECORD_HEALTH_SAMPLE, second=0, timeout=timeout)]
+    # arq types a job's context as a plain dict; ours is the WorkerContext TypedDict it is at runtime.
+    job = cast(WorkerCoroutine, record_health_sample)
+    return [cron(job, name=RECORD_HEALTH_SAMPLE, second=0, timeout=timeout)]

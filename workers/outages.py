@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from arq import Retry
@@ -37,7 +37,7 @@ def deadline(job_timeout: float) -> float:
     return max(job_timeout - 1.0, job_timeout / 2)
 
 
-def waits_for_storage(job: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+def waits_for_storage(job: Callable[..., Awaitable[T]]) -> Callable[..., Coroutine[Any, Any, T]]:
     """Wrap an arq job so that an unreachable PostgreSQL or Redis defers it (``Retry``)."""
 
     @functools.wraps(job)

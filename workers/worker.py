@@ -20,9 +20,9 @@ from arq.worker import Worker, async_check_health
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine import db, metrics, queue, registry
-from engine.channels import build_channels
+from engine import db, metrics, periodic, queue, registry
 from engine.channels.outbox import OutboxChannel
+from engine.channels.registry import build_channels
 from engine.settings import Settings
 from workers import health, jobs, outages
 
@@ -95,24 +95,16 @@ async def _startup(ctx: dict[str, Any]) -> None:
         settings, ctx["session"], outbox_factory=lambda kind: OutboxChannel(kind, ctx["pool"])
     )
     ctx["metrics"] = metrics.MetricsBuffer()
-    ctx["metrics_task"] = asyncio.create_task(_flush_metrics(ctx))
-
-
-async def _flush_metrics(ctx: dict[str, Any]) -> None:
-    """Hand this worker's counts to Redis about once a second (see engine.metrics)."""
-    while True:
-        await asyncio.sleep(METRICS_FLUSH_SECONDS)
-        try:
-            await ctx["metrics"].flush(ctx["redis"])
-        except Exception as exc:  # Redis down: keep counting, flush later
-            log.warning("metrics flush failed: %s", type(exc).__name__)
+    # This worker's counts reach Redis about once a second (see engine.metrics); Redis down: they
+    # keep counting and go with a later flush.
+    ctx["metrics_task"] = periodic.start(
+        METRICS_FLUSH_SECONDS, lambda: ctx["metrics"].flush(ctx["redis"]), what="metrics flush", log=log
+    )
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
     if "metrics_task" in ctx:
-        ctx["metrics_task"].cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ctx["metrics_task"]
+        await periodic.stop(ctx["metrics_task"])
         with contextlib.suppress(Exception):
             await ctx["metrics"].flush(ctx["redis"])
     if "session" in ctx:

@@ -15,9 +15,6 @@ from datetime import datetime
 from typing import Protocol
 
 SEVERITIES = ("critical", "error", "warning", "info")
-CHANNEL_TYPES = ("EMAIL", "SMS", "PUSH_NOTIF", "CALL")
-# The key of each type's target list in a webhook's targetChannels (API) and targets (SQL).
-TARGET_KEYS = {"EMAIL": "email", "SMS": "sms", "PUSH_NOTIF": "push", "CALL": "call"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +56,6 @@ class DeliveryError(Exception):
 class Channel(Protocol):
     """Sends one message to one target (an address, a number, a topic)."""
 
-    type: str  # EMAIL, SMS, PUSH_NOTIF or CALL
+    type: str  # one of registry.CHANNEL_TYPES
 
     async def send(self, message: Message, target: str) -> Receipt: ...

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from engine import db
 from engine.channels.base import Message, Receipt
 
 INSERT = """
@@ -38,7 +39,7 @@ class OutboxChannel:
 
 
 async def recent(
-    conn: asyncpg.Connection, limit: int = 50, *, user_id: uuid.UUID | None = None
+    conn: db.Connection, limit: int = 50, *, user_id: uuid.UUID | None = None
 ) -> list[dict[str, Any]]:
     """The newest outbox entries first: all of them (the CLI), or one user's (the API)."""
     if user_id is None:

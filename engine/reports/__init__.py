@@ -12,21 +12,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-import asyncpg
-
-from engine import validate
+from engine import db, validate
 from engine.reports import queries
 from engine.reports.ranges import DateRange, parse_range
 
 TYPES = ("summary", "detailed", "incidents", "performance")
 FORMATS = ("json", "csv", "pdf")
 FIELDS = {"type", "dateRange", "format"}
-CONTENT_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
 # Rows a JSON or PDF report holds at most; CSV streams every row.
 MAX_ROWS = {"json": 10_000, "pdf": 500, "csv": None}
 TITLES = {
@@ -66,7 +62,7 @@ def parse_request(body: object, *, today: date | None = None, max_days: int = 36
     return ReportRequest(kind, fmt, span)
 
 
-async def build(conn: asyncpg.Connection, user_id: uuid.UUID, request: ReportRequest) -> dict[str, Any]:
+async def build(conn: db.Connection, user_id: uuid.UUID, request: ReportRequest) -> dict[str, Any]:
     """The report as data: the JSON answer's ``report``, and what the PDF draws."""
     span = request.range
     report: dict[str, Any] = {
@@ -87,7 +83,8 @@ async def build(conn: asyncpg.Connection, user_id: uuid.UUID, request: ReportReq
         report.update(alerts=alerts, truncated=truncated)
     else:
         async with conn.transaction():
-            rows, truncated = [], False
+            rows: list[dict[str, Any]] = []
+            truncated = False
             async for row in queries.incident_rows(conn, user_id, span):
                 if limit is not None and len(rows) == limit:
                     truncated = True
@@ -98,7 +95,7 @@ async def build(conn: asyncpg.Connection, user_id: uuid.UUID, request: ReportReq
 
 
 async def _detailed(
-    conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange, limit: int | None
+    conn: db.Connection, user_id: uuid.UUID, span: DateRange, limit: int | None
 ) -> tuple[list[dict[str, Any]], bool]:
     """Delivery rows folded into one entry per alert, up to ``limit`` alerts."""
     alerts: list[dict[str, Any]] = []
@@ -116,11 +113,3 @@ async def _detailed(
 
 _ALERT_KEYS = ("alert_id", "received_at", "webhook", "title", "severity", "source")
 _DELIVERY_KEYS = ("channel", "target", "status", "attempts", "latency_ms")
-
-
-def describe(request: ReportRequest) -> Mapping[str, str]:
-    """Headers of a file answer: its type and a download name."""
-    return {
-        "Content-Type": CONTENT_TYPES[request.format],
-        "Content-Disposition": f'attachment; filename="{request.filename}"',
-    }

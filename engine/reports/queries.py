@@ -15,8 +15,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
-
+from engine import db
 from engine.masking import mask_target
 from engine.reports.ranges import DateRange
 
@@ -99,9 +98,7 @@ def _args(user_id: uuid.UUID, span: DateRange) -> tuple[Any, ...]:
     return (user_id, span.start, span.end)
 
 
-async def calls_per_day(
-    conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange
-) -> list[dict[str, Any]]:
+async def calls_per_day(conn: db.Connection, user_id: uuid.UUID, span: DateRange) -> list[dict[str, Any]]:
     """Every day of the range, zeros included, for the chart."""
     counts: dict[date, int] = {
         r["day"]: r["calls"] for r in await conn.fetch(CALLS_PER_DAY, *_args(user_id, span))
@@ -109,13 +106,13 @@ async def calls_per_day(
     return [{"date": day, "calls": counts.get(day, 0)} for day in span.each_day()]
 
 
-async def summary(conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange) -> dict[str, Any]:
+async def summary(conn: db.Connection, user_id: uuid.UUID, span: DateRange) -> dict[str, Any]:
     """Per webhook and in total: calls, outcomes, success rate and deliveries per channel."""
     per_channel: dict[uuid.UUID, dict[str, int]] = {}
     for r in await conn.fetch(DELIVERIES_PER_CHANNEL, *_args(user_id, span)):
         per_channel.setdefault(r["webhook_id"], {})[r["channel"]] = r["deliveries"]
     webhooks = []
-    total = {"calls": 0, "successful": 0, "failed": 0, "pending": 0, "deliveries": {}}
+    total: dict[str, Any] = {"calls": 0, "successful": 0, "failed": 0, "pending": 0, "deliveries": {}}
     for r in await conn.fetch(SUMMARY, *_args(user_id, span)):
         channels = per_channel.get(r["webhook_id"], {})
         counts = {k: r[k] for k in ("calls", "successful", "failed", "pending")}
@@ -139,7 +136,7 @@ async def summary(conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange)
 
 
 async def detailed_rows(
-    conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange
+    conn: db.Connection, user_id: uuid.UUID, span: DateRange
 ) -> AsyncIterator[dict[str, Any]]:
     """One row per delivery (an alert without deliveries gives one row with empty delivery fields),
     read through a server-side cursor: call inside a transaction."""
@@ -152,7 +149,7 @@ async def detailed_rows(
 
 
 async def incident_rows(
-    conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange
+    conn: db.Connection, user_id: uuid.UUID, span: DateRange
 ) -> AsyncIterator[dict[str, Any]]:
     """One row per call with its final status and time to first delivery; call inside a transaction."""
     async for r in conn.cursor(INCIDENTS, *_args(user_id, span), prefetch=500):
@@ -160,7 +157,7 @@ async def incident_rows(
 
 
 async def performance(
-    conn: asyncpg.Connection, user_id: uuid.UUID, span: DateRange, *, hours: int = 5
+    conn: db.Connection, user_id: uuid.UUID, span: DateRange, *, hours: int = 5
 ) -> dict[str, Any]:
     """Latency percentiles, retry and failure rates per channel and overall; the busiest hours (UTC)."""
     channels, overall = [], None

@@ -11,13 +11,12 @@ import csv
 import io
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
-from engine.channels import CHANNEL_TYPES
+from engine import db
+from engine.channels.registry import CHANNEL_TYPES
 from engine.reports import ReportRequest, queries
 
 CHUNK_BYTES = 64 * 1024
@@ -114,9 +113,7 @@ class _Writer:
 HEADERS = {"summary": SUMMARY, "detailed": DETAILED, "incidents": INCIDENTS, "performance": PERFORMANCE}
 
 
-async def stream(
-    conn: asyncpg.Connection, user_id: uuid.UUID, request: ReportRequest
-) -> AsyncIterator[bytes]:
+async def stream(conn: db.Connection, user_id: uuid.UUID, request: ReportRequest) -> AsyncGenerator[bytes]:
     """Yield the CSV in chunks: header and first row together, then about CHUNK_BYTES at a time."""
     out = _Writer(HEADERS[request.type])
     async with conn.transaction():  # server-side cursors live inside a transaction
@@ -128,7 +125,7 @@ async def stream(
 
 
 async def _records(
-    conn: asyncpg.Connection, user_id: uuid.UUID, request: ReportRequest
+    conn: db.Connection, user_id: uuid.UUID, request: ReportRequest
 ) -> AsyncIterator[dict[str, Any]]:
     span = request.range
     if request.type == "detailed":

@@ -14,7 +14,7 @@ from typing import Any
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from engine.channels import CHANNEL_TYPES
+from engine.channels.registry import CHANNEL_TYPES
 
 ACCENT = (37, 99, 235)
 GREY = (110, 110, 110)
@@ -171,7 +171,9 @@ def _summary(pdf: _Report, report: dict[str, Any]) -> None:
         ]
         for w in [*report["webhooks"], {**report["total"], "name": "TOTAL"}]
     ]
-    pdf.grid(header, rows, [60, 20, 22, 20, 20, 25, 20, 20, 24, 20])
+    # A channel column is as wide as its name needs (PUSH_NOTIF: 24), so a new channel gets one too.
+    widths = [60, 20, 22, 20, 20, 25, *(max(20, round(2.4 * len(c))) for c in CHANNEL_TYPES)]
+    pdf.grid(header, rows, widths)
     pdf.note("Success rate: successful calls out of finished ones. Channel columns count deliveries.")
 
 

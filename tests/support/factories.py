@@ -28,8 +28,9 @@ import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
+from engine.api_keys import create_api_key
 from engine.settings import Settings
-from engine.users import User, create_api_key, create_user
+from engine.users import User, create_user
 from workers.worker import build_worker
 
 

@@ -1,0 +1,80 @@
+"""The formats a channel target takes: an email address, an E.164 phone number, an ntfy topic.
+
+Each validator returns the normalised form (idempotent: stored values pass again) or raises a
+``TargetError`` naming the field as the client sent it. Webhook targets and a user's own contacts
+share them, so a user's default target is always one a webhook would accept.
+"""
+
+from __future__ import annotations
+
+import re
+
+from engine.errors import ValidationError
+
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
+_PHONE_PUNCTUATION = re.compile(r"[\s().-]")
+_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,64}")  # ntfy's own topic rule
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_TLD = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
+
+
+class TargetError(ValidationError, ValueError):
+    """A target that cannot be used; ``field`` names it as the client sent it. A ValidationError
+    like every other bad field (a 400 naming the field), and a ValueError for plain callers."""
+
+    field: str
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}", field=field)
+
+
+def _string(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise TargetError(field, "must be a string")
+    return value.strip()
+
+
+def validate_email(value: object, *, field: str = "email") -> str:
+    """A deliverable-looking address, domain lowercased (and an IDN domain in its ASCII form).
+
+    Pragmatic rather than RFC 5321 complete: no quoted local parts, no IP-literal domains, no
+    display names ("Bob <bob@x.org>"); those are far likelier typos than real addresses.
+    """
+    address = _string(value, field)
+    problem = "must be an email address like alice@example.com"
+    if not address or len(address) > 254 or any(c.isspace() for c in address) or address.count("@") != 1:
+        raise TargetError(field, problem)
+    local, domain = address.split("@")
+    try:
+        # The idna codec lowercases too; ASCII-only domains pass through it unchanged.
+        domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise TargetError(field, problem) from None
+    labels = domain.split(".")
+    valid = (
+        len(local) <= 64
+        and _LOCAL_PART.fullmatch(local) is not None
+        and len(labels) >= 2
+        and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+        and _TLD.fullmatch(labels[-1]) is not None
+    )
+    if not valid:
+        raise TargetError(field, problem)
+    return f"{local}@{domain}"
+
+
+def validate_phone(value: object, *, field: str = "phone") -> str:
+    """An E.164 number; the spaces, dashes, dots and parentheses people type are removed."""
+    number = _PHONE_PUNCTUATION.sub("", _string(value, field))
+    if not _E164.fullmatch(number):
+        raise TargetError(field, "must be an E.164 phone number like +14155550123")
+    return number
+
+
+def validate_topic(value: object, *, field: str = "topic") -> str:
+    """An ntfy topic: 1-64 of A-Z, a-z, 0-9, '_' and '-'. Case is kept: ntfy topics are case-sensitive."""
+    topic = _string(value, field)
+    if not _TOPIC.fullmatch(topic):
+        raise TargetError(field, "must be a push topic of 1-64 letters, digits, '_' or '-'")
+    return topic

@@ -1,0 +1,101 @@
+"""The channel registry: every channel Monoduty can deliver on, declared once.
+
+Adding a channel = one module in this package, one ``Spec`` line in ``CHANNELS`` and one test file.
+Everything else derives from this table: the type list (API enum, report columns), the
+``targetChannels`` keys and their checks, which types this server can deliver, how each channel is
+built (the dev outbox included) and which contact of a user is a channel's default target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from engine.channels.base import Channel
+from engine.channels.call import CallChannel
+from engine.channels.email import EmailChannel
+from engine.channels.formats import validate_email, validate_phone, validate_topic
+from engine.channels.push import PushChannel
+from engine.channels.sms import SmsChannel
+from engine.settings import Settings
+
+
+class Validator(Protocol):
+    """Checks one target and returns it normalised; raises ``TargetError`` naming ``field``."""
+
+    def __call__(self, value: object, *, field: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one channel declares; the rest of the code reads these, never a list of its own."""
+
+    type: str  # EMAIL: notificationTypes (API), deliveries.channel and outbox.channel (SQL)
+    key: str  # email: its target list in targetChannels (API) and webhooks.targets (SQL)
+    validate: Validator  # how a target is checked and normalised
+    contact: str | None  # the User attribute that is the default target, None for no default
+    settings: tuple[str, ...]  # the MONODUTY_* variables that configure its provider
+    # Its provider's settings, or None while they are not set (then it cannot deliver, outside dev).
+    provider: Callable[[Settings], Any]
+    # The channel, given what ``provider`` returned, the shared HTTP session and the provider timeout.
+    build: Callable[[Any, aiohttp.ClientSession, float], Channel]
+
+
+CHANNELS: tuple[Spec, ...] = (
+    Spec(
+        type="EMAIL", key="email", validate=validate_email, contact="email",
+        settings=("MONODUTY_SMTP_HOST",), provider=lambda s: s.smtp,
+        build=lambda smtp, session, timeout: EmailChannel(smtp),  # its timeout is in smtp
+    ),
+    Spec(
+        type="SMS", key="sms", validate=validate_phone, contact="phone",
+        settings=("MONODUTY_TWILIO_ACCOUNT_SID",), provider=lambda s: s.twilio, build=SmsChannel,
+    ),
+    Spec(
+        type="PUSH_NOTIF", key="push", validate=validate_topic, contact="push_topic",
+        settings=("MONODUTY_NTFY_URL",), provider=lambda s: s.ntfy, build=PushChannel,
+    ),
+    Spec(
+        type="CALL", key="call", validate=validate_phone, contact="phone",
+        settings=("MONODUTY_TWILIO_ACCOUNT_SID",), provider=lambda s: s.twilio, build=CallChannel,
+    ),
+)  # fmt: skip
+
+CHANNEL_TYPES = tuple(spec.type for spec in CHANNELS)
+# The key of each type's target list in a webhook's targetChannels (API) and targets (SQL).
+TARGET_KEYS = {spec.type: spec.key for spec in CHANNELS}
+
+
+def configured_types(settings: Settings) -> set[str]:
+    """The channel types this server can deliver: all of them in outbox mode (dev), else those
+    whose provider is configured."""
+    if settings.outbox:
+        return set(CHANNEL_TYPES)
+    return {spec.type for spec in CHANNELS if spec.provider(settings) is not None}
+
+
+def build_channels(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    outbox_factory: Callable[[str], Channel] | None = None,
+) -> dict[str, Channel]:
+    """One channel per usable type, keyed by type. In outbox mode every type is
+    ``outbox_factory(type)`` and nothing leaves the machine."""
+    if settings.outbox:
+        if outbox_factory is None:
+            raise ValueError("outbox mode needs an outbox_factory")
+        return {kind: outbox_factory(kind) for kind in CHANNEL_TYPES}
+    channels: dict[str, Channel] = {}
+    for spec in CHANNELS:
+        provider = spec.provider(settings)
+        if provider is not None:
+            channels[spec.type] = spec.build(provider, session, settings.provider_timeout)
+    return channels
+
+
+def default_targets(contacts: object) -> dict[str, str | None]:
+    """Each target key's default for a user (``contacts``: anything with the contact attributes)."""
+    return {spec.key: getattr(contacts, spec.contact) if spec.contact else None for spec in CHANNELS}
