@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import job_key_prefix, result_key_prefix
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 PROCESS_ALERT = "process_alert"
 DELIVER = "deliver"
@@ -60,7 +62,9 @@ async def enqueue_alert(
     """Queue an inbound alert for processing; False if that alert id is already queued."""
     # The ids come first and the body after them: arq logs the first 80 characters of a job's
     # arguments when it starts the job, and a body may hold anything (tests/test_job_logs.py).
-    job = await redis.enqueue_job(
+    return await _enqueue(
+        redis,
+        alert_id,
         PROCESS_ALERT,
         {
             "alert_id": alert_id,
@@ -71,11 +75,24 @@ async def enqueue_alert(
             "request_id": request_id,
             "is_test": is_test,
         },
-        _job_id=alert_id,
     )
-    return job is not None
 
 
 async def enqueue_delivery(redis: ArqRedis, delivery_id: str, *, request_id: str | None = None) -> bool:
-    job = await redis.enqueue_job(DELIVER, delivery_id, request_id, _job_id=delivery_id)
-    return job is not None
+    """Queue one delivery; False if it is queued already (or done lately)."""
+    return await _enqueue(redis, delivery_id, DELIVER, delivery_id, request_id)
+
+
+async def _enqueue(redis: ArqRedis, job_id: str, function: str, *args: Any) -> bool:
+    """arq's ``enqueue_job`` with its ``None`` checked: True if queued now, False if already there.
+
+    arq answers None both for "this job id is queued or done already" and when the connection died
+    at EXEC (redis-py raises a WatchError for a connection lost inside a WATCH, which arq takes for
+    a conflict): the job may then be nowhere, and a 202 for it, or a delivery counted as queued,
+    would be a lost alert. So a None is checked, and an enqueue not confirmed is a storage error.
+    """
+    if await redis.enqueue_job(function, *args, _job_id=job_id) is not None:
+        return True
+    if await redis.exists(job_key_prefix + job_id, result_key_prefix + job_id):
+        return False
+    raise RedisConnectionError("enqueue not confirmed: the connection was lost at EXEC")
