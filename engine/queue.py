@@ -3,17 +3,27 @@
 Jobs are encoded as JSON, never pickle: whoever can write to Redis must not be able to run code
 in a worker. Job ids are our own row ids (alert id, delivery id), so enqueueing the same work
 twice is a no-op while the job or its result is still in Redis.
+
+Every Redis call is bounded in time (``connect``): a Redis that stopped answering (frozen, behind a
+dropped route) must turn into an error the caller can act on, a 503 + Retry-After for a sender or
+a deferred job, within seconds, never into a request or a worker stuck until the server returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from engine.errors import STORAGE_DOWN
+
+log = logging.getLogger("monoduty.queue")
 
 PROCESS_ALERT = "process_alert"
 DELIVER = "deliver"
@@ -36,16 +46,43 @@ def deserialize(raw: bytes) -> dict[str, Any]:
     return json.loads(raw)
 
 
-def redis_settings(url: str) -> RedisSettings:
-    settings = RedisSettings.from_dsn(url)
-    # A lost connection at start-up is retried for about a minute before giving up.
-    settings.conn_retries = 30
-    settings.conn_retry_delay = 2
-    return settings
+# Every command of ours and arq's takes a millisecond or two; a Redis that has not answered in this
+# long is stalled (SIGSTOP, a VM paused, a dropped route). arq sets only a connect timeout (and
+# redis-py none at all), so without these a stalled Redis held every sender until it came back.
+# No command we or arq send blocks on the server (no BLPOP, no pub/sub), so one bound fits all.
+CONNECT_TIMEOUT_SECONDS = 1.0
+COMMAND_TIMEOUT_SECONDS = 1.5
+
+# At start-up a Redis not there yet is waited for about a minute (a stack starting all at once).
+STARTUP_RETRIES = 30
+STARTUP_RETRY_DELAY = 2.0
 
 
-async def connect(url: str) -> ArqRedis:
-    return await create_pool(redis_settings(url), job_serializer=serialize, job_deserializer=deserialize)
+async def connect(url: str, *, retries: int = STARTUP_RETRIES, queue_name: str | None = None) -> ArqRedis:
+    """A Redis client for jobs (arq's ``ArqRedis``) with every call bounded; ``retries`` at start-up.
+
+    Not arq's ``create_pool``: its settings have no socket (command) timeout to give.
+    """
+    attempt = 0
+    while True:
+        redis = ArqRedis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=COMMAND_TIMEOUT_SECONDS
+        )
+        redis.job_serializer = serialize
+        redis.job_deserializer = deserialize
+        if queue_name is not None:
+            redis.default_queue_name = queue_name
+        try:
+            await redis.ping()
+            return redis
+        except STORAGE_DOWN as exc:
+            await redis.aclose()
+            if attempt >= retries:
+                raise
+            attempt += 1
+            # The type only: a driver's message may name the host and the user.
+            log.warning("redis unreachable at start-up (%s), retrying", type(exc).__name__)
+            await asyncio.sleep(STARTUP_RETRY_DELAY)
 
 
 async def enqueue_alert(
