@@ -167,11 +167,16 @@ class ResilientWorker(Worker):
             in_progress_key_prefix + job_id
             for job_id, claimed_at in self._lost_claims.items()
             # A claim that lapsed may be another worker's by now; one running here again is ours.
-            if now - claimed_at < self.in_progress_timeout_s and job_id not in self.tasks
+            if now - claimed_at < self.in_progress_timeout_s and not self._running_here(job_id)
         ]
         if stale:
             await self.pool.delete(*stale)
         self._lost_claims.clear()
+
+    def _running_here(self, job_id: str) -> bool:
+        # A task stays in self.tasks until a poll reaps it, the failed run's own task included.
+        task = self.tasks.get(job_id)
+        return task is not None and not task.done()
 
     async def run_cron(self, n: datetime, delay: float, num_windows: int = 2) -> None:
         # arq moves each cron job to its next run before enqueueing this one; if the enqueue fails
