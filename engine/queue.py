@@ -19,6 +19,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
+from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine.errors import STORAGE_DOWN
@@ -53,6 +54,10 @@ def deserialize(raw: bytes) -> dict[str, Any]:
 CONNECT_TIMEOUT_SECONDS = 1.0
 COMMAND_TIMEOUT_SECONDS = 1.5
 
+# Connections one process may hold; a caller waits at most a command timeout for a free one.
+# (Far above what a process uses: each command holds one for a millisecond or two.)
+MAX_CONNECTIONS = 1000
+
 # At start-up a Redis not there yet is waited for about a minute (a stack starting all at once).
 STARTUP_RETRIES = 30
 STARTUP_RETRY_DELAY = 2.0
@@ -65,9 +70,18 @@ async def connect(url: str, *, retries: int = STARTUP_RETRIES, queue_name: str |
     """
     attempt = 0
     while True:
-        redis = ArqRedis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=COMMAND_TIMEOUT_SECONDS
+        # redis-py's default pool opens a new connection while holding its lock: with Redis frozen,
+        # each caller then waited for every earlier caller's connection attempt to time out
+        # (concurrent requests got their 503 after 1.5 s, 3 s, 4.5 s...). The blocking pool
+        # connects outside its lock.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=COMMAND_TIMEOUT_SECONDS,
         )
+        redis = ArqRedis.from_pool(pool)
         redis.job_serializer = serialize
         redis.job_deserializer = deserialize
         if queue_name is not None:
