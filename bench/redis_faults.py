@@ -4,7 +4,7 @@ Each scenario starts its own redis-server (AOF, appendfsync always), the API in 
 real `monoduty worker` processes on the source tree under test, and a local ntfy that records when
 each alert arrives. Senders post ~100 alerts/s and re-post after a 503, as Alertmanager does.
 
-    bench/run redis_faults [--scenario resets|crash|freeze|after] [--seconds 20]
+    bench/run redis_faults [--scenario resets|crash|freeze|after] [--seconds 20] [--provider-ms 0]
 
 - resets: CLIENT KILL TYPE normal every 250 ms; which workers exit and when, alerts lost.
 - crash: Redis SIGKILLed and restarted three times; same figures.
@@ -46,7 +46,8 @@ NEVER_RETRIEVED = "Task exception was never retrieved"
 class Ntfy:
     """ntfy's publish endpoint that notes when each message (the alert's title) arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay  # a provider that takes its time: jobs in flight when Redis dies
         self.arrived: dict[str, float] = {}
         self.url = ""
         self._server: TestServer | None = None
@@ -60,6 +61,7 @@ class Ntfy:
 
     async def _publish(self, request: web.Request) -> web.Response:
         self.arrived.setdefault(await request.text(), time.monotonic())
+        await asyncio.sleep(self.delay)
         return web.json_response({"id": "x", "event": "message"})
 
     async def close(self) -> None:
@@ -85,12 +87,14 @@ def check(env: dict[str, str]) -> int:
     return processes.monoduty("worker", "--check", env=env, check=False, timeout=30).returncode
 
 
-async def scenario(services: Services, name: str, seconds: float, logs: Path | None) -> dict[str, Any]:
+async def scenario(
+    services: Services, name: str, seconds: float, logs: Path | None, provider_ms: float
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = logs or Path(tmp)  # the workers' logs and Redis' files
         server = RedisServer(folder / "redis", aof=True)
         server.start()
-        ntfy = Ntfy()
+        ntfy = Ntfy(provider_ms / 1000)
         await ntfy.start()
         fake = FakeProviders()
         fake.url = ntfy.url
@@ -221,11 +225,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scenario", choices=["resets", "crash", "freeze", "after"], default="resets")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--provider-ms", type=float, default=0, help="the provider's answer time")
     parser.add_argument("--logs", type=Path, help="keep the worker logs in this folder")
     args = parser.parse_args()
     assert Path(faults.REDIS_SERVER).exists(), "needs /usr/bin/redis-server"
     with provision() as services:
-        result = asyncio.run(scenario(services, args.scenario, args.seconds, args.logs))
+        result = asyncio.run(scenario(services, args.scenario, args.seconds, args.logs, args.provider_ms))
     for key, value in result.items():
         print(f"{key}: {value}")
 

@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -65,6 +66,12 @@ class Sender:
         self._stop.set()
         await asyncio.gather(*self._tasks)
 
+    async def cancel(self) -> None:
+        """End at once (a test that failed midway)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def _run(self, sender: int) -> None:
         number = 0
         while not self._stop.is_set():
@@ -84,6 +91,9 @@ class Sender:
         except TimeoutError:
             self.statuses["timeout"] += 1
             return "timeout"
+        except aiohttp.ClientError as exc:  # the API dropped the connection: the test will say so
+            self.statuses[type(exc).__name__] += 1
+            return type(exc).__name__
         self.statuses[resp.status] += 1
         body = await resp.json()
         if resp.status == 202:
@@ -100,6 +110,14 @@ class Stack:
         self.client = client
         self.workers = workers
         self.path = path
+        self.senders: list[Sender] = []
+
+    def sender(self, **options: Any) -> Sender:
+        """A Sender to this stack's webhook, started."""
+        sender = Sender(self.client, self.path, **options)
+        self.senders.append(sender)
+        sender.start()
+        return sender
 
     def stop(self) -> list[int]:
         """SIGTERM every worker; their exit codes (0: a clean shutdown)."""
@@ -156,7 +174,12 @@ async def stack(
             )
         for proc in procs:
             await wait_until(lambda p=proc: "Starting worker" in p.output(), "a worker to start", timeout=30)
-        yield Stack(client, procs, path)
+        running = Stack(client, procs, path)
+        try:
+            yield running
+        finally:
+            for sender in running.senders:
+                await sender.cancel()
     finally:
         for proc in procs:
             if proc.alive():
@@ -208,8 +231,7 @@ async def test_workers_survive_connection_resets_under_load(
     tmp_path: Path,
 ) -> None:
     async with stack(services, account, fake_providers, own_redis, tmp_path) as running:
-        sender = Sender(running.client, running.path)
-        sender.start()
+        sender = running.sender()
         await wait_until(lambda: len(sender.accepted) >= 20, "alerts to flow", timeout=20)
         killed = 0
         for _ in range(24):  # 6 s of resets, one every 250 ms
@@ -237,8 +259,7 @@ async def test_workers_survive_a_redis_crash_under_load(
     tmp_path: Path,
 ) -> None:
     async with stack(services, account, fake_providers, own_redis, tmp_path) as running:
-        sender = Sender(running.client, running.path)
-        sender.start()
+        sender = running.sender()
         for _ in range(3):
             before = len(sender.accepted)
             await wait_until(lambda b=before: len(sender.accepted) >= b + 30, "alerts to flow", timeout=30)
@@ -268,8 +289,7 @@ async def test_a_frozen_redis_gets_503_in_seconds_not_a_hang(
 ) -> None:
     assert own_redis.proc is not None
     async with stack(services, account, fake_providers, own_redis, tmp_path) as running:
-        sender = Sender(running.client, running.path)
-        sender.start()
+        sender = running.sender()
         await wait_until(lambda: len(sender.accepted) >= 30, "alerts to flow", timeout=20)
 
         os.kill(own_redis.proc.pid, signal.SIGSTOP)
@@ -332,8 +352,7 @@ async def test_a_worker_keeps_its_capacity_through_twenty_outages(
         MONODUTY_PROVIDER_TIMEOUT="60",  # the held sends must not time out and be retried meanwhile
     ) as running:
         await hold_elsewhere(own_redis, 50)
-        sender = Sender(running.client, running.path)
-        sender.start()
+        sender = running.sender()
         for outage in range(20):
             before = len(sender.accepted)
             await wait_until(lambda b=before: len(sender.accepted) >= b + 10, "alerts to flow", timeout=30)
@@ -347,8 +366,7 @@ async def test_a_worker_keeps_its_capacity_through_twenty_outages(
 
         # Now every send hangs at the provider: a worker with all its slots holds `capacity` at once.
         fake_providers.script(TOPIC, *[Reply(hang=True)] * (2 * capacity))
-        slow = Sender(running.client, running.path, senders=1, interval=0.01)
-        slow.start()
+        slow = running.sender(senders=1, interval=0.01)
         await wait_until(lambda: len(slow.accepted) >= 2 * capacity, "the slow alerts to be accepted")
         await slow.stop()
         await wait_until(
