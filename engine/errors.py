@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncpg
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
@@ -82,6 +83,12 @@ STORAGE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
-    RedisConnectionError,
-    RedisTimeoutError,
+    RedisConnectionError,  # refused, reset, still loading its data after a restart
+    RedisTimeoutError,  # no answer within queue.COMMAND_TIMEOUT_SECONDS: a stalled server
+    # redis-py turns a connection lost inside a WATCH into a WatchError, and arq lets that one
+    # escape (it catches only the WatchError of a real conflict, at EXEC): a reset, not a conflict.
+    WatchError,
+    ReadOnlyError,  # a failover under way: we reached a replica
+    MasterDownError,  # a replica that lost its primary
+    OutOfMemoryError,  # full for now (maxmemory): writes resume as workers drain the queue
 )

@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
-from arq.constants import job_key_prefix, result_key_prefix
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine import notifications, queue, ratelimit, signing
 from engine.errors import MonodutyError, NotFound
@@ -249,10 +247,7 @@ async def accept_alert(
         received_at=datetime.now(UTC),
         request_id=request_id,
     )
-    if not queued and not await redis.exists(job_key_prefix + alert_id, result_key_prefix + alert_id):
-        # arq answers "already there" also when its write failed under a dropped connection:
-        # the sender must hear 503 and retry, not 202 for an alert that is nowhere.
-        raise RedisConnectionError("the alert could not be queued")
+    # queue.enqueue_alert confirms the job exists (arq's None can also mean a write lost at EXEC).
     if msg_id is not None:
         # Only now, with the alert safely queued: a failure before this leaves the sender's retry
         # free to queue it. Two deliveries at once both get here with one alert id and one job.

@@ -3,15 +3,28 @@
 Jobs are encoded as JSON, never pickle: whoever can write to Redis must not be able to run code
 in a worker. Job ids are our own row ids (alert id, delivery id), so enqueueing the same work
 twice is a no-op while the job or its result is still in Redis.
+
+Every Redis call is bounded in time (``connect``): a Redis that stopped answering (frozen, behind a
+dropped route) must turn into an error the caller can act on, a 503 + Retry-After for a sender or
+a deferred job, within seconds, never into a request or a worker stuck until the server returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
+from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
+from redis.asyncio import BlockingConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from engine.errors import STORAGE_DOWN
+
+log = logging.getLogger("monoduty.queue")
 
 PROCESS_ALERT = "process_alert"
 DELIVER = "deliver"
@@ -34,16 +47,58 @@ def deserialize(raw: bytes) -> dict[str, Any]:
     return json.loads(raw)
 
 
-def redis_settings(url: str) -> RedisSettings:
-    settings = RedisSettings.from_dsn(url)
-    # A lost connection at start-up is retried for about a minute before giving up.
-    settings.conn_retries = 30
-    settings.conn_retry_delay = 2
-    return settings
+# Every command of ours and arq's takes a millisecond or two; a Redis that has not answered in this
+# long is stalled (SIGSTOP, a VM paused, a dropped route). arq sets only a connect timeout (and
+# redis-py none at all), so without these a stalled Redis held every sender until it came back.
+# No command we or arq send blocks on the server (no BLPOP, no pub/sub), so one bound fits all.
+CONNECT_TIMEOUT_SECONDS = 1.0
+COMMAND_TIMEOUT_SECONDS = 1.5
+
+# Connections one process may hold; a caller waits at most a command timeout for a free one.
+# (Far above what a process uses: each command holds one for a millisecond or two.)
+MAX_CONNECTIONS = 1000
+
+# At start-up a Redis not there yet is waited for about a minute (a stack starting all at once).
+STARTUP_RETRIES = 30
+STARTUP_RETRY_DELAY = 2.0
 
 
-async def connect(url: str) -> ArqRedis:
-    return await create_pool(redis_settings(url), job_serializer=serialize, job_deserializer=deserialize)
+async def connect(url: str, *, retries: int = STARTUP_RETRIES, queue_name: str | None = None) -> ArqRedis:
+    """A Redis client for jobs (arq's ``ArqRedis``) with every call bounded; ``retries`` at start-up.
+
+    Not arq's ``create_pool``: its settings have no socket (command) timeout to give.
+    """
+    attempt = 0
+    while True:
+        # redis-py's default pool opens a new connection while holding its lock: with Redis frozen,
+        # each caller then waited for every earlier caller's connection attempt to time out
+        # (concurrent requests got their 503 after 1.5 s, 3 s, 4.5 s...). The blocking pool
+        # connects outside its lock.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=COMMAND_TIMEOUT_SECONDS,
+        )
+        redis = ArqRedis(
+            pool,
+            job_serializer=serialize,
+            job_deserializer=deserialize,
+            default_queue_name=queue_name or default_queue_name,
+        )
+        redis.auto_close_connection_pool = True  # as from_pool sets it: aclose() closes the pool too
+        try:
+            await redis.ping()
+            return redis
+        except STORAGE_DOWN as exc:
+            await redis.aclose()
+            if attempt >= retries:
+                raise
+            attempt += 1
+            # The type only: a driver's message may name the host and the user.
+            log.warning("redis unreachable at start-up (%s), retrying", type(exc).__name__)
+            await asyncio.sleep(STARTUP_RETRY_DELAY)
 
 
 async def enqueue_alert(
@@ -60,7 +115,9 @@ async def enqueue_alert(
     """Queue an inbound alert for processing; False if that alert id is already queued."""
     # The ids come first and the body after them: arq logs the first 80 characters of a job's
     # arguments when it starts the job, and a body may hold anything (tests/test_job_logs.py).
-    job = await redis.enqueue_job(
+    return await _enqueue(
+        redis,
+        alert_id,
         PROCESS_ALERT,
         {
             "alert_id": alert_id,
@@ -71,11 +128,24 @@ async def enqueue_alert(
             "request_id": request_id,
             "is_test": is_test,
         },
-        _job_id=alert_id,
     )
-    return job is not None
 
 
 async def enqueue_delivery(redis: ArqRedis, delivery_id: str, *, request_id: str | None = None) -> bool:
-    job = await redis.enqueue_job(DELIVER, delivery_id, request_id, _job_id=delivery_id)
-    return job is not None
+    """Queue one delivery; False if it is queued already (or done lately)."""
+    return await _enqueue(redis, delivery_id, DELIVER, delivery_id, request_id)
+
+
+async def _enqueue(redis: ArqRedis, job_id: str, function: str, *args: Any) -> bool:
+    """arq's ``enqueue_job`` with its ``None`` checked: True if queued now, False if already there.
+
+    arq answers None both for "this job id is queued or done already" and when the connection died
+    at EXEC (redis-py raises a WatchError for a connection lost inside a WATCH, which arq takes for
+    a conflict): the job may then be nowhere, and a 202 for it, or a delivery counted as queued,
+    would be a lost alert. So a None is checked, and an enqueue not confirmed is a storage error.
+    """
+    if await redis.enqueue_job(function, *args, _job_id=job_id) is not None:
+        return True
+    if await redis.exists(job_key_prefix + job_id, result_key_prefix + job_id):
+        return False
+    raise RedisConnectionError("enqueue not confirmed: the connection was lost at EXEC")

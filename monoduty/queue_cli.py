@@ -13,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from engine import queue, queue_inspect
@@ -35,11 +35,8 @@ def _settings() -> Settings:
 def _run(settings: Settings, action: Callable[[ArqRedis], Awaitable[T]]) -> T:
     async def main() -> T:
         assert settings.redis_url
-        redis_settings = queue.redis_settings(settings.redis_url)
-        redis_settings.conn_retries = 0  # an operator's command says at once that Redis is away
-        redis = await create_pool(
-            redis_settings, job_serializer=queue.serialize, job_deserializer=queue.deserialize
-        )
+        # No retries: an operator's command says at once that Redis is away.
+        redis = await queue.connect(settings.redis_url, retries=0)
         try:
             return await action(redis)
         finally:

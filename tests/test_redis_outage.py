@@ -2,11 +2,15 @@
 
 - Redis stopped and started again while a worker runs: the same worker process carries on.
 - Redis killed (SIGKILL) with AOF on: every alert answered 202 before is still there and delivered.
+- Redis away or frozen: inbound answers 503 + Retry-After (within seconds), never 500 or a hang.
+  (tests/test_redis_faults_under_load.py does the same with workers busy.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -178,6 +182,35 @@ async def test_with_redis_away_inbound_says_503_and_retry_after(
         assert_error(await resp.json(), "SERVICE_UNAVAILABLE")
         own_redis.start()
         resp = await client.post(path_of(webhook), json={"title": "redis is back"})
+        assert resp.status == 202
+    finally:
+        await client.close()
+
+
+async def test_with_redis_frozen_inbound_says_503_within_seconds(
+    own_redis: RedisServer, settings: Settings, account: Account
+) -> None:
+    """A Redis that stops answering (SIGSTOP: a paused VM, a dropped route) must not hold senders."""
+    assert own_redis.proc is not None
+    client = await make_client(settings.with_(redis_url=own_redis.url))
+    try:
+        webhook = await create(client, account)
+        os.kill(own_redis.proc.pid, signal.SIGSTOP)
+        try:
+            # Senders at once, as under load. Without a bound on Redis calls each waited for as long
+            # as Redis stayed frozen; with redis-py's default pool, for every earlier one's timeout.
+            async def post() -> tuple[int, str, dict[str, str]]:
+                resp = await client.post(path_of(webhook), json={"title": "frozen"})
+                return resp.status, resp.headers.get("Retry-After", ""), await resp.json()
+
+            answers = await asyncio.wait_for(asyncio.gather(*[post() for _ in range(10)]), 6)
+            for status, retry_after, body in answers:
+                assert status == 503
+                assert int(retry_after) >= 1
+                assert_error(body, "SERVICE_UNAVAILABLE")
+        finally:
+            os.kill(own_redis.proc.pid, signal.SIGCONT)
+        resp = await client.post(path_of(webhook), json={"title": "thawed"})
         assert resp.status == 202
     finally:
         await client.close()

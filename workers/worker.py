@@ -10,79 +10,214 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from arq import func
-from arq.worker import Worker, async_check_health
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from arq.constants import health_check_key_suffix, in_progress_key_prefix
+from arq.cron import CronJob
+from arq.utils import timestamp_ms
+from arq.worker import Worker
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from engine import db, metrics, periodic, queue, registry
 from engine.channels.outbox import OutboxChannel
 from engine.channels.registry import build_channels
+from engine.errors import STORAGE_DOWN
 from engine.settings import Settings
 from workers import health, jobs, outages
 
 log = logging.getLogger("monoduty.worker")
 
-HEALTH_CHECK_SECONDS = 30
+# The worker writes arq's health-check key this often, and the key outlives three missed writes.
+# (arq's own TTL is the interval + 1 s: one poll slower than a second, as under load or right after
+# an outage, and `worker --check` called a busy worker dead.)
+HEALTH_CHECK_SECONDS = 10
+HEALTH_KEY_TTL_SECONDS = 31
 METRICS_FLUSH_SECONDS = 1.0
 # How long a job's in-progress claim outlives its timeout (arq: 10 s). It need only cover the Redis
 # round trips around the timeout; a job that does run twice is safe (every step is idempotent).
 IN_PROGRESS_MARGIN_SECONDS = 5.0
+# After a failed poll the worker waits this long, doubling up to the cap while Redis stays away:
+# short, because a reset connection (the commonest fault) is usually fine on the very next try.
+BACKOFF_FIRST_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 1.0
+
+# Anything Redis can raise (a reset, a stall, a WatchError from a reset inside a WATCH, a replica's
+# READONLY, LOADING after a restart...): the worker outlives all of them, because a worker that
+# exits leaves its queue to nobody. Anything else is a bug and still stops it.
+REDIS_TROUBLE: tuple[type[BaseException], ...] = (RedisError, *STORAGE_DOWN)
 
 
 class ResilientWorker(Worker):
-    """A worker that rides out a lost Redis connection instead of exiting."""
+    """arq's worker, made to ride out any Redis fault and to come back at full speed and capacity.
+
+    Where arq 0.28 lets a Redis error escape, and what happens here instead:
+    - the poll (ZRANGEBYSCORE), the claim of a job and the heartbeat/cron: the error ends that poll;
+      the worker backs off briefly and polls again (``_poll_iteration``);
+    - the claim (``start_jobs``): arq took a concurrency slot first and lost it for good on such an
+      error; here the slot always comes back;
+    - a job's own Redis steps (reading it, recording its outcome, both in ``run_job``): arq left the
+      task failed and the poll loop re-raised one such task per poll, for up to a minute after an
+      outage, skipping the heartbeat each time; here the error is logged and the job's claim is
+      dropped once Redis answers again, so it runs again at once instead of after its timeout;
+    - shutdown (``close``): the database pool and the metrics still close with Redis away.
+    """
 
     _redis_down_since: float | None = None
     _started_at: datetime | None = None
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, redis_url: str, **options: Any) -> None:
         super().__init__(**options)
+        self.redis_url = redis_url
         # A dead worker's job re-runs once its claim lapses: after the job timeout + our margin.
         longest = max(f.timeout_s or self.job_timeout_s or 0 for f in self.functions.values())
         self.in_progress_timeout_s = longest + IN_PROGRESS_MARGIN_SECONDS
+        self._backoff = 0.0
+        # Jobs claimed here whose run met a Redis error: job id -> when claimed (monotonic).
+        self._lost_claims: dict[str, float] = {}
+
+    async def main(self) -> None:
+        if self._pool is None:
+            # Ours, not arq's create_pool: every Redis call bounded (engine.queue.connect).
+            self._pool = await queue.connect(self.redis_url, queue_name=self.queue_name)
+        await super().main()
 
     async def _poll_iteration(self) -> None:
         try:
+            if self._lost_claims:
+                await self._release_lost_claims()
             await super()._poll_iteration()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except REDIS_TROUBLE as exc:
             if self._redis_down_since is None:
                 self._redis_down_since = time.monotonic()
+                # The type only: a driver's message may name the host and the user.
+                log.warning("redis unreachable, retrying: %s", type(exc).__name__)
             # Redis may come back empty (no persistence, a failover): say we are alive as soon as it
             # answers, not at the next health-check interval, or `worker --check` and /api/status
-            # would count no worker for up to 30 s.
+            # would count no worker meanwhile.
             self._last_health_check = 0
-            # Back off a little, then poll again; redis-py reconnects on the next command.
-            log.warning("redis unreachable, retrying: %s", type(exc).__name__)
-            await asyncio.sleep(1.0)
+            self._backoff = min(BACKOFF_CAP_SECONDS, max(BACKOFF_FIRST_SECONDS, self._backoff * 2))
+            await asyncio.sleep(self._backoff)  # redis-py reconnects on the next command
         else:
+            self._backoff = 0.0
             if self._redis_down_since is not None:
                 log.info("redis reachable again after %.1fs", time.monotonic() - self._redis_down_since)
                 self._redis_down_since = None
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's, except that the concurrency slot taken for a job comes back whatever Redis does."""
+        for raw_id in job_ids:
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            self.job_counter += 1
+            started = False
+            try:
+                started = await self._claim(raw_id.decode())
+            finally:
+                if not started:
+                    self.job_counter -= 1
+                    self.sem.release()
+
+    async def _claim(self, job_id: str) -> bool:
+        """Mark ``job_id`` in progress and start it; False when it is not ours to run now."""
+        in_progress_key = in_progress_key_prefix + job_id
+        async with self.pool.pipeline(transaction=True) as pipe:
+            await pipe.watch(in_progress_key)
+            ongoing = await pipe.exists(in_progress_key)
+            score = await pipe.zscore(self.queue_name, job_id)
+            if ongoing or not score or score > timestamp_ms():
+                return False  # running elsewhere, finished meanwhile, or deferred again
+            pipe.multi()
+            pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
+            try:
+                await pipe.execute()
+            except WatchError as exc:
+                if exc.__context__ is None:
+                    return False  # a real conflict: another worker claimed it first
+                # The connection died at EXEC: the claim may or may not have been written.
+                self._lost_claims[job_id] = time.monotonic()
+                raise
+            except ResponseError:
+                return False  # as arq: the transaction was refused
+        task = self.loop.create_task(self._run_job(job_id, int(score)))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
+        return True
+
+    async def _run_job(self, job_id: str, score: int) -> None:
+        claimed_at = time.monotonic()
+        try:
+            await self.run_job(job_id, score)
+        except REDIS_TROUBLE as exc:
+            # Reading the job or recording its outcome failed: it is still queued and marked in
+            # progress. Re-running it is safe (every job is idempotent); waiting for its claim to
+            # lapse would hold it for the job timeout.
+            self._lost_claims[job_id] = claimed_at
+            log.warning("job %s: redis unreachable around it (%s), it runs again", job_id, type(exc).__name__)
+
+    async def _release_lost_claims(self) -> None:
+        now = time.monotonic()
+        stale = [
+            in_progress_key_prefix + job_id
+            for job_id, claimed_at in self._lost_claims.items()
+            # A claim that lapsed may be another worker's by now; one running here again is ours.
+            if now - claimed_at < self.in_progress_timeout_s and not self._running_here(job_id)
+        ]
+        if stale:
+            await self.pool.delete(*stale)
+        self._lost_claims.clear()
+
+    def _running_here(self, job_id: str) -> bool:
+        # A task stays in self.tasks until a poll reaps it, the failed run's own task included.
+        task = self.tasks.get(job_id)
+        return task is not None and not task.done()
+
+    async def run_cron(self, n: datetime, delay: float, num_windows: int = 2) -> None:
+        # arq moves each cron job to its next run before enqueueing this one; if the enqueue fails
+        # that run is lost. Put them back so the next poll enqueues it (its job id is unique).
+        planned: list[tuple[CronJob, datetime | None]] = [(c, c.next_run) for c in self.cron_jobs]
+        try:
+            await super().run_cron(n, delay, num_windows)
+        except REDIS_TROUBLE:
+            for cron_job, next_run in planned:
+                cron_job.next_run = next_run
+            raise
 
     async def record_health(self) -> None:
         # arq's health-check key is one per queue; our registry counts each live worker.
         due = time.time() - self._last_health_check >= self.health_check_interval
         await super().record_health()
         if due:
+            await self.pool.pexpire(self.health_check_key, HEALTH_KEY_TTL_SECONDS * 1000)
             self._started_at = self._started_at or datetime.now(UTC)
             info = {"started_at": self._started_at.isoformat(), "queue": self.queue_name}
             await registry.beat(self.pool, registry.WORKERS, registry.this_process(), info)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            with contextlib.suppress(Exception):
-                await registry.leave(self.pool, registry.WORKERS, registry.this_process())
-                if await registry.count_alive(self.pool, registry.WORKERS):
-                    # arq deletes its health-check key on close, but the key is shared by every
-                    # worker of the queue: while others run, leave it for them to keep fresh.
-                    self.health_check_key += ":closed"
-        await super().close()
+        """arq's close, except that Redis may be away: the database pool and the metrics still close."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if self._pool is None:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        try:
+            await registry.leave(self.pool, registry.WORKERS, registry.this_process())
+            # The health-check key is shared by every worker of the queue: while others run, it is
+            # theirs to keep fresh; the last one out deletes it (arq deletes it always).
+            if not await registry.count_alive(self.pool, registry.WORKERS):
+                await self.pool.delete(self.health_check_key)
+        except REDIS_TROUBLE as exc:
+            log.warning("redis unreachable at shutdown (%s); this worker ages out", type(exc).__name__)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.close(close_connection_pool=True)
+        self._pool = None
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
@@ -124,7 +259,7 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
             func(jobs.process_alert, name=queue.PROCESS_ALERT, max_tries=max_tries),
             func(jobs.deliver, name=queue.DELIVER, max_tries=max_tries),
         ],
-        "redis_settings": queue.redis_settings(settings.redis_url),
+        "redis_url": settings.redis_url,
         "job_serializer": queue.serialize,
         "job_deserializer": queue.deserialize,
         "queue_name": settings.queue_name,
@@ -147,12 +282,26 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
 
 
 def check_health(settings: Settings) -> int:
-    """arq's health check on our queue: 0 if a worker recorded its health in the last interval, else 1."""
+    """0 if a worker recorded its health lately (arq's health-check key of our queue), else 1."""
     assert settings.redis_url
-    redis_settings = queue.redis_settings(settings.redis_url)
-    redis_settings.conn_retries = 0  # a supervisor asks again; it must not wait a minute for an answer
+    redis_url = settings.redis_url
+
+    async def recorded() -> bool:
+        # No retries: a supervisor asks again; it must not wait a minute for an answer.
+        redis = await queue.connect(redis_url, retries=0)
+        try:
+            return bool(await redis.exists(settings.queue_name + health_check_key_suffix))
+        finally:
+            await redis.aclose()
+
     try:
-        return asyncio.run(async_check_health(redis_settings, None, settings.queue_name))
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        healthy = asyncio.run(recorded())
+    except REDIS_TROUBLE as exc:
         log.warning("health check failed: redis unreachable (%s)", type(exc).__name__)
         return 1
+    if not healthy:
+        log.warning(
+            "health check failed: no worker recorded its health in the last %d s", HEALTH_KEY_TTL_SECONDS
+        )
+        return 1
+    return 0

@@ -67,6 +67,7 @@ class FakeProviders:
         self._scripts: dict[str, deque[Reply]] = {}
         self._release = asyncio.Event()
         self.delay = 0.0  # seconds every unscripted answer takes (a slow provider)
+        self.in_flight = 0  # requests being answered right now (held by a hang or a delay)
 
     def script(self, target: str, *replies: Reply) -> None:
         """Answer the next requests to ``target`` with ``replies`` in order, then succeed again."""
@@ -113,10 +114,14 @@ class FakeProviders:
         self.requests.append(Request(kind, target, form, dict(request.headers), body))
         queue = self._scripts.get(target)
         reply = queue.popleft() if queue else Reply(status=status, delay=self.delay)
-        if reply.hang:
-            await self._release.wait()
-        if reply.delay:
-            await asyncio.sleep(reply.delay)  # a provider that takes its time, not a test wait
+        self.in_flight += 1
+        try:
+            if reply.hang:
+                await self._release.wait()
+            if reply.delay:
+                await asyncio.sleep(reply.delay)  # a provider that takes its time, not a test wait
+        finally:
+            self.in_flight -= 1
         default = ok if reply.status < 300 else {"code": reply.status * 100, "message": "scripted failure"}
         return web.json_response(reply.json or default, status=reply.status, headers=reply.headers)
 
