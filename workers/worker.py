@@ -25,6 +25,7 @@ from engine.channels import build_channels
 from engine.channels.outbox import OutboxChannel
 from engine.settings import Settings
 from workers import health, jobs, outages
+from workers.channel_slots import ChannelSlots
 
 log = logging.getLogger("monoduty.worker")
 
@@ -95,6 +96,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         settings, ctx["session"], outbox_factory=lambda kind: OutboxChannel(kind, ctx["pool"])
     )
     ctx["metrics"] = metrics.MetricsBuffer()
+    ctx["channel_slots"] = ChannelSlots(settings.channel_concurrency)
     ctx["metrics_task"] = asyncio.create_task(_flush_metrics(ctx))
 
 
