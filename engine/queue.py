@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import job_key_prefix, result_key_prefix
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 PROCESS_ALERT = "process_alert"
 DELIVER = "deliver"
@@ -73,9 +75,24 @@ async def enqueue_alert(
         },
         _job_id=alert_id,
     )
-    return job is not None
+    return await _queued(redis, job, alert_id)
 
 
 async def enqueue_delivery(redis: ArqRedis, delivery_id: str, *, request_id: str | None = None) -> bool:
     job = await redis.enqueue_job(DELIVER, delivery_id, request_id, _job_id=delivery_id)
-    return job is not None
+    return await _queued(redis, job, delivery_id)
+
+
+async def _queued(redis: ArqRedis, job: object | None, job_id: str) -> bool:
+    """True if the job was queued now, False if it was queued (or ran) before; raises if neither.
+
+    arq answers None for "that job id is taken" and also when the connection drops at EXEC: redis-py
+    raises WatchError then, which arq takes for a concurrent enqueue. Trusting that None answered
+    202 for alerts that were never queued (a Redis crash under load), and left deliveries pending
+    with no job. Looking tells the two apart; an unqueued job means Redis is away.
+    """
+    if job is not None:
+        return True
+    if not await redis.exists(job_key_prefix + job_id, result_key_prefix + job_id):
+        raise RedisConnectionError("the connection to Redis dropped while queueing a job")
+    return False
