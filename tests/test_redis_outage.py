@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -254,6 +254,7 @@ async def test_a_redis_crash_under_load_loses_nothing_with_appendfsync_always(
     fake_providers: FakeProviders,
     own_redis: RedisServer,
     tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     env = {"MONODUTY_NTFY_URL": fake_providers.url, "MONODUTY_DATABASE_URL": services.database_url}
     env |= {"MONODUTY_REDIS_URL": own_redis.url}
@@ -309,16 +310,19 @@ async def test_a_redis_crash_under_load_loses_nothing_with_appendfsync_always(
     print(
         f"appendfsync {own_redis.fsync}: {len(stream.accepted)} accepted of {sum(stream.statuses.values())} "
         f"sent {dict(stream.statuses)}; {len(lost)} lost, {len(stuck)} stored but never delivered, "
-        f"{sum(d['attempts'] > 1 for d in sends)} sent more than once"
+        f"{sum(d['attempts'] > 1 for d in sends)} sent more than once, "
+        f"{len(stored_ids - set(stream.accepted))} stored though not answered 202"
     )
+    record_property("accepted", len(stream.accepted))
+    record_property("lost", len(lost) + len(stuck))
     assert len(stream.accepted) >= RATE * STREAM_SECONDS / 3 and stream.statuses[503]
     if own_redis.fsync == "always":
         assert not lost and not stuck, f"{len(lost)} accepted alerts lost, {len(stuck)} never delivered"
-    # Whatever survived is stored once, counted once, and delivered.
-    assert stored_ids <= set(stream.accepted) | stored_ids
+    # Whatever survived is stored once (an alert answered 503 may be stored too: Redis took it and
+    # died before answering; the sender's retry is a new alert), counted once, and delivered.
     assert all(r["status"] in ("successful", "pending") for r in stored)
     finished = len(stored) - len(stuck)
-    assert sorted(d["status"] for d in sends).count("delivered") == finished
+    assert [d["status"] for d in sends].count("delivered") == finished
     assert len(sends) == len(stored)
     # At least once: a send slower than its deadline (a loaded machine) is tried again, and counted.
     sent_titles = Counter(r.body for r in fake_providers.requests)
