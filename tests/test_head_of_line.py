@@ -124,6 +124,7 @@ async def all_final(pool: asyncpg.Pool, webhook_id: str) -> list[asyncpg.Record]
     return rows if done else None
 
 
+@pytest.mark.slow
 async def test_a_hung_provider_leaves_other_channels_free_and_waiters_keep_their_attempts(
     live: TestClient,
     account: Account,
