@@ -13,26 +13,35 @@ after it was queued, which would lose a delivery parked for longer. :func:`park`
 this start back off arq's try counter and renews the job key's lifetime. (arq has no "defer without
 counting" of its own; its key layout is the one the README documents for arq 0.28.)
 
-Parked jobs come back on their own after :meth:`ChannelSlots.wait_delay`, which grows with how many
-deliveries this process has seen waiting for the channel, so that thousands of waiters do not
-spend the worker's time being woken up to find the channel still full. The limit is per worker
-process: N workers send up to N times ``MONODUTY_CHANNEL_CONCURRENCY`` at once on a channel.
+A send that ends wakes the delivery that has waited longest in this process for the channel (its
+job becomes due now), so a busy but healthy channel keeps its slots full. Parked jobs also come
+back on their own after :meth:`ChannelSlots.wait_delay` (a lost wake-up, or one parked by another
+worker), which grows with how many deliveries this process has seen waiting for the channel, so
+that thousands of waiters do not spend the worker's time finding the channel still full. The limit
+is per worker process: N workers send up to N times ``MONODUTY_CHANNEL_CONCURRENCY`` on a channel.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import Counter
 
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms, job_key_prefix, retry_key_prefix
+from arq.utils import timestamp_ms
+
+log = logging.getLogger("monoduty.worker")
 
 # A parked job comes back within this long at most, so a recovered provider is used again soon.
 MAX_WAIT_SECONDS = 30.0
 # A delivery not seen parking for this long is no longer counted as waiting (it was sent, maybe
 # by another worker).
 WAITING_WINDOW_SECONDS = 60.0
+# A delivery that parked this recently may not be back in the queue yet (arq moves it on after the
+# job returns): waking it now would be lost, so an older one is woken.
+SETTLE_SECONDS = 0.1
 
 _rng = random.Random()
 
@@ -55,8 +64,16 @@ class ChannelSlots:
         self._busy[channel] += 1
         return True
 
-    def give_back(self, channel: str) -> None:
+    def give_back(self, channel: str) -> str | None:
+        """Free a slot; answers the delivery to wake: the one waiting longest, if any."""
         self._busy[channel] -= 1
+        waiting = self._waiting.get(channel, {})
+        settled = time.monotonic() - SETTLE_SECONDS
+        for delivery_id, seen in waiting.items():
+            if seen <= settled:
+                del waiting[delivery_id]
+                return delivery_id
+        return None
 
     def busy(self, channel: str) -> int:
         return self._busy[channel]
@@ -84,3 +101,14 @@ async def park(redis: ArqRedis, job_id: str, delay: float) -> None:
         pipe.decr(retry_key_prefix + job_id)
         pipe.pexpire(job_key_prefix + job_id, int(delay * 1000) + expires_extra_ms)
         await pipe.execute()
+
+
+async def wake(redis: ArqRedis, queue_name: str, job_id: str) -> None:
+    """Make a parked job due now: only if it is still queued, and never later than it was due.
+
+    Best effort: if Redis does not answer, the job still comes back at its own time.
+    """
+    try:
+        await redis.zadd(queue_name, {job_id: timestamp_ms()}, xx=True, lt=True)
+    except Exception as exc:
+        log.debug("could not wake a waiting delivery: %s", type(exc).__name__)

@@ -19,7 +19,7 @@ from engine.channels.base import Channel, DeliveryError, Receipt
 from engine.masking import mask_target, mask_text
 from engine.payloads import parse_alert
 from engine.settings import Settings
-from workers.channel_slots import ChannelSlots, park
+from workers.channel_slots import ChannelSlots, park, wake
 from workers.outages import waits_for_storage
 
 log = logging.getLogger("monoduty.worker")
@@ -92,7 +92,9 @@ async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None =
     try:
         return await _attempt(ctx, delivery_id, request_id)
     finally:
-        slots.give_back(channel)
+        waiter = slots.give_back(channel)
+        if waiter is not None:
+            await wake(ctx["redis"], ctx["settings"].queue_name, waiter)
 
 
 async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None) -> str:
