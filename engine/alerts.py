@@ -57,6 +57,7 @@ ON CONFLICT (alert_id, channel, target) DO NOTHING
 """
 PENDING_DELIVERIES = "SELECT id FROM deliveries WHERE alert_id = $1 AND status = 'pending' ORDER BY id"
 
+PENDING_CHANNEL = "SELECT channel FROM deliveries WHERE id = $1 AND status = 'pending'"
 START_ATTEMPT = """
 UPDATE deliveries d SET attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL
 FROM alerts a, webhooks w
@@ -157,6 +158,11 @@ async def record_alert(
             if not rows:
                 await _finalise(conn, alert_id)
         return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
+
+
+async def pending_channel(conn: db.Connection, delivery_id: uuid.UUID) -> str | None:
+    """The channel of a delivery still pending, without counting an attempt; None if final."""
+    return await conn.fetchval(PENDING_CHANNEL, delivery_id)
 
 
 async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt | None:

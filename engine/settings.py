@@ -89,6 +89,8 @@ class Settings:
     inbound_body_limit: int = 256 * 1024
     provider_timeout: float = 10.0
     worker_concurrency: int = 200
+    # Sends at once per channel in one worker process: a hung provider holds at most this many slots.
+    channel_concurrency: int = 40
     worker_poll_delay: float = 0.02
     job_timeout: int = 20
     log_format: Literal["text", "json"] = "text"
@@ -180,6 +182,7 @@ class Settings:
             inbound_body_limit=reader.int("MONODUTY_INBOUND_BODY_LIMIT", 256 * 1024, minimum=1024),
             provider_timeout=provider_timeout,
             worker_concurrency=reader.int("MONODUTY_WORKER_CONCURRENCY", 200, minimum=1),
+            channel_concurrency=reader.int("MONODUTY_CHANNEL_CONCURRENCY", 40, minimum=1),
             worker_poll_delay=reader.float("MONODUTY_WORKER_POLL_DELAY", 0.02),
             job_timeout=reader.int("MONODUTY_JOB_TIMEOUT", 20, minimum=1),
             log_format=log_format,  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ def test_defaults_outside_and_inside_dev() -> None:
     assert prod.rate_limit_api == RateLimit(600, 60)
     assert prod.rate_limit_inbound == RateLimit(120, 60)
     assert prod.max_attempts == 5
+    assert prod.channel_concurrency == 40
+    assert Settings.from_env({"MONODUTY_CHANNEL_CONCURRENCY": "7"}).channel_concurrency == 7
 
 
 def test_providers_from_the_environment(tmp_path: Path) -> None:
@@ -47,6 +49,8 @@ def test_providers_from_the_environment(tmp_path: Path) -> None:
     [
         ({"MONODUTY_MAX_ATTEMPTS": "lots"}, "MONODUTY_MAX_ATTEMPTS"),
         ({"MONODUTY_MAX_ATTEMPTS": "0"}, "MONODUTY_MAX_ATTEMPTS"),
+        ({"MONODUTY_CHANNEL_CONCURRENCY": "0"}, "MONODUTY_CHANNEL_CONCURRENCY"),
+        ({"MONODUTY_CHANNEL_CONCURRENCY": "forty"}, "MONODUTY_CHANNEL_CONCURRENCY"),
         ({"MONODUTY_REQUIRE_HTTPS": "maybe"}, "MONODUTY_REQUIRE_HTTPS"),
         ({"MONODUTY_RATE_LIMIT_API": "600 per minute"}, "MONODUTY_RATE_LIMIT_API"),
         ({"MONODUTY_SMTP_HOST": "h", "MONODUTY_SMTP_TLS": "ssl"}, "MONODUTY_SMTP_TLS"),

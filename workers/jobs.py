@@ -19,6 +19,7 @@ from engine.channels.base import Channel, DeliveryError, Receipt
 from engine.masking import mask_target, mask_text
 from engine.payloads import parse_alert
 from engine.settings import Settings
+from workers.channel_slots import ChannelSlots, park, wake
 from workers.outages import waits_for_storage
 
 log = logging.getLogger("monoduty.worker")
@@ -31,6 +32,8 @@ class WorkerContext(TypedDict):
     session: aiohttp.ClientSession
     channels: dict[str, Channel]
     metrics: metrics.MetricsBuffer
+    channel_slots: ChannelSlots
+    job_id: str
     job_try: int
 
 
@@ -66,8 +69,35 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
 async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None = None) -> str:
     """One attempt of one delivery. Transient failures come back as arq Retry with our backoff.
 
+    A delivery whose channel has all its send slots busy in this worker waits out of arq's job
+    slots, without counting an attempt or an arq try (workers/channel_slots.py).
     At least once: a send whose outcome could not be recorded (storage away) may be sent again.
     """
+    async with ctx["pool"].acquire() as conn:
+        channel = await alerts.pending_channel(conn, uuid.UUID(delivery_id))
+    if channel is None:
+        return "final already"
+    slots = ctx["channel_slots"]
+    if not slots.take(channel, delivery_id):
+        delay = slots.wait_delay(channel)
+        await park(ctx["redis"], ctx["job_id"], delay)
+        log.debug(
+            "delivery waits %.1fs: %d sends busy on %s",
+            delay,
+            slots.busy(channel),
+            channel,
+            extra={"delivery_id": delivery_id, "channel": channel, "request_id": request_id},
+        )
+        raise Retry(defer=delay)
+    try:
+        return await _attempt(ctx, delivery_id, request_id)
+    finally:
+        waiter = slots.give_back(channel)
+        if waiter is not None:
+            await wake(ctx["redis"], ctx["settings"].queue_name, waiter)
+
+
+async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None) -> str:
     settings = ctx["settings"]
     async with ctx["pool"].acquire() as conn:
         attempt = await alerts.start_attempt(conn, uuid.UUID(delivery_id))

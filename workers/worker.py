@@ -29,6 +29,7 @@ from engine.channels.registry import build_channels
 from engine.errors import STORAGE_DOWN
 from engine.settings import Settings
 from workers import health, jobs, outages
+from workers.channel_slots import ChannelSlots
 
 log = logging.getLogger("monoduty.worker")
 
@@ -230,6 +231,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         settings, ctx["session"], outbox_factory=lambda kind: OutboxChannel(kind, ctx["pool"])
     )
     ctx["metrics"] = metrics.MetricsBuffer()
+    ctx["channel_slots"] = ChannelSlots(settings.channel_concurrency)
     # This worker's counts reach Redis about once a second (see engine.metrics); Redis down: they
     # keep counting and go with a later flush.
     ctx["metrics_task"] = periodic.start(

@@ -1,10 +1,12 @@
 """Things a fault test breaks on purpose: a Redis server it owns, a TCP proxy it can cut, worker processes.
 
 - ``RedisServer``: ``/usr/bin/redis-server`` on a fixed port and data dir, so a test can kill it
-  (SIGKILL, as a host crash would) and start it again where clients expect it, with or without AOF.
+  (SIGKILL, as a host crash would) and start it again where clients expect it, with or without AOF
+  (``appendfsync always``, or ``everysec`` as production commonly runs).
 - ``TcpProxy``: a local proxy to a real server; ``stop`` makes the server unreachable (connections
   cut, new ones refused) and ``start`` on the same port makes it reachable again; ``blackhole``
-  makes it silent instead (connections hang, as behind a dropped route) until ``restore``.
+  makes it silent instead (connections hang, as behind a dropped route) until ``restore``;
+  ``cut_before`` drops a connection as it sends given bytes (a Redis EXEC lost on the way).
 - ``WorkerProcess``: one real ``python -m monoduty worker``; its log goes to a file.
 """
 
@@ -15,6 +17,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis as redis_sync
@@ -22,24 +25,27 @@ import redis as redis_sync
 from tests.support.processes import free_port, monoduty_env, start_monoduty, wait_for
 
 REDIS_SERVER = "/usr/bin/redis-server"
+AppendFsync = Literal["always", "everysec"]
 
 
 class RedisServer:
     """A redis-server this test may kill and restart on the same port and data dir."""
 
-    def __init__(self, data_dir: Path, *, aof: bool = False) -> None:
+    def __init__(self, data_dir: Path, *, aof: bool = False, fsync: AppendFsync = "always") -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.aof = aof
+        self.fsync = fsync
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        # appendfsync always (production: everysec): every accepted write is on disk, deterministically.
+        # appendfsync always by default: every accepted write is on disk, deterministically; everysec
+        # (the common production setting) may lose the last second of writes even to a process crash.
         persistence = ["--appendonly", "no"]
         if self.aof:
-            persistence = ["--appendonly", "yes", "--appendfsync", "always"]
+            persistence = ["--appendonly", "yes", "--appendfsync", self.fsync]
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--dir", str(self.data_dir), *persistence]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -79,6 +85,9 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._open = asyncio.Event()
         self._open.set()
+        # While set: a client write holding these bytes is not passed on and its connection is cut
+        # (e.g. b"EXEC": a transaction lost on the way, its reply never comes).
+        self.cut_before: bytes | None = None
 
     @classmethod
     def to_database(cls, database_url: str) -> TcpProxy:
@@ -129,11 +138,15 @@ class TcpProxy:
             writer.close()
             return
         self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        await asyncio.gather(self._pipe(reader, up_writer, upstream=True), self._pipe(up_reader, writer))
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool = False
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if upstream and self.cut_before and self.cut_before in data:
+                    break  # closing the server's side ends the other direction too
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.CancelledError):
