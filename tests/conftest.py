@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -95,6 +96,13 @@ async def fake_providers() -> AsyncIterator[FakeProviders]:
     finally:
         fake.release()
         await server.close()
+
+
+@pytest.fixture
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An outbound HTTP session, as the worker hands its channels (tests/test_channel_*.py)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from engine.channels.base import DeliveryError
 from engine.channels.email import EmailChannel
 from engine.channels.formats import validate_email
 from engine.settings import Settings
+from tests.support.channels import alert, smtp_settings
 from tests.support.factories import Account, counts, run_worker
 from tests.support.providers import SmtpServer
-from tests.test_channels import alert, smtp_settings
 from tests.test_delivery import statistics
 
 
