@@ -19,9 +19,8 @@ from engine.channels.email import EmailChannel
 from engine.channels.formats import validate_email
 from engine.settings import Settings
 from tests.support.channels import alert, smtp_settings
-from tests.support.factories import Account, counts, run_worker
+from tests.support.factories import Account, counts, run_worker, statistics
 from tests.support.providers import SmtpServer
-from tests.test_delivery import statistics
 
 
 def encoded_word(text: str) -> str:
