@@ -12,8 +12,9 @@ Checks, in order, each before any work, and the body is read only once it is nee
    stranger who knows the URL cannot use up its limit and silence it;
 3. a Standard Webhooks ``webhook-id`` seen before: a sender's retry, answered with the first
    alert's id and not queued again;
-4. the sender's rate limit per token (429 ``RateLimited``, carrying the webhook and owner for a
-   once-per-burst notice), then not paused (409). Only then is the alert enqueued.
+4. the sender's rate limit per token (429 ``RateLimited``; the first refusal of a window tells
+   the owner, once per burst, in the in-app inbox), then not paused (409). Only then is the
+   alert enqueued.
 
 The cache entry carries the signing secret so that checking a signature needs no Postgres.
 """
@@ -189,10 +190,7 @@ async def _check_limit(
         log.warning("inbound rate limit reached", extra={"webhook_id": webhook.id, "outcome": "limited"})
         await _notify_limited(redis, pool, webhook, limit)
     raise ratelimit.RateLimited(
-        verdict,
-        f"this webhook accepts at most {limit.count} alerts per {limit.seconds} seconds",
-        webhook_id=webhook.id,
-        user_id=webhook.user_id,
+        verdict, f"this webhook accepts at most {limit.count} alerts per {limit.seconds} seconds"
     )
 
 

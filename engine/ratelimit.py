@@ -77,27 +77,17 @@ class Verdict:
 class RateLimited(MonodutyError):
     """429: over a rate limit. ``headers`` go on the answer as they are.
 
-    Inbound refusals also carry the webhook and its owner, and ``first_refusal`` so that whoever
-    tells the owner about it (the in-app notifications) can do it once per burst.
+    Telling an inbound webhook's owner about a burst is engine/inbound.py's business (on the
+    verdict's ``first_refusal``, before this is raised), so the error carries only the verdict.
     """
 
     status = 429
     code = "RATE_LIMITED"
 
-    def __init__(
-        self,
-        verdict: Verdict,
-        message: str,
-        *,
-        webhook_id: str | None = None,
-        user_id: str | None = None,
-    ) -> None:
+    def __init__(self, verdict: Verdict, message: str) -> None:
         super().__init__(message)
         self.verdict = verdict
         self.headers = verdict.headers()
-        self.webhook_id = webhook_id
-        self.user_id = user_id
-        self.first_refusal = verdict.first_refusal
 
 
 def bucket(kind: str, identity: str) -> str:

@@ -12,7 +12,7 @@ from arq.connections import ArqRedis
 
 from engine.settings import RateLimit, Settings
 from tests.support.factories import Account, assert_error, create, make_client, new_account, path_of
-from tests.support.processes import ApiProcess
+from tests.support.processes import ApiProcess, wait_until
 from tests.support.services import Services
 
 POLICY = re.compile(r'^"api";q=5;w=60$')
@@ -112,33 +112,40 @@ async def test_inbound_over_the_limit_gets_429_and_nothing_is_queued(
         await client.close()
 
 
-async def test_inbound_refusal_names_the_webhook_once_per_burst(
-    settings: Settings, redis: ArqRedis, pool: asyncpg.Pool, account: Account
+async def test_the_owner_hears_of_each_burst_of_refusals_once(
+    settings: Settings, redis: ArqRedis, account: Account
 ) -> None:
-    """The hook the in-app notifications use: RateLimited carries the webhook, owner and first_refusal."""
-    from engine.inbound import accept_alert
-    from engine.ratelimit import RateLimited
-
-    client = await make_client(settings)
+    """However many alerts a burst refuses, at once or one by one, the owner's inbox gets one
+    notice of it; the next window's burst gets one of its own."""
+    client = await make_client(settings.with_(rate_limit_inbound=RateLimit(2, 5)))
     try:
         webhook = await create(client, account)
+
+        async def post() -> int:
+            return (await client.post(path_of(webhook), json={"title": "flood"})).status
+
+        async def notices() -> list[dict]:
+            inbox = await (await client.get("/api/notifications", headers=account.headers)).json()
+            return [n for n in inbox["notifications"] if n["kind"] == "rate_limited"]
+
+        # first window: 2 accepted, 10 refused at once
+        assert sorted(await asyncio.gather(*(post() for _ in range(12)))) == [202] * 2 + [429] * 10
+        assert len(await notices()) == 1
+
+        # refused one by one until the window ends; the next alert opens a new window
+        async def accepted() -> bool:
+            return await post() == 202
+
+        await wait_until(accepted, "the next window", timeout=30)
+        assert len(await notices()) == 1
+        # second window: the 2nd accepted, then 10 refused at once
+        assert sorted(await asyncio.gather(*(post() for _ in range(11)))) == [202] + [429] * 10
+        second = await notices()
+        assert len(second) == 2 and {n["webhook_id"] for n in second} == {webhook["id"]}
+        unread = await (await client.get("/api/notifications/unread-count", headers=account.headers)).json()
+        assert unread["unread_count"] == 2
     finally:
         await client.close()
-    token = path_of(webhook).strip("/")
-    limit = RateLimit(1, 60)
-
-    async def body() -> bytes:
-        return b"{}"
-
-    await accept_alert(redis, pool, token, body, "application/json", limit=limit)
-    firsts = []
-    for _ in range(3):
-        try:
-            await accept_alert(redis, pool, token, body, "application/json", limit=limit)
-        except RateLimited as exc:
-            assert (exc.webhook_id, exc.user_id) == (webhook["id"], str(account.user.id))
-            firsts.append(exc.first_refusal)
-    assert firsts == [True, False, False]
 
 
 async def test_two_api_processes_share_one_limit(
