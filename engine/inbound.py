@@ -85,17 +85,17 @@ async def resolve_token(
     if cached is not None:
         data = json.loads(cached)
         return InboundWebhook(**data) if data else None
-    failures = ratelimit.bucket("token-failures", client) if client is not None and limit else None
-    if failures is not None and limit is not None:
-        spent = await ratelimit.exhausted(redis, failures, limit, "token-failures")
+    failures = ratelimit.FailureCounter("token-failures", limit) if client is not None and limit else None
+    if failures is not None and client is not None:
+        spent = await failures.refusal(redis, client)
         if spent is not None:
             raise ratelimit.RateLimited(spent, "too many unknown webhook URLs from this address; retry later")
     async with pool.acquire() as conn:
         row = await conn.fetchrow(SELECT_BY_TOKEN, token)
     if row is None:
         await redis.set(key, "null", ex=MISS_SECONDS)
-        if failures is not None and limit is not None:
-            await ratelimit.hit(redis, failures, limit, "token-failures")
+        if failures is not None and client is not None:
+            await failures.failed(redis, client)
         return None
     webhook = InboundWebhook(
         id=str(row["id"]),
@@ -162,9 +162,10 @@ async def _verified(
     """The body of a correctly signed request and its webhook-id, or 401 (429 for an address
     that sent too many bad signatures in the window, before reading anything)."""
     assert webhook.signing_secret is not None
-    failures = ratelimit.bucket("signature-failures", client or "unknown")
-    if limit is not None:
-        spent = await ratelimit.exhausted(redis, failures, limit, "signature-failures")
+    address = client or "unknown"
+    failures = ratelimit.FailureCounter("signature-failures", limit) if limit is not None else None
+    if failures is not None:
+        spent = await failures.refusal(redis, address)
         if spent is not None:
             raise ratelimit.RateLimited(
                 spent, "too many badly signed requests from this address; retry later"
@@ -175,8 +176,8 @@ async def _verified(
     except signing.SignatureRejected as exc:
         extra = {"webhook_id": webhook.id, "outcome": exc.code, "request_id": request_id}
         log.info("inbound alert refused: bad signature", extra=extra)
-        if limit is not None:
-            await ratelimit.hit(redis, failures, limit, "signature-failures")
+        if failures is not None:
+            await failures.failed(redis, address)
         raise
 
 

@@ -8,12 +8,17 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
+from engine.accounts import MAX_FAILURES
+from engine.ratelimit import FailureCounter
 from engine.settings import RateLimit, Settings
 from tests.support.factories import Account, assert_error, create, make_client, new_account, path_of
 from tests.support.processes import ApiProcess, wait_until
 from tests.support.services import Services
+from tests.support.sessions import PASSWORD, web_user
 
 POLICY = re.compile(r'^"api";q=5;w=60$')
 STATE = re.compile(r'^"api";r=(\d+);t=(\d+)$')
@@ -166,3 +171,40 @@ async def test_two_api_processes_share_one_limit(
     finally:
         for server in servers:
             server.stop()
+
+
+# The failure counters (engine.ratelimit.FailureCounter): unknown API keys, unknown webhook URLs
+# and bad signatures count in fixed windows, like every limit; failed logins in a sliding one.
+
+
+@pytest.mark.parametrize("sliding", [False, True], ids=["fixed", "sliding"])
+async def test_a_failure_counter_refuses_past_its_limit_in_its_kind_of_window(
+    redis: ArqRedis, sliding: bool
+) -> None:
+    counter = FailureCounter("test-failures", RateLimit(3, 600), sliding=sliding)
+    for _ in range(3):
+        assert await counter.refusal(redis, "198.51.100.7") is None
+        await counter.failed(redis, "198.51.100.7")
+    refused = await counter.refusal(redis, "198.51.100.7")
+    assert refused is not None and not refused.allowed and refused.policy == "test-failures"
+    assert await counter.refusal(redis, "198.51.100.8") is None  # per identity
+
+    # Most of the window has gone by; one more failure restarts it only when it slides.
+    await redis.pexpire(counter.key("198.51.100.7"), 5_000)
+    await counter.failed(redis, "198.51.100.7")
+    still = await counter.refusal(redis, "198.51.100.7")
+    assert still is not None and (still.reset > 5) is sliding
+
+    await counter.clear(redis, "198.51.100.7")
+    assert await counter.refusal(redis, "198.51.100.7") is None
+
+
+async def test_a_login_that_succeeds_clears_its_failures(client: TestClient, pool: asyncpg.Pool) -> None:
+    who = await web_user(pool)
+    wrong = {"email": who.email, "password": "wrong-password"}
+    for _ in range(MAX_FAILURES - 1):
+        assert (await client.post("/api/auth/login", json=wrong)).status == 401
+    right = await client.post("/api/auth/login", json={"email": who.email, "password": PASSWORD})
+    assert right.status == 200
+    statuses = [(await client.post("/api/auth/login", json=wrong)).status for _ in range(MAX_FAILURES + 1)]
+    assert statuses == [401] * MAX_FAILURES + [429]  # a fresh count: five more failures, not one
