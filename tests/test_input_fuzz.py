@@ -102,22 +102,21 @@ BODY_ROUTE_IDS = [f"{r[0]} {r[1]}" for r in BODY_ROUTES]
 # The (route, field, value) combinations among BAD_VALUES that are in fact valid input: each must
 # be accepted (2xx); every other combination must be refused. Keyed by repr(value), so that 0,
 # False and "" stay apart.
-FREE_TEXT = ["💥🔥" * 10, "\u202eevil"]  # printable text, shown escaped wherever it is shown
+# Text in any script, emoji and a bidi control included: kept as given, escaped wherever shown.
+FREE_TEXT = ["💥🔥" * 10, "\u202eevil"]
 CLEARED = [None, "", " "]  # an optional text: null or blank means none
 VALID_VALUES: set[tuple[str, str, str]] = {
     (route, field, repr(value))
     for route, field, values in [
-        # A name is any printable text of 3 characters or more.
+        # A webhook's or a key's name is any text of 3 characters or more.
         ("POST /api/webhooks", "name", FREE_TEXT),
         ("PATCH /api/webhooks/{id}", "name", FREE_TEXT),
         ("POST /api/api-keys", "name", FREE_TEXT),
-        ("POST /api/auth/register", "name", FREE_TEXT),
-        ("PATCH /api/auth/me", "name", FREE_TEXT),
         # A description and a user's name are optional text.
         ("POST /api/webhooks", "description", CLEARED + FREE_TEXT),
         ("PATCH /api/webhooks/{id}", "description", CLEARED + FREE_TEXT),
-        ("POST /api/auth/register", "name", CLEARED),
-        ("PATCH /api/auth/me", "name", CLEARED),
+        ("POST /api/auth/register", "name", CLEARED + FREE_TEXT),
+        ("PATCH /api/auth/me", "name", CLEARED + FREE_TEXT),
         # No targets (null or {}): every channel uses its owner's default contact.
         ("POST /api/webhooks", "targetChannels", [None, {}]),
         # null: no signing secret (on PATCH: remove it); 20 emoji are 20 characters, and any text
