@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
-from api.inputs import json_body
+from api.inputs import json_body, query
 from api.responses import ok
 from api.state import POOL
 from engine import api_keys, limits
@@ -20,7 +20,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/api-keys")
 async def list_keys(request: web.Request) -> web.Response:
     user = current_user(request)
-    limit, offset = limits.page(request.query)
+    limit, offset = limits.page(query(request, "limit", "offset"))
     async with request.app[POOL].acquire() as conn:
         records, total = await api_keys.list_keys(conn, user.id, limit, offset)
     return ok(api_keys=[to_api(r) for r in records], total=total, limit=limit, offset=offset)

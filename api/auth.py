@@ -67,10 +67,10 @@ async def _user_of_key(request: web.Request, key: str) -> User:
     """The key's owner. Failed keys count per client address, checked before the database, so
     that presenting made-up keys (each a bucket of its own for the API limit) cannot buy
     unlimited lookups."""
-    redis, limit = request.app[REDIS], request.app[SETTINGS].rate_limit_api
-    failures = ratelimit.bucket("key-failures", request.remote or "unknown")
+    redis, client = request.app[REDIS], request.remote or "unknown"
+    failures = ratelimit.FailureCounter("key-failures", request.app[SETTINGS].rate_limit_api)
     try:
-        spent = await ratelimit.exhausted(redis, failures, limit, "key-failures")
+        spent = await failures.refusal(redis, client)
     except (RedisError, OSError):
         spent = None  # fail open, as the API limit does: Redis away must not lock everyone out
     if spent is not None:
@@ -79,7 +79,7 @@ async def _user_of_key(request: web.Request, key: str) -> User:
         found = await authenticate_key(conn, key)
     if found is None:
         with contextlib.suppress(RedisError, OSError):
-            await ratelimit.hit(redis, failures, limit, "key-failures")
+            await failures.failed(redis, client)
         raise Unauthorized("invalid or revoked API key", code="INVALID_API_KEY")
     return found[0]
 

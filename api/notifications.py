@@ -9,6 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
+from api.inputs import query
 from api.responses import ok
 from api.state import POOL
 from engine import notifications
@@ -20,7 +21,7 @@ routes = web.RouteTableDef()
 async def list_notifications(request: web.Request) -> web.Response:
     """Newest first, ``?limit=`` (max 100), ``?unread=true``, ``?cursor=`` from ``next_cursor``."""
     user = current_user(request)
-    page = notifications.parse_page(request.query)
+    page = notifications.parse_page(query(request, "limit", "unread", "cursor"))
     async with request.app[POOL].acquire() as conn:
         rows, cursor = await notifications.list_page(conn, user.id, page)
     return ok(notifications=[to_api(row) for row in rows], next_cursor=cursor)

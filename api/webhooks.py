@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
-from api.inputs import json_body
+from api.inputs import json_body, query
 from api.responses import ok
 from api.state import AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
 from engine import limits, webhooks
@@ -20,7 +20,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/webhooks")
 async def list_webhooks(request: web.Request) -> web.Response:
     user = current_user(request)
-    limit, offset = limits.page(request.query, default=limits.MAX_PAGE)
+    limit, offset = limits.page(query(request, "limit", "offset"), default=limits.MAX_PAGE)
     async with request.app[POOL].acquire() as conn:
         records = await webhooks.list_webhooks(conn, user.id, limit=limit, offset=offset)
         total = await webhooks.count_webhooks(conn, user.id)

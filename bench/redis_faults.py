@@ -35,10 +35,9 @@ from aiohttp.test_utils import TestServer
 from tests import faults, processes
 from tests.support.factories import make_client, new_account
 from tests.support.faults import RedisServer, WorkerProcess
+from tests.support.outages import Sender, kill_clients, new_webhook, settings_for
 from tests.support.providers import FakeProviders
 from tests.support.services import Services, provision
-from tests.test_redis_faults_under_load import Sender, kill_clients, settings_for
-from tests.test_redis_outage import new_webhook
 
 NEVER_RETRIEVED = "Task exception was never retrieved"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 import uuid
 from collections.abc import Mapping
@@ -26,14 +25,17 @@ from redis.asyncio import Redis
 from engine import db, sessions, validate
 from engine.channels.formats import validate_email, validate_phone, validate_topic
 from engine.errors import Conflict, MonodutyError, ValidationError
+from engine.ratelimit import FailureCounter
 from engine.sessions import Session
+from engine.settings import RateLimit
 from engine.users import USER_COLUMNS, User, create_user
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256  # bounds the hashing work one request can ask for
 MAX_FAILURES = 5
 FAILURE_WINDOW = 15 * 60
-FAILURES_PREFIX = "monoduty:login-failures:"
+# Per (email, client address); each failure restarts the window: see the module docstring.
+LOGIN_FAILURES = FailureCounter("login-failures", RateLimit(MAX_FAILURES, FAILURE_WINDOW), sliding=True)
 
 REGISTER_FIELDS = {"email", "password", "name", "phone"}
 PROFILE_FIELDS = {"email", "name", "phone", "pushTopic"}
@@ -124,9 +126,8 @@ async def register(conn: db.Connection, body: object) -> User:
     return user
 
 
-def _failures_key(email: str, client: str) -> str:
-    identity = f"{email.lower()}|{client}".encode("utf-8", "surrogateescape")  # client: from a header
-    return FAILURES_PREFIX + hashlib.sha256(identity).hexdigest()[:40]
+def _login_identity(email: str, client: str) -> str:
+    return f"{email.lower()}|{client}"  # client may come from a header: any byte (surrogateescape)
 
 
 async def login(conn: db.Connection, redis: Redis, body: object, client: str) -> User:
@@ -135,24 +136,18 @@ async def login(conn: db.Connection, redis: Redis, body: object, client: str) ->
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not isinstance(password, str) or len(email) > 254:
         raise ValidationError("email and password are required", field="email")
-    failures = _failures_key(email, client)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(failures)
-        pipe.ttl(failures)
-        count, ttl = await pipe.execute()
-    if count is not None and int(count) >= MAX_FAILURES:
+    identity = _login_identity(email, client)
+    spent = await LOGIN_FAILURES.refusal(redis, identity)
+    if spent is not None:
         log.warning("login throttled after repeated failures", extra={"outcome": "throttled"})
-        raise LoginThrottled(ttl)
+        raise LoginThrottled(spent.reset)
     record = await conn.fetchrow(SELECT_LOGIN, email.strip())
     stored = record["password_hash"] if record is not None else None
     if len(password) > MAX_PASSWORD or not await _verify(stored, password):
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.incr(failures)
-            pipe.expire(failures, FAILURE_WINDOW)
-            await pipe.execute()
+        await LOGIN_FAILURES.failed(redis, identity)
         log.info("login refused", extra={"outcome": "invalid_credentials"})
         raise InvalidCredentials()
-    await redis.delete(failures)
+    await LOGIN_FAILURES.clear(redis, identity)
     assert record is not None
     # Parameters were raised since this hash was made (stored is set: the password matched it).
     if stored is not None and _hasher.check_needs_rehash(stored):

@@ -12,8 +12,9 @@ Checks, in order, each before any work, and the body is read only once it is nee
    stranger who knows the URL cannot use up its limit and silence it;
 3. a Standard Webhooks ``webhook-id`` seen before: a sender's retry, answered with the first
    alert's id and not queued again;
-4. the sender's rate limit per token (429 ``RateLimited``, carrying the webhook and owner for a
-   once-per-burst notice), then not paused (409). Only then is the alert enqueued.
+4. the sender's rate limit per token (429 ``RateLimited``; the first refusal of a window tells
+   the owner, once per burst, in the in-app inbox), then not paused (409). Only then is the
+   alert enqueued.
 
 The cache entry carries the signing secret so that checking a signature needs no Postgres.
 """
@@ -82,17 +83,17 @@ async def resolve_token(
     if cached is not None:
         data = json.loads(cached)
         return InboundWebhook(**data) if data else None
-    failures = ratelimit.bucket("token-failures", client) if client is not None and limit else None
-    if failures is not None and limit is not None:
-        spent = await ratelimit.exhausted(redis, failures, limit, "token-failures")
+    failures = ratelimit.FailureCounter("token-failures", limit) if client is not None and limit else None
+    if failures is not None and client is not None:
+        spent = await failures.refusal(redis, client)
         if spent is not None:
             raise ratelimit.RateLimited(spent, "too many unknown webhook URLs from this address; retry later")
     async with pool.acquire() as conn:
         row = await conn.fetchrow(SELECT_BY_TOKEN, token)
     if row is None:
         await redis.set(key, "null", ex=MISS_SECONDS)
-        if failures is not None and limit is not None:
-            await ratelimit.hit(redis, failures, limit, "token-failures")
+        if failures is not None and client is not None:
+            await failures.failed(redis, client)
         return None
     webhook = InboundWebhook(
         id=str(row["id"]),
@@ -159,9 +160,10 @@ async def _verified(
     """The body of a correctly signed request and its webhook-id, or 401 (429 for an address
     that sent too many bad signatures in the window, before reading anything)."""
     assert webhook.signing_secret is not None
-    failures = ratelimit.bucket("signature-failures", client or "unknown")
-    if limit is not None:
-        spent = await ratelimit.exhausted(redis, failures, limit, "signature-failures")
+    address = client or "unknown"
+    failures = ratelimit.FailureCounter("signature-failures", limit) if limit is not None else None
+    if failures is not None:
+        spent = await failures.refusal(redis, address)
         if spent is not None:
             raise ratelimit.RateLimited(
                 spent, "too many badly signed requests from this address; retry later"
@@ -172,8 +174,8 @@ async def _verified(
     except signing.SignatureRejected as exc:
         extra = {"webhook_id": webhook.id, "outcome": exc.code, "request_id": request_id}
         log.info("inbound alert refused: bad signature", extra=extra)
-        if limit is not None:
-            await ratelimit.hit(redis, failures, limit, "signature-failures")
+        if failures is not None:
+            await failures.failed(redis, address)
         raise
 
 
@@ -187,10 +189,7 @@ async def _check_limit(
         log.warning("inbound rate limit reached", extra={"webhook_id": webhook.id, "outcome": "limited"})
         await _notify_limited(redis, pool, webhook, limit)
     raise ratelimit.RateLimited(
-        verdict,
-        f"this webhook accepts at most {limit.count} alerts per {limit.seconds} seconds",
-        webhook_id=webhook.id,
-        user_id=webhook.user_id,
+        verdict, f"this webhook accepts at most {limit.count} alerts per {limit.seconds} seconds"
     )
 
 

@@ -8,6 +8,11 @@ Every line, ours and the libraries' (aiohttp, arq, asyncpg, redis: they all reac
 handler set up here), passes through ``engine.masking.mask_text`` once formatted: message,
 traceback and context fields alike. A library may quote what a client sent (aiohttp's parser
 errors repeat the raw request line or header, an API key or webhook token in it).
+
+Python also writes to stderr without logging: an uncaught exception (``sys.excepthook``, and
+``threading.excepthook`` for a thread) and an exception it had to ignore ("Exception ignored
+in", ``sys.unraisablehook``: a failing ``__del__``, a generator closed late). ``configure``
+points all three at logging, so their tracebacks are redacted like every other line.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import TextIO
 
 from engine.masking import mask_text
@@ -77,8 +84,38 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+_uncaught = logging.getLogger("monoduty.uncaught")
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, traceback: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):  # Ctrl-C: Python's usual short message
+        sys.__excepthook__(kind, error, traceback)
+        return
+    _uncaught.critical("uncaught exception, the process ends", exc_info=(kind, error, traceback))
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if issubclass(args.exc_type, SystemExit):  # as Python's own hook: a thread may exit this way
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    _uncaught.error("uncaught exception in thread %s", name, exc_info=exc_info)
+
+
+def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    try:
+        where = repr(unraisable.object) if unraisable.object is not None else ""
+    except Exception:  # a repr that fails must not hide the error being reported
+        where = f"<{type(unraisable.object).__name__} object>"
+    message = unraisable.err_msg or "Exception ignored in"
+    value = unraisable.exc_value or unraisable.exc_type()
+    exc_info = (unraisable.exc_type, value, unraisable.exc_traceback)
+    _uncaught.error("%s: %s", message, where, exc_info=exc_info)
+
+
 def configure(fmt: str = "text", level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Send every log record to ``stream`` (stderr) in the chosen format."""
+    """Send every log record to ``stream`` (stderr) in the chosen format, and what Python itself
+    would print there (uncaught and ignored exceptions) through logging too."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
@@ -91,3 +128,6 @@ def configure(fmt: str = "text", level: str = "INFO", stream: TextIO | None = No
     # aiohttp's access log repeats the raw path, which for inbound alerts holds the secret token;
     # api.observability logs each request by its route pattern instead.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_thread_exception
+    sys.unraisablehook = _log_unraisable

@@ -5,8 +5,8 @@ past ``RateLimit.count`` is refused until the window ends. One Redis round trip 
 small Lua script, atomic, and fine on the Redis 6.2 that `monoduty dev` embeds, which lacks
 EXPIRE NX). Each limit is checked before the work it guards: the API limit before the caller's
 key is looked up, an inbound webhook's limit right after its token is resolved (from the Redis
-cache: a token must be known to be counted against), and the failure counters for unknown API
-keys and webhook URLs (``exhausted``, then ``hit`` on a miss) before the database is asked.
+cache: a token must be known to be counted against), and the ``FailureCounter``s (unknown API
+keys, unknown webhook URLs, bad signatures, failed logins) before the work a failure costs.
 
 Answers follow draft-ietf-httpapi-ratelimit-headers-10 (September 2025): the policy and the
 current state as Structured Field lists, ``RateLimit-Policy: "api";q=600;w=60`` and
@@ -77,27 +77,17 @@ class Verdict:
 class RateLimited(MonodutyError):
     """429: over a rate limit. ``headers`` go on the answer as they are.
 
-    Inbound refusals also carry the webhook and its owner, and ``first_refusal`` so that whoever
-    tells the owner about it (the in-app notifications) can do it once per burst.
+    Telling an inbound webhook's owner about a burst is engine/inbound.py's business (on the
+    verdict's ``first_refusal``, before this is raised), so the error carries only the verdict.
     """
 
     status = 429
     code = "RATE_LIMITED"
 
-    def __init__(
-        self,
-        verdict: Verdict,
-        message: str,
-        *,
-        webhook_id: str | None = None,
-        user_id: str | None = None,
-    ) -> None:
+    def __init__(self, verdict: Verdict, message: str) -> None:
         super().__init__(message)
         self.verdict = verdict
         self.headers = verdict.headers()
-        self.webhook_id = webhook_id
-        self.user_id = user_id
-        self.first_refusal = verdict.first_refusal
 
 
 def bucket(kind: str, identity: str) -> str:
@@ -126,3 +116,41 @@ async def exhausted(redis: Redis, key: str, limit: RateLimit, policy: str) -> Ve
     if count is None or int(count) < limit.count:
         return None
     return Verdict(policy, limit, int(count) + 1, max(math.ceil(int(pttl) / 1000), 1))
+
+
+@dataclass(frozen=True)
+class FailureCounter:
+    """Failures of one kind per identity (a client address; an email and address for logins),
+    checked before the work they guard (a database lookup, reading a body, a password hash) and
+    counted only when that work fails, so that failing cannot buy unlimited work.
+
+    After ``limit.count`` failures in a window the next try is refused until the window ends. The
+    window starts at the first failure, like every rate limit here; with ``sliding`` each failure
+    starts it again, so that hammering keeps the door shut (logins: "until 15 minutes pass without
+    a failure"). A success may ``clear`` the count.
+    """
+
+    kind: str  # the Redis bucket's kind and the policy its verdicts name
+    limit: RateLimit
+    sliding: bool = False
+
+    def key(self, identity: str) -> str:
+        """The Redis key counting ``identity``'s failures."""
+        return bucket(self.kind, identity)
+
+    async def refusal(self, redis: Redis, identity: str) -> Verdict | None:
+        """The refusing verdict while ``identity`` has used up its failures, else None; counts nothing."""
+        return await exhausted(redis, self.key(identity), self.limit, self.kind)
+
+    async def failed(self, redis: Redis, identity: str) -> None:
+        """Count one failure of ``identity``."""
+        if not self.sliding:
+            await hit(redis, self.key(identity), self.limit, self.kind)
+            return
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.incr(self.key(identity))
+            pipe.expire(self.key(identity), self.limit.seconds)
+            await pipe.execute()
+
+    async def clear(self, redis: Redis, identity: str) -> None:
+        await redis.delete(self.key(identity))

@@ -117,82 +117,88 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, dev: bool = False) -> Settings:
+        """Settings from ``MONODUTY_*`` variables; what is unset keeps the field's default above
+        (the one place defaults are written), except the few that follow ``dev``."""
         reader = _Reader(env)
-        provider_timeout = reader.float("MONODUTY_PROVIDER_TIMEOUT", 10.0)
-        smtp_host = reader.str("MONODUTY_SMTP_HOST")
-        smtp = None
-        if smtp_host:
-            tls = (reader.str("MONODUTY_SMTP_TLS") or "starttls").lower()
-            if tls not in ("none", "starttls", "tls"):
-                raise SettingsError("MONODUTY_SMTP_TLS must be one of none, starttls, tls")
-            default_port = {"none": 25, "starttls": 587, "tls": 465}[tls]
-            smtp = SmtpSettings(
-                host=smtp_host,
-                port=reader.int("MONODUTY_SMTP_PORT", default_port),
-                username=reader.str("MONODUTY_SMTP_USERNAME"),
-                password=reader.str("MONODUTY_SMTP_PASSWORD"),
-                tls=tls,  # type: ignore[arg-type]
-                from_addr=reader.str("MONODUTY_SMTP_FROM") or "monoduty@localhost",
-                timeout=provider_timeout,
-            )
-        twilio = None
-        sid = reader.str("MONODUTY_TWILIO_ACCOUNT_SID")
-        if sid:
-            token = reader.str("MONODUTY_TWILIO_AUTH_TOKEN")
-            from_number = reader.str("MONODUTY_TWILIO_FROM")
-            if not token or not from_number:
-                raise SettingsError(
-                    "MONODUTY_TWILIO_AUTH_TOKEN and MONODUTY_TWILIO_FROM are required with "
-                    "MONODUTY_TWILIO_ACCOUNT_SID"
-                )
-            twilio = TwilioSettings(
-                account_sid=sid,
-                auth_token=token,
-                from_number=from_number,
-                base_url=(reader.str("MONODUTY_TWILIO_BASE_URL") or "https://api.twilio.com").rstrip("/"),
-            )
-        ntfy = None
-        ntfy_url = reader.str("MONODUTY_NTFY_URL")
-        if ntfy_url:
-            ntfy = NtfySettings(url=ntfy_url.rstrip("/"), token=reader.str("MONODUTY_NTFY_TOKEN"))
-        log_format = (reader.str("MONODUTY_LOG_FORMAT") or "text").lower()
-        if log_format not in ("text", "json"):
-            raise SettingsError("MONODUTY_LOG_FORMAT must be text or json")
+        d = cls()  # the defaults, written once: on the fields above
+        provider_timeout = reader.float("MONODUTY_PROVIDER_TIMEOUT", d.provider_timeout)
         return cls(
             database_url=reader.str("MONODUTY_DATABASE_URL"),
             redis_url=reader.str("MONODUTY_REDIS_URL"),
             public_url=(reader.str("MONODUTY_PUBLIC_URL") or "").rstrip("/") or None,
             dev=dev,
-            smtp=smtp,
-            twilio=twilio,
-            ntfy=ntfy,
-            max_attempts=reader.int("MONODUTY_MAX_ATTEMPTS", 5, minimum=1),
-            retry_base_delay=reader.float("MONODUTY_RETRY_BASE_DELAY", 2.0),
+            smtp=_smtp(reader, provider_timeout),
+            twilio=_twilio(reader),
+            ntfy=_ntfy(reader),
+            max_attempts=reader.int("MONODUTY_MAX_ATTEMPTS", d.max_attempts, minimum=1),
+            retry_base_delay=reader.float("MONODUTY_RETRY_BASE_DELAY", d.retry_base_delay),
             require_https=reader.bool("MONODUTY_REQUIRE_HTTPS", not dev),
             allow_signup=reader.bool("MONODUTY_ALLOW_SIGNUP", dev),
-            rate_limit_api=RateLimit.parse(
-                reader.str("MONODUTY_RATE_LIMIT_API") or "600/minute", "MONODUTY_RATE_LIMIT_API"
-            ),
-            rate_limit_inbound=RateLimit.parse(
-                reader.str("MONODUTY_RATE_LIMIT_INBOUND") or "120/minute", "MONODUTY_RATE_LIMIT_INBOUND"
-            ),
+            rate_limit_api=reader.rate("MONODUTY_RATE_LIMIT_API", d.rate_limit_api),
+            rate_limit_inbound=reader.rate("MONODUTY_RATE_LIMIT_INBOUND", d.rate_limit_inbound),
             trusted_proxies=_proxies(reader.str("MONODUTY_TRUSTED_PROXIES")),
             require_https_inbound=reader.optional_bool("MONODUTY_REQUIRE_HTTPS_INBOUND"),
-            session_ttl=reader.int("MONODUTY_SESSION_TTL", 86400, minimum=60),
-            inbound_body_limit=reader.int("MONODUTY_INBOUND_BODY_LIMIT", 256 * 1024, minimum=1024),
+            session_ttl=reader.int("MONODUTY_SESSION_TTL", d.session_ttl, minimum=60),
+            inbound_body_limit=reader.int("MONODUTY_INBOUND_BODY_LIMIT", d.inbound_body_limit, minimum=1024),
             provider_timeout=provider_timeout,
-            worker_concurrency=reader.int("MONODUTY_WORKER_CONCURRENCY", 200, minimum=1),
-            channel_concurrency=reader.int("MONODUTY_CHANNEL_CONCURRENCY", 40, minimum=1),
-            worker_poll_delay=reader.float("MONODUTY_WORKER_POLL_DELAY", 0.02),
-            job_timeout=reader.int("MONODUTY_JOB_TIMEOUT", 20, minimum=1),
-            log_format=log_format,  # type: ignore[arg-type]
-            log_level=(reader.str("MONODUTY_LOG_LEVEL") or "INFO").upper(),
+            worker_concurrency=reader.int("MONODUTY_WORKER_CONCURRENCY", d.worker_concurrency, minimum=1),
+            channel_concurrency=reader.int("MONODUTY_CHANNEL_CONCURRENCY", d.channel_concurrency, minimum=1),
+            worker_poll_delay=reader.float("MONODUTY_WORKER_POLL_DELAY", d.worker_poll_delay),
+            job_timeout=reader.int("MONODUTY_JOB_TIMEOUT", d.job_timeout, minimum=1),
+            log_format=reader.choice("MONODUTY_LOG_FORMAT", ("text", "json"), d.log_format),  # type: ignore[arg-type]
+            log_level=(reader.str("MONODUTY_LOG_LEVEL") or d.log_level).upper(),
             metrics_token=reader.str("MONODUTY_METRICS_TOKEN"),
-            status_timeout=reader.float("MONODUTY_STATUS_TIMEOUT", 1.0),
-            status_max_queue_age=reader.float("MONODUTY_STATUS_MAX_QUEUE_AGE", 60.0),
-            report_max_days=reader.int("MONODUTY_REPORT_MAX_DAYS", 366, minimum=1),
-            shutdown_grace=reader.int("MONODUTY_SHUTDOWN_GRACE", 25),
+            status_timeout=reader.float("MONODUTY_STATUS_TIMEOUT", d.status_timeout),
+            status_max_queue_age=reader.float("MONODUTY_STATUS_MAX_QUEUE_AGE", d.status_max_queue_age),
+            report_max_days=reader.int("MONODUTY_REPORT_MAX_DAYS", d.report_max_days, minimum=1),
+            shutdown_grace=reader.int("MONODUTY_SHUTDOWN_GRACE", d.shutdown_grace),
         )
+
+
+# The port of each MONODUTY_SMTP_TLS mode, when MONODUTY_SMTP_PORT is unset.
+SMTP_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+
+
+# A provider is configured when its first variable is set (host, account sid, URL); the rest
+# are then read and checked.
+
+
+def _smtp(reader: _Reader, timeout: float) -> SmtpSettings | None:
+    host = reader.str("MONODUTY_SMTP_HOST")
+    if not host:
+        return None
+    tls = reader.choice("MONODUTY_SMTP_TLS", tuple(SMTP_PORTS), "starttls")
+    return SmtpSettings(
+        host=host,
+        port=reader.int("MONODUTY_SMTP_PORT", SMTP_PORTS[tls]),
+        username=reader.str("MONODUTY_SMTP_USERNAME"),
+        password=reader.str("MONODUTY_SMTP_PASSWORD"),
+        tls=tls,  # type: ignore[arg-type]
+        from_addr=reader.str("MONODUTY_SMTP_FROM") or "monoduty@localhost",
+        timeout=timeout,
+    )
+
+
+def _twilio(reader: _Reader) -> TwilioSettings | None:
+    sid = reader.str("MONODUTY_TWILIO_ACCOUNT_SID")
+    if not sid:
+        return None
+    token = reader.str("MONODUTY_TWILIO_AUTH_TOKEN")
+    from_number = reader.str("MONODUTY_TWILIO_FROM")
+    if not token or not from_number:
+        raise SettingsError(
+            "MONODUTY_TWILIO_AUTH_TOKEN and MONODUTY_TWILIO_FROM are required with "
+            "MONODUTY_TWILIO_ACCOUNT_SID"
+        )
+    base_url = reader.str("MONODUTY_TWILIO_BASE_URL") or TwilioSettings.base_url
+    return TwilioSettings(
+        account_sid=sid, auth_token=token, from_number=from_number, base_url=base_url.rstrip("/")
+    )
+
+
+def _ntfy(reader: _Reader) -> NtfySettings | None:
+    url = reader.str("MONODUTY_NTFY_URL")
+    return NtfySettings(url=url.rstrip("/"), token=reader.str("MONODUTY_NTFY_TOKEN")) if url else None
 
 
 def _proxies(raw: str | None) -> tuple[str, ...]:
@@ -253,6 +259,19 @@ class _Reader:
         if value < 0:
             raise SettingsError(f"{name} must not be negative")
         return value
+
+    def choice(
+        self, name: builtins.str, choices: tuple[builtins.str, ...], default: builtins.str
+    ) -> builtins.str:
+        """One of ``choices`` (any case), or ``default`` when unset."""
+        value = (self.str(name) or default).lower()
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}")
+        return value
+
+    def rate(self, name: builtins.str, default: RateLimit) -> RateLimit:
+        raw = self.str(name)
+        return default if raw is None else RateLimit.parse(raw, name)
 
     def optional_bool(self, name: builtins.str) -> builtins.bool | None:
         return None if self.str(name) is None else self.bool(name, False)

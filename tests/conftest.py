@@ -8,8 +8,12 @@ make their own users and never depend on what others left.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,6 +23,7 @@ from engine import db, queue
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
 from tests.support import report_data as data
 from tests.support.factories import Account, create, make_client, new_account
+from tests.support.faults import RedisServer
 from tests.support.providers import NTFY_TOKEN, TWILIO_SID, TWILIO_TOKEN, FakeProviders, SmtpServer
 from tests.support.report_data import Seeded
 from tests.support.services import Services, provision
@@ -98,6 +103,13 @@ async def fake_providers() -> AsyncIterator[FakeProviders]:
 
 
 @pytest.fixture
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An outbound HTTP session, as the worker hands its channels (tests/test_channel_*.py)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
     """A plain SMTP server on a random local port; AUTH is offered and checked but not required."""
     with SmtpServer() as server:
@@ -165,3 +177,15 @@ async def seeded(client: TestClient, account: Account, other_account: Account, p
     await data.insert(pool, account.user.id, {"prod": prod["id"], "staging": staging["id"]}, alerts)
     await data.insert(pool, other_account.user.id, {"other": other["id"]}, data.other_specs())
     return Seeded(account, other_account, alerts, {"prod": "Production", "staging": "Staging"})
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A Redis with AOF this test may kill, stop or freeze; ``appendfsync always`` unless
+    parametrized indirectly (``everysec``)."""
+    server = RedisServer(tmp_path / "redis", aof=True, fsync=getattr(request, "param", "always"))
+    server.start()
+    yield server
+    if server.proc is not None and server.proc.poll() is None:
+        os.kill(server.proc.pid, signal.SIGCONT)  # a failed freeze test must not leave it stopped
+    server.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import asyncpg
 from aiohttp.test_utils import TestClient
@@ -16,25 +15,17 @@ from tests.support.factories import (
     WEBHOOK,
     Account,
     counts,
+    deliveries,
+    path_of,
     run_worker,
     send_alert,
+    statistics,
 )
 from tests.support.providers import (
     FakeProviders,
     Reply,
     SmtpServer,
 )
-
-
-async def statistics(client: TestClient, account: Account, webhook: dict) -> dict:
-    resp = await client.get(f"/api/webhooks/{webhook['id']}", headers=account.headers)
-    return (await resp.json())["webhook"]["statistics"]
-
-
-async def deliveries(pool: asyncpg.Pool, alert_id: str) -> dict[str, asyncpg.Record]:
-    async with pool.acquire() as conn:
-        rows = await conn.fetch("SELECT * FROM deliveries WHERE alert_id = $1", uuid.UUID(alert_id))
-    return {r["channel"]: r for r in rows}
 
 
 async def test_an_alert_reaches_every_channel(
@@ -192,7 +183,6 @@ class BrokenChannel:
 async def test_a_channel_bug_ends_the_delivery_instead_of_leaving_it_pending(
     client: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings
 ) -> None:
-    from tests.test_inbound import path_of
     from workers import worker as worker_module
 
     resp = await client.post(

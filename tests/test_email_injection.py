@@ -9,6 +9,7 @@ arrived, so they hold on whichever Python runs them (3.11.7 here and in CI).
 from __future__ import annotations
 
 import base64
+import json
 from email.message import EmailMessage
 
 import pytest
@@ -18,10 +19,9 @@ from engine.channels.base import DeliveryError
 from engine.channels.email import EmailChannel
 from engine.channels.formats import validate_email
 from engine.settings import Settings
-from tests.support.factories import Account, counts, run_worker
+from tests.support.channels import alert, smtp_settings
+from tests.support.factories import Account, assert_error, counts, run_worker, statistics
 from tests.support.providers import SmtpServer
-from tests.test_channels import alert, smtp_settings
-from tests.test_delivery import statistics
 
 
 def encoded_word(text: str) -> str:
@@ -108,11 +108,62 @@ async def test_the_issue_payload_reads_as_sent(smtp_server: SmtpServer) -> None:
     assert "X-Injected" not in mail
 
 
+# A valid-looking address whose local part decodes into another recipient in the To line.
+ENCODED_ADDRESS = encoded_word("boss@corp.example>, <x") + "@example.com"
+
+
 async def test_an_encoded_word_in_the_address_is_refused(smtp_server: SmtpServer) -> None:
-    # A valid-looking address whose local part decodes into another recipient in the To line.
-    target = validate_email(encoded_word("boss@corp.example>, <x") + "@example.com")
+    """At send time too, for an address stored before validate_email refused them."""
+    target = ENCODED_ADDRESS
     with pytest.raises(DeliveryError) as caught:
         await EmailChannel(smtp_settings(smtp_server)).send(alert(), target)
 
     assert caught.value.permanent
     assert smtp_server.messages == []
+
+
+def test_validate_email_refuses_an_encoded_word() -> None:
+    with pytest.raises(ValueError) as caught:
+        validate_email(ENCODED_ADDRESS, field="targetChannels.email")
+    assert str(caught.value).startswith("targetChannels.email must not contain '=?'")
+    assert validate_email("a=b?c@example.com") == "a=b?c@example.com"  # apart, '=' and '?' are fine
+
+
+@pytest.mark.parametrize(
+    ("targets", "field"),
+    [
+        (ENCODED_ADDRESS, "targetChannels.email"),
+        (["ok@example.com", "x=?y@example.com"], "targetChannels.email[1]"),
+    ],
+    ids=["one", "in-a-list"],
+)
+async def test_a_webhook_target_with_an_encoded_word_is_a_400(
+    client: TestClient, account: Account, targets: object, field: str
+) -> None:
+    body = {**MAIL_WEBHOOK, "targetChannels": {"email": targets}}
+    refused = await client.post("/api/webhooks", json=body, headers=account.headers)
+    assert refused.status == 400, await refused.text()
+    error = await refused.json()
+    assert_error(error, "VALIDATION_ERROR")
+    assert error["error"].startswith(f"{field} must not contain '=?'")
+
+    created = await client.post("/api/webhooks", json=MAIL_WEBHOOK, headers=account.headers)
+    webhook = (await created.json())["webhook"]
+    path = f"/api/webhooks/{webhook['id']}"
+    patched = await client.patch(path, json={"targetChannels": {"email": targets}}, headers=account.headers)
+    assert patched.status == 400, await patched.text()
+    assert (await patched.json())["error"].startswith(f"{field} must not contain '=?'")
+    listed = await (await client.get("/api/webhooks", headers=account.headers)).json()
+    assert listed["total"] == 1  # the refused create made nothing
+    kept = await (await client.get(path, headers=account.headers)).json()
+    assert "=?" not in json.dumps(kept)  # and the refused PATCH changed nothing
+
+
+async def test_a_profile_email_with_an_encoded_word_is_a_400(client: TestClient, account: Account) -> None:
+    resp = await client.patch("/api/auth/me", json={"email": ENCODED_ADDRESS}, headers=account.headers)
+    assert resp.status == 400, await resp.text()
+    error = await resp.json()
+    assert_error(error, "VALIDATION_ERROR")
+    assert error["error"].startswith("email must not contain '=?'")
+    me = await (await client.get("/api/auth/me", headers=account.headers)).json()
+    assert me["user"]["email"] == account.user.email

@@ -136,3 +136,14 @@ def test_every_module_imports_in_a_fresh_interpreter_in_random_order() -> None:
         timeout=120,
     )
     assert result.returncode == 0, f"order (seed {seed}): {names}\n{result.stderr}"
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test helpers live in tests/support/; a test module is never a helper library."""
+    wrong = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for imported in _imported_names(tree, f"tests.{path.stem}", False):
+            if imported.startswith("tests.test_"):
+                wrong.append(f"{path.name} -> {imported}")
+    assert wrong == []

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.support.factories import Account, create
+from tests.support.routes import app_routes
 
 Maker = Callable[[TestClient, Account], Awaitable[str]]
 
@@ -86,8 +87,6 @@ async def test_lists_are_disjoint(
 
 def test_every_id_route_of_the_app_is_in_the_table() -> None:
     """A new route with an id fails here until it is added to OBJECT_ROUTES."""
-    from tests.test_openapi import app_routes
-
     covered = {(m.lower(), p) for m, p, _, _ in OBJECT_ROUTES}
     with_ids = {r for r in app_routes() if "{id}" in r[1]}
     assert with_ids <= covered, sorted(with_ids - covered)

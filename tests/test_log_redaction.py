@@ -13,6 +13,8 @@ import io
 import json
 import logging
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from engine import logs
 from tests.support.factories import Account
+from tests.support.logging_state import kept_logging
 from tests.support.processes import ApiProcess, wait_for
 from tests.support.services import Services
 
@@ -91,24 +94,9 @@ async def test_malformed_requests_get_error_json_and_log_no_secret(
 
 @pytest.fixture
 def log_to() -> Iterator[None]:
-    """Put the root logger back as it was after the test calls logs.configure."""
-    root = logging.getLogger()
-    names = ("aiohttp", "aiohttp.access", "arq", "asyncpg", "redis", "asyncio")
-    loggers = {name: logging.getLogger(name) for name in names}
-    saved = (
-        root.handlers[:],
-        root.level,
-        {n: (lg.handlers[:], lg.level, lg.propagate) for n, lg in loggers.items()},
-    )
-    try:
+    """Put logging back as it was after the test calls logs.configure."""
+    with kept_logging():
         yield
-    finally:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-        for name, (handlers, level, propagate) in saved[2].items():
-            loggers[name].handlers[:] = handlers
-            loggers[name].setLevel(level)
-            loggers[name].propagate = propagate
 
 
 KEY = "md_live_Ql8xTmVyZWZvcmVzdGF0dXNrZXlzZWNyZXQ"
@@ -142,3 +130,54 @@ def test_every_logger_passes_through_the_redaction(log_to: None, log_format: str
         assert secret not in written
     assert "Error handling request" in written and "BadHttpMessage" in written and logger in written
     assert "/hooks/" in written and "127.0.0.1:6379" in written  # the rest stays readable
+
+
+# What Python prints itself, without logging: an exception ignored in __del__, one that ends a
+# thread, one that ends the process. Each message holds a key in a form mask_text knows.
+UNCAUGHT = """
+import sys, threading
+from engine import logs
+
+logs.configure(sys.argv[1], "INFO")
+key = sys.argv[2]
+
+
+class Leaky:
+    def __del__(self):
+        raise ValueError(f"cleanup failed for redis://default:{key}@127.0.0.1:6379/0")
+
+
+Leaky()  # collected at once: "Exception ignored in"
+
+
+def send():
+    raise RuntimeError(f"thread failed, api key {key}")
+
+
+thread = threading.Thread(target=send, name="sender")
+thread.start()
+thread.join()
+raise RuntimeError(f"start failed: Authorization: Bearer {key}")
+"""
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_uncaught_and_ignored_exceptions_are_logged_redacted(tmp_path: Path, log_format: str) -> None:
+    script = tmp_path / "uncaught.py"
+    script.write_text(UNCAUGHT)
+    done = subprocess.run(
+        [sys.executable, str(script), log_format, KEY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+    assert done.returncode == 1  # an uncaught exception still ends the process as before
+    for said in ("Exception ignored in", "ValueError: cleanup failed", "thread failed", "start failed"):
+        assert said in done.stderr, done.stderr
+    assert KEY not in done.stderr and KEY[8:20] not in done.stderr, done.stderr
+    if log_format == "json":  # every line went through logging: nothing printed past it
+        records = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+        assert [r["logger"] for r in records] == ["monoduty.uncaught"] * 3
+        assert [r["level"] for r in records] == ["error", "error", "critical"]

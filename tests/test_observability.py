@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +15,7 @@ from engine import logs
 from engine.masking import mask_target
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
 from tests.support.factories import Account, make_client, run_worker
+from tests.support.logging_state import kept_logging
 from tests.support.providers import (
     NTFY_TOKEN,
     SMTP_PASSWORD,
@@ -126,15 +126,9 @@ async def test_metrics_are_open_locally_and_need_the_token_otherwise(
 def json_log() -> Iterator[io.StringIO]:
     """Everything logged during the test, as MONODUTY_LOG_FORMAT=json writes it."""
     stream = io.StringIO()
-    root, access = logging.getLogger(), logging.getLogger("aiohttp.access")
-    saved = (root.handlers[:], root.level, access.level)
-    logs.configure("json", "INFO", stream)  # as `monoduty api` and `monoduty worker` do
-    try:
+    with kept_logging():
+        logs.configure("json", "INFO", stream)  # as `monoduty api` and `monoduty worker` do
         yield stream
-    finally:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-        access.setLevel(saved[2])
 
 
 async def test_log_lines_carry_ids_and_never_secrets(

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import yaml
 
-from api.app import create_app
 from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
-from engine.settings import Settings
+from tests.support.routes import app_routes
 
 SPEC = Path(__file__).resolve().parent.parent / "api" / "openapi.yaml"
 METHODS = {"get", "post", "put", "patch", "delete"}
-
-
-def app_routes() -> set[tuple[str, str]]:
-    app = create_app(Settings(database_url="postgresql://unused", redis_url="redis://unused", dev=True))
-    routes = set()
-    for route in app.router.routes():
-        if route.method in ("HEAD", "*"):
-            continue
-        path = route.resource.canonical if route.resource else ""
-        path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)  # drop aiohttp's regex part
-        routes.add((route.method.lower(), path))
-    return routes
 
 
 def spec_routes() -> set[tuple[str, str]]:

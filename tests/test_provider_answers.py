@@ -17,10 +17,9 @@ from aiohttp.test_utils import TestServer
 from engine.channels.base import DeliveryError
 from engine.channels.email import EmailChannel
 from engine.settings import NtfySettings, Settings, SmtpSettings
-from tests.support.factories import Account, counts, make_client, run_worker
+from tests.support.channels import alert
+from tests.support.factories import Account, counts, deliveries, make_client, run_worker, statistics
 from tests.support.processes import wait_until
-from tests.test_channels import alert
-from tests.test_delivery import deliveries, statistics
 
 CHUNK = b'{"error": "' + b"x" * 65_525  # 64 KiB; JSON-looking, but it never ends: nothing parses
 ANSWER_CHUNKS = 1024  # a 64 MiB answer: the test stays safe to run against an unbounded read

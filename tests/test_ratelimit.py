@@ -8,12 +8,17 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
+from engine.accounts import MAX_FAILURES
+from engine.ratelimit import FailureCounter
 from engine.settings import RateLimit, Settings
 from tests.support.factories import Account, assert_error, create, make_client, new_account, path_of
-from tests.support.processes import ApiProcess
+from tests.support.processes import ApiProcess, wait_until
 from tests.support.services import Services
+from tests.support.sessions import PASSWORD, web_user
 
 POLICY = re.compile(r'^"api";q=5;w=60$')
 STATE = re.compile(r'^"api";r=(\d+);t=(\d+)$')
@@ -112,33 +117,40 @@ async def test_inbound_over_the_limit_gets_429_and_nothing_is_queued(
         await client.close()
 
 
-async def test_inbound_refusal_names_the_webhook_once_per_burst(
-    settings: Settings, redis: ArqRedis, pool: asyncpg.Pool, account: Account
+async def test_the_owner_hears_of_each_burst_of_refusals_once(
+    settings: Settings, redis: ArqRedis, account: Account
 ) -> None:
-    """The hook the in-app notifications use: RateLimited carries the webhook, owner and first_refusal."""
-    from engine.inbound import accept_alert
-    from engine.ratelimit import RateLimited
-
-    client = await make_client(settings)
+    """However many alerts a burst refuses, at once or one by one, the owner's inbox gets one
+    notice of it; the next window's burst gets one of its own."""
+    client = await make_client(settings.with_(rate_limit_inbound=RateLimit(2, 5)))
     try:
         webhook = await create(client, account)
+
+        async def post() -> int:
+            return (await client.post(path_of(webhook), json={"title": "flood"})).status
+
+        async def notices() -> list[dict]:
+            inbox = await (await client.get("/api/notifications", headers=account.headers)).json()
+            return [n for n in inbox["notifications"] if n["kind"] == "rate_limited"]
+
+        # first window: 2 accepted, 10 refused at once
+        assert sorted(await asyncio.gather(*(post() for _ in range(12)))) == [202] * 2 + [429] * 10
+        assert len(await notices()) == 1
+
+        # refused one by one until the window ends; the next alert opens a new window
+        async def accepted() -> bool:
+            return await post() == 202
+
+        await wait_until(accepted, "the next window", timeout=30)
+        assert len(await notices()) == 1
+        # second window: the 2nd accepted, then 10 refused at once
+        assert sorted(await asyncio.gather(*(post() for _ in range(11)))) == [202] + [429] * 10
+        second = await notices()
+        assert len(second) == 2 and {n["webhook_id"] for n in second} == {webhook["id"]}
+        unread = await (await client.get("/api/notifications/unread-count", headers=account.headers)).json()
+        assert unread["unread_count"] == 2
     finally:
         await client.close()
-    token = path_of(webhook).strip("/")
-    limit = RateLimit(1, 60)
-
-    async def body() -> bytes:
-        return b"{}"
-
-    await accept_alert(redis, pool, token, body, "application/json", limit=limit)
-    firsts = []
-    for _ in range(3):
-        try:
-            await accept_alert(redis, pool, token, body, "application/json", limit=limit)
-        except RateLimited as exc:
-            assert (exc.webhook_id, exc.user_id) == (webhook["id"], str(account.user.id))
-            firsts.append(exc.first_refusal)
-    assert firsts == [True, False, False]
 
 
 async def test_two_api_processes_share_one_limit(
@@ -159,3 +171,40 @@ async def test_two_api_processes_share_one_limit(
     finally:
         for server in servers:
             server.stop()
+
+
+# The failure counters (engine.ratelimit.FailureCounter): unknown API keys, unknown webhook URLs
+# and bad signatures count in fixed windows, like every limit; failed logins in a sliding one.
+
+
+@pytest.mark.parametrize("sliding", [False, True], ids=["fixed", "sliding"])
+async def test_a_failure_counter_refuses_past_its_limit_in_its_kind_of_window(
+    redis: ArqRedis, sliding: bool
+) -> None:
+    counter = FailureCounter("test-failures", RateLimit(3, 600), sliding=sliding)
+    for _ in range(3):
+        assert await counter.refusal(redis, "198.51.100.7") is None
+        await counter.failed(redis, "198.51.100.7")
+    refused = await counter.refusal(redis, "198.51.100.7")
+    assert refused is not None and not refused.allowed and refused.policy == "test-failures"
+    assert await counter.refusal(redis, "198.51.100.8") is None  # per identity
+
+    # Most of the window has gone by; one more failure restarts it only when it slides.
+    await redis.pexpire(counter.key("198.51.100.7"), 5_000)
+    await counter.failed(redis, "198.51.100.7")
+    still = await counter.refusal(redis, "198.51.100.7")
+    assert still is not None and (still.reset > 5) is sliding
+
+    await counter.clear(redis, "198.51.100.7")
+    assert await counter.refusal(redis, "198.51.100.7") is None
+
+
+async def test_a_login_that_succeeds_clears_its_failures(client: TestClient, pool: asyncpg.Pool) -> None:
+    who = await web_user(pool)
+    wrong = {"email": who.email, "password": "wrong-password"}
+    for _ in range(MAX_FAILURES - 1):
+        assert (await client.post("/api/auth/login", json=wrong)).status == 401
+    right = await client.post("/api/auth/login", json={"email": who.email, "password": PASSWORD})
+    assert right.status == 200
+    statuses = [(await client.post("/api/auth/login", json=wrong)).status for _ in range(MAX_FAILURES + 1)]
+    assert statuses == [401] * MAX_FAILURES + [429]  # a fresh count: five more failures, not one

@@ -18,89 +18,30 @@ import os
 import signal
 import time
 import uuid
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
-import redis as redis_sync
 from aiohttp.test_utils import TestClient
 from arq.constants import in_progress_key_prefix
 
 from engine import queue
-from engine.settings import RateLimit, Settings
 from tests.support.factories import Account, make_client
 from tests.support.faults import RedisServer, WorkerProcess
+from tests.support.outages import (
+    NEVER_RETRIEVED,
+    TOPIC,
+    Sender,
+    delivered,
+    kill_clients,
+    new_webhook,
+    settings_for,
+)
 from tests.support.processes import monoduty, monoduty_env, wait_until
 from tests.support.providers import FakeProviders, Reply
 from tests.support.services import Services
-from tests.test_redis_outage import TOPIC, app_settings, delivered, new_webhook
-
-NEVER_RETRIEVED = "Task exception was never retrieved"
-
-
-class Sender:
-    """Monitoring systems posting alerts all the time; each alert is re-posted after a 503, as they do.
-
-    ``accepted`` holds the alert ids answered 202, ``statuses`` every status seen (a client-side
-    timeout counts as ``"timeout"``).
-    """
-
-    def __init__(self, client: TestClient, path: str, *, senders: int = 4, interval: float = 0.04) -> None:
-        self.client = client
-        self.path = path
-        self.senders = senders
-        self.interval = interval  # between one sender's alerts: 4 senders, ~100 alerts/s at most
-        self.accepted: list[str] = []
-        self.statuses: Counter[int | str] = Counter()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stop = asyncio.Event()
-
-    def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run(n)) for n in range(self.senders)]
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-
-    async def cancel(self) -> None:
-        """End at once (a test that failed midway)."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _run(self, sender: int) -> None:
-        number = 0
-        while not self._stop.is_set():
-            number += 1
-            title = f"sender {sender} alert {number}"
-            while True:  # until this alert is accepted, or the test is over
-                status = await self._post(title)
-                if status == 202 or self._stop.is_set():
-                    break
-                await asyncio.sleep(self.interval)
-            await asyncio.sleep(self.interval)
-
-    async def _post(self, title: str) -> int | str:
-        timeout = aiohttp.ClientTimeout(total=10)
-        try:
-            resp = await self.client.post(self.path, json={"title": title, "message": title}, timeout=timeout)
-        except TimeoutError:
-            self.statuses["timeout"] += 1
-            return "timeout"
-        except aiohttp.ClientError as exc:  # the API dropped the connection: the test will say so
-            self.statuses[type(exc).__name__] += 1
-            return type(exc).__name__
-        self.statuses[resp.status] += 1
-        body = await resp.json()
-        if resp.status == 202:
-            self.accepted.append(body["alert_id"])
-        elif resp.status == 503:
-            assert int(resp.headers["Retry-After"]) >= 1
-        return resp.status
 
 
 class Stack:
@@ -129,22 +70,6 @@ class Stack:
     def assert_healthy_logs(self) -> None:
         for worker in self.workers:
             assert NEVER_RETRIEVED not in worker.output(), worker.output()[-5000:]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    # appendfsync always: what a killed Redis loses is item 11's subject, not this file's.
-    server = RedisServer(tmp_path / "redis", aof=True)
-    server.start()
-    yield server
-    if server.proc is not None and server.proc.poll() is None:
-        os.kill(server.proc.pid, signal.SIGCONT)  # a failed freeze test must not leave it stopped
-    server.stop()
-
-
-def settings_for(services: Services, server: RedisServer, fake: FakeProviders) -> Settings:
-    settings = app_settings(services, server.url, fake)
-    return settings.with_(rate_limit_inbound=RateLimit(1_000_000, 60))
 
 
 @contextlib.asynccontextmanager
@@ -201,15 +126,6 @@ async def hold_elsewhere(server: RedisServer, count: int) -> None:
             await redis.psetex(in_progress_key_prefix + job_id, 600_000, b"1")
     finally:
         await redis.aclose()
-
-
-def kill_clients(server: RedisServer) -> int:
-    """Reset every client connection (the caller's own is skipped): a network blip, a proxy restart."""
-    client = redis_sync.Redis.from_url(server.url, socket_timeout=5)
-    try:
-        return int(client.execute_command("CLIENT", "KILL", "TYPE", "normal"))
-    finally:
-        client.close()
 
 
 async def all_delivered(pool: asyncpg.Pool, stack: Stack, accepted: list[str], timeout: float) -> None:

@@ -16,7 +16,7 @@ import os
 import signal
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,29 +24,25 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
 from engine import metrics, queue, registry
 from engine.errors import STORAGE_DOWN
-from engine.settings import NtfySettings, Settings
+from engine.settings import Settings
 from tests.support.factories import Account, assert_error, counts, create, make_client, path_of, run_worker
 from tests.support.faults import RedisServer, TcpProxy, WorkerProcess
+from tests.support.outages import (
+    TOPIC,
+    app_settings,
+    delivered,
+    new_webhook,
+    send,
+)
 from tests.support.processes import ApiProcess, monoduty, monoduty_env, wait_until
 from tests.support.providers import FakeProviders
 from tests.support.services import Services
 
-TOPIC = "outage-topic"
 QUEUE = Settings().queue_name
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    """A Redis with AOF this test may kill; ``appendfsync always`` unless parametrized indirectly."""
-    server = RedisServer(tmp_path / "redis", aof=True, fsync=getattr(request, "param", "always"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -54,44 +50,6 @@ async def own_redis_client(own_redis: RedisServer) -> AsyncIterator[ArqRedis]:
     client = await queue.connect(own_redis.url)
     yield client
     await client.aclose()
-
-
-def app_settings(services: Services, redis_url: str, fake: FakeProviders) -> Settings:
-    return Settings(
-        database_url=services.database_url,
-        redis_url=redis_url,
-        public_url="http://monoduty.test",
-        require_https=False,
-        ntfy=NtfySettings(fake.url),
-        worker_poll_delay=0.01,
-    )
-
-
-async def new_webhook(client: TestClient, account: Account) -> str:
-    """A push webhook; its inbound path."""
-    resp = await client.post(
-        "/api/webhooks",
-        json={"name": "outage", "notificationTypes": ["PUSH_NOTIF"], "targetChannels": {"push": TOPIC}},
-        headers=account.headers,
-    )
-    assert resp.status == 201, await resp.text()
-    return (await resp.json())["webhook"]["webhook_url"].removeprefix("http://monoduty.test")
-
-
-async def send(client: TestClient, path: str, title: str) -> str:
-    resp = await client.post(path, json={"title": title, "message": title})
-    assert resp.status == 202, await resp.text()
-    return (await resp.json())["alert_id"]
-
-
-async def delivered(pool: asyncpg.Pool, alert_ids: list[str]) -> int:
-    async with pool.acquire() as conn:
-        return int(
-            await conn.fetchval(
-                "SELECT count(*) FROM deliveries WHERE alert_id = ANY($1::uuid[]) AND status = 'delivered'",
-                [uuid.UUID(a) for a in alert_ids],
-            )
-        )
 
 
 async def test_a_worker_rides_out_a_redis_restart(

@@ -75,3 +75,9 @@ def test_bad_values_name_the_variable_not_the_value(env: dict[str, str], named: 
     for value in env.values():
         if len(value) > 3:
             assert value not in str(raised.value)
+
+
+def test_an_empty_environment_gives_the_field_defaults() -> None:
+    """The defaults are the dataclass's: Settings() in a test is what an unset deployment runs."""
+    assert Settings.from_env({}) == Settings()
+    assert Settings.from_env({}, dev=True) == Settings(dev=True, require_https=False, allow_signup=True)

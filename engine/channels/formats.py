@@ -61,6 +61,12 @@ def validate_email(value: object, *, field: str = "email") -> str:
     )
     if not valid:
         raise TargetError(field, problem)
+    if "=?" in local:
+        # '=' and '?' are each fine in a local part, but together they open an RFC 2047 encoded
+        # word, which the email package decodes when the address is set as a header (into another
+        # recipient, or a line break). engine/channels/email.py refuses to send to one, so such an
+        # address could never be delivered to: say so now, not at the first alert.
+        raise TargetError(field, "must not contain '=?' (it would open an RFC 2047 encoded word)")
     return f"{local}@{domain}"
 
 

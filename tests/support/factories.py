@@ -8,7 +8,8 @@
 - ``assert_error(data, code)``: an answer in the seed's error format with that code.
 - ``standard(...)``, ``github(...)``, ``signed_webhook(...)``: Standard Webhooks / GitHub signatures.
 - ``outbox(pool, alert_id)``: what the dev outbox holds for an alert.
-- ``counts(...)``: a webhook's statistics as the API shows them.
+- ``counts(...)``: a webhook's statistics as the API shows them; ``statistics(...)`` reads them;
+  ``deliveries(pool, alert_id)``: an alert's delivery rows by channel.
 """
 
 from __future__ import annotations
@@ -177,3 +178,16 @@ async def outbox(pool: asyncpg.Pool, alert_id: str) -> list[asyncpg.Record]:
             "SELECT channel, target, subject, body FROM outbox WHERE alert_id = $1 ORDER BY channel, target",
             alert_id,
         )
+
+
+async def statistics(client: TestClient, account: Account, webhook: dict) -> dict:
+    """A webhook's statistics, read through the API."""
+    resp = await client.get(f"/api/webhooks/{webhook['id']}", headers=account.headers)
+    return (await resp.json())["webhook"]["statistics"]
+
+
+async def deliveries(pool: asyncpg.Pool, alert_id: str) -> dict[str, asyncpg.Record]:
+    """An alert's delivery rows by channel."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT * FROM deliveries WHERE alert_id = $1", uuid.UUID(alert_id))
+    return {r["channel"]: r for r in rows}
