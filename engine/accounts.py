@@ -170,6 +170,8 @@ async def change_password(conn: asyncpg.Connection, user: User, body: object) ->
     body = validate.require_object(body)
     validate.only_known(body, PASSWORD_FIELDS)
     new = _password(body, "newPassword")
+    if not isinstance(body.get("currentPassword", ""), str):  # checked even when no password is set yet
+        raise ValidationError("currentPassword must be a string", field="currentPassword")
     stored = await conn.fetchval(SELECT_HASH, user.id)
     if stored is not None:
         current = body.get("currentPassword")
