@@ -18,7 +18,7 @@ from engine.channels.base import TARGET_KEYS as TYPE_KEYS
 
 MAX_TARGETS = 10  # per channel: an alert fans out to at most this many of each
 
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # ASCII digits: Python's \d also matches other scripts' digits
 _PHONE_PUNCTUATION = re.compile(r"[\s().-]")
 _TOPIC = re.compile(r"[A-Za-z0-9_-]{1,64}")  # ntfy's own topic rule
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")

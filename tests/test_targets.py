@@ -81,6 +81,7 @@ INVALID_PHONES = [
     "+1 415 555 0123 ext 4",
     "+1-415-CALL-NOW",
     "++14155550123",
+    "+1\u0664155550123",  # an Arabic-Indic digit: Python's \d matches it, no provider does
 ]
 
 
