@@ -37,6 +37,7 @@ FAILURES_PREFIX = "monoduty:login-failures:"
 REGISTER_FIELDS = {"email", "password", "name", "phone"}
 PROFILE_FIELDS = {"email", "name", "phone", "pushTopic"}
 PASSWORD_FIELDS = {"currentPassword", "newPassword"}
+LOGIN_FIELDS = {"email", "password"}
 
 SELECT_LOGIN = f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"
 SELECT_HASH = "SELECT password_hash FROM users WHERE id = $1"
@@ -138,6 +139,7 @@ def _failures_key(email: str, client: str) -> str:
 async def login(conn: asyncpg.Connection, redis: Redis, body: object, client: str) -> User:
     """The user whose email and password these are, or InvalidCredentials / LoginThrottled."""
     body = validate.require_object(body)
+    validate.only_known(body, LOGIN_FIELDS)  # as every other body: a typo is an error, not ignored
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not isinstance(password, str) or len(email) > 254:
         raise ValidationError("email and password are required", field="email")
