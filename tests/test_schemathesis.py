@@ -129,7 +129,7 @@ schema = schemathesis.openapi.from_path(SPEC, config=schemathesis.Config.from_pa
 # Fixed and small: the same cases every run, a bounded time. database=None: no example database
 # left in the tree, and nothing from an earlier run changes this one.
 SMALL = settings(
-    max_examples=20,
+    max_examples=15,
     derandomize=True,
     database=None,
     deadline=None,
@@ -182,7 +182,7 @@ def test_every_operation_conforms(case: schemathesis.Case, live_api: LiveApi) ->
 
 
 def test_linked_operations_conform(live_api: LiveApi) -> None:
-    run_workflow(live_api, settings(SMALL, max_examples=15, stateful_step_count=6, phases=NO_SHRINK))
+    run_workflow(live_api, settings(SMALL, max_examples=25, stateful_step_count=6, phases=NO_SHRINK))
 
 
 @pytest.mark.slow
