@@ -65,8 +65,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)
-    if settings.dev:
-        app.router.add_routes(dev.routes)
+    app.router.add_routes(dev.routes)
     inbound.add_routes(app)
     return app
 

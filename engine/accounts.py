@@ -40,6 +40,7 @@ LOGIN_FAILURES = FailureCounter("login-failures", RateLimit(MAX_FAILURES, FAILUR
 REGISTER_FIELDS = {"email", "password", "name", "phone"}
 PROFILE_FIELDS = {"email", "name", "phone", "pushTopic"}
 PASSWORD_FIELDS = {"currentPassword", "newPassword"}
+LOGIN_FIELDS = {"email", "password"}
 
 SELECT_LOGIN = f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"
 SELECT_HASH = "SELECT password_hash FROM users WHERE id = $1"
@@ -133,6 +134,7 @@ def _login_identity(email: str, client: str) -> str:
 async def login(conn: db.Connection, redis: Redis, body: object, client: str) -> User:
     """The user whose email and password these are, or InvalidCredentials / LoginThrottled."""
     body = validate.require_object(body)
+    validate.only_known(body, LOGIN_FIELDS)  # as every other body: a typo is an error, not ignored
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not isinstance(password, str) or len(email) > 254:
         raise ValidationError("email and password are required", field="email")
@@ -163,6 +165,8 @@ async def change_password(
     body = validate.require_object(body)
     validate.only_known(body, PASSWORD_FIELDS)
     new = _password(body, "newPassword")
+    if not isinstance(body.get("currentPassword", ""), str):  # checked even when no password is set yet
+        raise ValidationError("currentPassword must be a string", field="currentPassword")
     stored = await conn.fetchval(SELECT_HASH, user.id)
     if stored is not None:
         current = body.get("currentPassword")

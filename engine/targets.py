@@ -55,7 +55,8 @@ def _channel_targets(key: str, value: object) -> list[str]:
         return [validate(value, field=field)]
     if not isinstance(value, list) or not value:
         raise TargetError(field, "must be a string or a non-empty list of strings")
-    targets = list(dict.fromkeys(validate(item, field=f"{field}[{i}]") for i, item in enumerate(value)))
-    if len(targets) > MAX_TARGETS:
-        raise TargetError(field, f"has {len(targets)} targets; at most {MAX_TARGETS} are allowed")
-    return targets
+    # Counted as sent, before duplicates are dropped: the limit is on the list a client writes
+    # (api/openapi.yaml says maxItems), not on what is left of it.
+    if len(value) > MAX_TARGETS:
+        raise TargetError(field, f"has {len(value)} targets; at most {MAX_TARGETS} are allowed")
+    return list(dict.fromkeys(validate(item, field=f"{field}[{i}]") for i, item in enumerate(value)))

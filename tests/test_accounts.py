@@ -232,3 +232,23 @@ async def test_an_api_key_works_on_auth_routes_without_csrf(client: TestClient, 
         "/api/auth/login", json={"email": account.user.email, "password": "first password here"}
     )
     assert login.status == 200
+
+
+async def test_login_and_password_change_refuse_what_the_spec_refuses(client: TestClient, account) -> None:  # type: ignore[no-untyped-def]
+    # Unknown fields are refused on every body (api/openapi.yaml: additionalProperties false).
+    who = {"email": account.user.email, "password": "anything at all"}
+    resp = await client.post("/api/auth/login", json={**who, "remember": True})
+    assert resp.status == 400
+    assert_error(await resp.json(), "VALIDATION_ERROR")
+    # currentPassword must be a string even while no password is set yet; nothing is changed.
+    resp = await client.post(
+        "/api/auth/password",
+        json={"currentPassword": 12345678, "newPassword": "first password here"},
+        headers=account.headers,
+    )
+    assert resp.status == 400
+    assert_error(await resp.json(), "VALIDATION_ERROR")
+    login = await client.post(
+        "/api/auth/login", json={"email": account.user.email, "password": "first password here"}
+    )
+    assert login.status == 401

@@ -11,7 +11,7 @@ import re
 
 from engine.errors import ValidationError
 
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # ASCII digits: Python's \d also matches other scripts' digits
 _PHONE_PUNCTUATION = re.compile(r"[\s().-]")
 _TOPIC = re.compile(r"[A-Za-z0-9_-]{1,64}")  # ntfy's own topic rule
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
