@@ -110,9 +110,14 @@ async def forget_token(redis: Redis, token: str) -> None:
 
 
 async def _notify_limited(
-    redis: Redis, pool: asyncpg.Pool, webhook: InboundWebhook, limit: RateLimit
+    redis: Redis, pool: asyncpg.Pool, webhook: InboundWebhook, verdict: ratelimit.Verdict
 ) -> None:
-    """Tell the owner once per burst; the sender's 429 must not depend on this succeeding."""
+    """Tell the owner once per burst; the sender's 429 must not depend on this succeeding.
+
+    The burst is the rest of the limit's window: its guard must end with the window, or the next
+    window's burst (starting sooner than ``limit.seconds`` after this refusal) goes unreported.
+    """
+    limit = verdict.limit
     try:
         await notifications.notify_once_per_burst(
             redis,
@@ -122,7 +127,7 @@ async def _notify_limited(
             notifications.NotificationKind.RATE_LIMITED,
             "Webhook hit its rate limit",
             f"Alerts beyond {limit.count} per {limit.seconds} s are being refused with 429.",
-            limit.seconds,
+            verdict.reset_ms / 1000,
         )
     except Exception:
         log.exception("could not record the rate-limit notification", extra={"webhook_id": webhook.id})
@@ -187,7 +192,7 @@ async def _check_limit(
         return
     if verdict.first_refusal:
         log.warning("inbound rate limit reached", extra={"webhook_id": webhook.id, "outcome": "limited"})
-        await _notify_limited(redis, pool, webhook, limit)
+        await _notify_limited(redis, pool, webhook, verdict)
     raise ratelimit.RateLimited(
         verdict, f"this webhook accepts at most {limit.count} alerts per {limit.seconds} seconds"
     )

@@ -109,14 +109,14 @@ async def notify_once_per_burst(
     kind: NotificationKind | str,
     title: str,
     body: str,
-    window_seconds: int,
+    window_seconds: float,
 ) -> bool:
     """Create one notification per burst: the first call in ``window_seconds`` wins, others do nothing.
 
     SET NX EX makes the decision atomic across API processes. Returns True when this call notified.
     """
     key = f"{BURST_PREFIX}{user_id}:{webhook_id}:{kind}"
-    if not await redis.set(key, "1", nx=True, ex=max(1, int(window_seconds))):
+    if not await redis.set(key, "1", nx=True, px=max(1, round(window_seconds * 1000))):
         return False
     try:
         async with pool.acquire() as conn:

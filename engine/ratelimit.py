@@ -48,7 +48,12 @@ class Verdict:
     policy: str
     limit: RateLimit
     count: int
-    reset: int  # whole seconds until the window ends
+    reset_ms: int  # until the window ends
+
+    @property
+    def reset(self) -> int:
+        """Whole seconds until the window ends, rounded up (what the headers say)."""
+        return math.ceil(self.reset_ms / 1000)
 
     @property
     def allowed(self) -> bool:
@@ -104,7 +109,7 @@ async def hit(redis: Redis, key: str, limit: RateLimit, policy: str) -> Verdict:
         count, pttl = await redis.evalsha(HIT_SHA, 1, key, str(window_ms))  # type: ignore[misc]
     except NoScriptError:  # first use on this Redis (or after SCRIPT FLUSH / a restart)
         count, pttl = await redis.eval(HIT_SCRIPT, 1, key, str(window_ms))  # type: ignore[misc]
-    return Verdict(policy, limit, int(count), math.ceil(int(pttl) / 1000))
+    return Verdict(policy, limit, int(count), max(int(pttl), 0))
 
 
 async def exhausted(redis: Redis, key: str, limit: RateLimit, policy: str) -> Verdict | None:
@@ -115,7 +120,7 @@ async def exhausted(redis: Redis, key: str, limit: RateLimit, policy: str) -> Ve
         count, pttl = await pipe.execute()
     if count is None or int(count) < limit.count:
         return None
-    return Verdict(policy, limit, int(count) + 1, max(math.ceil(int(pttl) / 1000), 1))
+    return Verdict(policy, limit, int(count) + 1, max(int(pttl), 1000))
 
 
 @dataclass(frozen=True)
