@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     webhook_id   uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
     user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     is_test      boolean NOT NULL DEFAULT false,
-    status       text NOT NULL DEFAULT 'pending',  -- engine.alerts.AlertStatus
+    status       text NOT NULL DEFAULT 'pending',  -- engine.alerts.lifecycle.AlertStatus
     title        text NOT NULL,
     message      text NOT NULL DEFAULT '',
     severity     text NOT NULL,                    -- engine.channels.base.SEVERITIES
@@ -79,7 +79,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     alert_id          uuid NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
     channel           text NOT NULL,           -- engine.channels.registry.CHANNEL_TYPES
     target            text NOT NULL,
-    status            text NOT NULL DEFAULT 'pending',  -- engine.alerts.DeliveryStatus
+    status            text NOT NULL DEFAULT 'pending',  -- engine.alerts.lifecycle.DeliveryStatus
     attempts          integer NOT NULL DEFAULT 0,
     last_error        text,
     provider_id       text,
@@ -104,11 +104,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- One sample a minute of the system status, written by a worker cron job (engine/uptime.py);
+-- One sample a minute of the system status, written by a worker cron job (engine/observability/uptime.py);
 -- /api/uptime's percentages come from here. Kept 31 days.
 CREATE TABLE IF NOT EXISTS health_samples (
     sampled_at  timestamptz PRIMARY KEY,      -- start of the minute the sample covers
-    status      text NOT NULL,                -- engine.status.Level
+    status      text NOT NULL,                -- engine.observability.status.Level
     details     jsonb NOT NULL DEFAULT '{}',  -- {"issues": [...]}
     CONSTRAINT health_samples_status_check CHECK (status IN ('operational', 'degraded', 'down'))
 );
@@ -134,8 +134,8 @@ CREATE INDEX IF NOT EXISTS notifications_unread_idx ON notifications (user_id, c
 CREATE INDEX IF NOT EXISTS notifications_webhook_idx ON notifications (webhook_id) WHERE webhook_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS notifications_alert_idx ON notifications (alert_id) WHERE alert_id IS NOT NULL;
 -- Accounts and security.
--- Passwords: argon2id hashes only (engine.accounts); NULL for a key-only user.
+-- Passwords: argon2id hashes only (engine.auth.accounts); NULL for a key-only user.
 ALTER TABLE users ADD COLUMN IF NOT EXISTS password_hash text;
--- The HMAC secret of a signed webhook (engine.signing). Kept as given, since a signature can only
+-- The HMAC secret of a signed webhook (engine.alerts.signing). Kept as given, since a signature can only
 -- be checked with the secret itself; the API shows only `signed: true|false`.
 ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS signing_secret text;

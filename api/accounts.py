@@ -10,11 +10,11 @@ from api.auth import current_session, current_user
 from api.inputs import json_body
 from api.responses import ok
 from api.state import POOL, REDIS, SETTINGS
-from engine import accounts, sessions
+from engine.auth import accounts, sessions
+from engine.auth.sessions import COOKIE_NAME
+from engine.auth.users import User
 from engine.channels.registry import default_targets
 from engine.errors import Forbidden
-from engine.sessions import COOKIE_NAME
-from engine.users import User
 
 routes = web.RouteTableDef()
 

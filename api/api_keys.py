@@ -12,7 +12,8 @@ from api.auth import current_user
 from api.inputs import json_body, query
 from api.responses import ok
 from api.state import POOL
-from engine import api_keys, limits
+from engine import limits
+from engine.auth import api_keys
 
 routes = web.RouteTableDef()
 

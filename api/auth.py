@@ -23,11 +23,12 @@ from redis.exceptions import RedisError
 
 from api.inputs import bearer
 from api.state import POOL, REDIS, SETTINGS, USER
-from engine import ratelimit, sessions
-from engine.api_keys import authenticate_key
+from engine import ratelimit
+from engine.auth import sessions
+from engine.auth.api_keys import authenticate_key
+from engine.auth.sessions import COOKIE_NAME, Session
+from engine.auth.users import User, get_user
 from engine.errors import Forbidden, Unauthorized
-from engine.sessions import COOKIE_NAME, Session
-from engine.users import User, get_user
 
 # /api routes anyone may call.
 PUBLIC_PATHS = frozenset(

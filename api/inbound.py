@@ -8,7 +8,7 @@ from api.bodies import read_body
 from api.observability import count_alert_accepted
 from api.responses import ok
 from api.state import POOL, REDIS, REQUEST_ID, SETTINGS
-from engine.inbound import accept_alert
+from engine.alerts.inbound import accept_alert
 
 routes = web.RouteTableDef()
 
@@ -19,7 +19,7 @@ TOKEN_PATTERN = "{token:[A-Za-z0-9_-]{20,100}}"  # noqa: S105 - a route pattern,
 async def receive_alert(request: web.Request) -> web.Response:
     limit = request.app[SETTINGS].inbound_body_limit
     # The body is read (and inflated) only after the token, and any signature scheme, say it is
-    # worth reading: an unknown URL gets its 404 whatever it sent (engine.inbound.accept_alert).
+    # worth reading: an unknown URL gets its 404 whatever it sent (engine.alerts.inbound.accept_alert).
     accepted = await accept_alert(
         request.app[REDIS],
         request.app[POOL],

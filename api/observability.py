@@ -28,8 +28,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from api.inputs import bearer
 from api.middlewares import route_name
 from api.state import REDIS, REQUEST_ID, RESPONSE_TIMES, SETTINGS
-from engine import metrics, periodic, response_times
 from engine.errors import Unauthorized
+from engine.observability import metrics, periodic, response_times
 
 log = logging.getLogger("monoduty.access")
 

@@ -24,8 +24,8 @@ from redis.exceptions import RedisError
 from api.inputs import bearer
 from api.state import REDIS, SETTINGS
 from engine import ratelimit
+from engine.auth.sessions import COOKIE_NAME
 from engine.errors import MonodutyError
-from engine.sessions import COOKIE_NAME
 
 log = logging.getLogger("monoduty.security")
 

@@ -6,9 +6,9 @@ import asyncpg
 from aiohttp import web
 from arq.connections import ArqRedis
 
-from engine import response_times
+from engine.auth.users import User
+from engine.observability import response_times
 from engine.settings import Settings
-from engine.users import User
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)

@@ -18,8 +18,8 @@ from aiohttp import web
 
 from api.responses import ok
 from api.state import POOL, REDIS, RESPONSE_TIMES, SETTINGS
-from engine import periodic, registry, response_times, status, uptime
 from engine.errors import Unavailable
+from engine.observability import periodic, presence, response_times, status, uptime
 
 log = logging.getLogger("monoduty.api")
 
@@ -66,7 +66,7 @@ async def _api_started_at(request: web.Request) -> datetime:
     own = request.app[STARTED_AT]
     try:
         async with asyncio.timeout(request.app[SETTINGS].status_timeout):
-            processes = await registry.alive(request.app[REDIS], registry.API)
+            processes = await presence.alive(request.app[REDIS], presence.API)
     except Exception:
         return own
     starts = [datetime.fromisoformat(p["started_at"]) for p in processes.values() if "started_at" in p]
@@ -91,7 +91,7 @@ async def get_uptime(request: web.Request) -> web.Response:
 
 
 async def _reporter(app: web.Application) -> AsyncIterator[None]:
-    member = registry.this_process()
+    member = presence.this_process()
     info = {"started_at": app[STARTED_AT].isoformat()}
     last_beat = 0.0
 
@@ -99,7 +99,7 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         # Checked every second, so a beat that failed (Redis away) is retried within a second.
         nonlocal last_beat
         if time.monotonic() - last_beat >= API_BEAT_SECONDS:
-            await registry.beat(app[REDIS], registry.API, member, info)
+            await presence.beat(app[REDIS], presence.API, member, info)
             last_beat = time.monotonic()
 
     task = periodic.start(FLUSH_SECONDS, beat, what="status report to redis", log=log, level=logging.DEBUG)
@@ -107,7 +107,7 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
     await periodic.stop(task)
     with contextlib.suppress(Exception):
         async with asyncio.timeout(app[SETTINGS].status_timeout):
-            await registry.leave(app[REDIS], registry.API, member)
+            await presence.leave(app[REDIS], presence.API, member)
 
 
 def setup(app: web.Application) -> None:

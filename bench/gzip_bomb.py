@@ -21,8 +21,8 @@ from pathlib import Path
 import aiohttp
 
 from engine import db
-from engine.api_keys import create_api_key
-from engine.users import create_user
+from engine.auth.api_keys import create_api_key
+from engine.auth.users import create_user
 from tests.support.processes import ApiProcess
 from tests.support.services import Services, provision
 

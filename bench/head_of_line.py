@@ -23,8 +23,8 @@ from typing import Any
 from aiohttp import web
 
 from engine import db, queue
+from engine.auth.users import create_user
 from engine.settings import NtfySettings, Settings, SmtpSettings
-from engine.users import create_user
 from engine.webhooks import create_webhook
 from tests.support.processes import wait_until
 from tests.support.providers import SmtpServer

@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestServer
 from api.middlewares import error_middleware, request_id_middleware
 from api.observability import METRICS_BUFFER, observe_middleware
 from api.responses import ok
-from engine import logs
-from engine.metrics import MetricsBuffer
+from engine.observability import logs
+from engine.observability.metrics import MetricsBuffer
 
 
 async def thing(request: web.Request) -> web.Response:

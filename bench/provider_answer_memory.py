@@ -3,7 +3,7 @@
 Run: bench/run provider_answer_memory [--mib 200]
 The main process serves ntfy's `POST /{topic}` answering a body of MIB mebibytes (streamed, so the
 server holds none of it) for statuses 200 and 500; a child process sends one push through the real
-PushChannel and engine.http and reports its resident memory before and its peak after. Needs no
+PushChannel and engine.channels.http and reports its resident memory before and its peak after. Needs no
 database or Redis.
 """
 

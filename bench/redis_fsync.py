@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from engine import db
-from engine.users import create_user
+from engine.auth.users import create_user
 from engine.webhooks import create_webhook
 from tests.support.faults import AppendFsync, RedisServer
 from tests.support.processes import ApiProcess

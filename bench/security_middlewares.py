@@ -18,10 +18,10 @@ from aiohttp.test_utils import TestClient, TestServer
 import api.app
 from api import security
 from engine import db
-from engine.accounts import set_password
-from engine.api_keys import create_api_key
+from engine.auth.accounts import set_password
+from engine.auth.api_keys import create_api_key
+from engine.auth.users import create_user
 from engine.settings import RateLimit, Settings
-from engine.users import create_user
 from tests.support.services import Services, provision
 
 N = 2000

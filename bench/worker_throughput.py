@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from engine import db, queue
+from engine.auth.users import create_user
 from engine.settings import Settings, TwilioSettings
-from engine.users import create_user
 from engine.webhooks import create_webhook
 from tests.support.services import Services, provision
 from workers.worker import build_worker

@@ -27,7 +27,7 @@ _SECRET_PAIR = re.compile(
     re.I,
 )
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.I)
-# An API key by its fixed prefix (engine.users.KEY_PREFIX), whatever characters its random part drew.
+# An API key by its fixed prefix (engine.auth.users.KEY_PREFIX), whatever characters its random part drew.
 _API_KEY = re.compile(r"md_live_[\w-]+")
 # The first segment of a path that starts a word (a request line, a quoted path), shaped like an
 # inbound webhook token: `POST /<token> HTTP/1.1`, `/hooks/<token>`. File paths in tracebacks

@@ -34,9 +34,10 @@ from arq.constants import (
 )
 from redis.asyncio import Redis
 
-from engine import queue, registry
+from engine import queue
 from engine.errors import Conflict, NotFound
 from engine.masking import mask_value
+from engine.observability import presence
 
 _CHUNK = 500
 UNKNOWN = "<unknown>"
@@ -145,7 +146,7 @@ async def summarize(redis: ArqRedis, queue_name: str) -> QueueSummary:
                 counts.completed += 1
             else:
                 counts.failed += 1
-    summary.workers_alive = await registry.count_alive(redis, registry.WORKERS)
+    summary.workers_alive = await presence.count_alive(redis, presence.WORKERS)
     health = await redis.get(queue_name + health_check_key_suffix)
     summary.health_check = _text(health) if health is not None else None
     return summary

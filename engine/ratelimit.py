@@ -82,7 +82,7 @@ class Verdict:
 class RateLimited(MonodutyError):
     """429: over a rate limit. ``headers`` go on the answer as they are.
 
-    Telling an inbound webhook's owner about a burst is engine/inbound.py's business (on the
+    Telling an inbound webhook's owner about a burst is engine/alerts/inbound.py's business (on the
     verdict's ``first_refusal``, before this is raised), so the error carries only the verdict.
     """
 

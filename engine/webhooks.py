@@ -15,11 +15,12 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from engine import db, inbound, notifications, queue, signing, validate
+from engine import db, notifications, queue, validate
+from engine.alerts import inbound, signing
+from engine.auth.users import User
 from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
+from engine.channels.targets import normalise_targets
 from engine.errors import Conflict, NotFound, ValidationError
-from engine.targets import normalise_targets
-from engine.users import User
 
 
 class WebhookStatus(StrEnum):

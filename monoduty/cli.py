@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from engine import db, logs
+from engine import db
+from engine.observability import logs
 from engine.settings import Settings
 from monoduty import queue_cli
 from monoduty.config import DEFAULT_DATA_DIR, load_settings
@@ -93,9 +94,9 @@ def cmd_dev(args: argparse.Namespace) -> None:
 async def _create_user(
     settings: Settings, email: str, phone: str | None, name: str | None, password: str | None = None
 ) -> dict[str, str]:
-    from engine.accounts import set_password
-    from engine.api_keys import create_api_key
-    from engine.users import create_user
+    from engine.auth.accounts import set_password
+    from engine.auth.api_keys import create_api_key
+    from engine.auth.users import create_user
 
     assert settings.database_url
     conn = await db.connect(settings.database_url)

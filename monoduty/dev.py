@@ -15,10 +15,11 @@ from aiohttp import web
 
 from api.app import create_app
 from api.server import AppRunner
-from engine import db, logs
-from engine.api_keys import create_api_key
+from engine import db
+from engine.auth.api_keys import create_api_key
+from engine.auth.users import create_user
+from engine.observability import logs
 from engine.settings import Settings, SettingsError
-from engine.users import create_user
 from workers.worker import build_worker
 
 log = logging.getLogger("monoduty.dev")

@@ -76,8 +76,8 @@ class Progress:
 async def generate(settings: Settings, args: argparse.Namespace, out: IO[bytes], progress: Progress) -> None:
     from api.responses import dumps
     from engine import db
+    from engine.auth.users import find_user
     from engine.reports import render_csv, render_pdf
-    from engine.users import find_user
 
     assert settings.database_url
     wanted = reports.parse_request(

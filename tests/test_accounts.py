@@ -6,7 +6,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
-from engine import accounts
+from engine.auth import accounts
 from engine.settings import Settings
 from tests.support.factories import FULL, assert_error, make_client
 from tests.support.sessions import PASSWORD, WebUser, log_in, web_user

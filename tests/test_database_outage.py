@@ -19,7 +19,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
-from engine import queue, registry
+from engine import queue
+from engine.observability import presence
 from engine.settings import NtfySettings, Settings
 from tests.support.factories import Account, counts, make_client
 from tests.support.faults import TcpProxy, WorkerProcess
@@ -90,7 +91,7 @@ async def outage(
         assert resp.status == 201, await resp.text()
 
         async def counted() -> bool:
-            return not worker.alive() or await registry.count_alive(redis, registry.WORKERS) == 1
+            return not worker.alive() or await presence.count_alive(redis, presence.WORKERS) == 1
 
         await wait_until(counted, "the worker to say it is alive", timeout=20)
         assert worker.alive(), worker.output()[-3000:]

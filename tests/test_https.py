@@ -126,7 +126,7 @@ async def test_forwarded_for_from_a_trusted_proxy_is_the_client_address(
     https_settings: Settings, redis: ArqRedis, pool: asyncpg.Pool
 ) -> None:
     """Login throttling counts the real client behind the proxy, not the proxy itself."""
-    from engine.accounts import MAX_FAILURES
+    from engine.auth.accounts import MAX_FAILURES
 
     who = await web_user(pool)
     client = await make_client(https_settings)

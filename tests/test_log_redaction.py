@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage
 
-from engine import logs
+from engine.observability import logs
 from tests.support.factories import Account
 from tests.support.logging_state import kept_logging
 from tests.support.processes import ApiProcess, wait_for
@@ -136,7 +136,7 @@ def test_every_logger_passes_through_the_redaction(log_to: None, log_format: str
 # thread, one that ends the process. Each message holds a key in a form mask_text knows.
 UNCAUGHT = """
 import sys, threading
-from engine import logs
+from engine.observability import logs
 
 logs.configure(sys.argv[1], "INFO")
 key = sys.argv[2]

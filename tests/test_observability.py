@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine import logs
 from engine.masking import mask_target
+from engine.observability import logs
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
 from tests.support.factories import Account, make_client, run_worker
 from tests.support.logging_state import kept_logging

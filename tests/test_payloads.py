@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.channels.base import SEVERITIES
-from engine.payloads import (
+from engine.alerts.payloads import (
     MAX_DETAILS_CHARS,
     MAX_MESSAGE,
     MAX_TITLE,
@@ -17,6 +16,7 @@ from engine.payloads import (
     normalise_severity,
     parse_alert,
 )
+from engine.channels.base import SEVERITIES
 
 DATA = Path(__file__).parent / "data" / "payloads"
 JSON = "application/json"

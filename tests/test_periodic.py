@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from engine import periodic
+from engine.observability import periodic
 from tests.support.processes import wait_until
 
 log = logging.getLogger("monoduty.test")

@@ -1,4 +1,4 @@
-"""A provider's answer is read up to engine.http.ANSWER_LIMIT, never whole, and still classified
+"""A provider's answer is read up to engine.channels.http.ANSWER_LIMIT, never whole, and still classified
 by its status: a provider (or whatever answers at its URL) sending a huge or endless body cannot fill a
 worker's memory or hold the delivery until its timeout. The SMTP client caps replies the same way.
 """

@@ -11,7 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
-from engine import queue, queue_inspect, registry
+from engine import queue, queue_inspect
+from engine.observability import presence
 from engine.settings import NtfySettings, Settings
 from tests.support.factories import Account, make_client
 from tests.support.processes import monoduty, monoduty_env, wait_until
@@ -177,7 +178,7 @@ async def test_queue_counts_show_retry_and_purge(
         fake_providers.release()
         await worker.close()
         await asyncio.gather(task, return_exceptions=True)
-    assert await registry.count_alive(redis, registry.WORKERS) == 0
+    assert await presence.count_alive(redis, presence.WORKERS) == 0
 
 
 async def fake_providers_has(fake: FakeProviders, topic: str) -> bool:

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
-from engine.accounts import MAX_FAILURES
+from engine.auth.accounts import MAX_FAILURES
 from engine.ratelimit import FailureCounter
 from engine.settings import RateLimit, Settings
 from tests.support.factories import Account, assert_error, create, make_client, new_account, path_of

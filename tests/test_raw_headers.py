@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
-from engine import sessions
+from engine.auth import sessions
 from engine.settings import Settings
 from tests.support.factories import Account, path_of, signed_webhook
 

@@ -26,8 +26,9 @@ import asyncpg
 import pytest
 from arq.connections import ArqRedis
 
-from engine import metrics, queue, registry
+from engine import queue
 from engine.errors import STORAGE_DOWN
+from engine.observability import metrics, presence
 from engine.settings import Settings
 from tests.support.factories import Account, assert_error, counts, create, make_client, path_of, run_worker
 from tests.support.faults import RedisServer, TcpProxy, WorkerProcess
@@ -74,7 +75,7 @@ async def test_a_worker_rides_out_a_redis_restart(
         path = await new_webhook(client, account)
 
         async def counted() -> bool:
-            return not worker.alive() or await registry.count_alive(redis, registry.WORKERS) == 1
+            return not worker.alive() or await presence.count_alive(redis, presence.WORKERS) == 1
 
         await wait_until(counted, "the worker to say it is alive", timeout=20)
         first = await send(client, path, "before")
@@ -260,7 +261,7 @@ async def test_a_redis_crash_under_load_loses_nothing_with_appendfsync_always(
 
         async def started() -> bool:
             assert all(w.alive() for w in workers), [w.output()[-2000:] for w in workers]
-            return await registry.count_alive(redis, registry.WORKERS) == len(workers)
+            return await presence.count_alive(redis, presence.WORKERS) == len(workers)
 
         await wait_until(started, "the workers to start", timeout=60)
         async with aiohttp.ClientSession(api.url) as session:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
-# "    status text NOT NULL DEFAULT 'pending',  -- engine.alerts.AlertStatus"
+# "    status text NOT NULL DEFAULT 'pending',  -- engine.alerts.lifecycle.AlertStatus"
 _NAMED = re.compile(r"^\s*(\w+)\s.*--\s*(engine(?:\.\w+)+)\s*$", re.M)
 
 

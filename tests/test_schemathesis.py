@@ -29,8 +29,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 
-from engine.api_keys import create_api_key
-from engine.users import create_user
+from engine.auth.api_keys import create_api_key
+from engine.auth.users import create_user
 from tests.support.processes import ApiProcess
 from tests.support.services import Services
 

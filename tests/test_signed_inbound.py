@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 from standardwebhooks import Webhook as StandardWebhook
 
+from engine.alerts.signing import TOLERANCE
 from engine.settings import RateLimit, Settings
-from engine.signing import TOLERANCE
 from tests.support.factories import (
     BODY,
     FULL,

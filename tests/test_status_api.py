@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
-from engine import registry, response_times, uptime
+from engine.observability import presence, response_times, uptime
 from engine.settings import Settings, SettingsError
 from tests.support.factories import Account, make_client
 from tests.support.faults import RedisServer, TcpProxy
@@ -30,7 +30,7 @@ async def running_worker(settings: Settings, redis: ArqRedis) -> AsyncIterator[N
     """A real (non-burst) arq worker in this event loop, counted once it has said it is alive."""
     worker = build_worker(settings, handle_signals=False, cron_jobs=[])
     task = asyncio.create_task(worker.async_run())
-    await wait_until(lambda: registry.count_alive(redis, registry.WORKERS), "the worker to say it is alive")
+    await wait_until(lambda: presence.count_alive(redis, presence.WORKERS), "the worker to say it is alive")
     yield
     await worker.close()
     await asyncio.gather(task, return_exceptions=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from engine.channels.formats import TargetError, validate_email, validate_phone, validate_topic
-from engine.targets import MAX_TARGETS, normalise_targets
+from engine.channels.targets import MAX_TARGETS, normalise_targets
 
 ALL_TYPES = ["EMAIL", "SMS", "PUSH_NOTIF", "CALL"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncpg
 from arq.connections import ArqRedis
 
-from engine import inbound, webhooks
+from engine import webhooks
+from engine.alerts import inbound
 from tests.support.factories import Account
 
 

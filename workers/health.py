@@ -9,7 +9,7 @@ from arq import cron
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
 
-from engine import status, uptime
+from engine.observability import status, uptime
 from workers.jobs import WorkerContext
 
 RECORD_HEALTH_SAMPLE = "record_health_sample"

@@ -13,11 +13,13 @@ import asyncpg
 from arq import Retry
 from arq.connections import ArqRedis
 
-from engine import alerts, metrics, queue, retry
-from engine.alerts import DeliveryStatus
+from engine import queue, retry
+from engine.alerts import lifecycle
+from engine.alerts.lifecycle import DeliveryStatus
+from engine.alerts.payloads import parse_alert
 from engine.channels.base import Channel, DeliveryError, Receipt
 from engine.masking import mask_target, mask_text
-from engine.payloads import parse_alert
+from engine.observability import metrics
 from engine.settings import Settings
 from workers.channel_slots import ChannelSlots, park, wake
 from workers.outages import waits_for_storage
@@ -42,7 +44,7 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
     """Parse and store one inbound alert, then queue one deliver job per (channel, target)."""
     parsed = parse_alert(job["body"].encode(), job.get("content_type"))
     async with ctx["pool"].acquire() as conn:
-        delivery_ids = await alerts.record_alert(
+        delivery_ids = await lifecycle.record_alert(
             conn,
             uuid.UUID(job["alert_id"]),
             uuid.UUID(job["webhook_id"]),
@@ -74,7 +76,7 @@ async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None =
     At least once: a send whose outcome could not be recorded (storage away) may be sent again.
     """
     async with ctx["pool"].acquire() as conn:
-        channel = await alerts.pending_channel(conn, uuid.UUID(delivery_id))
+        channel = await lifecycle.pending_channel(conn, uuid.UUID(delivery_id))
     if channel is None:
         return "final already"
     slots = ctx["channel_slots"]
@@ -100,7 +102,7 @@ async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None =
 async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None) -> str:
     settings = ctx["settings"]
     async with ctx["pool"].acquire() as conn:
-        attempt = await alerts.start_attempt(conn, uuid.UUID(delivery_id))
+        attempt = await lifecycle.start_attempt(conn, uuid.UUID(delivery_id))
     if attempt is None:
         return "final already"
     fields = {
@@ -128,7 +130,7 @@ async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None)
             return await _finish(ctx, attempt.delivery_id, DeliveryStatus.FAILED, fields, str(exc))
         delay = retry.next_delay(attempt.number, exc.retry_after, base=settings.retry_base_delay)
         async with ctx["pool"].acquire() as conn:
-            await alerts.schedule_retry(conn, attempt.delivery_id, str(exc), delay)
+            await lifecycle.schedule_retry(conn, attempt.delivery_id, str(exc), delay)
         _count(ctx, fields, "retry")
         log.info(
             "delivery retry in %.1fs: %s", delay, mask_text(str(exc)), extra={**fields, "outcome": "retry"}
@@ -140,7 +142,7 @@ async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None)
     )
 
 
-async def _send(channel: Channel, attempt: alerts.Attempt, fields: dict[str, Any]) -> Receipt:
+async def _send(channel: Channel, attempt: lifecycle.Attempt, fields: dict[str, Any]) -> Receipt:
     """The channel's send; an exception a channel should not raise (a bug) counts as transient, so
     the attempt cap still ends the delivery instead of leaving it pending for ever."""
     try:
@@ -163,7 +165,9 @@ async def _finish(
     provider_id: str | None = None,
 ) -> str:
     async with ctx["pool"].acquire() as conn:
-        final = await alerts.finish_delivery(conn, delivery_id, status, error=error, provider_id=provider_id)
+        final = await lifecycle.finish_delivery(
+            conn, delivery_id, status, error=error, provider_id=provider_id
+        )
     _count(ctx, fields, status.value)
     log.info(
         "delivery %s%s",

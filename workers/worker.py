@@ -23,10 +23,11 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError, WatchError
 
-from engine import db, metrics, periodic, queue, registry
+from engine import db, queue
 from engine.channels.outbox import OutboxChannel
 from engine.channels.registry import build_channels
 from engine.errors import STORAGE_DOWN
+from engine.observability import metrics, periodic, presence
 from engine.settings import Settings
 from workers import health, jobs, outages
 from workers.channel_slots import ChannelSlots
@@ -198,7 +199,7 @@ class ResilientWorker(Worker):
             await self.pool.pexpire(self.health_check_key, HEALTH_KEY_TTL_SECONDS * 1000)
             self._started_at = self._started_at or datetime.now(UTC)
             info = {"started_at": self._started_at.isoformat(), "queue": self.queue_name}
-            await registry.beat(self.pool, registry.WORKERS, registry.this_process(), info)
+            await presence.beat(self.pool, presence.WORKERS, presence.this_process(), info)
 
     async def close(self) -> None:
         """arq's close, except that Redis may be away: the database pool and the metrics still close."""
@@ -208,10 +209,10 @@ class ResilientWorker(Worker):
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         try:
-            await registry.leave(self.pool, registry.WORKERS, registry.this_process())
+            await presence.leave(self.pool, presence.WORKERS, presence.this_process())
             # The health-check key is shared by every worker of the queue: while others run, it is
             # theirs to keep fresh; the last one out deletes it (arq deletes it always).
-            if not await registry.count_alive(self.pool, registry.WORKERS):
+            if not await presence.count_alive(self.pool, presence.WORKERS):
                 await self.pool.delete(self.health_check_key)
         except REDIS_TROUBLE as exc:
             log.warning("redis unreachable at shutdown (%s); this worker ages out", type(exc).__name__)
@@ -232,8 +233,8 @@ async def _startup(ctx: dict[str, Any]) -> None:
     )
     ctx["metrics"] = metrics.MetricsBuffer()
     ctx["channel_slots"] = ChannelSlots(settings.channel_concurrency)
-    # This worker's counts reach Redis about once a second (see engine.metrics); Redis down: they
-    # keep counting and go with a later flush.
+    # This worker's counts reach Redis about once a second (see engine.observability.metrics);
+    # Redis down: they keep counting and go with a later flush.
     ctx["metrics_task"] = periodic.start(
         METRICS_FLUSH_SECONDS, lambda: ctx["metrics"].flush(ctx["redis"]), what="metrics flush", log=log
     )

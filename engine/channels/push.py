@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from engine import http
+from engine.channels import http
 from engine.channels.base import Message, Receipt
 from engine.settings import NtfySettings
 

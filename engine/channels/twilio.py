@@ -1,7 +1,7 @@
 """A small client for the Twilio REST API (or any server speaking it), shared by SMS and CALL.
 
 Only the two calls we need: create a Message and create a Call. Errors come from
-:func:`engine.http.post`, already classified; this module adds nothing to the retry decision.
+:func:`engine.channels.http.post`, already classified; this module adds nothing to the retry decision.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from engine import http
+from engine.channels import http
 from engine.settings import TwilioSettings
 
 PROVIDER = "twilio"

@@ -29,9 +29,9 @@ import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
-from engine.api_keys import create_api_key
+from engine.auth.api_keys import create_api_key
+from engine.auth.users import User, create_user
 from engine.settings import Settings
-from engine.users import User, create_user
 from workers.worker import build_worker
 
 

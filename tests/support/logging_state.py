@@ -1,4 +1,4 @@
-"""Undo what engine.logs.configure does to the process, for tests that call it in-process: the
+"""Undo what engine.observability.logs.configure does to the process, for tests that call it in-process: the
 root handler and level, the library loggers it takes over, and Python's three hooks for
 exceptions it would print itself (which pytest has its own in, for the whole session)."""
 
@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from engine.logs import LIBRARY_LOGGERS
+from engine.observability.logs import LIBRARY_LOGGERS
 
 
 @contextmanager

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from engine.accounts import set_password
-from engine.users import User, create_user
+from engine.auth.accounts import set_password
+from engine.auth.users import User, create_user
 
 PASSWORD = "correct horse battery staple"
 

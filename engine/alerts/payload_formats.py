@@ -1,7 +1,7 @@
 """The inbound formats Monoduty recognises, one small function each.
 
 Each function reads one decoded body and returns a ``Draft``: the raw pieces of an alert as the
-sender gave them. Nothing here cleans, caps or maps severities; ``engine.payloads`` does that once
+sender gave them. Nothing here cleans, caps or maps severities; ``engine.alerts.payloads`` does that once
 for every format, so a new format is one function here plus one line in ``recognise_json``.
 """
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine import db
-from engine.status import Level
+from engine.observability.status import Level
 
 SAMPLE_SECONDS = 60
 WINDOWS = {"last_24h": timedelta(hours=24), "last_7d": timedelta(days=7), "last_30d": timedelta(days=30)}

@@ -25,7 +25,8 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from engine import queue_inspect, registry
+from engine import queue_inspect
+from engine.observability import presence
 from engine.settings import Settings
 
 
@@ -110,7 +111,7 @@ async def _work(redis: Redis, settings: Settings, issues: list[str]) -> tuple[di
     try:
         alive, load = await asyncio.wait_for(
             asyncio.gather(
-                registry.count_alive(redis, registry.WORKERS),
+                presence.count_alive(redis, presence.WORKERS),
                 queue_inspect.load(redis, settings.queue_name),
             ),
             settings.status_timeout,

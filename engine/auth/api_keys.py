@@ -18,8 +18,8 @@ from typing import Any
 import asyncpg
 
 from engine import db, validate
+from engine.auth.users import User
 from engine.errors import NotFound, ValidationError
-from engine.users import User
 
 KEY_PREFIX = "md_live_"
 _SHOWN_CHARS = len(KEY_PREFIX) + 6

@@ -10,7 +10,7 @@ Two schemes are accepted, whichever the sender uses:
   Monoduty read every prefix-less secret that way before, and senders configured then must keep
   working. Both keys are the secret itself, written two ways, so accepting either gives a forger
   nothing. The timestamp must be within ``TOLERANCE`` of now. ``verify`` answers the webhook-id:
-  the spec's idempotency key, which a retry keeps (engine/inbound.py answers a repeat with the
+  the spec's idempotency key, which a retry keeps (engine/alerts/inbound.py answers a repeat with the
   first alert's id instead of queueing it again).
 - GitHub: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`` keyed by the secret's
   UTF-8 text, as GitHub signs (hex digits in either case). GitHub sends no signed timestamp, so

@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 import asyncpg
 from redis.asyncio import Redis
 
-from engine import notifications, queue, ratelimit, signing
+from engine import notifications, queue, ratelimit
+from engine.alerts import signing
 from engine.errors import MonodutyError, NotFound
 from engine.settings import RateLimit
 

@@ -1,6 +1,6 @@
 """Users: who they are and their own contacts (the default target of each channel).
 
-Their API keys are in engine/api_keys.py, their passwords and profiles in engine/accounts.py.
+Their API keys are in engine/auth/api_keys.py, their passwords and profiles in engine/auth/accounts.py.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from typing import Any
 import asyncpg
 
 from engine import db, notifications
+from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import Message
 from engine.channels.registry import TARGET_KEYS
-from engine.payloads import ParsedAlert
 
 
 class AlertStatus(StrEnum):

@@ -5,7 +5,7 @@
      ├─ form        application/x-www-form-urlencoded with the generic field names
      └─ text        plain text, and JSON that does not parse (kept as text rather than lost)
 
-The formats live in ``engine.payload_formats``; this module decodes, dispatches and then cleans
+The formats live in ``engine.alerts.payload_formats``; this module decodes, dispatches and then cleans
 every alert the same way: a one-line title, capped texts, a severity from SEVERITIES, and details
 that Postgres will store (no NUL, no lone surrogate, bounded size).
 
@@ -35,8 +35,7 @@ from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qsl
 
-from engine.channels.base import SEVERITIES
-from engine.payload_formats import (
+from engine.alerts.payload_formats import (
     Draft,
     compact_json,
     from_generic,
@@ -44,6 +43,7 @@ from engine.payload_formats import (
     is_generic,
     recognise_json,
 )
+from engine.channels.base import SEVERITIES
 
 MAX_TITLE = 200
 MAX_MESSAGE = 10_000

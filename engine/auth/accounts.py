@@ -22,13 +22,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
-from engine import db, sessions, validate
+from engine import db, validate
+from engine.auth import sessions
+from engine.auth.sessions import Session
+from engine.auth.users import USER_COLUMNS, User, create_user
 from engine.channels.formats import validate_email, validate_phone, validate_topic
 from engine.errors import Conflict, MonodutyError, ValidationError
 from engine.ratelimit import FailureCounter
-from engine.sessions import Session
 from engine.settings import RateLimit
-from engine.users import USER_COLUMNS, User, create_user
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256  # bounds the hashing work one request can ask for

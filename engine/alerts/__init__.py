@@ -1,0 +1,1 @@
+"""Alerts: accepting inbound calls, verifying signatures, parsing sender formats, the alert lifecycle."""
