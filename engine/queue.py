@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
 from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.errors import STORAGE_DOWN
 
@@ -63,6 +66,64 @@ STARTUP_RETRIES = 30
 STARTUP_RETRY_DELAY = 2.0
 
 
+class _CancelSafeSend(AbstractConnection):
+    """redis-py's connection, except that a cancelled caller stays cancelled while it sends.
+
+    redis-py 5.3 bounds a send with ``asyncio.wait_for`` whenever a socket timeout is set. On
+    Python 3.11 ``wait_for`` returns the inner result when the send finished in the same loop turn
+    as the cancel (cpython gh-86296, fixed in 3.12), and the cancel is lost: about one cancel in two
+    that met a Redis command. arq stops a worker with one ``main_task.cancel()``, so a lost one left
+    ``monoduty worker`` polling on after SIGTERM, for good. ``asyncio.timeout`` gives the same bound
+    and keeps the cancel.
+    """
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        if not self.socket_timeout:
+            return await super().send_packed_command(command, check_health)
+        if not self.is_connected:
+            await self.connect()
+        elif check_health:
+            await self.check_health()
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        try:
+            async with asyncio.timeout(self.socket_timeout):
+                await self._send_packed_command(command)
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while writing to socket: {type(exc).__name__}") from exc
+        except BaseException:
+            # As redis-py: a send cut short leaves the connection unusable.
+            await self.disconnect(nowait=True)
+            raise
+
+
+class _TcpConnection(_CancelSafeSend, Connection):
+    pass
+
+
+class _SslConnection(_CancelSafeSend, SSLConnection):
+    pass
+
+
+class _UnixConnection(_CancelSafeSend, UnixDomainSocketConnection):
+    pass
+
+
+_CANCEL_SAFE: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: _TcpConnection,
+    SSLConnection: _SslConnection,
+    UnixDomainSocketConnection: _UnixConnection,
+}
+
+
 async def connect(url: str, *, retries: int = STARTUP_RETRIES, queue_name: str | None = None) -> ArqRedis:
     """A Redis client for jobs (arq's ``ArqRedis``) with every call bounded; ``retries`` at start-up.
 
@@ -81,6 +142,8 @@ async def connect(url: str, *, retries: int = STARTUP_RETRIES, queue_name: str |
             socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
             socket_timeout=COMMAND_TIMEOUT_SECONDS,
         )
+        # The class redis-py picked for the URL's scheme (redis, rediss, unix), cancel-safe.
+        pool.connection_class = _CANCEL_SAFE.get(pool.connection_class, pool.connection_class)
         redis = ArqRedis(
             pool,
             job_serializer=serialize,

@@ -47,6 +47,12 @@ IN_PROGRESS_MARGIN_SECONDS = 5.0
 # short, because a reset connection (the commonest fault) is usually fine on the very next try.
 BACKOFF_FIRST_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 1.0
+# arq stops the poll loop with one cancel of its task; should a library ever swallow it (redis-py did,
+# engine.queue), the cancel is repeated this often until the loop has ended.
+RECANCEL_SECONDS = 0.5
+# At shutdown, the Redis steps (leaving the registry, the last metrics) get this long in all: with
+# Redis frozen each command would wait its own timeout, and the worker must exit within its grace.
+CLOSE_REDIS_SECONDS = 3.0
 
 # Anything Redis can raise (a reset, a stall, a WatchError from a reset inside a WATCH, a replica's
 # READONLY, LOADING after a restart...): the worker outlives all of them, because a worker that
@@ -109,6 +115,24 @@ class ResilientWorker(Worker):
             if self._redis_down_since is not None:
                 log.info("redis reachable again after %.1fs", time.monotonic() - self._redis_down_since)
                 self._redis_down_since = None
+
+    async def _wait_for_tasks_to_complete(self, signum: signal.Signals) -> None:
+        await super()._wait_for_tasks_to_complete(signum)
+        await self._until_main_ends()
+
+    def handle_sig(self, signum: signal.Signals) -> None:
+        super().handle_sig(signum)
+        if self.main_task is not None:
+            self.loop.create_task(self._until_main_ends())
+
+    async def _until_main_ends(self) -> None:
+        """Cancel the poll loop again until it has ended: a worker told to stop must stop."""
+        main = self.main_task
+        while main is not None and not main.done():
+            await asyncio.wait([main], timeout=RECANCEL_SECONDS)
+            if not main.done():
+                log.warning("the poll loop outlived its cancel; cancelling it again")
+                main.cancel()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's, except that the concurrency slot taken for a job comes back whatever Redis does."""
@@ -180,6 +204,13 @@ class ResilientWorker(Worker):
         task = self.tasks.get(job_id)
         return task is not None and not task.done()
 
+    async def _leave(self) -> None:
+        await presence.leave(self.pool, presence.WORKERS, presence.this_process())
+        # The health-check key is shared by every worker of the queue: while others run, it is
+        # theirs to keep fresh; the last one out deletes it (arq deletes it always).
+        if not await presence.count_alive(self.pool, presence.WORKERS):
+            await self.pool.delete(self.health_check_key)
+
     async def run_cron(self, n: datetime, delay: float, num_windows: int = 2) -> None:
         # arq moves each cron job to its next run before enqueueing this one; if the enqueue fails
         # that run is lost. Put them back so the next poll enqueues it (its job id is unique).
@@ -209,11 +240,8 @@ class ResilientWorker(Worker):
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         try:
-            await presence.leave(self.pool, presence.WORKERS, presence.this_process())
-            # The health-check key is shared by every worker of the queue: while others run, it is
-            # theirs to keep fresh; the last one out deletes it (arq deletes it always).
-            if not await presence.count_alive(self.pool, presence.WORKERS):
-                await self.pool.delete(self.health_check_key)
+            async with asyncio.timeout(CLOSE_REDIS_SECONDS):
+                await self._leave()
         except REDIS_TROUBLE as exc:
             log.warning("redis unreachable at shutdown (%s); this worker ages out", type(exc).__name__)
         if self.on_shutdown:
@@ -243,8 +271,10 @@ async def _startup(ctx: dict[str, Any]) -> None:
 async def _shutdown(ctx: dict[str, Any]) -> None:
     if "metrics_task" in ctx:
         await periodic.stop(ctx["metrics_task"])
+        # Redis away or frozen: these counts are lost rather than the worker kept from exiting.
         with contextlib.suppress(Exception):
-            await ctx["metrics"].flush(ctx["redis"])
+            async with asyncio.timeout(CLOSE_REDIS_SECONDS):
+                await ctx["metrics"].flush(ctx["redis"])
     if "session" in ctx:
         await ctx["session"].close()
     if "pool" in ctx:

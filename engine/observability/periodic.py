@@ -12,7 +12,6 @@ again: the loop ends only when stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -39,7 +38,16 @@ def start(
 
 
 async def stop(task: asyncio.Task[None]) -> None:
-    """Cancel the loop and wait until it has ended."""
+    """Cancel the loop and wait until it has ended; a cancel of the caller meanwhile still stands."""
+    current = asyncio.current_task()
+    # A cleanup may run in a task cancelled already (aiohttp's run_app cancels the task running its
+    # cleanup): only a cancel arriving while this waits is the caller's own.
+    before = current.cancelling() if current is not None else 0
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        # The loop's own end, unless the caller was cancelled meanwhile: then that cancel is the
+        # caller's to act on (a worker's shutdown is one cancel of its main task).
+        if current is not None and current.cancelling() > before:
+            raise
