@@ -71,6 +71,11 @@ class Stack:
         for worker in self.workers:
             assert NEVER_RETRIEVED not in worker.output(), worker.output()[-5000:]
 
+    def assert_clean_stop(self) -> None:
+        """No worker logged an unretrieved task exception, and every one stops cleanly (exit 0)."""
+        self.assert_healthy_logs()
+        assert self.stop() == [0] * len(self.workers)
+
 
 @contextlib.asynccontextmanager
 async def stack(
@@ -160,8 +165,7 @@ async def test_workers_survive_connection_resets_under_load(
         await all_delivered(pool, running, sender.accepted, timeout=60)
         assert not running.dead(), running.dead()
         assert set(sender.statuses) <= {202, 503}, sender.statuses
-        running.assert_healthy_logs()
-        assert running.stop() == [0] * len(running.workers)
+        running.assert_clean_stop()
 
 
 @pytest.mark.slow
@@ -189,8 +193,7 @@ async def test_workers_survive_a_redis_crash_under_load(
 
         await all_delivered(pool, running, sender.accepted, timeout=90)
         assert set(sender.statuses) <= {202, 503}, sender.statuses
-        running.assert_healthy_logs()
-        assert running.stop() == [0] * len(running.workers)
+        running.assert_clean_stop()
 
 
 @pytest.mark.slow
@@ -241,8 +244,7 @@ async def test_a_frozen_redis_gets_503_in_seconds_not_a_hang(
             return result.returncode == 0
 
         await wait_until(healthy, "worker --check to pass again", timeout=20)
-        running.assert_healthy_logs()
-        assert running.stop() == [0] * len(running.workers)
+        running.assert_clean_stop()
 
 
 @pytest.mark.slow
@@ -292,5 +294,4 @@ async def test_a_worker_keeps_its_capacity_through_twenty_outages(
         )
         fake_providers.release()
         await all_delivered(pool, running, slow.accepted, timeout=60)
-        running.assert_healthy_logs()
-        assert running.stop() == [0] * len(running.workers)
+        running.assert_clean_stop()
