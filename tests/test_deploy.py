@@ -235,8 +235,15 @@ async def test_a_plain_pip_install_finds_its_schema_and_migrates(services: Servi
         check=True,
     ).stdout.strip()
     (next((venv / "lib").glob("python3*")) / "site-packages" / "deps.pth").write_text(purelib + "\n")
+    # From a copy: setuptools builds in the tree it installs, and the test must not leave build/
+    # and an egg-info behind in the checkout.
+    source = tmp_path / "source"
+    junk = shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", ".monoduty"
+    )
+    shutil.copytree(ROOT, source, ignore=junk)
     install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(source)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
