@@ -24,6 +24,7 @@ from engine.channels.base import Message
 from engine.channels.registry import TARGET_KEYS
 from engine.incidents import attach as incidents_attach
 from engine.incidents.attach import Pages
+from engine.incidents.keys import plain_title
 
 
 class AlertStatus(StrEnum):
@@ -240,7 +241,7 @@ def _message(row: asyncpg.Record) -> Message:
         return Message(
             alert_id=str(row["alert_id"] or row["any_alert_id"]),
             webhook_name=row["webhook_name"],
-            title=f"RESOLVED #{row['number']}: {row['incident_title']}",
+            title=f"RESOLVED #{row['number']}: {plain_title(row['incident_title'])}",
             body=f"Incident #{row['number']} on {row['webhook_name']} was resolved by {by}.",
             severity="info",
             source=row["source"],
