@@ -191,6 +191,8 @@ ALTER TABLE users ADD COLUMN IF NOT EXISTS incident_seq bigint NOT NULL DEFAULT 
 -- hear of a resolve (never CALL: a recovery does not ring a phone).
 ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS dedup_by text NOT NULL DEFAULT 'group';
 ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS notify_on_resolve text[] NOT NULL DEFAULT '{EMAIL,PUSH_NOTIF}';
+-- Page again when an Alertmanager/Grafana group's alert list changes (off: the change is recorded).
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS repage_on_change boolean NOT NULL DEFAULT false;
 ALTER TABLE alerts ADD COLUMN IF NOT EXISTS incident_id uuid REFERENCES incidents (id) ON DELETE SET NULL;
 CREATE INDEX IF NOT EXISTS alerts_incident_idx ON alerts (incident_id, received_at) WHERE incident_id IS NOT NULL;
 -- A delivery is a page of an incident, or its RESOLVED notice (values: engine.alerts.lifecycle.DeliveryKind).

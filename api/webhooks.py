@@ -100,6 +100,7 @@ def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[
         },
         "dedup_by": record["dedup_by"],
         "notify_on_resolve": list(record["notify_on_resolve"]),
+        "repage_on_change": record["repage_on_change"],
         "last_call_at": record["last_call_at"],
         "created_at": record["created_at"],
         "updated_at": record["updated_at"],

@@ -39,20 +39,21 @@ FIELDS = {
     "signingSecret",
     "dedupBy",
     "notifyOnResolve",
+    "repageOnChange",
 }
 DEFAULT_NOTIFY_ON_RESOLVE = ["EMAIL", "PUSH_NOTIF"]
 _ALIAS = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
 COLUMNS = """id, user_id, name, description, alias, status, token, notification_types, targets,
     total_calls, successful_calls, failed_calls, pending_calls, last_call_at, created_at, updated_at,
-    signing_secret IS NOT NULL AS signed, dedup_by, notify_on_resolve,
+    signing_secret IS NOT NULL AS signed, dedup_by, notify_on_resolve, repage_on_change,
     (SELECT count(*) FROM incidents i WHERE i.webhook_id = webhooks.id AND i.status <> 'resolved')
         AS incidents_open"""
 
 INSERT = f"""
 INSERT INTO webhooks (id, user_id, name, description, alias, status, token, notification_types, targets,
-    signing_secret, dedup_by, notify_on_resolve)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    signing_secret, dedup_by, notify_on_resolve, repage_on_change)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT DO NOTHING
 RETURNING {COLUMNS}
 """
@@ -64,7 +65,7 @@ ALIAS_TAKEN = "SELECT 1 FROM webhooks WHERE user_id = $1 AND lower(alias) = lowe
 UPDATE = f"""
 UPDATE webhooks SET name = $3, description = $4, alias = $5, status = $6, notification_types = $7,
     targets = $8, signing_secret = CASE WHEN $9 THEN $10 ELSE signing_secret END, dedup_by = $11,
-    notify_on_resolve = $12, updated_at = now()
+    notify_on_resolve = $12, repage_on_change = $13, updated_at = now()
 WHERE id = $1 AND user_id = $2
 RETURNING {COLUMNS}
 """
@@ -159,6 +160,14 @@ def _notify_on_resolve(body: Mapping[str, Any]) -> list[str]:
     return kinds
 
 
+def _flag(body: Mapping[str, Any], name: str, current: bool) -> bool:
+    if name not in body:
+        return current
+    if not isinstance(body[name], bool):
+        raise ValidationError(f"{name} must be true or false", field=name)
+    return body[name]
+
+
 def _alias(body: Mapping[str, Any]) -> str | None:
     alias = validate.string(body, "alias", max_length=63)
     if alias is None:
@@ -188,6 +197,7 @@ async def create_webhook(
     secret = signing.parse_secret(body.get("signingSecret"))
     dedup_by = validate.one_of(body, "dedupBy", tuple(DedupBy), default=DedupBy.GROUP)
     notify = _notify_on_resolve(body) if "notifyOnResolve" in body else DEFAULT_NOTIFY_ON_RESOLVE
+    repage = _flag(body, "repageOnChange", False)
     base = alias or slugify(name)
     for n in range(1, 100):
         candidate = base if n == 1 else f"{base}-{n}"
@@ -205,6 +215,7 @@ async def create_webhook(
             secret,
             dedup_by,
             notify,
+            repage,
         )
         if record is not None:
             return record
@@ -265,7 +276,7 @@ async def update_webhook(
         notify = _notify_on_resolve(body) if "notifyOnResolve" in body else list(current["notify_on_resolve"])
         values = (
             *(webhook_id, owner.id, name, description, alias, status, types, targets, new_secret, secret),
-            *(dedup_by, notify),
+            *(dedup_by, notify, _flag(body, "repageOnChange", current["repage_on_change"])),
         )
         try:
             record = await conn.fetchrow(UPDATE, *values)

@@ -92,6 +92,26 @@ async def test_recorded_alertmanager_group_pages_once_and_its_resolve_rings_no_p
     assert (await resp.json())["webhook"]["statistics"] == counts(5, 5, 0, incidents_open=0)
 
 
+async def test_repage_on_change_pages_again_when_a_group_grows(
+    client: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    webhook = await create(client, account, {**WEBHOOK, "repageOnChange": True})
+    assert webhook["repage_on_change"] is True
+    for payload in sorted(AM_DATA.glob("*.json")):
+        await post(client, webhook, json.loads(payload.read_text()))
+        await run_worker(settings)
+    pages = [o for o in await sent(pool, webhook) if "RESOLVED #" not in o[1]]
+    # The first notification, and the one where api-3 joined; the two plain repeats stay quiet.
+    assert channels(pages) == sorted(["CALL", "EMAIL", "PUSH_NOTIF", "SMS"] * 2)
+    [found] = await incidents(client, account)
+    kinds = [e["kind"] for e in (await incident(client, account, found["id"]))["timeline"]]
+    assert kinds.count("group_changed") == 1 and kinds.count("alert") == 2
+    resp = await client.patch(
+        f"/api/webhooks/{webhook['id']}", json={"repageOnChange": "yes"}, headers=account.headers
+    )
+    assert resp.status == 400 and "repageOnChange" in (await resp.json())["error"]
+
+
 def pagerduty(action: str, key: str, summary: str = "Disk 95% full on db-1") -> dict[str, Any]:
     body: dict[str, Any] = {"routing_key": "x" * 32, "event_action": action, "dedup_key": key}
     if action == "trigger":

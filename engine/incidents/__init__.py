@@ -35,6 +35,7 @@ class EventKind(StrEnum):
     OPENED = "opened"
     ALERT = "alert"
     SEVERITY_RAISED = "severity_raised"
+    GROUP_CHANGED = "group_changed"  # an Alertmanager/Grafana group's alert list changed
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
     NOTE = "note"

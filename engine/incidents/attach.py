@@ -22,7 +22,7 @@ from engine.incidents import Actor, EventKind, IncidentStatus, SenderAction
 from engine.incidents.keys import incident_key
 
 OPEN_OF_KEY = """
-SELECT id, number, severity, status FROM incidents
+SELECT id, number, severity, status, message FROM incidents
 WHERE webhook_id = $1 AND dedup_key = $2 AND status <> 'resolved'
 FOR UPDATE
 """
@@ -57,6 +57,9 @@ ADD_EVENT = """
 INSERT INTO incident_events (incident_id, kind, actor, user_id, alert_id, text, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
+
+
+GROUP_FORMATS = ("alertmanager", "grafana")  # one notification lists a whole group of alerts
 
 
 class Pages(StrEnum):
@@ -100,7 +103,7 @@ async def attach(
     for _ in range(3):  # an open that loses the race joins the winner on the next turn
         current = await conn.fetchrow(OPEN_OF_KEY, webhook["id"], key) if key is not None else None
         if current is not None:
-            attached = await _join(conn, current, alert_id, parsed, action, received_at)
+            attached = await _join(conn, webhook, current, alert_id, parsed, action, received_at)
             break
         if action is not SenderAction.TRIGGER:
             return Attached(None, Pages.NONE)  # recorded as an alert; nothing open to change
@@ -147,6 +150,7 @@ async def _open(
 
 async def _join(
     conn: db.Connection,
+    webhook: asyncpg.Record,
     current: asyncpg.Record,
     alert_id: uuid.UUID,
     parsed: ParsedAlert,
@@ -184,7 +188,9 @@ async def _join(
         )
         pages = Pages.PAGE if current["status"] == IncidentStatus.TRIGGERED else Pages.NONE
         return Attached(incident_id, pages)
-    await add_event(
-        conn, incident_id, EventKind.ALERT, Actor.SENDER, at, text=parsed.title, alert_id=alert_id
-    )
-    return Attached(incident_id, Pages.NONE)
+    # A group whose alert list changed (an alert joined or left) pages again only when asked to.
+    changed = parsed.format in GROUP_FORMATS and parsed.message != current["message"]
+    kind = EventKind.GROUP_CHANGED if changed else EventKind.ALERT
+    await add_event(conn, incident_id, kind, Actor.SENDER, at, text=parsed.title, alert_id=alert_id)
+    repage = changed and webhook["repage_on_change"] and current["status"] == IncidentStatus.TRIGGERED
+    return Attached(incident_id, Pages.PAGE if repage else Pages.NONE)
