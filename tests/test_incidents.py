@@ -17,6 +17,7 @@ from engine.alerts import lifecycle
 from engine.alerts.payloads import parse_alert
 from engine.settings import Settings
 from tests.support.factories import WEBHOOK, Account, assert_error, counts, create, path_of, run_worker
+from tests.support.providers import FakeProviders
 
 AM_DATA = Path(__file__).parent / "data" / "alertmanager"
 
@@ -334,3 +335,18 @@ async def test_the_202_names_the_senders_key_only_when_it_gave_one(
     assert "dedup_key" not in await post(client, webhook, {"title": "no key"})
     resp = await client.post(path_of(webhook), data="dedup_key: plain text")
     assert "dedup_key" not in await resp.json()
+
+
+async def test_the_resolved_notice_is_a_quiet_push_and_no_call(
+    live: TestClient, account: Account, provider_settings: Settings, fake_providers: FakeProviders
+) -> None:
+    webhook = await create(live, account, WEBHOOK)
+    await post(live, webhook, {"title": "DB down", "severity": "critical", "dedup_key": "db"})
+    await run_worker(provider_settings)
+    await post(live, webhook, {"title": "DB down", "dedup_key": "db", "status": "resolved"})
+    await run_worker(provider_settings)
+    sent_kinds = [(r.kind, r.headers.get("Priority")) for r in fake_providers.requests]
+    # The page: SMS, call and push at priority 5; the notice: one push at ntfy priority 2, no call.
+    assert sorted(sent_kinds, key=str) == sorted(
+        [("sms", None), ("call", None), ("push", "5"), ("push", "2")], key=str
+    )
