@@ -88,7 +88,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt_at   timestamptz,
     delivered_at      timestamptz,
     finished_at       timestamptz,
-    CONSTRAINT deliveries_status_check CHECK (status IN ('pending', 'delivered', 'failed')),
+    CONSTRAINT deliveries_status_check CHECK (status IN ('pending', 'delivered', 'failed', 'cancelled')),
     CONSTRAINT deliveries_unique_target UNIQUE (alert_id, channel, target)
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending_idx ON deliveries (status) WHERE status = 'pending';
@@ -139,3 +139,75 @@ ALTER TABLE users ADD COLUMN IF NOT EXISTS password_hash text;
 -- The HMAC secret of a signed webhook (engine.alerts.signing). Kept as given, since a signature can only
 -- be checked with the secret itself; the API shows only `signed: true|false`.
 ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS signing_secret text;
+
+-- Incidents (engine.incidents): one problem of one webhook. Alerts with one dedup key join the open
+-- incident of their webhook; the key is unique only while the incident is open, so after a resolve
+-- the same key opens a new one. Created by process_alert in the transaction that stores the alert.
+CREATE TABLE IF NOT EXISTS incidents (
+    id                    uuid PRIMARY KEY,
+    user_id               uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    webhook_id            uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    number                bigint NOT NULL,                 -- per owner: #1, #2, ... (users.incident_seq)
+    title                 text NOT NULL,
+    message               text NOT NULL DEFAULT '',
+    severity              text NOT NULL,                   -- engine.channels.base.SEVERITIES
+    status                text NOT NULL DEFAULT 'triggered',  -- engine.incidents.IncidentStatus
+    dedup_key             text,                            -- NULL: joins nothing (dedupBy "none")
+    source                text,
+    alert_count           integer NOT NULL DEFAULT 0,
+    first_alert_at        timestamptz NOT NULL,
+    last_alert_at         timestamptz NOT NULL,
+    acknowledged_at       timestamptz,
+    acknowledged_by       text,                            -- engine.incidents.Actor
+    acknowledged_by_user  uuid REFERENCES users (id) ON DELETE SET NULL,
+    resolved_at           timestamptz,
+    resolved_by           text,                            -- engine.incidents.Actor
+    resolved_by_user      uuid REFERENCES users (id) ON DELETE SET NULL,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT incidents_status_check CHECK (status IN ('triggered', 'acknowledged', 'resolved')),
+    CONSTRAINT incidents_number_key UNIQUE (user_id, number)
+);
+-- The dedup rule itself: two workers opening one key at once make one incident (INSERT ... ON CONFLICT).
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_open_key ON incidents (webhook_id, dedup_key)
+    WHERE status <> 'resolved';
+-- GET /api/incidents, newest first by keyset (created_at, id).
+CREATE INDEX IF NOT EXISTS incidents_user_created_idx ON incidents (user_id, created_at DESC, id DESC);
+-- What happened to an incident, in order: who (user, sender, system) did what.
+CREATE TABLE IF NOT EXISTS incident_events (
+    id           bigserial PRIMARY KEY,
+    incident_id  uuid NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    kind         text NOT NULL,                 -- engine.incidents.EventKind
+    actor        text NOT NULL,                 -- engine.incidents.Actor
+    user_id      uuid REFERENCES users (id) ON DELETE SET NULL,
+    alert_id     uuid REFERENCES alerts (id) ON DELETE SET NULL,
+    text         text NOT NULL DEFAULT '',
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS incident_events_incident_idx ON incident_events (incident_id, id);
+CREATE INDEX IF NOT EXISTS incident_events_alert_idx ON incident_events (alert_id) WHERE alert_id IS NOT NULL;
+-- Per-owner incident numbers: taken with UPDATE ... RETURNING, so the row lock orders them.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS incident_seq bigint NOT NULL DEFAULT 0;
+-- How a webhook groups alerts into incidents (values: engine.incidents.DedupBy) and which channels
+-- hear of a resolve (never CALL: a recovery does not ring a phone).
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS dedup_by text NOT NULL DEFAULT 'group';
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS notify_on_resolve text[] NOT NULL DEFAULT '{EMAIL,PUSH_NOTIF}';
+-- Page again when an Alertmanager/Grafana group's alert list changes (off: the change is recorded).
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS repage_on_change boolean NOT NULL DEFAULT false;
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS incident_id uuid REFERENCES incidents (id) ON DELETE SET NULL;
+CREATE INDEX IF NOT EXISTS alerts_incident_idx ON alerts (incident_id, received_at) WHERE incident_id IS NOT NULL;
+-- A delivery is a page of an incident, or its RESOLVED notice (values: engine.alerts.lifecycle.DeliveryKind).
+-- A resolve by a person has no alert: its notices hang off the incident alone.
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS incident_id uuid REFERENCES incidents (id) ON DELETE CASCADE;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'page';
+ALTER TABLE deliveries ALTER COLUMN alert_id DROP NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_incident_idx ON deliveries (incident_id) WHERE incident_id IS NOT NULL;
+-- Databases from before incidents: a page dropped by an acknowledge is 'cancelled' (final, not sent).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'deliveries_status_check'
+                   AND pg_get_constraintdef(oid) LIKE '%cancelled%') THEN
+        ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_status_check;
+        ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check
+            CHECK (status IN ('pending', 'delivered', 'failed', 'cancelled'));
+    END IF;
+END $$;

@@ -11,6 +11,7 @@ from api import (
     api_keys,
     dev,
     inbound,
+    incidents,
     notifications,
     observability,
     reports,
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(webhooks.routes)
     app.router.add_routes(notifications.routes)
+    app.router.add_routes(incidents.routes)
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from api.bodies import read_body
@@ -33,7 +35,8 @@ async def receive_alert(request: web.Request) -> web.Response:
     )
     if accepted.queued:
         count_alert_accepted(request)
-    return ok(http_status=202, alert_id=accepted.alert_id, status="queued")
+    extra: dict[str, Any] = {"dedup_key": accepted.dedup_key} if accepted.dedup_key is not None else {}
+    return ok(http_status=202, alert_id=accepted.alert_id, status="queued", **extra)
 
 
 def add_routes(app: web.Application) -> None:

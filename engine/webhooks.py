@@ -21,6 +21,7 @@ from engine.auth.users import User
 from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
 from engine.channels.targets import normalise_targets
 from engine.errors import Conflict, NotFound, ValidationError
+from engine.incidents import DedupBy
 
 
 class WebhookStatus(StrEnum):
@@ -28,17 +29,31 @@ class WebhookStatus(StrEnum):
     PAUSED = "PAUSED"
 
 
-FIELDS = {"name", "description", "alias", "notificationTypes", "targetChannels", "status", "signingSecret"}
+FIELDS = {
+    "name",
+    "description",
+    "alias",
+    "notificationTypes",
+    "targetChannels",
+    "status",
+    "signingSecret",
+    "dedupBy",
+    "notifyOnResolve",
+    "repageOnChange",
+}
+DEFAULT_NOTIFY_ON_RESOLVE = ["EMAIL", "PUSH_NOTIF"]
 _ALIAS = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
 COLUMNS = """id, user_id, name, description, alias, status, token, notification_types, targets,
     total_calls, successful_calls, failed_calls, pending_calls, last_call_at, created_at, updated_at,
-    signing_secret IS NOT NULL AS signed"""
+    signing_secret IS NOT NULL AS signed, dedup_by, notify_on_resolve, repage_on_change,
+    (SELECT count(*) FROM incidents i WHERE i.webhook_id = webhooks.id AND i.status <> 'resolved')
+        AS incidents_open"""
 
 INSERT = f"""
 INSERT INTO webhooks (id, user_id, name, description, alias, status, token, notification_types, targets,
-    signing_secret)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    signing_secret, dedup_by, notify_on_resolve, repage_on_change)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT DO NOTHING
 RETURNING {COLUMNS}
 """
@@ -49,7 +64,8 @@ SELECT_ONE = f"SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND user_id = $2"
 ALIAS_TAKEN = "SELECT 1 FROM webhooks WHERE user_id = $1 AND lower(alias) = lower($2) AND id <> $3"
 UPDATE = f"""
 UPDATE webhooks SET name = $3, description = $4, alias = $5, status = $6, notification_types = $7,
-    targets = $8, signing_secret = CASE WHEN $9 THEN $10 ELSE signing_secret END, updated_at = now()
+    targets = $8, signing_secret = CASE WHEN $9 THEN $10 ELSE signing_secret END, dedup_by = $11,
+    notify_on_resolve = $12, repage_on_change = $13, updated_at = now()
 WHERE id = $1 AND user_id = $2
 RETURNING {COLUMNS}
 """
@@ -124,6 +140,34 @@ def _targets(raw: object, types: list[str], owner: User) -> dict[str, list[str]]
     return targets
 
 
+def _notify_on_resolve(body: Mapping[str, Any]) -> list[str]:
+    """Channels that hear of a resolve: any but CALL (a recovery never rings a phone)."""
+    raw = body["notifyOnResolve"]
+    allowed = [kind for kind in CHANNEL_TYPES if kind != "CALL"]
+    if not isinstance(raw, list):
+        raise ValidationError(
+            f"notifyOnResolve must be an array of {', '.join(allowed)}", field="notifyOnResolve"
+        )
+    kinds: list[str] = []
+    for i, value in enumerate(raw):
+        if value not in allowed:
+            why = (
+                "a resolve never places a call" if value == "CALL" else f"must be one of {', '.join(allowed)}"
+            )
+            raise ValidationError(f"notifyOnResolve[{i}]: {why}", field="notifyOnResolve")
+        if value not in kinds:
+            kinds.append(value)
+    return kinds
+
+
+def _flag(body: Mapping[str, Any], name: str, current: bool) -> bool:
+    if name not in body:
+        return current
+    if not isinstance(body[name], bool):
+        raise ValidationError(f"{name} must be true or false", field=name)
+    return body[name]
+
+
 def _alias(body: Mapping[str, Any]) -> str | None:
     alias = validate.string(body, "alias", max_length=63)
     if alias is None:
@@ -151,6 +195,9 @@ async def create_webhook(
     types = _types(body, available)
     targets = _targets(body.get("targetChannels"), types, owner)
     secret = signing.parse_secret(body.get("signingSecret"))
+    dedup_by = validate.one_of(body, "dedupBy", tuple(DedupBy), default=DedupBy.GROUP)
+    notify = _notify_on_resolve(body) if "notifyOnResolve" in body else DEFAULT_NOTIFY_ON_RESOLVE
+    repage = _flag(body, "repageOnChange", False)
     base = alias or slugify(name)
     for n in range(1, 100):
         candidate = base if n == 1 else f"{base}-{n}"
@@ -166,6 +213,9 @@ async def create_webhook(
             types,
             targets,
             secret,
+            dedup_by,
+            notify,
+            repage,
         )
         if record is not None:
             return record
@@ -222,7 +272,12 @@ async def update_webhook(
         targets = _targets(raw_targets, types, owner)
         new_secret = "signingSecret" in body
         secret = signing.parse_secret(body["signingSecret"]) if new_secret else None
-        values = (webhook_id, owner.id, name, description, alias, status, types, targets, new_secret, secret)
+        dedup_by = validate.one_of(body, "dedupBy", tuple(DedupBy)) or current["dedup_by"]
+        notify = _notify_on_resolve(body) if "notifyOnResolve" in body else list(current["notify_on_resolve"])
+        values = (
+            *(webhook_id, owner.id, name, description, alias, status, types, targets, new_secret, secret),
+            *(dedup_by, notify, _flag(body, "repageOnChange", current["repage_on_change"])),
+        )
         try:
             record = await conn.fetchrow(UPDATE, *values)
         except asyncpg.UniqueViolationError:  # another request took the alias since ALIAS_TAKEN looked

@@ -5,12 +5,17 @@ never show another user's objects. Table-driven: a new resource adds one line to
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from api.state import POOL
+from engine.alerts import lifecycle
+from engine.alerts.payloads import parse_alert
 from tests.support.factories import Account, create
 from tests.support.routes import app_routes
 
@@ -34,6 +39,18 @@ async def make_notification(client: TestClient, owner: Account) -> str:
     return inbox["notifications"][0]["id"]
 
 
+async def make_incident(client: TestClient, owner: Account) -> str:
+    """An alert stored as process_alert stores it opens an incident."""
+    webhook = await create(client, owner)
+    parsed = parse_alert(b'{"title": "DB down", "dedup_key": "db"}', "application/json")
+    async with client.server.app[POOL].acquire() as conn:
+        await lifecycle.record_alert(
+            conn, uuid.uuid4(), uuid.UUID(webhook["id"]), parsed, received_at=datetime.now(UTC)
+        )
+    listing = await (await client.get("/api/incidents", headers=owner.headers)).json()
+    return listing["incidents"][0]["id"]
+
+
 # (method, path with {id}, maker of the owner's object, body sent by the intruder)
 OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("GET", "/api/webhooks/{id}", make_webhook, None),
@@ -42,6 +59,10 @@ OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("POST", "/api/webhooks/{id}/test", make_webhook, None),
     ("DELETE", "/api/api-keys/{id}", make_api_key, None),
     ("POST", "/api/notifications/{id}/read", make_notification, None),
+    ("GET", "/api/incidents/{id}", make_incident, None),
+    ("POST", "/api/incidents/{id}/acknowledge", make_incident, None),
+    ("POST", "/api/incidents/{id}/resolve", make_incident, None),
+    ("POST", "/api/incidents/{id}/notes", make_incident, {"text": "mine now"}),
 ]
 
 # (list path, key of the list in the answer, maker of one owner's object)
@@ -49,6 +70,7 @@ LIST_ROUTES: list[tuple[str, str, Maker]] = [
     ("/api/webhooks", "webhooks", make_webhook),
     ("/api/api-keys", "api_keys", make_api_key),
     ("/api/notifications", "notifications", make_notification),
+    ("/api/incidents", "incidents", make_incident),
 ]
 
 

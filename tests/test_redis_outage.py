@@ -267,7 +267,13 @@ async def test_a_redis_crash_under_load_loses_nothing_with_appendfsync_always(
         async with aiohttp.ClientSession(api.url) as session:
             resp = await session.post(
                 "/api/webhooks",
-                json={"name": "load", "notificationTypes": ["PUSH_NOTIF"], "targetChannels": {"push": TOPIC}},
+                # dedupBy none: every stored alert pages (a re-post after a 503 is counted on its own).
+                json={
+                    "name": "load",
+                    "notificationTypes": ["PUSH_NOTIF"],
+                    "targetChannels": {"push": TOPIC},
+                    "dedupBy": "none",
+                },
                 headers=account.headers,
             )
             assert resp.status == 201, await resp.text()
@@ -318,7 +324,10 @@ async def test_a_redis_crash_under_load_loses_nothing_with_appendfsync_always(
     assert all(sent_titles[r["title"]] >= 1 for r in stored if r["status"] == "successful")
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT total_calls, successful_calls, failed_calls, pending_calls FROM webhooks WHERE id = $1",
+            "SELECT total_calls, successful_calls, failed_calls, pending_calls,"
+            " (SELECT count(*) FROM incidents i WHERE i.webhook_id = $1 AND i.status <> 'resolved')"
+            " AS incidents_open"
+            " FROM webhooks WHERE id = $1",
             uuid.UUID(webhook["id"]),
         )
     assert dict(row) == counts(len(stored), finished, 0, pending=len(stuck))

@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 from engine import notifications, queue, ratelimit
 from engine.alerts import signing
 from engine.errors import MonodutyError, NotFound
+from engine.incidents.keys import sender_key
 from engine.settings import RateLimit
 
 log = logging.getLogger("monoduty.inbound")
@@ -138,6 +139,7 @@ async def _notify_limited(
 class Accepted:
     alert_id: str
     queued: bool  # False when it was a repeat of an alert queued before
+    dedup_key: str | None = None  # the sender's own key, echoed in the 202
 
 
 def _message_key(webhook_id: str, msg_id: str) -> str:
@@ -257,4 +259,4 @@ async def accept_alert(
         # Only now, with the alert safely queued: a failure before this leaves the sender's retry
         # free to queue it. Two deliveries at once both get here with one alert id and one job.
         await redis.set(_message_key(webhook.id, msg_id), alert_id, ex=MESSAGE_SECONDS)
-    return Accepted(alert_id, queued=queued)
+    return Accepted(alert_id, queued=queued, dedup_key=sender_key(body))

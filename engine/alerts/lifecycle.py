@@ -22,6 +22,9 @@ from engine import db, notifications
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import Message
 from engine.channels.registry import TARGET_KEYS
+from engine.incidents import attach as incidents_attach
+from engine.incidents.attach import Pages
+from engine.incidents.keys import plain_title
 
 
 class AlertStatus(StrEnum):
@@ -34,10 +37,18 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # a page whose incident was acknowledged or resolved first: never sent
+
+
+class DeliveryKind(StrEnum):
+    PAGE = "page"  # the alert itself, on every channel of the webhook
+    RESOLVED = "resolved"  # the short RESOLVED notice, on the webhook's notify_on_resolve channels
 
 
 LOCK_WEBHOOK = """
-SELECT id, user_id, name, notification_types, targets FROM webhooks WHERE id = $1 FOR NO KEY UPDATE
+SELECT id, user_id, name, notification_types, targets, dedup_by, notify_on_resolve,
+    repage_on_change
+FROM webhooks WHERE id = $1 FOR NO KEY UPDATE
 """
 INSERT_ALERT = """
 INSERT INTO alerts (id, webhook_id, user_id, is_test, title, message, severity, source, format,
@@ -52,31 +63,45 @@ UPDATE webhooks SET total_calls = total_calls + 1, pending_calls = pending_calls
 WHERE id = $1
 """
 INSERT_DELIVERY = """
-INSERT INTO deliveries (id, alert_id, channel, target) VALUES ($1, $2, $3, $4)
+INSERT INTO deliveries (id, alert_id, channel, target, incident_id, kind) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (alert_id, channel, target) DO NOTHING
 """
 PENDING_DELIVERIES = "SELECT id FROM deliveries WHERE alert_id = $1 AND status = 'pending' ORDER BY id"
 
 PENDING_CHANNEL = "SELECT channel FROM deliveries WHERE id = $1 AND status = 'pending'"
+# DESIGN rule 2: a page re-checks its incident in the transaction that starts it. FOR SHARE waits
+# for an acknowledge being committed; once it has, the page is cancelled instead of sent.
+INCIDENT_OF_PAGE = """
+SELECT i.status FROM deliveries d JOIN incidents i ON i.id = d.incident_id
+WHERE d.id = $1 AND d.status = 'pending' AND d.kind = 'page'
+FOR SHARE OF i
+"""
 START_ATTEMPT = """
-UPDATE deliveries d SET attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL
-FROM alerts a, webhooks w
-WHERE d.id = $1 AND d.status = 'pending' AND a.id = d.alert_id AND w.id = a.webhook_id
-RETURNING d.id, d.alert_id, d.channel, d.target, d.attempts, a.webhook_id, a.user_id, a.is_test,
-    a.title, a.message, a.severity, a.source, a.received_at, a.request_id, w.name AS webhook_name
+WITH d AS (
+    UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL
+    WHERE id = $1 AND status = 'pending'
+    RETURNING id, alert_id, incident_id, kind, channel, target, attempts
+)
+SELECT d.id, d.alert_id, d.kind, d.channel, d.target, d.attempts, w.id AS webhook_id, w.user_id,
+    coalesce(a.is_test, false) AS is_test, a.title, a.message, a.severity, a.source, a.received_at,
+    a.request_id, w.name AS webhook_name, i.number, i.title AS incident_title, i.resolved_at,
+    i.resolved_by, i.last_alert_at,
+    (SELECT max(id::text) FROM alerts WHERE incident_id = i.id) AS any_alert_id
+FROM d LEFT JOIN alerts a ON a.id = d.alert_id LEFT JOIN incidents i ON i.id = d.incident_id
+    JOIN webhooks w ON w.id = coalesce(a.webhook_id, i.webhook_id)
 """
 SCHEDULE_RETRY = """
 UPDATE deliveries SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
 WHERE id = $1 AND status = 'pending'
 """
-LOCK_ALERT_OF_DELIVERY = """
-SELECT a.id FROM alerts a JOIN deliveries d ON d.alert_id = a.id WHERE d.id = $1 FOR UPDATE OF a
-"""
+# A delivery without an alert (a person's resolve) has no alert to lock or finalise.
+ALERT_OF_DELIVERY = "SELECT id, alert_id FROM deliveries WHERE id = $1"
+LOCK_ALERT = "SELECT id FROM alerts WHERE id = $1 FOR UPDATE"
 FINISH_DELIVERY = """
 UPDATE deliveries SET status = $2, last_error = $3, provider_id = $4, finished_at = now(),
     delivered_at = CASE WHEN $2 = 'delivered' THEN now() END, next_attempt_at = NULL
 WHERE id = $1 AND status = 'pending'
-RETURNING alert_id
+RETURNING id, alert_id
 """
 FINALISE_ALERT = """
 UPDATE alerts SET finished_at = now(), status = CASE
@@ -99,7 +124,7 @@ class Attempt:
     """One try of one delivery, with what the channel needs to render the alert."""
 
     delivery_id: uuid.UUID
-    alert_id: uuid.UUID
+    alert_id: uuid.UUID | None  # None for the RESOLVED notice of a person's resolve
     webhook_id: uuid.UUID
     user_id: uuid.UUID
     channel: str
@@ -146,18 +171,37 @@ async def record_alert(
             received_at,
         )
         if inserted is not None:
+            incident_id, pages = None, Pages.PAGE
             if not is_test:
                 await conn.execute(COUNT_CALL, webhook_id, received_at)
                 await _notify_alert(conn, webhook, alert_id, parsed)
+                attached = await incidents_attach.attach(conn, webhook, alert_id, parsed, received_at)
+                incident_id, pages = attached.incident_id, attached.pages
             rows = [
-                (uuid.uuid4(), alert_id, kind, target)
-                for kind in webhook["notification_types"]
-                for target in webhook["targets"].get(TARGET_KEYS[kind], [])
+                (uuid.uuid4(), alert_id, kind, target, incident_id, delivery_kind)
+                for kind, target, delivery_kind in delivery_plan(webhook, pages)
             ]
             await conn.executemany(INSERT_DELIVERY, rows)
             if not rows:
                 await _finalise(conn, alert_id)
         return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
+
+
+def delivery_plan(webhook: asyncpg.Record, pages: Pages) -> list[tuple[str, str, DeliveryKind]]:
+    """(channel, target, kind) of what an alert sends: a page on every channel, or the RESOLVED
+    notice on the webhook's notify_on_resolve channels it uses, or nothing."""
+    if pages is Pages.NONE:
+        return []
+    if pages is Pages.RESOLVED:
+        kinds = [k for k in webhook["notification_types"] if k in webhook["notify_on_resolve"]]
+        return [
+            (k, t, DeliveryKind.RESOLVED) for k in kinds for t in webhook["targets"].get(TARGET_KEYS[k], [])
+        ]
+    return [
+        (k, t, DeliveryKind.PAGE)
+        for k in webhook["notification_types"]
+        for t in webhook["targets"].get(TARGET_KEYS[k], [])
+    ]
 
 
 async def pending_channel(conn: db.Connection, delivery_id: uuid.UUID) -> str | None:
@@ -166,20 +210,18 @@ async def pending_channel(conn: db.Connection, delivery_id: uuid.UUID) -> str | 
 
 
 async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt | None:
-    """Count a new attempt before sending (a crash mid-send still counts); None if final."""
-    row = await conn.fetchrow(START_ATTEMPT, delivery_id)
+    """Count a new attempt before sending (a crash mid-send still counts); None if final.
+
+    A page of an incident acknowledged or resolved meanwhile is cancelled here, not sent."""
+    async with conn.transaction():
+        status = await conn.fetchval(INCIDENT_OF_PAGE, delivery_id)
+        if status is not None and status != "triggered":
+            await finish_delivery(conn, delivery_id, DeliveryStatus.CANCELLED, error=f"incident {status}")
+            return None
+        row = await conn.fetchrow(START_ATTEMPT, delivery_id)
     if row is None:
         return None
-    message = Message(
-        alert_id=str(row["alert_id"]),
-        webhook_name=row["webhook_name"],
-        title=row["title"],
-        body=row["message"],
-        severity=row["severity"],
-        source=row["source"],
-        received_at=row["received_at"],
-        is_test=row["is_test"],
-    )
+    message = _message(row)
     return Attempt(
         delivery_id=row["id"],
         alert_id=row["alert_id"],
@@ -190,6 +232,31 @@ async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt 
         number=row["attempts"],
         message=message,
         request_id=row["request_id"],
+    )
+
+
+def _message(row: asyncpg.Record) -> Message:
+    if row["kind"] == DeliveryKind.RESOLVED:
+        # Short and quiet: severity info is ntfy priority 2, and CALL never carries one.
+        by = "the sender" if row["resolved_by"] == "sender" else "a user"
+        return Message(
+            alert_id=str(row["alert_id"] or row["any_alert_id"]),
+            webhook_name=row["webhook_name"],
+            title=f"RESOLVED #{row['number']}: {plain_title(row['incident_title'])}",
+            body=f"Incident #{row['number']} on {row['webhook_name']} was resolved by {by}.",
+            severity="info",
+            source=row["source"],
+            received_at=row["resolved_at"] or row["last_alert_at"],
+        )
+    return Message(
+        alert_id=str(row["alert_id"]),
+        webhook_name=row["webhook_name"],
+        title=row["title"],
+        body=row["message"],
+        severity=row["severity"],
+        source=row["source"],
+        received_at=row["received_at"],
+        is_test=row["is_test"],
     )
 
 
@@ -210,14 +277,21 @@ async def finish_delivery(
     Returns the alert's final state ({status, is_test, webhook_id}) when this call finalised it.
     """
     async with conn.transaction():
-        if await conn.fetchval(LOCK_ALERT_OF_DELIVERY, delivery_id) is None:
+        delivery = await conn.fetchrow(ALERT_OF_DELIVERY, delivery_id)
+        if delivery is None:
             return None
-        alert_id = await conn.fetchval(FINISH_DELIVERY, delivery_id, status.value, error, provider_id)
-        if alert_id is None:
+        # The alert is locked before the delivery changes, so two deliveries finishing at once
+        # cannot both miss being last.
+        if delivery["alert_id"] is not None:
+            await conn.execute(LOCK_ALERT, delivery["alert_id"])
+        finished = await conn.fetchrow(FINISH_DELIVERY, delivery_id, status.value, error, provider_id)
+        if finished is None:
             return None
         if status is DeliveryStatus.FAILED:
             await notifications.delivery_failed(conn, delivery_id)
-        return await _finalise(conn, alert_id)
+        if finished["alert_id"] is None:
+            return None
+        return await _finalise(conn, finished["alert_id"])
 
 
 async def _finalise(conn: db.Connection, alert_id: uuid.UUID) -> dict[str, Any] | None:

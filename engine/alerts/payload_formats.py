@@ -24,6 +24,11 @@ _GENERIC_KEYS |= {"status", "resolved"}
 # Fields that may name an event in a JSON object of no known shape.
 UNKNOWN_TITLE_KEYS = ("alertname", "alert", "event", "event_type", "check")
 _RESOLVED_WORDS = {"resolved", "ok", "recovered"}
+# Generic `status` / `action` words for the sender's action (Opsgenie's close included).
+_ACTION_WORDS = {
+    **dict.fromkeys(("resolved", "resolve", "ok", "recovered", "close", "closed"), "resolve"),
+    **dict.fromkeys(("acknowledge", "acknowledged", "ack"), "acknowledge"),
+}
 
 _PD_ACTIONS = {"trigger": "Triggered", "acknowledge": "Acknowledged", "resolve": "Resolved"}
 MAX_LISTED_ALERTS = 20  # an Alertmanager group can hold hundreds; the message lists this many
@@ -46,6 +51,9 @@ class Draft:
     fingerprint: object = None
     resolved: bool = False
     details: dict[str, object] = field(default_factory=dict)
+    # What the sender says happened to its problem (engine.incidents.SenderAction values); None
+    # reads as "resolve" when ``resolved`` is set, else "trigger".
+    action: str | None = None
 
 
 def compact_json(value: object) -> str:
@@ -207,6 +215,7 @@ def from_pagerduty(obj: Mapping[str, Any]) -> Draft:
         source=payload.get("source"),
         fingerprint=dedup_key,
         resolved=action == "resolve",
+        action=action if action in _PD_ACTIONS else "trigger",
         details={
             "event_action": action,
             "component": payload.get("component"),
@@ -232,6 +241,7 @@ def from_generic(obj: Mapping[str, Any], *, format: str = "generic") -> Draft:
     resolved = obj.get("resolved") is True or (isinstance(status, str) and status.lower() in _RESOLVED_WORDS)
     severity = _first(obj, SEVERITY_KEYS)
     return Draft(
+        action=generic_action(obj),
         format=format,
         title=_first(obj, TITLE_KEYS),
         message=_first(obj, MESSAGE_KEYS),
@@ -241,6 +251,15 @@ def from_generic(obj: Mapping[str, Any], *, format: str = "generic") -> Draft:
         resolved=resolved,
         details={key: value for key, value in obj.items() if key not in _GENERIC_KEYS},
     )
+
+
+def generic_action(obj: Mapping[str, Any]) -> str | None:
+    """The action a generic body states in ``action`` or ``status`` (resolve, acknowledge), if any."""
+    for key in ("action", "status"):
+        value = obj.get(key)
+        if isinstance(value, str) and value.strip().lower() in _ACTION_WORDS:
+            return _ACTION_WORDS[value.strip().lower()]
+    return "resolve" if obj.get("resolved") is True else None
 
 
 def from_unknown_json(value: object) -> Draft:

@@ -84,6 +84,13 @@ class ParsedAlert:
     fingerprint: str | None
     resolved: bool
     details: dict[str, Any]  # JSON-safe, at most about MAX_DETAILS_CHARS when serialised
+    # The sender's word on its problem: "trigger", "acknowledge" or "resolve" (engine.incidents).
+    action: str = "trigger"
+
+    @property
+    def dedup_key(self) -> str | None:
+        """The key the sender gave its problem (PagerDuty dedup_key, Alertmanager groupKey, ...)."""
+        return self.fingerprint
 
 
 def normalise_severity(value: object) -> str | None:
@@ -176,6 +183,7 @@ def _finish(draft: Draft) -> ParsedAlert:
         fingerprint=_fingerprint(draft.fingerprint),
         resolved=draft.resolved,
         details=_details(draft.details),
+        action=draft.action or ("resolve" if draft.resolved else "trigger"),
     )
 
 
@@ -212,6 +220,11 @@ def _clean_block(text: str) -> str:
 
 def _cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def clean_key(value: object) -> str | None:
+    """A sender's dedup key as Monoduty stores it (inbound answers use it to echo the key)."""
+    return _fingerprint(value)
 
 
 def _fingerprint(value: object) -> str | None:

@@ -24,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from unittest.mock import ANY
 
 import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
@@ -41,13 +42,16 @@ async def make_client(settings: Settings) -> TestClient:
     return client
 
 
-def counts(total: int, successful: int, failed: int, *, pending: int = 0) -> dict[str, int]:
-    """A webhook's statistics as the API shows them."""
+def counts(
+    total: int, successful: int, failed: int, *, pending: int = 0, incidents_open: object = ANY
+) -> dict[str, object]:
+    """A webhook's statistics as the API shows them (``incidents_open``: any count unless given)."""
     return {
         "total_calls": total,
         "successful_calls": successful,
         "failed_calls": failed,
         "pending_calls": pending,
+        "incidents_open": incidents_open,
     }
 
 

@@ -1,0 +1,59 @@
+"""Incidents: one problem of one webhook, made of the alerts that share its dedup key.
+
+    keys      the dedup key of an alert, per sender format and the webhook's ``dedupBy``
+    attach    process_alert's step: join the open incident of the key, or open one (ON CONFLICT)
+    actions   acknowledge, resolve and notes from people (the API)
+    queries   the incident list and one incident with its alerts and timeline
+
+Status ``triggered`` -> ``acknowledged`` -> ``resolved``. A key is unique per webhook only while its
+incident is open (a unique partial index); after a resolve the same key opens a new incident.
+Only opening an incident (or raising its severity) pages; acknowledging stops its pages at once.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class IncidentStatus(StrEnum):
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Actor(StrEnum):
+    """Who did something to an incident."""
+
+    USER = "user"
+    SENDER = "sender"
+    SYSTEM = "system"
+
+
+class EventKind(StrEnum):
+    """One timeline entry."""
+
+    OPENED = "opened"
+    ALERT = "alert"
+    SEVERITY_RAISED = "severity_raised"
+    GROUP_CHANGED = "group_changed"  # an Alertmanager/Grafana group's alert list changed
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    NOTE = "note"
+
+
+class SenderAction(StrEnum):
+    """What an inbound alert says about its problem (ParsedAlert.action)."""
+
+    TRIGGER = "trigger"
+    ACKNOWLEDGE = "acknowledge"
+    RESOLVE = "resolve"
+
+
+class DedupBy(StrEnum):
+    """A webhook's ``dedupBy``: how its alerts are grouped into incidents."""
+
+    GROUP = "group"  # the sender's key (Alertmanager groupKey, PagerDuty dedup_key...), else content
+    NONE = "none"  # every alert its own incident
+
+
+OPEN_STATUSES = (IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED)

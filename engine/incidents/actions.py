@@ -1,0 +1,100 @@
+"""What people do to an incident through the API: acknowledge, resolve, add a note.
+
+Each is one transaction on the incident row (locked FOR UPDATE), owner-scoped (another user's id is
+404). Acknowledging stops the incident's pages at once: a page not yet started re-checks the
+incident in the transaction that starts it (engine.alerts.lifecycle.start_attempt) and is cancelled.
+A resolve plans the RESOLVED notices on the webhook's notify_on_resolve channels; the caller
+enqueues the returned delivery ids once this has committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from engine import db, validate
+from engine.alerts.lifecycle import DeliveryKind
+from engine.channels.registry import TARGET_KEYS
+from engine.errors import Conflict, NotFound
+from engine.incidents import Actor, EventKind, IncidentStatus
+from engine.incidents.attach import add_event
+
+LOCK = """
+SELECT i.id, i.status, i.webhook_id, w.notification_types, w.targets, w.notify_on_resolve
+FROM incidents i JOIN webhooks w ON w.id = i.webhook_id
+WHERE i.id = $1 AND i.user_id = $2
+FOR UPDATE OF i
+"""
+ACKNOWLEDGE = """
+UPDATE incidents SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = 'user',
+    acknowledged_by_user = $3
+WHERE id = $1
+"""
+RESOLVE = """
+UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = 'user', resolved_by_user = $3
+WHERE id = $1
+"""
+INSERT_NOTICE = """
+INSERT INTO deliveries (id, alert_id, channel, target, incident_id, kind) VALUES ($1, NULL, $2, $3, $4, $5)
+"""
+MAX_NOTE = 2000
+
+
+def parse_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound("incident not found", code="INCIDENT_NOT_FOUND") from None
+
+
+async def _lock(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow(LOCK, incident_id, user_id)
+    if row is None:
+        raise NotFound("incident not found", code="INCIDENT_NOT_FOUND")
+    return row
+
+
+async def acknowledge(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID, now: datetime) -> None:
+    """triggered -> acknowledged; acknowledging again is a no-op; a resolved incident is 409."""
+    async with conn.transaction():
+        row = await _lock(conn, user_id, incident_id)
+        if row["status"] == IncidentStatus.RESOLVED:
+            raise Conflict("incident is resolved already", code="INCIDENT_RESOLVED")
+        if row["status"] == IncidentStatus.ACKNOWLEDGED:
+            return
+        await conn.execute(ACKNOWLEDGE, incident_id, now, user_id)
+        await add_event(conn, incident_id, EventKind.ACKNOWLEDGED, Actor.USER, now, user_id=user_id)
+
+
+async def resolve(
+    conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID, now: datetime
+) -> list[uuid.UUID]:
+    """Resolve (from triggered or acknowledged); returns the RESOLVED notices to enqueue."""
+    async with conn.transaction():
+        row = await _lock(conn, user_id, incident_id)
+        if row["status"] == IncidentStatus.RESOLVED:
+            return []
+        await conn.execute(RESOLVE, incident_id, now, user_id)
+        await add_event(conn, incident_id, EventKind.RESOLVED, Actor.USER, now, user_id=user_id)
+        notices = [
+            (uuid.uuid4(), kind, target, incident_id, DeliveryKind.RESOLVED.value)
+            for kind in row["notification_types"]
+            if kind in row["notify_on_resolve"]
+            for target in row["targets"].get(TARGET_KEYS[kind], [])
+        ]
+        await conn.executemany(INSERT_NOTICE, notices)
+    return [n[0] for n in notices]
+
+
+async def add_note(
+    conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID, body: object, now: datetime
+) -> None:
+    body = validate.require_object(body)
+    validate.only_known(body, {"text"})
+    text = validate.string(body, "text", required=True, min_length=1, max_length=MAX_NOTE)
+    assert text is not None
+    async with conn.transaction():
+        await _lock(conn, user_id, incident_id)
+        await add_event(conn, incident_id, EventKind.NOTE, Actor.USER, now, text=text, user_id=user_id)

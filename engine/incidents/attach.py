@@ -1,0 +1,196 @@
+"""process_alert's incident step: the alert joins the open incident of its key or opens one.
+
+Runs inside the transaction that stores the alert (``engine.alerts.lifecycle.record_alert``), so an
+alert and its incident commit together, and a re-run of the job (alert already stored) never gets
+here twice. Opening is ``INSERT ... ON CONFLICT DO NOTHING`` on the unique partial index of open
+keys: of two workers opening one key at once, one inserts and the other joins what it inserted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import asyncpg
+
+from engine import db
+from engine.alerts.payloads import ParsedAlert
+from engine.channels.base import SEVERITIES
+from engine.incidents import Actor, EventKind, IncidentStatus, SenderAction
+from engine.incidents.keys import incident_key
+
+OPEN_OF_KEY = """
+SELECT id, number, severity, status, message FROM incidents
+WHERE webhook_id = $1 AND dedup_key = $2 AND status <> 'resolved'
+FOR UPDATE
+"""
+NEXT_NUMBER = "UPDATE users SET incident_seq = incident_seq + 1 WHERE id = $1 RETURNING incident_seq"
+OPEN = """
+INSERT INTO incidents (id, user_id, webhook_id, number, title, message, severity, dedup_key, source,
+    alert_count, first_alert_at, last_alert_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10)
+ON CONFLICT (webhook_id, dedup_key) WHERE status <> 'resolved' DO NOTHING
+RETURNING id, number
+"""
+# A repeat updates the text (an Alertmanager group's list changes) and keeps the loudest severity.
+JOIN = """
+UPDATE incidents SET alert_count = alert_count + 1, last_alert_at = greatest(last_alert_at, $2),
+    title = CASE WHEN $5 THEN $3 ELSE title END, message = CASE WHEN $5 THEN $4 ELSE message END,
+    severity = CASE WHEN $6 THEN $7 ELSE severity END
+WHERE id = $1
+"""
+ACKNOWLEDGE = """
+UPDATE incidents SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3,
+    acknowledged_by_user = $4
+WHERE id = $1 AND status = 'triggered'
+RETURNING id
+"""
+RESOLVE = """
+UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = $3, resolved_by_user = $4
+WHERE id = $1 AND status <> 'resolved'
+RETURNING id
+"""
+LINK_ALERT = "UPDATE alerts SET incident_id = $2 WHERE id = $1"
+ADD_EVENT = """
+INSERT INTO incident_events (incident_id, kind, actor, user_id, alert_id, text, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+
+
+GROUP_FORMATS = ("alertmanager", "grafana")  # one notification lists a whole group of alerts
+
+
+class Pages(StrEnum):
+    """What the alert's deliveries are: pages on every channel, RESOLVED notices, or none."""
+
+    PAGE = "page"
+    RESOLVED = "resolved"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Attached:
+    incident_id: uuid.UUID | None  # None: a resolve/acknowledge for a key with nothing open
+    pages: Pages
+
+
+async def add_event(
+    conn: db.Connection,
+    incident_id: uuid.UUID,
+    kind: EventKind,
+    actor: Actor,
+    at: datetime,
+    *,
+    text: str = "",
+    user_id: uuid.UUID | None = None,
+    alert_id: uuid.UUID | None = None,
+) -> None:
+    await conn.execute(ADD_EVENT, incident_id, kind.value, actor.value, user_id, alert_id, text[:2000], at)
+
+
+async def attach(
+    conn: db.Connection,
+    webhook: asyncpg.Record,
+    alert_id: uuid.UUID,
+    parsed: ParsedAlert,
+    received_at: datetime,
+) -> Attached:
+    """Put a stored, non-test alert in its incident; say what it should send."""
+    key = incident_key(parsed, webhook["dedup_by"])
+    action = SenderAction(parsed.action)
+    for _ in range(3):  # an open that loses the race joins the winner on the next turn
+        current = await conn.fetchrow(OPEN_OF_KEY, webhook["id"], key) if key is not None else None
+        if current is not None:
+            attached = await _join(conn, webhook, current, alert_id, parsed, action, received_at)
+            break
+        if action is not SenderAction.TRIGGER:
+            return Attached(None, Pages.NONE)  # recorded as an alert; nothing open to change
+        opened = await _open(conn, webhook, alert_id, parsed, key, received_at)
+        if opened is not None:
+            attached = Attached(opened, Pages.PAGE)
+            break
+    else:  # pragma: no cover - the index makes a third turn impossible
+        raise RuntimeError("could not open or join an incident")
+    await conn.execute(LINK_ALERT, alert_id, attached.incident_id)
+    return attached
+
+
+async def _open(
+    conn: db.Connection,
+    webhook: asyncpg.Record,
+    alert_id: uuid.UUID,
+    parsed: ParsedAlert,
+    key: str | None,
+    at: datetime,
+) -> uuid.UUID | None:
+    number = await conn.fetchval(NEXT_NUMBER, webhook["user_id"])
+    incident_id = uuid.uuid4()
+    row = await conn.fetchrow(
+        OPEN,
+        incident_id,
+        webhook["user_id"],
+        webhook["id"],
+        number,
+        parsed.title,
+        parsed.message,
+        parsed.severity,
+        key,
+        parsed.source,
+        at,
+    )
+    if row is None:
+        return None
+    await add_event(
+        conn, incident_id, EventKind.OPENED, Actor.SENDER, at, text=parsed.title, alert_id=alert_id
+    )
+    return incident_id
+
+
+async def _join(
+    conn: db.Connection,
+    webhook: asyncpg.Record,
+    current: asyncpg.Record,
+    alert_id: uuid.UUID,
+    parsed: ParsedAlert,
+    action: SenderAction,
+    at: datetime,
+) -> Attached:
+    incident_id = current["id"]
+    triggering = action is SenderAction.TRIGGER
+    raised = triggering and SEVERITIES.index(parsed.severity) < SEVERITIES.index(current["severity"])
+    await conn.execute(
+        JOIN, incident_id, at, parsed.title, parsed.message, triggering, raised, parsed.severity
+    )
+    if action is SenderAction.RESOLVE:
+        await conn.execute(RESOLVE, incident_id, at, Actor.SENDER.value, None)
+        await add_event(
+            conn, incident_id, EventKind.RESOLVED, Actor.SENDER, at, text=parsed.title, alert_id=alert_id
+        )
+        return Attached(incident_id, Pages.RESOLVED)
+    if action is SenderAction.ACKNOWLEDGE:
+        if await conn.fetchval(ACKNOWLEDGE, incident_id, at, Actor.SENDER.value, None) is not None:
+            await add_event(
+                conn,
+                incident_id,
+                EventKind.ACKNOWLEDGED,
+                Actor.SENDER,
+                at,
+                text=parsed.title,
+                alert_id=alert_id,
+            )
+        return Attached(incident_id, Pages.NONE)
+    if raised:
+        text = f"severity {current['severity']} -> {parsed.severity}: {parsed.title}"
+        await add_event(
+            conn, incident_id, EventKind.SEVERITY_RAISED, Actor.SENDER, at, text=text, alert_id=alert_id
+        )
+        pages = Pages.PAGE if current["status"] == IncidentStatus.TRIGGERED else Pages.NONE
+        return Attached(incident_id, pages)
+    # A group whose alert list changed (an alert joined or left) pages again only when asked to.
+    changed = parsed.format in GROUP_FORMATS and parsed.message != current["message"]
+    kind = EventKind.GROUP_CHANGED if changed else EventKind.ALERT
+    await add_event(conn, incident_id, kind, Actor.SENDER, at, text=parsed.title, alert_id=alert_id)
+    repage = changed and webhook["repage_on_change"] and current["status"] == IncidentStatus.TRIGGERED
+    return Attached(incident_id, Pages.PAGE if repage else Pages.NONE)

@@ -1,0 +1,82 @@
+"""Reading incidents: the owner's list (newest first, keyset paging) and one incident in full."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from engine import db, notifications
+from engine.errors import NotFound, ValidationError
+from engine.incidents import IncidentStatus
+
+COLUMNS = """i.id, i.number, i.webhook_id, i.title, i.message, i.severity, i.status, i.dedup_key, i.source,
+    i.alert_count, i.first_alert_at, i.last_alert_at, i.acknowledged_at, i.acknowledged_by,
+    i.acknowledged_by_user, i.resolved_at, i.resolved_by, i.resolved_by_user, i.created_at"""
+# $2: statuses to show; $3: one webhook or NULL; $4/$5 the keyset of the previous page's last row.
+PAGE = f"""
+SELECT {COLUMNS} FROM incidents i
+WHERE i.user_id = $1 AND i.status = ANY($2::text[]) AND ($3::uuid IS NULL OR i.webhook_id = $3)
+  AND ($4::timestamptz IS NULL OR (i.created_at, i.id) < ($4, $5))
+ORDER BY i.created_at DESC, i.id DESC
+LIMIT $6
+"""
+ONE = f"SELECT {COLUMNS} FROM incidents i WHERE i.id = $1 AND i.user_id = $2"
+ALERTS = """
+SELECT id, title, severity, format, fingerprint, resolved, status, received_at FROM alerts
+WHERE incident_id = $1 ORDER BY received_at, id LIMIT 500
+"""
+EVENTS = """
+SELECT kind, actor, user_id, alert_id, text, created_at FROM incident_events
+WHERE incident_id = $1 ORDER BY id LIMIT 1000
+"""
+# Every page (and RESOLVED notice) of the incident, with where its delivery stands.
+PAGES = """
+SELECT id, alert_id, kind, channel, target, status, attempts, last_error, created_at, finished_at
+FROM deliveries WHERE incident_id = $1 ORDER BY created_at, channel, target LIMIT 1000
+"""
+
+STATUS_FILTERS: dict[str, tuple[str, ...]] = {
+    "open": (IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED),
+    "all": tuple(IncidentStatus),
+    **{status.value: (status.value,) for status in IncidentStatus},
+}
+
+
+async def list_page(
+    conn: db.Connection, user_id: uuid.UUID, query: Mapping[str, str]
+) -> tuple[list[asyncpg.Record], str | None]:
+    """``?status=open|triggered|acknowledged|resolved|all`` (all by default), ``?webhook=<id>``,
+    ``?limit=`` (1-100), ``?cursor=``; newest first, with the next page's cursor (None on the last)."""
+    status = query.get("status", "all")
+    if status not in STATUS_FILTERS:
+        raise ValidationError(f"status must be one of {', '.join(STATUS_FILTERS)}", field="status")
+    webhook_id: uuid.UUID | None = None
+    if "webhook" in query:
+        try:
+            webhook_id = uuid.UUID(query["webhook"])
+        except ValueError:
+            raise ValidationError("webhook must be a webhook id", field="webhook") from None
+    page = notifications.parse_page({k: v for k, v in query.items() if k in ("limit", "cursor")})
+    created_at, after_id = page.after if page.after else (None, None)
+    statuses = list(STATUS_FILTERS[status])
+    rows = await conn.fetch(PAGE, user_id, statuses, webhook_id, created_at, after_id, page.limit + 1)
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    cursor = notifications.encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+    return rows, cursor
+
+
+async def get_incident(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID) -> dict[str, Any]:
+    """The incident, its alerts and its timeline (events, and every page with its status)."""
+    row = await conn.fetchrow(ONE, incident_id, user_id)
+    if row is None:
+        raise NotFound("incident not found", code="INCIDENT_NOT_FOUND")
+    return {
+        "incident": row,
+        "alerts": await conn.fetch(ALERTS, incident_id),
+        "events": await conn.fetch(EVENTS, incident_id),
+        "pages": await conn.fetch(PAGES, incident_id),
+    }
