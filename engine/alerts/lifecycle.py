@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from engine import db, notifications
+from engine.alerts.pages import page_message
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import Message
 from engine.channels.registry import TARGET_KEYS
@@ -63,7 +64,8 @@ UPDATE deliveries d SET attempts = attempts + 1, last_attempt_at = now(), next_a
 FROM alerts a, webhooks w
 WHERE d.id = $1 AND d.status = 'pending' AND a.id = d.alert_id AND w.id = a.webhook_id
 RETURNING d.id, d.alert_id, d.channel, d.target, d.attempts, a.webhook_id, a.user_id, a.is_test,
-    a.title, a.message, a.severity, a.source, a.received_at, a.request_id, w.name AS webhook_name
+    a.title, a.message, a.severity, a.source, a.details, a.received_at, a.request_id,
+    w.name AS webhook_name
 """
 SCHEDULE_RETRY = """
 UPDATE deliveries SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
@@ -170,16 +172,7 @@ async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt 
     row = await conn.fetchrow(START_ATTEMPT, delivery_id)
     if row is None:
         return None
-    message = Message(
-        alert_id=str(row["alert_id"]),
-        webhook_name=row["webhook_name"],
-        title=row["title"],
-        body=row["message"],
-        severity=row["severity"],
-        source=row["source"],
-        received_at=row["received_at"],
-        is_test=row["is_test"],
-    )
+    message = page_message(row)
     return Attempt(
         delivery_id=row["id"],
         alert_id=row["alert_id"],
