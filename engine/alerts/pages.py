@@ -24,7 +24,7 @@ def page_message(row: Mapping[str, Any]) -> Message:
         source=row["source"],
         received_at=row["received_at"],
         is_test=row["is_test"],
-        links=links_of(row["details"]),
+        links=links_of(row.get("details")),  # absent from a query that does not select it: no links
     )
 
 
