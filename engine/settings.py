@@ -86,7 +86,7 @@ class Settings:
     # None: inbound alerts follow require_https; off lets in-cluster senders post over plain HTTP.
     require_https_inbound: bool | None = None
     session_ttl: int = 86400
-    inbound_body_limit: int = 256 * 1024
+    inbound_body_limit: int = 1024 * 1024  # a 1,000-alert Alertmanager group is about 540 KB
     provider_timeout: float = 10.0
     worker_concurrency: int = 200
     # Sends at once per channel in one worker process: a hung provider holds at most this many slots.

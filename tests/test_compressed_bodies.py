@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import json
 import time
 import zlib
@@ -35,6 +36,7 @@ from tests.support.factories import (
 from tests.support.processes import ApiProcess
 from tests.support.services import Services
 
+HEX_TEXT = b"".join(hashlib.sha256(str(i).encode()).hexdigest().encode() for i in range(20_000))  # 1.28 MB
 ALERT = json.dumps({"title": "Disk full", "message": "/var at 99%", "severity": "warning"}).encode()
 BOMB_MIB = 256
 BOMBS = 8
@@ -90,9 +92,10 @@ async def test_compressed_api_json_is_read(client: TestClient, account: Account)
         ("gzip", b"not gzip at all", 400, "INVALID_CONTENT_ENCODING"),
         ("gzip", gzip.compress(ALERT)[:-12], 400, "INVALID_CONTENT_ENCODING"),  # cut short
         ("deflate", zlib.compress(ALERT) + b"trailing", 400, "INVALID_CONTENT_ENCODING"),
-        # 200 KiB fits the 256 KiB limit, but inflating 1000 times over is a bomb's ratio
+        # 200 KiB fits the 1 MiB limit, but inflating 1000 times over is a bomb's ratio
         ("gzip", gzip.compress(b" " * (200 * 1024)), 413, "PAYLOAD_TOO_LARGE"),
-        ("gzip", gzip.compress(b"x" * (300 * 1024)), 413, "PAYLOAD_TOO_LARGE"),
+        # hex text compresses about 2:1: sent under the 1 MiB limit, over it once inflated
+        ("gzip", gzip.compress(HEX_TEXT), 413, "PAYLOAD_TOO_LARGE"),
     ],
 )
 async def test_bad_or_unknown_encodings_are_refused_clearly(

@@ -70,7 +70,7 @@ FORMATS: list[tuple[str, bytes, str | None, dict[str, Any]]] = [
         {
             "title": "[FIRING:3] HighLatency",
             "severity": "critical",  # the loudest of the alerts' labels
-            "source": "alertmanager.internal:9093",
+            "source": "checkout-1:8080 and 2 more",  # the instances, not the Alertmanager host
             "format": "alertmanager",
             "fingerprint": '{}/{team="payments"}:{alertname="HighLatency"}',
             "resolved": False,
@@ -89,7 +89,7 @@ FORMATS: list[tuple[str, bytes, str | None, dict[str, Any]]] = [
         {
             "title": "[FIRING:1] Disk almost full Infra (db-2 /var/lib/postgresql critical)",
             "severity": "critical",
-            "source": "grafana.example.net",
+            "source": "db-2",  # the alert's instance, not the Grafana host
             "format": "grafana",
             "resolved": False,
         },
@@ -259,6 +259,7 @@ def assert_well_formed(alert: ParsedAlert) -> None:
 def test_alertmanager_message_lists_each_alert() -> None:
     alert = parse_alert(fixture("alertmanager_firing"), JSON)
     assert alert.message.splitlines() == [
+        "job=checkout-api team=payments",  # the group's labels, without alertname (the title)
         "- p99 latency above 2s on checkout-1",
         "  p99 latency has been 2.7s for 10 minutes.",
         "- p99 latency above 5s on checkout-2",
@@ -402,3 +403,43 @@ def test_long_fingerprint_is_hashed_not_cut() -> None:
     second = parse_alert(as_json({"title": "t", "fingerprint": "k" * 300 + "2"}), JSON)
     assert first.fingerprint and first.fingerprint.startswith("sha256:")
     assert first.fingerprint != second.fingerprint
+
+
+def test_alertmanager_label_line_leaves_out_noise() -> None:
+    group = json.loads(fixture("alertmanager_firing"))
+    group["groupLabels"] = {"alertname": "HighLatency", "service": "checkout-api", "cluster": "prod"}
+    group["commonLabels"] |= {"service": "checkout-api", "cluster": "prod", "prometheus": "monitoring/k8s"}
+    alert = parse_alert(as_json(group), JSON)
+    # where first (cluster), then what (service; job repeats its value); alertname is the title
+    assert alert.message.splitlines()[0] == "cluster=prod service=checkout-api team=payments"
+    group["commonAnnotations"]["summary"] = "Checkout is slow"
+    # a summary is the title now: alertname says something again
+    assert "alertname=HighLatency" in parse_alert(as_json(group), JSON).message.splitlines()[0].split()
+
+
+def test_alertmanager_truncated_alerts_are_counted() -> None:
+    alert = parse_alert(fixture("alertmanager_targetdown_capped"), JSON)
+    assert alert.title == "[FIRING:1000] Target is down"
+    assert alert.message.splitlines()[1] == "50 shown of 1,000"
+    assert alert.source == "node-0000.prod-eu.example.net:9100 and 999 more"
+    assert alert.details["truncated_alerts"] == 950
+
+
+def test_pagerduty_links_are_kept_as_safe_urls() -> None:
+    event = json.loads(fixture("pagerduty_trigger"))
+    event["links"] = [
+        {"href": "https://u:pw@grafana.example.org/d/1", "text": "Dashboard"},
+        {"href": "ftp://files.example.org/x"},
+        {"href": "https://status.example.org"},
+        "not a link",
+    ]
+    alert = parse_alert(as_json(event), JSON)
+    assert alert.details["links"] == [
+        {"href": "https://grafana.example.org/d/1", "text": "Dashboard"},
+        {"href": "https://status.example.org", "text": "https://status.example.org"},
+    ]
+    assert alert.message.splitlines()[-3:] == [
+        "Links:",
+        "- Dashboard: https://grafana.example.org/d/1",
+        "- https://status.example.org",
+    ]

@@ -19,12 +19,12 @@ from typing import Any
 import asyncpg
 
 from engine import db, notifications
+from engine.alerts.pages import page_message
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import Message
 from engine.channels.registry import TARGET_KEYS
 from engine.incidents import attach as incidents_attach
 from engine.incidents.attach import Pages
-from engine.incidents.keys import plain_title
 
 
 class AlertStatus(StrEnum):
@@ -83,7 +83,7 @@ WITH d AS (
     RETURNING id, alert_id, incident_id, kind, channel, target, attempts
 )
 SELECT d.id, d.alert_id, d.kind, d.channel, d.target, d.attempts, w.id AS webhook_id, w.user_id,
-    coalesce(a.is_test, false) AS is_test, a.title, a.message, a.severity, a.source, a.received_at,
+    coalesce(a.is_test, false) AS is_test, a.title, a.message, a.severity, a.source, a.details, a.received_at,
     a.request_id, w.name AS webhook_name, i.number, i.title AS incident_title, i.resolved_at,
     i.resolved_by, i.last_alert_at,
     (SELECT max(id::text) FROM alerts WHERE incident_id = i.id) AS any_alert_id
@@ -221,7 +221,7 @@ async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt 
         row = await conn.fetchrow(START_ATTEMPT, delivery_id)
     if row is None:
         return None
-    message = _message(row)
+    message = page_message(row)
     return Attempt(
         delivery_id=row["id"],
         alert_id=row["alert_id"],
@@ -232,31 +232,6 @@ async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt 
         number=row["attempts"],
         message=message,
         request_id=row["request_id"],
-    )
-
-
-def _message(row: asyncpg.Record) -> Message:
-    if row["kind"] == DeliveryKind.RESOLVED:
-        # Short and quiet: severity info is ntfy priority 2, and CALL never carries one.
-        by = "the sender" if row["resolved_by"] == "sender" else "a user"
-        return Message(
-            alert_id=str(row["alert_id"] or row["any_alert_id"]),
-            webhook_name=row["webhook_name"],
-            title=f"RESOLVED #{row['number']}: {plain_title(row['incident_title'])}",
-            body=f"Incident #{row['number']} on {row['webhook_name']} was resolved by {by}.",
-            severity="info",
-            source=row["source"],
-            received_at=row["resolved_at"] or row["last_alert_at"],
-        )
-    return Message(
-        alert_id=str(row["alert_id"]),
-        webhook_name=row["webhook_name"],
-        title=row["title"],
-        body=row["message"],
-        severity=row["severity"],
-        source=row["source"],
-        received_at=row["received_at"],
-        is_test=row["is_test"],
     )
 
 

@@ -32,6 +32,12 @@ _ACTION_WORDS = {
 
 _PD_ACTIONS = {"trigger": "Triggered", "acknowledge": "Acknowledged", "resolve": "Resolved"}
 MAX_LISTED_ALERTS = 20  # an Alertmanager group can hold hundreds; the message lists this many
+# Labels that say nothing to the person paged: who scraped (every alert of one Prometheus has the
+# same), and severity (the page states it already). alertname is left out when it is the title.
+NOISE_LABELS = frozenset({"prometheus", "prometheus_replica", "receiver", "severity", "__name__"})
+# Where a page's label line starts: where the problem is, then what it is.
+LEADING_LABELS = ("cluster", "env", "environment", "region", "namespace", "service", "job", "instance")
+MAX_LINKS = 5
 
 
 @dataclass
@@ -106,17 +112,74 @@ def _alert_lines(alerts: list[Mapping[str, Any]], *, show_status: bool) -> str:
     for alert in alerts[:MAX_LISTED_ALERTS]:
         labels, annotations = _mapping(alert.get("labels")), _mapping(alert.get("annotations"))
         head = annotations.get("summary")
+        instance = labels.get("instance")
         if not isinstance(head, str) or not head:
-            name = str(labels.get("alertname") or "alert")
-            head = f"{name} ({labels['instance']})" if labels.get("instance") else name
+            head = str(labels.get("alertname") or "alert")
+        # The instance, unless the summary names it already (with or without its port).
+        if isinstance(instance, str) and instance and instance.rsplit(":", 1)[0] not in head:
+            head = f"{head} ({instance})"
         status = str(alert.get("status") or "").upper()
         lines.append(f"[{status}] {head}" if show_status and status else f"- {head}")
         description = annotations.get("description")
         if isinstance(description, str) and description and description != head:
             lines.append(f"  {description}")
-    if len(alerts) > MAX_LISTED_ALERTS:
-        lines.append(f"... and {len(alerts) - MAX_LISTED_ALERTS} more")
     return "\n".join(lines)
+
+
+def label_line(group_labels: Mapping[str, Any], common_labels: Mapping[str, Any], title_name: object) -> str:
+    """``cluster=prod namespace=payments job=api``: the group's labels a person needs to tell one
+    page from another, group labels first. Left out: NOISE_LABELS, alertname when it is the title,
+    and a label whose value is already shown (``service=api`` after ``job=api``)."""
+    names = [*group_labels, *(n for n in common_labels if n not in group_labels)]
+    leading = [n for n in LEADING_LABELS if n in names]
+    labels = {**common_labels, **group_labels}
+    shown: list[str] = []
+    seen_values: set[str] = set()
+    for name in [*leading, *(n for n in names if n not in leading)]:
+        value = labels.get(name)
+        if not isinstance(value, str) or not value or name in NOISE_LABELS:
+            continue
+        if (name == "alertname" and value == title_name) or value in seen_values:
+            continue
+        seen_values.add(value)
+        shown.append(f"{name}={value}")
+    return " ".join(shown)
+
+
+def instance_source(
+    common_labels: Mapping[str, Any], firing: list[Mapping[str, Any]], *, unseen: int = 0
+) -> str | None:
+    """The instance the group is about, as the page's source: the common one, else the first
+    firing alert's (``node-1:9100 and 49 more``, counting ``unseen`` alerts Alertmanager left out);
+    None when no alert names an instance."""
+    common = common_labels.get("instance")
+    if isinstance(common, str) and common:
+        return common
+    instances = list(
+        dict.fromkeys(
+            i for i in (_mapping(a.get("labels")).get("instance") for a in firing) if isinstance(i, str) and i
+        )
+    )
+    if not instances:
+        return None
+    others = len(instances) - 1 + unseen
+    return f"{instances[0]} and {_count(others)} more" if others else instances[0]
+
+
+def page_links(raw: object) -> list[dict[str, str]]:
+    """PagerDuty ``links`` (``[{href, text}]``) kept as http(s) URLs without credentials."""
+    links: list[dict[str, str]] = []
+    for item in raw if isinstance(raw, list) else []:
+        url = safe_url(_mapping(item).get("href"))
+        if url is None or urlsplit(url).scheme not in ("http", "https") or len(links) >= MAX_LINKS:
+            continue
+        text = _mapping(item).get("text")
+        links.append({"href": url, "text": text if isinstance(text, str) and text else url})
+    return links
+
+
+def _count(number: int) -> str:
+    return f"{number:,}"
 
 
 def from_alertmanager(obj: Mapping[str, Any]) -> Draft:
@@ -127,6 +190,14 @@ def from_alertmanager(obj: Mapping[str, Any]) -> Draft:
     annotations = _mapping(obj.get("commonAnnotations"))
     resolved = obj.get("status") == "resolved"
     firing = [a for a in alerts if a.get("status") != "resolved"]
+    # max_alerts: Alertmanager sends the first N alerts and counts the rest in truncatedAlerts.
+    # It does not say how many of those were firing; in a firing group they count as firing.
+    truncated = obj.get("truncatedAlerts")
+    truncated = (
+        truncated if isinstance(truncated, int) and not isinstance(truncated, bool) and truncated > 0 else 0
+    )
+    total = len(alerts) + truncated
+    firing_count = len(firing) + (truncated if not resolved else 0)
     first_labels = _mapping(alerts[0].get("labels")) if alerts else {}
     name = (
         annotations.get("summary")
@@ -138,8 +209,8 @@ def from_alertmanager(obj: Mapping[str, Any]) -> Draft:
     # Alertmanager's own subject style: a count only when it says something.
     if resolved:
         title = f"[RESOLVED] {name}"
-    elif len(firing) > 1:
-        title = f"[FIRING:{len(firing)}] {name}"
+    elif firing_count > 1:
+        title = f"[FIRING:{firing_count}] {name}"
     else:
         title = str(name)
     severities: list[object] = []
@@ -147,15 +218,22 @@ def from_alertmanager(obj: Mapping[str, Any]) -> Draft:
         severities = [common_labels.get("severity")]
         severities += [_mapping(a.get("labels")).get("severity") for a in firing]
     statuses = {a.get("status") for a in alerts}
-    message = _alert_lines(alerts, show_status=len(statuses) > 1)
+    lines = [label_line(group_labels, common_labels, name)]
+    if truncated:
+        lines.append(f"{_count(len(alerts))} shown of {_count(total)}")
+    lines.append(_alert_lines(alerts, show_status=len(statuses) > 1))
+    unlisted = total - min(len(alerts), MAX_LISTED_ALERTS)
+    if unlisted > 0:
+        lines.append(f"... and {_count(unlisted)} more")
     if isinstance(annotations.get("runbook_url"), str):
-        message += f"\nRunbook: {annotations['runbook_url']}"
+        lines.append(f"Runbook: {annotations['runbook_url']}")
     return Draft(
         format="alertmanager",
         title=title,
-        message=message,
+        message="\n".join(line for line in lines if line),
         severities=[s for s in severities if s is not None],
-        source=url_host(obj.get("externalURL")),
+        source=instance_source(common_labels, firing or alerts, unseen=truncated)
+        or url_host(obj.get("externalURL")),
         fingerprint=obj.get("groupKey"),
         resolved=resolved,
         details={
@@ -183,7 +261,8 @@ def from_grafana(obj: Mapping[str, Any]) -> Draft:
     draft.title = obj.get("title") or obj.get("ruleName") or draft.title
     draft.message = obj.get("message") or draft.message
     rule_url = safe_url(obj.get("ruleUrl"))
-    draft.source = url_host(obj.get("externalURL")) or url_host(rule_url)
+    instance = instance_source(_mapping(obj.get("commonLabels")), _alerts(obj))
+    draft.source = instance or url_host(obj.get("externalURL")) or url_host(rule_url)
     if draft.fingerprint is None and obj.get("ruleId") is not None:
         draft.fingerprint = f"grafana-rule-{obj['ruleId']}"
     draft.details.update(
@@ -207,6 +286,16 @@ def from_pagerduty(obj: Mapping[str, Any]) -> Draft:
         lines += [f"{key}: {v if isinstance(v, str) else compact_json(v)}" for key, v in custom.items()]
     elif custom:
         lines.append(custom if isinstance(custom, str) else compact_json(custom))
+    links = page_links(obj.get("links"))
+    if links:
+        # As URLs in the text, so every channel (and the outbox) shows where to look.
+        lines += [
+            "Links:",
+            *(
+                f"- {link['text']}: {link['href']}" if link["text"] != link["href"] else f"- {link['href']}"
+                for link in links
+            ),
+        ]
     return Draft(
         format="pagerduty",
         title=title,
@@ -225,7 +314,7 @@ def from_pagerduty(obj: Mapping[str, Any]) -> Draft:
             "custom_details": custom,
             "client": obj.get("client"),
             "client_url": safe_url(obj.get("client_url")),
-            "links": obj.get("links"),
+            "links": links,
         },
     )
 

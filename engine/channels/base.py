@@ -29,6 +29,7 @@ class Message:
     source: str | None
     received_at: datetime
     is_test: bool = False
+    links: tuple[str, ...] = ()  # http(s) URLs the sender linked (PagerDuty ``links``), first = most useful
 
     @property
     def subject(self) -> str:

@@ -166,6 +166,15 @@ def _html(message: Message) -> str:
         "<!DOCTYPE html><html><body>"
         f"<h2>{e(message.subject)}</h2>"
         f'<pre style="white-space:pre-wrap;font-family:inherit">{e(message.body.strip())}</pre>'
+        f"{_html_links(message)}"
         f"<table>{rows}</table>"
         "</body></html>\n"
     )
+
+
+def _html_links(message: Message) -> str:
+    """The sender's links as anchors (already http(s) and credential-free; escaped all the same)."""
+    if not message.links:
+        return ""
+    items = "".join(f'<li><a href="{html.escape(url)}">{html.escape(url)}</a></li>' for url in message.links)
+    return f"<p>Links:</p><ul>{items}</ul>"

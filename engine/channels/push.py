@@ -56,6 +56,9 @@ class PushChannel:
             "Tags": ",".join(header_value(tag) for tag in tags),
             "Content-Type": "text/plain; charset=utf-8",
         }
+        if message.links and message.links[0].isascii():
+            # Tapping the notification opens the sender's first link (ntfy's Click header).
+            headers["Click"] = header_value(message.links[0])
         if self.settings.token:
             headers["Authorization"] = f"Bearer {self.settings.token}"
         return headers

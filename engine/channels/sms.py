@@ -10,10 +10,20 @@ from engine.settings import TwilioSettings
 
 # Twilio refuses a Body longer than 1600 characters (error 21617) rather than splitting it.
 MAX_BODY = 1600
+# One segment: 160 characters of the GSM 03.38 alphabet, or 70 UTF-16 code units otherwise (UCS-2).
+# Longer texts are split into segments of 153 / 67, each billed and each a chance to arrive apart.
+GSM7_SEGMENT = 160
+UCS2_SEGMENT = 70
+MIN_CUT_DETAIL = 12  # a cut detail shorter than this says nothing
+_GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 
 
 class SmsChannel:
-    """Texts the alert's subject line and message to an E.164 number."""
+    """Texts the alert's subject line, and what of its detail fits one segment, to an E.164 number."""
 
     type = "SMS"
 
@@ -27,11 +37,59 @@ class SmsChannel:
 
 
 def render(message: Message) -> str:
-    """``[CRITICAL] DB down`` then the message, cut to fit one Twilio Message."""
+    """One SMS segment where it can: ``[CRITICAL] DB down``, then detail only while it fits.
+
+    The detail is the first link the sender gave, then the message's lines, each whole (the first
+    one cut to the room left, so a label line such as ``cluster=prod ...`` still tells two pages
+    apart). A subject longer than a segment is sent whole, without detail: cutting the title would
+    lose what the page is about.
+    """
     text = message.subject
-    if message.body.strip():
-        text += "\n" + message.body.strip()
+    details = [*message.links[:1], *(line.strip() for line in message.body.splitlines())]
+    for index, line in enumerate(d for d in details if d):
+        candidate = f"{text}\n{line}"
+        if fits_one_segment(candidate):
+            text = candidate
+            continue
+        if index == 0:
+            cut = _cut_to_segment(text, line)
+            text = f"{text}\n{cut}" if cut else text
+        break
     return truncate(text, MAX_BODY)
+
+
+def fits_one_segment(text: str) -> bool:
+    """Does ``text`` travel as one SMS: 160 GSM-7 septets, or 70 UCS-2 code units when it is not GSM-7?"""
+    septets = gsm7_length(text)
+    if septets is not None:
+        return septets <= GSM7_SEGMENT
+    return _units(text) <= UCS2_SEGMENT
+
+
+def gsm7_length(text: str) -> int | None:
+    """Septets ``text`` takes in the GSM 03.38 alphabet (extension characters take two), or None
+    when a character is outside it (the whole SMS is then sent as UCS-2)."""
+    length = 0
+    for char in text:
+        if char in _GSM7_BASIC:
+            length += 1
+        elif char in _GSM7_EXTENSION:
+            length += 2
+        else:
+            return None
+    return length
+
+
+def _cut_to_segment(head: str, line: str) -> str:
+    """The longest start of ``line`` (marked as cut) that still fits one segment after ``head``,
+    or "" when less than a few words would fit. "..." rather than "…": U+2026 is not GSM-7."""
+    kept = ""
+    for char in line:
+        if not fits_one_segment(f"{head}\n{kept}{char}..."):
+            break
+        kept += char
+    kept = kept.rstrip()
+    return f"{kept}..." if len(kept) >= MIN_CUT_DETAIL else ""
 
 
 def truncate(text: str, limit: int) -> str:

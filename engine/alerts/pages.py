@@ -1,0 +1,54 @@
+"""What a page says: the one place a stored alert becomes the ``Message`` every channel renders.
+
+The text itself (title, message, source) is composed once, when the alert is parsed
+(``engine.alerts.payload_formats``) and stored; what the channels need beyond it (the links a sender
+gave, which SMS and push use on their own) comes from the stored details here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.channels.base import Message
+from engine.incidents.keys import plain_title
+
+
+def page_message(row: Mapping[str, Any]) -> Message:
+    """The Message of one delivery: a page of a stored alert (a row with the alerts columns and
+    ``webhook_name``), or an incident's RESOLVED notice (``kind`` ``resolved``, the incident's
+    ``number``, ``incident_title``, ``resolved_by``, ``resolved_at``)."""
+    if row.get("kind") == "resolved":  # lifecycle.DeliveryKind.RESOLVED
+        return _resolved_notice(row)
+    return Message(
+        alert_id=str(row["alert_id"]),
+        webhook_name=row["webhook_name"],
+        title=row["title"],
+        body=row["message"],
+        severity=row["severity"],
+        source=row["source"],
+        received_at=row["received_at"],
+        is_test=row["is_test"],
+        links=links_of(row.get("details")),  # absent from a query that does not select it: no links
+    )
+
+
+def links_of(details: object) -> tuple[str, ...]:
+    """The URLs of ``details["links"]`` (already made safe by the parser: http(s), no credentials)."""
+    raw = details.get("links") if isinstance(details, Mapping) else None
+    hrefs = (item.get("href") for item in raw if isinstance(item, Mapping)) if isinstance(raw, list) else ()
+    return tuple(href for href in hrefs if isinstance(href, str) and href.startswith(("http://", "https://")))
+
+
+def _resolved_notice(row: Mapping[str, Any]) -> Message:
+    # Short and quiet: severity info is ntfy priority 2, and CALL never carries one.
+    by = "the sender" if row["resolved_by"] == "sender" else "a user"
+    return Message(
+        alert_id=str(row["alert_id"] or row["any_alert_id"]),
+        webhook_name=row["webhook_name"],
+        title=f"RESOLVED #{row['number']}: {plain_title(row['incident_title'])}",
+        body=f"Incident #{row['number']} on {row['webhook_name']} was resolved by {by}.",
+        severity="info",
+        source=row["source"],
+        received_at=row["resolved_at"] or row["last_alert_at"],
+    )
