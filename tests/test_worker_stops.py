@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
+from arq.constants import health_check_key_suffix, in_progress_key_prefix
 
 from engine import queue
 from engine.observability import periodic
-from tests.support.faults import RedisServer, WorkerProcess
+from engine.settings import Settings
+from tests.support.faults import RedisServer, TcpProxy, WorkerProcess
 from tests.support.processes import wait_until
 from tests.support.services import Services
 
@@ -171,4 +172,39 @@ async def test_busy_workers_stop_on_sigterm(services: Services, tmp_path: Path) 
         for worker in workers:
             if worker.alive():
                 worker.kill()
+        server.stop()
+
+
+async def test_a_redis_lost_during_start_up_does_not_end_the_worker(
+    services: Services, tmp_path: Path
+) -> None:
+    """The connection drops as the worker reads Redis's INFO at start-up (arq's main ended the
+    process there): it says so, carries on, and reports itself healthy once Redis answers."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    proxy = TcpProxy("127.0.0.1", server.port)
+    await proxy.start()
+    proxy.cut_before = b"$4\r\nINFO\r\n"  # the INFO command, not the CLIENT SETINFO of a connect
+    worker = WorkerProcess(
+        tmp_path / "worker.log",
+        MONODUTY_DATABASE_URL=services.database_url,
+        MONODUTY_REDIS_URL=proxy.url(server.url),
+    )
+    redis = await queue.connect(server.url)
+    try:
+        await wait_until(
+            lambda: "polling until it answers" in worker.output() or not worker.alive(),
+            "the worker to meet the cut connection",
+            timeout=30,
+        )
+        proxy.cut_before = None
+        assert worker.alive(), worker.output()[-3000:]
+        health_key = Settings().queue_name + health_check_key_suffix
+        await wait_until(lambda: redis.exists(health_key), "the worker to record its health", timeout=30)
+        assert worker.alive(), worker.output()[-3000:]
+    finally:
+        await redis.aclose()
+        if worker.alive():
+            worker.stop()
+        await proxy.stop()
         server.stop()

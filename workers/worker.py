@@ -17,9 +17,10 @@ from typing import Any
 
 import aiohttp
 from arq import func
+from arq.connections import log_redis_info
 from arq.constants import health_check_key_suffix, in_progress_key_prefix
 from arq.cron import CronJob
-from arq.utils import timestamp_ms
+from arq.utils import poll, timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError, WatchError
 
@@ -89,10 +90,31 @@ class ResilientWorker(Worker):
         self._lost_claims: dict[str, float] = {}
 
     async def main(self) -> None:
+        """arq's main, except that Redis failing during start-up does not end the worker.
+
+        arq's own main logs Redis's INFO right after connecting, and a Redis lost at that moment
+        ended the process; here that line is skipped instead. What follows is arq 0.28's main.
+        """
         if self._pool is None:
             # Ours, not arq's create_pool: every Redis call bounded (engine.queue.connect).
             self._pool = await queue.connect(self.redis_url, queue_name=self.queue_name)
-        await super().main()
+        log.info("Starting worker for %d functions: %s", len(self.functions), ", ".join(self.functions))
+        try:
+            await log_redis_info(self.pool, log.info)
+        except REDIS_TROUBLE as exc:
+            log.warning("redis unreachable at start-up (%s); polling until it answers", type(exc).__name__)
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        async for _ in poll(self.poll_delay_s):
+            await self._poll_iteration()
+            if self.burst:
+                if 0 <= self.max_burst_jobs <= self._jobs_started():
+                    await asyncio.gather(*self.tasks.values())
+                    return
+                if await self.pool.zcard(self.queue_name) == 0:
+                    await asyncio.gather(*self.tasks.values())
+                    return
 
     async def _poll_iteration(self) -> None:
         try:
