@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -77,15 +76,6 @@ async def test_no_worker_is_degraded_and_a_stale_queue_too(client: TestClient, r
     assert queue["status"] == "degraded"
     assert queue["queued"] == 1 and queue["retrying"] == 1 and queue["in_progress"] == 0
     assert queue["oldest_queued_seconds"] >= 120
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A Redis server this test may stop."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_redis_down_is_down_and_named_and_the_routes_still_answer(
