@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 import subprocess
 import uuid
@@ -15,6 +16,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pypdf import PdfReader
 
+from engine.alerts import lifecycle
+from engine.alerts.payloads import parse_alert
+from engine.incidents import actions
 from engine.reports import render_pdf
 from engine.settings import Settings, SettingsError
 from tests.support import report_data as data
@@ -80,6 +84,55 @@ async def test_summary_has_mtta_and_mttr_per_webhook(client: TestClient, seeded:
         "mttr_seconds": 300.0,
     }
     assert (got["TOTAL"]["mtta_seconds"], got["TOTAL"]["mttr_seconds"]) == (122.6, 1455.0)
+
+
+async def test_mtta_and_mttr_of_what_the_engine_writes(
+    client: TestClient, account: Account, pool: asyncpg.Pool
+) -> None:
+    """Alerts opening incidents, a person and a sender acknowledging and resolving them, each at an
+    injected time: the report's means are the plain arithmetic of those times."""
+    hook = await create(client, account, {"name": "Timed", "notificationTypes": ["EMAIL"]})
+    t0 = datetime(2024, 3, 2, 8, 0, tzinfo=UTC)
+
+    async def alert(conn: asyncpg.Connection, at: datetime, **body: str) -> None:
+        parsed = parse_alert(json.dumps(body).encode(), "application/json")
+        await lifecycle.record_alert(conn, uuid.uuid4(), uuid.UUID(hook["id"]), parsed, received_at=at)
+
+    async with pool.acquire() as conn:
+        await alert(conn, t0, title="A down", severity="critical")
+        await alert(conn, t0 + timedelta(minutes=1), title="B down", severity="warning")
+        await alert(conn, t0 + timedelta(minutes=2), title="C down", severity="info")
+        a, b, _ = await conn.fetch(
+            "SELECT id FROM incidents WHERE webhook_id = $1 ORDER BY number", uuid.UUID(hook["id"])
+        )
+        await actions.acknowledge(conn, account.user.id, a["id"], t0 + timedelta(seconds=45))
+        await actions.resolve(conn, account.user.id, a["id"], t0 + timedelta(minutes=30))
+        await actions.acknowledge(conn, account.user.id, b["id"], t0 + timedelta(minutes=1, seconds=75))
+        await alert(conn, t0 + timedelta(minutes=11), title="B down", status="resolved")  # the sender's
+
+    resp = await generate(client, account, type="summary", dateRange="2024-03-02 to 2024-03-02")
+    timed = (await resp.json())["report"]["webhooks"][0]
+    # MTTA (45 + 75) / 2; MTTR (1800 + 600) / 2; C, still triggered, counts in neither mean.
+    assert (timed["incidents"], timed["incidents_acknowledged"], timed["incidents_resolved"]) == (3, 2, 2)
+    assert (timed["mtta_seconds"], timed["mttr_seconds"]) == (60.0, 1200.0)
+
+    resp = await generate(client, account, type="incidents", dateRange="2024-03-02 to 2024-03-02")
+    rows = (await resp.json())["report"]["incidents"]
+    assert [
+        (
+            r["title"],
+            r["seconds_to_acknowledge"],
+            r["acknowledged_by"],
+            r["seconds_to_resolve"],
+            r["resolved_by"],
+        )
+        for r in rows
+    ] == [
+        ("A down", 45.0, account.user.email, 1800.0, account.user.email),
+        ("B down", 75.0, account.user.email, 600.0, "sender"),
+        ("C down", None, None, None, None),
+    ]
+    assert [r["status"] for r in rows] == ["resolved", "resolved", "triggered"]
 
 
 async def test_a_webhook_without_incidents_has_no_mean(
