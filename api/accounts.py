@@ -26,6 +26,7 @@ REGISTER_NAMES = {"email": "email", "password": "password", "name": "name", "pho
 LOGIN_NAMES = {"email": "email", "password": "password"}
 PROFILE_NAMES = {"email": "email", "name": "name", "phone": "phone", "pushTopic": "push_topic"}
 PASSWORD_NAMES = {"currentPassword": "current_password", "newPassword": "new_password"}
+SET_PASSWORD_NAMES = {"token": "token", "password": "password"}
 
 
 async def _logged_in(request: web.Request, user: User, http_status: int = 200) -> web.Response:
@@ -70,9 +71,9 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/api/auth/set-password")
 async def set_password(request: web.Request) -> web.Response:
     """Spend an invite's one-time link on a first password, and log in."""
-    body = await json_body(request)
+    wanted = invites.Acceptance(**fields(await json_body(request), SET_PASSWORD_NAMES, text=("token",)))
     async with request.app[POOL].acquire() as conn:
-        user = await invites.accept_invite(conn, body, datetime.now(UTC))
+        user = await invites.accept_invite(conn, wanted, datetime.now(UTC))
     return await _logged_in(request, user)
 
 

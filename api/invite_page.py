@@ -53,10 +53,10 @@ async def submit_form(request: web.Request) -> web.Response:
     # The form sends urlencoded; anything else has no password field we would read.
     form = await request.post() if request.content_type == "application/x-www-form-urlencoded" else {}
     password = form.get("password")
-    body = {"token": request.match_info["token"], "password": password if isinstance(password, str) else None}
+    wanted = invites.Acceptance(request.match_info["token"], password if isinstance(password, str) else None)
     try:
         async with request.app[POOL].acquire() as conn:
-            user = await invites.accept_invite(conn, body, datetime.now(UTC))
+            user = await invites.accept_invite(conn, wanted, datetime.now(UTC))
     except MonodutyError as exc:
         if exc.code == invites.InvalidInvite.code:
             return _page("Link no longer valid", f"<p>{escape(exc.message)}.</p>")

@@ -11,15 +11,25 @@ import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
-from api.inputs import json_body
+from api.inputs import fields, json_body
 from api.responses import ok
 from api.state import POOL, public_url
 from engine.errors import NotFound
 from engine.teams import members
 from engine.teams.invites import Invite
 from engine.teams.membership import parse_id
+from engine.validate import UNSET
 
 routes = web.RouteTableDef()
+
+# Each request body's fields: wire name -> the engine's (engine.teams.members' inputs).
+TEAM_NAMES = {"name": "name"}
+MEMBER_NAMES = {"email": "email", "role": "role", "name": "name"}
+ROLE_NAMES = {"role": "role"}
+
+
+def _team_input(body: object) -> members.TeamInput:
+    return members.TeamInput(**fields(body, TEAM_NAMES, text=("name",)))
 
 
 def _member_id(raw: str) -> uuid.UUID:
@@ -40,9 +50,9 @@ async def list_teams(request: web.Request) -> web.Response:
 @routes.post("/api/teams")
 async def create_team(request: web.Request) -> web.Response:
     user = current_user(request)
-    body = await json_body(request)
+    wanted = _team_input(await json_body(request))
     async with request.app[POOL].acquire() as conn:
-        record = await members.create_team(conn, user.id, body)
+        record = await members.create_team(conn, user.id, wanted)
     return ok(http_status=201, team=team_to_api(record))
 
 
@@ -59,9 +69,9 @@ async def get_team(request: web.Request) -> web.Response:
 async def update_team(request: web.Request) -> web.Response:
     user = current_user(request)
     team_id = parse_id(request.match_info["id"])
-    body = await json_body(request)
+    wanted = _team_input(await json_body(request))
     async with request.app[POOL].acquire() as conn:
-        record = await members.update_team(conn, user.id, team_id, body)
+        record = await members.update_team(conn, user.id, team_id, wanted)
     return ok(team=team_to_api(record))
 
 
@@ -88,9 +98,9 @@ async def add_member(request: web.Request) -> web.Response:
     """Add a user by email; an unknown email is invited (the set-password link is in this answer only)."""
     user = current_user(request)
     team_id = parse_id(request.match_info["id"])
-    body = await json_body(request)
+    wanted = members.MemberInput(**fields(await json_body(request), MEMBER_NAMES, text=("name",)))
     async with request.app[POOL].acquire() as conn:
-        added = await members.add_member(conn, user.id, team_id, body, datetime.now(UTC))
+        added = await members.add_member(conn, user.id, team_id, wanted, datetime.now(UTC))
     invite = invite_to_api(added.invite, public_url(request)) if added.invite else None
     return ok(http_status=201, member=member_to_api(added.member), invite=invite)
 
@@ -100,9 +110,9 @@ async def change_role(request: web.Request) -> web.Response:
     user = current_user(request)
     team_id = parse_id(request.match_info["id"])
     member_id = _member_id(request.match_info["user_id"])
-    body = await json_body(request)
+    role = fields(await json_body(request), ROLE_NAMES).get("role", UNSET)
     async with request.app[POOL].acquire() as conn:
-        record = await members.change_role(conn, user.id, team_id, member_id, body)
+        record = await members.change_role(conn, user.id, team_id, member_id, role)
     return ok(member=member_to_api(record))
 
 

@@ -108,7 +108,7 @@ async def test_a_link_expires_and_never_overwrites_a_password(
     async with pool.acquire() as conn:
         later = datetime.now(UTC) + invites.TTL + timedelta(seconds=1)
         with pytest.raises(invites.InvalidInvite):
-            await invites.accept_invite(conn, body, later)
+            await invites.accept_invite(conn, invites.Acceptance(**body), later)
         # a fresh link, then a password set some other way: the link is dead
         fresh = await invites.create_invite(
             conn, user_id, team_id=None, invited_by=None, now=datetime.now(UTC)

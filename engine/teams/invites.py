@@ -14,16 +14,15 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from engine import db, validate
 from engine.auth.accounts import set_password
 from engine.auth.users import User, get_user
 from engine.errors import MonodutyError, ValidationError
+from engine.validate import UNSET, Unset
 
 TTL = timedelta(days=7)
 TOKEN_PREFIX = "mdi_"  # noqa: S105 - a marker, not a secret
-FIELDS = {"token", "password"}
 
 DROP_UNUSED = "DELETE FROM invites WHERE user_id = $1 AND used_at IS NULL"
 INSERT_INVITE = """
@@ -77,13 +76,19 @@ async def create_invite(
     return invite
 
 
-async def accept_invite(conn: db.Connection, body: Any, now: datetime) -> User:
-    """Set the invited user's password with ``{"token", "password"}``; the link is spent."""
-    body = validate.require_object(body)
-    validate.only_known(body, FIELDS)
-    token = validate.string(body, "token", required=True, max_length=200)
+@dataclass(frozen=True)
+class Acceptance:
+    """An invite's token and the password chosen with it."""
+
+    token: str | Unset | None = UNSET
+    password: object = UNSET
+
+
+async def accept_invite(conn: db.Connection, wanted: Acceptance, now: datetime) -> User:
+    """Set the invited user's password; the link is spent."""
+    token = validate.text(wanted.token, "token", required=True, max_length=200)
     assert token is not None
-    password = body.get("password")
+    password = wanted.password
     if not isinstance(password, str):  # its length is checked by set_password, as a sign-up's
         raise ValidationError("password is required", field="password")
     async with conn.transaction():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -33,10 +32,8 @@ from engine.teams.membership import (
     require_role,
     team_not_found,
 )
+from engine.validate import UNSET, Unset
 
-TEAM_FIELDS = {"name"}
-ADD_FIELDS = {"email", "role", "name"}
-ROLE_FIELDS = {"role"}
 ROLES = tuple(role.value for role in Role)
 DEFAULT_ROLE = Role.RESPONDER
 
@@ -74,20 +71,37 @@ REMOVE_MEMBER = "DELETE FROM team_members WHERE team_id = $1 AND user_id = $2"
 
 
 @dataclass(frozen=True)
+class TeamInput:
+    """A team's create or rename (UNSET: left out)."""
+
+    name: str | Unset | None = UNSET
+
+
+@dataclass(frozen=True)
+class MemberInput:
+    """Who to add: an email, a role (default responder), a name for a user made by the invite."""
+
+    email: object = UNSET
+    role: object = UNSET
+    name: str | Unset | None = UNSET
+
+
+@dataclass(frozen=True)
 class Added:
     member: asyncpg.Record
     invite: Invite | None  # a new user's set-password link: shown once
 
 
-def _team_name(body: Any, *, required: bool) -> str | None:
-    return validate.string(body, "name", required=required, min_length=1, max_length=100)
+def _team_name(value: str | Unset | None, *, required: bool) -> str | None:
+    return validate.text(value, "name", required=required, min_length=1, max_length=100)
 
 
-def _role(body: Any, *, default: Role | None) -> Role:
-    value = validate.one_of(body, "role", ROLES, default=default.value if default else None)
-    if value is None:
+def _role(value: object, *, default: Role | None) -> Role:
+    if value is UNSET and default is None:
         raise ValidationError("role is required", field="role")
-    return Role(value)
+    chosen = validate.choice(value, "role", ROLES, default=default.value if default else None)
+    assert chosen is not None
+    return Role(chosen)
 
 
 async def list_teams(conn: db.Connection, user_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -103,11 +117,9 @@ async def get_team(conn: db.Connection, user_id: uuid.UUID, team_id: uuid.UUID) 
     return record
 
 
-async def create_team(conn: db.Connection, user_id: uuid.UUID, body: Any) -> asyncpg.Record:
+async def create_team(conn: db.Connection, user_id: uuid.UUID, wanted: TeamInput) -> asyncpg.Record:
     """A shared team, the caller its owner."""
-    body = validate.require_object(body)
-    validate.only_known(body, TEAM_FIELDS)
-    name = _team_name(body, required=True)
+    name = _team_name(wanted.name, required=True)
     async with conn.transaction():
         team_id = await conn.fetchval(INSERT_TEAM, uuid.uuid4(), name, None)
         await conn.execute(INSERT_MEMBER, team_id, user_id, Role.OWNER.value)
@@ -115,12 +127,10 @@ async def create_team(conn: db.Connection, user_id: uuid.UUID, body: Any) -> asy
 
 
 async def update_team(
-    conn: db.Connection, user_id: uuid.UUID, team_id: uuid.UUID, body: Any
+    conn: db.Connection, user_id: uuid.UUID, team_id: uuid.UUID, wanted: TeamInput
 ) -> asyncpg.Record:
-    body = validate.require_object(body)
-    validate.only_known(body, TEAM_FIELDS)
     await require_role(conn, team_id, user_id, Role.ADMIN)
-    name = _team_name(body, required=False)
+    name = _team_name(wanted.name, required=False)
     if name is not None:
         await conn.execute(RENAME_TEAM, team_id, name)
     return await get_team(conn, user_id, team_id)
@@ -140,14 +150,12 @@ async def list_members(conn: db.Connection, user_id: uuid.UUID, team_id: uuid.UU
 
 
 async def add_member(
-    conn: db.Connection, actor_id: uuid.UUID, team_id: uuid.UUID, body: Any, now: datetime
+    conn: db.Connection, actor_id: uuid.UUID, team_id: uuid.UUID, wanted: MemberInput, now: datetime
 ) -> Added:
     """Add the user with ``email``; an unknown email becomes a user invited to set a password."""
-    body = validate.require_object(body)
-    validate.only_known(body, ADD_FIELDS)
-    email = validate_email(body.get("email"), field="email")
-    role = _role(body, default=DEFAULT_ROLE)
-    name = validate.string(body, "name", max_length=100, nullable=True)
+    email = validate_email(None if wanted.email is UNSET else wanted.email, field="email")
+    role = _role(wanted.role, default=DEFAULT_ROLE)
+    name = validate.text(wanted.name, "name", max_length=100, nullable=True)
     async with conn.transaction():
         actor = await require_role(conn, team_id, actor_id, Role.ADMIN, lock=True)
         if role is Role.OWNER:
@@ -216,11 +224,10 @@ async def _keep_an_owner(conn: db.Connection, actor: Membership, user_id: uuid.U
 
 
 async def change_role(
-    conn: db.Connection, actor_id: uuid.UUID, team_id: uuid.UUID, user_id: uuid.UUID, body: Any
+    conn: db.Connection, actor_id: uuid.UUID, team_id: uuid.UUID, user_id: uuid.UUID, wanted: object
 ) -> asyncpg.Record:
-    body = validate.require_object(body)
-    validate.only_known(body, ROLE_FIELDS)
-    role = _role(body, default=None)
+    """Give the member ``user_id`` the role ``wanted``."""
+    role = _role(wanted, default=None)
     async with conn.transaction():
         actor = await require_role(conn, team_id, actor_id, Role.ADMIN, lock=True)
         current = await _target(conn, actor, user_id)
