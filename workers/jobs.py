@@ -18,6 +18,8 @@ from engine.alerts import lifecycle
 from engine.alerts.lifecycle import DeliveryStatus
 from engine.alerts.payloads import parse_alert
 from engine.channels.base import Channel, DeliveryError, Receipt
+from engine.clock import Clock
+from engine.incidents.noise import Caps
 from engine.masking import mask_target, mask_text
 from engine.observability import metrics
 from engine.settings import Settings
@@ -35,6 +37,7 @@ class WorkerContext(TypedDict):
     channels: dict[str, Channel]
     metrics: metrics.MetricsBuffer
     channel_slots: ChannelSlots
+    clock: Clock
     job_id: str
     job_try: int
 
@@ -52,6 +55,8 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
             received_at=datetime.fromisoformat(job["received_at"]),
             is_test=bool(job.get("is_test")),
             request_id=job.get("request_id"),
+            caps=Caps(max_open=ctx["settings"].max_open_incidents),
+            now=ctx["clock"].now(),
         )
     fields = {
         "alert_id": job["alert_id"],

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.channels.base import Message
 from engine.incidents.keys import plain_title
+from engine.incidents.noise import is_system
 
 
 def page_message(row: Mapping[str, Any]) -> Message:
@@ -20,6 +21,10 @@ def page_message(row: Mapping[str, Any]) -> Message:
     ``number``, ``incident_title``, ``resolved_by``, ``resolved_at``)."""
     if row.get("kind") == "resolved":  # lifecycle.DeliveryKind.RESOLVED
         return _resolved_notice(row)
+    if row.get("kind") == "digest":  # lifecycle.DeliveryKind.DIGEST
+        return _digest(row)
+    if is_system(row.get("dedup_key")):
+        return _system_page(row)
     return Message(
         alert_id=str(row["alert_id"]),
         webhook_name=row["webhook_name"],
@@ -51,4 +56,30 @@ def _resolved_notice(row: Mapping[str, Any]) -> Message:
         severity="info",
         source=row["source"],
         received_at=row["resolved_at"] or row["last_alert_at"],
+    )
+
+
+def _system_page(row: Mapping[str, Any]) -> Message:
+    # Monoduty's own incident (the overflow, refused payloads) says what it is now, not what the
+    # alert that opened it said: "37 more incidents on Production Alerts".
+    return Message(
+        alert_id=str(row["alert_id"] or row["any_alert_id"]),
+        webhook_name=row["webhook_name"],
+        title=f"#{row['number']} {row['incident_title']}",
+        body=row["incident_message"],
+        severity=row["incident_severity"],
+        source=row["incident_source"],
+        received_at=row["last_alert_at"],
+    )
+
+
+def _digest(row: Mapping[str, Any]) -> Message:
+    return Message(
+        alert_id=str(row["digest_alert_id"]),
+        webhook_name=row["webhook_name"],
+        title=row["digest_title"],
+        body=row["digest_message"],
+        severity=row["digest_severity"],
+        source=None,
+        received_at=row["digest_sent_at"],
     )

@@ -49,6 +49,7 @@ MAX_TITLE = 200
 MAX_MESSAGE = 10_000
 MAX_SOURCE = 200
 MAX_FINGERPRINT = 255
+RESERVED_KEY_PREFIX = "monoduty:"  # engine.incidents.noise.SYSTEM_PREFIX: never a sender's key
 MAX_JSON_DEPTH = 100  # deeper JSON is read as text (see _load_json)
 MAX_DETAILS_CHARS = 8_000  # serialised size of ``details``; more stays in the message, or is dropped
 DEFAULT_SEVERITY = "error"
@@ -229,6 +230,8 @@ def clean_key(value: object) -> str | None:
 
 def _fingerprint(value: object) -> str | None:
     key = _one_line(_as_text(value))
+    if key.lower().startswith(RESERVED_KEY_PREFIX):
+        key = "sender:" + key  # keys under the prefix are Monoduty's own (its overflow incident...)
     if len(key) > MAX_FINGERPRINT:
         # A cut key could make two different groups one; a digest keeps them apart.
         return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
