@@ -17,6 +17,7 @@ from engine import queue, retry
 from engine.alerts import lifecycle
 from engine.alerts.lifecycle import DeliveryStatus
 from engine.alerts.payloads import parse_alert
+from engine.alerts.refused import refused_alert
 from engine.channels.base import Channel, DeliveryError, Receipt
 from engine.clock import Clock
 from engine.incidents.noise import Caps
@@ -45,7 +46,11 @@ class WorkerContext(TypedDict):
 @waits_for_storage
 async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
     """Parse and store one inbound alert, then queue one deliver job per (channel, target)."""
-    parsed = parse_alert(job["body"].encode(), job.get("content_type"))
+    refused = job.get("refused")
+    if refused is not None:  # a body refused as too large, told to the owner (engine.alerts.refused)
+        parsed = refused_alert(str(refused["sender"]), refused.get("size"), int(refused["limit"]))
+    else:
+        parsed = parse_alert(job["body"].encode(), job.get("content_type"))
     async with ctx["pool"].acquire() as conn:
         delivery_ids = await lifecycle.record_alert(
             conn,
