@@ -88,8 +88,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt_at   timestamptz,
     delivered_at      timestamptz,
     finished_at       timestamptz,
-    CONSTRAINT deliveries_status_check CHECK (status IN ('pending', 'delivered', 'failed', 'cancelled')),
-    CONSTRAINT deliveries_unique_target UNIQUE (alert_id, channel, target)
+    CONSTRAINT deliveries_status_check CHECK (status IN ('pending', 'delivered', 'failed', 'cancelled'))
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending_idx ON deliveries (status) WHERE status = 'pending';
 
@@ -244,3 +243,15 @@ CREATE INDEX IF NOT EXISTS incidents_digest_idx ON incidents (digest_id) WHERE d
 CREATE INDEX IF NOT EXISTS incidents_webhook_created_idx ON incidents (webhook_id, created_at);
 ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS digest_id uuid REFERENCES digests (id) ON DELETE CASCADE;
 CREATE INDEX IF NOT EXISTS deliveries_digest_idx ON deliveries (digest_id) WHERE digest_id IS NOT NULL;
+-- dedupBy "alert" (engine.incidents.attach.attach_each): one inbound alert, an Alertmanager or Grafana group
+-- notification, belongs to one incident per alert of the group; alerts.incident_id names the first.
+CREATE TABLE IF NOT EXISTS incident_alerts (
+    incident_id  uuid NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    alert_id     uuid NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+    PRIMARY KEY (incident_id, alert_id)
+);
+CREATE INDEX IF NOT EXISTS incident_alerts_alert_idx ON incident_alerts (alert_id);
+-- One page per (alert, incident, channel, target): such an alert pages each of its incidents.
+-- (Databases from before had it per (alert, channel, target).)
+ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_unique_target;
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_unique_page ON deliveries (alert_id, incident_id, channel, target);

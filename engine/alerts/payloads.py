@@ -41,6 +41,7 @@ from engine.alerts.payload_formats import (
     from_generic,
     from_text,
     is_generic,
+    member_drafts,
     recognise_json,
 )
 from engine.channels.base import SEVERITIES
@@ -111,6 +112,14 @@ def parse_alert(body: bytes, content_type: str | None) -> ParsedAlert:
         if is_generic(fields):
             return _finish(from_generic(fields, format="form"))
     return _finish(_draft(text, media_type))
+
+
+def group_members(body: bytes) -> list[ParsedAlert]:
+    """Each alert of an Alertmanager or Grafana group body as an alert of its own (key: its
+    fingerprint; action: its own status), for ``dedupBy: "alert"``; [] for any other body."""
+    stripped = body.decode("utf-8-sig", errors="replace").strip()
+    value = _load_json(stripped) if stripped[:1] == "{" else _INVALID
+    return [_finish(draft) for draft in member_drafts(value)] if value is not _INVALID else []
 
 
 def _draft(text: str, media_type: str) -> Draft:

@@ -59,6 +59,7 @@ class DedupBy(StrEnum):
 
     GROUP = "group"  # the sender's key (Alertmanager groupKey, PagerDuty dedup_key...), else content
     NONE = "none"  # every alert its own incident
+    ALERT = "alert"  # Alertmanager/Grafana: each alert of a group (its fingerprint) its own incident
 
 
 OPEN_STATUSES = (IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED)

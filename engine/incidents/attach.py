@@ -55,6 +55,8 @@ WHERE id = $1 AND status <> 'resolved'
 RETURNING id
 """
 LINK_ALERT = "UPDATE alerts SET incident_id = $2 WHERE id = $1"
+# dedupBy "alert": one inbound alert (a group notification) touches one incident per alert of it.
+LINK_MEMBER = "INSERT INTO incident_alerts (incident_id, alert_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 
 GROUP_FORMATS = ("alertmanager", "grafana")  # one notification lists a whole group of alerts
 
@@ -82,6 +84,7 @@ async def attach(
     *,
     caps: Caps = DEFAULT_CAPS,
     now: datetime | None = None,
+    link: bool = True,
 ) -> Attached:
     """Put a stored, non-test alert in its incident; say what it should send.
 
@@ -117,8 +120,32 @@ async def attach(
             break
     else:  # pragma: no cover - the index makes a third turn impossible
         raise RuntimeError("could not open or join an incident")
-    if attached.incident_id is not None:
+    if link and attached.incident_id is not None:
         await conn.execute(LINK_ALERT, alert_id, attached.incident_id)
+    return attached
+
+
+async def attach_each(
+    conn: db.Connection,
+    webhook: asyncpg.Record,
+    alert_id: uuid.UUID,
+    members: list[ParsedAlert],
+    received_at: datetime,
+    *,
+    caps: Caps = DEFAULT_CAPS,
+    now: datetime | None = None,
+) -> list[Attached]:
+    """``dedupBy: "alert"``: each alert of a stored group notification in its own incident (one
+    ``attach`` per member, under the same caps). The stored alert belongs to all of them
+    (``incident_alerts``); its ``incident_id`` names the first."""
+    attached = [
+        await attach(conn, webhook, alert_id, member, received_at, caps=caps, now=now, link=False)
+        for member in members
+    ]
+    incidents = list(dict.fromkeys(a.incident_id for a in attached if a.incident_id is not None))
+    await conn.executemany(LINK_MEMBER, [(incident_id, alert_id) for incident_id in incidents])
+    if incidents:
+        await conn.execute(LINK_ALERT, alert_id, incidents[0])
     return attached
 
 

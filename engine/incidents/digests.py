@@ -28,7 +28,6 @@ from engine.channels.registry import TARGET_KEYS
 from engine.incidents import Actor, EventKind
 from engine.incidents.events import add_event
 from engine.incidents.keys import plain_title
-from engine.incidents.noise import Caps
 
 LISTED = 20  # incidents a digest's message lists one by one
 
@@ -109,9 +108,8 @@ def digest_text(webhook_name: str, held: list[asyncpg.Record]) -> tuple[str, str
     lines = [f"#{i['number']} [{i['severity'].upper()}] {plain_title(i['title'])}" for i in held[:LISTED]]
     if len(held) > LISTED:
         lines.append(f"… and {len(held) - LISTED} more")
-    storm = Caps()
     intro = (
-        f"More than {storm.storm_threshold} incidents opened on {webhook_name} within "
-        f"{storm.storm_seconds:g} s; their pages were held and come as this one digest."
+        f"A storm of new incidents on {webhook_name}: their pages were held and come as this one "
+        "digest, a minute after the first of them."
     )
     return title, "\n".join([intro, "", *lines])

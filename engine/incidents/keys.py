@@ -3,7 +3,8 @@
 The sender's own key wins (PagerDuty ``dedup_key``, Alertmanager and Grafana ``groupKey``, Grafana's
 rule id, generic ``dedup_key``/``dedupKey``/``fingerprint``); without one, a content key made of the
 title and the source joins an open incident with the same text. ``dedupBy: "none"`` gives no key:
-every alert is its own incident.
+every alert is its own incident. (``dedupBy: "alert"`` splits a group notification into its alerts
+first, each keyed by its fingerprint: ``engine.alerts.payloads.group_members``.)
 """
 
 from __future__ import annotations
