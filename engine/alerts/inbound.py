@@ -16,6 +16,9 @@ Checks, in order, each before any work, and the body is read only once it is nee
    the owner, once per burst, in the in-app inbox), then not paused (409). Only then is the
    alert enqueued.
 
+A body over the limit (413) at a known, active webhook is also told to its owner: a small job
+(who sent how much, no body) becomes the "payload too large" incident (engine.alerts.refused).
+
 The cache entry carries the signing secret so that checking a signature needs no Postgres.
 """
 
@@ -33,8 +36,8 @@ import asyncpg
 from redis.asyncio import Redis
 
 from engine import notifications, queue, ratelimit
-from engine.alerts import signing
-from engine.errors import MonodutyError, NotFound
+from engine.alerts import refused, signing
+from engine.errors import MonodutyError, NotFound, PayloadTooLarge
 from engine.incidents.keys import sender_key
 from engine.settings import RateLimit
 
@@ -135,6 +138,63 @@ async def _notify_limited(
         log.exception("could not record the rate-limit notification", extra={"webhook_id": webhook.id})
 
 
+def _telling_refusals(
+    redis: Redis,
+    webhook: InboundWebhook,
+    read_body: BodyReader,
+    headers: Mapping[str, str],
+    limit: RateLimit | None,
+    client: str | None,
+    request_id: str | None,
+) -> BodyReader:
+    """``read_body``, except that a body refused as too large is also told to the owner."""
+
+    async def read() -> bytes:
+        try:
+            return await read_body()
+        except PayloadTooLarge as exc:
+            await _tell_refusal(redis, webhook, headers, limit, client, request_id, exc.limit)
+            raise
+
+    return read
+
+
+async def _tell_refusal(
+    redis: Redis,
+    webhook: InboundWebhook,
+    headers: Mapping[str, str],
+    limit: RateLimit | None,
+    client: str | None,
+    request_id: str | None,
+    body_limit: int,
+) -> None:
+    """Queue the "payload too large" alert (engine.alerts.refused); the sender's 413 stands whatever
+    happens here. A paused webhook pages nobody; refusals count against their own window of the
+    inbound limit, so a sender cannot queue more of them than it could queue alerts."""
+    if webhook.status != "ACTIVE":
+        return
+    extra = {"webhook_id": webhook.id, "outcome": "too_large", "request_id": request_id}
+    try:
+        if limit is not None:
+            verdict = await ratelimit.hit(redis, ratelimit.bucket("refused", webhook.id), limit, "refused")
+            if not verdict.allowed:
+                return
+        length = headers.get("Content-Length", "")
+        await queue.enqueue_refusal(
+            redis,  # type: ignore[arg-type]
+            str(uuid.uuid4()),
+            webhook.id,
+            sender=refused.sender_of(headers, client),
+            size=int(length) if length.isdecimal() else None,
+            limit=body_limit,
+            received_at=datetime.now(UTC),
+            request_id=request_id,
+        )
+        log.warning("inbound alert refused: body too large; the owner is told", extra=extra)
+    except Exception:
+        log.exception("could not queue the payload-too-large alert", extra=extra)
+
+
 @dataclass(frozen=True)
 class Accepted:
     alert_id: str
@@ -220,6 +280,7 @@ async def accept_alert(
     webhook = await resolve_token(redis, pool, token, client=client, limit=limit)
     if webhook is None:
         raise NotFound("no webhook at this URL", code="WEBHOOK_NOT_FOUND")
+    read_body = _telling_refusals(redis, webhook, read_body, headers or {}, limit, client, request_id)
     body: bytes | None = None
     msg_id: str | None = None
     if webhook.signing_secret is not None:

@@ -273,6 +273,37 @@ def from_grafana(obj: Mapping[str, Any]) -> Draft:
     return draft
 
 
+def member_drafts(value: object) -> list[Draft]:
+    """Each alert of an Alertmanager or Grafana group notification as a draft of its own, keyed by
+    its ``fingerprint`` and stating its own status (for ``dedupBy: "alert"``); [] for other bodies.
+
+    Alertmanager sends the whole group each time, every alert with its own status: an alert that
+    stopped firing is listed as resolved while the others fire on."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("alerts"), list):
+        return []
+    grafana = "orgId" in value
+    if not grafana and "groupKey" not in value and "receiver" not in value:
+        return []
+    drafts = []
+    for alert in _alerts(value):
+        labels = _mapping(alert.get("labels"))
+        fingerprint = alert.get("fingerprint") or "labels:" + compact_json(dict(sorted(labels.items())))
+        alone = {
+            "status": "resolved" if alert.get("status") == "resolved" else "firing",
+            "alerts": [alert],
+            "groupLabels": _mapping(value.get("groupLabels")),
+            "commonLabels": labels,
+            "commonAnnotations": _mapping(alert.get("annotations")),
+            "externalURL": value.get("externalURL"),
+            "receiver": value.get("receiver"),
+            "groupKey": fingerprint,
+        }
+        draft = from_alertmanager(alone)
+        draft.format = "grafana" if grafana else "alertmanager"
+        drafts.append(draft)
+    return drafts
+
+
 def from_pagerduty(obj: Mapping[str, Any]) -> Draft:
     """PagerDuty Events API v2. The routing_key is a credential and is never kept."""
     action = str(obj.get("event_action") or "trigger").lower()

@@ -19,7 +19,7 @@ from engine.alerts.lifecycle import DeliveryKind
 from engine.channels.registry import TARGET_KEYS
 from engine.errors import Conflict, NotFound
 from engine.incidents import Actor, EventKind, IncidentStatus
-from engine.incidents.attach import add_event
+from engine.incidents.events import add_event
 
 LOCK = """
 SELECT i.id, i.status, i.webhook_id, w.notification_types, w.targets, w.notify_on_resolve
