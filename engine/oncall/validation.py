@@ -7,7 +7,7 @@ first, so it never meets a rotation without participants or an unknown zone.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -19,12 +19,16 @@ MAX_SHIFT_LENGTH = {ShiftUnit.HOURS: 24 * 366, ShiftUnit.DAYS: 366, ShiftUnit.WE
 MAX_PARTICIPANTS = 500
 MAX_ROTATIONS = 50
 MAX_USER_ID = 200
+# Times outside these years are typos, and near datetime's own limits shift arithmetic overflows.
+YEARS = range(1900, 3000)
 
 
 @lru_cache(maxsize=1)
 def _zone_names() -> frozenset[str]:
-    # Asking ZoneInfo directly would also accept file names that are no zone ("localtime", paths).
-    return frozenset(available_timezones())
+    # Asking ZoneInfo directly would accept any file under the zone directories (paths). The list
+    # itself still holds two names that are no zone: "localtime" (a link to this host's
+    # /etc/localtime, so it differs by machine) and "Factory" (the "zone not set" placeholder).
+    return frozenset(available_timezones()) - {"localtime", "Factory", "posixrules"}
 
 
 def time_zone(name: object, field: str = "time_zone") -> ZoneInfo:
@@ -65,6 +69,8 @@ def validate_rotation(rotation: Rotation, path: str = "rotation") -> None:
         raise _error(
             f"{path}.start", "must be a local date and time without an offset (in the schedule's zone)"
         )
+    if rotation.start.year not in YEARS:
+        raise _error(f"{path}.start", f"must be in the years {YEARS.start} to {YEARS.stop - 1}")
     if rotation.active_hours is not None:
         validate_active_hours(rotation.active_hours, f"{path}.active_hours")
 
@@ -73,7 +79,8 @@ def validate_active_hours(hours: ActiveHours, path: str = "active_hours") -> Non
     if not hours.weekdays or not all(isinstance(d, int) and 0 <= d <= 6 for d in hours.weekdays):
         raise _error(f"{path}.weekdays", "must name at least one day, 0 (Monday) to 6 (Sunday)")
     for name in ("start", "end"):
-        if getattr(hours, name).tzinfo is not None:
+        value = getattr(hours, name)
+        if not isinstance(value, time) or value.tzinfo is not None:
             raise _error(f"{path}.{name}", "must be a local time without an offset")
     if hours.end == hours.start:
         raise _error(f"{path}.end", f"must differ from {path}.start (leave active_hours out for all day)")
@@ -84,9 +91,7 @@ def validate_override(override: Override, path: str = "override") -> None:
     if override.replaces is not None:
         _user_id(override.replaces, f"{path}.replaces")
     for name in ("start", "end"):
-        value = getattr(override, name)
-        if not isinstance(value, datetime) or value.utcoffset() is None:
-            raise _error(f"{path}.{name}", "must be a date and time with an offset")
+        aware(getattr(override, name), f"{path}.{name}")
     if override.end <= override.start:
         raise _error(f"{path}.end", f"must be after {path}.start")
 
@@ -104,6 +109,8 @@ def window(start: datetime, end: datetime, *, longest: timedelta, names: tuple[s
 def aware(value: object, name: str) -> None:
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise _error(name, "must be a date and time with an offset")
+    if value.year not in YEARS:
+        raise _error(name, f"must be in the years {YEARS.start} to {YEARS.stop - 1}")
 
 
 def _user_id(user: object, field: str) -> None:
