@@ -12,15 +12,18 @@ import ipaddress
 import os
 import signal
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
+import trustme
 from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis
 
+from api.app import create_app
 from engine import db, queue
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
 from tests.support import report_data as data
@@ -219,3 +222,19 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
     monkeypatch.setattr(socket.socket, "connect_ex", guarded_ex)
+
+
+@pytest.fixture
+async def tls_server(settings: Settings, redis: ArqRedis) -> AsyncIterator[tuple[str, ssl.SSLContext]]:
+    """The app over HTTPS on 127.0.0.1 with a trustme certificate; its URL and a trusting context."""
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server(ssl=server_ctx)
+    try:
+        yield str(server.make_url("")).rstrip("/"), client_ctx
+    finally:
+        await server.close()

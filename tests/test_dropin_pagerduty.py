@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
 import warnings
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pagerduty
 import pytest
-import trustme
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
-from api.app import create_app
 from engine.settings import RateLimit, Settings
 from tests.support.factories import WEBHOOK, Account, create, make_client, path_of, run_worker
 from tests.support.incidents import pages_and_notices, sent, webhook_incidents
@@ -105,22 +102,6 @@ async def test_pdpyras_at_the_webhook_url_ignores_the_old_routing_key(
     assert (found["dedup_key"], found["status"], found["title"]) == ("backlog-3", "resolved", "Queue backlog")
 
 
-@pytest.fixture
-async def tls_server(settings: Settings, redis: ArqRedis, tmp_path: Path) -> AsyncIterator[tuple[str, ssl.SSLContext]]:
-    """The app over HTTPS on 127.0.0.1 with a trustme certificate; its URL and a trusting context."""
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
-    server = TestServer(create_app(settings), host="127.0.0.1")
-    await server.start_server(ssl=server_ctx)
-    try:
-        yield str(server.make_url("")).rstrip("/"), client_ctx
-    finally:
-        await server.close()
-
-
 async def test_pagerduty_72_over_https_triggers_and_resolves(
     client: TestClient,
     account: Account,
@@ -146,7 +127,10 @@ async def test_pagerduty_72_over_https_triggers_and_resolves(
     ("change", "errors"),
     [
         ({"routing_key": None}, ["'routing_key' is missing or blank"]),
-        ({"event_action": "escalate"}, ["'event_action' is invalid (must be one of trigger, acknowledge, resolve)"]),
+        (
+            {"event_action": "escalate"},
+            ["'event_action' is invalid (must be one of trigger, acknowledge, resolve)"],
+        ),
         ({"event_action": None}, ["'event_action' is missing or blank"]),
         ({"payload": None}, ["'payload' is missing or not an object"]),
         (
@@ -157,7 +141,10 @@ async def test_pagerduty_72_over_https_triggers_and_resolves(
             {"payload": {"summary": "x", "source": "y", "severity": "sev1"}},
             ["'payload.severity' is invalid (must be one of critical, error, warning, info)"],
         ),
-        ({"event_action": "resolve", "payload": None}, ["'dedup_key' is missing or blank (required to resolve)"]),
+        (
+            {"event_action": "resolve", "payload": None},
+            ["'dedup_key' is missing or blank (required to resolve)"],
+        ),
         ({"dedup_key": "k" * 256}, ["Length of 'dedup_key' is incorrect (should be at most 255 characters)"]),
     ],
 )
@@ -236,3 +223,11 @@ async def test_paused_and_rate_limited_answer_in_pagerdutys_shape(
         assert "unknown webhook" in answer["message"]
     finally:
         await client.close()
+
+
+def test_the_guard_keeps_these_tests_on_loopback() -> None:
+    # The clients' default URLs are PagerDuty's; whatever a test gets wrong, nothing leaves here.
+    with pytest.raises(ConnectionRefusedError, match="test guard"):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)
+    with pytest.raises(ConnectionRefusedError, match="test guard"):
+        socket.create_connection(("2001:db8::1", 443), timeout=1)
