@@ -13,7 +13,6 @@ from aiohttp import web
 
 from api.bodies import read_body
 from api.dropin import vendor_errors
-from api.inbound import TOKEN_PATTERN
 from api.observability import count_alert_accepted
 from api.state import POOL, REDIS, REQUEST_ID, SETTINGS
 from engine.alerts.inbound import TOKEN_SHAPE, accept_alert, refuse_guessing
@@ -101,7 +100,11 @@ async def enqueue(request: web.Request) -> web.Response:
     return await _enqueue(request, routing_key, event)
 
 
-@routes.post(f"/{TOKEN_PATTERN}/v2/enqueue")
+# Any segment: one that cannot be a token is PagerDuty's "Invalid routing key", not a bare 404.
+@routes.post("/{token}/v2/enqueue")
 @vendor_errors(_refusal)
 async def enqueue_at_token(request: web.Request) -> web.Response:
-    return await _enqueue(request, request.match_info["token"], _Event(request, token_in_path=True))
+    token = request.match_info["token"]
+    if not TOKEN_SHAPE.fullmatch(token):
+        raise NotFound(UNKNOWN_KEY)
+    return await _enqueue(request, token, _Event(request, token_in_path=True))

@@ -111,7 +111,13 @@ async def test_pagerduty_72_over_https_triggers_and_resolves(
     url, trusting = tls_server
     assert url.startswith("https://127.0.0.1:")
     webhook = await create(client, account, WEBHOOK)
-    events = pagerduty.EventsApiV2Client(token_of(webhook), base_url=url, verify=trusting, trust_env=False)
+    # As a sender moving over sets it up: its old integration key, Monoduty's webhook URL as base.
+    events = pagerduty.EventsApiV2Client(
+        "0123456789abcdef0123456789abcdef",
+        base_url=f"{url}{path_of(webhook)}",
+        verify=trusting,
+        trust_env=False,
+    )
     try:
         key = await asyncio.to_thread(events.trigger, "API 5xx above 2%", "api-gw", severity="error")
         await run_worker(settings)

@@ -77,6 +77,7 @@ def _object(body: bytes, *, empty_ok: bool) -> dict[str, Any]:
 
 
 def _field_errors(alert: Mapping[str, Any]) -> dict[str, str]:
+    # A field given must have its type; null reads as not given.
     errors: dict[str, str] = {}
     for name in _STRING_FIELDS:
         if alert.get(name) is not None and not isinstance(alert[name], str):

@@ -28,6 +28,7 @@ from engine.errors import MonodutyError
 
 ACTIONS = ("trigger", "acknowledge", "resolve")
 SEVERITIES = ("critical", "error", "warning", "info")
+PAYLOAD_TEXTS = ("summary", "source", "severity", "timestamp", "component", "group", "class")
 
 
 class InvalidEvent(MonodutyError):
@@ -54,7 +55,11 @@ def _blank(value: object) -> bool:
 
 def _errors(event: Mapping[str, Any], *, token_in_path: bool) -> list[str]:
     errors: list[str] = []
-    if not token_in_path and _blank(event.get("routing_key")):
+    # A field given must have its type; null reads as not given.
+    routing_key = event.get("routing_key")
+    if routing_key is not None and not isinstance(routing_key, str):
+        errors.append("'routing_key' must be a string")
+    elif not token_in_path and _blank(routing_key):
         errors.append("'routing_key' is missing or blank")
     action = event.get("event_action")
     if _blank(action):
@@ -68,14 +73,20 @@ def _errors(event: Mapping[str, Any], *, token_in_path: bool) -> list[str]:
         errors.append(f"Length of 'dedup_key' is incorrect (should be at most {MAX_FINGERPRINT} characters)")
     elif action in ("acknowledge", "resolve") and _blank(dedup_key):
         errors.append(f"'dedup_key' is missing or blank (required to {action})")
-    if action == "trigger":
-        errors += _payload_errors(event.get("payload"))
+    payload = event.get("payload")
+    if action == "trigger" or payload is not None:
+        errors += _payload_errors(payload, trigger=action == "trigger")
     return errors
 
 
-def _payload_errors(payload: object) -> list[str]:
+def _payload_errors(payload: object, *, trigger: bool) -> list[str]:
     if not isinstance(payload, Mapping):
         return ["'payload' is missing or not an object"]
+    wrong = [
+        name for name in PAYLOAD_TEXTS if payload.get(name) is not None and not isinstance(payload[name], str)
+    ]
+    if wrong or not trigger:  # only a trigger's payload must say what is wrong
+        return [f"'payload.{name}' must be a string" for name in wrong]
     errors = [
         f"'payload.{name}' is missing or blank" for name in ("summary", "source") if _blank(payload.get(name))
     ]
