@@ -17,7 +17,16 @@ from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
 from engine.settings import RateLimit, Settings
-from tests.support.factories import WEBHOOK, Account, create, make_client, path_of, run_worker
+from tests.support.factories import (
+    WEBHOOK,
+    Account,
+    create,
+    make_client,
+    path_of,
+    run_worker,
+    signed_webhook,
+    standard,
+)
 from tests.support.incidents import pages_and_notices, sent, webhook_incidents
 
 with warnings.catch_warnings():
@@ -237,3 +246,22 @@ def test_the_guard_keeps_these_tests_on_loopback() -> None:
         socket.create_connection(("192.0.2.1", 443), timeout=1)
     with pytest.raises(ConnectionRefusedError, match="test guard"):
         socket.create_connection(("2001:db8::1", 443), timeout=1)
+
+
+async def test_a_signed_webhook_wants_its_signature_on_the_event_as_sent(
+    client: TestClient, account: Account, settings: Settings
+) -> None:
+    webhook = await signed_webhook(client, account)
+    path = f"{path_of(webhook)}/v2/enqueue"
+    body = json.dumps(trigger(None, dedup_key="signed-1")).encode()
+    resp = await client.post(path, data=body, headers={"Content-Type": "application/json"})
+    assert resp.status == 401
+    assert (await resp.json())["status"] == "error"  # PagerDuty's shape, Monoduty's 401
+    signed = standard(body)
+    for _ in range(2):  # the second is the sender's retry: answered alike, queued once
+        resp = await client.post(path, data=body, headers=signed)
+        assert resp.status == 202, await resp.text()
+        assert (await resp.json())["dedup_key"] == "signed-1"
+    await run_worker(settings)
+    [found] = await webhook_incidents(client, account, webhook)
+    assert (found["dedup_key"], found["alert_count"]) == ("signed-1", 1)
