@@ -87,8 +87,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt_at   timestamptz,
     delivered_at      timestamptz,
     finished_at       timestamptz,
-    CONSTRAINT deliveries_status_check CHECK (status IN ('pending', 'delivered', 'failed', 'cancelled')),
-    CONSTRAINT deliveries_unique_target UNIQUE (alert_id, channel, target)
+    CONSTRAINT deliveries_status_check CHECK (status IN ('pending', 'delivered', 'failed', 'cancelled'))
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending_idx ON deliveries (status) WHERE status = 'pending';
 
@@ -209,6 +208,51 @@ BEGIN
             CHECK (status IN ('pending', 'delivered', 'failed', 'cancelled'));
     END IF;
 END $$;
+-- Noise caps (engine.incidents.noise). Past MONODUTY_MAX_OPEN_INCIDENTS open incidents, alerts with
+-- new keys join one overflow incident per webhook; these are the keys it holds (its title counts them).
+CREATE TABLE IF NOT EXISTS incident_overflow_keys (
+    incident_id  uuid NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    dedup_key    text NOT NULL,
+    PRIMARY KEY (incident_id, dedup_key)
+);
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS overflow_keys integer NOT NULL DEFAULT 0;
+-- A storm (more than 20 new incidents in a minute on one webhook) holds the pages of the incidents
+-- past the 20th in one digest per webhook, sent when due (engine.incidents.digests): one delivery per
+-- (channel, target) for all of them. PostgreSQL holds what is owed; a worker cron sweep claims due
+-- digests with SKIP LOCKED, so whichever worker runs next sends it, once.
+CREATE TABLE IF NOT EXISTS digests (
+    id           uuid PRIMARY KEY,
+    webhook_id   uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    opened_at    timestamptz NOT NULL,
+    due_at       timestamptz NOT NULL,
+    sent_at      timestamptz,              -- its deliveries exist (none when nothing was left to page)
+    enqueued_at  timestamptz,              -- their jobs are queued: the sweep is done with it
+    title        text,
+    message      text,
+    severity     text,                     -- engine.channels.base.SEVERITIES
+    alert_id     uuid REFERENCES alerts (id) ON DELETE SET NULL  -- one alert of it, for the Message
+);
+-- One digest collecting per webhook at a time.
+CREATE UNIQUE INDEX IF NOT EXISTS digests_open_key ON digests (webhook_id) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS digests_due_idx ON digests (due_at) WHERE enqueued_at IS NULL;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS digest_id uuid REFERENCES digests (id) ON DELETE SET NULL;
+CREATE INDEX IF NOT EXISTS incidents_digest_idx ON incidents (digest_id) WHERE digest_id IS NOT NULL;
+-- The storm count: incidents a webhook opened in the last minute.
+CREATE INDEX IF NOT EXISTS incidents_webhook_created_idx ON incidents (webhook_id, created_at);
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS digest_id uuid REFERENCES digests (id) ON DELETE CASCADE;
+CREATE INDEX IF NOT EXISTS deliveries_digest_idx ON deliveries (digest_id) WHERE digest_id IS NOT NULL;
+-- dedupBy "alert" (engine.incidents.attach.attach_each): one inbound alert, an Alertmanager or Grafana group
+-- notification, belongs to one incident per alert of the group; alerts.incident_id names the first.
+CREATE TABLE IF NOT EXISTS incident_alerts (
+    incident_id  uuid NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    alert_id     uuid NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+    PRIMARY KEY (incident_id, alert_id)
+);
+CREATE INDEX IF NOT EXISTS incident_alerts_alert_idx ON incident_alerts (alert_id);
+-- One page per (alert, incident, channel, target): such an alert pages each of its incidents.
+-- (Databases from before had it per (alert, channel, target).)
+ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_unique_target;
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_unique_page ON deliveries (alert_id, incident_id, channel, target);
 
 -- Teams (engine.teams): a team owns webhooks, schedules and policies; its members have a role.
 -- Every user has one personal team (personal_user_id), made with the account in its transaction;

@@ -66,6 +66,7 @@ class PayloadTooLarge(MonodutyError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body is over the limit of {limit} bytes")
+        self.limit = limit
 
 
 class Unavailable(MonodutyError):

@@ -194,6 +194,34 @@ async def enqueue_alert(
     )
 
 
+async def enqueue_refusal(
+    redis: ArqRedis,
+    alert_id: str,
+    webhook_id: str,
+    *,
+    sender: str,
+    size: int | None,
+    limit: int,
+    received_at: datetime,
+    request_id: str | None = None,
+) -> bool:
+    """Queue the alert that tells the owner a body was refused as too large (no body kept)."""
+    return await _enqueue(
+        redis,
+        alert_id,
+        PROCESS_ALERT,
+        {
+            "alert_id": alert_id,
+            "webhook_id": webhook_id,
+            "body": "",
+            "content_type": None,
+            "received_at": received_at.isoformat(),
+            "request_id": request_id,
+            "refused": {"sender": sender, "size": size, "limit": limit},
+        },
+    )
+
+
 async def enqueue_delivery(redis: ArqRedis, delivery_id: str, *, request_id: str | None = None) -> bool:
     """Queue one delivery; False if it is queued already (or done lately)."""
     return await _enqueue(redis, delivery_id, DELIVER, delivery_id, request_id)

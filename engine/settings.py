@@ -101,6 +101,10 @@ class Settings:
     queue_name: str = "arq:queue"
     status_timeout: float = 1.0
     status_max_queue_age: float = 60.0
+    # Open incidents per webhook before alerts with new keys join one overflow incident.
+    max_open_incidents: int = 200
+    # New incidents a minute per webhook that page at once; past it their pages wait for a digest.
+    storm_threshold: int = 20
 
     @property
     def https_inbound(self) -> bool:
@@ -152,6 +156,8 @@ class Settings:
             status_max_queue_age=reader.float("MONODUTY_STATUS_MAX_QUEUE_AGE", d.status_max_queue_age),
             report_max_days=reader.int("MONODUTY_REPORT_MAX_DAYS", d.report_max_days, minimum=1),
             shutdown_grace=reader.int("MONODUTY_SHUTDOWN_GRACE", d.shutdown_grace),
+            max_open_incidents=reader.int("MONODUTY_MAX_OPEN_INCIDENTS", d.max_open_incidents, minimum=1),
+            storm_threshold=reader.int("MONODUTY_STORM_THRESHOLD", d.storm_threshold, minimum=1),
         )
 
 

@@ -16,8 +16,11 @@ from arq.connections import ArqRedis
 from engine import queue, retry
 from engine.alerts import lifecycle
 from engine.alerts.lifecycle import DeliveryStatus
-from engine.alerts.payloads import parse_alert
+from engine.alerts.payloads import group_members, parse_alert
+from engine.alerts.refused import refused_alert
 from engine.channels.base import Channel, DeliveryError, Receipt
+from engine.clock import Clock
+from engine.incidents.noise import Caps
 from engine.masking import mask_target, mask_text
 from engine.observability import metrics
 from engine.settings import Settings
@@ -35,6 +38,7 @@ class WorkerContext(TypedDict):
     channels: dict[str, Channel]
     metrics: metrics.MetricsBuffer
     channel_slots: ChannelSlots
+    clock: Clock
     job_id: str
     job_try: int
 
@@ -42,7 +46,12 @@ class WorkerContext(TypedDict):
 @waits_for_storage
 async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
     """Parse and store one inbound alert, then queue one deliver job per (channel, target)."""
-    parsed = parse_alert(job["body"].encode(), job.get("content_type"))
+    body = job["body"].encode()
+    refused = job.get("refused")
+    if refused is not None:  # a body refused as too large, told to the owner (engine.alerts.refused)
+        parsed = refused_alert(str(refused["sender"]), refused.get("size"), int(refused["limit"]))
+    else:
+        parsed = parse_alert(body, job.get("content_type"))
     async with ctx["pool"].acquire() as conn:
         delivery_ids = await lifecycle.record_alert(
             conn,
@@ -52,6 +61,9 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
             received_at=datetime.fromisoformat(job["received_at"]),
             is_test=bool(job.get("is_test")),
             request_id=job.get("request_id"),
+            caps=Caps(ctx["settings"].max_open_incidents, ctx["settings"].storm_threshold),
+            now=ctx["clock"].now(),
+            members=lambda: group_members(body),
         )
     fields = {
         "alert_id": job["alert_id"],

@@ -27,10 +27,11 @@ from redis.exceptions import RedisError, ResponseError, WatchError
 from engine import db, queue
 from engine.channels.outbox import OutboxChannel
 from engine.channels.registry import build_channels
+from engine.clock import SYSTEM, Clock
 from engine.errors import STORAGE_DOWN
 from engine.observability import metrics, periodic, presence
 from engine.settings import Settings
-from workers import health, jobs, outages
+from workers import digests, health, jobs, outages
 from workers.channel_slots import ChannelSlots
 
 log = logging.getLogger("monoduty.worker")
@@ -303,8 +304,12 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
         await ctx["pool"].close()
 
 
-def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -> Worker:
-    """A worker for our two jobs; ``overrides`` go to arq's Worker (tests use burst, poll_delay)."""
+def build_worker(
+    settings: Settings, *, burst: bool = False, clock: Clock = SYSTEM, **overrides: Any
+) -> Worker:
+    """A worker for our jobs; ``overrides`` go to arq's Worker (tests use burst, poll_delay).
+
+    ``clock`` is what the time rules read (tests run it ahead to reach a digest's minute)."""
     assert settings.redis_url
     # arq counts crashes, our retries and tries that waited for the database alike; our own attempt
     # cap (in Postgres, counted before each send) is the real one.
@@ -318,7 +323,7 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
         "job_serializer": queue.serialize,
         "job_deserializer": queue.deserialize,
         "queue_name": settings.queue_name,
-        "ctx": {"settings": settings},
+        "ctx": {"settings": settings, "clock": clock},
         "on_startup": _startup,
         "on_shutdown": _shutdown,
         "burst": burst,
@@ -328,7 +333,10 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
         "keep_result": 3600,
         "health_check_interval": HEALTH_CHECK_SECONDS,
         "handle_signals": not burst,
-        "cron_jobs": health.cron_jobs(timeout=settings.job_timeout),
+        "cron_jobs": [
+            *health.cron_jobs(timeout=settings.job_timeout),
+            *digests.cron_jobs(timeout=settings.job_timeout),
+        ],
         # SIGTERM: stop taking jobs, give running ones this long, then cancel them (arq re-queues them).
         "job_completion_wait": settings.shutdown_grace,
     }

@@ -11,6 +11,7 @@ Every step is idempotent because jobs run at least once:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -23,8 +24,10 @@ from engine.alerts.pages import page_message
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import Message
 from engine.channels.registry import TARGET_KEYS
+from engine.incidents import DedupBy
 from engine.incidents import attach as incidents_attach
 from engine.incidents.attach import Pages
+from engine.incidents.noise import DEFAULT_CAPS, Caps
 
 
 class AlertStatus(StrEnum):
@@ -43,6 +46,7 @@ class DeliveryStatus(StrEnum):
 class DeliveryKind(StrEnum):
     PAGE = "page"  # the alert itself, on every channel of the webhook
     RESOLVED = "resolved"  # the short RESOLVED notice, on the webhook's notify_on_resolve channels
+    DIGEST = "digest"  # one page for a storm's held incidents (engine.incidents.digests)
 
 
 LOCK_WEBHOOK = """
@@ -64,7 +68,7 @@ WHERE id = $1
 """
 INSERT_DELIVERY = """
 INSERT INTO deliveries (id, alert_id, channel, target, incident_id, kind) VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (alert_id, channel, target) DO NOTHING
+ON CONFLICT DO NOTHING
 """
 PENDING_DELIVERIES = "SELECT id FROM deliveries WHERE alert_id = $1 AND status = 'pending' ORDER BY id"
 
@@ -80,15 +84,20 @@ START_ATTEMPT = """
 WITH d AS (
     UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL
     WHERE id = $1 AND status = 'pending'
-    RETURNING id, alert_id, incident_id, kind, channel, target, attempts
+    RETURNING id, alert_id, incident_id, digest_id, kind, channel, target, attempts
 )
 SELECT d.id, d.alert_id, d.kind, d.channel, d.target, d.attempts, w.id AS webhook_id, w.user_id,
     coalesce(a.is_test, false) AS is_test, a.title, a.message, a.severity, a.source, a.details, a.received_at,
     a.request_id, w.name AS webhook_name, i.number, i.title AS incident_title, i.resolved_at,
-    i.resolved_by, i.last_alert_at,
-    (SELECT max(id::text) FROM alerts WHERE incident_id = i.id) AS any_alert_id
+    i.resolved_by, i.last_alert_at, i.message AS incident_message, i.severity AS incident_severity,
+    i.source AS incident_source, i.dedup_key,
+    EXISTS (SELECT 1 FROM incident_alerts l WHERE l.alert_id = d.alert_id) AS of_member,
+    (SELECT max(id::text) FROM alerts WHERE incident_id = i.id) AS any_alert_id,
+    g.title AS digest_title, g.message AS digest_message, g.severity AS digest_severity,
+    g.alert_id AS digest_alert_id, g.sent_at AS digest_sent_at
 FROM d LEFT JOIN alerts a ON a.id = d.alert_id LEFT JOIN incidents i ON i.id = d.incident_id
-    JOIN webhooks w ON w.id = coalesce(a.webhook_id, i.webhook_id)
+    LEFT JOIN digests g ON g.id = d.digest_id
+    JOIN webhooks w ON w.id = coalesce(a.webhook_id, i.webhook_id, g.webhook_id)
 """
 SCHEDULE_RETRY = """
 UPDATE deliveries SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
@@ -143,8 +152,15 @@ async def record_alert(
     received_at: datetime,
     is_test: bool = False,
     request_id: str | None = None,
+    caps: Caps = DEFAULT_CAPS,
+    now: datetime | None = None,
+    members: Callable[[], list[ParsedAlert]] | None = None,
 ) -> list[uuid.UUID] | None:
     """Store the alert and one delivery per (channel, target); return the pending delivery ids.
+
+    ``caps`` are the noise caps (engine.incidents.noise), counted under the webhook's row lock taken
+    here first; ``now`` is the worker's clock for them. ``members`` splits a group notification
+    into its alerts, called only for a webhook with ``dedupBy: "alert"`` (one incident each).
 
     None when the webhook is gone (deleted after the alert was accepted: nothing to deliver).
     A re-run returns the deliveries still pending without counting the call again.
@@ -171,15 +187,25 @@ async def record_alert(
             received_at,
         )
         if inserted is not None:
-            incident_id, pages = None, Pages.PAGE
+            attached = [incidents_attach.Attached(None, Pages.PAGE)]  # a test send pages, in no incident
             if not is_test:
                 await conn.execute(COUNT_CALL, webhook_id, received_at)
                 await _notify_alert(conn, webhook, alert_id, parsed)
-                attached = await incidents_attach.attach(conn, webhook, alert_id, parsed, received_at)
-                incident_id, pages = attached.incident_id, attached.pages
+                each = members() if members and webhook["dedup_by"] == DedupBy.ALERT else []
+                if each:
+                    attached = await incidents_attach.attach_each(
+                        conn, webhook, alert_id, each, received_at, caps=caps, now=now
+                    )
+                else:
+                    attached = [
+                        await incidents_attach.attach(
+                            conn, webhook, alert_id, parsed, received_at, caps=caps, now=now
+                        )
+                    ]
             rows = [
-                (uuid.uuid4(), alert_id, kind, target, incident_id, delivery_kind)
-                for kind, target, delivery_kind in delivery_plan(webhook, pages)
+                (uuid.uuid4(), alert_id, kind, target, a.incident_id, delivery_kind)
+                for a in attached
+                for kind, target, delivery_kind in delivery_plan(webhook, a.pages)
             ]
             await conn.executemany(INSERT_DELIVERY, rows)
             if not rows:

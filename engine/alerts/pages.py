@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.channels.base import Message
 from engine.incidents.keys import plain_title
+from engine.incidents.noise import is_system
 
 
 def page_message(row: Mapping[str, Any]) -> Message:
@@ -21,6 +22,11 @@ def page_message(row: Mapping[str, Any]) -> Message:
     ``resolved_at``; its title names the number already)."""
     if row.get("kind") == "resolved":  # lifecycle.DeliveryKind.RESOLVED
         return _resolved_notice(row)
+    if row.get("kind") == "digest":  # lifecycle.DeliveryKind.DIGEST
+        return _digest(row)
+    if is_system(row.get("dedup_key")) or row.get("of_member"):
+        # Monoduty's own incidents, and one alert of a group notification (dedupBy "alert").
+        return _incident_page(row)
     return Message(
         alert_id=str(row["alert_id"]),
         webhook_name=row["webhook_name"],
@@ -53,4 +59,32 @@ def _resolved_notice(row: Mapping[str, Any]) -> Message:
         severity="info",
         source=row["source"],
         received_at=row["resolved_at"] or row["last_alert_at"],
+    )
+
+
+def _incident_page(row: Mapping[str, Any]) -> Message:
+    # Said from the incident, not the stored alert: Monoduty's own incident says what it is now
+    # ("37 more incidents on Production Alerts"), and one alert of a group notification
+    # (dedupBy "alert") what that alert says.
+    return Message(
+        alert_id=str(row["alert_id"] or row["any_alert_id"]),
+        webhook_name=row["webhook_name"],
+        title=row["incident_title"],
+        body=row["incident_message"],
+        severity=row["incident_severity"],
+        source=row["incident_source"],
+        received_at=row["last_alert_at"],
+        number=row["number"],
+    )
+
+
+def _digest(row: Mapping[str, Any]) -> Message:
+    return Message(
+        alert_id=str(row["digest_alert_id"]),
+        webhook_name=row["webhook_name"],
+        title=row["digest_title"],
+        body=row["digest_message"],
+        severity=row["digest_severity"],
+        source=None,
+        received_at=row["digest_sent_at"],
     )

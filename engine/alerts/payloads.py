@@ -1,7 +1,7 @@
 """Turning whatever a sender POSTed into one normalised alert.
 
     parse_alert(body, content_type) -> ParsedAlert     never raises on a body: nothing is rejected
-     ├─ JSON        PagerDuty v2 · Grafana · Alertmanager · generic {title, message, severity} · other
+     ├─ JSON        PagerDuty v2 · Opsgenie · Grafana · Alertmanager · generic {title, message, ...} · other
      ├─ form        application/x-www-form-urlencoded with the generic field names
      └─ text        plain text, and JSON that does not parse (kept as text rather than lost)
 
@@ -41,6 +41,7 @@ from engine.alerts.payload_formats import (
     from_generic,
     from_text,
     is_generic,
+    member_drafts,
     recognise_json,
 )
 from engine.channels.base import SEVERITIES
@@ -49,6 +50,7 @@ MAX_TITLE = 200
 MAX_MESSAGE = 10_000
 MAX_SOURCE = 200
 MAX_FINGERPRINT = 255
+RESERVED_KEY_PREFIX = "monoduty:"  # engine.incidents.noise.SYSTEM_PREFIX: never a sender's key
 MAX_JSON_DEPTH = 100  # deeper JSON is read as text (see _load_json)
 MAX_DETAILS_CHARS = 8_000  # serialised size of ``details``; more stays in the message, or is dropped
 DEFAULT_SEVERITY = "error"
@@ -80,7 +82,7 @@ class ParsedAlert:
     message: str  # may be empty, at most MAX_MESSAGE characters
     severity: str  # one of SEVERITIES
     source: str | None
-    format: str  # alertmanager, grafana, pagerduty, generic, form, json or text
+    format: str  # alertmanager, grafana, pagerduty, opsgenie, generic, form, json or text
     fingerprint: str | None
     resolved: bool
     details: dict[str, Any]  # JSON-safe, at most about MAX_DETAILS_CHARS when serialised
@@ -110,6 +112,14 @@ def parse_alert(body: bytes, content_type: str | None) -> ParsedAlert:
         if is_generic(fields):
             return _finish(from_generic(fields, format="form"))
     return _finish(_draft(text, media_type))
+
+
+def group_members(body: bytes) -> list[ParsedAlert]:
+    """Each alert of an Alertmanager or Grafana group body as an alert of its own (key: its
+    fingerprint; action: its own status), for ``dedupBy: "alert"``; [] for any other body."""
+    stripped = body.decode("utf-8-sig", errors="replace").strip()
+    value = _load_json(stripped) if stripped[:1] == "{" else _INVALID
+    return [_finish(draft) for draft in member_drafts(value)] if value is not _INVALID else []
 
 
 def _draft(text: str, media_type: str) -> Draft:
@@ -229,6 +239,8 @@ def clean_key(value: object) -> str | None:
 
 def _fingerprint(value: object) -> str | None:
     key = _one_line(_as_text(value))
+    if key.lower().startswith(RESERVED_KEY_PREFIX):
+        key = "sender:" + key  # keys under the prefix are Monoduty's own (its overflow incident...)
     if len(key) > MAX_FINGERPRINT:
         # A cut key could make two different groups one; a digest keeps them apart.
         return "sha256:" + hashlib.sha256(key.encode()).hexdigest()

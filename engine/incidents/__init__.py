@@ -2,6 +2,9 @@
 
     keys      the dedup key of an alert, per sender format and the webhook's ``dedupBy``
     attach    process_alert's step: join the open incident of the key, or open one (ON CONFLICT)
+    noise     the caps: an overflow incident past MONODUTY_MAX_OPEN_INCIDENTS, pages held in a storm
+    digests   the per-minute digest that pages a storm's held incidents at once
+    events    the timeline rows
     actions   acknowledge, resolve and notes from people (the API)
     queries   the incident list and one incident with its alerts and timeline
 
@@ -39,6 +42,8 @@ class EventKind(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
     NOTE = "note"
+    PAGE_HELD = "page_held"  # a storm: the page waits for the webhook's digest
+    DIGEST_SENT = "digest_sent"  # ... and went out in it
 
 
 class SenderAction(StrEnum):
@@ -54,6 +59,7 @@ class DedupBy(StrEnum):
 
     GROUP = "group"  # the sender's key (Alertmanager groupKey, PagerDuty dedup_key...), else content
     NONE = "none"  # every alert its own incident
+    ALERT = "alert"  # Alertmanager/Grafana: each alert of a group (its fingerprint) its own incident
 
 
 OPEN_STATUSES = (IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED)

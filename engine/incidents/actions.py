@@ -20,7 +20,7 @@ from engine.alerts.lifecycle import DeliveryKind
 from engine.channels.registry import TARGET_KEYS
 from engine.errors import Conflict, NotFound
 from engine.incidents import Actor, EventKind, IncidentStatus
-from engine.incidents.attach import add_event
+from engine.incidents.events import add_event
 from engine.teams import Role
 from engine.teams.membership import CALLER_ROLE, allowed
 

@@ -18,8 +18,10 @@ import asyncpg
 from engine import db
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import SEVERITIES
-from engine.incidents import Actor, EventKind, IncidentStatus, SenderAction
+from engine.incidents import Actor, EventKind, IncidentStatus, SenderAction, noise
+from engine.incidents.events import add_event
 from engine.incidents.keys import incident_key
+from engine.incidents.noise import DEFAULT_CAPS, OVERFLOW_KEY, Caps
 
 OPEN_OF_KEY = """
 SELECT id, number, severity, status, message FROM incidents
@@ -30,8 +32,8 @@ FOR UPDATE
 NEXT_NUMBER = "UPDATE teams SET incident_seq = incident_seq + 1 WHERE id = $1 RETURNING incident_seq"
 OPEN = """
 INSERT INTO incidents (id, user_id, webhook_id, number, title, message, severity, dedup_key, source,
-    alert_count, first_alert_at, last_alert_at, team_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10, $11)
+    alert_count, first_alert_at, last_alert_at, created_at, team_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10, $11, $12)
 ON CONFLICT (webhook_id, dedup_key) WHERE status <> 'resolved' DO NOTHING
 RETURNING id, number
 """
@@ -54,11 +56,8 @@ WHERE id = $1 AND status <> 'resolved'
 RETURNING id
 """
 LINK_ALERT = "UPDATE alerts SET incident_id = $2 WHERE id = $1"
-ADD_EVENT = """
-INSERT INTO incident_events (incident_id, kind, actor, user_id, alert_id, text, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-"""
-
+# dedupBy "alert": one inbound alert (a group notification) touches one incident per alert of it.
+LINK_MEMBER = "INSERT INTO incident_alerts (incident_id, alert_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 
 GROUP_FORMATS = ("alertmanager", "grafana")  # one notification lists a whole group of alerts
 
@@ -77,28 +76,22 @@ class Attached:
     pages: Pages
 
 
-async def add_event(
-    conn: db.Connection,
-    incident_id: uuid.UUID,
-    kind: EventKind,
-    actor: Actor,
-    at: datetime,
-    *,
-    text: str = "",
-    user_id: uuid.UUID | None = None,
-    alert_id: uuid.UUID | None = None,
-) -> None:
-    await conn.execute(ADD_EVENT, incident_id, kind.value, actor.value, user_id, alert_id, text[:2000], at)
-
-
 async def attach(
     conn: db.Connection,
     webhook: asyncpg.Record,
     alert_id: uuid.UUID,
     parsed: ParsedAlert,
     received_at: datetime,
+    *,
+    caps: Caps = DEFAULT_CAPS,
+    now: datetime | None = None,
+    link: bool = True,
 ) -> Attached:
-    """Put a stored, non-test alert in its incident; say what it should send."""
+    """Put a stored, non-test alert in its incident; say what it should send.
+
+    The caller holds the webhook's row lock (the noise caps count under it); ``now`` is the
+    worker's clock, for the storm window (``received_at`` when not given)."""
+    now = now or received_at
     key = incident_key(parsed, webhook["dedup_by"])
     action = SenderAction(parsed.action)
     for _ in range(3):  # an open that loses the race joins the winner on the next turn
@@ -107,15 +100,77 @@ async def attach(
             attached = await _join(conn, webhook, current, alert_id, parsed, action, received_at)
             break
         if action is not SenderAction.TRIGGER:
-            return Attached(None, Pages.NONE)  # recorded as an alert; nothing open to change
-        opened = await _open(conn, webhook, alert_id, parsed, key, received_at)
+            # Recorded as an alert; nothing open to change (an overflowed key's alert is shown there).
+            overflow = await noise.overflow_of_key(conn, webhook["id"], key) if key is not None else None
+            if overflow is not None:
+                text = f"{action.value}: {parsed.title}"
+                await add_event(
+                    conn, overflow, EventKind.ALERT, Actor.SENDER, received_at, text=text, alert_id=alert_id
+                )
+            attached = Attached(overflow, Pages.NONE)
+            break
+        if not noise.is_system(key) and await noise.at_cap(conn, webhook["id"], caps):
+            attached = await _overflow(conn, webhook, alert_id, parsed, key, received_at, now, caps)
+            break
+        opened = await _open(conn, webhook, alert_id, parsed, key, received_at, now)
         if opened is not None:
-            attached = Attached(opened, Pages.PAGE)
+            held = not noise.is_system(key) and await noise.hold_if_storm(
+                conn, webhook["id"], opened, alert_id, now, caps
+            )
+            attached = Attached(opened, Pages.NONE if held else Pages.PAGE)
             break
     else:  # pragma: no cover - the index makes a third turn impossible
         raise RuntimeError("could not open or join an incident")
-    await conn.execute(LINK_ALERT, alert_id, attached.incident_id)
+    if link and attached.incident_id is not None:
+        await conn.execute(LINK_ALERT, alert_id, attached.incident_id)
     return attached
+
+
+async def attach_each(
+    conn: db.Connection,
+    webhook: asyncpg.Record,
+    alert_id: uuid.UUID,
+    members: list[ParsedAlert],
+    received_at: datetime,
+    *,
+    caps: Caps = DEFAULT_CAPS,
+    now: datetime | None = None,
+) -> list[Attached]:
+    """``dedupBy: "alert"``: each alert of a stored group notification in its own incident (one
+    ``attach`` per member, under the same caps). The stored alert belongs to all of them
+    (``incident_alerts``); its ``incident_id`` names the first."""
+    attached = [
+        await attach(conn, webhook, alert_id, member, received_at, caps=caps, now=now, link=False)
+        for member in members
+    ]
+    incidents = list(dict.fromkeys(a.incident_id for a in attached if a.incident_id is not None))
+    await conn.executemany(LINK_MEMBER, [(incident_id, alert_id) for incident_id in incidents])
+    if incidents:
+        await conn.execute(LINK_ALERT, alert_id, incidents[0])
+    return attached
+
+
+async def _overflow(
+    conn: db.Connection,
+    webhook: asyncpg.Record,
+    alert_id: uuid.UUID,
+    parsed: ParsedAlert,
+    key: str | None,
+    at: datetime,
+    now: datetime,
+    caps: Caps,
+) -> Attached:
+    """A new key past the cap: it joins the webhook's overflow incident, opened (and paged) once."""
+    current = await conn.fetchrow(OPEN_OF_KEY, webhook["id"], OVERFLOW_KEY)
+    incident_id = current["id"] if current is not None else None
+    if incident_id is None:
+        text = noise.overflow_alert(parsed, webhook["name"], caps)
+        incident_id = await _open(conn, webhook, alert_id, text, OVERFLOW_KEY, at, now)
+        if incident_id is None:  # pragma: no cover - the webhook's row lock lets nobody open it meanwhile
+            raise RuntimeError("the overflow incident was opened meanwhile")
+    opened = current is None
+    await noise.join_overflow(conn, incident_id, webhook["name"], alert_id, parsed, key, at, opened=opened)
+    return Attached(incident_id, Pages.PAGE if opened else Pages.NONE)
 
 
 async def _open(
@@ -125,6 +180,7 @@ async def _open(
     parsed: ParsedAlert,
     key: str | None,
     at: datetime,
+    now: datetime,
 ) -> uuid.UUID | None:
     number = await conn.fetchval(NEXT_NUMBER, webhook["team_id"])
     incident_id = uuid.uuid4()
@@ -140,6 +196,7 @@ async def _open(
         key,
         parsed.source,
         at,
+        now,
         webhook["team_id"],
     )
     if row is None:

@@ -3,7 +3,8 @@
 The sender's own key wins (PagerDuty ``dedup_key``, Alertmanager and Grafana ``groupKey``, Grafana's
 rule id, generic ``dedup_key``/``dedupKey``/``fingerprint``); without one, a content key made of the
 title and the source joins an open incident with the same text. ``dedupBy: "none"`` gives no key:
-every alert is its own incident.
+every alert is its own incident. (``dedupBy: "alert"`` splits a group notification into its alerts
+first, each keyed by its fingerprint: ``engine.alerts.payloads.group_members``.)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 
 from engine.alerts.payloads import ParsedAlert, clean_key
 from engine.incidents import DedupBy
+from engine.incidents.noise import SYSTEM_FORMAT
 
 # "[FIRING:3] X" and "[RESOLVED] X" are one problem: the content key leaves the count out.
 _STATE_PREFIX = re.compile(r"^\[(FIRING(:\d+)?|RESOLVED)\]\s*", re.I)
@@ -26,6 +28,8 @@ def plain_title(title: str) -> str:
 
 def incident_key(parsed: ParsedAlert, dedup_by: str) -> str | None:
     """The key under which ``parsed`` joins an open incident, or None (it opens its own)."""
+    if parsed.format == SYSTEM_FORMAT:
+        return parsed.fingerprint  # Monoduty's own: one per webhook while open, whatever dedupBy says
     if dedup_by == DedupBy.NONE:
         return None
     if parsed.dedup_key is not None:

@@ -29,9 +29,11 @@ ORDER BY i.created_at DESC, i.id DESC
 LIMIT $6
 """
 ONE = f"SELECT {COLUMNS}, {CALLER_ROLE.format(team='i.team_id', user='$2')} FROM incidents i WHERE i.id = $1"
+# Its own alerts, and (dedupBy "alert") the group notifications it is one alert of.
 ALERTS = """
 SELECT id, title, severity, format, fingerprint, resolved, status, received_at FROM alerts
-WHERE incident_id = $1 ORDER BY received_at, id LIMIT 500
+WHERE incident_id = $1 OR id IN (SELECT alert_id FROM incident_alerts WHERE incident_id = $1)
+ORDER BY received_at, id LIMIT 500
 """
 EVENTS = """
 SELECT kind, actor, user_id, alert_id, text, created_at FROM incident_events

@@ -32,6 +32,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from api.app import create_app
 from engine.auth.api_keys import create_api_key
 from engine.auth.users import User, create_user
+from engine.clock import SYSTEM, Clock
 from engine.settings import Settings
 from workers.worker import build_worker
 
@@ -72,9 +73,9 @@ async def new_account(pool: asyncpg.Pool, *, phone: str | None = "+14155550100")
     return Account(user, key)
 
 
-async def run_worker(settings: Settings) -> None:
+async def run_worker(settings: Settings, *, clock: Clock = SYSTEM) -> None:
     """Run a real arq worker in burst mode until the queue (retries included) is empty."""
-    worker = build_worker(settings, burst=True)
+    worker = build_worker(settings, burst=True, clock=clock)
     try:
         await worker.main()
     finally:

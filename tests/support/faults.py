@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis as redis_sync
 
-from tests.support.processes import free_port, monoduty_env, start_monoduty, wait_for
+from tests.support.processes import UNCAPPED, free_port, monoduty_env, start_monoduty, wait_for
 
 REDIS_SERVER = "/usr/bin/redis-server"
 AppendFsync = Literal["always", "everysec"]
@@ -169,7 +169,7 @@ class WorkerProcess:
 
     def __init__(self, log: Path, **env: str) -> None:
         self.log = log
-        defaults = {"MONODUTY_WORKER_POLL_DELAY": "0.01", "MONODUTY_LOG_FORMAT": "json"}
+        defaults = {"MONODUTY_WORKER_POLL_DELAY": "0.01", "MONODUTY_LOG_FORMAT": "json", **UNCAPPED}
         self.proc = start_monoduty("worker", env=monoduty_env(**{**defaults, **env}), log=log)
 
     @property

@@ -34,6 +34,11 @@ ROOT = Path(__file__).resolve().parents[2]
 POLL_INTERVAL = 0.02
 
 
+# The fault and load tests count one page per alert they send, many distinct alerts a minute: with
+# the noise caps on, most of those pages would wait for a digest. tests/test_noise_caps.py tests them.
+UNCAPPED = {"MONODUTY_STORM_THRESHOLD": "1000000", "MONODUTY_MAX_OPEN_INCIDENTS": "1000000"}
+
+
 def monoduty_env(**extra: str) -> dict[str, str]:
     """This environment minus its MONODUTY_* settings, the source tree importable, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONODUTY_")}

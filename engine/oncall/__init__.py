@@ -1,0 +1,11 @@
+"""On-call schedules: who is on call when, computed in plain code from a schedule's definition.
+
+    model       the definition (Schedule, Rotation, ActiveHours, Override) and its results (Shift)
+    validation  checks of a definition, each failure a ValidationError naming its field path
+    localtime   local wall time to instants, with the DST rule (gap: after it; repeat: first)
+    rotations   one rotation's handoffs, its shift at an instant, its active-hours windows
+    schedules   layers and overrides: ``on_call(schedule, at)`` and ``shifts(schedule, start, end)``
+    ical        the computed shifts as an RFC 5545 calendar feed
+
+Nothing here touches the database or the clock: callers pass the schedule and the instants.
+"""
