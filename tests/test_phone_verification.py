@@ -301,3 +301,21 @@ async def test_someone_elses_method_is_not_found(
         )
         assert resp.status == 404
         assert_error(await resp.json(), "CONTACT_METHOD_NOT_FOUND")
+
+
+async def test_in_dev_the_code_waits_in_the_outbox(
+    client: TestClient, account: Account, pool: asyncpg.Pool
+) -> None:
+    sms = await _method(pool, account, "SMS")
+    resp = await client.post(f"/api/me/contact-methods/{sms.id}/send-code", headers=account.headers)
+    assert resp.status == 200, await resp.text()
+    async with pool.acquire() as conn:
+        kept = await conn.fetch(
+            "SELECT * FROM outbox WHERE target = $1 AND alert_id IS NULL ORDER BY id", sms.target
+        )
+    match = re.search(r"code is ([0-9]{6})", kept[-1]["subject"])
+    assert kept[-1]["channel"] == "SMS" and match
+    resp = await client.post(
+        f"/api/me/contact-methods/{sms.id}/verify", json={"code": match.group(1)}, headers=account.headers
+    )
+    assert resp.status == 200 and (await resp.json())["contactMethod"]["verified"] is True
