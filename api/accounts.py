@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import current_session, current_user
-from api.inputs import json_body
+from api.inputs import fields, json_body, wire_names
 from api.responses import ok
 from api.state import POOL, REDIS, SETTINGS
 from engine.auth import accounts, sessions
@@ -17,6 +17,12 @@ from engine.channels.registry import default_targets
 from engine.errors import Forbidden
 
 routes = web.RouteTableDef()
+
+# Each request body's fields: wire name -> the engine's (its input in engine.auth.accounts).
+REGISTER_NAMES = {"email": "email", "password": "password", "name": "name", "phone": "phone"}
+LOGIN_NAMES = {"email": "email", "password": "password"}
+PROFILE_NAMES = {"email": "email", "name": "name", "phone": "phone", "pushTopic": "push_topic"}
+PASSWORD_NAMES = {"currentPassword": "current_password", "newPassword": "new_password"}
 
 
 async def _logged_in(request: web.Request, user: User, http_status: int = 200) -> web.Response:
@@ -44,17 +50,17 @@ async def _logged_in(request: web.Request, user: User, http_status: int = 200) -
 async def register(request: web.Request) -> web.Response:
     if not request.app[SETTINGS].allow_signup:
         raise Forbidden("sign-up is closed on this server; ask an operator", code="SIGNUP_DISABLED")
-    body = await json_body(request)
+    wanted = accounts.Registration(**fields(await json_body(request), REGISTER_NAMES, text=("name",)))
     async with request.app[POOL].acquire() as conn:
-        user = await accounts.register(conn, body)
+        user = await accounts.register(conn, wanted)
     return await _logged_in(request, user, 201)
 
 
 @routes.post("/api/auth/login")
 async def login(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    given = accounts.Credentials(**fields(await json_body(request), LOGIN_NAMES))
     async with request.app[POOL].acquire() as conn:
-        user = await accounts.login(conn, request.app[REDIS], body, request.remote or "unknown")
+        user = await accounts.login(conn, request.app[REDIS], given, request.remote or "unknown")
     return await _logged_in(request, user)
 
 
@@ -81,9 +87,10 @@ async def me(request: web.Request) -> web.Response:
 @routes.patch("/api/auth/me")
 async def update_me(request: web.Request) -> web.Response:
     user = current_user(request)
-    body = await json_body(request)
+    change = accounts.ProfileChange(**fields(await json_body(request), PROFILE_NAMES, text=("name",)))
     async with request.app[POOL].acquire() as conn:
-        updated = await accounts.update_profile(conn, user, body)
+        with wire_names(PROFILE_NAMES):
+            updated = await accounts.update_profile(conn, user, change)
     return ok(user=profile(updated))
 
 
@@ -91,9 +98,12 @@ async def update_me(request: web.Request) -> web.Response:
 async def change_password(request: web.Request) -> web.Response:
     """Change the password; every other web session of the user ends."""
     user = current_user(request)
-    body = await json_body(request)
+    change = accounts.PasswordChange(**fields(await json_body(request), PASSWORD_NAMES))
     async with request.app[POOL].acquire() as conn:
-        await accounts.change_password(conn, request.app[REDIS], user, body, keep=current_session(request))
+        with wire_names(PASSWORD_NAMES):
+            await accounts.change_password(
+                conn, request.app[REDIS], user, change, keep=current_session(request)
+            )
     return ok(password_changed=True)
 
 

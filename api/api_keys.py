@@ -9,11 +9,12 @@ import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
-from api.inputs import json_body, query
+from api.inputs import fields, json_body, query
 from api.responses import ok
 from api.state import POOL
 from engine import limits
 from engine.auth import api_keys
+from engine.validate import UNSET
 
 routes = web.RouteTableDef()
 
@@ -30,9 +31,9 @@ async def list_keys(request: web.Request) -> web.Response:
 @routes.post("/api/api-keys")
 async def create_key(request: web.Request) -> web.Response:
     user = current_user(request)
-    body = await json_body(request)
+    asked = fields(await json_body(request), {"name": "name"}, text=("name",))
     async with request.app[POOL].acquire() as conn:
-        secret, record = await api_keys.new_key(conn, user.id, body)
+        secret, record = await api_keys.new_key(conn, user.id, asked.get("name", UNSET))
     return ok(201, api_key={**to_api(record), "key": secret})
 
 

@@ -1,9 +1,26 @@
 """What handlers and middlewares read from a request: its JSON body, its query parameters, its
-Bearer credential."""
+Bearer credential; and the one translation between the wire's field names and the engine's.
+
+A resource's request bodies are described by one mapping, wire name -> the engine's Python name
+(``{"targetChannels": "target_channels", ...}``). ``fields`` turns a body into keyword arguments
+of the engine's typed input, and ``wire_names`` renames the field of an error the engine raises
+back to the wire name, so a client reads ``targetChannels.sms[1]`` where the engine says
+``target_channels.sms[1]``.
+
+What is checked where: the body being an object, unknown fields and the JSON type of plain text
+and boolean fields are the wire's shape, checked here under the wire's names. Everything else is
+a domain rule, checked by the engine. That includes the JSON type of structured or enumerated
+values (targets, notification types, enums, secrets, addresses): one message there covers a wrong
+type and a wrong value alike ("must be a non-empty array of EMAIL, SMS, ..."), and the same
+checks serve the CLI and values read back from the database.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
@@ -11,7 +28,7 @@ from multidict import MultiMapping
 
 from api.bodies import read_body
 from api.state import API_BODY_LIMIT
-from engine import limits
+from engine import limits, validate
 from engine.errors import MonodutyError, ValidationError
 
 # The media types an HTML form may send to another site without a CORS preflight. JSON declared
@@ -60,3 +77,46 @@ def bearer(request: web.Request) -> str | None:
     """The credential of ``Authorization: Bearer <credential>`` (any case of Bearer), else None."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def fields(
+    body: object,
+    names: Mapping[str, str],
+    *,
+    text: Collection[str] = (),
+    flags: Collection[str] = (),
+) -> dict[str, Any]:
+    """The body's fields as keyword arguments of the engine's input (fields left out are left out:
+    the input's default says "not given"). ``names`` maps wire name -> Python name; ``text`` and
+    ``flags`` are the wire names whose value must be a string (or null) and true or false."""
+    body = validate.require_object(body)
+    validate.only_known(body, names)
+    for name in text:
+        if name in body and body[name] is not None and not isinstance(body[name], str):
+            raise ValidationError(f"{name} must be a string", field=name)
+    for name in flags:
+        if name in body and not isinstance(body[name], bool):
+            raise ValidationError(f"{name} must be true or false", field=name)
+    return {names[name]: value for name, value in body.items()}
+
+
+_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@contextmanager
+def wire_names(names: Mapping[str, str]) -> Iterator[None]:
+    """Rename the field of a ValidationError raised inside from the engine's name to the wire's
+    (``names``: wire name -> Python name): in ``field``, and at the start of the message, where the
+    engine names the field it is about."""
+    to_wire = {python: wire for wire, python in names.items() if python != wire}
+    try:
+        yield
+    except ValidationError as exc:
+        head = _HEAD.match(exc.field or "")
+        if head is not None and head.group() in to_wire:
+            python, wire = head.group(), to_wire[head.group()]
+            exc.field = wire + (exc.field or "")[len(python) :]
+            if re.match(rf"{re.escape(python)}\b", exc.message):
+                exc.message = wire + exc.message[len(python) :]
+                exc.args = (exc.message,)
+        raise

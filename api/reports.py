@@ -9,7 +9,7 @@ from contextlib import aclosing
 from aiohttp import web
 
 from api.auth import current_user
-from api.inputs import json_body
+from api.inputs import fields, json_body, wire_names
 from api.responses import ok
 from api.state import POOL, REQUEST_ID, SETTINGS
 from engine import db, reports
@@ -18,6 +18,8 @@ from engine.reports import render_csv, render_pdf
 routes = web.RouteTableDef()
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
+# The request body's fields: wire name -> the engine's (engine.reports.parse_request).
+NAMES = {"type": "type", "dateRange": "date_range", "format": "format"}
 
 
 def _file_headers(wanted: reports.ReportRequest) -> dict[str, str]:
@@ -31,7 +33,9 @@ def _file_headers(wanted: reports.ReportRequest) -> dict[str, str]:
 @routes.post("/api/reports/generate")
 async def generate(request: web.Request) -> web.StreamResponse:
     user = current_user(request)
-    wanted = reports.parse_request(await json_body(request), max_days=request.app[SETTINGS].report_max_days)
+    asked = fields(await json_body(request), NAMES)
+    with wire_names(NAMES):
+        wanted = reports.parse_request(**asked, max_days=request.app[SETTINGS].report_max_days)
     async with request.app[POOL].acquire() as conn:
         if wanted.format == "csv":
             return await _stream_csv(request, conn, user.id, wanted)

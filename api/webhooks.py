@@ -9,12 +9,32 @@ import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
-from api.inputs import json_body, query
+from api.inputs import fields, json_body, query, wire_names
 from api.responses import ok
 from api.state import AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
 from engine import limits, webhooks
 
 routes = web.RouteTableDef()
+
+# The request body's fields: wire name -> the engine's (engine.webhooks.WebhookInput).
+NAMES = {
+    "name": "name",
+    "description": "description",
+    "alias": "alias",
+    "notificationTypes": "notification_types",
+    "targetChannels": "target_channels",
+    "status": "status",
+    "signingSecret": "signing_secret",
+    "dedupBy": "dedup_by",
+    "notifyOnResolve": "notify_on_resolve",
+    "repageOnChange": "repage_on_change",
+}
+
+
+def webhook_input(body: object) -> webhooks.WebhookInput:
+    return webhooks.WebhookInput(
+        **fields(body, NAMES, text=("name", "description", "alias"), flags=("repageOnChange",))
+    )
 
 
 @routes.get("/api/webhooks")
@@ -31,10 +51,11 @@ async def list_webhooks(request: web.Request) -> web.Response:
 @routes.post("/api/webhooks")
 async def create_webhook(request: web.Request) -> web.Response:
     user = current_user(request)
-    body = await json_body(request)
+    wanted = webhook_input(await json_body(request))
     async with request.app[POOL].acquire() as conn:
         available = request.app[AVAILABLE_TYPES]
-        record = await webhooks.create_webhook(conn, user, body, available)
+        with wire_names(NAMES):
+            record = await webhooks.create_webhook(conn, user, wanted, available)
     return ok(http_status=201, webhook=to_api(record, public_url(request)))
 
 
@@ -52,10 +73,13 @@ async def get_webhook(request: web.Request) -> web.Response:
 async def update_webhook(request: web.Request) -> web.Response:
     user = current_user(request)
     webhook_id = webhooks.parse_id(request.match_info["id"])
-    body = await json_body(request)
+    wanted = webhook_input(await json_body(request))
     async with request.app[POOL].acquire() as conn:
         available = request.app[AVAILABLE_TYPES]
-        record = await webhooks.update_webhook(conn, request.app[REDIS], user, webhook_id, body, available)
+        with wire_names(NAMES):
+            record = await webhooks.update_webhook(
+                conn, request.app[REDIS], user, webhook_id, wanted, available
+            )
     return ok(webhook=to_api(record, public_url(request)))
 
 

@@ -25,7 +25,7 @@ from aiohttp import web
 from engine import db, queue
 from engine.auth.users import create_user
 from engine.settings import NtfySettings, Settings, SmtpSettings
-from engine.webhooks import create_webhook
+from engine.webhooks import WebhookInput, create_webhook
 from tests.support.processes import wait_until
 from tests.support.providers import SmtpServer
 from tests.support.services import Services, provision
@@ -70,17 +70,13 @@ async def run(
     await redis.flushdb()
     async with pool.acquire() as conn:
         user = await create_user(conn, f"bench-{uuid.uuid4().hex[:8]}@example.com")
-        push_body = {
-            "name": "hung",
-            "notificationTypes": ["PUSH_NOTIF"],
-            "targetChannels": {"push": HUNG_TOPIC},
-        }
+        push_body = WebhookInput(
+            name="hung", notification_types=["PUSH_NOTIF"], target_channels={"push": HUNG_TOPIC}
+        )
         push = await create_webhook(conn, user, push_body, {"PUSH_NOTIF"})
-        email_body = {
-            "name": "healthy",
-            "notificationTypes": ["EMAIL"],
-            "targetChannels": {"email": "a@example.com"},
-        }
+        email_body = WebhookInput(
+            name="healthy", notification_types=["EMAIL"], target_channels={"email": "a@example.com"}
+        )
         email = await create_webhook(conn, user, email_body, {"EMAIL"})
     worker = build_worker(settings)
     task = asyncio.create_task(worker.main())

@@ -23,7 +23,7 @@ import aiohttp
 
 from engine import db
 from engine.auth.users import create_user
-from engine.webhooks import create_webhook
+from engine.webhooks import WebhookInput, create_webhook
 from tests.support.faults import AppendFsync, RedisServer
 from tests.support.processes import ApiProcess
 from tests.support.services import Services, provision
@@ -34,7 +34,9 @@ async def new_webhook_token(database_url: str) -> str:
     try:
         async with pool.acquire() as conn:
             user = await create_user(conn, f"bench-{uuid.uuid4().hex[:8]}@example.com")
-            body = {"name": "bench", "notificationTypes": ["EMAIL"], "targetChannels": {"email": "a@b.test"}}
+            body = WebhookInput(
+                name="bench", notification_types=["EMAIL"], target_channels={"email": "a@b.test"}
+            )
             webhook = await create_webhook(conn, user, body, {"EMAIL"})
             return str(webhook["token"])
     finally:

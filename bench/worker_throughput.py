@@ -22,7 +22,7 @@ from aiohttp import web
 from engine import db, queue
 from engine.auth.users import create_user
 from engine.settings import Settings, TwilioSettings
-from engine.webhooks import create_webhook
+from engine.webhooks import WebhookInput, create_webhook
 from tests.support.services import Services, provision
 from workers.worker import build_worker
 
@@ -71,7 +71,7 @@ async def measure(
     await redis.flushdb()
     async with pool.acquire() as conn:
         user = await create_user(conn, f"bench-{uuid.uuid4().hex[:8]}@example.com")
-        body = {"name": "bench", "notificationTypes": ["SMS"], "targetChannels": {"sms": "+14155550123"}}
+        body = WebhookInput(name="bench", notification_types=["SMS"], target_channels={"sms": "+14155550123"})
         webhook = await create_webhook(conn, user, body, {"SMS"})
     worker = build_worker(settings, **worker_options)
     task = asyncio.create_task(worker.main())

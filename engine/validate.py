@@ -1,11 +1,60 @@
-"""Field checks for request bodies: each failure is a ValidationError naming the field."""
+"""Checks of request values, whoever asks (the API, the CLI): each failure is a ValidationError
+naming the field by its Python name (``target_channels.sms[1]``). The wire's names are api/'s
+business: it parses a body into the engine's typed input and renames the fields of an error back
+to what the client sent (api/inputs.py).
+
+``UNSET`` is a field the request left out, as opposed to one given as null (``None``): a PATCH
+keeps the value of a field it leaves out.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from enum import Enum
+from typing import Any, Final
 
 from engine.errors import ValidationError
+
+
+class Unset(Enum):
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+
+
+def text(
+    value: str | Unset | None,
+    field: str,
+    *,
+    required: bool = False,
+    min_length: int = 0,
+    max_length: int = 1000,
+    nullable: bool = False,
+) -> str | None:
+    """A trimmed string; left out (or null when nullable) gives None."""
+    if value is UNSET or value is None:
+        if required or (value is None and not nullable):
+            raise ValidationError(f"{field} is required", field=field)
+        return None
+    value = value.strip()
+    if len(value) < min_length:
+        raise ValidationError(f"{field} must be at least {min_length} characters", field=field)
+    if len(value) > max_length:
+        raise ValidationError(f"{field} must be at most {max_length} characters", field=field)
+    return value
+
+
+def choice(value: object, field: str, choices: tuple[str, ...], *, default: str | None = None) -> str | None:
+    """One of ``choices``; left out gives ``default``, and null is as wrong as any other value."""
+    if value is UNSET:
+        return default
+    if not isinstance(value, str) or value not in choices:
+        raise ValidationError(f"{field} must be one of {', '.join(choices)}", field=field)
+    return value
 
 
 def require_object(body: Any) -> Mapping[str, Any]:
@@ -14,46 +63,17 @@ def require_object(body: Any) -> Mapping[str, Any]:
     return body
 
 
-def string(
-    body: Mapping[str, Any],
-    name: str,
-    *,
-    required: bool = False,
-    min_length: int = 0,
-    max_length: int = 1000,
-    nullable: bool = False,
-) -> str | None:
-    """A trimmed string field; absent (or null when nullable) gives None."""
-    value = body.get(name)
-    if value is None:
-        if required or (name in body and not nullable):
-            raise ValidationError(f"{name} is required", field=name)
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(f"{name} must be a string", field=name)
-    value = value.strip()
-    if len(value) < min_length:
-        raise ValidationError(f"{name} must be at least {min_length} characters", field=name)
-    if len(value) > max_length:
-        raise ValidationError(f"{name} must be at most {max_length} characters", field=name)
-    return value
-
-
-def one_of(
-    body: Mapping[str, Any], name: str, choices: tuple[str, ...], *, default: str | None = None
-) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if name in body:  # an explicit null is a wrong type, not "left out"
-            raise ValidationError(f"{name} must be one of {', '.join(choices)}", field=name)
-        return default
-    if not isinstance(value, str) or value not in choices:
-        raise ValidationError(f"{name} must be one of {', '.join(choices)}", field=name)
-    return value
-
-
-def only_known(body: Mapping[str, Any], known: set[str]) -> None:
+def only_known(body: Mapping[str, Any], known: Mapping[str, Any] | set[str]) -> None:
     """Refuse fields we do not know, so a typo is an error rather than silently ignored."""
-    unknown = sorted(set(body) - known)
+    unknown = sorted(set(body) - set(known))
     if unknown:
         raise ValidationError(f"unknown field: {unknown[0]}", field=unknown[0])
+
+
+def string(body: Mapping[str, Any], name: str, **limits: Any) -> str | None:
+    """``text`` of a field of a whole JSON body, for the engine functions that still take one
+    (a note on an incident) and whose field names are the same on the wire."""
+    value = body.get(name, UNSET)
+    if value is not UNSET and value is not None and not isinstance(value, str):
+        raise ValidationError(f"{name} must be a string", field=name)
+    return text(value, name, **limits)

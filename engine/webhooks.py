@@ -6,7 +6,8 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -22,6 +23,7 @@ from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
 from engine.channels.targets import normalise_targets
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.incidents import DedupBy
+from engine.validate import UNSET, Unset
 
 
 class WebhookStatus(StrEnum):
@@ -29,18 +31,23 @@ class WebhookStatus(StrEnum):
     PAUSED = "PAUSED"
 
 
-FIELDS = {
-    "name",
-    "description",
-    "alias",
-    "notificationTypes",
-    "targetChannels",
-    "status",
-    "signingSecret",
-    "dedupBy",
-    "notifyOnResolve",
-    "repageOnChange",
-}
+@dataclass(frozen=True)
+class WebhookInput:
+    """What a create or an update asks for. UNSET is a field left out (an update keeps its value),
+    None a null. Values typed ``object`` are checked here whatever their type (engine/validate.py)."""
+
+    name: str | Unset | None = UNSET
+    description: str | Unset | None = UNSET
+    alias: str | Unset | None = UNSET
+    status: object = UNSET
+    notification_types: object = UNSET
+    target_channels: object = UNSET
+    signing_secret: object = UNSET
+    dedup_by: object = UNSET
+    notify_on_resolve: object = UNSET
+    repage_on_change: bool | Unset = UNSET
+
+
 DEFAULT_NOTIFY_ON_RESOLVE = ["EMAIL", "PUSH_NOTIF"]
 _ALIAS = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
@@ -100,24 +107,23 @@ def slugify(name: str) -> str:
     return slug if len(slug) >= 2 else "webhook"
 
 
-def _types(body: Mapping[str, Any], available: Collection[str]) -> list[str]:
-    raw = body.get("notificationTypes")
+def _types(raw: object, available: Collection[str]) -> list[str]:
     if not isinstance(raw, list) or not raw:
         raise ValidationError(
-            f"notificationTypes must be a non-empty array of {', '.join(CHANNEL_TYPES)}",
-            field="notificationTypes",
+            f"notification_types must be a non-empty array of {', '.join(CHANNEL_TYPES)}",
+            field="notification_types",
         )
     types: list[str] = []
     for i, value in enumerate(raw):
         if value not in CHANNEL_TYPES:
             raise ValidationError(
-                f"notificationTypes[{i}] must be one of {', '.join(CHANNEL_TYPES)}",
-                field=f"notificationTypes[{i}]",
+                f"notification_types[{i}] must be one of {', '.join(CHANNEL_TYPES)}",
+                field=f"notification_types[{i}]",
             )
         if value not in available:
             raise ValidationError(
                 f"{value} is not configured on this server (see the README's configuration table)",
-                field=f"notificationTypes[{i}]",
+                field=f"notification_types[{i}]",
                 code="CHANNEL_NOT_CONFIGURED",
             )
         if value not in types:
@@ -126,27 +132,26 @@ def _types(body: Mapping[str, Any], available: Collection[str]) -> list[str]:
 
 
 def _targets(raw: object, types: list[str], owner: User) -> dict[str, list[str]]:
-    targets = normalise_targets(raw if raw is not None else {}, types)
+    targets = normalise_targets(raw if raw is not None and raw is not UNSET else {}, types)
     for kind in types:
         key = TARGET_KEYS[kind]
         if not targets.get(key):
             fallback = owner.default_target(key)
             if fallback is None:
                 raise ValidationError(
-                    f"targetChannels.{key} is required for {kind}: your account has no default for it",
-                    field=f"targetChannels.{key}",
+                    f"target_channels.{key} is required for {kind}: your account has no default for it",
+                    field=f"target_channels.{key}",
                 )
             targets[key] = [fallback]
     return targets
 
 
-def _notify_on_resolve(body: Mapping[str, Any]) -> list[str]:
+def _notify_on_resolve(raw: object) -> list[str]:
     """Channels that hear of a resolve: any but CALL (a recovery never rings a phone)."""
-    raw = body["notifyOnResolve"]
     allowed = [kind for kind in CHANNEL_TYPES if kind != "CALL"]
     if not isinstance(raw, list):
         raise ValidationError(
-            f"notifyOnResolve must be an array of {', '.join(allowed)}", field="notifyOnResolve"
+            f"notify_on_resolve must be an array of {', '.join(allowed)}", field="notify_on_resolve"
         )
     kinds: list[str] = []
     for i, value in enumerate(raw):
@@ -154,22 +159,14 @@ def _notify_on_resolve(body: Mapping[str, Any]) -> list[str]:
             why = (
                 "a resolve never places a call" if value == "CALL" else f"must be one of {', '.join(allowed)}"
             )
-            raise ValidationError(f"notifyOnResolve[{i}]: {why}", field="notifyOnResolve")
+            raise ValidationError(f"notify_on_resolve[{i}]: {why}", field="notify_on_resolve")
         if value not in kinds:
             kinds.append(value)
     return kinds
 
 
-def _flag(body: Mapping[str, Any], name: str, current: bool) -> bool:
-    if name not in body:
-        return current
-    if not isinstance(body[name], bool):
-        raise ValidationError(f"{name} must be true or false", field=name)
-    return body[name]
-
-
-def _alias(body: Mapping[str, Any]) -> str | None:
-    alias = validate.string(body, "alias", max_length=63)
+def _alias(value: str | Unset | None) -> str | None:
+    alias = validate.text(value, "alias", max_length=63)
     if alias is None:
         return None
     alias = alias.lower()
@@ -182,22 +179,24 @@ def _alias(body: Mapping[str, Any]) -> str | None:
 
 
 async def create_webhook(
-    conn: db.Connection, owner: User, body: object, available: Collection[str]
+    conn: db.Connection, owner: User, wanted: WebhookInput, available: Collection[str]
 ) -> asyncpg.Record:
     """Validate a create request and store the webhook with a fresh token."""
-    body = validate.require_object(body)
-    validate.only_known(body, FIELDS)
-    name = validate.string(body, "name", required=True, min_length=3, max_length=100)
+    name = validate.text(wanted.name, "name", required=True, min_length=3, max_length=100)
     assert name is not None
-    description = validate.string(body, "description", max_length=1000, nullable=True)
-    alias = _alias(body)
-    status = validate.one_of(body, "status", tuple(WebhookStatus), default=WebhookStatus.ACTIVE)
-    types = _types(body, available)
-    targets = _targets(body.get("targetChannels"), types, owner)
-    secret = signing.parse_secret(body.get("signingSecret"))
-    dedup_by = validate.one_of(body, "dedupBy", tuple(DedupBy), default=DedupBy.GROUP)
-    notify = _notify_on_resolve(body) if "notifyOnResolve" in body else DEFAULT_NOTIFY_ON_RESOLVE
-    repage = _flag(body, "repageOnChange", False)
+    description = validate.text(wanted.description, "description", max_length=1000, nullable=True)
+    alias = _alias(wanted.alias)
+    status = validate.choice(wanted.status, "status", tuple(WebhookStatus), default=WebhookStatus.ACTIVE)
+    types = _types(wanted.notification_types, available)
+    targets = _targets(wanted.target_channels, types, owner)
+    secret = signing.parse_secret(None if wanted.signing_secret is UNSET else wanted.signing_secret)
+    dedup_by = validate.choice(wanted.dedup_by, "dedup_by", tuple(DedupBy), default=DedupBy.GROUP)
+    notify = (
+        DEFAULT_NOTIFY_ON_RESOLVE
+        if wanted.notify_on_resolve is UNSET
+        else _notify_on_resolve(wanted.notify_on_resolve)
+    )
+    repage = False if wanted.repage_on_change is UNSET else wanted.repage_on_change
     base = alias or slugify(name)
     for n in range(1, 100):
         candidate = base if n == 1 else f"{base}-{n}"
@@ -246,37 +245,42 @@ async def update_webhook(
     redis: Redis,
     owner: User,
     webhook_id: uuid.UUID,
-    body: object,
+    wanted: WebhookInput,
     available: Collection[str],
 ) -> asyncpg.Record:
     """Apply a partial update; fields left out keep their value. The inbound cache forgets the
     token once the change is committed (``conn`` must not be inside a transaction of the caller's)."""
-    body = validate.require_object(body)
-    validate.only_known(body, FIELDS)
     async with conn.transaction():
         current = await get_webhook(conn, owner.id, webhook_id)
-        name = validate.string(body, "name", min_length=3, max_length=100) or current["name"]
+        name = validate.text(wanted.name, "name", min_length=3, max_length=100) or current["name"]
         description = (
-            validate.string(body, "description", max_length=1000, nullable=True)
-            if "description" in body
-            else current["description"]
+            current["description"]
+            if wanted.description is UNSET
+            else validate.text(wanted.description, "description", max_length=1000, nullable=True)
         )
-        alias = _alias(body) or current["alias"]
+        alias = _alias(wanted.alias) or current["alias"]
         if await conn.fetchval(ALIAS_TAKEN, owner.id, alias, webhook_id):
             raise Conflict(f"alias '{alias}' is already used by another of your webhooks", code="ALIAS_TAKEN")
-        status = validate.one_of(body, "status", tuple(WebhookStatus)) or current["status"]
+        status = validate.choice(wanted.status, "status", tuple(WebhookStatus)) or current["status"]
         types = (
-            _types(body, available) if "notificationTypes" in body else list(current["notification_types"])
+            list(current["notification_types"])
+            if wanted.notification_types is UNSET
+            else _types(wanted.notification_types, available)
         )
-        raw_targets = body["targetChannels"] if "targetChannels" in body else current["targets"]
+        raw_targets = current["targets"] if wanted.target_channels is UNSET else wanted.target_channels
         targets = _targets(raw_targets, types, owner)
-        new_secret = "signingSecret" in body
-        secret = signing.parse_secret(body["signingSecret"]) if new_secret else None
-        dedup_by = validate.one_of(body, "dedupBy", tuple(DedupBy)) or current["dedup_by"]
-        notify = _notify_on_resolve(body) if "notifyOnResolve" in body else list(current["notify_on_resolve"])
+        new_secret = wanted.signing_secret is not UNSET
+        secret = signing.parse_secret(wanted.signing_secret) if new_secret else None
+        dedup_by = validate.choice(wanted.dedup_by, "dedup_by", tuple(DedupBy)) or current["dedup_by"]
+        notify = (
+            list(current["notify_on_resolve"])
+            if wanted.notify_on_resolve is UNSET
+            else _notify_on_resolve(wanted.notify_on_resolve)
+        )
+        repage = current["repage_on_change"] if wanted.repage_on_change is UNSET else wanted.repage_on_change
         values = (
             *(webhook_id, owner.id, name, description, alias, status, types, targets, new_secret, secret),
-            *(dedup_by, notify, _flag(body, "repageOnChange", current["repage_on_change"])),
+            *(dedup_by, notify, repage),
         )
         try:
             record = await conn.fetchrow(UPDATE, *values)

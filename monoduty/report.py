@@ -21,6 +21,8 @@ from engine.settings import Settings
 
 # A report that is done within this many seconds prints nothing on stderr.
 QUIET_SECONDS = 1.0
+# Each option -> the field of engine.reports.parse_request it gives.
+OPTIONS = {"--type": "type", "--range": "date_range", "--format": "format"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,16 +76,17 @@ class Progress:
 
 
 async def generate(settings: Settings, args: argparse.Namespace, out: IO[bytes], progress: Progress) -> None:
+    from api.inputs import wire_names
     from api.responses import dumps
     from engine import db
     from engine.auth.users import find_user
     from engine.reports import render_csv, render_pdf
 
     assert settings.database_url
-    wanted = reports.parse_request(
-        {"type": args.type, "dateRange": args.date_range, "format": args.format},
-        max_days=settings.report_max_days,
-    )
+    with wire_names(OPTIONS):  # an error names the option to fix: "--range is malformed: ..."
+        wanted = reports.parse_request(
+            type=args.type, date_range=args.date_range, format=args.format, max_days=settings.report_max_days
+        )
     conn = await db.connect(settings.database_url)
     try:
         user = await find_user(conn, args.user)

@@ -176,7 +176,13 @@ async def seeded(client: TestClient, account: Account, other_account: Account, p
     alerts = data.specs()
     await data.insert(pool, account.user.id, {"prod": prod["id"], "staging": staging["id"]}, alerts)
     await data.insert(pool, other_account.user.id, {"other": other["id"]}, data.other_specs())
-    return Seeded(account, other_account, alerts, {"prod": "Production", "staging": "Staging"})
+    incidents = data.incident_specs()
+    await data.insert_incidents(
+        pool, account.user.id, {"prod": prod["id"], "staging": staging["id"]}, incidents
+    )
+    await data.insert_incidents(pool, other_account.user.id, {"other": other["id"]}, data.other_incidents())
+    names = {"prod": "Production", "staging": "Staging"}
+    return Seeded(account, other_account, alerts, names, incidents)
 
 
 @pytest.fixture

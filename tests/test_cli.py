@@ -113,7 +113,7 @@ def test_dev_on_embedded_services_delivers_and_keeps_its_data(dev_dir: Path) -> 
 
         sent = wait_for(lambda: len(delivered()) == 2 and delivered(), "the outbox", timeout=60)
         assert {e["channel"] for e in sent} == {"EMAIL", "SMS"}
-        assert all(e["subject"] == "[CRITICAL] DB down" for e in sent)
+        assert all(e["subject"] == "[CRITICAL] #1 DB down" for e in sent)
     finally:
         assert dev.stop() == 0
 

@@ -67,7 +67,7 @@ async def test_compressed_alerts_are_inflated_and_delivered(
     assert resp.status == 202, await resp.text()
     await run_worker(settings)
     sent = await outbox(pool, (await resp.json())["alert_id"])
-    assert [r["subject"] for r in sent] == ["[WARNING] Disk full"]
+    assert [r["subject"] for r in sent] == ["[WARNING] #1 Disk full"]
 
 
 async def test_compressed_api_json_is_read(client: TestClient, account: Account) -> None:

@@ -68,7 +68,7 @@ def assert_ours(mail: EmailMessage, title: str) -> None:
     subject = mail["Subject"]
     assert "\r" not in subject and "\n" not in subject and "Injected: yes" not in subject
     assert "=?" not in subject  # nothing left for a mail reader to decode either
-    assert subject.startswith("[CRITICAL] ") and subject.split()[1] == title.split()[0]
+    assert subject.startswith("[CRITICAL] #1 ") and subject.split()[2] == title.split()[0]
     parts = [part.get_content_type() for part in mail.iter_parts()]
     assert parts == ["text/plain", "text/html"]
     html = mail.get_body(("html",)).get_content()

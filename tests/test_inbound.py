@@ -40,7 +40,7 @@ async def test_alert_is_accepted_then_delivered_on_every_channel(
         ("PUSH_NOTIF", "prod-alerts"),
         ("SMS", "+14155550123"),
     ]
-    assert all(r["subject"] == "[CRITICAL] DB down" for r in sent)
+    assert all(r["subject"] == "[CRITICAL] #1 DB down" for r in sent)
     assert all("primary unreachable" in r["body"] for r in sent)
     stats = await (await client.get(f"/api/webhooks/{webhook['id']}", headers=account.headers)).json()
     assert stats["webhook"]["statistics"] == counts(1, 1, 0)
@@ -63,7 +63,7 @@ async def test_hooks_prefix_form_and_text_bodies(
     subjects = [
         (await outbox(pool, (await r.json())["alert_id"]))[0]["subject"] for r in (form, text, broken)
     ]
-    assert subjects[0] == "[WARNING] Disk full"
+    assert subjects[0] == "[WARNING] #1 Disk full"
     assert subjects[1].endswith("Backup failed")
     # a malformed JSON body is kept as text, not rejected
     assert '{"title": "half' in subjects[2]

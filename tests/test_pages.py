@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+import asyncpg
 from aiohttp.test_utils import TestClient
 
 from engine.channels.sms import fits_one_segment
@@ -90,9 +91,10 @@ async def test_two_clusters_give_pages_that_differ_by_cluster(
     prod, staging = await page(live, account, provider_settings, fake_providers, smtp_server, bodies)
 
     labels = "cluster={} namespace=payments job=kube-state-metrics container=checkout"
-    for sent, cluster in ((prod, "prod-eu"), (staging, "staging-eu")):
+    for sent, cluster, number in ((prod, "prod-eu", 1), (staging, "staging-eu", 2)):
         sms = sent.sms.form["Body"]
-        assert sms.splitlines() == ["[CRITICAL] [FIRING:2] KubePodCrashLooping", labels.format(cluster)]
+        head = f"[CRITICAL] #{number} [FIRING:2] KubePodCrashLooping"  # two groups: two incidents
+        assert sms.splitlines() == [head, labels.format(cluster)]
         assert fits_one_segment(sms)
         assert sent.text.splitlines()[2] == labels.format(cluster)
         assert sent.push.body.splitlines()[0] == labels.format(cluster)
@@ -117,7 +119,7 @@ async def test_a_truncated_group_counts_every_alert(
     assert (len(json.loads(body)["alerts"]), json.loads(body)["truncatedAlerts"]) == (50, 950)
     [sent] = await page(live, account, provider_settings, fake_providers, smtp_server, [body])
 
-    assert sent.email["Subject"] == "[WARNING] [FIRING:1000] Target is down"
+    assert sent.email["Subject"] == "[WARNING] #1 [FIRING:1000] Target is down"
     lines = sent.text.splitlines()
     assert lines[2:5] == [
         "cluster=prod-eu job=node-exporter alertname=TargetDown",
@@ -130,7 +132,9 @@ async def test_a_truncated_group_counts_every_alert(
     assert "alertmanager.example.net" not in sent.text
     assert "50 shown of 1,000" in sent.push.body and "50 shown of 1,000" in sent.html
     sms = sent.sms.form["Body"]
-    assert sms.startswith("[WARNING] [FIRING:1000] Target is down\ncluster=prod-eu") and fits_one_segment(sms)
+    assert sms.startswith("[WARNING] #1 [FIRING:1000] Target is down\ncluster=prod-eu") and fits_one_segment(
+        sms
+    )
     assert sent.said[1] == "Severity warning. Firing, 1000 alerts: Target is down."
 
 
@@ -145,7 +149,7 @@ async def test_a_whole_1000_alert_group_is_accepted_and_paged(
     body = payload("alertmanager_targetdown_full.json.gz")
     assert 512 * 1024 < len(body) < provider_settings.inbound_body_limit
     [sent] = await page(live, account, provider_settings, fake_providers, smtp_server, [body])
-    assert sent.email["Subject"] == "[WARNING] [FIRING:1000] Target is down"
+    assert sent.email["Subject"] == "[WARNING] #1 [FIRING:1000] Target is down"
     assert "shown of" not in sent.text  # nothing was left out
     assert "... and 980 more" in sent.text.splitlines()
 
@@ -176,7 +180,7 @@ async def test_a_pagerduty_page_carries_its_links(
     assert f'<a href="{first}">{first}</a>' in sent.html
     assert "https://wiki.example.org/runbooks/backup?x=&lt;b&gt;" in sent.html and "<b>" not in sent.html
     assert f"- Job run: {first}" in sent.push.body and sent.push.headers["Click"] == first
-    assert sent.sms.form["Body"].splitlines()[:2] == ["[ERROR] Nightly backup of billing-db failed", first]
+    assert sent.sms.form["Body"].splitlines()[:2] == ["[ERROR] #1 Nightly backup of billing-db failed", first]
     assert fits_one_segment(sent.sms.form["Body"])
     everything = sent.text + sent.html + sent.push.body + sent.sms.form["Body"] + sent.call.form["Twiml"]
     assert "s3cret" not in everything and "javascript:" not in everything
@@ -184,3 +188,36 @@ async def test_a_pagerduty_page_carries_its_links(
         "Monoduty alert from Production Alerts.",
         "Severity error. Nightly backup of billing-db failed.",
     ]
+
+
+async def test_every_page_names_its_incident_number(
+    live: TestClient,
+    account: Account,
+    provider_settings: Settings,
+    fake_providers: FakeProviders,
+    smtp_server: SmtpServer,
+    pool: asyncpg.Pool,
+) -> None:
+    """``#n`` is what a person quotes back (SMS replies, the dashboard): SMS, email subject and push
+    title all carry it, before the title so that nothing cuts it off."""
+    long_title = "Replication lag on " + " ".join(f"db-{n}" for n in range(30))  # 188 characters
+    bodies = [
+        json.dumps({"title": "DB down", "message": "primary unreachable", "severity": "critical"}).encode(),
+        json.dumps({"title": "Disk full", "severity": "warning"}).encode(),
+        json.dumps({"title": long_title, "message": "lag 30s", "severity": "info"}).encode(),
+    ]
+    one, two, three = await page(live, account, provider_settings, fake_providers, smtp_server, bodies)
+
+    assert one.sms.form["Body"] == "[CRITICAL] #1 DB down\nprimary unreachable"
+    assert fits_one_segment(one.sms.form["Body"])
+    assert one.email["Subject"] == one.push.headers["Title"] == "[CRITICAL] #1 DB down"
+    assert "Incident: #1" in one.text.splitlines()
+    assert two.sms.form["Body"] == "[WARNING] #2 Disk full"
+    assert two.email["Subject"] == two.push.headers["Title"] == "[WARNING] #2 Disk full"
+    # A subject longer than one segment goes whole, number included, without the detail.
+    assert not fits_one_segment(f"[INFO] #3 {long_title}")
+    assert three.sms.form["Body"] == f"[INFO] #3 {long_title}"
+    numbers = await pool.fetch(
+        "SELECT number, title FROM incidents WHERE user_id = $1 ORDER BY number", account.user.id
+    )
+    assert [(r["number"], r["title"]) for r in numbers] == [(1, "DB down"), (2, "Disk full"), (3, long_title)]

@@ -58,7 +58,7 @@ def test_csv_and_pdf_files_match_the_data(services: Services, seeded: Seeded, tm
         env=env,
     )
     text = "\n".join(p.extract_text() for p in PdfReader(pdf).pages)
-    assert "Monoduty incidents report" in text and "edge-last" in text and data.OTHER_TITLE not in text
+    assert "Monoduty incidents report" in text and "Queue stuck" in text and data.OTHER_TITLE not in text
 
 
 def test_json_goes_to_stdout(services: Services, seeded: Seeded) -> None:

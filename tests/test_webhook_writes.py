@@ -15,12 +15,13 @@ async def test_the_engines_writes_forget_the_cached_token(
 ) -> None:
     async with pool.acquire() as conn:
         record = await webhooks.create_webhook(
-            conn, account.user, {"name": "cached", "notificationTypes": ["EMAIL"]}, {"EMAIL"}
+            conn, account.user, webhooks.WebhookInput(name="cached", notification_types=["EMAIL"]), {"EMAIL"}
         )
     token, webhook_id = record["token"], record["id"]
     assert (await inbound.resolve_token(redis, pool, token)) is not None  # now cached
     async with pool.acquire() as conn:
-        await webhooks.update_webhook(conn, redis, account.user, webhook_id, {"status": "PAUSED"}, {"EMAIL"})
+        paused = webhooks.WebhookInput(status="PAUSED")
+        await webhooks.update_webhook(conn, redis, account.user, webhook_id, paused, {"EMAIL"})
     cached = await inbound.resolve_token(redis, pool, token)
     assert cached is not None and cached.status == "PAUSED"
     async with pool.acquire() as conn:

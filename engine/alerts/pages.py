@@ -15,9 +15,10 @@ from engine.incidents.keys import plain_title
 
 
 def page_message(row: Mapping[str, Any]) -> Message:
-    """The Message of one delivery: a page of a stored alert (a row with the alerts columns and
-    ``webhook_name``), or an incident's RESOLVED notice (``kind`` ``resolved``, the incident's
-    ``number``, ``incident_title``, ``resolved_by``, ``resolved_at``)."""
+    """The Message of one delivery: a page of a stored alert (a row with the alerts columns,
+    ``webhook_name`` and its incident's ``number``, NULL for a test send), or an incident's RESOLVED
+    notice (``kind`` ``resolved``, the incident's ``number``, ``incident_title``, ``resolved_by``,
+    ``resolved_at``; its title names the number already)."""
     if row.get("kind") == "resolved":  # lifecycle.DeliveryKind.RESOLVED
         return _resolved_notice(row)
     return Message(
@@ -30,6 +31,7 @@ def page_message(row: Mapping[str, Any]) -> Message:
         received_at=row["received_at"],
         is_test=row["is_test"],
         links=links_of(row.get("details")),  # absent from a query that does not select it: no links
+        number=row.get("number"),  # a test send belongs to no incident
     )
 
 

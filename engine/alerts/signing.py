@@ -45,11 +45,11 @@ class SignatureRejected(MonodutyError):
 
 
 def parse_secret(value: object) -> str | None:
-    """A signing secret from a create/PATCH body (None removes it); the message never echoes it."""
+    """A webhook's signing secret as given (None removes it); the message never echoes it."""
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError("signingSecret must be a string or null", field="signingSecret")
+        raise ValidationError("signing_secret must be a string or null", field="signing_secret")
     value = value.strip()
     if value.startswith(WHSEC):
         key = _base64(value.removeprefix(WHSEC))
@@ -58,9 +58,9 @@ def parse_secret(value: object) -> str | None:
         strong = len(value.encode()) >= MIN_SECRET_BYTES
     if len(value) > MAX_SECRET_CHARS or not strong:
         raise ValidationError(
-            f"signingSecret must be {MIN_SECRET_BYTES} to {MAX_SECRET_CHARS} characters "
+            f"signing_secret must be {MIN_SECRET_BYTES} to {MAX_SECRET_CHARS} characters "
             f"(or whsec_ and base64 of at least {MIN_SECRET_BYTES} bytes)",
-            field="signingSecret",
+            field="signing_secret",
         )
     return value
 

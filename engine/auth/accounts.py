@@ -14,8 +14,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
 
 import asyncpg
 from argon2 import PasswordHasher
@@ -30,6 +29,7 @@ from engine.channels.formats import validate_email, validate_phone, validate_top
 from engine.errors import Conflict, MonodutyError, ValidationError
 from engine.ratelimit import FailureCounter
 from engine.settings import RateLimit
+from engine.validate import UNSET, Unset
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256  # bounds the hashing work one request can ask for
@@ -38,10 +38,6 @@ FAILURE_WINDOW = 15 * 60
 # Per (email, client address); each failure restarts the window: see the module docstring.
 LOGIN_FAILURES = FailureCounter("login-failures", RateLimit(MAX_FAILURES, FAILURE_WINDOW), sliding=True)
 
-REGISTER_FIELDS = {"email", "password", "name", "phone"}
-PROFILE_FIELDS = {"email", "name", "phone", "pushTopic"}
-PASSWORD_FIELDS = {"currentPassword", "newPassword"}
-LOGIN_FIELDS = {"email", "password"}
 
 SELECT_LOGIN = f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"
 SELECT_HASH = "SELECT password_hash FROM users WHERE id = $1"
@@ -57,6 +53,36 @@ RETURNING {USER_COLUMNS}
 log = logging.getLogger("monoduty.security")
 
 _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+
+
+# What each request asks for. UNSET is a field left out (a profile change keeps its value), None a
+# null; values typed ``object`` are checked here whatever their type (engine/validate.py).
+@dataclass(frozen=True)
+class Registration:
+    email: object = UNSET
+    password: object = UNSET
+    name: str | Unset | None = UNSET
+    phone: object = UNSET
+
+
+@dataclass(frozen=True)
+class Credentials:
+    email: object = UNSET
+    password: object = UNSET
+
+
+@dataclass(frozen=True)
+class PasswordChange:
+    current_password: object = UNSET
+    new_password: object = UNSET
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    email: object = UNSET
+    name: str | Unset | None = UNSET
+    phone: object = UNSET
+    push_topic: object = UNSET
 
 
 class InvalidCredentials(MonodutyError):
@@ -95,8 +121,7 @@ async def _verify(stored: str | None, password: str) -> bool:
     return await asyncio.to_thread(check)
 
 
-def _password(body: Mapping[str, Any], name: str) -> str:
-    value = body.get(name)
+def _password(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"{name} is required", field=name)
     if not MIN_PASSWORD <= len(value) <= MAX_PASSWORD:
@@ -108,20 +133,16 @@ def _password(body: Mapping[str, Any], name: str) -> str:
 
 async def set_password(conn: db.Connection, user_id: uuid.UUID, password: str) -> None:
     """Give a user a password (``monoduty users create --password``), checked like a sign-up's."""
-    await conn.execute(
-        SET_PASSWORD, user_id, await hash_password(_password({"password": password}, "password"))
-    )
+    await conn.execute(SET_PASSWORD, user_id, await hash_password(_password(password, "password")))
 
 
-async def register(conn: db.Connection, body: object) -> User:
+async def register(conn: db.Connection, wanted: Registration) -> User:
     """Create a user with a password (the caller has checked that sign-up is open)."""
-    body = validate.require_object(body)
-    validate.only_known(body, REGISTER_FIELDS)
-    email = validate_email(body.get("email"), field="email")
-    password = _password(body, "password")
-    name = validate.string(body, "name", max_length=100, nullable=True)
-    phone = body.get("phone")
-    phone = validate_phone(phone, field="phone") if phone is not None else None
+    email = validate_email(None if wanted.email is UNSET else wanted.email, field="email")
+    password = _password(wanted.password, "password")
+    name = validate.text(wanted.name, "name", max_length=100, nullable=True)
+    given_phone = None if wanted.phone is UNSET else wanted.phone
+    phone = validate_phone(given_phone, field="phone") if given_phone is not None else None
     async with conn.transaction():
         user = await create_user(conn, email, name=name, phone=phone)
         await set_password(conn, user.id, password)
@@ -132,11 +153,9 @@ def _login_identity(email: str, client: str) -> str:
     return f"{email.lower()}|{client}"  # client may come from a header: any byte (surrogateescape)
 
 
-async def login(conn: db.Connection, redis: Redis, body: object, client: str) -> User:
+async def login(conn: db.Connection, redis: Redis, given: Credentials, client: str) -> User:
     """The user whose email and password these are, or InvalidCredentials / LoginThrottled."""
-    body = validate.require_object(body)
-    validate.only_known(body, LOGIN_FIELDS)  # as every other body: a typo is an error, not ignored
-    email, password = body.get("email"), body.get("password")
+    email, password = given.email, given.password
     if not isinstance(email, str) or not isinstance(password, str) or len(email) > 254:
         raise ValidationError("email and password are required", field="email")
     identity = _login_identity(email, client)
@@ -159,38 +178,39 @@ async def login(conn: db.Connection, redis: Redis, body: object, client: str) ->
 
 
 async def change_password(
-    conn: db.Connection, redis: Redis, user: User, body: object, *, keep: Session | None
+    conn: db.Connection, redis: Redis, user: User, change: PasswordChange, *, keep: Session | None
 ) -> None:
     """Set a new password; the current one is required when the user has one. Every web session
     of the user but ``keep`` (the one asking, if it is a session) ends."""
-    body = validate.require_object(body)
-    validate.only_known(body, PASSWORD_FIELDS)
-    new = _password(body, "newPassword")
-    if not isinstance(body.get("currentPassword", ""), str):  # checked even when no password is set yet
-        raise ValidationError("currentPassword must be a string", field="currentPassword")
+    new = _password(change.new_password, "new_password")
+    current = change.current_password
+    if current is not UNSET and not isinstance(current, str):  # checked even when no password is set yet
+        raise ValidationError("current_password must be a string", field="current_password")
     stored = await conn.fetchval(SELECT_HASH, user.id)
-    if stored is not None:
-        current = body.get("currentPassword")
-        if not isinstance(current, str) or not await _verify(stored, current[: MAX_PASSWORD + 1]):
-            raise ValidationError(
-                "currentPassword is not right", field="currentPassword", code="WRONG_PASSWORD"
-            )
+    if stored is not None and (
+        not isinstance(current, str) or not await _verify(stored, current[: MAX_PASSWORD + 1])
+    ):
+        raise ValidationError(
+            "current_password is not right", field="current_password", code="WRONG_PASSWORD"
+        )
     await conn.execute(SET_PASSWORD, user.id, await hash_password(new))
     await sessions.end_all(redis, user.id, keep=keep)
 
 
-async def update_profile(conn: db.Connection, user: User, body: object) -> User:
+async def update_profile(conn: db.Connection, user: User, change: ProfileChange) -> User:
     """Change email, name, phone or push topic; a field left out keeps its value, null clears it."""
-    body = validate.require_object(body)
-    validate.only_known(body, PROFILE_FIELDS)
-    email = validate_email(body["email"], field="email") if "email" in body else user.email
-    name = validate.string(body, "name", max_length=100, nullable=True) if "name" in body else user.name
+    email = user.email if change.email is UNSET else validate_email(change.email, field="email")
+    name = (
+        user.name
+        if change.name is UNSET
+        else validate.text(change.name, "name", max_length=100, nullable=True)
+    )
     phone, topic = user.phone, user.push_topic
-    if "phone" in body:
-        phone = validate_phone(body["phone"], field="phone") if body["phone"] is not None else None
-    if "pushTopic" in body:
-        raw = body["pushTopic"]
-        topic = validate_topic(raw, field="pushTopic") if raw is not None else None
+    if change.phone is not UNSET:
+        phone = validate_phone(change.phone, field="phone") if change.phone is not None else None
+    if change.push_topic is not UNSET:
+        raw = change.push_topic
+        topic = validate_topic(raw, field="push_topic") if raw is not None else None
     try:
         record = await conn.fetchrow(UPDATE_PROFILE, user.id, email, name, phone, topic)
     except asyncpg.UniqueViolationError:

@@ -20,11 +20,11 @@ import asyncpg
 from engine import db, validate
 from engine.auth.users import User
 from engine.errors import NotFound, ValidationError
+from engine.validate import Unset
 
 KEY_PREFIX = "md_live_"
 _SHOWN_CHARS = len(KEY_PREFIX) + 6
 
-FIELDS = {"name"}
 MAX_KEYS = 100  # live keys per user; also the page size of the list
 
 SELECT_ALL = """
@@ -97,11 +97,11 @@ async def list_keys(
     return records, await conn.fetchval(COUNT_LIVE, user_id)
 
 
-async def new_key(conn: db.Connection, user_id: uuid.UUID, body: object) -> tuple[str, dict[str, Any]]:
-    """Validate the request and make a key; the secret is returned this once."""
-    body = validate.require_object(body)
-    validate.only_known(body, FIELDS)
-    name = validate.string(body, "name", required=True, min_length=1, max_length=100)
+async def new_key(
+    conn: db.Connection, user_id: uuid.UUID, name: str | Unset | None
+) -> tuple[str, dict[str, Any]]:
+    """Validate the request (UNSET: no name given) and make a key; the secret is returned this once."""
+    name = validate.text(name, "name", required=True, min_length=1, max_length=100)
     assert name is not None
     if await conn.fetchval(COUNT_LIVE, user_id) >= MAX_KEYS:
         raise ValidationError(

@@ -30,12 +30,17 @@ class Message:
     received_at: datetime
     is_test: bool = False
     links: tuple[str, ...] = ()  # http(s) URLs the sender linked (PagerDuty ``links``), first = most useful
+    number: int | None = None  # the incident's per-owner number; None for a test send or a notice
 
     @property
     def subject(self) -> str:
-        """One line for subjects, SMS and push titles: ``[TEST] [CRITICAL] DB down``."""
+        """One line for subjects, SMS and push titles: ``[CRITICAL] #42 DB down``, ``[TEST] [INFO] x``.
+
+        The number comes before the title so that a cut title (push titles, long subjects) still
+        names the incident a reply or the dashboard can find."""
         prefix = "[TEST] " if self.is_test else ""
-        return f"{prefix}[{self.severity.upper()}] {self.title}"
+        number = f"#{self.number} " if self.number is not None else ""
+        return f"{prefix}[{self.severity.upper()}] {number}{self.title}"
 
 
 @dataclass(frozen=True)

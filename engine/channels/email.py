@@ -143,6 +143,8 @@ def compose(message: Message, to: str, from_addr: str) -> EmailMessage:
 
 def _facts(message: Message) -> list[tuple[str, str]]:
     facts = [("Severity", message.severity), ("Webhook", message.webhook_name)]
+    if message.number is not None:
+        facts.append(("Incident", f"#{message.number}"))
     if message.source:
         facts.append(("Source", message.source))
     received = message.received_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -1,7 +1,7 @@
 """The formats a channel target takes: an email address, an E.164 phone number, an ntfy topic.
 
 Each validator returns the normalised form (idempotent: stored values pass again) or raises a
-``TargetError`` naming the field as the client sent it. Webhook targets and a user's own contacts
+``TargetError`` naming the field. Webhook targets and a user's own contacts
 share them, so a user's default target is always one a webhook would accept.
 """
 
@@ -20,7 +20,7 @@ _TLD = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
 
 
 class TargetError(ValidationError, ValueError):
-    """A target that cannot be used; ``field`` names it as the client sent it. A ValidationError
+    """A target that cannot be used; ``field`` names it. A ValidationError
     like every other bad field (a 400 naming the field), and a ValueError for plain callers."""
 
     field: str

@@ -1,9 +1,9 @@
-"""Where a webhook's alerts go: checking and normalising ``targetChannels``.
+"""Where a webhook's alerts go: checking and normalising its ``target_channels``.
 
-The API takes ``{"email": ..., "sms": ..., "push": ..., "call": ...}`` (one key per channel in
-the registry), each value one string or a list of strings. Every error is a ``TargetError`` (a
-``ValidationError``) naming the exact field (``targetChannels.sms[1]``), so the API answers a 400
-a user can act on.
+They are ``{"email": ..., "sms": ..., "push": ..., "call": ...}`` (one key per channel in the
+registry), each value one string or a list of strings. Every error is a ``TargetError`` (a
+``ValidationError``) naming the exact field (``target_channels.sms[1]``; the API shows it under the
+wire's name), so the API answers a 400 a user can act on.
 
 Policy: only the registry's keys are accepted (a typo such as ``"mail"`` is an error, not a silent
 no-op). Targets for a channel that is not among the webhook's notification types are kept, checked
@@ -17,6 +17,7 @@ from engine.channels.formats import TargetError
 from engine.channels.registry import CHANNELS, TARGET_KEYS
 
 MAX_TARGETS = 10  # per channel: an alert fans out to at most this many of each
+FIELD = "target_channels"  # how errors name them
 
 _BY_KEY = {spec.key: spec for spec in CHANNELS}
 
@@ -27,7 +28,7 @@ def _key_list(last: str) -> str:
 
 
 def normalise_targets(raw: object, types: list[str]) -> dict[str, list[str]]:
-    """Check ``targetChannels`` and return it as ``{key: [target, ...]}`` with duplicates removed.
+    """Check ``target_channels`` and return them as ``{key: [target, ...]}`` with duplicates removed.
 
     ``types`` are the webhook's notification types: their keys come first in the result, in that
     order; keys given for other channels follow, checked all the same (see the module docstring).
@@ -39,17 +40,17 @@ def normalise_targets(raw: object, types: list[str]) -> dict[str, list[str]]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise TargetError("targetChannels", f"must be an object with keys {_key_list('and')}")
+        raise TargetError(FIELD, f"must be an object with keys {_key_list('and')}")
     for key in raw:
         if key not in _BY_KEY:
-            raise TargetError(f"targetChannels.{key}", f"is not a channel: use {_key_list('or')}")
+            raise TargetError(f"{FIELD}.{key}", f"is not a channel: use {_key_list('or')}")
     enabled = [TARGET_KEYS[t] for t in types]
     order = [*dict.fromkeys(enabled), *(k for k in _BY_KEY if k not in enabled)]
     return {key: _channel_targets(key, raw[key]) for key in order if key in raw}
 
 
 def _channel_targets(key: str, value: object) -> list[str]:
-    field = f"targetChannels.{key}"
+    field = f"{FIELD}.{key}"
     validate = _BY_KEY[key].validate
     if isinstance(value, str):
         return [validate(value, field=field)]

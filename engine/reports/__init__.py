@@ -1,6 +1,6 @@
 """Reports on a user's alerts over a range of UTC days, as JSON, CSV (streamed) or PDF.
 
-- ``ranges``      the ``dateRange`` syntax and its limits
+- ``ranges``      the date range syntax and its limits
 - ``queries``     the SQL, one query per figure, every one scoped to the owner and free of test sends
 - ``render_csv``  rows written as the database cursor yields them
 - ``render_pdf``  title, range, a calls-per-day chart and the tables, with fpdf2
@@ -17,12 +17,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from engine import db, validate
+from engine.errors import ValidationError
 from engine.reports import queries
 from engine.reports.ranges import DateRange, parse_range
+from engine.validate import UNSET
 
 TYPES = ("summary", "detailed", "incidents", "performance")
 FORMATS = ("json", "csv", "pdf")
-FIELDS = {"type", "dateRange", "format"}
 # Rows a JSON or PDF report holds at most; CSV streams every row.
 MAX_ROWS = {"json": 10_000, "pdf": 500, "csv": None}
 TITLES = {
@@ -49,15 +50,24 @@ class ReportRequest:
         return f"Monoduty {TITLES[self.type].lower()}"
 
 
-def parse_request(body: object, *, today: date | None = None, max_days: int = 366) -> ReportRequest:
-    """``{type, dateRange?, format?}``; every mistake is a 400 naming its field."""
-    body = validate.require_object(body)
-    validate.only_known(body, FIELDS)
-    kind = validate.one_of(body, "type", TYPES)
-    if kind is None:
-        validate.string(body, "type", required=True)  # raises "type is required"
-    fmt = validate.one_of(body, "format", FORMATS, default="json")
-    span = parse_range(body.get("dateRange"), today=today or datetime.now(UTC).date(), max_days=max_days)
+def parse_request(
+    *,
+    type: object = UNSET,
+    format: object = UNSET,
+    date_range: object = UNSET,
+    today: date | None = None,
+    max_days: int = 366,
+) -> ReportRequest:
+    """What a client asked for (UNSET: left out); every mistake is a 400 naming its field."""
+    if type is UNSET:
+        raise ValidationError("type is required", field="type")
+    kind = validate.choice(type, "type", TYPES)
+    fmt = validate.choice(format, "format", FORMATS, default="json")
+    span = parse_range(
+        None if date_range is UNSET else date_range,
+        today=today or datetime.now(UTC).date(),
+        max_days=max_days,
+    )
     assert kind is not None and fmt is not None
     return ReportRequest(kind, fmt, span)
 

@@ -4,6 +4,9 @@ Definitions shared by every format:
 - a *call* is a non-test alert received in [start, end);
 - *latency* of a delivery is from its creation (the alert being fanned out) to its final outcome;
   percentiles use delivered ones only;
+- a *cancelled* delivery is a page never sent because its incident was acknowledged or resolved
+  first: counted among deliveries, in its own column, and left out of the retry rate;
+- an incident is *opened* at its first alert; time to acknowledge / resolve runs from there;
 - rates are percentages with two decimals, None when there is nothing to divide by.
 """
 
@@ -50,14 +53,35 @@ FROM alerts a JOIN webhooks w ON w.id = a.webhook_id LEFT JOIN deliveries d ON d
 WHERE {IN_RANGE}
 ORDER BY a.received_at, a.id, d.channel, d.target
 """
+# Incidents opened (first alert) in the range. Who acknowledged/resolved: a user's email, or
+# "sender" / "system" (engine.incidents.Actor); "user" when that user was deleted since.
+_BY = "CASE i.{what}_by WHEN 'user' THEN coalesce({who}.email, 'user') ELSE i.{what}_by END"
+_SECONDS = "round(extract(epoch FROM i.{what}_at - i.first_alert_at)::numeric, 1)"
+INCIDENTS_IN_RANGE = "i.user_id = $1 AND i.first_alert_at >= $2 AND i.first_alert_at < $3"
 INCIDENTS = f"""
-SELECT a.id AS alert_id, a.received_at, w.name AS webhook, a.title, a.severity, a.source, a.status,
-    round((extract(epoch FROM min(d.delivered_at) - a.received_at) * 1000)::numeric, 1)
-        AS time_to_first_delivery_ms
-FROM alerts a JOIN webhooks w ON w.id = a.webhook_id LEFT JOIN deliveries d ON d.alert_id = a.id
-WHERE {IN_RANGE}
-GROUP BY a.id, w.name
-ORDER BY a.received_at, a.id
+SELECT i.id AS incident_id, i.number, w.name AS webhook, i.title, i.severity, i.status, i.source,
+    i.alert_count, i.first_alert_at AS opened_at,
+    i.acknowledged_at, {_SECONDS.format(what="acknowledged")} AS seconds_to_acknowledge,
+    {_BY.format(what="acknowledged", who="ack")} AS acknowledged_by,
+    i.resolved_at, {_SECONDS.format(what="resolved")} AS seconds_to_resolve,
+    {_BY.format(what="resolved", who="res")} AS resolved_by
+FROM incidents i JOIN webhooks w ON w.id = i.webhook_id
+    LEFT JOIN users ack ON ack.id = i.acknowledged_by_user
+    LEFT JOIN users res ON res.id = i.resolved_by_user
+WHERE {INCIDENTS_IN_RANGE}
+ORDER BY i.first_alert_at, i.number
+"""
+# MTTA / MTTR as PagerDuty counts them: means over the incidents opened in the range that were
+# acknowledged / resolved; one still open adds to the count of incidents, not to the mean.
+# Per webhook plus the all-webhooks row (webhook_id NULL) from the same scan.
+INCIDENT_TIMES = f"""
+SELECT i.webhook_id, count(*) AS incidents,
+    count(i.acknowledged_at) AS acknowledged,
+    count(i.resolved_at) AS resolved,
+    round(avg(extract(epoch FROM i.acknowledged_at - i.first_alert_at))::numeric, 1) AS mtta,
+    round(avg(extract(epoch FROM i.resolved_at - i.first_alert_at))::numeric, 1) AS mttr
+FROM incidents i WHERE {INCIDENTS_IN_RANGE}
+GROUP BY GROUPING SETS ((i.webhook_id), ())
 """
 _PERCENTILE = (
     "round((percentile_cont({q}) WITHIN GROUP (ORDER BY {ms})"
@@ -69,7 +93,8 @@ SELECT d.channel, count(*) AS deliveries,
     count(*) FILTER (WHERE d.status = 'delivered') AS delivered,
     count(*) FILTER (WHERE d.status = 'failed') AS failed,
     count(*) FILTER (WHERE d.status = 'pending') AS pending,
-    count(*) FILTER (WHERE d.attempts > 1) AS retried,
+    count(*) FILTER (WHERE d.status = 'cancelled') AS cancelled,
+    count(*) FILTER (WHERE d.attempts > 1 AND d.status <> 'cancelled') AS retried,
     {_PERCENTILE.format(q=0.5, ms=LATENCY_MS)} AS p50_ms,
     {_PERCENTILE.format(q=0.95, ms=LATENCY_MS)} AS p95_ms,
     {_PERCENTILE.format(q=0.99, ms=LATENCY_MS)} AS p99_ms
@@ -90,7 +115,7 @@ def rate(part: int, whole: int) -> float | None:
     return round(100 * part / whole, 2) if whole else None
 
 
-def _ms(value: Decimal | None) -> float | None:
+def _float(value: Decimal | None) -> float | None:
     return float(value) if value is not None else None
 
 
@@ -107,10 +132,12 @@ async def calls_per_day(conn: db.Connection, user_id: uuid.UUID, span: DateRange
 
 
 async def summary(conn: db.Connection, user_id: uuid.UUID, span: DateRange) -> dict[str, Any]:
-    """Per webhook and in total: calls, outcomes, success rate and deliveries per channel."""
+    """Per webhook and in total: calls, outcomes, success rate, deliveries per channel, and the
+    incidents opened with their MTTA and MTTR (seconds)."""
     per_channel: dict[uuid.UUID, dict[str, int]] = {}
     for r in await conn.fetch(DELIVERIES_PER_CHANNEL, *_args(user_id, span)):
         per_channel.setdefault(r["webhook_id"], {})[r["channel"]] = r["deliveries"]
+    times = {r["webhook_id"]: _times(r) for r in await conn.fetch(INCIDENT_TIMES, *_args(user_id, span))}
     webhooks = []
     total: dict[str, Any] = {"calls": 0, "successful": 0, "failed": 0, "pending": 0, "deliveries": {}}
     for r in await conn.fetch(SUMMARY, *_args(user_id, span)):
@@ -124,6 +151,7 @@ async def summary(conn: db.Connection, user_id: uuid.UUID, span: DateRange) -> d
                 **counts,
                 "success_rate": rate(r["successful"], r["successful"] + r["failed"]),
                 "deliveries": dict(sorted(channels.items())),
+                **times.get(r["webhook_id"], _NO_INCIDENTS),
             }
         )
         for k, v in counts.items():
@@ -132,7 +160,27 @@ async def summary(conn: db.Connection, user_id: uuid.UUID, span: DateRange) -> d
             total["deliveries"][channel] = total["deliveries"].get(channel, 0) + n
     total["success_rate"] = rate(total["successful"], total["successful"] + total["failed"])
     total["deliveries"] = dict(sorted(total["deliveries"].items()))
+    total.update(times.get(None, _NO_INCIDENTS))
     return {"webhooks": webhooks, "total": total}
+
+
+_NO_INCIDENTS: dict[str, Any] = {
+    "incidents": 0,
+    "incidents_acknowledged": 0,
+    "incidents_resolved": 0,
+    "mtta_seconds": None,
+    "mttr_seconds": None,
+}
+
+
+def _times(r: Any) -> dict[str, Any]:
+    return {
+        "incidents": r["incidents"],
+        "incidents_acknowledged": r["acknowledged"],
+        "incidents_resolved": r["resolved"],
+        "mtta_seconds": _float(r["mtta"]),
+        "mttr_seconds": _float(r["mttr"]),
+    }
 
 
 async def detailed_rows(
@@ -144,16 +192,21 @@ async def detailed_rows(
         yield {
             **dict(r),
             "target": mask_target(r["target"]) if r["target"] is not None else None,
-            "latency_ms": _ms(r["latency_ms"]),
+            "latency_ms": _float(r["latency_ms"]),
         }
 
 
 async def incident_rows(
     conn: db.Connection, user_id: uuid.UUID, span: DateRange
 ) -> AsyncIterator[dict[str, Any]]:
-    """One row per call with its final status and time to first delivery; call inside a transaction."""
+    """One row per incident opened in the range, oldest first, with its times to acknowledge and
+    resolve (seconds, None while not done); call inside a transaction."""
     async for r in conn.cursor(INCIDENTS, *_args(user_id, span), prefetch=500):
-        yield {**dict(r), "time_to_first_delivery_ms": _ms(r["time_to_first_delivery_ms"])}
+        yield {
+            **dict(r),
+            "seconds_to_acknowledge": _float(r["seconds_to_acknowledge"]),
+            "seconds_to_resolve": _float(r["seconds_to_resolve"]),
+        }
 
 
 async def performance(
@@ -168,10 +221,11 @@ async def performance(
             "delivered": r["delivered"],
             "failed": r["failed"],
             "pending": r["pending"],
-            "latency_p50_ms": _ms(r["p50_ms"]),
-            "latency_p95_ms": _ms(r["p95_ms"]),
-            "latency_p99_ms": _ms(r["p99_ms"]),
-            "retry_rate": rate(r["retried"], r["deliveries"]),
+            "cancelled": r["cancelled"],
+            "latency_p50_ms": _float(r["p50_ms"]),
+            "latency_p95_ms": _float(r["p95_ms"]),
+            "latency_p99_ms": _float(r["p99_ms"]),
+            "retry_rate": rate(r["retried"], r["deliveries"] - r["cancelled"]),
             "failure_rate": rate(r["failed"], r["delivered"] + r["failed"]),
         }
         if r["channel"] is None:

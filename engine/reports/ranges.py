@@ -10,7 +10,7 @@ from engine.errors import ValidationError
 
 DEFAULT_DAYS = 7
 _RANGE = re.compile(r"\s*(\d{4}-\d{2}-\d{2})\s+to\s+(\d{4}-\d{2}-\d{2})\s*")
-FIELD = "dateRange"
+FIELD = "date_range"  # how errors name it
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def default_range(today: date) -> DateRange:
 
 
 def parse_range(raw: object, *, today: date, max_days: int) -> DateRange:
-    """Parse ``dateRange``; None is the default range. Each kind of mistake has its own code."""
+    """Parse a date range; None is the default range. Each kind of mistake has its own code."""
     if raw is None:
         return default_range(today)
     match = _RANGE.fullmatch(raw) if isinstance(raw, str) else None
@@ -59,20 +59,20 @@ def parse_range(raw: object, *, today: date, max_days: int) -> DateRange:
             raise ValueError("last day")
     except ValueError:
         raise ValidationError(
-            'dateRange is malformed: expected "YYYY-MM-DD to YYYY-MM-DD" with real dates',
+            f'{FIELD} is malformed: expected "YYYY-MM-DD to YYYY-MM-DD" with real dates',
             field=FIELD,
             code="DATE_RANGE_MALFORMED",
         ) from None
     if last < first:
         raise ValidationError(
-            f"dateRange is reversed: {first.isoformat()} is after {last.isoformat()}",
+            f"{FIELD} is reversed: {first.isoformat()} is after {last.isoformat()}",
             field=FIELD,
             code="DATE_RANGE_REVERSED",
         )
     found = DateRange(first, last)
     if found.days > max_days:
         raise ValidationError(
-            f"dateRange is too long: {found.days} days, the maximum is {max_days}",
+            f"{FIELD} is too long: {found.days} days, the maximum is {max_days}",
             field=FIELD,
             code="DATE_RANGE_TOO_LONG",
         )

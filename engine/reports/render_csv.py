@@ -36,14 +36,21 @@ DETAILED = (
     "latency_ms",
 )
 INCIDENTS = (
-    "alert_id",
-    "received_at",
+    "number",
+    "incident_id",
     "webhook",
     "title",
     "severity",
-    "source",
     "status",
-    "time_to_first_delivery_ms",
+    "source",
+    "alert_count",
+    "opened_at",
+    "acknowledged_at",
+    "seconds_to_acknowledge",
+    "acknowledged_by",
+    "resolved_at",
+    "seconds_to_resolve",
+    "resolved_by",
 )
 SUMMARY = (
     "webhook",
@@ -54,6 +61,11 @@ SUMMARY = (
     "pending",
     "success_rate",
     *(f"deliveries_{c}" for c in CHANNEL_TYPES),
+    "incidents",
+    "incidents_acknowledged",
+    "mtta_seconds",
+    "incidents_resolved",
+    "mttr_seconds",
 )
 PERFORMANCE = (
     "channel",
@@ -61,6 +73,7 @@ PERFORMANCE = (
     "delivered",
     "failed",
     "pending",
+    "cancelled",
     "latency_p50_ms",
     "latency_p95_ms",
     "latency_p99_ms",

@@ -37,6 +37,28 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} %"
 
 
+def _minute(value: datetime | None) -> str:
+    """A time to the minute: the durations next to it carry the seconds, and it fits one line."""
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")
+
+
+def _duration(seconds: float | None) -> str:
+    """``45s``, ``4m 10s``, ``2h 05m``, ``3d 04h``: as precise as a reader of a report needs."""
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
 class _Report(FPDF):
     def __init__(self, title: str) -> None:
         super().__init__(orientation="landscape", format="A4")
@@ -175,6 +197,26 @@ def _summary(pdf: _Report, report: dict[str, Any]) -> None:
     widths = [60, 20, 22, 20, 20, 25, *(max(20, round(2.4 * len(c))) for c in CHANNEL_TYPES)]
     pdf.grid(header, rows, widths)
     pdf.note("Success rate: successful calls out of finished ones. Channel columns count deliveries.")
+    pdf.heading("Incidents per webhook")
+    rows = [
+        [
+            w["name"],
+            w["incidents"],
+            w["incidents_acknowledged"],
+            _duration(w["mtta_seconds"]),
+            w["incidents_resolved"],
+            _duration(w["mttr_seconds"]),
+        ]
+        for w in [*report["webhooks"], {**report["total"], "name": "TOTAL"}]
+    ]
+    pdf.grid(
+        ["Webhook", "Incidents", "Acknowledged", "MTTA", "Resolved", "MTTR"], rows, [60, 22, 26, 22, 22, 22]
+    )
+    pdf.note(
+        "Incidents opened in this range. MTTA / MTTR: mean time from an incident's first alert to its "
+        "acknowledgement / resolution, over the incidents that were acknowledged / resolved (as "
+        "PagerDuty counts them); one still open is left out of the mean."
+    )
 
 
 def _detailed(pdf: _Report, report: dict[str, Any]) -> None:
@@ -212,23 +254,45 @@ def _detailed(pdf: _Report, report: dict[str, Any]) -> None:
 
 
 def _incidents(pdf: _Report, report: dict[str, Any]) -> None:
-    pdf.heading("Alerts received")
-    header = ["Received", "Webhook", "Title", "Severity", "Source", "Final status", "First delivery ms"]
+    pdf.heading("Incidents opened")
+    header = [
+        "#",
+        "Webhook",
+        "Title",
+        "Severity",
+        "Alerts",
+        "Opened",
+        "Acknowledged",
+        "To ack",
+        "Acknowledged by",
+        "Resolved",
+        "To resolve",
+    ]
     rows = [
         [
-            i["received_at"],
+            i["number"],
             i["webhook"],
-            i["title"][:70],
+            i["title"][:60],
             i["severity"],
-            i["source"],
-            i["status"],
-            i["time_to_first_delivery_ms"],
+            i["alert_count"],
+            _minute(i["opened_at"]),
+            _minute(i["acknowledged_at"]),
+            _duration(i["seconds_to_acknowledge"]),
+            i["acknowledged_by"],
+            _minute(i["resolved_at"]),
+            _duration(i["seconds_to_resolve"]),
         ]
         for i in report["incidents"]
     ]
-    pdf.grid(header, rows, [32, 38, 90, 20, 35, 22, 28])
+    pdf.grid(header, rows, [10, 28, 50, 15, 12, 26, 26, 15, 45, 26, 17])
+    pdf.note(
+        "Times run from an incident's first alert. Acknowledged by: a user, the sender (its acknowledge "
+        "event) or the system. Not yet acknowledged or resolved: '-'."
+    )
     if report["truncated"]:
-        pdf.note(f"Only the first {len(report['incidents'])} alerts are shown; the CSV format has them all.")
+        pdf.note(
+            f"Only the first {len(report['incidents'])} incidents are shown; the CSV format has them all."
+        )
 
 
 def _performance(pdf: _Report, report: dict[str, Any]) -> None:
@@ -238,6 +302,8 @@ def _performance(pdf: _Report, report: dict[str, Any]) -> None:
         "Deliveries",
         "Delivered",
         "Failed",
+        "Pending",
+        "Cancelled",
         "p50 ms",
         "p95 ms",
         "p99 ms",
@@ -250,6 +316,8 @@ def _performance(pdf: _Report, report: dict[str, Any]) -> None:
             c["deliveries"],
             c["delivered"],
             c["failed"],
+            c["pending"],
+            c["cancelled"],
             c["latency_p50_ms"],
             c["latency_p95_ms"],
             c["latency_p99_ms"],
@@ -258,10 +326,11 @@ def _performance(pdf: _Report, report: dict[str, Any]) -> None:
         ]
         for c in [*report["channels"], {**report["overall"], "channel": None}]
     ]
-    pdf.grid(header, rows, [35, 28, 28, 25, 25, 25, 25, 28, 28])
+    pdf.grid(header, rows, [30, 24, 22, 18, 20, 22, 22, 22, 22, 24, 26])
     pdf.note(
-        "Latency: from fan-out to delivery, delivered deliveries only. Retry rate: deliveries "
-        "needing more than one attempt. Failure rate: failed out of finished."
+        "Latency: from fan-out to delivery, delivered deliveries only. Cancelled: pages not sent "
+        "because their incident was acknowledged or resolved first. Retry rate: deliveries needing "
+        "more than one attempt, out of those not cancelled. Failure rate: failed out of finished."
     )
     pdf.heading("Busiest hours (UTC)")
     pdf.grid(

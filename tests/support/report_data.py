@@ -1,4 +1,5 @@
-"""Report test data: alerts with known timestamps and outcomes, and the figures they should give.
+"""Report test data: alerts and incidents with known timestamps and outcomes, and the figures they
+should give.
 
 Every expected figure here is computed from the specs in plain Python, never by engine code.
 """
@@ -58,13 +59,16 @@ def specs() -> list[Alert]:
             when = DAY0 + timedelta(days=day, hours=[9, 14, 9, 22, 3][k], minutes=i, seconds=i)
             if i % 3:
                 sms_status = "failed" if i % 5 == 0 else "pending" if i % 7 == 0 else "delivered"
+                attempts = 5 if sms_status == "failed" else 1 + (i % 4 == 0)
+                if i in (8, 11):  # the page's incident was acknowledged first: never sent
+                    sms_status, attempts = "cancelled", 2 if i == 8 else 0
                 deliveries = [
                     Delivery("EMAIL", "oncall@example.com", "delivered", 1, 100 * i),
                     Delivery(
                         "SMS",
                         "+14155550123",
                         sms_status,
-                        5 if sms_status == "failed" else 1 + (i % 4 == 0),
+                        attempts,
                         None if sms_status == "pending" else 250 * i + 7,
                     ),
                 ]
@@ -208,6 +212,148 @@ async def insert(
         )
 
 
+@dataclass
+class Incident:
+    webhook: str
+    number: int
+    title: str
+    severity: str
+    opened_at: datetime
+    alert_count: int
+    acknowledged: tuple[timedelta, str] | None = None  # (after opening, "user"/"sender"/"system")
+    resolved: tuple[timedelta, str] | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @property
+    def in_range(self) -> bool:
+        return FIRST <= self.opened_at.date() <= LAST
+
+    @property
+    def status(self) -> str:
+        return "resolved" if self.resolved else "acknowledged" if self.acknowledged else "triggered"
+
+
+def incident_specs() -> list[Incident]:
+    """Six incidents opened in the range (acknowledged or not, resolved or not, by a user, the sender
+    or the system), one acknowledged after the range ends, and two opened outside it."""
+    t = DAY0 + timedelta(hours=9, minutes=3, seconds=20)
+    return [
+        Incident(
+            "prod",
+            1,
+            "DB down",
+            "critical",
+            t,
+            3,
+            acknowledged=(timedelta(minutes=4, seconds=10), "user"),
+            resolved=(timedelta(hours=1, minutes=2), "user"),
+        ),
+        Incident(
+            "prod",
+            2,
+            "Disk full",
+            "warning",
+            t + timedelta(days=1, hours=5),
+            1,
+            acknowledged=(timedelta(seconds=30.4), "sender"),
+            resolved=(timedelta(minutes=10), "sender"),
+        ),
+        Incident(
+            "staging",
+            3,
+            "Cron missed",
+            "warning",
+            t + timedelta(days=1, hours=7),
+            2,
+            acknowledged=(timedelta(seconds=90), "system"),
+            resolved=(timedelta(minutes=5), "system"),
+        ),
+        Incident(
+            "prod",
+            4,
+            "Latency high",
+            "error",
+            t + timedelta(days=2),
+            7,
+            resolved=(timedelta(minutes=20), "sender"),  # resolved, never acknowledged
+        ),
+        Incident("staging", 5, "Cert expires", "info", t + timedelta(days=3), 1),  # still triggered
+        Incident(
+            "prod",
+            6,
+            "Queue stuck",
+            "critical",
+            datetime(2024, 3, 5, 23, 59, 59, tzinfo=UTC),
+            4,
+            acknowledged=(timedelta(minutes=2), "user"),  # after the range ends; opened in it
+        ),
+        Incident(
+            "prod",
+            7,
+            "Opened before",
+            "error",
+            datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC),
+            1,
+            acknowledged=(timedelta(seconds=1), "user"),
+            resolved=(timedelta(seconds=2), "user"),
+        ),
+        Incident("prod", 8, "Opened after", "error", datetime(2024, 3, 6, tzinfo=UTC), 1),
+    ]
+
+
+def other_incidents() -> list[Incident]:
+    return [
+        Incident(
+            "other",
+            1,
+            OTHER_TITLE,
+            "critical",
+            DAY0 + timedelta(hours=10),
+            5,
+            acknowledged=(timedelta(seconds=5), "user"),
+            resolved=(timedelta(seconds=9), "user"),
+        )
+    ]
+
+
+async def insert_incidents(
+    pool: asyncpg.Pool, user_id: uuid.UUID, webhook_ids: dict[str, str], incidents: list[Incident]
+) -> None:
+    """Rows as engine.incidents writes them; a person's acknowledge or resolve names ``user_id``."""
+    rows = []
+    for i in incidents:
+        done = {
+            what: (i.opened_at + event[0], event[1], user_id if event[1] == "user" else None)
+            if event
+            else (None, None, None)
+            for what, event in (("ack", i.acknowledged), ("res", i.resolved))
+        }
+        rows.append(
+            (
+                i.id,
+                user_id,
+                uuid.UUID(webhook_ids[i.webhook]),
+                i.number,
+                i.title,
+                i.severity,
+                i.status,
+                f"key-{i.number}",
+                i.alert_count,
+                i.opened_at,
+                *done["ack"],
+                *done["res"],
+            )
+        )
+    async with pool.acquire() as conn:
+        await conn.executemany(
+            """INSERT INTO incidents (id, user_id, webhook_id, number, title, severity, status, dedup_key,
+                   alert_count, first_alert_at, last_alert_at, acknowledged_at, acknowledged_by,
+                   acknowledged_by_user, resolved_at, resolved_by, resolved_by_user)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16)""",
+            rows,
+        )
+
+
 # ---- expected figures, from the specs alone ----
 
 
@@ -254,15 +400,18 @@ def expected_performance(alerts: list[Alert]) -> dict[str | None, dict]:
             float(d.latency_ms) for d in chosen if d.status == "delivered" and d.latency_ms is not None
         ]
         failed = sum(d.status == "failed" for d in chosen)
+        cancelled = [d for d in chosen if d.status == "cancelled"]
+        sent = [d for d in chosen if d.status != "cancelled"]
         out[channel] = {
             "deliveries": len(chosen),
             "delivered": len(delivered),
             "failed": failed,
             "pending": sum(d.status == "pending" for d in chosen),
+            "cancelled": len(cancelled),
             "latency_p50_ms": percentile(delivered, 0.5),
             "latency_p95_ms": percentile(delivered, 0.95),
             "latency_p99_ms": percentile(delivered, 0.99),
-            "retry_rate": pct(sum(d.attempts > 1 for d in chosen), len(chosen)),
+            "retry_rate": pct(sum(d.attempts > 1 for d in sent), len(sent)),
             "failure_rate": pct(failed, len(delivered) + failed),
         }
     return out
@@ -302,3 +451,29 @@ class Seeded:
     other: Account
     alerts: list[Alert]
     names: dict[str, str]  # spec key -> webhook name
+    incidents: list[Incident]
+
+
+def incidents_in_range(incidents: list[Incident]) -> list[Incident]:
+    return sorted((i for i in incidents if i.in_range), key=lambda i: (i.opened_at, i.number))
+
+
+def mean_seconds(values: list[timedelta]) -> float | None:
+    return round(sum(v.total_seconds() for v in values) / len(values), 1) if values else None
+
+
+def expected_incident_times(incidents: list[Incident], names: dict[str, str]) -> dict[str, dict]:
+    """MTTA / MTTR as PagerDuty counts them: over the acknowledged / resolved ones only."""
+    out: dict[str, dict] = {}
+    for key in [*names, "TOTAL"]:
+        chosen = [i for i in incidents_in_range(incidents) if key == "TOTAL" or i.webhook == key]
+        acked = [i.acknowledged[0] for i in chosen if i.acknowledged]
+        resolved = [i.resolved[0] for i in chosen if i.resolved]
+        out[names.get(key, "TOTAL")] = {
+            "incidents": len(chosen),
+            "incidents_acknowledged": len(acked),
+            "incidents_resolved": len(resolved),
+            "mtta_seconds": mean_seconds(acked),
+            "mttr_seconds": mean_seconds(resolved),
+        }
+    return out
