@@ -1,5 +1,6 @@
 """Handlers for /api/me/contact-methods and /api/me/notification-rules: the caller's own ways of
-being paged (engine/oncall/). Answers are camelCase (contactMethodId, delayMinutes, verifiedAt)."""
+being paged (engine/oncall/). Requests take camelCase (contactMethodId, delayMinutes), answers
+snake_case (contact_method_id, verified_at), as every route of the API."""
 
 from __future__ import annotations
 
@@ -11,21 +12,25 @@ import aiohttp
 from aiohttp import web
 
 from api.auth import current_user
-from api.inputs import json_body
+from api.inputs import fields, json_body, wire_names
 from api.responses import ok
 from api.state import POOL, SETTINGS
-from engine import validate
 from engine.channels.base import Channel
 from engine.channels.outbox import OutboxChannel
 from engine.channels.registry import build_channels
 from engine.oncall import contacts, notification_rules, verification
-from engine.oncall.contacts import ContactMethod
-from engine.oncall.notification_rules import NotificationRule
+from engine.oncall.contacts import ContactMethod, ContactMethodInput
+from engine.oncall.notification_rules import NotificationRule, RuleInput
 
 # The channels that send verification codes, with their own outbound HTTP session (the API sends
 # a code itself, so the user hears at once whether the number took it).
 CHANNELS = web.AppKey("verification_channels", dict[str, Channel])
 HTTP_SESSION = web.AppKey("verification_http_session", aiohttp.ClientSession)
+
+# wire name -> the engine input's field
+METHOD_NAMES = {"type": "type", "target": "target"}
+RULE_NAMES = {"contactMethodId": "contact_method_id", "delayMinutes": "delay_minutes"}
+CODE_NAMES = {"code": "code"}
 
 routes = web.RouteTableDef()
 
@@ -39,26 +44,26 @@ async def list_methods(request: web.Request) -> web.Response:
     user = current_user(request)
     async with request.app[POOL].acquire() as conn:
         methods = await contacts.list_methods(conn, user.id)
-    return ok(contactMethods=[method_to_api(m) for m in methods])
+    return ok(contact_methods=[method_to_api(m) for m in methods])
 
 
 @routes.post("/api/me/contact-methods")
 async def create_method(request: web.Request) -> web.Response:
     user = current_user(request)
-    body = await json_body(request)
+    wanted = ContactMethodInput(**fields(await json_body(request), METHOD_NAMES))
     async with request.app[POOL].acquire() as conn:
-        method = await contacts.create_method(conn, user.id, body, now=_now())
-    return ok(201, contactMethod=method_to_api(method))
+        method = await contacts.create_method(conn, user.id, wanted, now=_now())
+    return ok(201, contact_method=method_to_api(method))
 
 
 @routes.patch("/api/me/contact-methods/{id}")
 async def update_method(request: web.Request) -> web.Response:
     user = current_user(request)
     method_id = contacts.parse_id(request.match_info["id"])
-    body = await json_body(request)
+    wanted = ContactMethodInput(**fields(await json_body(request), METHOD_NAMES))
     async with request.app[POOL].acquire() as conn:
-        method = await contacts.update_method(conn, user.id, method_id, body, now=_now())
-    return ok(contactMethod=method_to_api(method))
+        method = await contacts.update_method(conn, user.id, method_id, wanted, now=_now())
+    return ok(contact_method=method_to_api(method))
 
 
 @routes.delete("/api/me/contact-methods/{id}")
@@ -78,7 +83,7 @@ async def send_code(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         sent = await verification.send_verification(conn, user.id, method_id, channels, now=_now())
     return ok(
-        verification={"sentAt": sent.sent_at, "expiresAt": sent.expires_at, "triesLeft": sent.tries_left}
+        verification={"sent_at": sent.sent_at, "expires_at": sent.expires_at, "tries_left": sent.tries_left}
     )
 
 
@@ -86,11 +91,10 @@ async def send_code(request: web.Request) -> web.Response:
 async def verify(request: web.Request) -> web.Response:
     user = current_user(request)
     method_id = contacts.parse_id(request.match_info["id"])
-    body = validate.require_object(await json_body(request))
-    validate.only_known(body, {"code"})
+    given = fields(await json_body(request), CODE_NAMES)
     async with request.app[POOL].acquire() as conn:
-        method = await verification.verify(conn, user.id, method_id, body.get("code"), now=_now())
-    return ok(contactMethod=method_to_api(method))
+        method = await verification.verify(conn, user.id, method_id, given.get("code"), now=_now())
+    return ok(contact_method=method_to_api(method))
 
 
 @routes.get("/api/me/notification-rules")
@@ -98,16 +102,17 @@ async def list_rules(request: web.Request) -> web.Response:
     user = current_user(request)
     async with request.app[POOL].acquire() as conn:
         rules = await notification_rules.list_rules(conn, user.id)
-    return ok(notificationRules=[rule_to_api(r) for r in rules])
+    return ok(notification_rules=[rule_to_api(r) for r in rules])
 
 
 @routes.post("/api/me/notification-rules")
 async def create_rule(request: web.Request) -> web.Response:
     user = current_user(request)
-    body = await json_body(request)
+    wanted = RuleInput(**fields(await json_body(request), RULE_NAMES))
     async with request.app[POOL].acquire() as conn:
-        rule = await notification_rules.create_rule(conn, user.id, body, now=_now())
-    return ok(201, notificationRule=rule_to_api(rule))
+        with wire_names(RULE_NAMES):
+            rule = await notification_rules.create_rule(conn, user.id, wanted, now=_now())
+    return ok(201, notification_rule=rule_to_api(rule))
 
 
 @routes.delete("/api/me/notification-rules/{id}")
@@ -125,20 +130,20 @@ def method_to_api(method: ContactMethod) -> dict[str, Any]:
         "type": method.type,
         "target": method.target,
         "verified": method.verified_at is not None,
-        "verifiedAt": method.verified_at,
-        "needsVerification": method.needs_verification,
-        "createdAt": method.created_at,
+        "verified_at": method.verified_at,
+        "needs_verification": method.needs_verification,
+        "created_at": method.created_at,
     }
 
 
 def rule_to_api(rule: NotificationRule) -> dict[str, Any]:
     return {
         "id": str(rule.id),
-        "contactMethodId": str(rule.contact_method_id),
-        "delayMinutes": rule.delay_minutes,
+        "contact_method_id": str(rule.contact_method_id),
+        "delay_minutes": rule.delay_minutes,
         "type": rule.type,
         "target": rule.target,
-        "createdAt": rule.created_at,
+        "created_at": rule.created_at,
     }
 
 

@@ -10,7 +10,6 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from engine.auth import accounts
 from engine.auth.users import create_user
 from engine.oncall import contacts
 from engine.oncall.notification_rules import SKIP_UNVERIFIED, PlannedContact, notification_plan
@@ -20,13 +19,13 @@ from tests.support.factories import Account, assert_error
 async def _methods(client: TestClient, account: Account) -> list[dict]:
     resp = await client.get("/api/me/contact-methods", headers=account.headers)
     assert resp.status == 200
-    return (await resp.json())["contactMethods"]
+    return (await resp.json())["contact_methods"]
 
 
 async def _rules(client: TestClient, account: Account) -> list[dict]:
     resp = await client.get("/api/me/notification-rules", headers=account.headers)
     assert resp.status == 200
-    return (await resp.json())["notificationRules"]
+    return (await resp.json())["notification_rules"]
 
 
 async def test_a_new_user_is_reached_as_pagerduty_would_by_default(pool: asyncpg.Pool) -> None:
@@ -65,15 +64,17 @@ async def test_push_and_email_both_go_at_once(client: TestClient, pool: asyncpg.
     ]
 
 
-async def test_a_failed_sign_up_leaves_no_contact_methods(pool: asyncpg.Pool) -> None:
-    """The defaults are made in the user's own transaction: no user, no methods."""
+async def test_a_sign_up_rolled_back_leaves_no_contact_methods(pool: asyncpg.Pool) -> None:
+    """The defaults are written in the user's own transaction: a sign-up that fails later (its
+    password, its personal team...) leaves neither the user nor their methods behind."""
     async with pool.acquire() as conn:
         before = await conn.fetchval("SELECT count(*) FROM contact_methods")
-        with pytest.raises(Exception, match="password"):
-            await accounts.register(
-                conn, {"email": "short-pw@example.com", "password": "x", "phone": "+14155550111"}
-            )
-        assert await conn.fetchval("SELECT count(*) FROM users WHERE email = 'short-pw@example.com'") == 0
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                await create_user(conn, "rolled-back@example.com", phone="+14155550111")
+                assert await conn.fetchval("SELECT count(*) FROM contact_methods") == before + 3
+                raise RuntimeError("a later step of the sign-up failed")
+        assert await conn.fetchval("SELECT count(*) FROM users WHERE email = 'rolled-back@example.com'") == 0
         assert await conn.fetchval("SELECT count(*) FROM contact_methods") == before
 
 
@@ -82,10 +83,10 @@ async def test_add_change_and_delete_a_contact_method(client: TestClient, accoun
         "/api/me/contact-methods", json={"type": "SMS", "target": "+44 20 7946 0958"}, headers=account.headers
     )
     assert resp.status == 201, await resp.text()
-    method = (await resp.json())["contactMethod"]
+    method = (await resp.json())["contact_method"]
     assert method["type"] == "SMS" and method["target"] == "+442079460958"
     assert (
-        method["verified"] is False and method["verifiedAt"] is None and method["needsVerification"] is True
+        method["verified"] is False and method["verified_at"] is None and method["needs_verification"] is True
     )
     assert method in await _methods(client, account)
 
@@ -95,16 +96,16 @@ async def test_add_change_and_delete_a_contact_method(client: TestClient, accoun
         headers=account.headers,
     )
     assert resp.status == 201, await resp.text()
-    rule = (await resp.json())["notificationRule"]
-    assert rule["contactMethodId"] == method["id"] and rule["delayMinutes"] == 10 and rule["type"] == "SMS"
+    rule = (await resp.json())["notification_rule"]
+    assert rule["contact_method_id"] == method["id"] and rule["delay_minutes"] == 10 and rule["type"] == "SMS"
     # in firing order: the defaults (0, 1, 3) then this one
-    assert [r["delayMinutes"] for r in await _rules(client, account)] == [0, 1, 3, 10]
+    assert [r["delay_minutes"] for r in await _rules(client, account)] == [0, 1, 3, 10]
 
     resp = await client.patch(
         f"/api/me/contact-methods/{method['id']}", json={"target": "+442079460959"}, headers=account.headers
     )
     assert resp.status == 200
-    assert (await resp.json())["contactMethod"]["target"] == "+442079460959"
+    assert (await resp.json())["contact_method"]["target"] == "+442079460959"
     assert [r["target"] for r in await _rules(client, account) if r["id"] == rule["id"]] == ["+442079460959"]
 
     resp = await client.delete(f"/api/me/contact-methods/{method['id']}", headers=account.headers)
@@ -236,8 +237,8 @@ async def test_a_new_number_starts_unverified(
     resp = await client.patch(
         f"/api/me/contact-methods/{sms['id']}", json={"target": "+14155550998"}, headers=account.headers
     )
-    method = (await resp.json())["contactMethod"]
-    assert method["verified"] is False and method["needsVerification"] is True
+    method = (await resp.json())["contact_method"]
+    assert method["verified"] is False and method["needs_verification"] is True
     async with pool.acquire() as conn:
         plan = await notification_plan(conn, account.user.id)
     assert [p.skipped_reason for p in plan if str(p.contact_method_id) == method["id"]] == [SKIP_UNVERIFIED]
@@ -251,8 +252,8 @@ async def test_an_email_method_at_the_login_address_is_verified_others_are_paged
         json={"type": "EMAIL", "target": "pager@example.org"},
         headers=account.headers,
     )
-    other = (await resp.json())["contactMethod"]
-    assert other["verified"] is False and other["needsVerification"] is False
+    other = (await resp.json())["contact_method"]
+    assert other["verified"] is False and other["needs_verification"] is False
     await client.post(
         "/api/me/notification-rules",
         json={"contactMethodId": other["id"], "delayMinutes": 2},

@@ -55,7 +55,7 @@ async def make_contact_method(client: TestClient, owner: Account) -> str:
     body = {"type": "SMS", "target": f"+1415555{uuid.uuid4().int % 10000:04d}"}
     resp = await client.post("/api/me/contact-methods", json=body, headers=owner.headers)
     assert resp.status == 201, await resp.text()
-    return (await resp.json())["contactMethod"]["id"]
+    return (await resp.json())["contact_method"]["id"]
 
 
 async def make_notification_rule(client: TestClient, owner: Account) -> str:
@@ -63,7 +63,7 @@ async def make_notification_rule(client: TestClient, owner: Account) -> str:
     body = {"contactMethodId": method_id, "delayMinutes": 7}
     resp = await client.post("/api/me/notification-rules", json=body, headers=owner.headers)
     assert resp.status == 201, await resp.text()
-    return (await resp.json())["notificationRule"]["id"]
+    return (await resp.json())["notification_rule"]["id"]
 
 
 # (method, path with {id}, maker of the owner's object, body sent by the intruder)
@@ -91,8 +91,8 @@ LIST_ROUTES: list[tuple[str, str, Maker]] = [
     ("/api/api-keys", "api_keys", make_api_key),
     ("/api/notifications", "notifications", make_notification),
     ("/api/incidents", "incidents", make_incident),
-    ("/api/me/contact-methods", "contactMethods", make_contact_method),
-    ("/api/me/notification-rules", "notificationRules", make_notification_rule),
+    ("/api/me/contact-methods", "contact_methods", make_contact_method),
+    ("/api/me/notification-rules", "notification_rules", make_notification_rule),
 ]
 
 

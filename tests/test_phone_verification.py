@@ -56,8 +56,8 @@ async def test_a_code_sent_by_sms_verifies_the_number_and_it_is_paged_from_then_
     resp = await live.post(f"/api/me/contact-methods/{sms.id}/send-code", headers=account.headers)
     assert resp.status == 200, await resp.text()
     sent = (await resp.json())["verification"]
-    assert sent["triesLeft"] == 5
-    expires = datetime.fromisoformat(sent["expiresAt"]) - datetime.fromisoformat(sent["sentAt"])
+    assert sent["tries_left"] == 5
+    expires = datetime.fromisoformat(sent["expires_at"]) - datetime.fromisoformat(sent["sent_at"])
     assert expires == timedelta(minutes=10)
     code = _sms_code(fake_providers, "+14155550142")
     body = fake_providers.requests[-1].form["Body"]
@@ -69,8 +69,8 @@ async def test_a_code_sent_by_sms_verifies_the_number_and_it_is_paged_from_then_
         headers=account.headers,
     )
     assert resp.status == 200, await resp.text()
-    method = (await resp.json())["contactMethod"]
-    assert method["verified"] is True and method["verifiedAt"] is not None
+    method = (await resp.json())["contact_method"]
+    assert method["verified"] is True and method["verified_at"] is not None
 
     async with pool.acquire() as conn:
         after = await notification_plan(conn, account.user.id)
@@ -318,4 +318,4 @@ async def test_in_dev_the_code_waits_in_the_outbox(
     resp = await client.post(
         f"/api/me/contact-methods/{sms.id}/verify", json={"code": match.group(1)}, headers=account.headers
     )
-    assert resp.status == 200 and (await resp.json())["contactMethod"]["verified"] is True
+    assert resp.status == 200 and (await resp.json())["contact_method"]["verified"] is True

@@ -21,16 +21,24 @@ import asyncpg
 from engine import db, validate
 from engine.channels.registry import CHANNEL_TYPES, CHANNELS
 from engine.errors import Conflict, NotFound, ValidationError
+from engine.validate import UNSET
 
 PHONE_TYPES = ("SMS", "CALL")  # the methods that need a verified number before they are paged
 # The default rules, as PagerDuty's and Grafana OnCall's: push and email at once, SMS after a
 # minute, a call after three. schema.sql's migration of existing users uses the same numbers.
 DEFAULT_DELAYS = {"PUSH_NOTIF": 0, "EMAIL": 0, "SMS": 1, "CALL": 3}
 MAX_METHODS = 20  # per user: enough for every phone and address a person has
-CREATE_FIELDS = {"type", "target"}
-UPDATE_FIELDS = {"target"}
 
 _VALIDATORS = {spec.type: spec.validate for spec in CHANNELS}
+
+
+@dataclass(frozen=True)
+class ContactMethodInput:
+    """What a create or an update asks for; UNSET is a field left out. Checked here, whatever
+    the values' types."""
+
+    type: object = UNSET
+    target: object = UNSET
 
 
 @dataclass(frozen=True)
@@ -124,7 +132,7 @@ async def get_method(conn: db.Connection, user_id: uuid.UUID, method_id: uuid.UU
 
 
 def _target(kind: str, value: object) -> str:
-    if value is None:
+    if value is None or value is UNSET:
         raise ValidationError("target is required", field="target")
     return _VALIDATORS[kind](value, field="target")
 
@@ -140,15 +148,13 @@ async def _verified_at(
 
 
 async def create_method(
-    conn: db.Connection, user_id: uuid.UUID, body: object, *, now: datetime
+    conn: db.Connection, user_id: uuid.UUID, wanted: ContactMethodInput, *, now: datetime
 ) -> ContactMethod:
-    """``{"type": "SMS", "target": "+14155550123"}``; the same type and target twice is a Conflict."""
-    body = validate.require_object(body)
-    validate.only_known(body, CREATE_FIELDS)
-    kind = validate.one_of(body, "type", CHANNEL_TYPES)
+    """A type and a target in its channel's format; the same type and target twice is a Conflict."""
+    kind = validate.choice(wanted.type, "type", CHANNEL_TYPES)
     if kind is None:
         raise ValidationError(f"type is required: one of {', '.join(CHANNEL_TYPES)}", field="type")
-    target = _target(kind, body.get("target"))
+    target = _target(kind, wanted.target)
     async with conn.transaction():
         if await conn.fetchval(COUNT, user_id) >= MAX_METHODS:
             raise ValidationError(
@@ -163,17 +169,20 @@ async def create_method(
 
 
 async def update_method(
-    conn: db.Connection, user_id: uuid.UUID, method_id: uuid.UUID, body: object, *, now: datetime
+    conn: db.Connection,
+    user_id: uuid.UUID,
+    method_id: uuid.UUID,
+    wanted: ContactMethodInput,
+    *,
+    now: datetime,
 ) -> ContactMethod:
-    """``{"target": ...}``: a new target starts unverified (its rules stay). The type is fixed."""
-    body = validate.require_object(body)
-    if "type" in body:
+    """A new target starts unverified (its rules stay). The type is fixed."""
+    if wanted.type is not UNSET:
         raise ValidationError("type cannot change; add a new contact method instead", field="type")
-    validate.only_known(body, UPDATE_FIELDS)
     current = await get_method(conn, user_id, method_id)
-    if "target" not in body:
+    if wanted.target is UNSET:
         return current
-    target = _target(current.type, body["target"])
+    target = _target(current.type, wanted.target)
     if target == current.target:
         return current
     async with conn.transaction():

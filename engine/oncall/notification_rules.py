@@ -14,14 +14,23 @@ from datetime import datetime
 
 import asyncpg
 
-from engine import db, validate
+from engine import db
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.oncall.contacts import PHONE_TYPES
+from engine.validate import UNSET
 
 MAX_DELAY = 1440  # a day: a rule later than that is a mistake, not a plan
 MAX_RULES = 50  # per user
-FIELDS = {"contactMethodId", "delayMinutes"}
 SKIP_UNVERIFIED = "phone number not verified"
+_NOT_YOURS = "contact_method_id must be the id of one of your contact methods"
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    """What a new rule asks for; UNSET is a field left out. Checked here, whatever the types."""
+
+    contact_method_id: object = UNSET
+    delay_minutes: object = UNSET
 
 
 @dataclass(frozen=True)
@@ -88,39 +97,34 @@ async def list_rules(conn: db.Connection, user_id: uuid.UUID) -> list[Notificati
 def _delay(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DELAY:
         raise ValidationError(
-            f"delayMinutes must be a whole number from 0 to {MAX_DELAY}", field="delayMinutes"
+            f"delay_minutes must be a whole number from 0 to {MAX_DELAY}", field="delay_minutes"
         )
     return value
 
 
 def _method_id(value: object) -> uuid.UUID:
-    problem = "contactMethodId must be the id of one of your contact methods"
-    if not isinstance(value, str):
-        raise ValidationError(problem, field="contactMethodId")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ValidationError(problem, field="contactMethodId") from None
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise ValidationError(_NOT_YOURS, field="contact_method_id")
 
 
 async def create_rule(
-    conn: db.Connection, user_id: uuid.UUID, body: object, *, now: datetime
+    conn: db.Connection, user_id: uuid.UUID, wanted: RuleInput, *, now: datetime
 ) -> NotificationRule:
-    """``{"contactMethodId": ..., "delayMinutes": 3}``; a method of someone else's is a 400 naming
-    contactMethodId (as an unknown id: nothing says it exists). The same rule twice is a Conflict."""
-    body = validate.require_object(body)
-    validate.only_known(body, FIELDS)
-    if "contactMethodId" not in body:
-        raise ValidationError("contactMethodId is required", field="contactMethodId")
-    method_id = _method_id(body["contactMethodId"])
-    if "delayMinutes" not in body:
-        raise ValidationError("delayMinutes is required", field="delayMinutes")
-    delay = _delay(body["delayMinutes"])
+    """A method of the user's and a delay; a method of someone else's is a 400 naming
+    contact_method_id (as an unknown id: nothing says it exists). The same rule twice is a Conflict."""
+    if wanted.contact_method_id is UNSET:
+        raise ValidationError("contact_method_id is required", field="contact_method_id")
+    method_id = _method_id(wanted.contact_method_id)
+    if wanted.delay_minutes is UNSET:
+        raise ValidationError("delay_minutes is required", field="delay_minutes")
+    delay = _delay(wanted.delay_minutes)
     async with conn.transaction():
         if await conn.fetchval(OWN_METHOD, method_id, user_id) is None:
-            raise ValidationError(
-                "contactMethodId must be the id of one of your contact methods", field="contactMethodId"
-            )
+            raise ValidationError(_NOT_YOURS, field="contact_method_id")
         if await conn.fetchval(COUNT, user_id) >= MAX_RULES:
             raise ValidationError(
                 f"a user has at most {MAX_RULES} notification rules; delete one first",
