@@ -9,6 +9,7 @@ from aiohttp import web
 from api import (
     accounts,
     api_keys,
+    contact_methods,
     dev,
     inbound,
     incidents,
@@ -69,6 +70,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)
+    contact_methods.setup(app)
     app.router.add_routes(dev.routes)
     app.router.add_routes(pagerduty.routes)  # drop-in PagerDuty Events v2 and Opsgenie Alert API
     app.router.add_routes(opsgenie.routes)

@@ -51,6 +51,21 @@ async def make_incident(client: TestClient, owner: Account) -> str:
     return listing["incidents"][0]["id"]
 
 
+async def make_contact_method(client: TestClient, owner: Account) -> str:
+    body = {"type": "SMS", "target": f"+1415555{uuid.uuid4().int % 10000:04d}"}
+    resp = await client.post("/api/me/contact-methods", json=body, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["contact_method"]["id"]
+
+
+async def make_notification_rule(client: TestClient, owner: Account) -> str:
+    method_id = await make_contact_method(client, owner)
+    body = {"contactMethodId": method_id, "delayMinutes": 7}
+    resp = await client.post("/api/me/notification-rules", json=body, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["notification_rule"]["id"]
+
+
 # (method, path with {id}, maker of the owner's object, body sent by the intruder)
 OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("GET", "/api/webhooks/{id}", make_webhook, None),
@@ -63,6 +78,11 @@ OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("POST", "/api/incidents/{id}/acknowledge", make_incident, None),
     ("POST", "/api/incidents/{id}/resolve", make_incident, None),
     ("POST", "/api/incidents/{id}/notes", make_incident, {"text": "mine now"}),
+    ("PATCH", "/api/me/contact-methods/{id}", make_contact_method, {"target": "+14155550199"}),
+    ("DELETE", "/api/me/contact-methods/{id}", make_contact_method, None),
+    ("POST", "/api/me/contact-methods/{id}/send-code", make_contact_method, None),
+    ("POST", "/api/me/contact-methods/{id}/verify", make_contact_method, {"code": "123456"}),
+    ("DELETE", "/api/me/notification-rules/{id}", make_notification_rule, None),
 ]
 
 # (list path, key of the list in the answer, maker of one owner's object)
@@ -71,6 +91,8 @@ LIST_ROUTES: list[tuple[str, str, Maker]] = [
     ("/api/api-keys", "api_keys", make_api_key),
     ("/api/notifications", "notifications", make_notification),
     ("/api/incidents", "incidents", make_incident),
+    ("/api/me/contact-methods", "contact_methods", make_contact_method),
+    ("/api/me/notification-rules", "notification_rules", make_notification_rule),
 ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -14,6 +15,7 @@ from engine import db
 from engine.channels.formats import validate_email, validate_phone
 from engine.channels.registry import default_targets
 from engine.errors import Conflict
+from engine.oncall import contacts
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,20 @@ SELECT_FIRST_USERS = f"SELECT {USER_COLUMNS} FROM users ORDER BY created_at LIMI
 async def create_user(
     conn: db.Connection, email: str, *, name: str | None = None, phone: str | None = None
 ) -> User:
-    """Create a user; a second user with the same email (any case) is a Conflict."""
+    """Create a user, with their default contact methods and notification rules (one
+    transaction); a second user with the same email (any case) is a Conflict."""
     email = validate_email(email, field="email")
     if phone is not None:
         phone = validate_phone(phone, field="phone")
-    record = await conn.fetchrow(INSERT_USER, uuid.uuid4(), email, name, phone)
-    if record is None:
-        raise Conflict("a user with this email already exists", code="EMAIL_TAKEN")
-    return User.from_record(record)
+    async with conn.transaction():
+        record = await conn.fetchrow(INSERT_USER, uuid.uuid4(), email, name, phone)
+        if record is None:
+            raise Conflict("a user with this email already exists", code="EMAIL_TAKEN")
+        user = User.from_record(record)
+        await contacts.create_defaults(
+            conn, user.id, email=email, phone=phone, push_topic=user.push_topic, now=datetime.now(UTC)
+        )
+    return user
 
 
 async def get_user(conn: db.Connection, user_id: uuid.UUID) -> User | None:
