@@ -46,7 +46,6 @@ CREATE TABLE IF NOT EXISTS webhooks (
     CONSTRAINT webhooks_calls_add_up
         CHECK (total_calls = successful_calls + failed_calls + pending_calls)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS webhooks_user_alias_key ON webhooks (user_id, lower(alias));
 CREATE INDEX IF NOT EXISTS webhooks_user_idx ON webhooks (user_id, created_at);
 
 -- One inbound call. Test sends are alerts too (is_test), kept out of the call counters.
@@ -146,7 +145,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     id                    uuid PRIMARY KEY,
     user_id               uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     webhook_id            uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
-    number                bigint NOT NULL,                 -- per owner: #1, #2, ... (users.incident_seq)
+    number                bigint NOT NULL,                 -- per team: #1, #2, ... (teams.incident_seq)
     title                 text NOT NULL,
     message               text NOT NULL DEFAULT '',
     severity              text NOT NULL,                   -- engine.channels.base.SEVERITIES
@@ -163,8 +162,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     resolved_by           text,                            -- engine.incidents.Actor
     resolved_by_user      uuid REFERENCES users (id) ON DELETE SET NULL,
     created_at            timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT incidents_status_check CHECK (status IN ('triggered', 'acknowledged', 'resolved')),
-    CONSTRAINT incidents_number_key UNIQUE (user_id, number)
+    CONSTRAINT incidents_status_check CHECK (status IN ('triggered', 'acknowledged', 'resolved'))
 );
 -- The dedup rule itself: two workers opening one key at once make one incident (INSERT ... ON CONFLICT).
 CREATE UNIQUE INDEX IF NOT EXISTS incidents_open_key ON incidents (webhook_id, dedup_key)
@@ -184,7 +182,7 @@ CREATE TABLE IF NOT EXISTS incident_events (
 );
 CREATE INDEX IF NOT EXISTS incident_events_incident_idx ON incident_events (incident_id, id);
 CREATE INDEX IF NOT EXISTS incident_events_alert_idx ON incident_events (alert_id) WHERE alert_id IS NOT NULL;
--- Per-owner incident numbers: taken with UPDATE ... RETURNING, so the row lock orders them.
+-- Per-owner incident numbers, from before teams (teams.incident_seq took over; see below).
 ALTER TABLE users ADD COLUMN IF NOT EXISTS incident_seq bigint NOT NULL DEFAULT 0;
 -- How a webhook groups alerts into incidents (values: engine.incidents.DedupBy) and which channels
 -- hear of a resolve (never CALL: a recovery does not ring a phone).
@@ -255,6 +253,71 @@ CREATE INDEX IF NOT EXISTS incident_alerts_alert_idx ON incident_alerts (alert_i
 -- (Databases from before had it per (alert, channel, target).)
 ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_unique_target;
 CREATE UNIQUE INDEX IF NOT EXISTS deliveries_unique_page ON deliveries (alert_id, incident_id, channel, target);
+
+-- Teams (engine.teams): a team owns webhooks, schedules and policies; its members have a role.
+-- Every user has one personal team (personal_user_id), made with the account in its transaction;
+-- the two INSERTs below give one to every user of a database from before teams.
+CREATE TABLE IF NOT EXISTS teams (
+    id                uuid PRIMARY KEY,
+    name              text NOT NULL,
+    personal_user_id  uuid UNIQUE REFERENCES users (id) ON DELETE CASCADE,  -- NULL: a shared team
+    created_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS team_members (
+    team_id     uuid NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+    user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role        text NOT NULL,                 -- engine.teams.Role
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (team_id, user_id),
+    CONSTRAINT team_members_role_check CHECK (role IN ('owner', 'admin', 'responder', 'viewer'))
+);
+-- "The teams of this user": every permission check starts here.
+CREATE INDEX IF NOT EXISTS team_members_user_idx ON team_members (user_id, team_id);
+INSERT INTO teams (id, name, personal_user_id, created_at)
+    SELECT gen_random_uuid(), coalesce(nullif(u.name, ''), u.email), u.id, u.created_at FROM users u
+    ON CONFLICT (personal_user_id) DO NOTHING;
+INSERT INTO team_members (team_id, user_id, role, created_at)
+    SELECT t.id, t.personal_user_id, 'owner', t.created_at FROM teams t WHERE t.personal_user_id IS NOT NULL
+    ON CONFLICT (team_id, user_id) DO NOTHING;
+-- One-time set-password links of invited users (engine.teams.invites): only a SHA-256 of the
+-- token is kept; a link works once (used_at) and until expires_at.
+CREATE TABLE IF NOT EXISTS invites (
+    id           uuid PRIMARY KEY,
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    team_id      uuid REFERENCES teams (id) ON DELETE SET NULL,
+    invited_by   uuid REFERENCES users (id) ON DELETE SET NULL,
+    token_hash   bytea NOT NULL UNIQUE,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL,
+    used_at      timestamptz
+);
+CREATE INDEX IF NOT EXISTS invites_user_idx ON invites (user_id);
+
+-- Webhooks belong to a team; those from before teams go to their maker's personal team. user_id
+-- stays: who made the webhook. Aliases were unique per user and are unique per team now (each
+-- user's webhooks land in one team, so the old ones stay unique). A team with webhooks cannot be
+-- deleted (engine.teams.members refuses it first; the foreign key is the backstop).
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS team_id uuid REFERENCES teams (id);
+UPDATE webhooks w SET team_id = t.id FROM teams t WHERE w.team_id IS NULL AND t.personal_user_id = w.user_id;
+ALTER TABLE webhooks ALTER COLUMN team_id SET NOT NULL;
+DROP INDEX IF EXISTS webhooks_user_alias_key;
+CREATE UNIQUE INDEX IF NOT EXISTS webhooks_team_alias_key ON webhooks (team_id, lower(alias));
+CREATE INDEX IF NOT EXISTS webhooks_team_idx ON webhooks (team_id, created_at, id);
+-- Incidents follow their webhook's team and are numbered per team: #1, #2, ... taken with
+-- UPDATE teams ... RETURNING, so the team row's lock orders them. Numbers from before teams ran
+-- per user; every incident of a user was in a webhook now in the user's personal team, so each
+-- keeps its number, and the personal team's counter goes on from the user's.
+ALTER TABLE teams ADD COLUMN IF NOT EXISTS incident_seq bigint NOT NULL DEFAULT 0;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS team_id uuid REFERENCES teams (id) ON DELETE CASCADE;
+UPDATE incidents i SET team_id = w.team_id FROM webhooks w WHERE i.team_id IS NULL AND w.id = i.webhook_id;
+UPDATE teams t SET incident_seq = u.incident_seq FROM users u
+    WHERE t.personal_user_id = u.id AND t.incident_seq < u.incident_seq;
+ALTER TABLE incidents ALTER COLUMN team_id SET NOT NULL;
+ALTER TABLE incidents DROP CONSTRAINT IF EXISTS incidents_number_key;
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_team_number_key ON incidents (team_id, number);
+-- GET /api/incidents over the caller's teams, newest first by keyset (created_at, id).
+CREATE INDEX IF NOT EXISTS incidents_team_created_idx ON incidents (team_id, created_at DESC, id DESC);
+
 -- How one person is reached (engine.oncall.contacts): their contact methods, each a channel and a
 -- target normalised by that channel's validator (engine.channels.registry). A phone number (SMS,
 -- CALL) is paged only once verified_at is set; email and push methods are paged as they are.

@@ -13,6 +13,7 @@ from api import (
     dev,
     inbound,
     incidents,
+    invite_page,
     notifications,
     observability,
     opsgenie,
@@ -20,6 +21,7 @@ from api import (
     reports,
     security,
     status,
+    teams,
     webhooks,
 )
 from api.auth import auth_middleware
@@ -69,6 +71,8 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(webhooks.routes)
     app.router.add_routes(notifications.routes)
     app.router.add_routes(incidents.routes)
+    app.router.add_routes(teams.routes)
+    app.router.add_routes(invite_page.routes)
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)
