@@ -342,3 +342,6 @@ CREATE TABLE IF NOT EXISTS schedule_overrides (
     CONSTRAINT schedule_overrides_order_check CHECK (end_at > start_at)
 );
 CREATE INDEX IF NOT EXISTS schedule_overrides_schedule_idx ON schedule_overrides (schedule_id, end_at);
+-- A calendar feed's URL is signed (engine.oncall.feeds); raising its version revokes the old URL.
+ALTER TABLE schedules ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;

@@ -10,12 +10,14 @@ from api import (
     accounts,
     api_keys,
     dev,
+    feeds,
     inbound,
     incidents,
     invite_page,
     notifications,
     observability,
     reports,
+    schedules,
     security,
     status,
     teams,
@@ -67,6 +69,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(notifications.routes)
     app.router.add_routes(incidents.routes)
     app.router.add_routes(teams.routes)
+    app.router.add_routes(schedules.routes)
+    app.router.add_routes(feeds.routes)
     app.router.add_routes(invite_page.routes)
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)

@@ -8,6 +8,7 @@ routes check the caller's role first). User ids are uuids in the database and st
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -18,16 +19,27 @@ from engine.oncall.model import ActiveHours, Override, Rotation, Schedule, Shift
 
 SELECT_SCHEDULE = "SELECT time_zone FROM schedules WHERE id = $1"
 SELECT_ROTATIONS = """
-SELECT participants, shift_length, shift_unit, start, active_weekdays, active_start, active_end
+SELECT id, name, participants, shift_length, shift_unit, start, active_weekdays, active_start, active_end
 FROM schedule_rotations WHERE schedule_id = $1 ORDER BY position
 """
 # Creation order is precedence (a later override wins where two overlap), so it is the model's order.
 SELECT_OVERRIDES = """
-SELECT user_id, replaces_user_id, start_at, end_at FROM schedule_overrides
+SELECT id, user_id, replaces_user_id, start_at, end_at FROM schedule_overrides
 WHERE schedule_id = $1
   AND ($2::timestamptz IS NULL OR end_at > $2) AND ($3::timestamptz IS NULL OR start_at < $3)
 ORDER BY created_at, id
 """
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A schedule's definition with the row ids of its rotations and overrides, index for index
+    (a computed shift's ``Source`` names an index)."""
+
+    schedule: Schedule
+    rotation_ids: tuple[uuid.UUID, ...]
+    rotation_names: tuple[str, ...]
+    override_ids: tuple[uuid.UUID, ...]
 
 
 async def load_schedule(
@@ -42,15 +54,33 @@ async def load_schedule(
     ``start``/``end`` (aware) leave out the overrides that do not reach into [start, end): they
     cannot change the answer for that range, and old ones pile up.
     """
+    loaded = await load(conn, schedule_id, start=start, end=end)
+    return None if loaded is None else loaded.schedule
+
+
+async def load(
+    conn: db.Connection,
+    schedule_id: uuid.UUID,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Loaded | None:
+    """``load_schedule`` with the rows' ids."""
     time_zone = await conn.fetchval(SELECT_SCHEDULE, schedule_id)
     if time_zone is None:
         return None
     rotation_rows = await conn.fetch(SELECT_ROTATIONS, schedule_id)
     override_rows = await conn.fetch(SELECT_OVERRIDES, schedule_id, start, end)
-    return Schedule(
+    schedule = Schedule(
         time_zone=time_zone,
         rotations=tuple(rotation_from_record(r) for r in rotation_rows),
         overrides=tuple(override_from_record(r) for r in override_rows),
+    )
+    return Loaded(
+        schedule,
+        tuple(r["id"] for r in rotation_rows),
+        tuple(r["name"] for r in rotation_rows),
+        tuple(r["id"] for r in override_rows),
     )
 
 
