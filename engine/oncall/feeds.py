@@ -8,7 +8,7 @@ MONODUTY_SECRET_KEY: ``s<id hex>.<version>.<signature>``. Rotating a feed raises
 there are no feeds (no URL is made, every token is unknown).
 
 A feed covers from local midnight 7 days back (a stable start, so a shift's UID stays put all
-day, see ``ical``) to 60 days ahead.
+day, see ``ical``) to local midnight 60 days ahead (UTC midnights for a user's feed).
 """
 
 from __future__ import annotations
@@ -83,9 +83,11 @@ def parse(secret_key: str | None, raw: str) -> Feed | None:
 
 
 def feed_range(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    first_day = now.astimezone(zone).date() - timedelta(days=DAYS_BACK)
-    start = localtime.to_instant(datetime.combine(first_day, time(0)), zone)
-    return start, now + timedelta(days=DAYS_AHEAD)
+    """Local midnight ``DAYS_BACK`` days ago to local midnight ``DAYS_AHEAD`` days on: the same
+    range all day, so the same feed (UIDs, the last event's end) all day."""
+    today = now.astimezone(zone).date()
+    start = localtime.to_instant(datetime.combine(today - timedelta(days=DAYS_BACK), time(0)), zone)
+    return start, localtime.to_instant(datetime.combine(today + timedelta(days=DAYS_AHEAD), time(0)), zone)
 
 
 async def render(conn: db.Connection, feed: Feed, now: datetime) -> bytes | None:
