@@ -90,39 +90,36 @@ async def test_bad_input_is_a_400_naming_the_field_as_sent(
     client: TestClient, account: Account, other_account: Account
 ) -> None:
     me = str(account.user.id)
+
+    def body(*rotations: object, **fields: object) -> dict[str, Any]:
+        return {"name": "x", "timeZone": "UTC", "rotations": list(rotations), **fields}
+
+    def mine(**changes: object) -> dict[str, Any]:
+        return body(rotation([me], **changes))
+
+    outsider = str(other_account.user.id)
     cases: list[tuple[dict[str, Any], str]] = [
         ({"timeZone": "UTC"}, "name"),
         ({"name": "x"}, "timeZone"),
-        ({"name": "x", "timeZone": "Mars/Olympus"}, "timeZone"),
-        ({"name": "x", "timeZone": "UTC", "rotations": {}}, "rotations"),
-        ({"name": "x", "timeZone": "UTC", "rotations": ["weekly"]}, "rotations[0]"),
-        ({"name": "x", "timeZone": "UTC", "rotations": [rotation([])]}, "rotations[0].participants"),
-        ({"name": "x", "timeZone": "UTC", "rotations": [rotation(["bob"])]}, "rotations[0].participants[0]"),
-        (
-            {"name": "x", "timeZone": "UTC", "rotations": [rotation([me]), rotation([me, str(other_account.user.id)])]},
-            "rotations[1].participants[1]",  # not a member of the team
-        ),
-        ({"name": "x", "timeZone": "UTC", "rotations": [rotation([me], shiftLength=0)]}, "rotations[0].shiftLength"),
-        ({"name": "x", "timeZone": "UTC", "rotations": [rotation([me], shiftLength="1")]}, "rotations[0].shiftLength"),
-        ({"name": "x", "timeZone": "UTC", "rotations": [rotation([me], shiftUnit="months")]}, "rotations[0].shiftUnit"),
-        ({"name": "x", "timeZone": "UTC", "rotations": [rotation([me], start="2025-01-06T09:00Z")]}, "rotations[0].start"),
-        ({"name": "x", "timeZone": "UTC", "rotations": [rotation([me], start="Monday")]}, "rotations[0].start"),
-        (
-            {"name": "x", "timeZone": "UTC", "rotations": [rotation([me], activeHours={**BUSINESS_HOURS, "weekdays": [7]})]},
-            "rotations[0].activeHours.weekdays",
-        ),
-        (
-            {"name": "x", "timeZone": "UTC", "rotations": [rotation([me], activeHours={**BUSINESS_HOURS, "end": "09:00"})]},
-            "rotations[0].activeHours.end",
-        ),
-        (
-            {"name": "x", "timeZone": "UTC", "rotations": [rotation([me], activeHours={**BUSINESS_HOURS, "start": "9am"})]},
-            "rotations[0].activeHours.start",
-        ),
-        ({"name": "x", "timeZone": "UTC", "rotations": [rotation([me], shift_length=1)]}, "rotations[0].shift_length"),
-        ({"name": "x", "timeZone": "UTC", "teamId": "nope"}, "teamId"),
-        ({"name": "x", "timeZone": "UTC", "colour": "red"}, "colour"),
-    ]  # fmt: skip
+        (body(timeZone="Mars/Olympus"), "timeZone"),
+        (body(rotations={}), "rotations"),
+        (body("weekly"), "rotations[0]"),
+        (body(rotation([])), "rotations[0].participants"),
+        (body(rotation(["bob"])), "rotations[0].participants[0]"),
+        (body(rotation([me]), rotation([me, outsider])), "rotations[1].participants[1]"),  # not in the team
+        (mine(shiftLength=0), "rotations[0].shiftLength"),
+        (mine(shiftLength="1"), "rotations[0].shiftLength"),
+        (mine(shiftUnit="months"), "rotations[0].shiftUnit"),
+        (mine(start="2025-01-06T09:00Z"), "rotations[0].start"),
+        (mine(start="Monday"), "rotations[0].start"),
+        (mine(activeHours={**BUSINESS_HOURS, "weekdays": [7]}), "rotations[0].activeHours.weekdays"),
+        (mine(activeHours={**BUSINESS_HOURS, "end": "09:00"}), "rotations[0].activeHours.end"),
+        (mine(activeHours={**BUSINESS_HOURS, "start": "9am"}), "rotations[0].activeHours.start"),
+        (mine(activeHours={**BUSINESS_HOURS, "from": "09:00"}), "rotations[0].activeHours.from"),
+        (mine(shift_length=1), "rotations[0].shift_length"),
+        (body(teamId="nope"), "teamId"),
+        (body(colour="red"), "colour"),
+    ]
     for body, field in cases:
         resp = await client.post("/api/schedules", json=body, headers=account.headers)
         assert resp.status == 400, (body, await resp.text())

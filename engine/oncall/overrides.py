@@ -65,9 +65,9 @@ async def list_overrides(
 async def create_override(
     conn: db.Connection, user_id: uuid.UUID, schedule_id: uuid.UUID, wanted: OverrideInput, now: datetime
 ) -> asyncpg.Record:
-    parsed = definitions.override(wanted)
     async with conn.transaction():
         schedule = await access(conn, user_id, schedule_id, Role.RESPONDER)
+        parsed = definitions.override(wanted)
         _may_act_for(Role(schedule["role"]), user_id, uuid.UUID(parsed.user))
         people = {"user_id": uuid.UUID(parsed.user)}
         if parsed.replaces is not None:
