@@ -16,6 +16,8 @@ from api import (
     invite_page,
     notifications,
     observability,
+    opsgenie,
+    pagerduty,
     reports,
     schedules,
     security,
@@ -76,6 +78,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)
     app.router.add_routes(dev.routes)
+    app.router.add_routes(pagerduty.routes)  # drop-in PagerDuty Events v2 and Opsgenie Alert API
+    app.router.add_routes(opsgenie.routes)
     inbound.add_routes(app)
     return app
 
