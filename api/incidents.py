@@ -79,6 +79,7 @@ def to_api(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "number": row["number"],
+        "team_id": str(row["team_id"]),
         "webhook_id": str(row["webhook_id"]),
         "title": row["title"],
         "message": row["message"],
