@@ -372,3 +372,53 @@ FROM contact_methods c JOIN users u ON u.id = c.user_id
 WHERE u.contact_defaults_at IS NULL
 ON CONFLICT DO NOTHING;
 UPDATE users SET contact_defaults_at = now() WHERE contact_defaults_at IS NULL;
+-- On-call schedules (engine.oncall.store maps these rows onto engine.oncall.model; the rules are
+-- engine.oncall.schedules). A schedule belongs to a team; its rotations are layers in `position`
+-- order (a later one wins where it covers the time).
+CREATE TABLE IF NOT EXISTS schedules (
+    id           uuid PRIMARY KEY,
+    team_id      uuid NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+    name         text NOT NULL,
+    description  text NOT NULL DEFAULT '',
+    time_zone    text NOT NULL,                -- IANA name (engine.oncall.validation.time_zone)
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS schedules_team_idx ON schedules (team_id, created_at);
+-- A rotation's times are clock readings in the schedule's zone: `start` (the first handoff) is a
+-- naive local wall time, active hours are local times of day. Participants are users, each a
+-- member of the schedule's team when written (checked by engine.oncall.crud).
+CREATE TABLE IF NOT EXISTS schedule_rotations (
+    id               uuid PRIMARY KEY,
+    schedule_id      uuid NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+    position         integer NOT NULL,
+    name             text NOT NULL DEFAULT '',
+    participants     uuid[] NOT NULL,
+    shift_length     integer NOT NULL,
+    shift_unit       text NOT NULL,            -- engine.oncall.model.ShiftUnit
+    start            timestamp NOT NULL,
+    active_weekdays  integer[],                -- date.weekday() numbers, 0 = Monday
+    active_start     time,
+    active_end       time,
+    CONSTRAINT schedule_rotations_position_key UNIQUE (schedule_id, position),
+    CONSTRAINT schedule_rotations_shift_unit_check CHECK (shift_unit IN ('hours', 'days', 'weeks')),
+    CONSTRAINT schedule_rotations_active_hours_check CHECK (
+        (active_weekdays IS NULL) = (active_start IS NULL) AND (active_start IS NULL) = (active_end IS NULL))
+);
+-- "user_id instead of whoever is on call" from start_at to end_at; with replaces_user_id only
+-- while the rotations put that user on call. Among overlapping ones the later-made one wins.
+CREATE TABLE IF NOT EXISTS schedule_overrides (
+    id                uuid PRIMARY KEY,
+    schedule_id       uuid NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+    user_id           uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    replaces_user_id  uuid REFERENCES users (id) ON DELETE CASCADE,
+    start_at          timestamptz NOT NULL,
+    end_at            timestamptz NOT NULL,
+    created_by        uuid REFERENCES users (id) ON DELETE SET NULL,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT schedule_overrides_order_check CHECK (end_at > start_at)
+);
+CREATE INDEX IF NOT EXISTS schedule_overrides_schedule_idx ON schedule_overrides (schedule_id, end_at);
+-- A calendar feed's URL is signed (engine.oncall.feeds); raising its version revokes the old URL.
+ALTER TABLE schedules ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;

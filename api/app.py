@@ -11,6 +11,7 @@ from api import (
     api_keys,
     contact_methods,
     dev,
+    feeds,
     inbound,
     incidents,
     invite_page,
@@ -19,6 +20,7 @@ from api import (
     opsgenie,
     pagerduty,
     reports,
+    schedules,
     security,
     status,
     teams,
@@ -72,6 +74,8 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(notifications.routes)
     app.router.add_routes(incidents.routes)
     app.router.add_routes(teams.routes)
+    app.router.add_routes(schedules.routes)
+    app.router.add_routes(feeds.routes)
     app.router.add_routes(invite_page.routes)
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)

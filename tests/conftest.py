@@ -48,6 +48,7 @@ def settings(services: Services) -> Settings:
         redis_url=services.redis_url,
         public_url="http://monoduty.test",
         dev=True,
+        secret_key="test-secret-key-0123456789abcdef0123456789",
         require_https=False,
         worker_poll_delay=0.01,
         retry_base_delay=0.01,

@@ -53,6 +53,7 @@ SERVER_ENV = {
     "MONODUTY_TWILIO_FROM": "+14155550199",
     "MONODUTY_TWILIO_BASE_URL": "http://127.0.0.1:9",
     "MONODUTY_NTFY_URL": "http://127.0.0.1:9",
+    "MONODUTY_SECRET_KEY": "schemathesis-secret-key-0123456789abcdef",
 }
 
 
