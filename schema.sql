@@ -255,3 +255,42 @@ CREATE INDEX IF NOT EXISTS incident_alerts_alert_idx ON incident_alerts (alert_i
 -- (Databases from before had it per (alert, channel, target).)
 ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_unique_target;
 CREATE UNIQUE INDEX IF NOT EXISTS deliveries_unique_page ON deliveries (alert_id, incident_id, channel, target);
+
+-- Teams (engine.teams): a team owns webhooks, schedules and policies; its members have a role.
+-- Every user has one personal team (personal_user_id), made with the account in its transaction;
+-- the two INSERTs below give one to every user of a database from before teams.
+CREATE TABLE IF NOT EXISTS teams (
+    id                uuid PRIMARY KEY,
+    name              text NOT NULL,
+    personal_user_id  uuid UNIQUE REFERENCES users (id) ON DELETE CASCADE,  -- NULL: a shared team
+    created_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS team_members (
+    team_id     uuid NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+    user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role        text NOT NULL,                 -- engine.teams.Role
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (team_id, user_id),
+    CONSTRAINT team_members_role_check CHECK (role IN ('owner', 'admin', 'responder', 'viewer'))
+);
+-- "The teams of this user": every permission check starts here.
+CREATE INDEX IF NOT EXISTS team_members_user_idx ON team_members (user_id, team_id);
+INSERT INTO teams (id, name, personal_user_id, created_at)
+    SELECT gen_random_uuid(), coalesce(nullif(u.name, ''), u.email), u.id, u.created_at FROM users u
+    ON CONFLICT (personal_user_id) DO NOTHING;
+INSERT INTO team_members (team_id, user_id, role, created_at)
+    SELECT t.id, t.personal_user_id, 'owner', t.created_at FROM teams t WHERE t.personal_user_id IS NOT NULL
+    ON CONFLICT (team_id, user_id) DO NOTHING;
+-- One-time set-password links of invited users (engine.teams.invites): only a SHA-256 of the
+-- token is kept; a link works once (used_at) and until expires_at.
+CREATE TABLE IF NOT EXISTS invites (
+    id           uuid PRIMARY KEY,
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    team_id      uuid REFERENCES teams (id) ON DELETE SET NULL,
+    invited_by   uuid REFERENCES users (id) ON DELETE SET NULL,
+    token_hash   bytea NOT NULL UNIQUE,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL,
+    used_at      timestamptz
+);
+CREATE INDEX IF NOT EXISTS invites_user_idx ON invites (user_id);

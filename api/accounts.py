@@ -1,7 +1,9 @@
-"""Handlers for /api/auth/*: sign-up, login, logout, the caller's profile and password."""
+"""Handlers for /api/auth/*: sign-up, login, an invite's first password, logout, the caller's profile
+and password."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +17,7 @@ from engine.auth.sessions import COOKIE_NAME
 from engine.auth.users import User
 from engine.channels.registry import default_targets
 from engine.errors import Forbidden
+from engine.teams import invites
 
 routes = web.RouteTableDef()
 
@@ -23,6 +26,7 @@ REGISTER_NAMES = {"email": "email", "password": "password", "name": "name", "pho
 LOGIN_NAMES = {"email": "email", "password": "password"}
 PROFILE_NAMES = {"email": "email", "name": "name", "phone": "phone", "pushTopic": "push_topic"}
 PASSWORD_NAMES = {"currentPassword": "current_password", "newPassword": "new_password"}
+SET_PASSWORD_NAMES = {"token": "token", "password": "password"}
 
 
 async def _logged_in(request: web.Request, user: User, http_status: int = 200) -> web.Response:
@@ -61,6 +65,15 @@ async def login(request: web.Request) -> web.Response:
     given = accounts.Credentials(**fields(await json_body(request), LOGIN_NAMES))
     async with request.app[POOL].acquire() as conn:
         user = await accounts.login(conn, request.app[REDIS], given, request.remote or "unknown")
+    return await _logged_in(request, user)
+
+
+@routes.post("/api/auth/set-password")
+async def set_password(request: web.Request) -> web.Response:
+    """Spend an invite's one-time link on a first password, and log in."""
+    wanted = invites.Acceptance(**fields(await json_body(request), SET_PASSWORD_NAMES, text=("token",)))
+    async with request.app[POOL].acquire() as conn:
+        user = await invites.accept_invite(conn, wanted, datetime.now(UTC))
     return await _logged_in(request, user)
 
 

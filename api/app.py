@@ -12,11 +12,13 @@ from api import (
     dev,
     inbound,
     incidents,
+    invite_page,
     notifications,
     observability,
     reports,
     security,
     status,
+    teams,
     webhooks,
 )
 from api.auth import auth_middleware
@@ -64,6 +66,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(webhooks.routes)
     app.router.add_routes(notifications.routes)
     app.router.add_routes(incidents.routes)
+    app.router.add_routes(teams.routes)
+    app.router.add_routes(invite_page.routes)
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)

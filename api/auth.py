@@ -32,7 +32,14 @@ from engine.errors import Forbidden, Unauthorized
 
 # /api routes anyone may call.
 PUBLIC_PATHS = frozenset(
-    {"/api/status", "/api/response-time", "/api/uptime", "/api/auth/login", "/api/auth/register"}
+    {
+        "/api/status",
+        "/api/response-time",
+        "/api/uptime",
+        "/api/auth/login",
+        "/api/auth/register",
+        "/api/auth/set-password",  # the invite's token is the credential
+    }
 )
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"

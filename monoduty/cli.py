@@ -129,6 +129,48 @@ def cmd_users_create(args: argparse.Namespace) -> None:
         print(f"API key (shown once, keep it safe): {created['api_key']}")
 
 
+async def _invite(settings: Settings, team: str, email: str, role: str) -> dict[str, str | None]:
+    from datetime import UTC, datetime
+
+    from engine.teams import Role
+    from engine.teams.members import find_team, invite_by_operator
+
+    assert settings.database_url
+    conn = await db.connect(settings.database_url)
+    try:
+        team_id = await find_team(conn, team)
+        added = await invite_by_operator(conn, team_id, email, Role(role), datetime.now(UTC))
+    finally:
+        await conn.close()
+    base = settings.public_url or "http://localhost:8080"
+    return {
+        "team_id": str(team_id),
+        "user_id": str(added.member["user_id"]),
+        "email": added.member["email"],
+        "role": added.member["role"],
+        "invite_url": f"{base}/invite/{added.invite.token}" if added.invite else None,
+        "expires_at": added.invite.expires_at.isoformat() if added.invite else None,
+    }
+
+
+def cmd_users_invite(args: argparse.Namespace) -> None:
+    from engine.errors import MonodutyError
+
+    settings = _require(load_settings(), redis=False)
+    try:
+        invited = asyncio.run(_invite(settings, args.team, args.email, args.role))
+    except MonodutyError as exc:
+        sys.exit(f"monoduty: {exc.message}")
+    if args.json:
+        print(json.dumps(invited))
+        return
+    print(f"{invited['email']} is {invited['role']} of team {invited['team_id']}")
+    if invited["invite_url"]:
+        print(f"set-password link (works once, until {invited['expires_at']}): {invited['invite_url']}")
+    else:
+        print("they already have a password: no link needed")
+
+
 def _prompt_password() -> str:
     """Ask twice in a terminal; an empty answer makes a key-only user."""
     import getpass
@@ -205,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--password", help="for web login; prompted for in a terminal when left out")
     create.add_argument("--json", action="store_true", help='print {"id", "email", "api_key"}')
     create.set_defaults(func=cmd_users_create)
+    invite = users.add_parser("invite", help="add a user to a team; a new user gets a set-password link")
+    invite.add_argument("--team", required=True, help="the team's id, or its name if only one team has it")
+    invite.add_argument("--email", required=True)
+    invite.add_argument("--role", choices=["owner", "admin", "responder", "viewer"], default="responder")
+    invite.add_argument("--json", action="store_true", help="print the result (and the link) as JSON")
+    invite.set_defaults(func=cmd_users_invite)
 
     outbox = sub.add_parser("outbox", help="what dev mode would have sent")
     outbox.add_argument("--json", action="store_true")

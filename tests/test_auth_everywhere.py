@@ -3,6 +3,7 @@ the router itself, so a route added later is covered without a new line here."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from aiohttp.test_utils import TestClient
@@ -29,7 +30,7 @@ async def test_every_private_api_route_refuses_anonymous_callers(client: TestCli
     private = [(m, p) for m, p in routes if p not in PUBLIC_PATHS]
     assert len(private) >= 15  # the walk found the app's routes
     for method, pattern in private:
-        path = pattern.replace("{id}", str(uuid.uuid4()))
+        path = re.sub(r"\{\w+\}", str(uuid.uuid4()), pattern)
         for headers in ANONYMOUS:
             resp = await client.request(method, path, json={}, headers=headers)
             assert resp.status == 401, f"{method} {pattern} with {headers}: {resp.status}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
 from datetime import UTC, datetime
 
@@ -14,26 +13,9 @@ import asyncpg
 from engine import db
 from engine.alerts import lifecycle
 from engine.alerts.payloads import parse_alert
-from tests.support.processes import ROOT, monoduty, monoduty_env
+from tests.support.migrations import schema_before
+from tests.support.processes import monoduty, monoduty_env
 from tests.support.services import Services, database_named
-
-
-def schema_before_incidents() -> str:
-    """The newest schema.sql in git history that has no incidents table."""
-    revisions = subprocess.run(
-        ["git", "log", "--format=%H", "--", "schema.sql"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for revision in revisions:
-        text = subprocess.run(
-            ["git", "show", f"{revision}:schema.sql"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout
-        if "incidents" not in text:
-            return text
-    raise AssertionError("no schema.sql from before incidents in git history")
 
 
 async def test_a_database_from_before_incidents_migrates_and_opens_incidents(services: Services) -> None:
@@ -45,7 +27,7 @@ async def test_a_database_from_before_incidents_migrates_and_opens_incidents(ser
         conn = await asyncpg.connect(url)
         user_id, webhook_id, alert_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         try:
-            await conn.execute(schema_before_incidents())
+            await conn.execute(schema_before("incidents"))
             await conn.execute("INSERT INTO users (id, email) VALUES ($1, 'old@example.com')", user_id)
             await conn.execute(
                 "INSERT INTO webhooks (id, user_id, name, alias, token, notification_types, targets)"

@@ -18,6 +18,7 @@ from engine.alerts import lifecycle
 from engine.alerts.payloads import parse_alert
 from tests.support.factories import Account, create
 from tests.support.routes import app_routes
+from tests.support.teams import new_team
 
 Maker = Callable[[TestClient, Account], Awaitable[str]]
 
@@ -51,7 +52,12 @@ async def make_incident(client: TestClient, owner: Account) -> str:
     return listing["incidents"][0]["id"]
 
 
-# (method, path with {id}, maker of the owner's object, body sent by the intruder)
+async def make_team(client: TestClient, owner: Account) -> str:
+    return (await new_team(client, owner))["id"]
+
+
+# (method, path with {id} and maybe {user_id} (the owner's own), maker of the owner's object, body
+# sent by the intruder)
 OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("GET", "/api/webhooks/{id}", make_webhook, None),
     ("PATCH", "/api/webhooks/{id}", make_webhook, {"name": "mine now"}),
@@ -63,6 +69,13 @@ OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("POST", "/api/incidents/{id}/acknowledge", make_incident, None),
     ("POST", "/api/incidents/{id}/resolve", make_incident, None),
     ("POST", "/api/incidents/{id}/notes", make_incident, {"text": "mine now"}),
+    ("GET", "/api/teams/{id}", make_team, None),
+    ("PATCH", "/api/teams/{id}", make_team, {"name": "mine now"}),
+    ("DELETE", "/api/teams/{id}", make_team, None),
+    ("GET", "/api/teams/{id}/members", make_team, None),
+    ("POST", "/api/teams/{id}/members", make_team, {"email": "intruder@example.com"}),
+    ("PATCH", "/api/teams/{id}/members/{user_id}", make_team, {"role": "viewer"}),
+    ("DELETE", "/api/teams/{id}/members/{user_id}", make_team, None),
 ]
 
 # (list path, key of the list in the answer, maker of one owner's object)
@@ -71,6 +84,7 @@ LIST_ROUTES: list[tuple[str, str, Maker]] = [
     ("/api/api-keys", "api_keys", make_api_key),
     ("/api/notifications", "notifications", make_notification),
     ("/api/incidents", "incidents", make_incident),
+    ("/api/teams", "teams", make_team),
 ]
 
 
@@ -85,7 +99,7 @@ async def test_another_users_object_is_not_found(
     body: Any,
 ) -> None:
     object_id = await make(client, account)
-    url = path.format(id=object_id)
+    url = path.format(id=object_id, user_id=account.user.id)
     resp = await client.request(method, url, json=body, headers=other_account.headers)
     assert resp.status == 404, await resp.text()
     assert (await resp.json())["success"] is False

@@ -1,6 +1,7 @@
 """Users: who they are and their own contacts (the default target of each channel).
 
-Their API keys are in engine/auth/api_keys.py, their passwords and profiles in engine/auth/accounts.py.
+Their API keys are in engine/auth/api_keys.py, their passwords and profiles in engine/auth/accounts.py,
+their teams (a personal one made with the account) in engine/teams/.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from engine import db
 from engine.channels.formats import validate_email, validate_phone
 from engine.channels.registry import default_targets
 from engine.errors import Conflict
+from engine.teams.membership import create_personal_team
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,18 @@ SELECT_FIRST_USERS = f"SELECT {USER_COLUMNS} FROM users ORDER BY created_at LIMI
 async def create_user(
     conn: db.Connection, email: str, *, name: str | None = None, phone: str | None = None
 ) -> User:
-    """Create a user; a second user with the same email (any case) is a Conflict."""
+    """Create a user and their personal team (named after them), in one transaction; a second
+    user with the same email (any case) is a Conflict."""
     email = validate_email(email, field="email")
     if phone is not None:
         phone = validate_phone(phone, field="phone")
-    record = await conn.fetchrow(INSERT_USER, uuid.uuid4(), email, name, phone)
-    if record is None:
-        raise Conflict("a user with this email already exists", code="EMAIL_TAKEN")
-    return User.from_record(record)
+    async with conn.transaction():
+        record = await conn.fetchrow(INSERT_USER, uuid.uuid4(), email, name, phone)
+        if record is None:
+            raise Conflict("a user with this email already exists", code="EMAIL_TAKEN")
+        user = User.from_record(record)
+        await create_personal_team(conn, user.id, name or email)
+    return user
 
 
 async def get_user(conn: db.Connection, user_id: uuid.UUID) -> User | None:
