@@ -9,6 +9,7 @@ from aiohttp import web
 from api import (
     accounts,
     api_keys,
+    contact_methods,
     dev,
     inbound,
     incidents,
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)
+    contact_methods.setup(app)
     app.router.add_routes(dev.routes)
     inbound.add_routes(app)
     return app

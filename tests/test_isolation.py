@@ -56,6 +56,21 @@ async def make_team(client: TestClient, owner: Account) -> str:
     return (await new_team(client, owner))["id"]
 
 
+async def make_contact_method(client: TestClient, owner: Account) -> str:
+    body = {"type": "SMS", "target": f"+1415555{uuid.uuid4().int % 10000:04d}"}
+    resp = await client.post("/api/me/contact-methods", json=body, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["contact_method"]["id"]
+
+
+async def make_notification_rule(client: TestClient, owner: Account) -> str:
+    method_id = await make_contact_method(client, owner)
+    body = {"contactMethodId": method_id, "delayMinutes": 7}
+    resp = await client.post("/api/me/notification-rules", json=body, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["notification_rule"]["id"]
+
+
 # (method, path with {id} and maybe {user_id} (the owner's own), maker of the owner's object, body
 # sent by the intruder)
 OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
@@ -76,6 +91,11 @@ OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("POST", "/api/teams/{id}/members", make_team, {"email": "intruder@example.com"}),
     ("PATCH", "/api/teams/{id}/members/{user_id}", make_team, {"role": "viewer"}),
     ("DELETE", "/api/teams/{id}/members/{user_id}", make_team, None),
+    ("PATCH", "/api/me/contact-methods/{id}", make_contact_method, {"target": "+14155550199"}),
+    ("DELETE", "/api/me/contact-methods/{id}", make_contact_method, None),
+    ("POST", "/api/me/contact-methods/{id}/send-code", make_contact_method, None),
+    ("POST", "/api/me/contact-methods/{id}/verify", make_contact_method, {"code": "123456"}),
+    ("DELETE", "/api/me/notification-rules/{id}", make_notification_rule, None),
 ]
 
 # (list path, key of the list in the answer, maker of one owner's object)
@@ -85,6 +105,8 @@ LIST_ROUTES: list[tuple[str, str, Maker]] = [
     ("/api/notifications", "notifications", make_notification),
     ("/api/incidents", "incidents", make_incident),
     ("/api/teams", "teams", make_team),
+    ("/api/me/contact-methods", "contact_methods", make_contact_method),
+    ("/api/me/notification-rules", "notification_rules", make_notification_rule),
 ]
 
 
