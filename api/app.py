@@ -11,6 +11,7 @@ from api import (
     api_keys,
     contact_methods,
     dev,
+    escalation_policies,
     inbound,
     incidents,
     invite_page,
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(notifications.routes)
     app.router.add_routes(incidents.routes)
     app.router.add_routes(teams.routes)
+    app.router.add_routes(escalation_policies.routes)
     app.router.add_routes(invite_page.routes)
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)

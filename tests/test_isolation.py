@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from api.state import POOL
 from engine.alerts import lifecycle
 from engine.alerts.payloads import parse_alert
+from tests.support.escalation import new_policy, step
 from tests.support.factories import Account, create
 from tests.support.routes import app_routes
 from tests.support.teams import new_team
@@ -54,6 +55,10 @@ async def make_incident(client: TestClient, owner: Account) -> str:
 
 async def make_team(client: TestClient, owner: Account) -> str:
     return (await new_team(client, owner))["id"]
+
+
+async def make_policy(client: TestClient, owner: Account) -> str:
+    return (await new_policy(client, owner, step(5, owner)))["id"]
 
 
 async def make_contact_method(client: TestClient, owner: Account) -> str:
@@ -96,6 +101,11 @@ OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("POST", "/api/me/contact-methods/{id}/send-code", make_contact_method, None),
     ("POST", "/api/me/contact-methods/{id}/verify", make_contact_method, {"code": "123456"}),
     ("DELETE", "/api/me/notification-rules/{id}", make_notification_rule, None),
+    ("GET", "/api/escalation-policies/{id}", make_policy, None),
+    ("PATCH", "/api/escalation-policies/{id}", make_policy, {"name": "mine now"}),
+    ("DELETE", "/api/escalation-policies/{id}", make_policy, None),
+    ("POST", "/api/incidents/{id}/escalate", make_incident, None),
+    ("POST", "/api/incidents/{id}/reassign", make_incident, {"userId": str(uuid.uuid4())}),
 ]
 
 # (list path, key of the list in the answer, maker of one owner's object)
@@ -107,6 +117,7 @@ LIST_ROUTES: list[tuple[str, str, Maker]] = [
     ("/api/teams", "teams", make_team),
     ("/api/me/contact-methods", "contact_methods", make_contact_method),
     ("/api/me/notification-rules", "notification_rules", make_notification_rule),
+    ("/api/escalation-policies", "escalation_policies", make_policy),
 ]
 
 

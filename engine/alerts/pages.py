@@ -19,11 +19,14 @@ def page_message(row: Mapping[str, Any]) -> Message:
     """The Message of one delivery: a page of a stored alert (a row with the alerts columns,
     ``webhook_name`` and its incident's ``number``, NULL for a test send), or an incident's RESOLVED
     notice (``kind`` ``resolved``, the incident's ``number``, ``incident_title``, ``resolved_by``,
-    ``resolved_at``; its title names the number already)."""
+    ``resolved_at``; its title names the number already), or a page of an escalation policy (no
+    alert: the incident's columns)."""
     if row.get("kind") == "resolved":  # lifecycle.DeliveryKind.RESOLVED
         return _resolved_notice(row)
     if row.get("kind") == "digest":  # lifecycle.DeliveryKind.DIGEST
         return _digest(row)
+    if row.get("alert_id") is None and row.get("number") is not None:
+        return _escalation_page(row)
     if is_system(row.get("dedup_key")):
         return _incident_page(row, numbered=True)
     if row.get("of_member"):  # dedupBy "alert": the page of one alert of the group, not the group's
@@ -76,6 +79,21 @@ def _incident_page(row: Mapping[str, Any], *, numbered: bool) -> Message:
         severity=row["incident_severity"],
         source=row["incident_source"],
         received_at=row["last_alert_at"],
+    )
+
+
+def _escalation_page(row: Mapping[str, Any]) -> Message:
+    # A page of a person by an escalation policy (engine.oncall.paging): no one alert sent it, so
+    # it says what the incident says now, with its number as every page does.
+    return Message(
+        alert_id=str(row["any_alert_id"] or ""),
+        webhook_name=row["webhook_name"],
+        title=row["incident_title"],
+        body=row["incident_message"],
+        severity=row["incident_severity"],
+        source=row["incident_source"],
+        received_at=row["last_alert_at"],
+        number=row["number"],
     )
 
 
