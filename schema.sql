@@ -46,7 +46,6 @@ CREATE TABLE IF NOT EXISTS webhooks (
     CONSTRAINT webhooks_calls_add_up
         CHECK (total_calls = successful_calls + failed_calls + pending_calls)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS webhooks_user_alias_key ON webhooks (user_id, lower(alias));
 CREATE INDEX IF NOT EXISTS webhooks_user_idx ON webhooks (user_id, created_at);
 
 -- One inbound call. Test sends are alerts too (is_test), kept out of the call counters.
@@ -146,7 +145,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     id                    uuid PRIMARY KEY,
     user_id               uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     webhook_id            uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
-    number                bigint NOT NULL,                 -- per owner: #1, #2, ... (users.incident_seq)
+    number                bigint NOT NULL,                 -- per team: #1, #2, ... (teams.incident_seq)
     title                 text NOT NULL,
     message               text NOT NULL DEFAULT '',
     severity              text NOT NULL,                   -- engine.channels.base.SEVERITIES
@@ -163,8 +162,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     resolved_by           text,                            -- engine.incidents.Actor
     resolved_by_user      uuid REFERENCES users (id) ON DELETE SET NULL,
     created_at            timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT incidents_status_check CHECK (status IN ('triggered', 'acknowledged', 'resolved')),
-    CONSTRAINT incidents_number_key UNIQUE (user_id, number)
+    CONSTRAINT incidents_status_check CHECK (status IN ('triggered', 'acknowledged', 'resolved'))
 );
 -- The dedup rule itself: two workers opening one key at once make one incident (INSERT ... ON CONFLICT).
 CREATE UNIQUE INDEX IF NOT EXISTS incidents_open_key ON incidents (webhook_id, dedup_key)
@@ -184,7 +182,7 @@ CREATE TABLE IF NOT EXISTS incident_events (
 );
 CREATE INDEX IF NOT EXISTS incident_events_incident_idx ON incident_events (incident_id, id);
 CREATE INDEX IF NOT EXISTS incident_events_alert_idx ON incident_events (alert_id) WHERE alert_id IS NOT NULL;
--- Per-owner incident numbers: taken with UPDATE ... RETURNING, so the row lock orders them.
+-- Per-owner incident numbers, from before teams (teams.incident_seq took over; see below).
 ALTER TABLE users ADD COLUMN IF NOT EXISTS incident_seq bigint NOT NULL DEFAULT 0;
 -- How a webhook groups alerts into incidents (values: engine.incidents.DedupBy) and which channels
 -- hear of a resolve (never CALL: a recovery does not ring a phone).
@@ -428,3 +426,78 @@ CREATE INDEX IF NOT EXISTS pages_due_idx ON pages (due_at) WHERE status = 'pendi
 CREATE INDEX IF NOT EXISTS pages_unqueued_idx ON pages (sent_at) WHERE status = 'sent' AND enqueued_at IS NULL;
 CREATE INDEX IF NOT EXISTS pages_incident_idx ON pages (incident_id, created_at);
 CREATE INDEX IF NOT EXISTS pages_delivery_idx ON pages (delivery_id) WHERE delivery_id IS NOT NULL;
+
+-- Webhooks belong to a team; those from before teams go to their maker's personal team. user_id
+-- stays: who made the webhook. Aliases were unique per user and are unique per team now (each
+-- user's webhooks land in one team, so the old ones stay unique). A team with webhooks cannot be
+-- deleted (engine.teams.members refuses it first; the foreign key is the backstop).
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS team_id uuid REFERENCES teams (id);
+UPDATE webhooks w SET team_id = t.id FROM teams t WHERE w.team_id IS NULL AND t.personal_user_id = w.user_id;
+ALTER TABLE webhooks ALTER COLUMN team_id SET NOT NULL;
+DROP INDEX IF EXISTS webhooks_user_alias_key;
+CREATE UNIQUE INDEX IF NOT EXISTS webhooks_team_alias_key ON webhooks (team_id, lower(alias));
+CREATE INDEX IF NOT EXISTS webhooks_team_idx ON webhooks (team_id, created_at, id);
+-- Incidents follow their webhook's team and are numbered per team: #1, #2, ... taken with
+-- UPDATE teams ... RETURNING, so the team row's lock orders them. Numbers from before teams ran
+-- per user; every incident of a user was in a webhook now in the user's personal team, so each
+-- keeps its number, and the personal team's counter goes on from the user's.
+ALTER TABLE teams ADD COLUMN IF NOT EXISTS incident_seq bigint NOT NULL DEFAULT 0;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS team_id uuid REFERENCES teams (id) ON DELETE CASCADE;
+UPDATE incidents i SET team_id = w.team_id FROM webhooks w WHERE i.team_id IS NULL AND w.id = i.webhook_id;
+UPDATE teams t SET incident_seq = u.incident_seq FROM users u
+    WHERE t.personal_user_id = u.id AND t.incident_seq < u.incident_seq;
+ALTER TABLE incidents ALTER COLUMN team_id SET NOT NULL;
+ALTER TABLE incidents DROP CONSTRAINT IF EXISTS incidents_number_key;
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_team_number_key ON incidents (team_id, number);
+-- GET /api/incidents over the caller's teams, newest first by keyset (created_at, id).
+CREATE INDEX IF NOT EXISTS incidents_team_created_idx ON incidents (team_id, created_at DESC, id DESC);
+-- On-call schedules (engine.oncall.store maps these rows onto engine.oncall.model; the rules are
+-- engine.oncall.schedules). A schedule belongs to a team; its rotations are layers in `position`
+-- order (a later one wins where it covers the time).
+CREATE TABLE IF NOT EXISTS schedules (
+    id           uuid PRIMARY KEY,
+    team_id      uuid NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+    name         text NOT NULL,
+    description  text NOT NULL DEFAULT '',
+    time_zone    text NOT NULL,                -- IANA name (engine.oncall.validation.time_zone)
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS schedules_team_idx ON schedules (team_id, created_at);
+-- A rotation's times are clock readings in the schedule's zone: `start` (the first handoff) is a
+-- naive local wall time, active hours are local times of day. Participants are users, each a
+-- member of the schedule's team when written (checked by engine.oncall.crud).
+CREATE TABLE IF NOT EXISTS schedule_rotations (
+    id               uuid PRIMARY KEY,
+    schedule_id      uuid NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+    position         integer NOT NULL,
+    name             text NOT NULL DEFAULT '',
+    participants     uuid[] NOT NULL,
+    shift_length     integer NOT NULL,
+    shift_unit       text NOT NULL,            -- engine.oncall.model.ShiftUnit
+    start            timestamp NOT NULL,
+    active_weekdays  integer[],                -- date.weekday() numbers, 0 = Monday
+    active_start     time,
+    active_end       time,
+    CONSTRAINT schedule_rotations_position_key UNIQUE (schedule_id, position),
+    CONSTRAINT schedule_rotations_shift_unit_check CHECK (shift_unit IN ('hours', 'days', 'weeks')),
+    CONSTRAINT schedule_rotations_active_hours_check CHECK (
+        (active_weekdays IS NULL) = (active_start IS NULL) AND (active_start IS NULL) = (active_end IS NULL))
+);
+-- "user_id instead of whoever is on call" from start_at to end_at; with replaces_user_id only
+-- while the rotations put that user on call. Among overlapping ones the later-made one wins.
+CREATE TABLE IF NOT EXISTS schedule_overrides (
+    id                uuid PRIMARY KEY,
+    schedule_id       uuid NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+    user_id           uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    replaces_user_id  uuid REFERENCES users (id) ON DELETE CASCADE,
+    start_at          timestamptz NOT NULL,
+    end_at            timestamptz NOT NULL,
+    created_by        uuid REFERENCES users (id) ON DELETE SET NULL,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT schedule_overrides_order_check CHECK (end_at > start_at)
+);
+CREATE INDEX IF NOT EXISTS schedule_overrides_schedule_idx ON schedule_overrides (schedule_id, end_at);
+-- A calendar feed's URL is signed (engine.oncall.feeds); raising its version revokes the old URL.
+ALTER TABLE schedules ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;

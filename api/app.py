@@ -12,12 +12,16 @@ from api import (
     contact_methods,
     dev,
     escalation_policies,
+    feeds,
     inbound,
     incidents,
     invite_page,
     notifications,
     observability,
+    opsgenie,
+    pagerduty,
     reports,
+    schedules,
     security,
     status,
     teams,
@@ -70,12 +74,16 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(incidents.routes)
     app.router.add_routes(teams.routes)
     app.router.add_routes(escalation_policies.routes)
+    app.router.add_routes(schedules.routes)
+    app.router.add_routes(feeds.routes)
     app.router.add_routes(invite_page.routes)
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)
     contact_methods.setup(app)
     app.router.add_routes(dev.routes)
+    app.router.add_routes(pagerduty.routes)  # drop-in PagerDuty Events v2 and Opsgenie Alert API
+    app.router.add_routes(opsgenie.routes)
     inbound.add_routes(app)
     return app
 

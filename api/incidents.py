@@ -90,10 +90,10 @@ async def reassign(request: web.Request) -> web.Response:
 
 
 async def _answer(request: web.Request, incident_id: uuid.UUID) -> web.Response:
-    """The incident as its owner or a member of its policy's team reads it after a change."""
+    """The incident as it is after a change."""
     user = current_user(request)
     async with request.app[POOL].acquire() as conn:
-        found = await queries.get_incident(conn, user.id, incident_id, team_access=True)
+        found = await queries.get_incident(conn, user.id, incident_id)
     return ok(incident=detail(found))
 
 
@@ -116,6 +116,7 @@ def to_api(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "number": row["number"],
+        "team_id": str(row["team_id"]),
         "webhook_id": str(row["webhook_id"]),
         "title": row["title"],
         "message": row["message"],

@@ -120,3 +120,31 @@ def wire_names(names: Mapping[str, str]) -> Iterator[None]:
                 exc.message = wire + exc.message[len(python) :]
                 exc.args = (exc.message,)
         raise
+
+
+_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
+_SNAKE = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
+
+
+@contextmanager
+def wire_paths(names: Mapping[str, str]) -> Iterator[None]:
+    """``wire_names`` for nested bodies: rename every segment of an error's field path
+    (``rotations[0].active_hours.start`` -> ``rotations[0].activeHours.start``), ``names`` holding
+    the wire -> Python names of every level."""
+    to_wire = {python: wire for wire, python in names.items() if python != wire}
+
+    def rename(segment: str) -> str:
+        match = _SEGMENT.fullmatch(segment)
+        if match is None or match.group(1) not in to_wire:
+            return segment
+        return to_wire[match.group(1)] + match.group(2)
+
+    try:
+        yield
+    except ValidationError as exc:
+        if exc.field:
+            exc.field = ".".join(rename(segment) for segment in exc.field.split("."))
+        # The message names fields by their paths too ("... must differ from ....active_hours.start").
+        exc.message = _SNAKE.sub(lambda m: to_wire.get(m.group(), m.group()), exc.message)
+        exc.args = (exc.message,)
+        raise

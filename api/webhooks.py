@@ -13,6 +13,7 @@ from api.inputs import fields, json_body, query, wire_names
 from api.responses import ok
 from api.state import AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
 from engine import limits, webhooks
+from engine.teams import Role
 
 routes = web.RouteTableDef()
 
@@ -29,6 +30,7 @@ NAMES = {
     "notifyOnResolve": "notify_on_resolve",
     "repageOnChange": "repage_on_change",
     "escalationPolicyId": "escalation_policy_id",
+    "teamId": "team_id",
 }
 
 
@@ -66,7 +68,7 @@ async def get_webhook(request: web.Request) -> web.Response:
     webhook_id = webhooks.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
         record = await webhooks.get_webhook(conn, user.id, webhook_id)
-        last_test = await webhooks.last_test(conn, user.id, webhook_id)
+        last_test = await webhooks.last_test(conn, webhook_id)
     return ok(webhook={**to_api(record, public_url(request)), "last_test": last_test})
 
 
@@ -95,11 +97,12 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 @routes.post("/api/webhooks/{id}/test")
 async def test_webhook(request: web.Request) -> web.Response:
-    """Send a marked test alert on every channel; the outcome shows as last_test on the webhook."""
+    """Send a marked test alert on every channel (a responder of its team may); the outcome shows
+    as last_test on the webhook."""
     user = current_user(request)
     webhook_id = webhooks.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
-        record = await webhooks.get_webhook(conn, user.id, webhook_id)
+        record = await webhooks.get_webhook(conn, user.id, webhook_id, Role.RESPONDER)
     alert_id = await webhooks.send_test(request.app[REDIS], record, request_id=request[REQUEST_ID])
     return ok(http_status=202, alert_id=alert_id, status="queued", test=True)
 
@@ -108,6 +111,7 @@ def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[
     """The webhook as the seed shows it (snake_case)."""
     return {
         "id": str(record["id"]),
+        "team_id": str(record["team_id"]),
         "name": record["name"],
         "description": record["description"],
         "alias": record["alias"],

@@ -96,6 +96,8 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     metrics_token: str | None = field(default=None, repr=False)
+    # Signs what the service hands out as a URL (calendar feeds); None: those features are off.
+    secret_key: str | None = field(default=None, repr=False)
     report_max_days: int = 366
     shutdown_grace: int = 25
     queue_name: str = "arq:queue"
@@ -154,6 +156,7 @@ class Settings:
             log_format=reader.choice("MONODUTY_LOG_FORMAT", ("text", "json"), d.log_format),  # type: ignore[arg-type]
             log_level=(reader.str("MONODUTY_LOG_LEVEL") or d.log_level).upper(),
             metrics_token=reader.str("MONODUTY_METRICS_TOKEN"),
+            secret_key=_secret_key(reader.str("MONODUTY_SECRET_KEY")),
             status_timeout=reader.float("MONODUTY_STATUS_TIMEOUT", d.status_timeout),
             status_max_queue_age=reader.float("MONODUTY_STATUS_MAX_QUEUE_AGE", d.status_max_queue_age),
             report_max_days=reader.int("MONODUTY_REPORT_MAX_DAYS", d.report_max_days, minimum=1),
@@ -164,6 +167,21 @@ class Settings:
                 "MONODUTY_ESCALATION_SWEEP_SECONDS", d.escalation_sweep_seconds, minimum=1
             ),
         )
+
+
+# A key shorter than this is a typo or a placeholder, not 128 bits of secret.
+MIN_SECRET_KEY = 32
+
+
+def _secret_key(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if len(raw.strip()) < MIN_SECRET_KEY:
+        raise SettingsError(
+            f"MONODUTY_SECRET_KEY must be at least {MIN_SECRET_KEY} characters "
+            "(e.g. the output of: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return raw.strip()
 
 
 # The port of each MONODUTY_SMTP_TLS mode, when MONODUTY_SMTP_PORT is unset.

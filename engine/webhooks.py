@@ -1,4 +1,6 @@
-"""Webhooks: a named inbound URL and where its alerts go. Every query is scoped to its owner."""
+"""Webhooks: a named inbound URL and where its alerts go. A webhook belongs to a team: its members
+read it (viewer), send it a test (responder) and change it (admin); to anyone else it does not
+exist. ``user_id`` is who made it."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from engine.channels.targets import normalise_targets
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.incidents import DedupBy
 from engine.teams import Role
-from engine.teams.membership import require_role
+from engine.teams.membership import CALLER_ROLE, TEAMS_OF, allowed, personal_team_id, require_role
 from engine.validate import UNSET, Unset
 
 
@@ -49,12 +51,13 @@ class WebhookInput:
     notify_on_resolve: object = UNSET
     repage_on_change: bool | Unset = UNSET
     escalation_policy_id: object = UNSET
+    team_id: object = UNSET  # create: default the caller's personal team; a webhook stays in its team
 
 
 DEFAULT_NOTIFY_ON_RESOLVE = ["EMAIL", "PUSH_NOTIF"]
 _ALIAS = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
-COLUMNS = """id, user_id, name, description, alias, status, token, notification_types, targets,
+COLUMNS = """id, user_id, team_id, name, description, alias, status, token, notification_types, targets,
     total_calls, successful_calls, failed_calls, pending_calls, last_call_at, created_at, updated_at,
     signing_secret IS NOT NULL AS signed, dedup_by, notify_on_resolve, repage_on_change, escalation_policy_id,
     (SELECT count(*) FROM incidents i WHERE i.webhook_id = webhooks.id AND i.status <> 'resolved')
@@ -62,24 +65,30 @@ COLUMNS = """id, user_id, name, description, alias, status, token, notification_
 
 INSERT = f"""
 INSERT INTO webhooks (id, user_id, name, description, alias, status, token, notification_types, targets,
-    signing_secret, dedup_by, notify_on_resolve, repage_on_change, escalation_policy_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    signing_secret, dedup_by, notify_on_resolve, repage_on_change, team_id, escalation_policy_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT DO NOTHING
 RETURNING {COLUMNS}
 """
 # LIMIT NULL is no limit: callers inside the engine may read them all.
-SELECT_ALL = f"SELECT {COLUMNS} FROM webhooks WHERE user_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3"
-COUNT_ALL = "SELECT count(*) FROM webhooks WHERE user_id = $1"
-SELECT_ONE = f"SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND user_id = $2"
-ALIAS_TAKEN = "SELECT 1 FROM webhooks WHERE user_id = $1 AND lower(alias) = lower($2) AND id <> $3"
+# The webhooks of every team of user $1.
+SELECT_ALL = f"""
+SELECT {COLUMNS} FROM webhooks WHERE team_id IN {TEAMS_OF.format(user="$1")}
+ORDER BY created_at, id LIMIT $2 OFFSET $3
+"""
+COUNT_ALL = f"SELECT count(*) FROM webhooks WHERE team_id IN {TEAMS_OF.format(user='$1')}"
+SELECT_ONE = f"""
+SELECT {COLUMNS}, {CALLER_ROLE.format(team="webhooks.team_id", user="$2")} FROM webhooks WHERE id = $1
+"""
+ALIAS_TAKEN = "SELECT 1 FROM webhooks WHERE team_id = $1 AND lower(alias) = lower($2) AND id <> $3"
 UPDATE = f"""
 UPDATE webhooks SET name = $3, description = $4, alias = $5, status = $6, notification_types = $7,
     targets = $8, signing_secret = CASE WHEN $9 THEN $10 ELSE signing_secret END, dedup_by = $11,
     notify_on_resolve = $12, repage_on_change = $13, escalation_policy_id = $14, updated_at = now()
-WHERE id = $1 AND user_id = $2
+WHERE id = $1 AND team_id = $2
 RETURNING {COLUMNS}
 """
-DELETE = "DELETE FROM webhooks WHERE id = $1 AND user_id = $2 RETURNING token"
+DELETE = "DELETE FROM webhooks WHERE id = $1 AND team_id = $2 RETURNING token"
 POLICY_TEAM = "SELECT team_id FROM escalation_policies WHERE id = $1"
 LAST_TEST = """
 SELECT a.id, a.status, a.received_at, a.finished_at,
@@ -88,7 +97,7 @@ SELECT a.id, a.status, a.received_at, a.finished_at,
         'last_error', d.last_error) ORDER BY d.channel, d.target) FILTER (WHERE d.id IS NOT NULL),
         '[]'::jsonb) AS deliveries
 FROM alerts a LEFT JOIN deliveries d ON d.alert_id = a.id
-WHERE a.webhook_id = $1 AND a.user_id = $2 AND a.is_test
+WHERE a.webhook_id = $1 AND a.is_test
 GROUP BY a.id ORDER BY a.received_at DESC LIMIT 1
 """
 
@@ -182,33 +191,44 @@ def _alias(value: str | Unset | None) -> str | None:
     return alias
 
 
-async def _policy(conn: db.Connection, user_id: uuid.UUID, value: object) -> uuid.UUID | None:
+async def _policy(conn: db.Connection, team_id: uuid.UUID, value: object) -> uuid.UUID | None:
     """The webhook's escalation policy: null (or left out) is none, its targetChannels are paged
-    as always; else a policy of a team the user administers (webhooks have no team of their own)."""
+    as always; else a policy of the webhook's own team."""
     if value is UNSET or value is None:
         return None
-    wrong = ValidationError(
-        "escalation_policy_id must be the id of an escalation policy of a team you administer",
-        field="escalation_policy_id",
-    )
     try:
         policy_id = uuid.UUID(value) if isinstance(value, str) else None
     except ValueError:
         policy_id = None
-    team_id = await conn.fetchval(POLICY_TEAM, policy_id) if policy_id else None
-    if policy_id is None or team_id is None:
-        raise wrong
-    try:
-        await require_role(conn, team_id, user_id, Role.ADMIN)
-    except NotFound:
-        raise wrong from None
+    if policy_id is None or await conn.fetchval(POLICY_TEAM, policy_id) != team_id:
+        raise ValidationError(
+            "escalation_policy_id must be the id of an escalation policy of the webhook's team",
+            field="escalation_policy_id",
+        )
     return policy_id
+
+
+def _team_id(value: object) -> uuid.UUID:
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise ValidationError("team_id must be a team id", field="team_id")
+
+
+async def _team(conn: db.Connection, owner: User, value: object) -> uuid.UUID:
+    """The team a new webhook goes to (the caller's personal team by default); admin there."""
+    team_id = await personal_team_id(conn, owner.id) if value is UNSET else _team_id(value)
+    await require_role(conn, team_id, owner.id, Role.ADMIN)
+    return team_id
 
 
 async def create_webhook(
     conn: db.Connection, owner: User, wanted: WebhookInput, available: Collection[str]
 ) -> asyncpg.Record:
-    """Validate a create request and store the webhook with a fresh token."""
+    """Validate a create request and store the webhook with a fresh token, in ``team_id`` (the
+    caller's personal team by default), where the caller must be an admin."""
     name = validate.text(wanted.name, "name", required=True, min_length=3, max_length=100)
     assert name is not None
     description = validate.text(wanted.description, "description", max_length=1000, nullable=True)
@@ -224,7 +244,8 @@ async def create_webhook(
         else _notify_on_resolve(wanted.notify_on_resolve)
     )
     repage = False if wanted.repage_on_change is UNSET else wanted.repage_on_change
-    policy_id = await _policy(conn, owner.id, wanted.escalation_policy_id)
+    team_id = await _team(conn, owner, wanted.team_id)
+    policy_id = await _policy(conn, team_id, wanted.escalation_policy_id)
     base = alias or slugify(name)
     for n in range(1, 100):
         candidate = base if n == 1 else f"{base}-{n}"
@@ -243,12 +264,15 @@ async def create_webhook(
             dedup_by,
             notify,
             repage,
+            team_id,
             policy_id,
         )
         if record is not None:
             return record
         if alias is not None:
-            raise Conflict(f"alias '{alias}' is already used by another of your webhooks", code="ALIAS_TAKEN")
+            raise Conflict(
+                f"alias '{alias}' is already used by another webhook of the team", code="ALIAS_TAKEN"
+            )
     raise Conflict("could not find a free alias; give one explicitly", code="ALIAS_TAKEN")
 
 
@@ -262,10 +286,14 @@ async def count_webhooks(conn: db.Connection, user_id: uuid.UUID) -> int:
     return await conn.fetchval(COUNT_ALL, user_id)
 
 
-async def get_webhook(conn: db.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> asyncpg.Record:
+async def get_webhook(
+    conn: db.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID, minimum: Role = Role.VIEWER
+) -> asyncpg.Record:
+    """The webhook, if the user has at least ``minimum`` in its team (not a member: NotFound)."""
     record = await conn.fetchrow(SELECT_ONE, webhook_id, user_id)
-    if record is None:
-        raise NotFound("webhook not found", code="WEBHOOK_NOT_FOUND")
+    not_found = NotFound("webhook not found", code="WEBHOOK_NOT_FOUND")
+    allowed(record["caller_role"] if record else None, minimum, not_found)
+    assert record is not None
     return record
 
 
@@ -280,7 +308,9 @@ async def update_webhook(
     """Apply a partial update; fields left out keep their value. The inbound cache forgets the
     token once the change is committed (``conn`` must not be inside a transaction of the caller's)."""
     async with conn.transaction():
-        current = await get_webhook(conn, owner.id, webhook_id)
+        current = await get_webhook(conn, owner.id, webhook_id, Role.ADMIN)
+        if wanted.team_id is not UNSET and _team_id(wanted.team_id) != current["team_id"]:
+            raise Conflict("a webhook stays in the team it was made in", code="WEBHOOK_TEAM_FIXED")
         name = validate.text(wanted.name, "name", min_length=3, max_length=100) or current["name"]
         description = (
             current["description"]
@@ -288,8 +318,10 @@ async def update_webhook(
             else validate.text(wanted.description, "description", max_length=1000, nullable=True)
         )
         alias = _alias(wanted.alias) or current["alias"]
-        if await conn.fetchval(ALIAS_TAKEN, owner.id, alias, webhook_id):
-            raise Conflict(f"alias '{alias}' is already used by another of your webhooks", code="ALIAS_TAKEN")
+        if await conn.fetchval(ALIAS_TAKEN, current["team_id"], alias, webhook_id):
+            raise Conflict(
+                f"alias '{alias}' is already used by another webhook of the team", code="ALIAS_TAKEN"
+            )
         status = validate.choice(wanted.status, "status", tuple(WebhookStatus)) or current["status"]
         types = (
             list(current["notification_types"])
@@ -310,22 +342,23 @@ async def update_webhook(
         policy_id = (
             current["escalation_policy_id"]
             if wanted.escalation_policy_id is UNSET
-            else await _policy(conn, owner.id, wanted.escalation_policy_id)
+            else await _policy(conn, current["team_id"], wanted.escalation_policy_id)
         )
         values = (
-            *(webhook_id, owner.id, name, description, alias, status, types, targets, new_secret, secret),
+            *(webhook_id, current["team_id"], name, description, alias, status, types, targets, new_secret),
+            secret,
             *(dedup_by, notify, repage, policy_id),
         )
         try:
             record = await conn.fetchrow(UPDATE, *values)
         except asyncpg.UniqueViolationError:  # another request took the alias since ALIAS_TAKEN looked
             raise Conflict(
-                f"alias '{alias}' is already used by another of your webhooks", code="ALIAS_TAKEN"
+                f"alias '{alias}' is already used by another webhook of the team", code="ALIAS_TAKEN"
             ) from None
         if current["status"] == WebhookStatus.ACTIVE and status == WebhookStatus.PAUSED:
             await notifications.create(
                 conn,
-                owner.id,
+                current["user_id"],  # the inbox of its maker, as every notice of the webhook
                 notifications.NotificationKind.WEBHOOK_PAUSED,
                 f"Webhook paused: {name}",
                 "Alerts sent to its URL are refused (409) until it is resumed.",
@@ -339,15 +372,18 @@ async def update_webhook(
 async def delete_webhook(
     conn: db.Connection, redis: Redis, user_id: uuid.UUID, webhook_id: uuid.UUID
 ) -> None:
-    """Delete the webhook with its alerts and deliveries; its URL answers 404 from then on."""
-    token = await conn.fetchval(DELETE, webhook_id, user_id)
-    if token is None:
+    """Delete the webhook with its alerts and deliveries (an admin of its team); its URL answers
+    404 from then on."""
+    current = await get_webhook(conn, user_id, webhook_id, Role.ADMIN)
+    token = await conn.fetchval(DELETE, webhook_id, current["team_id"])
+    if token is None:  # deleted by someone else meanwhile
         raise NotFound("webhook not found", code="WEBHOOK_NOT_FOUND")
     await inbound.forget_token(redis, token)
 
 
-async def last_test(conn: db.Connection, user_id: uuid.UUID, webhook_id: uuid.UUID) -> dict[str, Any] | None:
-    record = await conn.fetchrow(LAST_TEST, webhook_id, user_id)
+async def last_test(conn: db.Connection, webhook_id: uuid.UUID) -> dict[str, Any] | None:
+    """The newest test send of a webhook the caller may read (get_webhook checked that)."""
+    record = await conn.fetchrow(LAST_TEST, webhook_id)
     if record is None:
         return None
     return {

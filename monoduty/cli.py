@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -50,6 +51,10 @@ def cmd_api(args: argparse.Namespace) -> None:
 
     settings = _require(load_settings())
     logs.configure(settings.log_format, settings.log_level)
+    if settings.secret_key is None:
+        logging.getLogger("monoduty.api").warning(
+            "MONODUTY_SECRET_KEY is not set: calendar feeds (/ical/...) are off until it is"
+        )
     ssl_context = None
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):

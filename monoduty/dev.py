@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ log = logging.getLogger("monoduty.dev")
 FIRST_USER_EMAIL = "admin@monoduty.localhost"
 # Where a running `monoduty dev` leaves its embedded services' URLs for other commands (0600).
 SERVICES_FILE = "dev-services.json"
+SECRET_KEY_FILE = "secret-key"  # noqa: S105 (a file name)
 COUNT_USERS = "SELECT count(*) FROM users"
 
 
@@ -39,6 +41,7 @@ def run_dev(*, host: str, port: int, data_dir: str) -> None:
     with contextlib.ExitStack() as stack:
         settings = _with_embedded_services(settings, Path(data_dir), stack)
         settings = settings.with_(public_url=settings.public_url or f"http://{host}:{port}")
+        settings = settings.with_(secret_key=settings.secret_key or dev_secret_key(Path(data_dir)))
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(settings, host, port))
 
@@ -62,6 +65,20 @@ def _with_embedded_services(settings: Settings, data_dir: Path, stack: contextli
     stack.callback(services.unlink, missing_ok=True)
     print(f"embedded services under {data_dir.resolve()} (data survives a restart)", flush=True)
     return settings
+
+
+def dev_secret_key(data_dir: Path) -> str:
+    """The data folder's own secret key (made on first use, 0600), so that calendar feed URLs keep
+    working across restarts of `monoduty dev`. Outside dev, MONODUTY_SECRET_KEY is the key."""
+    path = data_dir / SECRET_KEY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(key + "\n")
+        return key
 
 
 def running_services(data_dir: str) -> dict[str, str]:

@@ -8,17 +8,22 @@ make their own users and never depend on what others left.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import signal
+import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
+import trustme
 from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis
 
+from api.app import create_app
 from engine import db, queue
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
 from tests.support import report_data as data
@@ -43,6 +48,7 @@ def settings(services: Services) -> Settings:
         redis_url=services.redis_url,
         public_url="http://monoduty.test",
         dev=True,
+        secret_key="test-secret-key-0123456789abcdef0123456789",
         require_https=False,
         worker_poll_delay=0.01,
         retry_base_delay=0.01,
@@ -195,3 +201,47 @@ def own_redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisS
     if server.proc is not None and server.proc.poll() is None:
         os.kill(server.proc.pid, signal.SIGCONT)  # a failed freeze test must not leave it stopped
     server.stop()
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No socket of this test connects anywhere but 127.0.0.1/::1 (or a Unix socket): the real
+    PagerDuty and Opsgenie clients default to their vendors' hosts, and must never reach them."""
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(address: object) -> None:
+        if not isinstance(address, tuple):
+            return  # a Unix socket path
+        try:
+            loopback = ipaddress.ip_address(str(address[0]).split("%")[0]).is_loopback
+        except ValueError:
+            loopback = False  # a host name: connect() would resolve it itself
+        if not loopback:
+            raise ConnectionRefusedError(f"test guard: no connections to {address[0]}")
+
+    def guarded(self: socket.socket, address: object) -> None:
+        check(address)
+        connect(self, address)  # type: ignore[arg-type]
+
+    def guarded_ex(self: socket.socket, address: object) -> int:
+        check(address)
+        return connect_ex(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_ex)
+
+
+@pytest.fixture
+async def tls_server(settings: Settings, redis: ArqRedis) -> AsyncIterator[tuple[str, ssl.SSLContext]]:
+    """The app over HTTPS on 127.0.0.1 with a trustme certificate; its URL and a trusting context."""
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server(ssl=server_ctx)
+    try:
+        yield str(server.make_url("")).rstrip("/"), client_ctx
+    finally:
+        await server.close()

@@ -34,7 +34,7 @@ async def incidents(pool: asyncpg.Pool, webhook: dict[str, Any]) -> dict[str, as
     """The webhook's incidents by dedup key."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
-            "SELECT id, dedup_key, title, status, alert_count FROM incidents WHERE webhook_id = $1",
+            "SELECT id, number, dedup_key, title, status, alert_count FROM incidents WHERE webhook_id = $1",
             uuid.UUID(webhook["id"]),
         )
     return {r["dedup_key"]: r for r in rows}
@@ -64,10 +64,14 @@ async def test_each_alert_of_a_group_is_an_incident_resolved_on_its_own(
     assert sorted(found) == sorted(fingerprints)
     assert found[fingerprints[0]]["title"] == "5xx rate above 5% on api-1:9100"
     pages = await sent(pool, webhook)
-    # Each incident pages once, with its own alert's text rather than the group's.
+    # Each incident pages once, with its own number and its own alert's text rather than the group's.
+    numbers = {r["title"]: r["number"] for r in found.values()}
     assert sorted(pages) == sorted(
-        (c, f"[CRITICAL] 5xx rate above 5% on api-{n}:9100") for c in CHANNELS for n in (1, 2, 3)
+        (c, f"[CRITICAL] #{numbers[title]} {title}")
+        for c in CHANNELS
+        for title in (f"5xx rate above 5% on api-{n}:9100" for n in (1, 2, 3))
     )
+    assert sorted(numbers.values()) == [1, 2, 3]
 
     # The group again, api-1 resolved in it (Alertmanager keeps the group "firing" while any alert fires).
     firing["alerts"][0]["status"] = "resolved"

@@ -19,6 +19,7 @@ from engine.alerts.payloads import parse_alert
 from tests.support.escalation import new_policy, step
 from tests.support.factories import Account, create
 from tests.support.routes import app_routes
+from tests.support.schedules import create_schedule, rotation
 from tests.support.teams import new_team
 
 Maker = Callable[[TestClient, Account], Awaitable[str]]
@@ -76,8 +77,30 @@ async def make_notification_rule(client: TestClient, owner: Account) -> str:
     return (await resp.json())["notification_rule"]["id"]
 
 
-# (method, path with {id} and maybe {user_id} (the owner's own), maker of the owner's object, body
-# sent by the intruder)
+async def make_schedule(client: TestClient, owner: Account) -> str:
+    """A schedule of the owner's with one override of theirs (for the {override_id} routes)."""
+    me = str(owner.user.id)
+    schedule = await create_schedule(client, owner, rotations=[rotation([me])])
+    resp = await client.post(
+        f"/api/schedules/{schedule['id']}/overrides",
+        json={"userId": me, "start": "2025-03-11T12:00:00Z", "end": "2025-03-11T18:00:00Z"},
+        headers=owner.headers,
+    )
+    assert resp.status == 201, await resp.text()
+    return str(schedule["id"])
+
+
+async def first_override(client: TestClient, owner: Account, schedule_id: str) -> str:
+    listed = await client.get(
+        f"/api/schedules/{schedule_id}/overrides",
+        params={"from": "2025-01-01T00:00:00Z"},
+        headers=owner.headers,
+    )
+    return str((await listed.json())["overrides"][0]["id"])
+
+
+# (method, path with {id} and maybe {user_id} (the owner's own) or {override_id} (the owner's first),
+# maker of the owner's object, body sent by the intruder)
 OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("GET", "/api/webhooks/{id}", make_webhook, None),
     ("PATCH", "/api/webhooks/{id}", make_webhook, {"name": "mine now"}),
@@ -106,6 +129,15 @@ OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("DELETE", "/api/escalation-policies/{id}", make_policy, None),
     ("POST", "/api/incidents/{id}/escalate", make_incident, None),
     ("POST", "/api/incidents/{id}/reassign", make_incident, {"userId": str(uuid.uuid4())}),
+    ("GET", "/api/schedules/{id}", make_schedule, None),
+    ("PATCH", "/api/schedules/{id}", make_schedule, {"name": "mine now"}),
+    ("DELETE", "/api/schedules/{id}", make_schedule, None),
+    ("GET", "/api/schedules/{id}/overrides", make_schedule, None),
+    ("POST", "/api/schedules/{id}/overrides", make_schedule, {"userId": str(uuid.uuid4())}),
+    ("DELETE", "/api/schedules/{id}/overrides/{override_id}", make_schedule, None),
+    ("GET", "/api/schedules/{id}/on-call", make_schedule, None),
+    ("GET", "/api/schedules/{id}/shifts", make_schedule, None),
+    ("POST", "/api/schedules/{id}/ical/rotate", make_schedule, None),
 ]
 
 # (list path, key of the list in the answer, maker of one owner's object)
@@ -118,6 +150,7 @@ LIST_ROUTES: list[tuple[str, str, Maker]] = [
     ("/api/me/contact-methods", "contact_methods", make_contact_method),
     ("/api/me/notification-rules", "notification_rules", make_notification_rule),
     ("/api/escalation-policies", "escalation_policies", make_policy),
+    ("/api/schedules", "schedules", make_schedule),
 ]
 
 
@@ -132,7 +165,8 @@ async def test_another_users_object_is_not_found(
     body: Any,
 ) -> None:
     object_id = await make(client, account)
-    url = path.format(id=object_id, user_id=account.user.id)
+    override_id = await first_override(client, account, object_id) if "{override_id}" in path else None
+    url = path.format(id=object_id, user_id=account.user.id, override_id=override_id)
     resp = await client.request(method, url, json=body, headers=other_account.headers)
     assert resp.status == 404, await resp.text()
     assert (await resp.json())["success"] is False

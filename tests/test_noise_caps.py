@@ -149,7 +149,8 @@ async def test_a_resolved_overflow_lets_new_keys_page_as_before(
     await run_worker(capped)
     found = await open_incidents(pool, webhook)
     assert [i["title"] for i in found][-1] == "Disk full on db-8"
-    last = [c for c, subject in await outbox(pool, webhook) if subject == "[ERROR] Disk full on db-8"]
+    expected = f"[ERROR] #{found[-1]['number']} Disk full on db-8"
+    last = [c for c, subject in await outbox(pool, webhook) if subject == expected]
     assert sorted(last) == CHANNELS
 
 

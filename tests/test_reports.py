@@ -488,10 +488,11 @@ async def test_a_large_csv_leaves_in_many_chunks(
         await conn.execute(
             """
             INSERT INTO incidents (id, user_id, webhook_id, number, title, severity, alert_count,
-                first_alert_at, last_alert_at)
+                first_alert_at, last_alert_at, team_id)
             SELECT gen_random_uuid(), $2, $1, n, 'bulk incident ' || n, 'info', 1,
                 '2024-03-02'::timestamptz + make_interval(secs => n),
-                '2024-03-02'::timestamptz + make_interval(secs => n)
+                '2024-03-02'::timestamptz + make_interval(secs => n),
+                (SELECT team_id FROM webhooks WHERE id = $1)
             FROM generate_series(1, 3000) n
             """,
             uuid.UUID(hook["id"]),

@@ -53,6 +53,7 @@ SERVER_ENV = {
     "MONODUTY_TWILIO_FROM": "+14155550199",
     "MONODUTY_TWILIO_BASE_URL": "http://127.0.0.1:9",
     "MONODUTY_NTFY_URL": "http://127.0.0.1:9",
+    "MONODUTY_SECRET_KEY": "schemathesis-secret-key-0123456789abcdef",
 }
 
 
@@ -151,11 +152,15 @@ PROFILE_OPERATIONS = {"PATCH /api/auth/me", "POST /api/auth/password"}
 
 
 def call_kwargs(live: LiveApi, case: schemathesis.Case) -> dict[str, object]:
-    """Where and as whom ``case`` is sent; POST /{token} gets the live webhook's token (POST
-    /hooks/{token} keeps generated ones, so unknown tokens are tried too)."""
-    if case.operation.label == "POST /{token}":
-        case.path_parameters = {"token": live.token}
-    key = live.profile_key if case.operation.label in PROFILE_OPERATIONS else live.key
+    """Where and as whom ``case`` is sent; POST /{token}, POST /{token}/v2/enqueue and the
+    Opsgenie routes (as its GenieKey) get the live webhook's token (POST /hooks/{token} and POST
+    /v2/enqueue keep generated ones, so unknown tokens are tried too)."""
+    label = case.operation.label
+    if label in ("POST /{token}", "POST /{token}/v2/enqueue"):
+        case.path_parameters = {**(case.path_parameters or {}), "token": live.token}
+    if label.startswith("POST /v2/alerts"):
+        return {"base_url": live.url, "headers": {"Authorization": f"GenieKey {live.token}"}}
+    key = live.profile_key if label in PROFILE_OPERATIONS else live.key
     return {"base_url": live.url, "headers": {"Authorization": f"Bearer {key}"}}
 
 

@@ -1,13 +1,17 @@
 """A database made by the schema.sql from before teams migrates with `monoduty migrate`: every
-user gets a personal team they own, and their webhooks, alerts and statistics are untouched."""
+user gets a personal team they own, their webhooks move into it with their incidents (numbers
+kept, and the next one follows on), and webhooks, alerts and statistics are otherwise untouched."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 
 from engine import db
+from engine.alerts import lifecycle
+from engine.alerts.payloads import parse_alert
 from engine.auth.users import create_user
 from tests.support.migrations import schema_before, scratch_database
 from tests.support.processes import monoduty, monoduty_env
@@ -18,6 +22,7 @@ SNAPSHOT = {
     "webhooks": "SELECT id, user_id, name, alias, token, total_calls, successful_calls, failed_calls,"
     " pending_calls FROM webhooks ORDER BY id",
     "alerts": "SELECT id, webhook_id, status FROM alerts ORDER BY id",
+    "incidents": "SELECT id, user_id, webhook_id, number, status FROM incidents ORDER BY id",
 }
 
 
@@ -44,6 +49,19 @@ async def _old_data(conn: asyncpg.Connection) -> dict[str, list[tuple]]:
                 user_id,
                 status,
             )
+        # two incidents numbered per user, as before teams
+        for n in (1, 2):
+            await conn.execute(
+                "INSERT INTO incidents (id, user_id, webhook_id, number, title, severity, dedup_key,"
+                " first_alert_at, last_alert_at, status)"
+                " VALUES ($1, $2, $3, $4, 'old', 'error', $5, now(), now(), 'resolved')",
+                uuid.uuid4(),
+                user_id,
+                webhook_id,
+                n,
+                f"k{n}",
+            )
+        await conn.execute("UPDATE users SET incident_seq = 2 WHERE id = $1", user_id)
     return await _snapshot(conn)
 
 
@@ -78,6 +96,19 @@ async def test_a_database_from_before_teams_gives_every_user_a_personal_team(ser
                 assert team["personal_user_id"] == team["user_id"] and team["role"] == "owner"
                 email, name = users[team["user_id"]]
                 assert team["name"] == (name or email)
+            # incidents are in their webhook's team; the next one is numbered after the old ones
+            moved = await conn.fetchval(
+                "SELECT count(*) FROM incidents i JOIN webhooks w ON w.id = i.webhook_id"
+                " JOIN teams t ON t.id = i.team_id AND t.id = w.team_id AND t.personal_user_id = i.user_id"
+            )
+            assert moved == 4
+            webhook_id = before["webhooks"][0][0]
+            parsed = parse_alert(b'{"title": "new", "dedup_key": "new"}', "application/json")
+            await lifecycle.record_alert(
+                conn, uuid.uuid4(), webhook_id, parsed, received_at=datetime.now(UTC)
+            )
+            number = await conn.fetchval("SELECT number FROM incidents WHERE dedup_key = 'new'")
+            assert number == 3
             # and a user made now gets a team with the account
             new = await create_user(conn, "new@example.com")
             owner = await conn.fetchval("SELECT role FROM team_members WHERE user_id = $1", new.id)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,7 +52,12 @@ MESSAGE_PREFIX = "monoduty:webhook-msg:"
 MESSAGE_SECONDS = 2 * signing.TOLERANCE
 MESSAGE_NAMESPACE = uuid.UUID("7d0e4a52-54c3-4c8e-9f3e-2f5c1d3b8a61")
 BodyReader = Callable[[], Awaitable[bytes]]
+# Turns a read (and verified) body into the one queued: the drop-in PagerDuty and Opsgenie APIs
+# check theirs here and raise their own 400/422, after the token, signature, limit and pause.
+BodyPreparer = Callable[[bytes], bytes]
 CACHE_SECONDS = 3600
+# What a webhook token looks like (api/inbound.py's route pattern): anything else names no webhook.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,100}")
 MISS_SECONDS = 60
 
 SELECT_BY_TOKEN = "SELECT id, user_id, status, signing_secret FROM webhooks WHERE token = $1"  # noqa: S105
@@ -89,10 +95,7 @@ async def resolve_token(
         data = json.loads(cached)
         return InboundWebhook(**data) if data else None
     failures = ratelimit.FailureCounter("token-failures", limit) if client is not None and limit else None
-    if failures is not None and client is not None:
-        spent = await failures.refusal(redis, client)
-        if spent is not None:
-            raise ratelimit.RateLimited(spent, "too many unknown webhook URLs from this address; retry later")
+    await refuse_guessing(redis, client, limit)
     async with pool.acquire() as conn:
         row = await conn.fetchrow(SELECT_BY_TOKEN, token)
     if row is None:
@@ -108,6 +111,16 @@ async def resolve_token(
     )
     await redis.set(key, json.dumps(webhook.__dict__), ex=CACHE_SECONDS)
     return webhook
+
+
+async def refuse_guessing(redis: Redis, client: str | None, limit: RateLimit | None) -> None:
+    """429 for an address that has used up its unknown-token failures, checked before a body that
+    names its token (PagerDuty's routing_key) is read: a guesser is not read 1 MiB at a time."""
+    if client is None or limit is None:
+        return
+    spent = await ratelimit.FailureCounter("token-failures", limit).refusal(redis, client)
+    if spent is not None:
+        raise ratelimit.RateLimited(spent, "too many unknown webhook URLs from this address; retry later")
 
 
 async def forget_token(redis: Redis, token: str) -> None:
@@ -272,11 +285,13 @@ async def accept_alert(
     headers: Mapping[str, str] | None = None,
     limit: RateLimit | None = None,
     client: str | None = None,
+    prepare: BodyPreparer | None = None,
 ) -> Accepted:
     """Queue one inbound call and say under which alert id; refuse unknown tokens, bad
     signatures, senders over ``limit`` and paused webhooks (nothing is enqueued then).
 
-    ``read_body`` is called once, when the checks that need no body have passed."""
+    ``read_body`` is called once, when the checks that need no body have passed; ``prepare``, if
+    given, then turns it into the body queued (a signature is checked on the body as sent)."""
     webhook = await resolve_token(redis, pool, token, client=client, limit=limit)
     if webhook is None:
         raise NotFound("no webhook at this URL", code="WEBHOOK_NOT_FOUND")
@@ -305,6 +320,8 @@ async def accept_alert(
         )
     if body is None:
         body = await read_body()
+    if prepare is not None:
+        body = prepare(body)
     alert_id = _alert_id(webhook, msg_id)
     queued = await queue.enqueue_alert(
         redis,  # type: ignore[arg-type]

@@ -51,7 +51,7 @@ class DeliveryKind(StrEnum):
 
 
 LOCK_WEBHOOK = """
-SELECT id, user_id, name, notification_types, targets, dedup_by, notify_on_resolve,
+SELECT id, user_id, team_id, name, notification_types, targets, dedup_by, notify_on_resolve,
     repage_on_change, escalation_policy_id
 FROM webhooks WHERE id = $1 FOR NO KEY UPDATE
 """

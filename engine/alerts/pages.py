@@ -25,12 +25,12 @@ def page_message(row: Mapping[str, Any]) -> Message:
         return _resolved_notice(row)
     if row.get("kind") == "digest":  # lifecycle.DeliveryKind.DIGEST
         return _digest(row)
+    if is_system(row.get("dedup_key")) or row.get("of_member"):
+        # Monoduty's own incidents, and one alert of a group notification (dedupBy "alert").
+        return _incident_page(row)
     if row.get("alert_id") is None and row.get("number") is not None:
-        return _escalation_page(row)
-    if is_system(row.get("dedup_key")):
-        return _incident_page(row, numbered=True)
-    if row.get("of_member"):  # dedupBy "alert": the page of one alert of the group, not the group's
-        return _incident_page(row, numbered=False)
+        # A page of a person by an escalation policy (engine.oncall.paging): no one alert sent it.
+        return _incident_page(row)
     return Message(
         alert_id=str(row["alert_id"]),
         webhook_name=row["webhook_name"],
@@ -66,27 +66,12 @@ def _resolved_notice(row: Mapping[str, Any]) -> Message:
     )
 
 
-def _incident_page(row: Mapping[str, Any], *, numbered: bool) -> Message:
+def _incident_page(row: Mapping[str, Any]) -> Message:
     # Said from the incident, not the stored alert: Monoduty's own incident says what it is now
-    # ("37 more incidents on Production Alerts", numbered), and one alert of a group notification
+    # ("37 more incidents on Production Alerts"), and one alert of a group notification
     # (dedupBy "alert") what that alert says.
-    title = f"#{row['number']} {row['incident_title']}" if numbered else row["incident_title"]
     return Message(
         alert_id=str(row["alert_id"] or row["any_alert_id"]),
-        webhook_name=row["webhook_name"],
-        title=title,
-        body=row["incident_message"],
-        severity=row["incident_severity"],
-        source=row["incident_source"],
-        received_at=row["last_alert_at"],
-    )
-
-
-def _escalation_page(row: Mapping[str, Any]) -> Message:
-    # A page of a person by an escalation policy (engine.oncall.paging): no one alert sent it, so
-    # it says what the incident says now, with its number as every page does.
-    return Message(
-        alert_id=str(row["any_alert_id"] or ""),
         webhook_name=row["webhook_name"],
         title=row["incident_title"],
         body=row["incident_message"],

@@ -31,6 +31,9 @@ _ACTION_WORDS = {
 }
 
 _PD_ACTIONS = {"trigger": "Triggered", "acknowledge": "Acknowledged", "resolve": "Resolved"}
+# Opsgenie webhook actions and what they do to the incident; any other (AddNote, ...) triggers.
+_OPSGENIE_ACTIONS = {"Create": "trigger", "Acknowledge": "acknowledge", "Close": "resolve"}
+OPSGENIE_TITLE = 130  # Opsgenie's limit on an alert's message, which is its title
 MAX_LISTED_ALERTS = 20  # an Alertmanager group can hold hundreds; the message lists this many
 # Labels that say nothing to the person paged: who scraped (every alert of one Prometheus has the
 # same), and severity (the page states it already). alertname is left out when it is the title.
@@ -350,6 +353,50 @@ def from_pagerduty(obj: Mapping[str, Any]) -> Draft:
     )
 
 
+def from_opsgenie(obj: Mapping[str, Any]) -> Draft:
+    """Opsgenie's webhook shape (``{"action", "alert": {...}}``): what engine.alerts.opsgenie_api
+    queues for the Alert API, and what Opsgenie itself sends to a webhook integration."""
+    alert = _mapping(obj.get("alert"))
+    action = _OPSGENIE_ACTIONS.get(str(obj.get("action")), "trigger")
+    alias = alert.get("alias")
+    text = alert.get("message")
+    text = text if isinstance(text, str) and text.strip() else None
+    done = {"resolve": "Closed", "acknowledge": "Acknowledged"}.get(action)
+    title = text[:OPSGENIE_TITLE] if text else f"{done or 'Opsgenie alert'}: {alias or 'alert'}"
+    lines = [text] if text and len(text) > OPSGENIE_TITLE else []
+    if isinstance(alert.get("description"), str):
+        lines.append(alert["description"])
+    for name in ("entity", "note", "user"):
+        if isinstance(alert.get(name), str) and alert[name]:
+            lines.append(f"{name}: {alert[name]}")
+    tags = alert.get("tags")
+    if isinstance(tags, list) and tags:
+        lines.append("tags: " + ", ".join(str(t) for t in tags))
+    lines += [f"{key}: {value}" for key, value in _mapping(alert.get("details")).items()]
+    return Draft(
+        format="opsgenie",
+        title=title,
+        message="\n".join(line for line in lines if line),
+        severities=[alert["priority"]] if action == "trigger" and alert.get("priority") else [],
+        source=alert.get("source") or alert.get("entity"),
+        fingerprint=alias,
+        resolved=action == "resolve",
+        action=action,
+        details={
+            "action": obj.get("action"),
+            "priority": alert.get("priority"),
+            "entity": alert.get("entity"),
+            "tags": tags,
+            "details": alert.get("details"),
+            "responders": alert.get("responders"),
+            "visible_to": alert.get("visibleTo"),
+            "actions": alert.get("actions"),
+            "user": alert.get("user"),
+            "note": alert.get("note"),
+        },
+    )
+
+
 def is_generic(obj: Mapping[str, Any]) -> bool:
     """Does the object name a title or a message under one of the generic keys?"""
     return any(obj.get(key) not in (None, "") for key in (*TITLE_KEYS, *MESSAGE_KEYS))
@@ -404,6 +451,8 @@ def recognise_json(value: object) -> Draft:
         return from_unknown_json(value)
     if "event_action" in value and ("routing_key" in value or isinstance(value.get("payload"), Mapping)):
         return from_pagerduty(value)
+    if isinstance(value.get("alert"), Mapping) and "action" in value and "integrationName" in value:
+        return from_opsgenie(value)
     if "orgId" in value and ("alerts" in value or "ruleUrl" in value or "evalMatches" in value):
         return from_grafana(value)
     if isinstance(value.get("alerts"), list) and ("groupKey" in value or "receiver" in value):

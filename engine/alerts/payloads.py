@@ -1,7 +1,7 @@
 """Turning whatever a sender POSTed into one normalised alert.
 
     parse_alert(body, content_type) -> ParsedAlert     never raises on a body: nothing is rejected
-     ├─ JSON        PagerDuty v2 · Grafana · Alertmanager · generic {title, message, severity} · other
+     ├─ JSON        PagerDuty v2 · Opsgenie · Grafana · Alertmanager · generic {title, message, ...} · other
      ├─ form        application/x-www-form-urlencoded with the generic field names
      └─ text        plain text, and JSON that does not parse (kept as text rather than lost)
 
@@ -82,7 +82,7 @@ class ParsedAlert:
     message: str  # may be empty, at most MAX_MESSAGE characters
     severity: str  # one of SEVERITIES
     source: str | None
-    format: str  # alertmanager, grafana, pagerduty, generic, form, json or text
+    format: str  # alertmanager, grafana, pagerduty, opsgenie, generic, form, json or text
     fingerprint: str | None
     resolved: bool
     details: dict[str, Any]  # JSON-safe, at most about MAX_DETAILS_CHARS when serialised

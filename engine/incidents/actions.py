@@ -1,8 +1,9 @@
 """What people do to an incident through the API: acknowledge, resolve, add a note.
 
-Each is one transaction on the incident row (locked FOR UPDATE), owner-scoped (another user's id is
-404). Acknowledging stops the incident's pages at once: a page not yet started re-checks the
-incident in the transaction that starts it (engine.alerts.lifecycle.start_attempt) and is cancelled.
+Each is one transaction on the incident row (locked FOR UPDATE), by a responder (or above) of the
+incident's team (403 below that; 404 for anyone outside the team). Acknowledging stops the
+incident's pages at once: a page not yet started re-checks the incident in the transaction that
+starts it (engine.alerts.lifecycle.start_attempt) and is cancelled.
 A resolve plans the RESOLVED notices on the webhook's notify_on_resolve channels; the caller
 enqueues the returned delivery ids once this has committed.
 """
@@ -21,11 +22,14 @@ from engine.errors import Conflict, NotFound
 from engine.incidents import Actor, EventKind, IncidentStatus
 from engine.incidents.events import add_event
 from engine.oncall import escalation
+from engine.teams import Role
+from engine.teams.membership import CALLER_ROLE, allowed
 
-LOCK = """
-SELECT i.id, i.status, i.webhook_id, w.notification_types, w.targets, w.notify_on_resolve
+LOCK = f"""
+SELECT i.id, i.status, i.webhook_id, w.notification_types, w.targets, w.notify_on_resolve,
+    {CALLER_ROLE.format(team="i.team_id", user="$2")}
 FROM incidents i JOIN webhooks w ON w.id = i.webhook_id
-WHERE i.id = $1 AND i.user_id = $2
+WHERE i.id = $1
 FOR UPDATE OF i
 """
 ACKNOWLEDGE = """
@@ -52,8 +56,13 @@ def parse_id(raw: str) -> uuid.UUID:
 
 async def _lock(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID) -> asyncpg.Record:
     row = await conn.fetchrow(LOCK, incident_id, user_id)
-    if row is None:
-        raise NotFound("incident not found", code="INCIDENT_NOT_FOUND")
+    # Acknowledging, resolving and notes are a responder's; to a non-member the incident is not there.
+    allowed(
+        row["caller_role"] if row else None,
+        Role.RESPONDER,
+        NotFound("incident not found", code="INCIDENT_NOT_FOUND"),
+    )
+    assert row is not None
     return row
 
 

@@ -29,11 +29,12 @@ SELECT id, number, severity, status, message, escalation_policy_id FROM incident
 WHERE webhook_id = $1 AND dedup_key = $2 AND status <> 'resolved'
 FOR UPDATE
 """
-NEXT_NUMBER = "UPDATE users SET incident_seq = incident_seq + 1 WHERE id = $1 RETURNING incident_seq"
+# Numbers run per team; the team row's lock orders two incidents opened at once.
+NEXT_NUMBER = "UPDATE teams SET incident_seq = incident_seq + 1 WHERE id = $1 RETURNING incident_seq"
 OPEN = """
 INSERT INTO incidents (id, user_id, webhook_id, number, title, message, severity, dedup_key, source,
-    alert_count, first_alert_at, last_alert_at, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10, $11)
+    alert_count, first_alert_at, last_alert_at, created_at, team_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10, $11, $12)
 ON CONFLICT (webhook_id, dedup_key) WHERE status <> 'resolved' DO NOTHING
 RETURNING id, number
 """
@@ -192,7 +193,7 @@ async def _open(
     at: datetime,
     now: datetime,
 ) -> uuid.UUID | None:
-    number = await conn.fetchval(NEXT_NUMBER, webhook["user_id"])
+    number = await conn.fetchval(NEXT_NUMBER, webhook["team_id"])
     incident_id = uuid.uuid4()
     row = await conn.fetchrow(
         OPEN,
@@ -207,6 +208,7 @@ async def _open(
         parsed.source,
         at,
         now,
+        webhook["team_id"],
     )
     if row is None:
         return None

@@ -1,4 +1,5 @@
-"""Reading incidents: the owner's list (newest first, keyset paging) and one incident in full."""
+"""Reading incidents: those of the caller's teams (newest first, keyset paging), one in full (a
+viewer of its team may; to anyone else it does not exist)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import asyncpg
 from engine import db, notifications
 from engine.errors import NotFound, ValidationError
 from engine.incidents import IncidentStatus
+from engine.teams import Role
+from engine.teams.membership import CALLER_ROLE, TEAMS_OF, allowed
 
-COLUMNS = """i.id, i.number, i.webhook_id, i.title, i.message, i.severity, i.status, i.dedup_key, i.source,
-    i.alert_count, i.first_alert_at, i.last_alert_at, i.acknowledged_at, i.acknowledged_by,
-    i.acknowledged_by_user, i.resolved_at, i.resolved_by, i.resolved_by_user, i.created_at,
-    i.escalation_policy_id, i.escalation_step, i.escalation_loop, i.next_escalation_at,
+COLUMNS = """i.id, i.number, i.team_id, i.webhook_id, i.title, i.message, i.severity, i.status,
+    i.dedup_key, i.source, i.alert_count, i.first_alert_at, i.last_alert_at, i.acknowledged_at,
+    i.acknowledged_by, i.acknowledged_by_user, i.resolved_at, i.resolved_by, i.resolved_by_user,
+    i.created_at, i.escalation_policy_id, i.escalation_step, i.escalation_loop, i.next_escalation_at,
     (SELECT coalesce(jsonb_agg(jsonb_build_object('user_id', a.user_id, 'email', u.email, 'name', u.name)
                                ORDER BY a.assigned_at, u.email), '[]'::jsonb)
      FROM incident_assignments a JOIN users u ON u.id = a.user_id
@@ -23,19 +26,13 @@ COLUMNS = """i.id, i.number, i.webhook_id, i.title, i.message, i.severity, i.sta
 # $2: statuses to show; $3: one webhook or NULL; $4/$5 the keyset of the previous page's last row.
 PAGE = f"""
 SELECT {COLUMNS} FROM incidents i
-WHERE i.user_id = $1 AND i.status = ANY($2::text[]) AND ($3::uuid IS NULL OR i.webhook_id = $3)
+WHERE i.team_id IN {TEAMS_OF.format(user="$1")} AND i.status = ANY($2::text[])
+  AND ($3::uuid IS NULL OR i.webhook_id = $3)
   AND ($4::timestamptz IS NULL OR (i.created_at, i.id) < ($4, $5))
 ORDER BY i.created_at DESC, i.id DESC
 LIMIT $6
 """
-ONE = f"SELECT {COLUMNS} FROM incidents i WHERE i.id = $1 AND i.user_id = $2"
-# The same for a member of the team of the incident's escalation policy too.
-ONE_OF_TEAM = f"""
-SELECT {COLUMNS} FROM incidents i
-WHERE i.id = $1 AND (i.user_id = $2 OR EXISTS (
-    SELECT 1 FROM escalation_policies p JOIN team_members m ON m.team_id = p.team_id AND m.user_id = $2
-    WHERE p.id = i.escalation_policy_id))
-"""
+ONE = f"SELECT {COLUMNS}, {CALLER_ROLE.format(team='i.team_id', user='$2')} FROM incidents i WHERE i.id = $1"
 # Its own alerts, and (dedupBy "alert") the group notifications it is one alert of.
 ALERTS = """
 SELECT id, title, severity, format, fingerprint, resolved, status, received_at FROM alerts
@@ -91,14 +88,15 @@ async def list_page(
     return rows, cursor
 
 
-async def get_incident(
-    conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID, *, team_access: bool = False
-) -> dict[str, Any]:
-    """The incident, its alerts and its timeline (events, and every page with its status).
-    ``team_access``: a member of its escalation policy's team reads it too, not only its owner."""
-    row = await conn.fetchrow(ONE_OF_TEAM if team_access else ONE, incident_id, user_id)
-    if row is None:
-        raise NotFound("incident not found", code="INCIDENT_NOT_FOUND")
+async def get_incident(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID) -> dict[str, Any]:
+    """The incident, its alerts and its timeline (events, and every page with its status)."""
+    row = await conn.fetchrow(ONE, incident_id, user_id)
+    allowed(
+        row["caller_role"] if row else None,
+        Role.VIEWER,
+        NotFound("incident not found", code="INCIDENT_NOT_FOUND"),
+    )
+    assert row is not None
     return {
         "incident": row,
         "alerts": await conn.fetch(ALERTS, incident_id),

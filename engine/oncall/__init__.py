@@ -7,5 +7,13 @@
     schedules   layers and overrides: ``on_call(schedule, at)`` and ``shifts(schedule, start, end)``
     ical        the computed shifts as an RFC 5545 calendar feed
 
-Nothing here touches the database or the clock: callers pass the schedule and the instants.
+Nothing above touches the database or the clock: callers pass the schedule and the instants.
+These do, around it:
+
+    store        the schedule's rows as a definition; ``on_call_now`` (the escalation engine's)
+    definitions  request inputs parsed into the definition
+    crud         schedules by their team's members (the role checks)
+    overrides    a schedule's overrides (a responder's own, an admin's for anyone)
+    answers      on-call and shifts with the people named
+    feeds        the signed, rotatable calendar feed URLs and their calendars
 """

@@ -35,8 +35,9 @@ from engine.incidents.events import add_event
 from engine.oncall import paging, policies
 from engine.oncall.paging import Paged, WakeUp
 from engine.oncall.policies import Policy, Target, TargetType
+from engine.oncall.store import on_call_now
 from engine.teams import Role
-from engine.teams.membership import require_role
+from engine.teams.membership import CALLER_ROLE, allowed
 
 MAX_PER_SWEEP = 100  # incidents (and pages) per transaction of a sweep
 MAX_ROUNDS = 50  # transactions of one kind per sweep: a backlog is finished by the next sweeps
@@ -57,9 +58,8 @@ LIMIT $2
 FOR UPDATE SKIP LOCKED
 """
 LOCK_ONE = f"""
-SELECT {INCIDENT.replace("id, ", "i.id, ", 1)}, p.team_id FROM incidents i
-LEFT JOIN escalation_policies p ON p.id = i.escalation_policy_id
-WHERE i.id = $1
+SELECT {INCIDENT}, team_id, {CALLER_ROLE.format(team="i.team_id", user="$2")} FROM incidents i
+WHERE id = $1
 FOR UPDATE OF i
 """
 ADVANCE = """
@@ -81,6 +81,7 @@ ESCALATES = """
 SELECT escalation_policy_id IS NOT NULL OR EXISTS (SELECT 1 FROM pages WHERE incident_id = $1)
 FROM incidents WHERE id = $1
 """
+SCHEDULE_NAME = "SELECT name FROM schedules WHERE id = $1"
 ASSIGNED = """
 SELECT a.user_id, u.email, u.name, a.assigned_at FROM incident_assignments a JOIN users u ON u.id = a.user_id
 WHERE a.incident_id = $1 ORDER BY a.assigned_at, u.email
@@ -220,7 +221,8 @@ async def resolve_targets(
         else:
             on_call = await on_call_users(conn, target.id, now)
             if not on_call:
-                gaps.append(f"schedule {target.id} has nobody on call")
+                name = await conn.fetchval(SCHEDULE_NAME, target.id) or str(target.id)
+                gaps.append(f"schedule {name} has nobody on call")
             wanted += on_call
     labels = {r["id"]: r["label"] for r in await conn.fetch(USERS, policy.team_id, wanted)} if wanted else {}
     users: list[Paged] = []
@@ -233,36 +235,32 @@ async def resolve_targets(
 
 
 async def on_call_users(conn: db.Connection, schedule_id: uuid.UUID, at: datetime) -> list[uuid.UUID]:
-    """Who is on call on a schedule at ``at``; schedules are not stored yet, so nobody."""
-    return []
+    """Who is on call on a schedule at ``at`` (engine.oncall.store)."""
+    return await on_call_now(conn, schedule_id, at)
 
 
 async def _lock_for(
     conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID
 ) -> tuple[asyncpg.Record, uuid.UUID]:
-    """The incident (row locked) and its team, for a responder or above of that team (its
-    owner too); else NotFound or Forbidden."""
-    row = await conn.fetchrow(LOCK_ONE, incident_id)
-    if row is None:
-        raise NotFound("incident not found", code="INCIDENT_NOT_FOUND")
-    team_id = row["team_id"]
-    if team_id is None:
-        if row["user_id"] != user_id:
-            raise NotFound("incident not found", code="INCIDENT_NOT_FOUND")
+    """The incident (row locked) and its team, for a responder or above of that team; else
+    NotFound (not a member) or Forbidden."""
+    row = await conn.fetchrow(LOCK_ONE, incident_id, user_id)
+    allowed(
+        row["caller_role"] if row else None,
+        Role.RESPONDER,
+        NotFound("incident not found", code="INCIDENT_NOT_FOUND"),
+    )
+    assert row is not None
+    if row["escalation_policy_id"] is None:
         raise Conflict(
             "this incident has no escalation policy (its webhook pages its fixed targets)",
             code="NO_ESCALATION_POLICY",
         )
-    if row["user_id"] != user_id:
-        try:
-            await require_role(conn, team_id, user_id, Role.RESPONDER)
-        except NotFound:
-            raise NotFound("incident not found", code="INCIDENT_NOT_FOUND") from None
     if row["status"] != IncidentStatus.TRIGGERED:
         raise Conflict(
             f"incident is {row['status']}: only a triggered incident is paged", code="INCIDENT_NOT_TRIGGERED"
         )
-    return row, team_id
+    return row, row["team_id"]
 
 
 async def escalate_now(

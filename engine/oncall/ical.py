@@ -26,9 +26,10 @@ from engine.oncall.validation import time_zone as load_zone
 PRODID = "-//Monoduty//On-call schedule//EN"
 
 
-def shift_uid(namespace: str, shift: Shift) -> str:
-    """The stable UID of a shift's event."""
-    key = "\x1f".join((namespace, shift.user, shift.start.astimezone(UTC).isoformat()))
+def shift_uid(namespace: str, shift: Shift, schedule: str = "") -> str:
+    """The stable UID of a shift's event (``schedule``: its id, in a feed of several schedules)."""
+    parts = (namespace, shift.user, shift.start.astimezone(UTC).isoformat())
+    key = "\x1f".join((*parts, schedule) if schedule else parts)
     return f"{hashlib.sha256(key.encode()).hexdigest()[:32]}@monoduty"
 
 
@@ -40,8 +41,13 @@ def render(
     now: datetime,
     time_zone: str | None = None,
     names: Mapping[str, str] | None = None,
+    schedules: Sequence[tuple[str, str]] | None = None,
 ) -> bytes:
-    """The feed of ``shifts``: ``now`` is its DTSTAMP, ``names`` maps user ids to display names."""
+    """The feed of ``shifts``: ``now`` is its DTSTAMP, ``names`` maps user ids to display names.
+
+    ``schedules`` (one per shift) is the (id, name) of each shift's schedule, in a feed of several
+    (a user's own): the name goes into the event's summary, the id into its UID, so shifts of two
+    schedules never share one."""
     names = names or {}
     zone = load_zone(time_zone) if time_zone is not None else None
     calendar = icalendar.Calendar()
@@ -56,13 +62,15 @@ def render(
         last = max(shift.end for shift in shifts).astimezone(zone).date() + timedelta(days=1)
         calendar.add_component(icalendar.Timezone.from_tzinfo(zone, first_date=first, last_date=last))
     stamp = now.astimezone(UTC)
-    for shift in shifts:
+    for i, shift in enumerate(shifts):
+        schedule_id, label = schedules[i] if schedules is not None else ("", "")
         event = icalendar.Event()
-        event.add("uid", shift_uid(uid_namespace, shift))
+        event.add("uid", shift_uid(uid_namespace, shift, schedule_id))
         event.add("dtstamp", stamp)
         event.add("dtstart", shift.start.astimezone(zone or UTC))
         event.add("dtend", shift.end.astimezone(zone or UTC))
-        event.add("summary", f"On call: {names.get(shift.user, shift.user)}")
+        summary = f"On call: {names.get(shift.user, shift.user)}"
+        event.add("summary", f"{summary} ({label})" if label else summary)
         event.add("description", "From " + ", ".join(source.path for source in shift.sources))
         event.add("transp", "TRANSPARENT")
         calendar.add_component(event)

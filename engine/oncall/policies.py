@@ -112,8 +112,6 @@ LOCK = "SELECT team_id FROM escalation_policies WHERE id = $1 FOR UPDATE"
 IN_USE = "SELECT count(*) FROM webhooks WHERE escalation_policy_id = $1"
 DELETE = "DELETE FROM escalation_policies WHERE id = $1"
 MEMBERS = "SELECT user_id FROM team_members WHERE team_id = $1 AND user_id = ANY($2::uuid[])"
-# Schedules come with their own branch; until its table exists no schedule is the team's.
-SCHEDULES_EXIST = "SELECT to_regclass('schedules') IS NOT NULL"
 TEAM_SCHEDULES = "SELECT id FROM schedules WHERE team_id = $1 AND id = ANY($2::uuid[])"
 
 
@@ -327,7 +325,7 @@ async def check_team(conn: db.Connection, team_id: uuid.UUID, targets: list[Targ
     members = {r["user_id"] for r in await conn.fetch(MEMBERS, team_id, users)} if users else set()
     schedules = [t.id for t in targets if t.type is TargetType.SCHEDULE]
     owned: set[uuid.UUID] = set()
-    if schedules and await conn.fetchval(SCHEDULES_EXIST):
+    if schedules:
         owned = {r["id"] for r in await conn.fetch(TEAM_SCHEDULES, team_id, schedules)}
     for j, target in enumerate(targets):
         known = members if target.type is TargetType.USER else owned

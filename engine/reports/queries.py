@@ -1,4 +1,5 @@
-"""The SQL behind reports. Every query takes ($1 user_id, $2 start, $3 end) and skips test sends.
+"""The SQL behind reports. Every query takes ($1 user_id, $2 start, $3 end) and skips test sends;
+a report covers the webhooks of every team the user belongs to (any role).
 
 Definitions shared by every format:
 - a *call* is a non-test alert received in [start, end);
@@ -21,14 +22,17 @@ from typing import Any
 from engine import db
 from engine.masking import mask_target
 from engine.reports.ranges import DateRange
+from engine.teams.membership import TEAMS_OF
 
-IN_RANGE = "a.user_id = $1 AND NOT a.is_test AND a.received_at >= $2 AND a.received_at < $3"
+# The caller's webhooks: those of every team of user $1.
+WEBHOOKS_OF = f"(SELECT w.id FROM webhooks w WHERE w.team_id IN {TEAMS_OF.format(user='$1')})"
+IN_RANGE = f"a.webhook_id IN {WEBHOOKS_OF} AND NOT a.is_test AND a.received_at >= $2 AND a.received_at < $3"
 
 CALLS_PER_DAY = f"""
 SELECT (a.received_at AT TIME ZONE 'UTC')::date AS day, count(*) AS calls
 FROM alerts a WHERE {IN_RANGE} GROUP BY 1 ORDER BY 1
 """
-SUMMARY = """
+SUMMARY = f"""
 SELECT w.id AS webhook_id, w.name, w.alias,
     count(a.id) AS calls,
     count(a.id) FILTER (WHERE a.status = 'successful') AS successful,
@@ -36,7 +40,7 @@ SELECT w.id AS webhook_id, w.name, w.alias,
     count(a.id) FILTER (WHERE a.status = 'pending') AS pending
 FROM webhooks w
 LEFT JOIN alerts a ON a.webhook_id = w.id AND NOT a.is_test AND a.received_at >= $2 AND a.received_at < $3
-WHERE w.user_id = $1
+WHERE w.team_id IN {TEAMS_OF.format(user="$1")}
 GROUP BY w.id ORDER BY w.created_at, w.id
 """
 DELIVERIES_PER_CHANNEL = f"""
@@ -57,7 +61,9 @@ ORDER BY a.received_at, a.id, d.channel, d.target
 # "sender" / "system" (engine.incidents.Actor); "user" when that user was deleted since.
 _BY = "CASE i.{what}_by WHEN 'user' THEN coalesce({who}.email, 'user') ELSE i.{what}_by END"
 _SECONDS = "round(extract(epoch FROM i.{what}_at - i.first_alert_at)::numeric, 1)"
-INCIDENTS_IN_RANGE = "i.user_id = $1 AND i.first_alert_at >= $2 AND i.first_alert_at < $3"
+INCIDENTS_IN_RANGE = (
+    f"i.team_id IN {TEAMS_OF.format(user='$1')} AND i.first_alert_at >= $2 AND i.first_alert_at < $3"
+)
 INCIDENTS = f"""
 SELECT i.id AS incident_id, i.number, w.name AS webhook, i.title, i.severity, i.status, i.source,
     i.alert_count, i.first_alert_at AS opened_at,

@@ -1,7 +1,7 @@
 """Managing teams and their members: the rules of engine.teams, each change under the team's lock.
 
 - anyone makes a team (and owns it); admins rename it; only an owner deletes it; a personal
-  team cannot be deleted.
+  team, or one that still has webhooks, cannot be deleted.
 - admins add people (by email: an existing user joins, an unknown email becomes a user with a
   one-time set-password link), change roles and remove members; only an owner makes an owner or
   changes or removes one.
@@ -49,6 +49,7 @@ SELECT_TEAM = f"""
 SELECT {TEAM_COLUMNS} FROM teams t JOIN team_members m ON m.team_id = t.id AND m.user_id = $2
 WHERE t.id = $1
 """
+HAS_WEBHOOKS = "SELECT EXISTS (SELECT 1 FROM webhooks WHERE team_id = $1)"
 RENAME_TEAM = "UPDATE teams SET name = $2 WHERE id = $1"
 DELETE_TEAM = "DELETE FROM teams WHERE id = $1"
 MEMBER_COLUMNS = "m.user_id, u.email, u.name, m.role, m.created_at"
@@ -137,11 +138,18 @@ async def update_team(
 
 
 async def delete_team(conn: db.Connection, user_id: uuid.UUID, team_id: uuid.UUID) -> None:
-    async with conn.transaction():
-        actor = await require_role(conn, team_id, user_id, Role.OWNER, lock=True)
-        if actor.personal:
-            raise Conflict("a personal team cannot be deleted", code="PERSONAL_TEAM")
-        await conn.execute(DELETE_TEAM, team_id)
+    """Delete a shared team with no webhooks left (its owner); its incidents went with them."""
+    not_empty = Conflict("the team still has webhooks: delete them first", code="TEAM_NOT_EMPTY")
+    try:
+        async with conn.transaction():
+            actor = await require_role(conn, team_id, user_id, Role.OWNER, lock=True)
+            if actor.personal:
+                raise Conflict("a personal team cannot be deleted", code="PERSONAL_TEAM")
+            if await conn.fetchval(HAS_WEBHOOKS, team_id):
+                raise not_empty
+            await conn.execute(DELETE_TEAM, team_id)
+    except asyncpg.ForeignKeyViolationError:  # a webhook made since the check above
+        raise not_empty from None
 
 
 async def list_members(conn: db.Connection, user_id: uuid.UUID, team_id: uuid.UUID) -> list[asyncpg.Record]:

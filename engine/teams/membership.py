@@ -32,6 +32,10 @@ WHERE t.id = $1
 # so two owners demoting each other at once cannot leave a team without an owner.
 LOCK_MEMBERSHIP = SELECT_MEMBERSHIP + " FOR UPDATE OF t"
 SELECT_TEAM_IDS = "SELECT team_id FROM team_members WHERE user_id = $1"
+# For the queries of a team's objects: the teams of user $n, and the role of user $n in the team of
+# the row (NULL: not a member), e.g. ``CALLER_ROLE.format(team="w.team_id", user="$2")``.
+TEAMS_OF = "(SELECT team_id FROM team_members WHERE user_id = {user})"
+CALLER_ROLE = "(SELECT role FROM team_members WHERE team_id = {team} AND user_id = {user}) AS caller_role"
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,16 @@ def check(found: Membership | None, minimum: Role) -> Membership:
     if not found.role.at_least(minimum):
         raise InsufficientPermissions(minimum)
     return found
+
+
+def allowed(role: str | None, minimum: Role, not_found: NotFound) -> Role:
+    """The caller's role in an object's team (None: not a member, so ``not_found``) if it is
+    ``minimum`` or above, else Forbidden ``INSUFFICIENT_PERMISSIONS``."""
+    if role is None:
+        raise not_found
+    if not Role(role).at_least(minimum):
+        raise InsufficientPermissions(minimum)
+    return Role(role)
 
 
 async def require_role(

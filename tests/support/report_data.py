@@ -348,8 +348,9 @@ async def insert_incidents(
         await conn.executemany(
             """INSERT INTO incidents (id, user_id, webhook_id, number, title, severity, status, dedup_key,
                    alert_count, first_alert_at, last_alert_at, acknowledged_at, acknowledged_by,
-                   acknowledged_by_user, resolved_at, resolved_by, resolved_by_user)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16)""",
+                   acknowledged_by_user, resolved_at, resolved_by, resolved_by_user, team_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16,
+                   (SELECT team_id FROM webhooks WHERE id = $3))""",
             rows,
         )
 
