@@ -26,14 +26,47 @@ SWEEP_ESCALATIONS = "sweep_escalations"
 QUEUE_BATCH = 500
 
 
+class SweepGate:
+    """One sweep at a time in a worker: a wake-up that comes while one runs asks it to go round
+    once more instead of starting a second (which would only contend for the same rows and for
+    the connections the deliveries need)."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.again = False
+
+
 async def sweep_escalations(ctx: WorkerContext) -> int:
     """Run due steps, send due pages, queue their deliveries; how many steps and pages it took."""
-    now = ctx["clock"].now()
-    async with ctx["pool"].acquire() as conn:
-        swept = await escalation.sweep(conn, now)
-    await queue_deliveries(ctx)
-    await queue_wake_ups(ctx, swept.wake_ups)
-    return swept.steps + swept.pages
+    gate = ctx["escalation_gate"]
+    if gate.running:
+        gate.again = True
+        return 0
+    gate.running = True
+    taken = 0
+    try:
+        while True:
+            gate.again = False
+            taken += await _sweep(ctx)
+            if not gate.again:
+                return taken
+    finally:
+        gate.running = False
+
+
+async def _sweep(ctx: WorkerContext) -> int:
+    """Batch by batch: the first pages go out while later steps still wait."""
+    taken = 0
+    for _ in range(escalation.MAX_ROUNDS):
+        now = ctx["clock"].now()
+        async with ctx["pool"].acquire() as conn:
+            batch = await escalation.sweep_batch(conn, now)
+        await queue_deliveries(ctx)
+        await queue_wake_ups(ctx, batch.wake_ups)
+        taken += batch.steps + batch.pages
+        if not batch.more:
+            break
+    return taken
 
 
 async def escalate(ctx: WorkerContext) -> int:

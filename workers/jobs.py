@@ -40,6 +40,7 @@ class WorkerContext(TypedDict):
     metrics: metrics.MetricsBuffer
     channel_slots: ChannelSlots
     clock: Clock
+    escalation_gate: Any  # workers.escalations.SweepGate
     job_id: str
     job_try: int
 

@@ -285,6 +285,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     )
     ctx["metrics"] = metrics.MetricsBuffer()
     ctx["channel_slots"] = ChannelSlots(settings.channel_concurrency)
+    ctx["escalation_gate"] = escalations.SweepGate()
     # This worker's counts reach Redis about once a second (see engine.observability.metrics);
     # Redis down: they keep counting and go with a later flush.
     ctx["metrics_task"] = periodic.start(

@@ -39,7 +39,7 @@ from engine.oncall.store import on_call_now
 from engine.teams import Role
 from engine.teams.membership import CALLER_ROLE, allowed
 
-MAX_PER_SWEEP = 100  # incidents (and pages) per transaction of a sweep
+MAX_PER_SWEEP = 20  # incidents (and pages) per transaction of a sweep
 MAX_ROUNDS = 50  # transactions of one kind per sweep: a backlog is finished by the next sweeps
 
 START = """
@@ -95,6 +95,7 @@ class Swept:
     steps: int = 0
     pages: int = 0
     wake_ups: list[WakeUp] = field(default_factory=list)
+    more: bool = False  # a batch that took its limit: more may be due
 
 
 def step_wake_up(incident_id: uuid.UUID, wave: int, at: datetime) -> WakeUp:
@@ -138,25 +139,33 @@ async def wake_ups_of_alert(conn: db.Connection, alert_id: uuid.UUID) -> list[Wa
 
 
 async def sweep(conn: db.Connection, now: datetime, *, limit: int = MAX_PER_SWEEP) -> Swept:
-    """Run every step due at ``now``, then turn every page due at ``now`` into a delivery.
-
-    Each batch is one transaction claiming its rows with SKIP LOCKED: any number of workers may
-    sweep at once, and each row is taken by one of them."""
+    """Run every step due at ``now`` and turn every page due at ``now`` into a delivery, one
+    ``sweep_batch`` after another (callers that queue deliveries between batches loop themselves)."""
     swept = Swept()
     for _ in range(MAX_ROUNDS):
-        async with conn.transaction():
-            due = await conn.fetch(CLAIM_DUE, now, limit)
-            for incident in due:
-                swept.wake_ups += await run_step(conn, incident, now)
-        swept.steps += len(due)
-        if len(due) < limit:
+        batch = await sweep_batch(conn, now, limit=limit)
+        swept.steps += batch.steps
+        swept.pages += batch.pages
+        swept.wake_ups += batch.wake_ups
+        if not batch.more:
             break
-    for _ in range(MAX_ROUNDS):
-        async with conn.transaction():
-            claimed = await paging.send_due(conn, now, limit)
-        swept.pages += claimed
-        if claimed < limit:
-            break
+    return swept
+
+
+async def sweep_batch(conn: db.Connection, now: datetime, *, limit: int = MAX_PER_SWEEP) -> Swept:
+    """Up to ``limit`` due steps in one transaction, then up to ``limit`` due pages in another.
+
+    Each claims its rows with SKIP LOCKED: any number of workers may sweep at once, and each row is
+    taken by one of them. Small transactions keep an acknowledge from waiting long for its row."""
+    swept = Swept()
+    async with conn.transaction():
+        due = await conn.fetch(CLAIM_DUE, now, limit)
+        for incident in due:
+            swept.wake_ups += await run_step(conn, incident, now)
+    swept.steps = len(due)
+    async with conn.transaction():
+        swept.pages = await paging.send_due(conn, now, limit)
+    swept.more = swept.steps == limit or swept.pages == limit
     return swept
 
 
