@@ -100,7 +100,7 @@ class Swept:
 
 def step_wake_up(incident_id: uuid.UUID, wave: int, at: datetime) -> WakeUp:
     """The wake-up of the step after wave ``wave``: one job id per incident and wave."""
-    return WakeUp(f"escalate:{incident_id}:{wave}", at)
+    return WakeUp(f"escalate:{incident_id}:{wave}", at, step=True)
 
 
 async def start(conn: db.Connection, incident_id: uuid.UUID, policy_id: uuid.UUID, now: datetime) -> None:
@@ -165,7 +165,9 @@ async def sweep_batch(conn: db.Connection, now: datetime, *, limit: int = MAX_PE
     swept.steps = len(due)
     async with conn.transaction():
         swept.pages = await paging.send_due(conn, now, limit)
-    swept.more = swept.steps == limit or swept.pages == limit
+    # A step with nobody to page makes the next one due at once: it runs in the next batch.
+    due_again = any(w.step and w.at <= now for w in swept.wake_ups)
+    swept.more = swept.steps == limit or swept.pages == limit or due_again
     return swept
 
 

@@ -47,6 +47,7 @@ class WakeUp:
 
     job_id: str
     at: datetime
+    step: bool = False  # the wake-up of an incident's next step (else of planned pages)
 
 
 INSERT_PAGE = """

@@ -4,20 +4,25 @@ API answers; ``policy_webhook(client, owner, policy)`` a webhook that escalates 
 
 How people are reached: ``add_rule`` (a contact method and a rule), ``clear_rules``,
 ``verify_phones``. ``worker_running(settings, clock)`` runs a real worker (cron sweeps included)
-in this process; ``incident_of`` and ``pages_of`` read the rows."""
+in this process; ``open_incident`` stores an alert as process_alert does, at a given time;
+``incident_of`` and ``pages_of`` read the rows."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from aiohttp.test_utils import TestClient
 from arq.worker import Worker
 
+from engine.alerts import lifecycle
+from engine.alerts.payloads import parse_alert
 from engine.clock import SYSTEM, Clock
 from engine.settings import Settings
 from tests.support.factories import WEBHOOK, Account, create
@@ -106,3 +111,18 @@ async def pages_of(pool: asyncpg.Pool, incident_id: uuid.UUID) -> list[asyncpg.R
         return await conn.fetch(
             "SELECT * FROM pages WHERE incident_id = $1 ORDER BY due_at, created_at, channel", incident_id
         )
+
+
+async def open_incident(
+    pool: asyncpg.Pool, webhook: dict[str, Any], now: datetime, key: str = "db"
+) -> uuid.UUID:
+    """An alert stored as process_alert stores it, at ``now`` on the worker's clock: its incident."""
+    parsed = parse_alert(json.dumps({"title": f"{key} down", "dedup_key": key}).encode(), "application/json")
+    alert_id = uuid.uuid4()
+    async with pool.acquire() as conn:
+        await lifecycle.record_alert(
+            conn, alert_id, uuid.UUID(webhook["id"]), parsed, received_at=now, now=now
+        )
+        incident_id = await conn.fetchval("SELECT incident_id FROM alerts WHERE id = $1", alert_id)
+    assert isinstance(incident_id, uuid.UUID)
+    return incident_id
