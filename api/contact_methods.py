@@ -5,7 +5,6 @@ snake_case (contact_method_id, verified_at), as every route of the API."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -14,7 +13,7 @@ from aiohttp import web
 from api.auth import current_user
 from api.inputs import fields, json_body, wire_names
 from api.responses import ok
-from api.state import POOL, SETTINGS
+from api.state import CLOCK, POOL, SETTINGS
 from engine.channels.base import Channel
 from engine.channels.outbox import OutboxChannel
 from engine.channels.registry import build_channels
@@ -35,10 +34,6 @@ CODE_NAMES = {"code": "code"}
 routes = web.RouteTableDef()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 @routes.get("/api/me/contact-methods")
 async def list_methods(request: web.Request) -> web.Response:
     user = current_user(request)
@@ -52,7 +47,7 @@ async def create_method(request: web.Request) -> web.Response:
     user = current_user(request)
     wanted = ContactMethodInput(**fields(await json_body(request), METHOD_NAMES))
     async with request.app[POOL].acquire() as conn:
-        method = await contacts.create_method(conn, user.id, wanted, now=_now())
+        method = await contacts.create_method(conn, user.id, wanted, now=request.app[CLOCK].now())
     return ok(201, contact_method=method_to_api(method))
 
 
@@ -62,7 +57,7 @@ async def update_method(request: web.Request) -> web.Response:
     method_id = contacts.parse_id(request.match_info["id"])
     wanted = ContactMethodInput(**fields(await json_body(request), METHOD_NAMES))
     async with request.app[POOL].acquire() as conn:
-        method = await contacts.update_method(conn, user.id, method_id, wanted, now=_now())
+        method = await contacts.update_method(conn, user.id, method_id, wanted, now=request.app[CLOCK].now())
     return ok(contact_method=method_to_api(method))
 
 
@@ -81,7 +76,9 @@ async def send_code(request: web.Request) -> web.Response:
     method_id = contacts.parse_id(request.match_info["id"])
     channels = request.app[CHANNELS]
     async with request.app[POOL].acquire() as conn:
-        sent = await verification.send_verification(conn, user.id, method_id, channels, now=_now())
+        sent = await verification.send_verification(
+            conn, user.id, method_id, channels, now=request.app[CLOCK].now()
+        )
     return ok(
         verification={"sent_at": sent.sent_at, "expires_at": sent.expires_at, "tries_left": sent.tries_left}
     )
@@ -93,7 +90,9 @@ async def verify(request: web.Request) -> web.Response:
     method_id = contacts.parse_id(request.match_info["id"])
     given = fields(await json_body(request), CODE_NAMES)
     async with request.app[POOL].acquire() as conn:
-        method = await verification.verify(conn, user.id, method_id, given.get("code"), now=_now())
+        method = await verification.verify(
+            conn, user.id, method_id, given.get("code"), now=request.app[CLOCK].now()
+        )
     return ok(contact_method=method_to_api(method))
 
 
@@ -111,7 +110,7 @@ async def create_rule(request: web.Request) -> web.Response:
     wanted = RuleInput(**fields(await json_body(request), RULE_NAMES))
     async with request.app[POOL].acquire() as conn:
         with wire_names(RULE_NAMES):
-            rule = await notification_rules.create_rule(conn, user.id, wanted, now=_now())
+            rule = await notification_rules.create_rule(conn, user.id, wanted, now=request.app[CLOCK].now())
     return ok(201, notification_rule=rule_to_api(rule))
 
 

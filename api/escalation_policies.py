@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -13,7 +12,7 @@ from aiohttp import web
 from api.auth import current_user
 from api.inputs import fields, json_body, wire_names
 from api.responses import ok
-from api.state import POOL
+from api.state import CLOCK, POOL
 from engine.errors import ValidationError
 from engine.oncall import policies
 from engine.oncall.policies import Policy, PolicyInput, StepInput
@@ -78,7 +77,7 @@ async def create_policy(request: web.Request) -> web.Response:
     wanted = _input(await json_body(request))
     async with request.app[POOL].acquire() as conn:
         with _wire():
-            policy = await policies.create_policy(conn, user.id, wanted, now=datetime.now(UTC))
+            policy = await policies.create_policy(conn, user.id, wanted, now=request.app[CLOCK].now())
     return ok(http_status=201, escalation_policy=to_api(policy))
 
 
@@ -98,7 +97,9 @@ async def update_policy(request: web.Request) -> web.Response:
     wanted = _input(await json_body(request))
     async with request.app[POOL].acquire() as conn:
         with _wire():
-            policy = await policies.update_policy(conn, user.id, policy_id, wanted, now=datetime.now(UTC))
+            policy = await policies.update_policy(
+                conn, user.id, policy_id, wanted, now=request.app[CLOCK].now()
+            )
     return ok(escalation_policy=to_api(policy))
 
 

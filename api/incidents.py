@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -13,9 +12,8 @@ from aiohttp import web
 from api.auth import current_user
 from api.inputs import fields, json_body, query, wire_names
 from api.responses import ok
-from api.state import POOL, REDIS, REQUEST_ID
+from api.state import CLOCK, POOL, REDIS, REQUEST_ID
 from engine import queue
-from engine.clock import SYSTEM
 from engine.incidents import actions, queries
 from engine.oncall import escalation
 
@@ -48,7 +46,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     user = current_user(request)
     incident_id = actions.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
-        await actions.acknowledge(conn, user.id, incident_id, datetime.now(UTC))
+        await actions.acknowledge(conn, user.id, incident_id, request.app[CLOCK].now())
         found = await queries.get_incident(conn, user.id, incident_id)
     return ok(incident=detail(found))
 
@@ -58,7 +56,7 @@ async def resolve(request: web.Request) -> web.Response:
     user = current_user(request)
     incident_id = actions.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
-        notices = await actions.resolve(conn, user.id, incident_id, datetime.now(UTC))
+        notices = await actions.resolve(conn, user.id, incident_id, request.app[CLOCK].now())
         for delivery_id in notices:
             await queue.enqueue_delivery(request.app[REDIS], str(delivery_id), request_id=request[REQUEST_ID])
         found = await queries.get_incident(conn, user.id, incident_id)
@@ -71,8 +69,8 @@ async def escalate(request: web.Request) -> web.Response:
     user = current_user(request)
     incident_id = actions.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
-        wake_ups = await escalation.escalate_now(conn, user.id, incident_id, datetime.now(UTC))
-    await escalation.enqueue_wake_ups(request.app[REDIS], SYSTEM, wake_ups)
+        wake_ups = await escalation.escalate_now(conn, user.id, incident_id, request.app[CLOCK].now())
+    await escalation.enqueue_wake_ups(request.app[REDIS], request.app[CLOCK], wake_ups)
     return await _answer(request, incident_id)
 
 
@@ -84,8 +82,8 @@ async def reassign(request: web.Request) -> web.Response:
     wanted = escalation.ReassignInput(**fields(await json_body(request), REASSIGN_NAMES))
     async with request.app[POOL].acquire() as conn:
         with wire_names(REASSIGN_NAMES):
-            wake_ups = await escalation.reassign(conn, user.id, incident_id, wanted, datetime.now(UTC))
-    await escalation.enqueue_wake_ups(request.app[REDIS], SYSTEM, wake_ups)
+            wake_ups = await escalation.reassign(conn, user.id, incident_id, wanted, request.app[CLOCK].now())
+    await escalation.enqueue_wake_ups(request.app[REDIS], request.app[CLOCK], wake_ups)
     return await _answer(request, incident_id)
 
 
@@ -103,7 +101,7 @@ async def add_note(request: web.Request) -> web.Response:
     incident_id = actions.parse_id(request.match_info["id"])
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
-        await actions.add_note(conn, user.id, incident_id, body, datetime.now(UTC))
+        await actions.add_note(conn, user.id, incident_id, body, request.app[CLOCK].now())
         found = await queries.get_incident(conn, user.id, incident_id)
     return ok(http_status=201, incident=detail(found))
 
