@@ -367,3 +367,57 @@ CREATE INDEX IF NOT EXISTS schedule_overrides_schedule_idx ON schedule_overrides
 -- A calendar feed's URL is signed (engine.oncall.feeds); raising its version revokes the old URL.
 ALTER TABLE schedules ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;
+-- How one person is reached (engine.oncall.contacts): their contact methods, each a channel and a
+-- target normalised by that channel's validator (engine.channels.registry). A phone number (SMS,
+-- CALL) is paged only once verified_at is set; email and push methods are paged as they are.
+CREATE TABLE IF NOT EXISTS contact_methods (
+    id           uuid PRIMARY KEY,
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    type         text NOT NULL,          -- engine.channels.registry.CHANNEL_TYPES
+    target       text NOT NULL,
+    verified_at  timestamptz,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT contact_methods_type_check CHECK (type IN ('EMAIL', 'SMS', 'CALL', 'PUSH_NOTIF')),
+    CONSTRAINT contact_methods_unique_target UNIQUE (user_id, type, target)
+);
+-- "After delay_minutes, notify via contact method M" (engine.oncall.notification_rules).
+CREATE TABLE IF NOT EXISTS notification_rules (
+    id                 uuid PRIMARY KEY,
+    user_id            uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    contact_method_id  uuid NOT NULL REFERENCES contact_methods (id) ON DELETE CASCADE,
+    delay_minutes      integer NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT notification_rules_delay_check CHECK (delay_minutes BETWEEN 0 AND 1440),
+    CONSTRAINT notification_rules_unique UNIQUE (user_id, contact_method_id, delay_minutes)
+);
+CREATE INDEX IF NOT EXISTS notification_rules_method_idx ON notification_rules (contact_method_id);
+-- The pending verification of a phone method (engine.oncall.verification): only a salted SHA-256
+-- of the code is kept. tries_left counts down from 5; the 5th wrong code sets locked_until
+-- (10 minutes) and forgets the code. sent_at also throttles sending (one code a minute).
+CREATE TABLE IF NOT EXISTS contact_method_verifications (
+    contact_method_id  uuid PRIMARY KEY REFERENCES contact_methods (id) ON DELETE CASCADE,
+    code_hash          bytea,            -- NULL: no code to try (none sent, used up, or locked)
+    salt               bytea,
+    sent_at            timestamptz NOT NULL,
+    expires_at         timestamptz NOT NULL,
+    tries_left         integer NOT NULL DEFAULT 5,
+    locked_until       timestamptz
+);
+-- Set once a user has had their default contact methods and rules (engine.oncall.contacts): new
+-- users when they are created, users from before contact methods right here, once. A method the
+-- user deletes later is not brought back by the next migrate.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS contact_defaults_at timestamptz;
+INSERT INTO contact_methods (id, user_id, type, target, verified_at)
+SELECT gen_random_uuid(), u.id, m.type, m.target, CASE WHEN m.type = 'EMAIL' THEN now() END
+FROM users u
+CROSS JOIN LATERAL (VALUES ('PUSH_NOTIF', u.push_topic), ('EMAIL', u.email), ('SMS', u.phone),
+                           ('CALL', u.phone)) AS m (type, target)
+WHERE u.contact_defaults_at IS NULL AND m.target IS NOT NULL
+ON CONFLICT DO NOTHING;
+INSERT INTO notification_rules (id, user_id, contact_method_id, delay_minutes)
+SELECT gen_random_uuid(), c.user_id, c.id,
+       CASE c.type WHEN 'SMS' THEN 1 WHEN 'CALL' THEN 3 ELSE 0 END  -- engine.oncall.contacts.DEFAULT_DELAYS
+FROM contact_methods c JOIN users u ON u.id = c.user_id
+WHERE u.contact_defaults_at IS NULL
+ON CONFLICT DO NOTHING;
+UPDATE users SET contact_defaults_at = now() WHERE contact_defaults_at IS NULL;

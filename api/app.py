@@ -9,6 +9,7 @@ from aiohttp import web
 from api import (
     accounts,
     api_keys,
+    contact_methods,
     dev,
     feeds,
     inbound,
@@ -28,9 +29,10 @@ from api import (
 from api.auth import auth_middleware
 from api.middlewares import error_middleware, request_id_middleware
 from api.responses import ok
-from api.state import API_BODY_LIMIT, AVAILABLE_TYPES, POOL, REDIS, SETTINGS
+from api.state import API_BODY_LIMIT, AVAILABLE_TYPES, CLOCK, POOL, REDIS, SETTINGS
 from engine import db, queue
 from engine.channels.registry import configured_types
+from engine.clock import SYSTEM, Clock
 from engine.settings import Settings
 
 # JSON bodies of /api routes; inbound alerts have their own limit (MONODUTY_INBOUND_BODY_LIMIT).
@@ -41,7 +43,7 @@ async def healthz(request: web.Request) -> web.Response:
     return ok(status="alive")
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     """Build the app; Postgres and Redis are opened on start-up and closed on clean-up."""
     if not settings.database_url or not settings.redis_url:
         raise ValueError("create_app needs settings.database_url and settings.redis_url")
@@ -60,6 +62,7 @@ def create_app(settings: Settings) -> web.Application:
         handler_args={"auto_decompress": False},
     )
     app[SETTINGS] = settings
+    app[CLOCK] = clock
     app[API_BODY_LIMIT] = JSON_BODY_LIMIT
     app[AVAILABLE_TYPES] = frozenset(configured_types(settings))
     app.cleanup_ctx.append(_resources)
@@ -77,6 +80,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)
+    contact_methods.setup(app)
     app.router.add_routes(dev.routes)
     app.router.add_routes(pagerduty.routes)  # drop-in PagerDuty Events v2 and Opsgenie Alert API
     app.router.add_routes(opsgenie.routes)

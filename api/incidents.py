@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -12,7 +11,7 @@ from aiohttp import web
 from api.auth import current_user
 from api.inputs import json_body, query
 from api.responses import ok
-from api.state import POOL, REDIS, REQUEST_ID
+from api.state import CLOCK, POOL, REDIS, REQUEST_ID
 from engine import queue
 from engine.incidents import actions, queries
 
@@ -43,7 +42,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     user = current_user(request)
     incident_id = actions.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
-        await actions.acknowledge(conn, user.id, incident_id, datetime.now(UTC))
+        await actions.acknowledge(conn, user.id, incident_id, request.app[CLOCK].now())
         found = await queries.get_incident(conn, user.id, incident_id)
     return ok(incident=detail(found))
 
@@ -53,7 +52,7 @@ async def resolve(request: web.Request) -> web.Response:
     user = current_user(request)
     incident_id = actions.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
-        notices = await actions.resolve(conn, user.id, incident_id, datetime.now(UTC))
+        notices = await actions.resolve(conn, user.id, incident_id, request.app[CLOCK].now())
         for delivery_id in notices:
             await queue.enqueue_delivery(request.app[REDIS], str(delivery_id), request_id=request[REQUEST_ID])
         found = await queries.get_incident(conn, user.id, incident_id)
@@ -66,7 +65,7 @@ async def add_note(request: web.Request) -> web.Response:
     incident_id = actions.parse_id(request.match_info["id"])
     body = await json_body(request)
     async with request.app[POOL].acquire() as conn:
-        await actions.add_note(conn, user.id, incident_id, body, datetime.now(UTC))
+        await actions.add_note(conn, user.id, incident_id, body, request.app[CLOCK].now())
         found = await queries.get_incident(conn, user.id, incident_id)
     return ok(http_status=201, incident=detail(found))
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from arq.connections import ArqRedis
 
 from engine.auth.users import User
+from engine.clock import Clock
 from engine.observability import response_times
 from engine.settings import Settings
 
@@ -15,6 +16,8 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 AVAILABLE_TYPES = web.AppKey("available_types", frozenset[str])
 API_BODY_LIMIT = web.AppKey("api_body_limit", int)
+# What "now" is for the engine's time rules (engine.clock; tests hand in one that runs ahead).
+CLOCK = web.AppKey("clock", Clock)
 # This process's request times, not yet in Redis (api/observability.py records and flushes them).
 RESPONSE_TIMES = web.AppKey("response_times", response_times.Recorder)
 

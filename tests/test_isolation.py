@@ -81,6 +81,22 @@ async def first_override(client: TestClient, owner: Account, schedule_id: str) -
 
 # (method, path with {id} and maybe {user_id} (the owner's own) or {override_id} (the owner's first),
 # maker of the owner's object, body sent by the intruder)
+async def make_contact_method(client: TestClient, owner: Account) -> str:
+    body = {"type": "SMS", "target": f"+1415555{uuid.uuid4().int % 10000:04d}"}
+    resp = await client.post("/api/me/contact-methods", json=body, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["contact_method"]["id"]
+
+
+async def make_notification_rule(client: TestClient, owner: Account) -> str:
+    method_id = await make_contact_method(client, owner)
+    body = {"contactMethodId": method_id, "delayMinutes": 7}
+    resp = await client.post("/api/me/notification-rules", json=body, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["notification_rule"]["id"]
+
+
+# (method, path with {id}, maker of the owner's object, body sent by the intruder)
 OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("GET", "/api/webhooks/{id}", make_webhook, None),
     ("PATCH", "/api/webhooks/{id}", make_webhook, {"name": "mine now"}),
@@ -108,6 +124,11 @@ OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("GET", "/api/schedules/{id}/on-call", make_schedule, None),
     ("GET", "/api/schedules/{id}/shifts", make_schedule, None),
     ("POST", "/api/schedules/{id}/ical/rotate", make_schedule, None),
+    ("PATCH", "/api/me/contact-methods/{id}", make_contact_method, {"target": "+14155550199"}),
+    ("DELETE", "/api/me/contact-methods/{id}", make_contact_method, None),
+    ("POST", "/api/me/contact-methods/{id}/send-code", make_contact_method, None),
+    ("POST", "/api/me/contact-methods/{id}/verify", make_contact_method, {"code": "123456"}),
+    ("DELETE", "/api/me/notification-rules/{id}", make_notification_rule, None),
 ]
 
 # (list path, key of the list in the answer, maker of one owner's object)
@@ -118,6 +139,8 @@ LIST_ROUTES: list[tuple[str, str, Maker]] = [
     ("/api/incidents", "incidents", make_incident),
     ("/api/teams", "teams", make_team),
     ("/api/schedules", "schedules", make_schedule),
+    ("/api/me/contact-methods", "contact_methods", make_contact_method),
+    ("/api/me/notification-rules", "notification_rules", make_notification_rule),
 ]
 
 

@@ -68,11 +68,12 @@ class LiveApi:
 
 
 # What a chain of calls may have left behind for the main user: the webhooks, keys and
-# notifications it made (the fixed webhook and key stay).
+# notifications it made (the fixed webhook and key stay), and its contact methods.
 RESET = [
     "DELETE FROM webhooks WHERE user_id = $1 AND token <> $2",
     "DELETE FROM api_keys WHERE user_id = $1 AND name <> 'schemathesis'",
     "DELETE FROM notifications WHERE user_id = $1",
+    "DELETE FROM contact_methods WHERE user_id = $1",  # their rules and codes go with them
 ]
 
 
@@ -82,6 +83,7 @@ async def _reset(live: LiveApi) -> None:
         await conn.execute(RESET[0], live.user_id, live.token)
         await conn.execute(RESET[1], live.user_id)
         await conn.execute(RESET[2], live.user_id)
+        await conn.execute(RESET[3], live.user_id)
     finally:
         await conn.close()
 

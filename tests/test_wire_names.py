@@ -38,11 +38,15 @@ def _properties(spec: dict[str, Any], schema: dict[str, Any]) -> Iterator[str]:
 
 
 def camel_case_request_fields() -> set[str]:
-    """Every request body field of the API whose wire name is not also its Python name."""
+    """Every request body field of the API whose wire name is not also its Python name.
+
+    Only /api/ routes: the drop-in PagerDuty and Opsgenie routes take the vendors' own bodies, which
+    the engine's sender formats read by the vendors' names (as they read Alertmanager's)."""
     spec = yaml.safe_load(SPEC.read_text())
     names = {
         name
-        for item in spec["paths"].values()
+        for path, item in spec["paths"].items()
+        if path.startswith("/api/")
         for operation in item.values()
         if isinstance(operation, dict) and "requestBody" in operation
         for media in _resolve(spec, operation["requestBody"])["content"].values()

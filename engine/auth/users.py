@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -15,6 +16,7 @@ from engine import db
 from engine.channels.formats import validate_email, validate_phone
 from engine.channels.registry import default_targets
 from engine.errors import Conflict
+from engine.oncall import contacts
 from engine.teams.membership import create_personal_team
 
 
@@ -52,8 +54,9 @@ SELECT_FIRST_USERS = f"SELECT {USER_COLUMNS} FROM users ORDER BY created_at LIMI
 async def create_user(
     conn: db.Connection, email: str, *, name: str | None = None, phone: str | None = None
 ) -> User:
-    """Create a user and their personal team (named after them), in one transaction; a second
-    user with the same email (any case) is a Conflict."""
+    """Create a user with their personal team (named after them) and their default contact methods
+    and notification rules, in one transaction; a second user with the same email (any case) is a
+    Conflict."""
     email = validate_email(email, field="email")
     if phone is not None:
         phone = validate_phone(phone, field="phone")
@@ -63,6 +66,9 @@ async def create_user(
             raise Conflict("a user with this email already exists", code="EMAIL_TAKEN")
         user = User.from_record(record)
         await create_personal_team(conn, user.id, name or email)
+        await contacts.create_defaults(
+            conn, user.id, email=email, phone=phone, push_topic=user.push_topic, now=datetime.now(UTC)
+        )
     return user
 
 

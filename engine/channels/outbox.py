@@ -31,10 +31,10 @@ class OutboxChannel:
         self.pool = pool
 
     async def send(self, message: Message, target: str) -> Receipt:
+        # A message of no alert (a phone verification code) has an empty alert_id.
+        alert_id = uuid.UUID(message.alert_id) if message.alert_id else None
         async with self.pool.acquire() as conn:
-            row_id = await conn.fetchval(
-                INSERT, self.type, target, message.subject, message.body, uuid.UUID(message.alert_id)
-            )
+            row_id = await conn.fetchval(INSERT, self.type, target, message.subject, message.body, alert_id)
         return Receipt(provider_id=f"outbox-{row_id}")
 
 

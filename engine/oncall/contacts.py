@@ -1,0 +1,205 @@
+"""Contact methods: how one person can be reached (a channel type and its target).
+
+Every user starts with methods made from their profile, and rules to go with them
+(``create_defaults``, called in the transaction that creates the user; ``monoduty migrate`` does
+the same once for users from before contact methods, in schema.sql). After that the methods are
+the user's own: changing the profile's email, phone or push topic leaves them alone, so a
+verified number is never silently re-pointed at another one, and a method the user deleted is not
+brought back. A phone method (SMS, CALL) is paged only once verified (engine/oncall/verification.py);
+an EMAIL method is verified when its address is the user's login, and email and push methods are
+paged whether or not they are.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from engine import db, validate
+from engine.channels.registry import CHANNEL_TYPES, CHANNELS
+from engine.errors import Conflict, NotFound, ValidationError
+from engine.validate import UNSET
+
+PHONE_TYPES = ("SMS", "CALL")  # the methods that need a verified number before they are paged
+# The default rules, as PagerDuty's and Grafana OnCall's: push and email at once, SMS after a
+# minute, a call after three. schema.sql's migration of existing users uses the same numbers.
+DEFAULT_DELAYS = {"PUSH_NOTIF": 0, "EMAIL": 0, "SMS": 1, "CALL": 3}
+MAX_METHODS = 20  # per user: enough for every phone and address a person has
+
+_VALIDATORS = {spec.type: spec.validate for spec in CHANNELS}
+
+
+@dataclass(frozen=True)
+class ContactMethodInput:
+    """What a create or an update asks for; UNSET is a field left out. Checked here, whatever
+    the values' types."""
+
+    type: object = UNSET
+    target: object = UNSET
+
+
+@dataclass(frozen=True)
+class ContactMethod:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    type: str  # one of CHANNEL_TYPES
+    target: str
+    verified_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, r: asyncpg.Record) -> ContactMethod:
+        return cls(r["id"], r["user_id"], r["type"], r["target"], r["verified_at"], r["created_at"])
+
+    @property
+    def needs_verification(self) -> bool:
+        """A phone number not yet verified: it is not paged."""
+        return self.type in PHONE_TYPES and self.verified_at is None
+
+
+COLUMNS = "id, user_id, type, target, verified_at, created_at"
+INSERT = f"""
+INSERT INTO contact_methods (id, user_id, type, target, verified_at, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (user_id, type, target) DO NOTHING
+RETURNING {COLUMNS}
+"""
+INSERT_RULE = """
+INSERT INTO notification_rules (id, user_id, contact_method_id, delay_minutes) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING
+"""
+MARK_DEFAULTS = "UPDATE users SET contact_defaults_at = $2 WHERE id = $1"
+SELECT_ALL = f"SELECT {COLUMNS} FROM contact_methods WHERE user_id = $1 ORDER BY created_at, id"
+SELECT_ONE = f"SELECT {COLUMNS} FROM contact_methods WHERE id = $1 AND user_id = $2"
+COUNT = "SELECT count(*) FROM contact_methods WHERE user_id = $1"
+LOGIN_EMAIL = "SELECT email FROM users WHERE id = $1"
+UPDATE_TARGET = f"""
+UPDATE contact_methods SET target = $3, verified_at = $4 WHERE id = $1 AND user_id = $2
+RETURNING {COLUMNS}
+"""
+# A new target is a new number: any code sent to the old one must not verify it.
+FORGET_VERIFICATION = "DELETE FROM contact_method_verifications WHERE contact_method_id = $1"
+DELETE = "DELETE FROM contact_methods WHERE id = $1 AND user_id = $2 RETURNING id"
+
+
+def parse_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound("contact method not found", code="CONTACT_METHOD_NOT_FOUND") from None
+
+
+async def create_defaults(
+    conn: db.Connection,
+    user_id: uuid.UUID,
+    *,
+    email: str,
+    phone: str | None,
+    push_topic: str | None,
+    now: datetime,
+) -> list[ContactMethod]:
+    """A new user's methods from their profile (the email verified: it is their login) and the
+    default rules; call it in the transaction that creates the user."""
+    profile = {"PUSH_NOTIF": push_topic, "EMAIL": email, "SMS": phone, "CALL": phone}
+    made = []
+    async with conn.transaction():
+        for kind, target in profile.items():
+            if target is None:
+                continue
+            verified = now if kind == "EMAIL" else None
+            record = await conn.fetchrow(INSERT, uuid.uuid4(), user_id, kind, target, verified, now)
+            if record is None:
+                continue
+            made.append(ContactMethod.from_record(record))
+            await conn.execute(INSERT_RULE, uuid.uuid4(), user_id, record["id"], DEFAULT_DELAYS[kind])
+        await conn.execute(MARK_DEFAULTS, user_id, now)
+    return made
+
+
+async def list_methods(conn: db.Connection, user_id: uuid.UUID) -> list[ContactMethod]:
+    return [ContactMethod.from_record(r) for r in await conn.fetch(SELECT_ALL, user_id)]
+
+
+async def get_method(conn: db.Connection, user_id: uuid.UUID, method_id: uuid.UUID) -> ContactMethod:
+    """The user's method, or NotFound (someone else's too)."""
+    record = await conn.fetchrow(SELECT_ONE, method_id, user_id)
+    if record is None:
+        raise NotFound("contact method not found", code="CONTACT_METHOD_NOT_FOUND")
+    return ContactMethod.from_record(record)
+
+
+def _target(kind: str, value: object) -> str:
+    if value is None or value is UNSET:
+        raise ValidationError("target is required", field="target")
+    return _VALIDATORS[kind](value, field="target")
+
+
+async def _verified_at(
+    conn: db.Connection, user_id: uuid.UUID, kind: str, target: str, now: datetime
+) -> datetime | None:
+    """An EMAIL method at the user's login address is verified: they log in with it."""
+    if kind != "EMAIL":
+        return None
+    login = await conn.fetchval(LOGIN_EMAIL, user_id)
+    return now if isinstance(login, str) and login.lower() == target.lower() else None
+
+
+async def create_method(
+    conn: db.Connection, user_id: uuid.UUID, wanted: ContactMethodInput, *, now: datetime
+) -> ContactMethod:
+    """A type and a target in its channel's format; the same type and target twice is a Conflict."""
+    kind = validate.choice(wanted.type, "type", CHANNEL_TYPES)
+    if kind is None:
+        raise ValidationError(f"type is required: one of {', '.join(CHANNEL_TYPES)}", field="type")
+    target = _target(kind, wanted.target)
+    async with conn.transaction():
+        if await conn.fetchval(COUNT, user_id) >= MAX_METHODS:
+            raise ValidationError(
+                f"a user has at most {MAX_METHODS} contact methods; delete one first",
+                code="CONTACT_METHOD_LIMIT",
+            )
+        verified = await _verified_at(conn, user_id, kind, target, now)
+        record = await conn.fetchrow(INSERT, uuid.uuid4(), user_id, kind, target, verified, now)
+    if record is None:
+        raise Conflict(f"you already have this {kind} contact method", code="CONTACT_METHOD_EXISTS")
+    return ContactMethod.from_record(record)
+
+
+async def update_method(
+    conn: db.Connection,
+    user_id: uuid.UUID,
+    method_id: uuid.UUID,
+    wanted: ContactMethodInput,
+    *,
+    now: datetime,
+) -> ContactMethod:
+    """A new target starts unverified (its rules stay). The type is fixed."""
+    if wanted.type is not UNSET:
+        raise ValidationError("type cannot change; add a new contact method instead", field="type")
+    current = await get_method(conn, user_id, method_id)
+    if wanted.target is UNSET:
+        return current
+    target = _target(current.type, wanted.target)
+    if target == current.target:
+        return current
+    async with conn.transaction():
+        verified = await _verified_at(conn, user_id, current.type, target, now)
+        try:
+            record = await conn.fetchrow(UPDATE_TARGET, method_id, user_id, target, verified)
+        except asyncpg.UniqueViolationError:
+            raise Conflict(
+                f"you already have this {current.type} contact method", code="CONTACT_METHOD_EXISTS"
+            ) from None
+        await conn.execute(FORGET_VERIFICATION, method_id)
+    if record is None:  # deleted meanwhile
+        raise NotFound("contact method not found", code="CONTACT_METHOD_NOT_FOUND")
+    return ContactMethod.from_record(record)
+
+
+async def delete_method(conn: db.Connection, user_id: uuid.UUID, method_id: uuid.UUID) -> None:
+    """Delete the method and its notification rules."""
+    if await conn.fetchval(DELETE, method_id, user_id) is None:
+        raise NotFound("contact method not found", code="CONTACT_METHOD_NOT_FOUND")
