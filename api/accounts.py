@@ -3,7 +3,6 @@ and password."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -11,7 +10,7 @@ from aiohttp import web
 from api.auth import current_session, current_user
 from api.inputs import fields, json_body, wire_names
 from api.responses import ok
-from api.state import POOL, REDIS, SETTINGS
+from api.state import CLOCK, POOL, REDIS, SETTINGS
 from engine.auth import accounts, sessions
 from engine.auth.sessions import COOKIE_NAME
 from engine.auth.users import User
@@ -73,7 +72,7 @@ async def set_password(request: web.Request) -> web.Response:
     """Spend an invite's one-time link on a first password, and log in."""
     wanted = invites.Acceptance(**fields(await json_body(request), SET_PASSWORD_NAMES, text=("token",)))
     async with request.app[POOL].acquire() as conn:
-        user = await invites.accept_invite(conn, wanted, datetime.now(UTC))
+        user = await invites.accept_invite(conn, wanted, request.app[CLOCK].now())
     return await _logged_in(request, user)
 
 

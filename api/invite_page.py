@@ -9,12 +9,11 @@ name the route pattern only.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from html import escape
 
 from aiohttp import web
 
-from api.state import POOL
+from api.state import CLOCK, POOL
 from engine.errors import MonodutyError
 from engine.teams import invites
 
@@ -56,7 +55,7 @@ async def submit_form(request: web.Request) -> web.Response:
     wanted = invites.Acceptance(request.match_info["token"], password if isinstance(password, str) else None)
     try:
         async with request.app[POOL].acquire() as conn:
-            user = await invites.accept_invite(conn, wanted, datetime.now(UTC))
+            user = await invites.accept_invite(conn, wanted, request.app[CLOCK].now())
     except MonodutyError as exc:
         if exc.code == invites.InvalidInvite.code:
             return _page("Link no longer valid", f"<p>{escape(exc.message)}.</p>")

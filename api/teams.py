@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -13,7 +12,7 @@ from aiohttp import web
 from api.auth import current_user
 from api.inputs import fields, json_body
 from api.responses import ok
-from api.state import POOL, public_url
+from api.state import CLOCK, POOL, public_url
 from engine.errors import NotFound
 from engine.teams import members
 from engine.teams.invites import Invite
@@ -100,7 +99,7 @@ async def add_member(request: web.Request) -> web.Response:
     team_id = parse_id(request.match_info["id"])
     wanted = members.MemberInput(**fields(await json_body(request), MEMBER_NAMES, text=("name",)))
     async with request.app[POOL].acquire() as conn:
-        added = await members.add_member(conn, user.id, team_id, wanted, datetime.now(UTC))
+        added = await members.add_member(conn, user.id, team_id, wanted, request.app[CLOCK].now())
     invite = invite_to_api(added.invite, public_url(request)) if added.invite else None
     return ok(http_status=201, member=member_to_api(added.member), invite=invite)
 

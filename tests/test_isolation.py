@@ -79,8 +79,6 @@ async def first_override(client: TestClient, owner: Account, schedule_id: str) -
     return str((await listed.json())["overrides"][0]["id"])
 
 
-# (method, path with {id} and maybe {user_id} (the owner's own) or {override_id} (the owner's first),
-# maker of the owner's object, body sent by the intruder)
 async def make_contact_method(client: TestClient, owner: Account) -> str:
     body = {"type": "SMS", "target": f"+1415555{uuid.uuid4().int % 10000:04d}"}
     resp = await client.post("/api/me/contact-methods", json=body, headers=owner.headers)
@@ -96,7 +94,8 @@ async def make_notification_rule(client: TestClient, owner: Account) -> str:
     return (await resp.json())["notification_rule"]["id"]
 
 
-# (method, path with {id}, maker of the owner's object, body sent by the intruder)
+# (method, path with {id} and maybe {user_id} (the owner's own) or {override_id} (the owner's first),
+# maker of the owner's object, body sent by the intruder)
 OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("GET", "/api/webhooks/{id}", make_webhook, None),
     ("PATCH", "/api/webhooks/{id}", make_webhook, {"name": "mine now"}),
