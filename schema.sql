@@ -292,32 +292,6 @@ CREATE TABLE IF NOT EXISTS invites (
     used_at      timestamptz
 );
 CREATE INDEX IF NOT EXISTS invites_user_idx ON invites (user_id);
-
--- Webhooks belong to a team; those from before teams go to their maker's personal team. user_id
--- stays: who made the webhook. Aliases were unique per user and are unique per team now (each
--- user's webhooks land in one team, so the old ones stay unique). A team with webhooks cannot be
--- deleted (engine.teams.members refuses it first; the foreign key is the backstop).
-ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS team_id uuid REFERENCES teams (id);
-UPDATE webhooks w SET team_id = t.id FROM teams t WHERE w.team_id IS NULL AND t.personal_user_id = w.user_id;
-ALTER TABLE webhooks ALTER COLUMN team_id SET NOT NULL;
-DROP INDEX IF EXISTS webhooks_user_alias_key;
-CREATE UNIQUE INDEX IF NOT EXISTS webhooks_team_alias_key ON webhooks (team_id, lower(alias));
-CREATE INDEX IF NOT EXISTS webhooks_team_idx ON webhooks (team_id, created_at, id);
--- Incidents follow their webhook's team and are numbered per team: #1, #2, ... taken with
--- UPDATE teams ... RETURNING, so the team row's lock orders them. Numbers from before teams ran
--- per user; every incident of a user was in a webhook now in the user's personal team, so each
--- keeps its number, and the personal team's counter goes on from the user's.
-ALTER TABLE teams ADD COLUMN IF NOT EXISTS incident_seq bigint NOT NULL DEFAULT 0;
-ALTER TABLE incidents ADD COLUMN IF NOT EXISTS team_id uuid REFERENCES teams (id) ON DELETE CASCADE;
-UPDATE incidents i SET team_id = w.team_id FROM webhooks w WHERE i.team_id IS NULL AND w.id = i.webhook_id;
-UPDATE teams t SET incident_seq = u.incident_seq FROM users u
-    WHERE t.personal_user_id = u.id AND t.incident_seq < u.incident_seq;
-ALTER TABLE incidents ALTER COLUMN team_id SET NOT NULL;
-ALTER TABLE incidents DROP CONSTRAINT IF EXISTS incidents_number_key;
-CREATE UNIQUE INDEX IF NOT EXISTS incidents_team_number_key ON incidents (team_id, number);
--- GET /api/incidents over the caller's teams, newest first by keyset (created_at, id).
-CREATE INDEX IF NOT EXISTS incidents_team_created_idx ON incidents (team_id, created_at DESC, id DESC);
-
 -- How one person is reached (engine.oncall.contacts): their contact methods, each a channel and a
 -- target normalised by that channel's validator (engine.channels.registry). A phone number (SMS,
 -- CALL) is paged only once verified_at is set; email and push methods are paged as they are.
@@ -372,6 +346,111 @@ FROM contact_methods c JOIN users u ON u.id = c.user_id
 WHERE u.contact_defaults_at IS NULL
 ON CONFLICT DO NOTHING;
 UPDATE users SET contact_defaults_at = now() WHERE contact_defaults_at IS NULL;
+
+-- Escalation policies (engine.oncall.policies): a team's ordered steps "page these targets, then
+-- wait delay_minutes", run again `repeat` times after the last. targets is a JSON array of
+-- {"type": "user"|"schedule", "id": uuid}, checked by the engine (members and schedules of the team).
+CREATE TABLE IF NOT EXISTS escalation_policies (
+    id           uuid PRIMARY KEY,
+    team_id      uuid NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+    name         text NOT NULL,
+    description  text,
+    repeat       integer NOT NULL DEFAULT 0,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT escalation_policies_repeat_check CHECK (repeat BETWEEN 0 AND 9)
+);
+CREATE INDEX IF NOT EXISTS escalation_policies_team_idx ON escalation_policies (team_id, created_at);
+CREATE TABLE IF NOT EXISTS escalation_steps (
+    id             uuid PRIMARY KEY,
+    policy_id      uuid NOT NULL REFERENCES escalation_policies (id) ON DELETE CASCADE,
+    position       integer NOT NULL,
+    delay_minutes  numeric NOT NULL,
+    targets        jsonb NOT NULL,
+    CONSTRAINT escalation_steps_delay_check CHECK (delay_minutes > 0),
+    CONSTRAINT escalation_steps_unique_position UNIQUE (policy_id, position)
+);
+-- NULL: the webhook pages its targetChannels once, as the seed's API always did.
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS escalation_policy_id uuid
+    REFERENCES escalation_policies (id) ON DELETE SET NULL;
+CREATE INDEX IF NOT EXISTS webhooks_escalation_policy_idx ON webhooks (escalation_policy_id)
+    WHERE escalation_policy_id IS NOT NULL;
+-- An incident's escalation (engine.oncall.escalation), in PostgreSQL, never only in Redis:
+-- escalation_step is the index of the step last run (-1: none yet), escalation_loop the repeat it
+-- is in, escalation_wave counts the times people were paged (steps run, reassignments: the key of
+-- its pages), next_escalation_at when the next step is due (NULL: nothing left to do).
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS escalation_policy_id uuid
+    REFERENCES escalation_policies (id) ON DELETE SET NULL;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS escalation_step integer NOT NULL DEFAULT -1;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS escalation_loop integer NOT NULL DEFAULT 0;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS escalation_wave integer NOT NULL DEFAULT 0;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS next_escalation_at timestamptz;
+CREATE INDEX IF NOT EXISTS incidents_escalation_due_idx ON incidents (next_escalation_at)
+    WHERE status = 'triggered' AND next_escalation_at IS NOT NULL;
+-- Who an incident is assigned to: the users its last step (or a reassignment) paged.
+CREATE TABLE IF NOT EXISTS incident_assignments (
+    incident_id  uuid NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    assigned_at  timestamptz NOT NULL,
+    step         integer NOT NULL,
+    loop         integer NOT NULL,
+    PRIMARY KEY (incident_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS incident_assignments_user_idx ON incident_assignments (user_id);
+-- Planned pages: one notification rule of one paged user for one incident, due at due_at. The
+-- sweep claims due ones (FOR UPDATE SKIP LOCKED), makes each a delivery in the transaction that
+-- marks it sent, and queues the delivery after commit (enqueued_at: queued, the sweep is done
+-- with it). Acknowledge and resolve cancel the pending ones in their own transaction.
+CREATE TABLE IF NOT EXISTS pages (
+    id                 uuid PRIMARY KEY,
+    incident_id        uuid NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    user_id            uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    contact_method_id  uuid REFERENCES contact_methods (id) ON DELETE SET NULL,
+    channel            text NOT NULL,
+    target             text NOT NULL,
+    step               integer NOT NULL,
+    loop               integer NOT NULL,
+    wave               integer NOT NULL,
+    rule_delay         integer NOT NULL,
+    due_at             timestamptz NOT NULL,
+    status             text NOT NULL DEFAULT 'pending',  -- engine.oncall.paging.PageStatus
+    reason             text,
+    delivery_id        uuid REFERENCES deliveries (id) ON DELETE SET NULL,
+    sent_at            timestamptz,
+    enqueued_at        timestamptz,
+    created_at         timestamptz NOT NULL,
+    CONSTRAINT pages_status_check CHECK (status IN ('pending', 'sent', 'cancelled', 'skipped')),
+    CONSTRAINT pages_unique_rule UNIQUE (incident_id, wave, user_id, contact_method_id, rule_delay)
+);
+CREATE INDEX IF NOT EXISTS pages_due_idx ON pages (due_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS pages_unqueued_idx ON pages (sent_at) WHERE status = 'sent' AND enqueued_at IS NULL;
+CREATE INDEX IF NOT EXISTS pages_incident_idx ON pages (incident_id, created_at);
+CREATE INDEX IF NOT EXISTS pages_delivery_idx ON pages (delivery_id) WHERE delivery_id IS NOT NULL;
+
+-- Webhooks belong to a team; those from before teams go to their maker's personal team. user_id
+-- stays: who made the webhook. Aliases were unique per user and are unique per team now (each
+-- user's webhooks land in one team, so the old ones stay unique). A team with webhooks cannot be
+-- deleted (engine.teams.members refuses it first; the foreign key is the backstop).
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS team_id uuid REFERENCES teams (id);
+UPDATE webhooks w SET team_id = t.id FROM teams t WHERE w.team_id IS NULL AND t.personal_user_id = w.user_id;
+ALTER TABLE webhooks ALTER COLUMN team_id SET NOT NULL;
+DROP INDEX IF EXISTS webhooks_user_alias_key;
+CREATE UNIQUE INDEX IF NOT EXISTS webhooks_team_alias_key ON webhooks (team_id, lower(alias));
+CREATE INDEX IF NOT EXISTS webhooks_team_idx ON webhooks (team_id, created_at, id);
+-- Incidents follow their webhook's team and are numbered per team: #1, #2, ... taken with
+-- UPDATE teams ... RETURNING, so the team row's lock orders them. Numbers from before teams ran
+-- per user; every incident of a user was in a webhook now in the user's personal team, so each
+-- keeps its number, and the personal team's counter goes on from the user's.
+ALTER TABLE teams ADD COLUMN IF NOT EXISTS incident_seq bigint NOT NULL DEFAULT 0;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS team_id uuid REFERENCES teams (id) ON DELETE CASCADE;
+UPDATE incidents i SET team_id = w.team_id FROM webhooks w WHERE i.team_id IS NULL AND w.id = i.webhook_id;
+UPDATE teams t SET incident_seq = u.incident_seq FROM users u
+    WHERE t.personal_user_id = u.id AND t.incident_seq < u.incident_seq;
+ALTER TABLE incidents ALTER COLUMN team_id SET NOT NULL;
+ALTER TABLE incidents DROP CONSTRAINT IF EXISTS incidents_number_key;
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_team_number_key ON incidents (team_id, number);
+-- GET /api/incidents over the caller's teams, newest first by keyset (created_at, id).
+CREATE INDEX IF NOT EXISTS incidents_team_created_idx ON incidents (team_id, created_at DESC, id DESC);
 -- On-call schedules (engine.oncall.store maps these rows onto engine.oncall.model; the rules are
 -- engine.oncall.schedules). A schedule belongs to a team; its rotations are layers in `position`
 -- order (a later one wins where it covers the time).

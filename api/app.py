@@ -11,6 +11,7 @@ from api import (
     api_keys,
     contact_methods,
     dev,
+    escalation_policies,
     feeds,
     inbound,
     incidents,
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(notifications.routes)
     app.router.add_routes(incidents.routes)
     app.router.add_routes(teams.routes)
+    app.router.add_routes(escalation_policies.routes)
     app.router.add_routes(schedules.routes)
     app.router.add_routes(feeds.routes)
     app.router.add_routes(invite_page.routes)

@@ -6,13 +6,12 @@ The access log names this route by its pattern (``/ical/{token}.ics``), never th
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from aiohttp import web
 
 from api.auth import current_user
 from api.responses import ok
-from api.state import POOL, SETTINGS, public_url
+from api.state import CLOCK, POOL, SETTINGS, public_url
 from engine.errors import NotFound
 from engine.oncall import crud, feeds
 from engine.oncall.feeds import Feed, FeedKind
@@ -46,7 +45,7 @@ async def calendar(request: web.Request) -> web.Response:
     if feed is None:
         raise NotFound("no such calendar feed", code="FEED_NOT_FOUND")
     async with request.app[POOL].acquire() as conn:
-        body = await feeds.render(conn, feed, datetime.now(UTC))
+        body = await feeds.render(conn, feed, request.app[CLOCK].now())
     if body is None:  # revoked (rotated), or its schedule or user is gone
         raise NotFound("no such calendar feed", code="FEED_NOT_FOUND")
     # Calendar clients poll; the token must not linger in shared caches.

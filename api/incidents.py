@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,13 +10,16 @@ import asyncpg
 from aiohttp import web
 
 from api.auth import current_user
-from api.inputs import json_body, query
+from api.inputs import fields, json_body, query, wire_names
 from api.responses import ok
 from api.state import CLOCK, POOL, REDIS, REQUEST_ID
 from engine import queue
 from engine.incidents import actions, queries
+from engine.oncall import escalation
 
 routes = web.RouteTableDef()
+
+REASSIGN_NAMES = {"userId": "user_id", "scheduleId": "schedule_id"}
 
 
 @routes.get("/api/incidents")
@@ -59,6 +63,38 @@ async def resolve(request: web.Request) -> web.Response:
     return ok(incident=detail(found))
 
 
+@routes.post("/api/incidents/{id}/escalate")
+async def escalate(request: web.Request) -> web.Response:
+    """Run the incident's next escalation step now (a responder of its policy's team)."""
+    user = current_user(request)
+    incident_id = actions.parse_id(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        wake_ups = await escalation.escalate_now(conn, user.id, incident_id, request.app[CLOCK].now())
+    await escalation.enqueue_wake_ups(request.app[REDIS], request.app[CLOCK], wake_ups)
+    return await _answer(request, incident_id)
+
+
+@routes.post("/api/incidents/{id}/reassign")
+async def reassign(request: web.Request) -> web.Response:
+    """Give the incident to a user or to whoever is on call on a schedule; they are paged now."""
+    user = current_user(request)
+    incident_id = actions.parse_id(request.match_info["id"])
+    wanted = escalation.ReassignInput(**fields(await json_body(request), REASSIGN_NAMES))
+    async with request.app[POOL].acquire() as conn:
+        with wire_names(REASSIGN_NAMES):
+            wake_ups = await escalation.reassign(conn, user.id, incident_id, wanted, request.app[CLOCK].now())
+    await escalation.enqueue_wake_ups(request.app[REDIS], request.app[CLOCK], wake_ups)
+    return await _answer(request, incident_id)
+
+
+async def _answer(request: web.Request, incident_id: uuid.UUID) -> web.Response:
+    """The incident as it is after a change."""
+    user = current_user(request)
+    async with request.app[POOL].acquire() as conn:
+        found = await queries.get_incident(conn, user.id, incident_id)
+    return ok(incident=detail(found))
+
+
 @routes.post("/api/incidents/{id}/notes")
 async def add_note(request: web.Request) -> web.Response:
     user = current_user(request)
@@ -94,6 +130,13 @@ def to_api(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
         "resolved_at": row["resolved_at"],
         "resolved_by": _by(row["resolved_by"], row["resolved_by_user"]),
         "created_at": row["created_at"],
+        "escalation_policy_id": _id(row["escalation_policy_id"]),
+        "escalation_step": row["escalation_step"] if row["escalation_step"] >= 0 else None,
+        "escalation_loop": row["escalation_loop"],
+        "next_escalation_at": row["next_escalation_at"],
+        "assigned_to": [
+            {"user_id": str(a["user_id"]), "email": a["email"], "name": a["name"]} for a in row["assigned_to"]
+        ],
     }
 
 
@@ -123,6 +166,7 @@ def detail(found: Mapping[str, Any]) -> dict[str, Any]:
             "user_id": None,
             "alert_id": _id(p["alert_id"]),
             "text": f"{p['channel']} to {p['target']}",
+            "paged_user_id": _id(p["user_id"]),
             "delivery": {
                 "id": str(p["id"]),
                 "channel": p["channel"],
@@ -134,6 +178,21 @@ def detail(found: Mapping[str, Any]) -> dict[str, Any]:
             },
         }
         for p in found["pages"]
+    ]
+    timeline += [
+        {
+            "at": p["created_at"],
+            "kind": "page",
+            "actor": "system",
+            "user_id": None,
+            "alert_id": None,
+            "text": f"{p['channel']} to {p['target']}: {p['status']}"
+            + (f" ({p['reason']})" if p["reason"] else f", due {p['due_at'].isoformat()}"),
+            "paged_user_id": str(p["user_id"]),
+            "delivery": None,
+            "page": {"id": str(p["id"]), "status": p["status"], "reason": p["reason"], "due_at": p["due_at"]},
+        }
+        for p in found.get("unsent", [])
     ]
     timeline.sort(key=lambda entry: entry["at"])
     alerts = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -18,7 +18,7 @@ from api.auth import current_user
 from api.feeds import schedule_feed_url
 from api.inputs import fields, json_body, query, wire_paths
 from api.responses import ok
-from api.state import POOL
+from api.state import CLOCK, POOL
 from engine import limits
 from engine.errors import ValidationError
 from engine.oncall import answers, crud, definitions, overrides
@@ -142,7 +142,7 @@ async def list_overrides(request: web.Request) -> web.Response:
     user = current_user(request)
     schedule_id = crud.parse_id(request.match_info["id"])
     params = query(request, "from", "to")
-    start = _instant(params, "from", datetime.now(UTC))
+    start = _instant(params, "from", request.app[CLOCK].now())
     end = definitions.instant(params["to"], "to") if "to" in params else None
     async with request.app[POOL].acquire() as conn:
         records = await overrides.list_overrides(conn, user.id, schedule_id, start=start, end=end)
@@ -156,7 +156,9 @@ async def create_override(request: web.Request) -> web.Response:
     wanted = OverrideInput(**fields(await json_body(request), OVERRIDE_NAMES))
     async with request.app[POOL].acquire() as conn:
         with wire_paths(OVERRIDE_NAMES):
-            record = await overrides.create_override(conn, user.id, schedule_id, wanted, datetime.now(UTC))
+            record = await overrides.create_override(
+                conn, user.id, schedule_id, wanted, request.app[CLOCK].now()
+            )
     return ok(http_status=201, override=override_to_api(record))
 
 
@@ -175,7 +177,7 @@ async def on_call(request: web.Request) -> web.Response:
     """Who is on call at ``at`` (default now), and until when."""
     user = current_user(request)
     schedule_id = crud.parse_id(request.match_info["id"])
-    at = _instant(query(request, "at"), "at", datetime.now(UTC))
+    at = _instant(query(request, "at"), "at", request.app[CLOCK].now())
     async with request.app[POOL].acquire() as conn:
         found = await answers.on_call(conn, user.id, schedule_id, at)
     return ok(
@@ -191,7 +193,7 @@ async def shifts(request: web.Request) -> web.Response:
     user = current_user(request)
     schedule_id = crud.parse_id(request.match_info["id"])
     params = query(request, "from", "to")
-    start = _instant(params, "from", datetime.now(UTC))
+    start = _instant(params, "from", request.app[CLOCK].now())
     end = _instant(params, "to", start + DEFAULT_SHIFTS_RANGE)
     async with request.app[POOL].acquire() as conn:
         found = await answers.shifts(conn, user.id, schedule_id, start, end)

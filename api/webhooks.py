@@ -29,6 +29,7 @@ NAMES = {
     "dedupBy": "dedup_by",
     "notifyOnResolve": "notify_on_resolve",
     "repageOnChange": "repage_on_change",
+    "escalationPolicyId": "escalation_policy_id",
     "teamId": "team_id",
 }
 
@@ -129,6 +130,9 @@ def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[
         "dedup_by": record["dedup_by"],
         "notify_on_resolve": list(record["notify_on_resolve"]),
         "repage_on_change": record["repage_on_change"],
+        "escalation_policy_id": str(record["escalation_policy_id"])
+        if record["escalation_policy_id"]
+        else None,
         "last_call_at": record["last_call_at"],
         "created_at": record["created_at"],
         "updated_at": record["updated_at"],

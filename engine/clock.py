@@ -22,3 +22,16 @@ class SystemClock:
 
 
 SYSTEM = SystemClock()
+
+
+def real_time(clock: Clock, at: datetime) -> datetime:
+    """The real instant at which ``clock`` reads ``at`` (the ``_defer_until`` of a wake-up job).
+
+    A clock running at its own pace converts with its ``real_time`` method; any other is taken
+    to run at the real pace, with its offset (a clock shifted ahead)."""
+    convert = getattr(clock, "real_time", None)
+    if callable(convert):
+        result = convert(at)
+        assert isinstance(result, datetime)
+        return result
+    return at - (clock.now() - datetime.now(UTC))

@@ -31,6 +31,7 @@ log = logging.getLogger("monoduty.queue")
 
 PROCESS_ALERT = "process_alert"
 DELIVER = "deliver"
+ESCALATE = "escalate"
 
 
 def _default(value: Any) -> Any:
@@ -225,6 +226,12 @@ async def enqueue_refusal(
 async def enqueue_delivery(redis: ArqRedis, delivery_id: str, *, request_id: str | None = None) -> bool:
     """Queue one delivery; False if it is queued already (or done lately)."""
     return await _enqueue(redis, delivery_id, DELIVER, delivery_id, request_id)
+
+
+async def enqueue_wake_up(redis: ArqRedis, job_id: str, at: datetime) -> bool:
+    """Queue an escalation sweep to run at ``at`` (real time); False if that job id is queued or
+    ran lately. Only a wake-up: the worker cron sweeps anyway, so nothing is lost without it."""
+    return await redis.enqueue_job(ESCALATE, _job_id=job_id, _defer_until=at) is not None
 
 
 async def _enqueue(redis: ArqRedis, job_id: str, function: str, *args: Any) -> bool:

@@ -107,6 +107,8 @@ class Settings:
     max_open_incidents: int = 200
     # New incidents a minute per webhook that page at once; past it their pages wait for a digest.
     storm_threshold: int = 20
+    # How often every worker sweeps for due escalation steps and pages (wake-up jobs come sooner).
+    escalation_sweep_seconds: int = 5
 
     @property
     def https_inbound(self) -> bool:
@@ -161,6 +163,9 @@ class Settings:
             shutdown_grace=reader.int("MONODUTY_SHUTDOWN_GRACE", d.shutdown_grace),
             max_open_incidents=reader.int("MONODUTY_MAX_OPEN_INCIDENTS", d.max_open_incidents, minimum=1),
             storm_threshold=reader.int("MONODUTY_STORM_THRESHOLD", d.storm_threshold, minimum=1),
+            escalation_sweep_seconds=reader.int(
+                "MONODUTY_ESCALATION_SWEEP_SECONDS", d.escalation_sweep_seconds, minimum=1
+            ),
         )
 
 

@@ -50,6 +50,7 @@ class WebhookInput:
     dedup_by: object = UNSET
     notify_on_resolve: object = UNSET
     repage_on_change: bool | Unset = UNSET
+    escalation_policy_id: object = UNSET
     team_id: object = UNSET  # create: default the caller's personal team; a webhook stays in its team
 
 
@@ -58,14 +59,14 @@ _ALIAS = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
 COLUMNS = """id, user_id, team_id, name, description, alias, status, token, notification_types, targets,
     total_calls, successful_calls, failed_calls, pending_calls, last_call_at, created_at, updated_at,
-    signing_secret IS NOT NULL AS signed, dedup_by, notify_on_resolve, repage_on_change,
+    signing_secret IS NOT NULL AS signed, dedup_by, notify_on_resolve, repage_on_change, escalation_policy_id,
     (SELECT count(*) FROM incidents i WHERE i.webhook_id = webhooks.id AND i.status <> 'resolved')
         AS incidents_open"""
 
 INSERT = f"""
 INSERT INTO webhooks (id, user_id, name, description, alias, status, token, notification_types, targets,
-    signing_secret, dedup_by, notify_on_resolve, repage_on_change, team_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    signing_secret, dedup_by, notify_on_resolve, repage_on_change, team_id, escalation_policy_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT DO NOTHING
 RETURNING {COLUMNS}
 """
@@ -83,11 +84,12 @@ ALIAS_TAKEN = "SELECT 1 FROM webhooks WHERE team_id = $1 AND lower(alias) = lowe
 UPDATE = f"""
 UPDATE webhooks SET name = $3, description = $4, alias = $5, status = $6, notification_types = $7,
     targets = $8, signing_secret = CASE WHEN $9 THEN $10 ELSE signing_secret END, dedup_by = $11,
-    notify_on_resolve = $12, repage_on_change = $13, updated_at = now()
+    notify_on_resolve = $12, repage_on_change = $13, escalation_policy_id = $14, updated_at = now()
 WHERE id = $1 AND team_id = $2
 RETURNING {COLUMNS}
 """
 DELETE = "DELETE FROM webhooks WHERE id = $1 AND team_id = $2 RETURNING token"
+POLICY_TEAM = "SELECT team_id FROM escalation_policies WHERE id = $1"
 LAST_TEST = """
 SELECT a.id, a.status, a.received_at, a.finished_at,
     coalesce(jsonb_agg(jsonb_build_object(
@@ -189,6 +191,23 @@ def _alias(value: str | Unset | None) -> str | None:
     return alias
 
 
+async def _policy(conn: db.Connection, team_id: uuid.UUID, value: object) -> uuid.UUID | None:
+    """The webhook's escalation policy: null (or left out) is none, its targetChannels are paged
+    as always; else a policy of the webhook's own team."""
+    if value is UNSET or value is None:
+        return None
+    try:
+        policy_id = uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        policy_id = None
+    if policy_id is None or await conn.fetchval(POLICY_TEAM, policy_id) != team_id:
+        raise ValidationError(
+            "escalation_policy_id must be the id of an escalation policy of the webhook's team",
+            field="escalation_policy_id",
+        )
+    return policy_id
+
+
 def _team_id(value: object) -> uuid.UUID:
     if isinstance(value, str):
         try:
@@ -226,6 +245,7 @@ async def create_webhook(
     )
     repage = False if wanted.repage_on_change is UNSET else wanted.repage_on_change
     team_id = await _team(conn, owner, wanted.team_id)
+    policy_id = await _policy(conn, team_id, wanted.escalation_policy_id)
     base = alias or slugify(name)
     for n in range(1, 100):
         candidate = base if n == 1 else f"{base}-{n}"
@@ -245,6 +265,7 @@ async def create_webhook(
             notify,
             repage,
             team_id,
+            policy_id,
         )
         if record is not None:
             return record
@@ -318,10 +339,15 @@ async def update_webhook(
             else _notify_on_resolve(wanted.notify_on_resolve)
         )
         repage = current["repage_on_change"] if wanted.repage_on_change is UNSET else wanted.repage_on_change
+        policy_id = (
+            current["escalation_policy_id"]
+            if wanted.escalation_policy_id is UNSET
+            else await _policy(conn, current["team_id"], wanted.escalation_policy_id)
+        )
         values = (
             *(webhook_id, current["team_id"], name, description, alias, status, types, targets, new_secret),
             secret,
-            *(dedup_by, notify, repage),
+            *(dedup_by, notify, repage, policy_id),
         )
         try:
             record = await conn.fetchrow(UPDATE, *values)

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from api.state import POOL
 from engine.alerts import lifecycle
 from engine.alerts.payloads import parse_alert
+from tests.support.escalation import new_policy, step
 from tests.support.factories import Account, create
 from tests.support.routes import app_routes
 from tests.support.schedules import create_schedule, rotation
@@ -53,6 +54,14 @@ async def make_incident(client: TestClient, owner: Account) -> str:
     return listing["incidents"][0]["id"]
 
 
+async def make_team(client: TestClient, owner: Account) -> str:
+    return (await new_team(client, owner))["id"]
+
+
+async def make_policy(client: TestClient, owner: Account) -> str:
+    return (await new_policy(client, owner, step(5, owner)))["id"]
+
+
 async def make_contact_method(client: TestClient, owner: Account) -> str:
     body = {"type": "SMS", "target": f"+1415555{uuid.uuid4().int % 10000:04d}"}
     resp = await client.post("/api/me/contact-methods", json=body, headers=owner.headers)
@@ -66,10 +75,6 @@ async def make_notification_rule(client: TestClient, owner: Account) -> str:
     resp = await client.post("/api/me/notification-rules", json=body, headers=owner.headers)
     assert resp.status == 201, await resp.text()
     return (await resp.json())["notification_rule"]["id"]
-
-
-async def make_team(client: TestClient, owner: Account) -> str:
-    return (await new_team(client, owner))["id"]
 
 
 async def make_schedule(client: TestClient, owner: Account) -> str:
@@ -119,6 +124,11 @@ OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("POST", "/api/me/contact-methods/{id}/send-code", make_contact_method, None),
     ("POST", "/api/me/contact-methods/{id}/verify", make_contact_method, {"code": "123456"}),
     ("DELETE", "/api/me/notification-rules/{id}", make_notification_rule, None),
+    ("GET", "/api/escalation-policies/{id}", make_policy, None),
+    ("PATCH", "/api/escalation-policies/{id}", make_policy, {"name": "mine now"}),
+    ("DELETE", "/api/escalation-policies/{id}", make_policy, None),
+    ("POST", "/api/incidents/{id}/escalate", make_incident, None),
+    ("POST", "/api/incidents/{id}/reassign", make_incident, {"userId": str(uuid.uuid4())}),
     ("GET", "/api/schedules/{id}", make_schedule, None),
     ("PATCH", "/api/schedules/{id}", make_schedule, {"name": "mine now"}),
     ("DELETE", "/api/schedules/{id}", make_schedule, None),
@@ -139,6 +149,7 @@ LIST_ROUTES: list[tuple[str, str, Maker]] = [
     ("/api/teams", "teams", make_team),
     ("/api/me/contact-methods", "contact_methods", make_contact_method),
     ("/api/me/notification-rules", "notification_rules", make_notification_rule),
+    ("/api/escalation-policies", "escalation_policies", make_policy),
     ("/api/schedules", "schedules", make_schedule),
 ]
 

@@ -23,6 +23,7 @@ from engine.clock import Clock
 from engine.incidents.noise import Caps
 from engine.masking import mask_target, mask_text
 from engine.observability import metrics
+from engine.oncall import escalation
 from engine.settings import Settings
 from workers.channel_slots import ChannelSlots, park, wake
 from workers.outages import waits_for_storage
@@ -39,6 +40,7 @@ class WorkerContext(TypedDict):
     metrics: metrics.MetricsBuffer
     channel_slots: ChannelSlots
     clock: Clock
+    escalation_gate: Any  # workers.escalations.SweepGate
     job_id: str
     job_try: int
 
@@ -76,6 +78,10 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
     log.info("alert stored: %d deliveries", len(delivery_ids), extra=fields)
     for delivery_id in delivery_ids:
         await queue.enqueue_delivery(ctx["redis"], str(delivery_id), request_id=job.get("request_id"))
+    # An incident it opened under an escalation policy: its first step is due now.
+    async with ctx["pool"].acquire() as conn:
+        wake_ups = await escalation.wake_ups_of_alert(conn, uuid.UUID(job["alert_id"]))
+    await escalation.enqueue_wake_ups(ctx["redis"], ctx["clock"], wake_ups)
     return len(delivery_ids)
 
 

@@ -13,13 +13,14 @@ import logging
 import signal
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from arq import func
 from arq.connections import log_redis_info
 from arq.constants import health_check_key_suffix, in_progress_key_prefix
 from arq.cron import CronJob
+from arq.typing import WorkerCoroutine
 from arq.utils import poll, timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError, WatchError
@@ -31,7 +32,7 @@ from engine.clock import SYSTEM, Clock
 from engine.errors import STORAGE_DOWN
 from engine.observability import metrics, periodic, presence
 from engine.settings import Settings
-from workers import digests, health, jobs, outages
+from workers import digests, escalations, health, jobs, outages
 from workers.channel_slots import ChannelSlots
 
 log = logging.getLogger("monoduty.worker")
@@ -284,6 +285,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     )
     ctx["metrics"] = metrics.MetricsBuffer()
     ctx["channel_slots"] = ChannelSlots(settings.channel_concurrency)
+    ctx["escalation_gate"] = escalations.SweepGate()
     # This worker's counts reach Redis about once a second (see engine.observability.metrics);
     # Redis down: they keep counting and go with a later flush.
     ctx["metrics_task"] = periodic.start(
@@ -318,6 +320,8 @@ def build_worker(
         "functions": [
             func(jobs.process_alert, name=queue.PROCESS_ALERT, max_tries=max_tries),
             func(jobs.deliver, name=queue.DELIVER, max_tries=max_tries),
+            # A wake-up that fails is not retried: the cron sweep does its work anyway.
+            func(cast(WorkerCoroutine, escalations.escalate), name=queue.ESCALATE, max_tries=1),
         ],
         "redis_url": settings.redis_url,
         "job_serializer": queue.serialize,
@@ -336,6 +340,7 @@ def build_worker(
         "cron_jobs": [
             *health.cron_jobs(timeout=settings.job_timeout),
             *digests.cron_jobs(timeout=settings.job_timeout),
+            *escalations.cron_jobs(settings.escalation_sweep_seconds, timeout=settings.job_timeout),
         ],
         # SIGTERM: stop taking jobs, give running ones this long, then cancel them (arq re-queues them).
         "job_completion_wait": settings.shutdown_grace,

@@ -28,6 +28,7 @@ from engine.incidents import DedupBy
 from engine.incidents import attach as incidents_attach
 from engine.incidents.attach import Pages
 from engine.incidents.noise import DEFAULT_CAPS, Caps
+from engine.oncall import escalation
 
 
 class AlertStatus(StrEnum):
@@ -51,7 +52,7 @@ class DeliveryKind(StrEnum):
 
 LOCK_WEBHOOK = """
 SELECT id, user_id, team_id, name, notification_types, targets, dedup_by, notify_on_resolve,
-    repage_on_change
+    repage_on_change, escalation_policy_id
 FROM webhooks WHERE id = $1 FOR NO KEY UPDATE
 """
 INSERT_ALERT = """
@@ -205,12 +206,26 @@ async def record_alert(
             rows = [
                 (uuid.uuid4(), alert_id, kind, target, a.incident_id, delivery_kind)
                 for a in attached
-                for kind, target, delivery_kind in delivery_plan(webhook, a.pages)
+                for kind, target, delivery_kind in await _plan(conn, webhook, a)
             ]
             await conn.executemany(INSERT_DELIVERY, rows)
             if not rows:
                 await _finalise(conn, alert_id)
         return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
+
+
+async def _plan(
+    conn: db.Connection, webhook: asyncpg.Record, attached: incidents_attach.Attached
+) -> list[tuple[str, str, DeliveryKind]]:
+    """delivery_plan, except that the RESOLVED notice of an escalated incident goes where its
+    pages went (engine.oncall.escalation), not to the webhook's targets."""
+    if attached.pages is Pages.RESOLVED and attached.incident_id is not None:
+        paged = await escalation.resolved_notice_targets(
+            conn, attached.incident_id, list(webhook["notify_on_resolve"])
+        )
+        if paged is not None:
+            return [(kind, target, DeliveryKind.RESOLVED) for kind, target in paged]
+    return delivery_plan(webhook, attached.pages)
 
 
 def delivery_plan(webhook: asyncpg.Record, pages: Pages) -> list[tuple[str, str, DeliveryKind]]:

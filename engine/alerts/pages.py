@@ -19,13 +19,17 @@ def page_message(row: Mapping[str, Any]) -> Message:
     """The Message of one delivery: a page of a stored alert (a row with the alerts columns,
     ``webhook_name`` and its incident's ``number``, NULL for a test send), or an incident's RESOLVED
     notice (``kind`` ``resolved``, the incident's ``number``, ``incident_title``, ``resolved_by``,
-    ``resolved_at``; its title names the number already)."""
+    ``resolved_at``; its title names the number already), or a page of an escalation policy (no
+    alert: the incident's columns)."""
     if row.get("kind") == "resolved":  # lifecycle.DeliveryKind.RESOLVED
         return _resolved_notice(row)
     if row.get("kind") == "digest":  # lifecycle.DeliveryKind.DIGEST
         return _digest(row)
     if is_system(row.get("dedup_key")) or row.get("of_member"):
         # Monoduty's own incidents, and one alert of a group notification (dedupBy "alert").
+        return _incident_page(row)
+    if row.get("alert_id") is None and row.get("number") is not None:
+        # A page of a person by an escalation policy (engine.oncall.paging): no one alert sent it.
         return _incident_page(row)
     return Message(
         alert_id=str(row["alert_id"]),

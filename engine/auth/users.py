@@ -54,9 +54,9 @@ SELECT_FIRST_USERS = f"SELECT {USER_COLUMNS} FROM users ORDER BY created_at LIMI
 async def create_user(
     conn: db.Connection, email: str, *, name: str | None = None, phone: str | None = None
 ) -> User:
-    """Create a user with their personal team (named after them), default contact methods and
-    notification rules, in one transaction; a second user with the same email (any case) is a
-    Conflict."""
+    """Create a user, with their personal team (named after them) and their default contact
+    methods and notification rules, in one transaction; a second user with the same email (any
+    case) is a Conflict."""
     email = validate_email(email, field="email")
     if phone is not None:
         phone = validate_phone(phone, field="phone")

@@ -21,6 +21,7 @@ from engine.channels.registry import TARGET_KEYS
 from engine.errors import Conflict, NotFound
 from engine.incidents import Actor, EventKind, IncidentStatus
 from engine.incidents.events import add_event
+from engine.oncall import escalation
 from engine.teams import Role
 from engine.teams.membership import CALLER_ROLE, allowed
 
@@ -74,6 +75,7 @@ async def acknowledge(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid
         if row["status"] == IncidentStatus.ACKNOWLEDGED:
             return
         await conn.execute(ACKNOWLEDGE, incident_id, now, user_id)
+        await escalation.stop(conn, incident_id, "incident acknowledged")
         await add_event(conn, incident_id, EventKind.ACKNOWLEDGED, Actor.USER, now, user_id=user_id)
 
 
@@ -86,12 +88,22 @@ async def resolve(
         if row["status"] == IncidentStatus.RESOLVED:
             return []
         await conn.execute(RESOLVE, incident_id, now, user_id)
+        await escalation.stop(conn, incident_id, "incident resolved")
         await add_event(conn, incident_id, EventKind.RESOLVED, Actor.USER, now, user_id=user_id)
+        channels = list(row["notify_on_resolve"])
+        paged = await escalation.resolved_notice_targets(conn, incident_id, channels)
+        planned = (
+            paged
+            if paged is not None
+            else [
+                (kind, target)
+                for kind in row["notification_types"]
+                if kind in channels
+                for target in row["targets"].get(TARGET_KEYS[kind], [])
+            ]
+        )
         notices = [
-            (uuid.uuid4(), kind, target, incident_id, DeliveryKind.RESOLVED.value)
-            for kind in row["notification_types"]
-            if kind in row["notify_on_resolve"]
-            for target in row["targets"].get(TARGET_KEYS[kind], [])
+            (uuid.uuid4(), kind, target, incident_id, DeliveryKind.RESOLVED.value) for kind, target in planned
         ]
         await conn.executemany(INSERT_NOTICE, notices)
     return [n[0] for n in notices]

@@ -22,9 +22,10 @@ from engine.incidents import Actor, EventKind, IncidentStatus, SenderAction, noi
 from engine.incidents.events import add_event
 from engine.incidents.keys import incident_key
 from engine.incidents.noise import DEFAULT_CAPS, OVERFLOW_KEY, Caps
+from engine.oncall import escalation
 
 OPEN_OF_KEY = """
-SELECT id, number, severity, status, message FROM incidents
+SELECT id, number, severity, status, message, escalation_policy_id FROM incidents
 WHERE webhook_id = $1 AND dedup_key = $2 AND status <> 'resolved'
 FOR UPDATE
 """
@@ -114,6 +115,9 @@ async def attach(
             break
         opened = await _open(conn, webhook, alert_id, parsed, key, received_at, now)
         if opened is not None:
+            if _policy(webhook) is not None:  # its policy pages people; no storm digest for it
+                attached = Attached(opened, Pages.NONE)
+                break
             held = not noise.is_system(key) and await noise.hold_if_storm(
                 conn, webhook["id"], opened, alert_id, now, caps
             )
@@ -170,7 +174,14 @@ async def _overflow(
             raise RuntimeError("the overflow incident was opened meanwhile")
     opened = current is None
     await noise.join_overflow(conn, incident_id, webhook["name"], alert_id, parsed, key, at, opened=opened)
-    return Attached(incident_id, Pages.PAGE if opened else Pages.NONE)
+    pages = Pages.PAGE if opened and _policy(webhook) is None else Pages.NONE
+    return Attached(incident_id, pages)
+
+
+def _policy(webhook: asyncpg.Record) -> uuid.UUID | None:
+    """The webhook's escalation policy: its new incidents page people through it, not targetChannels."""
+    policy_id = webhook.get("escalation_policy_id")
+    return policy_id if isinstance(policy_id, uuid.UUID) else None
 
 
 async def _open(
@@ -204,6 +215,9 @@ async def _open(
     await add_event(
         conn, incident_id, EventKind.OPENED, Actor.SENDER, at, text=parsed.title, alert_id=alert_id
     )
+    policy_id = _policy(webhook)
+    if policy_id is not None:
+        await escalation.start(conn, incident_id, policy_id, now)
     return incident_id
 
 
@@ -224,12 +238,14 @@ async def _join(
     )
     if action is SenderAction.RESOLVE:
         await conn.execute(RESOLVE, incident_id, at, Actor.SENDER.value, None)
+        await escalation.stop(conn, incident_id, "incident resolved")
         await add_event(
             conn, incident_id, EventKind.RESOLVED, Actor.SENDER, at, text=parsed.title, alert_id=alert_id
         )
         return Attached(incident_id, Pages.RESOLVED)
     if action is SenderAction.ACKNOWLEDGE:
         if await conn.fetchval(ACKNOWLEDGE, incident_id, at, Actor.SENDER.value, None) is not None:
+            await escalation.stop(conn, incident_id, "incident acknowledged")
             await add_event(
                 conn,
                 incident_id,
@@ -245,11 +261,14 @@ async def _join(
         await add_event(
             conn, incident_id, EventKind.SEVERITY_RAISED, Actor.SENDER, at, text=text, alert_id=alert_id
         )
-        pages = Pages.PAGE if current["status"] == IncidentStatus.TRIGGERED else Pages.NONE
+        # An escalating incident goes on with its policy: a louder alert does not restart it.
+        triggered = current["status"] == IncidentStatus.TRIGGERED
+        pages = Pages.PAGE if triggered and current["escalation_policy_id"] is None else Pages.NONE
         return Attached(incident_id, pages)
     # A group whose alert list changed (an alert joined or left) pages again only when asked to.
     changed = parsed.format in GROUP_FORMATS and parsed.message != current["message"]
     kind = EventKind.GROUP_CHANGED if changed else EventKind.ALERT
     await add_event(conn, incident_id, kind, Actor.SENDER, at, text=parsed.title, alert_id=alert_id)
     repage = changed and webhook["repage_on_change"] and current["status"] == IncidentStatus.TRIGGERED
+    repage = repage and current["escalation_policy_id"] is None
     return Attached(incident_id, Pages.PAGE if repage else Pages.NONE)

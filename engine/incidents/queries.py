@@ -18,7 +18,11 @@ from engine.teams.membership import CALLER_ROLE, TEAMS_OF, allowed
 COLUMNS = """i.id, i.number, i.team_id, i.webhook_id, i.title, i.message, i.severity, i.status,
     i.dedup_key, i.source, i.alert_count, i.first_alert_at, i.last_alert_at, i.acknowledged_at,
     i.acknowledged_by, i.acknowledged_by_user, i.resolved_at, i.resolved_by, i.resolved_by_user,
-    i.created_at"""
+    i.created_at, i.escalation_policy_id, i.escalation_step, i.escalation_loop, i.next_escalation_at,
+    (SELECT coalesce(jsonb_agg(jsonb_build_object('user_id', a.user_id, 'email', u.email, 'name', u.name)
+                               ORDER BY a.assigned_at, u.email), '[]'::jsonb)
+     FROM incident_assignments a JOIN users u ON u.id = a.user_id
+     WHERE a.incident_id = i.id) AS assigned_to"""
 # $2: statuses to show; $3: one webhook or NULL; $4/$5 the keyset of the previous page's last row.
 PAGE = f"""
 SELECT {COLUMNS} FROM incidents i
@@ -39,10 +43,18 @@ EVENTS = """
 SELECT kind, actor, user_id, alert_id, text, created_at FROM incident_events
 WHERE incident_id = $1 ORDER BY id LIMIT 1000
 """
-# Every page (and RESOLVED notice) of the incident, with where its delivery stands.
+# Every page (and RESOLVED notice) of the incident, with where its delivery stands (and, for a
+# page of an escalation policy, the user it paged).
 PAGES = """
-SELECT id, alert_id, kind, channel, target, status, attempts, last_error, created_at, finished_at
-FROM deliveries WHERE incident_id = $1 ORDER BY created_at, channel, target LIMIT 1000
+SELECT d.id, d.alert_id, d.kind, d.channel, d.target, d.status, d.attempts, d.last_error, d.created_at,
+    d.finished_at, (SELECT p.user_id FROM pages p WHERE p.delivery_id = d.id LIMIT 1) AS user_id
+FROM deliveries d WHERE d.incident_id = $1 ORDER BY d.created_at, d.channel, d.target LIMIT 1000
+"""
+# The planned pages of its escalation that never became a delivery: still due, or cancelled.
+UNSENT = """
+SELECT id, user_id, channel, target, status, reason, due_at, created_at FROM pages
+WHERE incident_id = $1 AND status IN ('pending', 'cancelled')
+ORDER BY created_at, due_at, id LIMIT 1000
 """
 
 STATUS_FILTERS: dict[str, tuple[str, ...]] = {
@@ -90,4 +102,5 @@ async def get_incident(conn: db.Connection, user_id: uuid.UUID, incident_id: uui
         "alerts": await conn.fetch(ALERTS, incident_id),
         "events": await conn.fetch(EVENTS, incident_id),
         "pages": await conn.fetch(PAGES, incident_id),
+        "unsent": await conn.fetch(UNSENT, incident_id),
     }

@@ -1,4 +1,5 @@
-"""A clock for workers that runs ahead of the real one: a storm's minute is over at once."""
+"""Clocks for workers: ``ShiftedClock`` runs ahead of the real one (a storm's minute is over at once),
+``ScaledClock`` runs faster than it (an escalation's minutes in seconds)."""
 
 from __future__ import annotations
 
@@ -14,3 +15,19 @@ class ShiftedClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=self.seconds)
+
+
+class ScaledClock:
+    """Time that runs ``rate`` times as fast as the real one from the moment it is made (an
+    escalation's minutes in seconds). ``real_time`` says when a reading comes in real time, for
+    the deferred wake-up jobs (engine.clock.real_time)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.origin = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.origin + (datetime.now(UTC) - self.origin) * self.rate
+
+    def real_time(self, at: datetime) -> datetime:
+        return self.origin + (at - self.origin) / self.rate
