@@ -5,33 +5,15 @@ with push and email at 0 minutes, SMS at 1, call at 3. Once: a method deleted la
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 
 import asyncpg
 
 from engine import db
 from engine.oncall.notification_rules import SKIP_UNVERIFIED, notification_plan
-from tests.support.processes import ROOT, monoduty, monoduty_env
+from tests.support.migrations import schema_before
+from tests.support.processes import monoduty, monoduty_env
 from tests.support.services import Services, database_named
-
-
-def schema_before_contact_methods() -> str:
-    """The newest schema.sql in git history that has no contact_methods table."""
-    revisions = subprocess.run(
-        ["git", "log", "--format=%H", "--", "schema.sql"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for revision in revisions:
-        text = subprocess.run(
-            ["git", "show", f"{revision}:schema.sql"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout
-        if "contact_methods" not in text:
-            return text
-    raise AssertionError("no schema.sql from before contact methods in git history")
 
 
 async def test_existing_users_get_default_contact_methods_and_rules_once(services: Services) -> None:
@@ -43,7 +25,7 @@ async def test_existing_users_get_default_contact_methods_and_rules_once(service
     try:
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute(schema_before_contact_methods())
+            await conn.execute(schema_before("contact_methods"))
             await conn.execute(
                 "INSERT INTO users (id, email, phone, push_topic) VALUES"
                 " ($1, 'full@example.com', '+14155550161', 'full-topic'),"
