@@ -1,8 +1,8 @@
 """The life of an alert: stored once, fanned out into deliveries, finalised once.
 
 Every step is idempotent because jobs run at least once:
-- ``record_alert`` inserts the alert and its deliveries with ON CONFLICT DO NOTHING and counts
-  the call only when the alert row is new;
+- ``record_alert``, under the webhook's row lock, stores the alert and its deliveries and counts
+  the call only when the alert is not stored yet (a re-run returns its pending deliveries);
 - ``finish_delivery`` changes a delivery only while it is pending, and finalises the alert (and
   moves the webhook's counters) only while the alert is pending, under a lock on the alert row
   so that two deliveries finishing at once cannot both miss being last.
@@ -62,6 +62,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
+ALERT_STORED = "SELECT EXISTS (SELECT 1 FROM alerts WHERE id = $1)"
 COUNT_CALL = """
 UPDATE webhooks SET total_calls = total_calls + 1, pending_calls = pending_calls + 1,
     last_call_at = greatest(last_call_at, $2)
@@ -170,6 +171,11 @@ async def record_alert(
         webhook = await conn.fetchrow(LOCK_WEBHOOK, webhook_id)
         if webhook is None:
             return None
+        # A re-run (its job ran again after a fault) stops here. Its INSERT would find the stored
+        # row, and wait for a finish_delivery updating it, which waits for this webhook lock: a
+        # deadlock. A plain read waits for nobody, and every writer of this alert holds the lock.
+        if await conn.fetchval(ALERT_STORED, alert_id):
+            return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
         inserted = await conn.fetchval(
             INSERT_ALERT,
             alert_id,
