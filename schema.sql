@@ -426,6 +426,8 @@ CREATE INDEX IF NOT EXISTS pages_due_idx ON pages (due_at) WHERE status = 'pendi
 CREATE INDEX IF NOT EXISTS pages_unqueued_idx ON pages (sent_at) WHERE status = 'sent' AND enqueued_at IS NULL;
 CREATE INDEX IF NOT EXISTS pages_incident_idx ON pages (incident_id, created_at);
 CREATE INDEX IF NOT EXISTS pages_delivery_idx ON pages (delivery_id) WHERE delivery_id IS NOT NULL;
+-- A person's contact method: its last message (the bundle window) and what else is due for it.
+CREATE INDEX IF NOT EXISTS pages_contact_idx ON pages (user_id, channel, target, sent_at);
 
 -- Webhooks belong to a team; those from before teams go to their maker's personal team. user_id
 -- stays: who made the webhook. Aliases were unique per user and are unique per team now (each

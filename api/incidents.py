@@ -161,11 +161,12 @@ def detail(found: Mapping[str, Any]) -> dict[str, Any]:
     timeline += [
         {
             "at": p["created_at"],
-            "kind": "page" if p["kind"] == "page" else "resolved_notice",
+            "kind": "resolved_notice" if p["kind"] == "resolved" else "page",
             "actor": "system",
             "user_id": None,
             "alert_id": _id(p["alert_id"]),
-            "text": f"{p['channel']} to {p['target']}",
+            "text": f"{p['channel']} to {p['target']}"
+            + (f" (one message for {p['incidents']} incidents)" if p["kind"] == "bundle" else ""),
             "paged_user_id": _id(p["user_id"]),
             "delivery": {
                 "id": str(p["id"]),

@@ -109,6 +109,8 @@ class Settings:
     storm_threshold: int = 20
     # How often every worker sweeps for due escalation steps and pages (wake-up jobs come sooner).
     escalation_sweep_seconds: int = 5
+    # Seconds between two messages to one person on one contact method; what comes meanwhile is bundled.
+    page_bundle_seconds: float = 5.0
 
     @property
     def https_inbound(self) -> bool:
@@ -166,6 +168,7 @@ class Settings:
             escalation_sweep_seconds=reader.int(
                 "MONODUTY_ESCALATION_SWEEP_SECONDS", d.escalation_sweep_seconds, minimum=1
             ),
+            page_bundle_seconds=reader.float("MONODUTY_PAGE_BUNDLE_SECONDS", d.page_bundle_seconds),
         )
 
 

@@ -60,7 +60,9 @@ async def _sweep(ctx: WorkerContext) -> int:
     for _ in range(escalation.MAX_ROUNDS):
         now = ctx["clock"].now()
         async with ctx["pool"].acquire() as conn:
-            batch = await escalation.sweep_batch(conn, now)
+            batch = await escalation.sweep_batch(
+                conn, now, bundle_seconds=ctx["settings"].page_bundle_seconds
+            )
         await queue_deliveries(ctx)
         await queue_wake_ups(ctx, batch.wake_ups)
         taken += batch.steps + batch.pages

@@ -20,9 +20,9 @@ from typing import Any
 import asyncpg
 
 from engine import db, notifications
-from engine.alerts.pages import page_message
+from engine.alerts.pages import bundle_message, page_message
 from engine.alerts.payloads import ParsedAlert
-from engine.channels.base import Message
+from engine.channels.base import SEVERITIES, Message
 from engine.channels.registry import TARGET_KEYS
 from engine.incidents import DedupBy
 from engine.incidents import attach as incidents_attach
@@ -48,6 +48,7 @@ class DeliveryKind(StrEnum):
     PAGE = "page"  # the alert itself, on every channel of the webhook
     RESOLVED = "resolved"  # the short RESOLVED notice, on the webhook's notify_on_resolve channels
     DIGEST = "digest"  # one page for a storm's held incidents (engine.incidents.digests)
+    BUNDLE = "bundle"  # one page to one person for several incidents (engine.oncall.paging)
 
 
 LOCK_WEBHOOK = """
@@ -81,6 +82,21 @@ INCIDENT_OF_PAGE = """
 SELECT i.status FROM deliveries d JOIN incidents i ON i.id = d.incident_id
 WHERE d.id = $1 AND d.status = 'pending' AND d.kind = 'page'
 FOR SHARE OF i
+"""
+# The same for a bundle: every incident of its pages, loudest first; those no longer triggered are
+# left out of what it says (their pages become cancelled: they were never sent), and a bundle with
+# none left is cancelled.
+INCIDENTS_OF_BUNDLE = """
+SELECT i.id, i.number, i.title, i.severity, i.status, w.name AS webhook_name
+FROM incidents i JOIN webhooks w ON w.id = i.webhook_id
+WHERE i.id IN (SELECT p.incident_id FROM pages p JOIN deliveries d ON d.id = p.delivery_id
+               WHERE p.delivery_id = $1 AND p.status = 'sent' AND d.status = 'pending' AND d.kind = 'bundle')
+ORDER BY array_position($2::text[], i.severity), i.number
+FOR SHARE OF i
+"""
+LEAVE_OUT = """
+UPDATE pages SET status = 'cancelled', reason = $3
+WHERE delivery_id = $1 AND incident_id = $2 AND status = 'sent'
 """
 START_ATTEMPT = """
 WITH d AS (
@@ -265,10 +281,19 @@ async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt 
         if status is not None and status != "triggered":
             await finish_delivery(conn, delivery_id, DeliveryStatus.CANCELLED, error=f"incident {status}")
             return None
+        bundled = await conn.fetch(INCIDENTS_OF_BUNDLE, delivery_id, list(SEVERITIES))
+        triggered = [i for i in bundled if i["status"] == "triggered"]
+        for incident in bundled:
+            if incident["status"] != "triggered":  # its page is not in what goes out
+                await conn.execute(LEAVE_OUT, delivery_id, incident["id"], f"incident {incident['status']}")
+        if bundled and not triggered:
+            error = f"incidents {', '.join(sorted({i['status'] for i in bundled}))}"
+            await finish_delivery(conn, delivery_id, DeliveryStatus.CANCELLED, error=error)
+            return None
         row = await conn.fetchrow(START_ATTEMPT, delivery_id)
     if row is None:
         return None
-    message = page_message(row)
+    message = bundle_message(row, triggered) if triggered else page_message(row)
     return Attempt(
         delivery_id=row["id"],
         alert_id=row["alert_id"],

@@ -7,9 +7,12 @@ gave, which SMS and push use on their own) comes from the stored details here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
+
+from engine.alerts.payloads import MAX_TITLE
 from engine.channels.base import Message
 from engine.incidents.keys import plain_title
 from engine.incidents.noise import is_system
@@ -43,6 +46,63 @@ def page_message(row: Mapping[str, Any]) -> Message:
         links=links_of(row.get("details")),  # absent from a query that does not select it: no links
         number=row.get("number"),  # a test send belongs to no incident
     )
+
+
+# A stored row (asyncpg.Record) or a plain mapping with the columns named.
+Row = Mapping[str, Any] | asyncpg.Record
+BUNDLE_LISTED = 10  # incidents a bundle's message lists one by one
+
+
+def bundle_message(lead: Mapping[str, Any], incidents: Sequence[Row]) -> Message:
+    """The Message of a bundle: one page to one person for the ``incidents`` still triggered
+    (``number``, ``title``, ``severity``, ``webhook_name``; loudest first), with ``lead`` the
+    START_ATTEMPT row of its first incident."""
+    webhooks = ", ".join(dict.fromkeys(i["webhook_name"] for i in incidents))
+    if len(incidents) == 1:
+        (only,) = incidents
+        return Message(
+            alert_id=str(lead["any_alert_id"]),
+            webhook_name=only["webhook_name"],
+            title=plain_title(only["title"]),
+            body=f"Incident #{only['number']} on {only['webhook_name']} needs you.",
+            severity=only["severity"],
+            source=None,
+            received_at=lead["last_alert_at"],
+            number=only["number"],
+        )
+    title = listing_title(f"{len(incidents)} incidents need you: ", incidents)
+    intro = f"{len(incidents)} incidents on {webhooks} are paging you, in one message:"
+    return Message(
+        alert_id=str(lead["any_alert_id"]),
+        webhook_name=webhooks,
+        title=title,
+        body="\n".join([intro, "", *listing_lines(incidents, BUNDLE_LISTED)]),
+        severity=incidents[0]["severity"],
+        source=None,
+        received_at=lead["last_alert_at"],
+    )
+
+
+def listing_title(head: str, incidents: Sequence[Row]) -> str:
+    """``head`` then "#12 DB down, #13 Disk full, …": as many incidents as fit in a title."""
+    names = [f"#{i['number']} {plain_title(i['title'])}" for i in incidents]
+    title = head + names[0]
+    for name in names[1:]:
+        if len(title) + len(name) + len(", , …") > MAX_TITLE:
+            title += ", …"
+            break
+        title += f", {name}"
+    return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
+
+
+def listing_lines(incidents: Sequence[Row], listed: int) -> list[str]:
+    """One line per incident ("#12 [CRITICAL] DB down"), the first ``listed``, then how many more."""
+    lines = [
+        f"#{i['number']} [{i['severity'].upper()}] {plain_title(i['title'])}" for i in incidents[:listed]
+    ]
+    if len(incidents) > listed:
+        lines.append(f"… and {len(incidents) - listed} more")
+    return lines
 
 
 def links_of(details: object) -> tuple[str, ...]:

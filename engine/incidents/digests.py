@@ -22,12 +22,11 @@ from datetime import datetime
 import asyncpg
 
 from engine import db
-from engine.alerts.payloads import MAX_TITLE
+from engine.alerts.pages import listing_lines, listing_title
 from engine.channels.base import SEVERITIES
 from engine.channels.registry import TARGET_KEYS
 from engine.incidents import Actor, EventKind
 from engine.incidents.events import add_event
-from engine.incidents.keys import plain_title
 
 LISTED = 20  # incidents a digest's message lists one by one
 
@@ -96,18 +95,8 @@ async def _send(conn: db.Connection, digest: asyncpg.Record, now: datetime) -> N
 
 def digest_text(webhook_name: str, held: list[asyncpg.Record]) -> tuple[str, str]:
     """The digest's title ("17 new incidents on X, top: #12 DB down, …") and message."""
-    names = [f"#{i['number']} {plain_title(i['title'])}" for i in held]
-    title = f"{len(held)} new incidents on {webhook_name}, top: {names[0]}"
-    for name in names[1:]:
-        if len(title) + len(name) + len(", , …") > MAX_TITLE:
-            title += ", …"
-            break
-        title += f", {name}"
-    if len(title) > MAX_TITLE:
-        title = title[: MAX_TITLE - 1] + "…"
-    lines = [f"#{i['number']} [{i['severity'].upper()}] {plain_title(i['title'])}" for i in held[:LISTED]]
-    if len(held) > LISTED:
-        lines.append(f"… and {len(held) - LISTED} more")
+    title = listing_title(f"{len(held)} new incidents on {webhook_name}, top: ", held)
+    lines = listing_lines(held, LISTED)
     intro = (
         f"A storm of new incidents on {webhook_name}: their pages were held and come as this one "
         "digest, a minute after the first of them."

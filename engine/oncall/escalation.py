@@ -138,12 +138,18 @@ async def wake_ups_of_alert(conn: db.Connection, alert_id: uuid.UUID) -> list[Wa
     return [step_wake_up(r["id"], r["escalation_wave"], r["next_escalation_at"]) for r in rows]
 
 
-async def sweep(conn: db.Connection, now: datetime, *, limit: int = MAX_PER_SWEEP) -> Swept:
+async def sweep(
+    conn: db.Connection,
+    now: datetime,
+    *,
+    limit: int = MAX_PER_SWEEP,
+    bundle_seconds: float = paging.BUNDLE_SECONDS,
+) -> Swept:
     """Run every step due at ``now`` and turn every page due at ``now`` into a delivery, one
     ``sweep_batch`` after another (callers that queue deliveries between batches loop themselves)."""
     swept = Swept()
     for _ in range(MAX_ROUNDS):
-        batch = await sweep_batch(conn, now, limit=limit)
+        batch = await sweep_batch(conn, now, limit=limit, bundle_seconds=bundle_seconds)
         swept.steps += batch.steps
         swept.pages += batch.pages
         swept.wake_ups += batch.wake_ups
@@ -152,8 +158,15 @@ async def sweep(conn: db.Connection, now: datetime, *, limit: int = MAX_PER_SWEE
     return swept
 
 
-async def sweep_batch(conn: db.Connection, now: datetime, *, limit: int = MAX_PER_SWEEP) -> Swept:
-    """Up to ``limit`` due steps in one transaction, then up to ``limit`` due pages in another.
+async def sweep_batch(
+    conn: db.Connection,
+    now: datetime,
+    *,
+    limit: int = MAX_PER_SWEEP,
+    bundle_seconds: float = paging.BUNDLE_SECONDS,
+) -> Swept:
+    """Up to ``limit`` due steps in one transaction, then up to ``limit`` due pages in another
+    (bundled per person and contact method, ``bundle_seconds`` apart: engine.oncall.paging).
 
     Each claims its rows with SKIP LOCKED: any number of workers may sweep at once, and each row is
     taken by one of them. Small transactions keep an acknowledge from waiting long for its row."""
@@ -164,7 +177,8 @@ async def sweep_batch(conn: db.Connection, now: datetime, *, limit: int = MAX_PE
             swept.wake_ups += await run_step(conn, incident, now)
     swept.steps = len(due)
     async with conn.transaction():
-        swept.pages = await paging.send_due(conn, now, limit)
+        swept.pages, held = await paging.send_due(conn, now, limit, bundle_seconds=bundle_seconds)
+    swept.wake_ups += held
     # A step with nobody to page makes the next one due at once: it runs in the next batch.
     due_again = any(w.step and w.at <= now for w in swept.wake_ups)
     swept.more = swept.steps == limit or swept.pages == limit or due_again

@@ -10,6 +10,14 @@ with an acknowledge, which locks the incident and then the pages. A page of a tr
 becomes a delivery in the transaction that marks it sent; the caller queues the deliveries of
 ``unqueued`` pages after commit and marks them, so a worker dying in between leaves them for the
 next sweep. The deliver job re-checks the incident before each send (DESIGN rule 2).
+
+**Bundles.** The due pages a claim takes for one person on one contact method (channel, target)
+from several incidents become one delivery of kind ``bundle`` ("3 incidents need you: #41 DB down,
+…"), whose pages all point at it. And a person is sent at most one message per contact method
+every ``bundle_seconds``: a page due sooner after the last one waits until then (its ``due_at``
+moves, with a wake-up), and whatever else came due for them meanwhile goes with it. The first
+page of a quiet night is never delayed; a burst of incidents costs one message per window, not
+one call each.
 """
 
 from __future__ import annotations
@@ -19,10 +27,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+import asyncpg
+
 from engine import db
 from engine.incidents import Actor, EventKind
 from engine.incidents.events import add_event
 from engine.oncall.notification_rules import notification_plan
+
+# Seconds between two messages to one person on one contact method (MONODUTY_PAGE_BUNDLE_SECONDS).
+BUNDLE_SECONDS = 5.0
 
 
 class PageStatus(StrEnum):
@@ -65,7 +78,7 @@ INSERT INTO incident_assignments (incident_id, user_id, assigned_at, step, loop)
 ON CONFLICT (incident_id, user_id) DO UPDATE SET assigned_at = $3, step = $4, loop = $5
 """
 CLAIM_DUE = """
-SELECT id, incident_id, channel, target FROM pages
+SELECT id, incident_id, user_id, channel, target FROM pages
 WHERE status = 'pending' AND due_at <= $1
 ORDER BY due_at, id
 LIMIT $2
@@ -74,12 +87,31 @@ FOR UPDATE SKIP LOCKED
 # An incident locked by an acknowledge (FOR UPDATE) is skipped, not waited for: its pages are
 # cancelled by that acknowledge, or claimed again by the next sweep.
 LOCK_INCIDENTS = "SELECT id, status FROM incidents WHERE id = ANY($1::uuid[]) FOR SHARE SKIP LOCKED"
-# kind 'page' (engine.alerts.lifecycle.DeliveryKind.PAGE): the deliver job re-checks its incident.
+# kind 'page' or 'bundle' (engine.alerts.lifecycle.DeliveryKind): the deliver job re-checks its
+# incidents. A bundle's incident_id is its first incident (its webhook names the delivery's owner).
 INSERT_DELIVERY = """
 INSERT INTO deliveries (id, alert_id, channel, target, incident_id, kind)
-VALUES ($1, NULL, $2, $3, $4, 'page')
+VALUES ($1, NULL, $2, $3, $4, $5)
 """
-MARK_SENT = "UPDATE pages SET status = 'sent', delivery_id = $2, sent_at = $3 WHERE id = $1"
+# The last message to this person on this contact method, if it went within the window before now
+# (a sent_at after now is another clock's, as in tests: it holds nothing back).
+LAST_SENT = """
+SELECT max(sent_at) FROM pages
+WHERE user_id = $1 AND channel = $2 AND target = $3 AND status = 'sent' AND sent_at > $4 AND sent_at <= $5
+"""
+POSTPONE = "UPDATE pages SET due_at = $2 WHERE id = ANY($1::uuid[])"
+# What else is due for this person on this contact method, beyond the rows one claim took.
+MORE_DUE = """
+SELECT id, incident_id, user_id, channel, target FROM pages
+WHERE user_id = $1 AND channel = $2 AND target = $3 AND status = 'pending' AND due_at <= $4
+    AND NOT (id = ANY($5::uuid[]))
+ORDER BY due_at, id
+FOR UPDATE SKIP LOCKED
+"""
+# One sweep at a time sends to one person's contact method; the others hold their pages back
+# (never wait: a sweep waits for no lock). A hash collision only holds a page back a window.
+CONTACT_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))"
+MARK_SENT = "UPDATE pages SET status = 'sent', delivery_id = $2, sent_at = $3 WHERE id = ANY($1::uuid[])"
 CANCEL_ONE = "UPDATE pages SET status = 'cancelled', reason = $2 WHERE id = $1"
 UNQUEUED = """
 SELECT id, delivery_id FROM pages WHERE status = 'sent' AND enqueued_at IS NULL
@@ -148,26 +180,70 @@ async def page_users(
     return [WakeUp(f"page:{incident_id}:{wave}:{delay}", due) for delay, due in sorted(due_times)]
 
 
-async def send_due(conn: db.Connection, now: datetime, limit: int) -> int:
-    """Turn up to ``limit`` due pages into deliveries (call inside a transaction); how many rows
-    were claimed (a page of a locked incident is left for later)."""
+async def send_due(
+    conn: db.Connection, now: datetime, limit: int, *, bundle_seconds: float = BUNDLE_SECONDS
+) -> tuple[int, list[WakeUp]]:
+    """Turn up to ``limit`` due pages, and the other pages due for the same people, into
+    deliveries, one per person and contact method (call inside a transaction). Answers how many
+    rows were claimed, and the wake-ups of pages held back until their person's window has passed.
+
+    A page of an incident locked elsewhere (an acknowledge under way) is left for the next sweep."""
     due = await conn.fetch(CLAIM_DUE, now, limit)
-    if not due:
-        return 0
-    incidents = {
-        r["id"]: r["status"] for r in await conn.fetch(LOCK_INCIDENTS, list({p["incident_id"] for p in due}))
-    }
+    contacts: dict[tuple[uuid.UUID, str, str], list[asyncpg.Record]] = {}
     for page in due:
+        contacts.setdefault((page["user_id"], page["channel"], page["target"]), []).append(page)
+    window = timedelta(seconds=bundle_seconds)
+    wake_ups: list[WakeUp] = []
+    for (user_id, channel, target), pages in sorted(contacts.items(), key=lambda c: str(c[0])):
+        held_until = await _held_until(conn, user_id, channel, target, now, window)
+        if held_until is not None:
+            await conn.execute(POSTPONE, [p["id"] for p in pages], held_until)
+            wake_ups.append(WakeUp(f"bundle:{user_id}:{channel}:{held_until.timestamp():.3f}", held_until))
+            continue
+        pages += await conn.fetch(MORE_DUE, user_id, channel, target, now, [p["id"] for p in pages])
+        await _send(conn, pages, channel, target, now)
+    return len(due), wake_ups
+
+
+async def _held_until(
+    conn: db.Connection, user_id: uuid.UUID, channel: str, target: str, now: datetime, window: timedelta
+) -> datetime | None:
+    """When this person may next be sent a message on this contact method, if not now: a window
+    after their last one, or after this moment if another sweep is sending them one right now."""
+    if not window:
+        return None
+    if not await conn.fetchval(CONTACT_LOCK, f"{user_id}:{channel}:{target}"):
+        return now + window
+    last = await conn.fetchval(LAST_SENT, user_id, channel, target, now - window, now)
+    return None if last is None else last + window
+
+
+async def _send(
+    conn: db.Connection, pages: list[asyncpg.Record], channel: str, target: str, now: datetime
+) -> None:
+    """One delivery for ``pages`` (one person, one contact method): of kind ``page`` when they
+    are one incident's, ``bundle`` when several's; those of incidents no longer triggered are
+    cancelled instead."""
+    incidents = {
+        r["id"]: r["status"]
+        for r in await conn.fetch(LOCK_INCIDENTS, list({p["incident_id"] for p in pages}))
+    }
+    sendable = []
+    for page in pages:
         status = incidents.get(page["incident_id"])
         if status is None:
             continue
         if status != "triggered":
             await conn.execute(CANCEL_ONE, page["id"], f"incident {status}")
             continue
-        delivery_id = uuid.uuid4()
-        await conn.execute(INSERT_DELIVERY, delivery_id, page["channel"], page["target"], page["incident_id"])
-        await conn.execute(MARK_SENT, page["id"], delivery_id, now)
-    return len(due)
+        sendable.append(page)
+    if not sendable:
+        return
+    lead = sendable[0]["incident_id"]
+    kind = "bundle" if any(p["incident_id"] != lead for p in sendable) else "page"
+    delivery_id = uuid.uuid4()
+    await conn.execute(INSERT_DELIVERY, delivery_id, channel, target, lead, kind)
+    await conn.execute(MARK_SENT, [p["id"] for p in sendable], delivery_id, now)
 
 
 async def unqueued(conn: db.Connection, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
