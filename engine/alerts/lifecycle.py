@@ -112,7 +112,10 @@ SELECT d.id, d.alert_id, d.kind, d.channel, d.target, d.attempts, w.id AS webhoo
     EXISTS (SELECT 1 FROM incident_alerts l WHERE l.alert_id = d.alert_id) AS of_member,
     (SELECT max(id::text) FROM alerts WHERE incident_id = i.id) AS any_alert_id,
     g.title AS digest_title, g.message AS digest_message, g.severity AS digest_severity,
-    g.alert_id AS digest_alert_id, g.sent_at AS digest_sent_at
+    g.alert_id AS digest_alert_id, g.sent_at AS digest_sent_at,
+    -- who acts when the message's action links are used: the person paged, else the webhook's maker
+    coalesce((SELECT p.user_id FROM pages p WHERE p.delivery_id = d.id AND p.user_id IS NOT NULL LIMIT 1),
+             w.user_id) AS acting_user_id
 FROM d LEFT JOIN alerts a ON a.id = d.alert_id LEFT JOIN incidents i ON i.id = d.incident_id
     LEFT JOIN digests g ON g.id = d.digest_id
     JOIN webhooks w ON w.id = coalesce(a.webhook_id, i.webhook_id, g.webhook_id)
@@ -159,6 +162,10 @@ class Attempt:
     number: int
     message: Message
     request_id: str | None
+    kind: str = DeliveryKind.PAGE.value
+    # Whom the message's action links act as (engine.incidents.channel_actions): the person paged,
+    # or for a webhook's own targets its maker. None where nothing can be acted on (a test send).
+    acting_user_id: uuid.UUID | None = None
 
 
 async def record_alert(
@@ -304,6 +311,8 @@ async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt 
         number=row["attempts"],
         message=message,
         request_id=row["request_id"],
+        kind=row["kind"],
+        acting_user_id=row["acting_user_id"] if row["number"] is not None or triggered else None,
     )
 
 

@@ -24,6 +24,7 @@ from enum import StrEnum
 
 from engine import db
 from engine.auth import signing
+from engine.channels.base import ActionLinks
 from engine.errors import Conflict, Forbidden
 from engine.incidents import actions
 from engine.oncall import escalation
@@ -90,6 +91,35 @@ def redeem(secret_key: str | None, raw: str, now: datetime) -> Grant:
         raise invalid()
     allowed = frozenset(a for a, bit in _BITS.items() if bits & bit)
     return Grant(uuid.UUID(bytes=delivery), uuid.UUID(bytes=user), allowed, expires_at)
+
+
+# Deliveries whose message pages for incidents (engine.alerts.lifecycle.DeliveryKind): not the
+# RESOLVED notices, not a storm's digest.
+ACTIONABLE_KINDS = ("page", "bundle")
+ROUTE = "/a/"  # api/action_links.py serves it
+
+
+def links(
+    public_url: str | None,
+    secret_key: str | None,
+    delivery_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    kind: str,
+    now: datetime,
+) -> ActionLinks | None:
+    """The action links of one message, or None: without MONODUTY_PUBLIC_URL and
+    MONODUTY_SECRET_KEY there are none, nor for a message about no open incident."""
+    if public_url is None or secret_key is None or user_id is None or kind not in ACTIONABLE_KINDS:
+        return None
+    grant = grant_for(delivery_id, user_id, now)
+    signed = token(secret_key, grant)
+    page = f"{public_url.rstrip('/')}{ROUTE}{signed}"
+    return ActionLinks(
+        token=signed,
+        page=page,
+        acknowledge=f"{page}?action={Action.ACKNOWLEDGE.value}",
+        resolve=f"{page}?action={Action.RESOLVE.value}",
+    )
 
 
 # The incidents a message spoke of: a bundle's through its pages, any other delivery's own.
