@@ -152,7 +152,7 @@ def _facts(message: Message) -> list[tuple[str, str]]:
 
 
 # Said next to the links: a reader (and a mail scanner) opening one has not acted yet.
-CONFIRM_NOTE = "Each link opens a page that asks you to confirm; it expires after 24 hours."
+CONFIRM_NOTE = "Each link opens a page that asks you to confirm. Links expire after 24 hours."
 
 
 def _text(message: Message) -> str:
