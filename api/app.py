@@ -8,6 +8,7 @@ from aiohttp import web
 
 from api import (
     accounts,
+    action_links,
     api_keys,
     contact_methods,
     dev,
@@ -79,6 +80,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(schedules.routes)
     app.router.add_routes(feeds.routes)
     app.router.add_routes(invite_page.routes)
+    app.router.add_routes(action_links.routes)
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)

@@ -57,6 +57,7 @@ PUBLIC_ROUTES = {
     "/v2/alerts/{identifier}/close": "Opsgenie drop-in, as above",
     "/ical/{token}.ics": "calendar feeds: a signed token per feed",
     "/invite/{token}": "set-password page of an invite: a one-time token",
+    "/a/{token}": "a page's action links (acknowledge, resolve): a signed grant per message",
 }
 
 
