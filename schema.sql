@@ -503,3 +503,12 @@ CREATE INDEX IF NOT EXISTS schedule_overrides_schedule_idx ON schedule_overrides
 -- A calendar feed's URL is signed (engine.oncall.feeds); raising its version revokes the old URL.
 ALTER TABLE schedules ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;
+-- The keys pressed during a page's phone call that acted (engine.incidents.call_keys): Twilio may
+-- post one answer twice, and a key acts once per call.
+CREATE TABLE IF NOT EXISTS call_key_presses (
+    call_sid     text NOT NULL,
+    digits       text NOT NULL,
+    delivery_id  uuid NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    pressed_at   timestamptz NOT NULL,
+    PRIMARY KEY (call_sid, digits)
+);

@@ -58,6 +58,7 @@ PUBLIC_ROUTES = {
     "/ical/{token}.ics": "calendar feeds: a signed token per feed",
     "/invite/{token}": "set-password page of an invite: a one-time token",
     "/a/{token}": "a page's action links (acknowledge, resolve): a signed grant per message",
+    "/twilio/voice/{token}": "keys pressed during a page's call: Twilio's signature and a signed grant",
 }
 
 
