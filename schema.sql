@@ -503,3 +503,18 @@ CREATE INDEX IF NOT EXISTS schedule_overrides_schedule_idx ON schedule_overrides
 -- A calendar feed's URL is signed (engine.oncall.feeds); raising its version revokes the old URL.
 ALTER TABLE schedules ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;
+
+-- SMS replies (engine.incidents.sms_codes, engine.incidents.sms_replies). A page texted to a person
+-- says "reply 3a to ack, 3c to close": its code is per phone number, the lowest one not held by an
+-- earlier message to that number with an incident still open, so codes stay short and a code is
+-- reused only once everything its message was about is resolved.
+CREATE TABLE IF NOT EXISTS sms_reply_codes (
+    phone        text NOT NULL,
+    code         integer NOT NULL,
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,  -- the person paged: acts as them
+    delivery_id  uuid NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    assigned_at  timestamptz NOT NULL,
+    PRIMARY KEY (phone, code),
+    CONSTRAINT sms_reply_codes_code_check CHECK (code > 0)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS sms_reply_codes_delivery_idx ON sms_reply_codes (delivery_id);
