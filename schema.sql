@@ -518,3 +518,18 @@ CREATE TABLE IF NOT EXISTS sms_reply_codes (
     CONSTRAINT sms_reply_codes_code_check CHECK (code > 0)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS sms_reply_codes_delivery_idx ON sms_reply_codes (delivery_id);
+-- Numbers that replied STOP (or another opt-out word): their SMS contact methods are not paged
+-- until the number replies START (engine.oncall.contacts.opt_out). Kept per number, as the
+-- provider keeps its own block: a method added later for that number is opted out too.
+CREATE TABLE IF NOT EXISTS sms_opt_outs (
+    phone         text PRIMARY KEY,
+    opted_out_at  timestamptz NOT NULL
+);
+-- Help texts answered to a number on one UTC day (an unknown number, a reply we could not read):
+-- at most engine.incidents.sms_replies.HELP_PER_DAY, so two robots cannot text each other for ever.
+CREATE TABLE IF NOT EXISTS sms_help_replies (
+    phone  text NOT NULL,
+    day    date NOT NULL,
+    sent   integer NOT NULL,
+    PRIMARY KEY (phone, day)
+);
