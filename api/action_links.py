@@ -21,15 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
+from api.follow_ups import queue_follow_ups
 from api.html_pages import PRIVATE, page
 from api.responses import error, ok
-from api.state import CLOCK, POOL, REDIS, REQUEST_ID, SETTINGS
-from engine import queue
+from api.state import CLOCK, POOL, SETTINGS
 from engine.errors import MonodutyError
 from engine.incidents import action_page, channel_actions
 from engine.incidents.action_page import View
 from engine.incidents.channel_actions import Action, Grant, Outcome
-from engine.oncall import escalation
 
 routes = web.RouteTableDef()
 # A signed payload and its signature (channel_actions.token); redeem() checks the rest.
@@ -96,9 +95,7 @@ async def submit(request: web.Request) -> web.Response:
             outcome, view = await action_page.act(conn, grant, action, request.app[CLOCK].now())
     except MonodutyError as exc:
         return _refused(request, exc)
-    for delivery_id in outcome.notices:  # committed: the RESOLVED notices may go
-        await queue.enqueue_delivery(request.app[REDIS], str(delivery_id), request_id=request[REQUEST_ID])
-    await escalation.enqueue_wake_ups(request.app[REDIS], request.app[CLOCK], outcome.wake_ups)
+    await queue_follow_ups(request, outcome)  # committed: the RESOLVED notices may go
     status = DONE[action] if outcome.changed else UNCHANGED
     summary = _summary(action, outcome, view)
     if _wants_page(request):

@@ -26,6 +26,7 @@ from api import (
     security,
     status,
     teams,
+    twilio_sms,
     twilio_voice,
     webhooks,
 )
@@ -90,6 +91,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(pagerduty.routes)  # drop-in PagerDuty Events v2 and Opsgenie Alert API
     app.router.add_routes(opsgenie.routes)
     app.router.add_routes(twilio_voice.routes)  # a call's key presses, from Twilio
+    app.router.add_routes(twilio_sms.routes)  # replies to SMS pages
     inbound.add_routes(app)
     return app
 

@@ -1,4 +1,4 @@
-"""Requests Twilio makes to Monoduty (a call's key presses), believed only once their
+"""Requests Twilio makes to Monoduty (a call's key presses, replies to SMS pages), believed only once their
 X-Twilio-Signature checks out: 403 before anything in them is read or done.
 
 Twilio signs the URL it requested, which is the one Monoduty gave it: MONODUTY_PUBLIC_URL, then

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.state import CLOCK, POOL, REDIS, REQUEST_ID, SETTINGS
+from api.follow_ups import queue_follow_ups
+from api.state import CLOCK, POOL, SETTINGS
 from api.twilio_requests import signed_form
-from engine import queue
 from engine.channels.call import VOICE_ROUTE, Stage
 from engine.errors import ValidationError
 from engine.incidents import call_keys, channel_actions
-from engine.oncall import escalation
 
 routes = web.RouteTableDef()
 # What engine.incidents.channel_actions makes (payload.signature); any other path is not found.
@@ -46,8 +45,5 @@ async def call_answer(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         answer = await call_keys.answer(conn, grant, press, settings.public_url, token, now)
     if answer.outcome is not None:
-        redis = request.app[REDIS]
-        for delivery_id in answer.outcome.notices:
-            await queue.enqueue_delivery(redis, str(delivery_id), request_id=request[REQUEST_ID])
-        await escalation.enqueue_wake_ups(redis, clock, answer.outcome.wake_ups)
+        await queue_follow_ups(request, answer.outcome)
     return web.Response(text=answer.twiml, content_type="text/xml")

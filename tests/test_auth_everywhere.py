@@ -59,6 +59,7 @@ PUBLIC_ROUTES = {
     "/invite/{token}": "set-password page of an invite: a one-time token",
     "/a/{token}": "a page's action links (acknowledge, resolve): a signed grant per message",
     "/twilio/voice/{token}": "keys pressed during a page's call: Twilio's signature and a signed grant",
+    "/twilio/sms": "replies to SMS pages: Twilio's signature, and the sender's verified number",
 }
 
 

@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from engine.alerts import lifecycle
 from engine.errors import Forbidden
-from engine.incidents import channel_actions
+from engine.incidents import actions, channel_actions
 from engine.incidents.channel_actions import Action
 from engine.oncall import escalation
 from tests.support.escalation import new_policy, open_incident, step
@@ -75,3 +76,30 @@ async def test_acting_on_a_bundle_acknowledges_each_incident_once_via_its_channe
     assert [(r["status"], r["user_id"], r["text"]) for r in rows] == [
         ("acknowledged", oncall.user.id, "via push")
     ] * 2
+
+
+async def test_a_bundle_acts_only_on_the_incidents_its_text_named(
+    client: TestClient, pool: asyncpg.Pool, account: Account
+) -> None:
+    oncall = await new_account(pool)
+    team = await new_team(client, account)
+    await add_member(client, account, team["id"], oncall, "responder")
+    policy = await new_policy(client, account, step(30, oncall), team_id=team["id"])
+    body = {**WEBHOOK, "teamId": team["id"], "escalationPolicyId": policy["id"]}
+    webhook = await create(client, account, body)
+    first, second = [await open_incident(pool, webhook, T0, key=key) for key in ("db", "disk")]
+    async with pool.acquire() as conn:
+        await escalation.sweep(conn, T0)
+        bundle = await conn.fetchval(
+            "SELECT id FROM deliveries WHERE target = $1 AND kind = 'bundle'", oncall.user.email
+        )
+        # The first is acknowledged before the bundle goes out: its text names only the second.
+        await actions.acknowledge(conn, account.user.id, first, T0)
+        assert await lifecycle.start_attempt(conn, bundle) is not None
+        grant = channel_actions.grant_for(bundle, oncall.user.id, T0)
+        done = await channel_actions.act(conn, grant, Action.RESOLVE, "SMS reply", T0)
+        statuses = dict(
+            await conn.fetch("SELECT id, status FROM incidents WHERE id = ANY($1)", [first, second])
+        )
+    assert done.changed == [second]
+    assert statuses == {first: "acknowledged", second: "resolved"}

@@ -30,6 +30,16 @@ class ActionLinks:
 
 
 @dataclass(frozen=True)
+class ReplyCode:
+    """What a person texts back to act on an SMS page (engine.incidents.sms_codes): ``code`` then
+    ``a`` to acknowledge or ``c`` to close; ``incidents`` is how many the message is about (a
+    bundle's code acts on all of them)."""
+
+    code: int
+    incidents: int = 1
+
+
+@dataclass(frozen=True)
 class Message:
     """What one alert says, as every channel renders it."""
 
@@ -44,6 +54,7 @@ class Message:
     links: tuple[str, ...] = ()  # http(s) URLs the sender linked (PagerDuty ``links``), first = most useful
     number: int | None = None  # the incident's per-owner number; None for a test send or a notice
     actions: ActionLinks | None = None  # where the recipient acknowledges or resolves from the message
+    reply: ReplyCode | None = None  # SMS: the code a reply names to act on the message
 
     @property
     def subject(self) -> str:

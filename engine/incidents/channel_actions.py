@@ -25,7 +25,7 @@ from enum import StrEnum
 from engine import db
 from engine.auth import signing
 from engine.channels.base import ActionLinks
-from engine.errors import Conflict, Forbidden
+from engine.errors import Conflict, Forbidden, NotFound
 from engine.incidents import actions
 from engine.oncall import escalation
 from engine.oncall.paging import WakeUp
@@ -123,10 +123,13 @@ def links(
 
 
 # The incidents a message spoke of: a bundle's through its pages, any other delivery's own.
+# A bundle's incidents are those its text named: the pages still sent, not those left out of it
+# (engine.alerts.lifecycle.LEAVE_OUT), its lead incident included.
 INCIDENTS_OF = """
 SELECT DISTINCT i.id, i.number, i.title, i.status FROM incidents i
-WHERE i.id IN (SELECT incident_id FROM pages WHERE delivery_id = $1)
-   OR i.id = (SELECT incident_id FROM deliveries WHERE id = $1)
+WHERE i.id IN (SELECT p.incident_id FROM pages p JOIN deliveries d ON d.id = p.delivery_id
+               WHERE p.delivery_id = $1 AND (d.kind <> 'bundle' OR p.status = 'sent'))
+   OR i.id = (SELECT incident_id FROM deliveries WHERE id = $1 AND kind <> 'bundle')
 ORDER BY i.number
 """
 
@@ -153,6 +156,7 @@ async def act(conn: db.Connection, grant: Grant, action: Action, via: str, now: 
     if action not in grant.actions:
         raise invalid()
     outcome = Outcome([], [], [], [])
+    refused: NotFound | Forbidden | None = None
     for incident in await incidents_of(conn, grant.delivery_id):
         incident_id = incident["id"]
         assert isinstance(incident_id, uuid.UUID)
@@ -173,5 +177,12 @@ async def act(conn: db.Connection, grant: Grant, action: Action, via: str, now: 
         except Conflict:  # changed meanwhile (resolved, acknowledged, no policy to escalate)
             outcome.unchanged.append(incident_id)
             continue
+        except (NotFound, Forbidden) as exc:
+            # No longer theirs to act on (left the team, demoted): the others' follow-ups must
+            # still be queued, so this one is told, not raised, unless it is all there was.
+            refused = refused or exc
+            continue
         outcome.changed.append(incident_id)
+    if refused is not None and not outcome.changed and not outcome.unchanged:
+        raise refused
     return outcome
