@@ -397,10 +397,11 @@ CREATE TABLE IF NOT EXISTS incident_assignments (
     PRIMARY KEY (incident_id, user_id)
 );
 CREATE INDEX IF NOT EXISTS incident_assignments_user_idx ON incident_assignments (user_id);
--- Planned pages: one notification rule of one paged user for one incident, due at due_at. The
--- sweep claims due ones (FOR UPDATE SKIP LOCKED), makes each a delivery in the transaction that
--- marks it sent, and queues the delivery after commit (enqueued_at: queued, the sweep is done
--- with it). Acknowledge and resolve cancel the pending ones in their own transaction.
+-- Planned pages: one notification rule of one paged user (or one channel target of a step, below)
+-- for one incident, due at due_at. The sweep claims due ones (FOR UPDATE SKIP LOCKED), makes each a
+-- delivery in the transaction that marks it sent, and queues the delivery after commit
+-- (enqueued_at: queued, the sweep is done with it). Acknowledge and resolve cancel the pending ones
+-- in their own transaction.
 CREATE TABLE IF NOT EXISTS pages (
     id                 uuid PRIMARY KEY,
     incident_id        uuid NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
@@ -428,6 +429,12 @@ CREATE INDEX IF NOT EXISTS pages_incident_idx ON pages (incident_id, created_at)
 CREATE INDEX IF NOT EXISTS pages_delivery_idx ON pages (delivery_id) WHERE delivery_id IS NOT NULL;
 -- A person's contact method: its last message (the bundle window) and what else is due for it.
 CREATE INDEX IF NOT EXISTS pages_contact_idx ON pages (user_id, channel, target, sent_at);
+-- A page of a step's channel target (a team's mailing list or push topic) has no user and no
+-- rule: user_id and contact_method_id NULL, rule_delay 0. One per (incident, wave, channel, target),
+-- and this index also finds a channel target's last message and what else is due for it.
+ALTER TABLE pages ALTER COLUMN user_id DROP NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS pages_unique_channel ON pages (incident_id, wave, channel, target)
+    WHERE user_id IS NULL;
 
 -- Webhooks belong to a team; those from before teams go to their maker's personal team. user_id
 -- stays: who made the webhook. Aliases were unique per user and are unique per team now (each

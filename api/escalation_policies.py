@@ -12,7 +12,7 @@ from aiohttp import web
 from api.auth import current_user
 from api.inputs import fields, json_body, wire_names
 from api.responses import ok
-from api.state import CLOCK, POOL
+from api.state import AVAILABLE_TYPES, CLOCK, POOL
 from engine.errors import ValidationError
 from engine.oncall import policies
 from engine.oncall.policies import Policy, PolicyInput, StepInput
@@ -75,9 +75,12 @@ async def list_policies(request: web.Request) -> web.Response:
 async def create_policy(request: web.Request) -> web.Response:
     user = current_user(request)
     wanted = _input(await json_body(request))
+    available = request.app[AVAILABLE_TYPES]
     async with request.app[POOL].acquire() as conn:
         with _wire():
-            policy = await policies.create_policy(conn, user.id, wanted, now=request.app[CLOCK].now())
+            policy = await policies.create_policy(
+                conn, user.id, wanted, now=request.app[CLOCK].now(), available=available
+            )
     return ok(http_status=201, escalation_policy=to_api(policy))
 
 
@@ -95,10 +98,11 @@ async def update_policy(request: web.Request) -> web.Response:
     user = current_user(request)
     policy_id = policies.parse_id(request.match_info["id"])
     wanted = _input(await json_body(request))
+    available = request.app[AVAILABLE_TYPES]
     async with request.app[POOL].acquire() as conn:
         with _wire():
             policy = await policies.update_policy(
-                conn, user.id, policy_id, wanted, now=request.app[CLOCK].now()
+                conn, user.id, policy_id, wanted, now=request.app[CLOCK].now(), available=available
             )
     return ok(escalation_policy=to_api(policy))
 

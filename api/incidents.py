@@ -190,7 +190,7 @@ def detail(found: Mapping[str, Any]) -> dict[str, Any]:
             "alert_id": None,
             "text": f"{p['channel']} to {p['target']}: {p['status']}"
             + (f" ({p['reason']})" if p["reason"] else f", due {p['due_at'].isoformat()}"),
-            "paged_user_id": str(p["user_id"]),
+            "paged_user_id": _id(p["user_id"]),  # None: a channel target's page
             "delivery": None,
             "page": {"id": str(p["id"]), "status": p["status"], "reason": p["reason"], "due_at": p["due_at"]},
         }

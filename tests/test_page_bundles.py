@@ -21,7 +21,15 @@ from engine.alerts import lifecycle
 from engine.incidents import actions
 from engine.oncall import escalation
 from engine.settings import Settings
-from tests.support.escalation import add_rule, clear_rules, new_policy, open_incident, step, worker_running
+from tests.support.escalation import (
+    add_rule,
+    clear_rules,
+    deliveries_to,
+    new_policy,
+    open_incident,
+    step,
+    worker_running,
+)
 from tests.support.factories import WEBHOOK, Account, create, new_account, path_of
 from tests.support.processes import wait_until
 from tests.support.providers import FakeProviders
@@ -38,18 +46,6 @@ def seconds(n: float) -> datetime:
 async def sweep(pool: asyncpg.Pool, at: datetime) -> escalation.Swept:
     async with pool.acquire() as conn:
         return await escalation.sweep(conn, at)
-
-
-async def deliveries_to(pool: asyncpg.Pool, target: str) -> list[asyncpg.Record]:
-    """The page and bundle deliveries to ``target``, oldest first, with the incidents of their pages."""
-    async with pool.acquire() as conn:
-        return await conn.fetch(
-            "SELECT d.id, d.kind, d.status, d.created_at,"
-            " array(SELECT p.incident_id FROM pages p WHERE p.delivery_id = d.id ORDER BY p.incident_id)"
-            " AS incidents"
-            " FROM deliveries d WHERE d.target = $1 AND d.kind IN ('page', 'bundle') ORDER BY d.created_at",
-            target,
-        )
 
 
 async def start(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> lifecycle.Attempt | None:

@@ -69,6 +69,13 @@ CHANNELS: tuple[Spec, ...] = (
 CHANNEL_TYPES = tuple(spec.type for spec in CHANNELS)
 # The key of each type's target list in a webhook's targetChannels (API) and targets (SQL).
 TARGET_KEYS = {spec.type: spec.key for spec in CHANNELS}
+_BY_TYPE = {spec.type: spec for spec in CHANNELS}
+
+
+def validate_target(kind: str, value: object, *, field: str) -> str:
+    """One target of channel type ``kind`` (one of CHANNEL_TYPES), normalised by that channel's
+    validator: what a contact method or an escalation step's channel target may be."""
+    return _BY_TYPE[kind].validate(value, field=field)
 
 
 def configured_types(settings: Settings) -> set[str]:

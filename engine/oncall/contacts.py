@@ -23,7 +23,7 @@ from datetime import datetime
 import asyncpg
 
 from engine import db, validate
-from engine.channels.registry import CHANNEL_TYPES, CHANNELS
+from engine.channels.registry import CHANNEL_TYPES, validate_target
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.validate import UNSET
 
@@ -32,8 +32,6 @@ PHONE_TYPES = ("SMS", "CALL")  # the methods that need a verified number before 
 # minute, a call after three. schema.sql's migration of existing users uses the same numbers.
 DEFAULT_DELAYS = {"PUSH_NOTIF": 0, "EMAIL": 0, "SMS": 1, "CALL": 3}
 MAX_METHODS = 20  # per user: enough for every phone and address a person has
-
-_VALIDATORS = {spec.type: spec.validate for spec in CHANNELS}
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ async def get_method(conn: db.Connection, user_id: uuid.UUID, method_id: uuid.UU
 def _target(kind: str, value: object) -> str:
     if value is None or value is UNSET:
         raise ValidationError("target is required", field="target")
-    return _VALIDATORS[kind](value, field="target")
+    return validate_target(kind, value, field="target")
 
 
 async def _verified_at(

@@ -11,10 +11,13 @@ worker delays a step by one sweep at most and never loses or doubles one.
 
 A step pages its targets (users; a schedule's on-call users at that moment) through their
 notification rules, assigns the incident to them (replacing the last step's), cancels the last
-step's pages not yet sent and sets ``next_escalation_at`` to now + the step's delay. Past the last
-step the policy runs again while ``escalation_loop < repeat``, then is exhausted (a timeline event,
-and nothing is due). A step with nobody to page moves on at once. Acknowledge and resolve
-(``stop``) clear ``next_escalation_at`` and cancel the pending pages in their own transaction.
+step's pages not yet sent and sets ``next_escalation_at`` to now + the step's delay. Its channel
+targets (a team's mailing list or push topic) get one page each and no assignment: a step that
+pages no person leaves the incident, and the pages still due to its people, as they were. Past the
+last step the policy runs again while ``escalation_loop < repeat``, then is exhausted (a timeline
+event, and nothing is due). A step with nobody to page, no person and no channel target, moves on
+at once. Acknowledge and resolve (``stop``) clear ``next_escalation_at`` and cancel the pending
+pages in their own transaction.
 Time is the caller's ``now`` (the worker's injected clock): nothing here reads the real clock.
 """
 
@@ -219,18 +222,26 @@ async def run_step(
             return []
         step, loop = 0, loop + 1
     spec = policy.steps[step]
-    users, gaps = await resolve_targets(conn, policy, spec.targets, now)
+    users, gaps = await resolve_targets(conn, policy, spec.people, now)
     wave = incident["escalation_wave"] + 1
-    await paging.cancel_pending(conn, incident_id, f"escalated to step {step + 1}")
-    wake_ups = await paging.page_users(conn, incident_id, users, step=step, loop=loop, wave=wave, now=now)
+    wake_ups: list[WakeUp] = []
+    if users:  # they take the incident over; with nobody, whoever had it keeps it
+        await paging.cancel_pending(conn, incident_id, f"escalated to step {step + 1}")
+        wake_ups += await paging.page_users(
+            conn, incident_id, users, step=step, loop=loop, wave=wave, now=now
+        )
+    wake_ups += await paging.page_channels(
+        conn, incident_id, spec.channels, step=step, loop=loop, wave=wave, now=now
+    )
     for gap in gaps:
         await add_event(
             conn, incident_id, EventKind.PAGE_SKIPPED, Actor.SYSTEM, now, text=f"step {step + 1}: {gap}"
         )
     # Nobody to page: the next step is due at once rather than after a wait that reaches no one.
-    next_at = now + timedelta(minutes=spec.delay_minutes) if users else now
+    next_at = now + timedelta(minutes=spec.delay_minutes) if users or spec.channels else now
     await conn.execute(ADVANCE, incident_id, step, loop, wave, next_at)
-    names = ", ".join(u.label for u in users) or "nobody"
+    paged = [u.label for u in users] + [f"{c.channel} {c.target}" for c in spec.channels]
+    names = ", ".join(paged) or "nobody"
     again = f" (repeat {loop} of {policy.repeat})" if loop else ""
     text = f"step {step + 1} of {len(policy.steps)}{again}: paged {names}"
     actor = Actor.USER if manual else Actor.SYSTEM

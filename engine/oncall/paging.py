@@ -1,9 +1,11 @@
-"""Pages: the planned notifications of paged users, one row per notification rule, and their
-turning into deliveries.
+"""Pages: the planned notifications of paged users, one row per notification rule, and of a
+step's channel targets, one row each; and their turning into deliveries.
 
 Paging a user (``page_users``) inserts one row per rule of their notification plan
 (engine.oncall.notification_rules), due ``delay_minutes`` after now; a rule that must not be sent
-(an unverified number) is a ``skipped`` row with its reason, and a timeline event says so.
+(an unverified number) is a ``skipped`` row with its reason, and a timeline event says so. Paging
+a channel target (``page_channels``: a team's mailing list or push topic) inserts one row with no
+user (user_id NULL) and no rule, due now; it assigns nobody. From here on both are pages alike.
 ``send_due`` claims due rows with ``FOR UPDATE SKIP LOCKED`` (two workers never take one row) and
 takes their incidents ``FOR SHARE SKIP LOCKED``; it never waits for a lock, so it cannot deadlock
 with an acknowledge, which locks the incident and then the pages. A page of a triggered incident
@@ -17,7 +19,8 @@ from several incidents become one delivery of kind ``bundle`` ("3 incidents need
 every ``bundle_seconds``: a page due sooner after the last one waits until then (its ``due_at``
 moves, with a wake-up), and whatever else came due for them meanwhile goes with it. The first
 page of a quiet night is never delayed; a burst of incidents costs one message per window, not
-one call each.
+one call each. A channel target is a contact of its own (no user, its channel and target): its
+pages of several incidents are bundled, and windowed, the same way.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from engine import db
 from engine.incidents import Actor, EventKind
 from engine.incidents.events import add_event
 from engine.oncall.notification_rules import notification_plan
+from engine.oncall.policies import ChannelTarget
 
-# Seconds between two messages to one person on one contact method (MONODUTY_PAGE_BUNDLE_SECONDS).
+# Seconds between two messages to one person on one contact method, or to one channel target
+# (MONODUTY_PAGE_BUNDLE_SECONDS).
 BUNDLE_SECONDS = 5.0
 
 
@@ -93,23 +98,28 @@ INSERT_DELIVERY = """
 INSERT INTO deliveries (id, alert_id, channel, target, incident_id, kind)
 VALUES ($1, NULL, $2, $3, $4, $5)
 """
-# The last message to this person on this contact method, if it went within the window before now
-# (a sent_at after now is another clock's, as in tests: it holds nothing back).
+# The pages of one contact: {whose} is a person's ($1) on their contact method ($2, $3), or with $1
+# NULL a channel target's, whichever step paged it (_of fills it in). Two forms, not one OR: each is
+# found by an index (pages_contact_idx, pages_unique_channel) in any plan, a generic one too.
+WHOSE_PERSON = "user_id = $1"
+WHOSE_CHANNEL = "user_id IS NULL AND $1::uuid IS NULL"
+# The last message to this contact, if it went within the window before now (a sent_at after now
+# is another clock's, as in tests: it holds nothing back).
 LAST_SENT = """
 SELECT max(sent_at) FROM pages
-WHERE user_id = $1 AND channel = $2 AND target = $3 AND status = 'sent' AND sent_at > $4 AND sent_at <= $5
+WHERE {whose} AND channel = $2 AND target = $3 AND status = 'sent' AND sent_at > $4 AND sent_at <= $5
 """
 POSTPONE = "UPDATE pages SET due_at = $2 WHERE id = ANY($1::uuid[])"
-# What else is due for this person on this contact method, beyond the rows one claim took.
+# What else is due for this contact, beyond the rows one claim took.
 MORE_DUE = """
 SELECT id, incident_id, user_id, channel, target FROM pages
-WHERE user_id = $1 AND channel = $2 AND target = $3 AND status = 'pending' AND due_at <= $4
+WHERE {whose} AND channel = $2 AND target = $3 AND status = 'pending' AND due_at <= $4
     AND NOT (id = ANY($5::uuid[]))
 ORDER BY due_at, id
 FOR UPDATE SKIP LOCKED
 """
-# One sweep at a time sends to one person's contact method; the others hold their pages back
-# (never wait: a sweep waits for no lock). A hash collision only holds a page back a window.
+# One sweep at a time sends to one contact; the others hold their pages back (never wait: a sweep
+# waits for no lock). A hash collision only holds a page back a window.
 CONTACT_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))"
 MARK_SENT = "UPDATE pages SET status = 'sent', delivery_id = $2, sent_at = $3 WHERE id = ANY($1::uuid[])"
 CANCEL_ONE = "UPDATE pages SET status = 'cancelled', reason = $2 WHERE id = $1"
@@ -188,16 +198,51 @@ async def page_users(
     return [WakeUp(f"page:{incident_id}:{wave}:{delay}", due) for delay, due in sorted(due_times)]
 
 
+async def page_channels(
+    conn: db.Connection,
+    incident_id: uuid.UUID,
+    targets: tuple[ChannelTarget, ...],
+    *,
+    step: int,
+    loop: int,
+    wave: int,
+    now: datetime,
+) -> list[WakeUp]:
+    """Plan one page of each channel target, due now: no notification rules, no assignment (a
+    mailing list cannot acknowledge). Its wake-up is the one job page_users queues for rules due
+    at once."""
+    for target in targets:
+        await conn.execute(
+            INSERT_PAGE,
+            uuid.uuid4(),
+            incident_id,
+            None,
+            None,
+            target.channel,
+            target.target,
+            step,
+            loop,
+            wave,
+            0,
+            now,
+            PageStatus.PENDING.value,
+            None,
+            now,
+        )
+    return [WakeUp(f"page:{incident_id}:{wave}:0", now)] if targets else []
+
+
 async def send_due(
     conn: db.Connection, now: datetime, limit: int, *, bundle_seconds: float = BUNDLE_SECONDS
 ) -> tuple[int, list[WakeUp]]:
-    """Turn up to ``limit`` due pages, and the other pages due for the same people, into
-    deliveries, one per person and contact method (call inside a transaction). Answers how many
-    rows were claimed, and the wake-ups of pages held back until their person's window has passed.
+    """Turn up to ``limit`` due pages, and the other pages due for the same contacts, into
+    deliveries, one per person and contact method, or per channel target (call inside a
+    transaction). Answers how many rows were claimed, and the wake-ups of pages held back until
+    their contact's window has passed.
 
     A page of an incident locked elsewhere (an acknowledge under way) is left for the next sweep."""
     due = await conn.fetch(CLAIM_DUE, now, limit)
-    contacts: dict[tuple[uuid.UUID, str, str], list[asyncpg.Record]] = {}
+    contacts: dict[tuple[uuid.UUID | None, str, str], list[asyncpg.Record]] = {}
     for page in due:
         contacts.setdefault((page["user_id"], page["channel"], page["target"]), []).append(page)
     window = timedelta(seconds=bundle_seconds)
@@ -206,32 +251,45 @@ async def send_due(
         held_until = await _held_until(conn, user_id, channel, target, now, window)
         if held_until is not None:
             await conn.execute(POSTPONE, [p["id"] for p in pages], held_until)
-            wake_ups.append(WakeUp(f"bundle:{user_id}:{channel}:{held_until.timestamp():.3f}", held_until))
+            who = user_id or "channel"
+            wake_ups.append(WakeUp(f"bundle:{who}:{channel}:{held_until.timestamp():.3f}", held_until))
             continue
-        pages += await conn.fetch(MORE_DUE, user_id, channel, target, now, [p["id"] for p in pages])
+        pages += await conn.fetch(
+            _of(MORE_DUE, user_id), user_id, channel, target, now, [p["id"] for p in pages]
+        )
         await _send(conn, pages, channel, target, now)
     return len(due), wake_ups
 
 
 async def _held_until(
-    conn: db.Connection, user_id: uuid.UUID, channel: str, target: str, now: datetime, window: timedelta
+    conn: db.Connection,
+    user_id: uuid.UUID | None,
+    channel: str,
+    target: str,
+    now: datetime,
+    window: timedelta,
 ) -> datetime | None:
-    """When this person may next be sent a message on this contact method, if not now: a window
-    after their last one, or after this moment if another sweep is sending them one right now."""
+    """When this contact (a person's contact method, or with ``user_id`` None a channel target)
+    may next be sent a message, if not now: a window after its last one, or after this moment if
+    another sweep is sending it one right now."""
     if not window:
         return None
-    if not await conn.fetchval(CONTACT_LOCK, f"{user_id}:{channel}:{target}"):
+    if not await conn.fetchval(CONTACT_LOCK, f"{user_id or 'channel'}:{channel}:{target}"):
         return now + window
-    last = await conn.fetchval(LAST_SENT, user_id, channel, target, now - window, now)
+    last = await conn.fetchval(_of(LAST_SENT, user_id), user_id, channel, target, now - window, now)
     return None if last is None else last + window
+
+
+def _of(query: str, user_id: uuid.UUID | None) -> str:
+    """``query`` for a person's contact method, or (``user_id`` None) for a channel target."""
+    return query.format(whose=WHOSE_CHANNEL if user_id is None else WHOSE_PERSON)
 
 
 async def _send(
     conn: db.Connection, pages: list[asyncpg.Record], channel: str, target: str, now: datetime
 ) -> None:
-    """One delivery for ``pages`` (one person, one contact method): of kind ``page`` when they
-    are one incident's, ``bundle`` when several's; those of incidents no longer triggered are
-    cancelled instead."""
+    """One delivery for ``pages`` (one contact): of kind ``page`` when they are one incident's,
+    ``bundle`` when several's; those of incidents no longer triggered are cancelled instead."""
     incidents = {
         r["id"]: r["status"]
         for r in await conn.fetch(LOCK_INCIDENTS, list({p["incident_id"] for p in pages}))

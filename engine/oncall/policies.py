@@ -2,16 +2,19 @@
 a repeat count (0-9 more runs of all the steps after the last).
 
 A policy belongs to a team: its members read it, admins write it, and a user outside the team
-gets 404 for it (engine.teams.membership.require_role). A step's targets are users of the team
-and schedules of the team; anything else is a 400 naming the target's field. Steps are stored
-whole: an update that gives ``steps`` replaces all of them. An incident escalating under a policy
-reads the steps as they are when each step runs (engine.oncall.escalation).
+gets 404 for it (engine.teams.membership.require_role). A step's targets are users of the team,
+schedules of the team and channel targets: the team's shared destinations (a mailing list, a team
+push topic), checked as a webhook's targetChannels are (engine.channels.registry) and refused on a
+channel this server cannot deliver on; anything else is a 400 naming the target's field. Steps are
+stored whole: an update that gives ``steps`` replaces all of them. An incident escalating under a
+policy reads the steps as they are when each step runs (engine.oncall.escalation).
 """
 
 from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -21,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from engine import db, validate
+from engine.channels.registry import CHANNEL_TYPES, validate_target
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.teams import Role
 from engine.teams.membership import personal_team_id, require_role
@@ -35,6 +39,13 @@ MAX_DELAY_MINUTES = 1440  # a day between two steps: past that it is not an esca
 class TargetType(StrEnum):
     USER = "user"
     SCHEDULE = "schedule"
+    CHANNEL = "channel"
+
+
+# The keys of a user or schedule target, and of a channel target: as sent, as stored (escalation_steps).
+ID_KEYS = {"type", "id"}
+CHANNEL_KEYS = {"type", "channel", "target"}
+SHAPE = '{"type": "user" or "schedule", "id": ...} or {"type": "channel", "channel": ..., "target": ...}'
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class PolicyInput:
 
 @dataclass(frozen=True)
 class Target:
+    """A user of the policy's team, or a schedule of it (whoever is on call when the step runs)."""
+
     type: TargetType
     id: uuid.UUID
 
@@ -66,10 +79,34 @@ class Target:
 
 
 @dataclass(frozen=True)
+class ChannelTarget:
+    """The team's shared destination on one channel (a mailing list, a team push topic): the step
+    sends it one message, through no notification rules, and assigns it nothing."""
+
+    channel: str  # one of engine.channels.registry.CHANNEL_TYPES
+    target: str  # as that channel's validator normalised it
+
+    def to_json(self) -> dict[str, str]:
+        return {"type": TargetType.CHANNEL.value, "channel": self.channel, "target": self.target}
+
+
+StepTarget = Target | ChannelTarget
+
+
+@dataclass(frozen=True)
 class Step:
     position: int
     delay_minutes: float
-    targets: tuple[Target, ...]
+    targets: tuple[StepTarget, ...]  # in the order given
+
+    @property
+    def people(self) -> tuple[Target, ...]:
+        """The users and schedules: who the step pages and assigns."""
+        return tuple(t for t in self.targets if isinstance(t, Target))
+
+    @property
+    def channels(self) -> tuple[ChannelTarget, ...]:
+        return tuple(t for t in self.targets if isinstance(t, ChannelTarget))
 
 
 @dataclass(frozen=True)
@@ -126,10 +163,16 @@ def parse_id(raw: str) -> uuid.UUID:
         raise not_found() from None
 
 
+def _stored(target: dict[str, str]) -> StepTarget:
+    if target["type"] == TargetType.CHANNEL:
+        return ChannelTarget(target["channel"], target["target"])
+    return Target(TargetType(target["type"]), uuid.UUID(target["id"]))
+
+
 def _steps_of(records: list[asyncpg.Record]) -> dict[uuid.UUID, tuple[Step, ...]]:
     found: dict[uuid.UUID, list[Step]] = {}
     for r in records:
-        targets = tuple(Target(TargetType(t["type"]), uuid.UUID(t["id"])) for t in r["targets"])
+        targets = tuple(_stored(t) for t in r["targets"])
         found.setdefault(r["policy_id"], []).append(Step(r["position"], float(r["delay_minutes"]), targets))
     return {policy_id: tuple(steps) for policy_id, steps in found.items()}
 
@@ -179,9 +222,10 @@ async def _require(conn: db.Connection, team_id: uuid.UUID, user_id: uuid.UUID, 
 
 
 async def create_policy(
-    conn: db.Connection, user_id: uuid.UUID, wanted: PolicyInput, *, now: datetime
+    conn: db.Connection, user_id: uuid.UUID, wanted: PolicyInput, *, now: datetime, available: Collection[str]
 ) -> Policy:
-    """A team admin's new policy (in ``team_id``, else the caller's personal team)."""
+    """A team admin's new policy (in ``team_id``, else the caller's personal team). ``available``:
+    the channel types this server can deliver (engine.channels.registry.configured_types)."""
     name = validate.text(wanted.name, "name", required=True, min_length=1, max_length=100)
     assert name is not None
     description = validate.text(wanted.description, "description", max_length=1000, nullable=True)
@@ -194,7 +238,7 @@ async def create_policy(
         else:
             team_id = _team_id(wanted.team_id)
         await require_role(conn, team_id, user_id, Role.ADMIN)
-        steps = await _steps(conn, team_id, wanted.steps)
+        steps = await _steps(conn, team_id, wanted.steps, available)
         policy_id = uuid.uuid4()
         await conn.execute(INSERT, policy_id, team_id, name, description, repeat, now)
         await _store_steps(conn, policy_id, steps)
@@ -204,9 +248,16 @@ async def create_policy(
 
 
 async def update_policy(
-    conn: db.Connection, user_id: uuid.UUID, policy_id: uuid.UUID, wanted: PolicyInput, *, now: datetime
+    conn: db.Connection,
+    user_id: uuid.UUID,
+    policy_id: uuid.UUID,
+    wanted: PolicyInput,
+    *,
+    now: datetime,
+    available: Collection[str],
 ) -> Policy:
-    """A team admin's change; fields left out keep their value, ``steps`` replaces all steps."""
+    """A team admin's change; fields left out keep their value, ``steps`` replaces all steps
+    (``available`` as for create_policy)."""
     if wanted.team_id is not UNSET:
         raise ValidationError("team_id cannot change; make a new policy in the other team", field="team_id")
     async with conn.transaction():
@@ -225,7 +276,7 @@ async def update_policy(
         repeat = current.repeat if wanted.repeat is UNSET else _repeat(wanted.repeat)
         await conn.fetchrow(UPDATE, policy_id, name, description, repeat, now)
         if wanted.steps is not UNSET:
-            steps = await _steps(conn, team_id, wanted.steps)
+            steps = await _steps(conn, team_id, wanted.steps, available)
             await conn.execute(DELETE_STEPS, policy_id)
             await _store_steps(conn, policy_id, steps)
     policy = await load(conn, policy_id)
@@ -277,7 +328,9 @@ def _delay(value: object, field: str) -> Decimal:
     return Decimal(str(value))
 
 
-async def _steps(conn: db.Connection, team_id: uuid.UUID, raw: object) -> list[tuple[Decimal, list[Target]]]:
+async def _steps(
+    conn: db.Connection, team_id: uuid.UUID, raw: object, available: Collection[str]
+) -> list[tuple[Decimal, list[StepTarget]]]:
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_STEPS:
         raise ValidationError(f"steps must be an array of 1 to {MAX_STEPS} steps", field="steps")
     steps = []
@@ -288,46 +341,73 @@ async def _steps(conn: db.Connection, team_id: uuid.UUID, raw: object) -> list[t
         if step.delay_minutes is UNSET:
             raise ValidationError(f"{field}.delay_minutes is required", field=f"{field}.delay_minutes")
         delay = _delay(step.delay_minutes, f"{field}.delay_minutes")
-        targets = _targets(step.targets, f"{field}.targets")
+        targets = _targets(step.targets, f"{field}.targets", available)
         await check_team(conn, team_id, targets, f"{field}.targets")
         steps.append((delay, targets))
     return steps
 
 
-def _targets(raw: object, field: str) -> list[Target]:
+def _targets(raw: object, field: str, available: Collection[str]) -> list[StepTarget]:
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_TARGETS:
         raise ValidationError(
-            f"{field} must be an array of 1 to {MAX_TARGETS} targets, each "
-            '{"type": "user" or "schedule", "id": ...}',
-            field=field,
+            f"{field} must be an array of 1 to {MAX_TARGETS} targets, each {SHAPE}", field=field
         )
-    targets: list[Target] = []
+    targets: list[StepTarget] = []
     for j, item in enumerate(raw):
-        where = f"{field}[{j}]"
-        if not isinstance(item, dict) or set(item) != {"type", "id"}:
-            raise ValidationError(f'{where} must be {{"type": "user" or "schedule", "id": ...}}', field=where)
-        kind = validate.choice(item["type"], f"{where}.type", tuple(TargetType))
-        try:
-            target_id = uuid.UUID(item["id"]) if isinstance(item["id"], str) else None
-        except ValueError:
-            target_id = None
-        if target_id is None:
-            raise ValidationError(f"{where}.id must be a {kind} id", field=f"{where}.id")
-        target = Target(TargetType(str(kind)), target_id)
+        target = _target(item, f"{field}[{j}]", available)
         if target not in targets:
             targets.append(target)
     return targets
 
 
-async def check_team(conn: db.Connection, team_id: uuid.UUID, targets: list[Target], field: str) -> None:
+def _target(item: object, where: str, available: Collection[str]) -> StepTarget:
+    if not isinstance(item, dict):
+        raise ValidationError(f"{where} must be {SHAPE}", field=where)
+    kind = TargetType(str(validate.choice(item.get("type"), f"{where}.type", tuple(TargetType))))
+    unknown = sorted(set(item) - (CHANNEL_KEYS if kind is TargetType.CHANNEL else ID_KEYS))
+    if unknown:
+        raise ValidationError(f"unknown field: {where}.{unknown[0]}", field=f"{where}.{unknown[0]}")
+    if kind is TargetType.CHANNEL:
+        return _channel_target(item, where, available)
+    value = item.get("id")
+    try:
+        target_id = uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        target_id = None
+    if target_id is None:
+        raise ValidationError(f"{where}.id must be a {kind} id", field=f"{where}.id")
+    return Target(kind, target_id)
+
+
+def _channel_target(item: dict[str, object], where: str, available: Collection[str]) -> ChannelTarget:
+    """A channel and a target in its format, as a webhook's targetChannels take them; a channel
+    this server cannot deliver on is refused now, not dropped at the first page."""
+    channel = validate.choice(item.get("channel"), f"{where}.channel", CHANNEL_TYPES)
+    assert channel is not None
+    if channel not in available:
+        raise ValidationError(
+            f"{where}.channel {channel} is not configured on this server"
+            " (see the README's configuration table)",
+            field=f"{where}.channel",
+            code="CHANNEL_NOT_CONFIGURED",
+        )
+    return ChannelTarget(channel, validate_target(channel, item.get("target"), field=f"{where}.target"))
+
+
+async def check_team(
+    conn: db.Connection, team_id: uuid.UUID, targets: Sequence[StepTarget], field: str
+) -> None:
     """Every user a member of the team, every schedule the team's: else a 400 naming that target."""
-    users = [t.id for t in targets if t.type is TargetType.USER]
+    people = [t for t in targets if isinstance(t, Target)]
+    users = [t.id for t in people if t.type is TargetType.USER]
     members = {r["user_id"] for r in await conn.fetch(MEMBERS, team_id, users)} if users else set()
-    schedules = [t.id for t in targets if t.type is TargetType.SCHEDULE]
+    schedules = [t.id for t in people if t.type is TargetType.SCHEDULE]
     owned: set[uuid.UUID] = set()
     if schedules:
         owned = {r["id"] for r in await conn.fetch(TEAM_SCHEDULES, team_id, schedules)}
     for j, target in enumerate(targets):
+        if not isinstance(target, Target):
+            continue
         known = members if target.type is TargetType.USER else owned
         if target.id not in known:
             what = "a member of" if target.type is TargetType.USER else "a schedule of"
@@ -337,7 +417,7 @@ async def check_team(conn: db.Connection, team_id: uuid.UUID, targets: list[Targ
 
 
 async def _store_steps(
-    conn: db.Connection, policy_id: uuid.UUID, steps: list[tuple[Decimal, list[Target]]]
+    conn: db.Connection, policy_id: uuid.UUID, steps: list[tuple[Decimal, list[StepTarget]]]
 ) -> None:
     rows: list[tuple[Any, ...]] = [
         (uuid.uuid4(), policy_id, position, delay, [t.to_json() for t in targets])

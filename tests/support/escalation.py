@@ -1,11 +1,12 @@
-"""Escalation policies through the API: ``step(delay, *accounts)`` is a step paging those users,
-``new_policy(client, admin, *steps, repeat=0, team_id=None)`` makes a policy and returns it as the
-API answers; ``policy_webhook(client, owner, policy)`` a webhook that escalates under it.
+"""Escalation policies through the API: ``step(delay, *targets)`` is a step paging those users
+(accounts) and channel targets (``channel("EMAIL", "ops@example.com")``), ``new_policy(client,
+admin, *steps, repeat=0, team_id=None)`` makes a policy and returns it as the API answers;
+``policy_webhook(client, owner, policy)`` a webhook that escalates under it.
 
 How people are reached: ``add_rule`` (a contact method and a rule), ``clear_rules``,
 ``verify_phones``. ``worker_running(settings, clock)`` runs a real worker (cron sweeps included)
 in this process; ``open_incident`` stores an alert as process_alert does, at a given time;
-``incident_of`` and ``pages_of`` read the rows."""
+``incident_of``, ``pages_of`` and ``deliveries_to`` read the rows."""
 
 from __future__ import annotations
 
@@ -29,9 +30,14 @@ from tests.support.factories import WEBHOOK, Account, create
 from workers.worker import build_worker
 
 
-def step(delay_minutes: float, *people: Account) -> dict[str, Any]:
-    targets = [{"type": "user", "id": str(p.user.id)} for p in people]
-    return {"delayMinutes": delay_minutes, "targets": targets}
+def step(delay_minutes: float, *targets: Account | dict[str, str]) -> dict[str, Any]:
+    wire = [t if isinstance(t, dict) else {"type": "user", "id": str(t.user.id)} for t in targets]
+    return {"delayMinutes": delay_minutes, "targets": wire}
+
+
+def channel(kind: str, target: str) -> dict[str, str]:
+    """A step's channel target: the team's shared destination on channel ``kind``."""
+    return {"type": "channel", "channel": kind, "target": target}
 
 
 async def new_policy(
@@ -110,6 +116,18 @@ async def pages_of(pool: asyncpg.Pool, incident_id: uuid.UUID) -> list[asyncpg.R
     async with pool.acquire() as conn:
         return await conn.fetch(
             "SELECT * FROM pages WHERE incident_id = $1 ORDER BY due_at, created_at, channel", incident_id
+        )
+
+
+async def deliveries_to(pool: asyncpg.Pool, target: str) -> list[asyncpg.Record]:
+    """The page and bundle deliveries to ``target``, oldest first, with the incidents of their pages."""
+    async with pool.acquire() as conn:
+        return await conn.fetch(
+            "SELECT d.id, d.kind, d.status, d.created_at,"
+            " array(SELECT p.incident_id FROM pages p WHERE p.delivery_id = d.id ORDER BY p.incident_id)"
+            " AS incidents"
+            " FROM deliveries d WHERE d.target = $1 AND d.kind IN ('page', 'bundle') ORDER BY d.created_at",
+            target,
         )
 
 
