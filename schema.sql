@@ -510,3 +510,42 @@ CREATE INDEX IF NOT EXISTS schedule_overrides_schedule_idx ON schedule_overrides
 -- A calendar feed's URL is signed (engine.oncall.feeds); raising its version revokes the old URL.
 ALTER TABLE schedules ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN IF NOT EXISTS ical_version integer NOT NULL DEFAULT 0;
+-- The keys pressed during a page's phone call that acted (engine.incidents.call_keys): Twilio may
+-- post one answer twice, and a key acts once per call.
+CREATE TABLE IF NOT EXISTS call_key_presses (
+    call_sid     text NOT NULL,
+    digits       text NOT NULL,
+    delivery_id  uuid NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    pressed_at   timestamptz NOT NULL,
+    PRIMARY KEY (call_sid, digits)
+);
+
+-- SMS replies (engine.incidents.sms_codes, engine.incidents.sms_replies). A page texted to a person
+-- says "reply 3a to ack, 3c to close": its code is per phone number, the lowest one not held by an
+-- earlier message to that number with an incident still open, so codes stay short and a code is
+-- reused only once everything its message was about is resolved.
+CREATE TABLE IF NOT EXISTS sms_reply_codes (
+    phone        text NOT NULL,
+    code         integer NOT NULL,
+    user_id      uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,  -- the person paged: acts as them
+    delivery_id  uuid NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    assigned_at  timestamptz NOT NULL,
+    PRIMARY KEY (phone, code),
+    CONSTRAINT sms_reply_codes_code_check CHECK (code > 0)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS sms_reply_codes_delivery_idx ON sms_reply_codes (delivery_id);
+-- Numbers that replied STOP (or another opt-out word): their SMS contact methods are not paged
+-- until the number replies START (engine.oncall.contacts.opt_out). Kept per number, as the
+-- provider keeps its own block: a method added later for that number is opted out too.
+CREATE TABLE IF NOT EXISTS sms_opt_outs (
+    phone         text PRIMARY KEY,
+    opted_out_at  timestamptz NOT NULL
+);
+-- Help texts answered to a number on one UTC day (an unknown number, a reply we could not read):
+-- at most engine.incidents.sms_replies.HELP_PER_DAY, so two robots cannot text each other for ever.
+CREATE TABLE IF NOT EXISTS sms_help_replies (
+    phone  text NOT NULL,
+    day    date NOT NULL,
+    sent   integer NOT NULL,
+    PRIMARY KEY (phone, day)
+);

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from api import (
     accounts,
+    action_links,
     api_keys,
     contact_methods,
     dev,
@@ -25,6 +26,8 @@ from api import (
     security,
     status,
     teams,
+    twilio_sms,
+    twilio_voice,
     webhooks,
 )
 from api.auth import auth_middleware
@@ -79,6 +82,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(schedules.routes)
     app.router.add_routes(feeds.routes)
     app.router.add_routes(invite_page.routes)
+    app.router.add_routes(action_links.routes)
     app.router.add_routes(reports.routes)
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)
@@ -86,6 +90,8 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(dev.routes)
     app.router.add_routes(pagerduty.routes)  # drop-in PagerDuty Events v2 and Opsgenie Alert API
     app.router.add_routes(opsgenie.routes)
+    app.router.add_routes(twilio_voice.routes)  # a call's key presses, from Twilio
+    app.router.add_routes(twilio_sms.routes)  # replies to SMS pages
     inbound.add_routes(app)
     return app
 

@@ -131,6 +131,7 @@ def method_to_api(method: ContactMethod) -> dict[str, Any]:
         "verified": method.verified_at is not None,
         "verified_at": method.verified_at,
         "needs_verification": method.needs_verification,
+        "opted_out_at": method.opted_out_at,
         "created_at": method.created_at,
     }
 

@@ -13,6 +13,7 @@ from html import escape
 
 from aiohttp import web
 
+from api.html_pages import page
 from api.state import CLOCK, POOL
 from engine.errors import MonodutyError
 from engine.teams import invites
@@ -21,12 +22,6 @@ routes = web.RouteTableDef()
 # What engine.teams.invites makes; any other path is simply not found.
 TOKEN = "{token:mdi_[A-Za-z0-9_-]{43}}"  # noqa: S105 - a route pattern
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<meta name="referrer" content="no-referrer"><title>Monoduty: {title}</title></head>
-<body style="font-family: sans-serif; max-width: 28rem; margin: 3rem auto">
-<h1>{title}</h1>{body}</body></html>
-"""
 FORM = """<p>{message}</p>
 <form method="post">
 <label>New password (at least 8 characters)<br>
@@ -35,16 +30,9 @@ FORM = """<p>{message}</p>
 </form>"""
 
 
-def _page(title: str, body: str) -> web.Response:
-    text = PAGE.format(title=escape(title), body=body)
-    # The token is in the URL: keep the page out of caches and other sites' Referer headers.
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-    return web.Response(text=text, content_type="text/html", headers=headers)
-
-
 @routes.get(f"/invite/{TOKEN}")
 async def show_form(request: web.Request) -> web.Response:
-    return _page("Choose your password", FORM.format(message="You were invited to Monoduty."))
+    return page("Choose your password", FORM.format(message="You were invited to Monoduty."))
 
 
 @routes.post(f"/invite/{TOKEN}")
@@ -58,7 +46,7 @@ async def submit_form(request: web.Request) -> web.Response:
             user = await invites.accept_invite(conn, wanted, request.app[CLOCK].now())
     except MonodutyError as exc:
         if exc.code == invites.InvalidInvite.code:
-            return _page("Link no longer valid", f"<p>{escape(exc.message)}.</p>")
-        return _page("Choose your password", FORM.format(message=escape(exc.message)))
+            return page("Link no longer valid", f"<p>{escape(exc.message)}.</p>")
+        return page("Choose your password", FORM.format(message=escape(exc.message)))
     done = f"<p>The password of {escape(user.email)} is set. Log in with it from now on.</p>"
-    return _page("Password set", done)
+    return page("Password set", done)

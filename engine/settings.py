@@ -59,6 +59,9 @@ class TwilioSettings:
     auth_token: str = field(repr=False)
     from_number: str
     base_url: str = "https://api.twilio.com"
+    # Calls ask Twilio to tell a person from a voicemail or fax (MachineDetection=Enable): a
+    # machine is hung up on, and the page counts as not answered (engine.channels.call).
+    machine_detection: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,11 @@ def _twilio(reader: _Reader) -> TwilioSettings | None:
         )
     base_url = reader.str("MONODUTY_TWILIO_BASE_URL") or TwilioSettings.base_url
     return TwilioSettings(
-        account_sid=sid, auth_token=token, from_number=from_number, base_url=base_url.rstrip("/")
+        account_sid=sid,
+        auth_token=token,
+        from_number=from_number,
+        base_url=base_url.rstrip("/"),
+        machine_detection=reader.bool("MONODUTY_TWILIO_MACHINE_DETECTION", False),
     )
 
 

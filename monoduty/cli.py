@@ -16,7 +16,7 @@ import asyncpg
 from engine import db
 from engine.observability import logs
 from engine.settings import Settings
-from monoduty import queue_cli
+from monoduty import incidents_cli, queue_cli
 from monoduty.config import DEFAULT_DATA_DIR, load_settings
 
 
@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--limit", type=int, default=50)
     outbox.set_defaults(func=cmd_outbox)
     queue_cli.add_parser(sub)
+    incidents_cli.add_parser(sub)
 
     from monoduty.report import add_arguments as report_arguments
 

@@ -40,3 +40,33 @@ async def test_every_private_api_route_refuses_anonymous_callers(client: TestCli
                 "INVALID_API_KEY",
                 "SESSION_EXPIRED",
             )
+
+
+# Every route outside /api/ and why it needs no caller: a route added later fails the test below
+# until it is listed here, so being public is always a decision.
+PUBLIC_ROUTES = {
+    "/healthz": "liveness for a supervisor",
+    "/readyz": "readiness for a load balancer",
+    "/metrics": "Prometheus; MONODUTY_METRICS_TOKEN guards it off loopback",
+    "/{token}": "inbound alerts: the secret URL is the credential",
+    "/hooks/{token}": "inbound alerts (the seed's second form of the URL)",
+    "/{token}/v2/enqueue": "PagerDuty Events v2 drop-in: the URL's token",
+    "/v2/enqueue": "PagerDuty Events v2 drop-in: routing_key is a webhook token",
+    "/v2/alerts": "Opsgenie Alert API drop-in: GenieKey is a webhook token",
+    "/v2/alerts/{identifier}/acknowledge": "Opsgenie drop-in, as above",
+    "/v2/alerts/{identifier}/close": "Opsgenie drop-in, as above",
+    "/ical/{token}.ics": "calendar feeds: a signed token per feed",
+    "/invite/{token}": "set-password page of an invite: a one-time token",
+    "/a/{token}": "a page's action links (acknowledge, resolve): a signed grant per message",
+    "/twilio/voice/{token}": "keys pressed during a page's call: Twilio's signature and a signed grant",
+    "/twilio/sms": "replies to SMS pages: Twilio's signature, and the sender's verified number",
+}
+
+
+async def test_every_route_outside_the_api_is_a_listed_public_one(client: TestClient) -> None:
+    outside = {
+        route.resource.canonical
+        for route in client.app.router.routes()
+        if route.resource is not None and not route.resource.canonical.startswith("/api/")
+    }
+    assert outside == set(PUBLIC_ROUTES)

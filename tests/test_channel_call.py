@@ -6,12 +6,13 @@ The failure contract every HTTP channel keeps is tests/support/channels.py's, ru
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import aiohttp
 import pytest
 
-from engine.channels.base import Channel
-from engine.channels.call import CallChannel, spoken_title
+from engine.channels.base import ActionLinks, Channel
+from engine.channels.call import MENU, CallChannel, spoken_title
 from engine.settings import TwilioSettings
 from tests.support.channels import FROM_NUMBER, HttpChannelContract, alert
 from tests.support.providers import TWILIO_SID, TWILIO_TOKEN, FakeProviders
@@ -19,11 +20,23 @@ from tests.support.providers import TWILIO_SID, TWILIO_TOKEN, FakeProviders
 TARGET = "+14155550101"
 
 
+PUBLIC_URL = "https://pager.example.com"
+TOKEN = "grant-payload.grant-signature"
+ACTIONS = ActionLinks(token=TOKEN, page=f"{PUBLIC_URL}/a/{TOKEN}", acknowledge="", resolve="")
+
+
 def call(
-    url: str, session: aiohttp.ClientSession, *, timeout: float = 5.0, secret: str | None = None
+    url: str,
+    session: aiohttp.ClientSession,
+    *,
+    timeout: float = 5.0,
+    secret: str | None = None,
+    machine_detection: bool = False,
 ) -> Channel:
-    twilio = TwilioSettings(TWILIO_SID, secret or TWILIO_TOKEN, FROM_NUMBER, base_url=url)
-    return CallChannel(twilio, session, timeout)
+    twilio = TwilioSettings(
+        TWILIO_SID, secret or TWILIO_TOKEN, FROM_NUMBER, base_url=url, machine_detection=machine_detection
+    )
+    return CallChannel(twilio, session, timeout, PUBLIC_URL)
 
 
 class TestContract(HttpChannelContract):
@@ -65,3 +78,35 @@ async def test_call_says_the_title_once_in_valid_twiml(
 )
 def test_titles_are_said_clearly(title: str, spoken: str) -> None:
     assert spoken_title(title) == spoken
+
+
+async def test_a_message_with_actions_offers_the_keys_after_the_alert(
+    fake_providers: FakeProviders, http_session: aiohttp.ClientSession
+) -> None:
+    await call(fake_providers.url, http_session).send(replace(alert(), actions=ACTIONS), TARGET)
+
+    [request] = fake_providers.requests
+    assert "MachineDetection" not in request.form and "Url" not in request.form
+    response = ET.fromstring(request.form["Twiml"])  # noqa: S314 - our own output
+    assert [element.tag for element in response] == ["Say", "Pause", "Say", "Gather", "Redirect"]
+    gather, redirect = response[3], response[4]
+    action = f"{PUBLIC_URL}/twilio/voice/{TOKEN}"
+    assert gather.attrib == {"numDigits": "1", "timeout": "10", "action": action, "method": "POST"}
+    assert [(e.tag, e.text) for e in gather] == [("Say", MENU)]
+    assert MENU == "Press 4 to acknowledge, 6 to resolve, 5 to escalate, 1 to repeat."
+    # No key within the timeout: Twilio goes on to ask the same URL (without Digits).
+    assert (redirect.text, redirect.get("method")) == (action, "POST")
+
+
+async def test_machine_detection_asks_twilio_who_answered_before_anything_is_said(
+    fake_providers: FakeProviders, http_session: aiohttp.ClientSession
+) -> None:
+    channel = call(fake_providers.url, http_session, machine_detection=True)
+    await channel.send(replace(alert(), actions=ACTIONS), TARGET)
+    await channel.send(alert(), "+14155550102")  # no actions: nothing to fetch, the alert is said
+
+    with_menu, without = fake_providers.requests
+    assert with_menu.form["MachineDetection"] == "Enable" and "Twiml" not in with_menu.form
+    assert with_menu.form["Url"] == f"{PUBLIC_URL}/twilio/voice/{TOKEN}?stage=answered"
+    assert without.form["MachineDetection"] == "Enable" and "Url" not in without.form
+    assert "<Gather" not in without.form["Twiml"]

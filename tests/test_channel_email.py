@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 import trustme
 
-from engine.channels.base import DeliveryError
+from engine.channels.base import ActionLinks, DeliveryError
 from engine.channels.email import EmailChannel
 from engine.settings import SmtpSettings
 from tests.support.channels import alert, smtp_settings
@@ -37,6 +37,29 @@ async def test_email_sends_text_and_html(smtp_server: SmtpServer) -> None:
     assert message.title in text and message.body in text and "prometheus" in text
     html = email.get_body(("html",)).get_content()
     assert "&lt;lagging&gt; &amp; failing" in html and "<lagging>" not in html
+
+
+async def test_email_with_action_links_offers_acknowledge_and_resolve_behind_a_confirmation(
+    smtp_server: SmtpServer,
+) -> None:
+    page = "https://ops.example.org/a/payload.signature"
+    actions = ActionLinks("payload.signature", page, f"{page}?action=acknowledge", f"{page}?action=resolve")
+    await EmailChannel(smtp_settings(smtp_server)).send(alert(actions=actions), "oncall@example.com")
+
+    [email] = smtp_server.messages
+    text = email.get_body(("plain",)).get_content()
+    assert f"Acknowledge: {actions.acknowledge}" in text and f"Resolve: {actions.resolve}" in text
+    assert "asks you to confirm" in text
+    html = email.get_body(("html",)).get_content()
+    assert f'<a href="{actions.acknowledge}"><strong>Acknowledge</strong></a>' in html
+    assert f'<a href="{actions.resolve}"><strong>Resolve</strong></a>' in html
+    assert "asks you to confirm" in html
+
+
+async def test_email_without_action_links_has_none(smtp_server: SmtpServer) -> None:
+    await EmailChannel(smtp_settings(smtp_server)).send(alert(), "oncall@example.com")
+
+    assert "Acknowledge" not in smtp_server.messages[0].get_body(("plain",)).get_content()
 
 
 async def test_email_subject_may_be_non_ascii(smtp_server: SmtpServer) -> None:

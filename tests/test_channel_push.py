@@ -10,7 +10,7 @@ import base64
 import aiohttp
 import pytest
 
-from engine.channels.base import Channel
+from engine.channels.base import ActionLinks, Channel
 from engine.channels.push import PushChannel
 from engine.settings import NtfySettings
 from tests.support.channels import HttpChannelContract, alert
@@ -95,3 +95,36 @@ async def test_push_without_a_token_sends_no_authorization(
     [request] = fake_providers.requests
     assert "Authorization" not in request.headers
     assert request.body == alert().title  # an empty message still says something
+
+
+def action_links(base: str) -> ActionLinks:
+    page = f"{base}/a/payload.signature"
+    return ActionLinks("payload.signature", page, f"{page}?action=acknowledge", f"{page}?action=resolve")
+
+
+async def test_tapping_a_push_opens_the_senders_first_link(
+    fake_providers: FakeProviders, http_session: aiohttp.ClientSession
+) -> None:
+    links = ("https://grafana.example.org/d/db", "https://wiki.example.org/db")
+    await push(fake_providers.url, http_session).send(alert(links=links), TARGET)
+
+    headers = fake_providers.requests[0].headers
+    assert headers["Click"] == links[0]
+    assert "Actions" not in headers  # no action links: a test send, or no public URL and secret key
+
+
+async def test_a_push_with_action_links_has_buttons_and_opens_the_incident_page(
+    fake_providers: FakeProviders, http_session: aiohttp.ClientSession
+) -> None:
+    # A comma and a semicolon in the public URL would end an unquoted value of ntfy's format.
+    actions = action_links("https://ops.example.org/pager;x,y")
+    message = alert(actions=actions, links=("https://grafana.example.org/d/db",))
+    await push(fake_providers.url, http_session).send(message, TARGET)
+
+    headers = fake_providers.requests[0].headers
+    assert headers["Click"] == actions.page
+    assert headers["Actions"] == (
+        f'action=http, label=Acknowledge, url="{actions.acknowledge}", method=POST, clear=true; '
+        f'action=http, label=Resolve, url="{actions.resolve}", method=POST, clear=true; '
+        'action=view, label=Open link, url="https://grafana.example.org/d/db"'
+    )

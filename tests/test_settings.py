@@ -40,6 +40,7 @@ def test_providers_from_the_environment(tmp_path: Path) -> None:
     assert settings.smtp is not None and (settings.smtp.port, settings.smtp.tls) == (465, "tls")
     assert settings.twilio is not None and settings.twilio.auth_token == "s3cret-token"
     assert settings.twilio.base_url == "http://127.0.0.1:9999"
+    assert settings.twilio.machine_detection is False
     assert settings.ntfy is not None and settings.ntfy.url == "https://ntfy.example.com"
     assert settings.rate_limit_inbound == RateLimit(10, 1)
 
@@ -75,6 +76,18 @@ def test_bad_values_name_the_variable_not_the_value(env: dict[str, str], named: 
     for value in env.values():
         if len(value) > 3:
             assert value not in str(raised.value)
+
+
+def test_machine_detection_is_a_switch_of_the_twilio_account() -> None:
+    env = {
+        "MONODUTY_TWILIO_ACCOUNT_SID": "AC1",
+        "MONODUTY_TWILIO_AUTH_TOKEN": "t",
+        "MONODUTY_TWILIO_FROM": "+1555",
+    }
+    settings = Settings.from_env({**env, "MONODUTY_TWILIO_MACHINE_DETECTION": "on"})
+    assert settings.twilio is not None and settings.twilio.machine_detection is True
+    with pytest.raises(SettingsError, match="MONODUTY_TWILIO_MACHINE_DETECTION"):
+        Settings.from_env({**env, "MONODUTY_TWILIO_MACHINE_DETECTION": "sometimes"})
 
 
 def test_an_empty_environment_gives_the_field_defaults() -> None:

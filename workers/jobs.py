@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -20,6 +21,7 @@ from engine.alerts.payloads import group_members, parse_alert
 from engine.alerts.refused import refused_alert
 from engine.channels.base import Channel, DeliveryError, Receipt
 from engine.clock import Clock
+from engine.incidents import channel_actions, sms_codes
 from engine.incidents.noise import Caps
 from engine.masking import mask_target, mask_text
 from engine.observability import metrics
@@ -123,6 +125,23 @@ async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None)
         attempt = await lifecycle.start_attempt(conn, uuid.UUID(delivery_id))
     if attempt is None:
         return "final already"
+    actions = channel_actions.links(
+        settings.public_url,
+        settings.secret_key,
+        attempt.delivery_id,
+        attempt.acting_user_id,
+        attempt.kind,
+        ctx["clock"].now(),
+    )
+    if actions is not None:
+        attempt = replace(attempt, message=replace(attempt.message, actions=actions))
+    if attempt.channel == sms_codes.CHANNEL:
+        async with ctx["pool"].acquire() as conn:
+            reply = await sms_codes.assign(
+                conn, attempt.delivery_id, attempt.target, ctx["clock"].now(), public_url=settings.public_url
+            )
+        if reply is not None:
+            attempt = replace(attempt, message=replace(attempt.message, reply=reply))
     fields = {
         "alert_id": str(attempt.alert_id),
         "webhook_id": str(attempt.webhook_id),

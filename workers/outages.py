@@ -1,4 +1,5 @@
-"""Jobs wait out a PostgreSQL or Redis outage instead of failing for good.
+"""Jobs wait out a PostgreSQL or Redis outage (or a deadlock PostgreSQL broke) instead of failing
+for good.
 
 arq fails a job permanently on any exception other than ``Retry``: a ``process_alert`` that met a
 restarting database would drop an alert already answered ``202``, and a ``deliver`` would leave its
@@ -17,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+import asyncpg
 from arq import Retry
 
 from engine import retry
@@ -25,6 +27,13 @@ from engine.errors import STORAGE_DOWN
 log = logging.getLogger("monoduty.worker")
 
 T = TypeVar("T")
+
+# PostgreSQL ended the transaction to break a deadlock or a serialization conflict: running it
+# again succeeds. A bug in lock order would otherwise fail the job for good and lose its alert.
+CONFLICTS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
 
 # Backoff between tries while the storage is down, and how long a job keeps trying: as long as arq
 # keeps the job itself (a day from when it was queued), so an outage never loses one.
@@ -45,16 +54,17 @@ def waits_for_storage(job: Callable[..., Awaitable[T]]) -> Callable[..., Corouti
         try:
             async with asyncio.timeout(deadline(ctx["settings"].job_timeout)):
                 return await job(ctx, *args, **kwargs)
-        except STORAGE_DOWN as exc:
+        except (*STORAGE_DOWN, *CONFLICTS) as exc:
             try_number = int(ctx.get("job_try") or 1)
             base = ctx["settings"].retry_base_delay
             delay = retry.backoff_delay(try_number, base=base, cap=WAIT_CAP_SECONDS)
             # The type only: a driver's message may name hosts and users.
             log.warning(
-                "%s %s deferred %.1fs: storage unreachable (%s), try %d",
+                "%s %s deferred %.1fs: %s (%s), try %d",
                 job.__name__,
                 ctx.get("job_id"),
                 delay,
+                "transaction conflict" if isinstance(exc, CONFLICTS) else "storage unreachable",
                 type(exc).__name__,
                 try_number,
             )

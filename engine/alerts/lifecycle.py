@@ -1,8 +1,8 @@
 """The life of an alert: stored once, fanned out into deliveries, finalised once.
 
 Every step is idempotent because jobs run at least once:
-- ``record_alert`` inserts the alert and its deliveries with ON CONFLICT DO NOTHING and counts
-  the call only when the alert row is new;
+- ``record_alert``, under the webhook's row lock, stores the alert and its deliveries and counts
+  the call only when the alert is not stored yet (a re-run returns its pending deliveries);
 - ``finish_delivery`` changes a delivery only while it is pending, and finalises the alert (and
   moves the webhook's counters) only while the alert is pending, under a lock on the alert row
   so that two deliveries finishing at once cannot both miss being last.
@@ -63,6 +63,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
+ALERT_STORED = "SELECT EXISTS (SELECT 1 FROM alerts WHERE id = $1)"
 COUNT_CALL = """
 UPDATE webhooks SET total_calls = total_calls + 1, pending_calls = pending_calls + 1,
     last_call_at = greatest(last_call_at, $2)
@@ -111,7 +112,10 @@ SELECT d.id, d.alert_id, d.kind, d.channel, d.target, d.attempts, w.id AS webhoo
     EXISTS (SELECT 1 FROM incident_alerts l WHERE l.alert_id = d.alert_id) AS of_member,
     (SELECT max(id::text) FROM alerts WHERE incident_id = i.id) AS any_alert_id,
     g.title AS digest_title, g.message AS digest_message, g.severity AS digest_severity,
-    g.alert_id AS digest_alert_id, g.sent_at AS digest_sent_at
+    g.alert_id AS digest_alert_id, g.sent_at AS digest_sent_at,
+    -- who acts when the message's action links are used: the person paged, else the webhook's maker
+    coalesce((SELECT p.user_id FROM pages p WHERE p.delivery_id = d.id AND p.user_id IS NOT NULL LIMIT 1),
+             w.user_id) AS acting_user_id
 FROM d LEFT JOIN alerts a ON a.id = d.alert_id LEFT JOIN incidents i ON i.id = d.incident_id
     LEFT JOIN digests g ON g.id = d.digest_id
     JOIN webhooks w ON w.id = coalesce(a.webhook_id, i.webhook_id, g.webhook_id)
@@ -158,6 +162,10 @@ class Attempt:
     number: int
     message: Message
     request_id: str | None
+    kind: str = DeliveryKind.PAGE.value
+    # Whom the message's action links act as (engine.incidents.channel_actions): the person paged,
+    # or for a webhook's own targets its maker. None where nothing can be acted on (a test send).
+    acting_user_id: uuid.UUID | None = None
 
 
 async def record_alert(
@@ -186,6 +194,11 @@ async def record_alert(
         webhook = await conn.fetchrow(LOCK_WEBHOOK, webhook_id)
         if webhook is None:
             return None
+        # A re-run (its job ran again after a fault) stops here. Its INSERT would find the stored
+        # row, and wait for a finish_delivery updating it, which waits for this webhook lock: a
+        # deadlock. A plain read waits for nobody, and every writer of this alert holds the lock.
+        if await conn.fetchval(ALERT_STORED, alert_id):
+            return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
         inserted = await conn.fetchval(
             INSERT_ALERT,
             alert_id,
@@ -298,6 +311,8 @@ async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt 
         number=row["attempts"],
         message=message,
         request_id=row["request_id"],
+        kind=row["kind"],
+        acting_user_id=row["acting_user_id"] if row["number"] is not None or triggered else None,
     )
 
 

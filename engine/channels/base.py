@@ -18,6 +18,28 @@ SEVERITIES = ("critical", "error", "warning", "info")
 
 
 @dataclass(frozen=True)
+class ActionLinks:
+    """The signed URLs of one message's actions (engine.incidents.channel_actions): ``page`` shows
+    the incident(s) with a button per action (GET changes nothing), ``acknowledge`` and
+    ``resolve`` act when POSTed to; ``token`` is the grant itself, for callbacks (a call's keys)."""
+
+    token: str
+    page: str
+    acknowledge: str
+    resolve: str
+
+
+@dataclass(frozen=True)
+class ReplyCode:
+    """What a person texts back to act on an SMS page (engine.incidents.sms_codes): ``code`` then
+    ``a`` to acknowledge or ``c`` to close; ``incidents`` is how many the message is about (a
+    bundle's code acts on all of them)."""
+
+    code: int
+    incidents: int = 1
+
+
+@dataclass(frozen=True)
 class Message:
     """What one alert says, as every channel renders it."""
 
@@ -31,6 +53,8 @@ class Message:
     is_test: bool = False
     links: tuple[str, ...] = ()  # http(s) URLs the sender linked (PagerDuty ``links``), first = most useful
     number: int | None = None  # the incident's per-owner number; None for a test send or a notice
+    actions: ActionLinks | None = None  # where the recipient acknowledges or resolves from the message
+    reply: ReplyCode | None = None  # SMS: the code a reply names to act on the message
 
     @property
     def subject(self) -> str:

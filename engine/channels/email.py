@@ -151,8 +151,16 @@ def _facts(message: Message) -> list[tuple[str, str]]:
     return [*facts, ("Received", received), ("Alert id", message.alert_id)]
 
 
+# Said next to the links: a reader (and a mail scanner) opening one has not acted yet.
+CONFIRM_NOTE = "Each link opens a page that asks you to confirm. Links expire after 24 hours."
+
+
 def _text(message: Message) -> str:
-    lines = [message.subject, "", message.body.strip(), ""]
+    lines = [message.subject, ""]
+    if message.actions is not None:
+        actions = message.actions
+        lines += [f"Acknowledge: {actions.acknowledge}", f"Resolve: {actions.resolve}", CONFIRM_NOTE, ""]
+    lines += [message.body.strip(), ""]
     lines += [f"{name}: {value}" for name, value in _facts(message)]
     return "\n".join(lines) + "\n"
 
@@ -167,10 +175,23 @@ def _html(message: Message) -> str:
     return (
         "<!DOCTYPE html><html><body>"
         f"<h2>{e(message.subject)}</h2>"
+        f"{_html_actions(message)}"
         f'<pre style="white-space:pre-wrap;font-family:inherit">{e(message.body.strip())}</pre>'
         f"{_html_links(message)}"
         f"<table>{rows}</table>"
         "</body></html>\n"
+    )
+
+
+def _html_actions(message: Message) -> str:
+    """Acknowledge and Resolve as links to the confirmation page (ours, escaped all the same)."""
+    if message.actions is None:
+        return ""
+    e, actions = html.escape, message.actions
+    return (
+        f'<p><a href="{e(actions.acknowledge)}"><strong>Acknowledge</strong></a> &middot; '
+        f'<a href="{e(actions.resolve)}"><strong>Resolve</strong></a></p>'
+        f'<p style="color:#555;font-size:smaller">{e(CONFIRM_NOTE)}</p>'
     )
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import re
+import string
 from urllib.parse import quote
 
 import aiohttp
 
 from engine.channels import http
-from engine.channels.base import Message, Receipt
+from engine.channels.base import ActionLinks, Message, Receipt
 from engine.settings import NtfySettings
 
 PROVIDER = "ntfy"
@@ -22,6 +23,7 @@ PRIORITIES = {"critical": "5", "error": "4", "warning": "3", "info": "2"}
 MAX_BODY_BYTES = 4000
 MAX_TITLE = 250
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+URL_SAFE = string.punctuation.replace('"', "")  # kept as they are in an Actions URL
 
 
 class PushChannel:
@@ -56,12 +58,38 @@ class PushChannel:
             "Tags": ",".join(header_value(tag) for tag in tags),
             "Content-Type": "text/plain; charset=utf-8",
         }
-        if message.links and message.links[0].isascii():
+        sender_link = message.links[0] if message.links and message.links[0].isascii() else None
+        if message.actions is not None:
+            # Buttons to act from the lock screen; tapping the notification opens our page of the
+            # incident(s), and the sender's first link stays one tap away as a third button.
+            headers["Actions"] = actions_header(message.actions, sender_link)
+            headers["Click"] = header_value(message.actions.page)
+        elif sender_link is not None:
             # Tapping the notification opens the sender's first link (ntfy's Click header).
-            headers["Click"] = header_value(message.links[0])
+            headers["Click"] = header_value(sender_link)
         if self.settings.token:
             headers["Authorization"] = f"Bearer {self.settings.token}"
         return headers
+
+
+def actions_header(actions: ActionLinks, sender_link: str | None) -> str:
+    """ntfy's ``Actions`` header (its simple format): an ``http`` button POSTing each action link,
+    clearing the notification once the POST succeeds; a ``view`` button for the sender's link."""
+    buttons = [
+        f"action=http, label=Acknowledge, url={_quoted(actions.acknowledge)}, method=POST, clear=true",
+        f"action=http, label=Resolve, url={_quoted(actions.resolve)}, method=POST, clear=true",
+    ]
+    if sender_link is not None:
+        buttons.append(f"action=view, label=Open link, url={_quoted(sender_link)}")
+    return "; ".join(buttons)
+
+
+def _quoted(url: str) -> str:
+    """A URL as one value of the simple format: in double quotes, so that a ``,`` or ``;`` in it
+    does not end the value. Whatever a header cannot carry as it is (spaces, controls, non-ASCII)
+    and the ``"`` itself are percent-encoded, which means the same to the server and needs no
+    backslash escape (older ntfy servers keep the backslash)."""
+    return '"' + quote(url, safe=URL_SAFE) + '"'
 
 
 def render_body(message: Message) -> bytes:

@@ -60,7 +60,9 @@ CHANNELS: tuple[Spec, ...] = (
     ),
     Spec(
         type="CALL", key="call", validate=validate_phone, contact="phone",
-        settings=("MONODUTY_TWILIO_ACCOUNT_SID",), provider=lambda s: s.twilio, build=CallChannel,
+        settings=("MONODUTY_TWILIO_ACCOUNT_SID",), provider=lambda s: s.twilio and (s.twilio, s.public_url),
+        # The public URL is where a call's menu posts the key pressed (engine.channels.call).
+        build=lambda provider, session, timeout: CallChannel(provider[0], session, timeout, provider[1]),
     ),
 )  # fmt: skip
 

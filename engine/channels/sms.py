@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from engine.channels.base import Message, Receipt
+from engine.channels.base import Message, Receipt, ReplyCode
 from engine.channels.twilio import TwilioClient
 from engine.settings import TwilioSettings
 
@@ -37,25 +37,35 @@ class SmsChannel:
 
 
 def render(message: Message) -> str:
-    """One SMS segment where it can: ``[CRITICAL] DB down``, then detail only while it fits.
+    """One SMS segment where it can: ``[CRITICAL] #42 DB down``, then detail only while it fits,
+    then how to reply (``Reply 3a to ack, 3c to close``) when the page carries a reply code.
 
     The detail is the first link the sender gave, then the message's lines, each whole (the first
     one cut to the room left, so a label line such as ``cluster=prod ...`` still tells two pages
     apart). A subject longer than a segment is sent whole, without detail: cutting the title would
-    lose what the page is about.
+    lose what the page is about. The reply line is never cut: it is what a person acts with.
     """
+    tail = f"\n{reply_line(message.reply)}" if message.reply is not None else ""
     text = message.subject
     details = [*message.links[:1], *(line.strip() for line in message.body.splitlines())]
     for index, line in enumerate(d for d in details if d):
         candidate = f"{text}\n{line}"
-        if fits_one_segment(candidate):
+        if fits_one_segment(candidate + tail):
             text = candidate
             continue
         if index == 0:
-            cut = _cut_to_segment(text, line)
+            cut = _cut_to_segment(text, line, tail)
             text = f"{text}\n{cut}" if cut else text
         break
-    return truncate(text, MAX_BODY)
+    return truncate(text, MAX_BODY - _units(tail)) + tail
+
+
+def reply_line(reply: ReplyCode) -> str:
+    """How to act on the page by replying (engine.incidents.sms_replies reads it back)."""
+    code, count = reply.code, reply.incidents
+    if count > 1:
+        return f"Reply {code}a to ack all {count}, {code}c to close all {count}"
+    return f"Reply {code}a to ack, {code}c to close"
 
 
 def fits_one_segment(text: str) -> bool:
@@ -80,12 +90,12 @@ def gsm7_length(text: str) -> int | None:
     return length
 
 
-def _cut_to_segment(head: str, line: str) -> str:
-    """The longest start of ``line`` (marked as cut) that still fits one segment after ``head``,
-    or "" when less than a few words would fit. "..." rather than "…": U+2026 is not GSM-7."""
+def _cut_to_segment(head: str, line: str, tail: str) -> str:
+    """The longest start of ``line`` (marked as cut) that still fits one segment between ``head``
+    and ``tail``, or "" when less than a few words would fit. "..." rather than "…": U+2026 is not GSM-7."""
     kept = ""
     for char in line:
-        if not fits_one_segment(f"{head}\n{kept}{char}..."):
+        if not fits_one_segment(f"{head}\n{kept}{char}...{tail}"):
             break
         kept += char
     kept = kept.rstrip()

@@ -37,9 +37,18 @@ class TwilioClient:
             "Messages.json", {"To": to, "From": self.settings.from_number, "Body": body}
         )
 
-    async def create_call(self, to: str, twiml: str) -> str | None:
-        """Place a voice call that reads ``twiml``; returns Twilio's call sid (``CA...``)."""
-        return await self._create("Calls.json", {"To": to, "From": self.settings.from_number, "Twiml": twiml})
+    async def create_call(self, to: str, *, twiml: str | None = None, url: str | None = None) -> str | None:
+        """Place a voice call that plays ``twiml``, or the TwiML Twilio fetches from ``url`` once the
+        call is answered (give one); returns Twilio's call sid (``CA...``).
+
+        With machine detection on, Twilio tells a person from a voicemail or fax before it plays
+        anything, and names which in its request to ``url`` (``AnsweredBy``)."""
+        assert (twiml is None) != (url is None), "a call plays either TwiML or a URL's"
+        fields = {"To": to, "From": self.settings.from_number}
+        fields.update({"Url": url} if url is not None else {"Twiml": twiml or ""})
+        if self.settings.machine_detection:
+            fields["MachineDetection"] = "Enable"
+        return await self._create("Calls.json", fields)
 
     async def _create(self, resource: str, fields: dict[str, str]) -> str | None:
         response = await http.post(

@@ -66,8 +66,11 @@ async def _lock(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID)
     return row
 
 
-async def acknowledge(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID, now: datetime) -> None:
-    """triggered -> acknowledged; acknowledging again is a no-op; a resolved incident is 409."""
+async def acknowledge(
+    conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID, now: datetime, *, via: str | None = None
+) -> None:
+    """triggered -> acknowledged; acknowledging again is a no-op; a resolved incident is 409.
+    ``via``: the channel it came from when not the API (the timeline says "via push")."""
     async with conn.transaction():
         row = await _lock(conn, user_id, incident_id)
         if row["status"] == IncidentStatus.RESOLVED:
@@ -76,11 +79,13 @@ async def acknowledge(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid
             return
         await conn.execute(ACKNOWLEDGE, incident_id, now, user_id)
         await escalation.stop(conn, incident_id, "incident acknowledged")
-        await add_event(conn, incident_id, EventKind.ACKNOWLEDGED, Actor.USER, now, user_id=user_id)
+        await add_event(
+            conn, incident_id, EventKind.ACKNOWLEDGED, Actor.USER, now, text=_via(via), user_id=user_id
+        )
 
 
 async def resolve(
-    conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID, now: datetime
+    conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID, now: datetime, *, via: str | None = None
 ) -> list[uuid.UUID]:
     """Resolve (from triggered or acknowledged); returns the RESOLVED notices to enqueue."""
     async with conn.transaction():
@@ -89,7 +94,9 @@ async def resolve(
             return []
         await conn.execute(RESOLVE, incident_id, now, user_id)
         await escalation.stop(conn, incident_id, "incident resolved")
-        await add_event(conn, incident_id, EventKind.RESOLVED, Actor.USER, now, user_id=user_id)
+        await add_event(
+            conn, incident_id, EventKind.RESOLVED, Actor.USER, now, text=_via(via), user_id=user_id
+        )
         channels = list(row["notify_on_resolve"])
         paged = await escalation.resolved_notice_targets(conn, incident_id, channels)
         planned = (
@@ -107,6 +114,10 @@ async def resolve(
         ]
         await conn.executemany(INSERT_NOTICE, notices)
     return [n[0] for n in notices]
+
+
+def _via(channel: str | None) -> str:
+    return f"via {channel}" if channel else ""
 
 
 async def add_note(

@@ -29,6 +29,7 @@ SELECT {COLUMNS} FROM incidents i
 WHERE i.team_id IN {TEAMS_OF.format(user="$1")} AND i.status = ANY($2::text[])
   AND ($3::uuid IS NULL OR i.webhook_id = $3)
   AND ($4::timestamptz IS NULL OR (i.created_at, i.id) < ($4, $5))
+  AND ($7::integer IS NULL OR i.number = $7) AND ($8::uuid IS NULL OR i.team_id = $8)
 ORDER BY i.created_at DESC, i.id DESC
 LIMIT $6
 """
@@ -75,24 +76,38 @@ async def list_page(
     conn: db.Connection, user_id: uuid.UUID, query: Mapping[str, str]
 ) -> tuple[list[asyncpg.Record], str | None]:
     """``?status=open|triggered|acknowledged|resolved|all`` (all by default), ``?webhook=<id>``,
-    ``?limit=`` (1-100), ``?cursor=``; newest first, with the next page's cursor (None on the last)."""
+    ``?team=<id>``, ``?number=`` (its number in its team: #42), ``?limit=`` (1-100), ``?cursor=``;
+    newest first, with the next page's cursor (None on the last)."""
     status = query.get("status", "all")
     if status not in STATUS_FILTERS:
         raise ValidationError(f"status must be one of {', '.join(STATUS_FILTERS)}", field="status")
-    webhook_id: uuid.UUID | None = None
-    if "webhook" in query:
-        try:
-            webhook_id = uuid.UUID(query["webhook"])
-        except ValueError:
-            raise ValidationError("webhook must be a webhook id", field="webhook") from None
+    webhook_id = _id_param(query, "webhook")
+    team_id = _id_param(query, "team")
+    number: int | None = None
+    if "number" in query:
+        raw = query["number"].removeprefix("#")
+        if not raw.isdigit() or not 0 < int(raw) < 2**31:
+            raise ValidationError("number must be an incident's number, like 42", field="number")
+        number = int(raw)
     page = notifications.parse_page({k: v for k, v in query.items() if k in ("limit", "cursor")})
     created_at, after_id = page.after if page.after else (None, None)
     statuses = list(STATUS_FILTERS[status])
-    rows = await conn.fetch(PAGE, user_id, statuses, webhook_id, created_at, after_id, page.limit + 1)
+    rows = await conn.fetch(
+        PAGE, user_id, statuses, webhook_id, created_at, after_id, page.limit + 1, number, team_id
+    )
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     cursor = notifications.encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
     return rows, cursor
+
+
+def _id_param(query: Mapping[str, str], name: str) -> uuid.UUID | None:
+    if name not in query:
+        return None
+    try:
+        return uuid.UUID(query[name])
+    except ValueError:
+        raise ValidationError(f"{name} must be a {name} id", field=name) from None
 
 
 async def get_incident(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID) -> dict[str, Any]:

@@ -8,6 +8,10 @@ verified number is never silently re-pointed at another one, and a method the us
 brought back. A phone method (SMS, CALL) is paged only once verified (engine/oncall/verification.py);
 an EMAIL method is verified when its address is the user's login, and email and push methods are
 paged whether or not they are.
+
+A number that replied STOP to our SMS number is **opted out** (``opt_out``, kept per number in
+sms_opt_outs): its SMS methods are not paged, whoever's they are, until it replies START
+(``opt_in``). Calls to it go on: STOP is about texts.
 """
 
 from __future__ import annotations
@@ -47,10 +51,19 @@ class ContactMethod:
     target: str
     verified_at: datetime | None
     created_at: datetime
+    opted_out_at: datetime | None = None  # an SMS method whose number replied STOP: not paged
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> ContactMethod:
-        return cls(r["id"], r["user_id"], r["type"], r["target"], r["verified_at"], r["created_at"])
+        return cls(
+            r["id"],
+            r["user_id"],
+            r["type"],
+            r["target"],
+            r["verified_at"],
+            r["created_at"],
+            r["opted_out_at"],
+        )
 
     @property
     def needs_verification(self) -> bool:
@@ -58,7 +71,10 @@ class ContactMethod:
         return self.type in PHONE_TYPES and self.verified_at is None
 
 
-COLUMNS = "id, user_id, type, target, verified_at, created_at"
+# An SMS method's number may have replied STOP (also in RETURNING: the row's own columns are in scope).
+OPTED_OUT_AT = """(SELECT o.opted_out_at FROM sms_opt_outs o
+    WHERE contact_methods.type = 'SMS' AND o.phone = contact_methods.target) AS opted_out_at"""
+COLUMNS = f"id, user_id, type, target, verified_at, created_at, {OPTED_OUT_AT}"
 INSERT = f"""
 INSERT INTO contact_methods (id, user_id, type, target, verified_at, created_at)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -81,6 +97,14 @@ RETURNING {COLUMNS}
 # A new target is a new number: any code sent to the old one must not verify it.
 FORGET_VERIFICATION = "DELETE FROM contact_method_verifications WHERE contact_method_id = $1"
 DELETE = "DELETE FROM contact_methods WHERE id = $1 AND user_id = $2 RETURNING id"
+OPT_OUT = """
+INSERT INTO sms_opt_outs (phone, opted_out_at) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING RETURNING phone
+"""
+OPT_IN = "DELETE FROM sms_opt_outs WHERE phone = $1 RETURNING phone"
+# Whom a text from this number speaks for: the people who proved they hold it.
+VERIFIED_SMS_USERS = """
+SELECT DISTINCT user_id FROM contact_methods WHERE type = 'SMS' AND target = $1 AND verified_at IS NOT NULL
+"""
 
 
 def parse_id(raw: str) -> uuid.UUID:
@@ -201,3 +225,18 @@ async def delete_method(conn: db.Connection, user_id: uuid.UUID, method_id: uuid
     """Delete the method and its notification rules."""
     if await conn.fetchval(DELETE, method_id, user_id) is None:
         raise NotFound("contact method not found", code="CONTACT_METHOD_NOT_FOUND")
+
+
+async def opt_out(conn: db.Connection, phone: str, now: datetime) -> bool:
+    """The number replied STOP: its SMS methods are not paged until START. False if it already had."""
+    return await conn.fetchval(OPT_OUT, phone, now) is not None
+
+
+async def opt_in(conn: db.Connection, phone: str) -> bool:
+    """The number replied START: its SMS methods are paged again. False if it had not opted out."""
+    return await conn.fetchval(OPT_IN, phone) is not None
+
+
+async def verified_sms_users(conn: db.Connection, phone: str) -> list[uuid.UUID]:
+    """The users with a verified SMS method at ``phone`` (a text from it may act as them)."""
+    return [r["user_id"] for r in await conn.fetch(VERIFIED_SMS_USERS, phone)]

@@ -189,7 +189,12 @@ async def sweep_batch(
 
 
 async def run_step(
-    conn: db.Connection, incident: asyncpg.Record, now: datetime, *, manual: bool = False
+    conn: db.Connection,
+    incident: asyncpg.Record,
+    now: datetime,
+    *,
+    manual: bool = False,
+    via: str | None = None,
 ) -> list[WakeUp]:
     """Run the incident's next step (its row locked by the caller). ``manual`` (escalate now):
     past the last step the policy starts over, whatever its repeat count."""
@@ -240,6 +245,7 @@ async def run_step(
     again = f" (repeat {loop} of {policy.repeat})" if loop else ""
     text = f"step {step + 1} of {len(policy.steps)}{again}: paged {names}"
     actor = Actor.USER if manual else Actor.SYSTEM
+    text += f" (via {via})" if via else ""
     await add_event(conn, incident_id, EventKind.ESCALATED, actor, now, text=text)
     return [*wake_ups, step_wake_up(incident_id, wave, next_at)]
 
@@ -300,12 +306,12 @@ async def _lock_for(
 
 
 async def escalate_now(
-    conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID, now: datetime
+    conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID, now: datetime, *, via: str | None = None
 ) -> list[WakeUp]:
-    """A person moves the incident to its next step at once."""
+    """A person moves the incident to its next step at once (``via`` a channel, not the API)."""
     async with conn.transaction():
         row, _ = await _lock_for(conn, user_id, incident_id)
-        return await run_step(conn, row, now, manual=True)
+        return await run_step(conn, row, now, manual=True, via=via)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 The escalation engine pages a user by asking ``notification_plan`` what to send when: one
 ``PlannedContact`` per rule, in order of delay. A rule whose method cannot be paged yet (a phone
-number not verified) is still in the plan, with ``skipped_reason`` set, so the incident's timeline
-can say why that person was not called.
+number not verified, a number that replied STOP to our texts) is still in the plan, with
+``skipped_reason`` set, so the incident's timeline can say why that person was not called.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from engine.validate import UNSET
 MAX_DELAY = 1440  # a day: a rule later than that is a mistake, not a plan
 MAX_RULES = 50  # per user
 SKIP_UNVERIFIED = "phone number not verified"
+SKIP_OPTED_OUT = "the number replied STOP (texting START pages it again)"
 _NOT_YOURS = "contact_method_id must be the id of one of your contact methods"
 
 
@@ -61,8 +62,10 @@ class PlannedContact:
 
 
 SELECT_ALL = """
-SELECT r.id, r.contact_method_id, r.delay_minutes, r.created_at, c.type, c.target, c.verified_at
+SELECT r.id, r.contact_method_id, r.delay_minutes, r.created_at, c.type, c.target, c.verified_at,
+    o.opted_out_at
 FROM notification_rules r JOIN contact_methods c ON c.id = r.contact_method_id
+    LEFT JOIN sms_opt_outs o ON c.type = 'SMS' AND o.phone = c.target
 WHERE r.user_id = $1
 ORDER BY r.delay_minutes, r.created_at, r.id
 """
@@ -145,17 +148,15 @@ async def delete_rule(conn: db.Connection, user_id: uuid.UUID, rule_id: uuid.UUI
 
 async def notification_plan(conn: db.Connection, user_id: uuid.UUID) -> list[PlannedContact]:
     """What paging this user means, in order: each rule's delay, method and target, and for a
-    rule that must not be sent (an unverified phone number) the reason it is skipped."""
+    rule that must not be sent (an unverified phone number, an opted-out one) the reason it is skipped."""
     plan = []
     for r in await conn.fetch(SELECT_ALL, user_id):
-        unverified = r["type"] in PHONE_TYPES and r["verified_at"] is None
+        skipped = None
+        if r["type"] in PHONE_TYPES and r["verified_at"] is None:
+            skipped = SKIP_UNVERIFIED
+        elif r["opted_out_at"] is not None:
+            skipped = SKIP_OPTED_OUT
         plan.append(
-            PlannedContact(
-                r["delay_minutes"],
-                r["contact_method_id"],
-                r["type"],
-                r["target"],
-                SKIP_UNVERIFIED if unverified else None,
-            )
+            PlannedContact(r["delay_minutes"], r["contact_method_id"], r["type"], r["target"], skipped)
         )
     return plan

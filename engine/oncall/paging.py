@@ -123,6 +123,9 @@ FOR UPDATE SKIP LOCKED
 CONTACT_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))"
 MARK_SENT = "UPDATE pages SET status = 'sent', delivery_id = $2, sent_at = $3 WHERE id = ANY($1::uuid[])"
 CANCEL_ONE = "UPDATE pages SET status = 'cancelled', reason = $2 WHERE id = $1"
+CANCEL_PENDING_TO = """
+UPDATE pages SET status = 'cancelled', reason = $3 WHERE status = 'pending' AND channel = $1 AND target = $2
+"""
 UNQUEUED = """
 SELECT id, delivery_id FROM pages WHERE status = 'sent' AND enqueued_at IS NULL
 ORDER BY sent_at LIMIT $1
@@ -137,6 +140,11 @@ ORDER BY channel, target
 
 async def cancel_pending(conn: db.Connection, incident_id: uuid.UUID, reason: str) -> None:
     await conn.execute(CANCEL_PENDING, incident_id, reason)
+
+
+async def cancel_pending_to(conn: db.Connection, channel: str, target: str, reason: str) -> None:
+    """Cancel every planned page not yet sent to one contact (a number that replied STOP)."""
+    await conn.execute(CANCEL_PENDING_TO, channel, target, reason)
 
 
 async def page_users(

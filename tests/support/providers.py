@@ -3,6 +3,9 @@
 - ``FakeProviders``: one aiohttp app answering like Twilio (Messages.json, Calls.json, basic auth)
   and ntfy (``POST /{topic}``). Every accepted request is recorded; ``script(target, ...)`` queues
   scripted answers (status, headers, or a hang) for the next requests to that number or topic.
+- ``TwilioInbound``: the same stand-in's other direction, a text that came in to our Twilio
+  number, posted to Monoduty's ``POST /twilio/sms`` as Twilio posts it (form-encoded, signed with
+  ``X-Twilio-Signature`` by engine.channels.twilio_signature); ``twiml_message`` reads the answer.
 - ``SmtpServer``: an aiosmtpd server (plain, STARTTLS or implicit TLS, AUTH PLAIN/LOGIN) recording
   each message as an ``EmailMessage``; ``refuse(address, reply)`` answers RCPT with e.g. 550 or 451.
 
@@ -22,11 +25,14 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any, Literal
+from xml.etree import ElementTree
 
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from engine.channels import twilio_signature
 from tests.support.processes import free_port
 
 TWILIO_SID = "AC" + "5f0c2a9e" * 4
@@ -124,6 +130,58 @@ class FakeProviders:
             self.in_flight -= 1
         default = ok if reply.status < 300 else {"code": reply.status * 100, "message": "scripted failure"}
         return web.json_response(reply.json or default, status=reply.status, headers=reply.headers)
+
+
+class TwilioInbound:
+    """Twilio's incoming-message webhook request: ``text(sender, body)`` posts what Twilio posts
+    when ``sender`` texts our number, signed with ``auth_token`` over ``public_url`` + the path
+    (unless ``signature`` is given: a forged one, or "" for none). Answers (status, body text)."""
+
+    PATH = "/twilio/sms"
+
+    def __init__(
+        self,
+        client: TestClient,
+        *,
+        public_url: str = "http://monoduty.test",
+        to: str = "+15005550006",
+        auth_token: str = TWILIO_TOKEN,
+    ) -> None:
+        self.client = client
+        self.url = public_url.rstrip("/") + self.PATH
+        self.to = to
+        self.auth_token = auth_token
+
+    async def text(self, sender: str, body: str, *, signature: str | None = None) -> tuple[int, str]:
+        sid = "SM" + uuid.uuid4().hex
+        form = {
+            "ToCountry": "US",
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "SmsSid": sid,
+            "SmsStatus": "received",
+            "Body": body,
+            "To": self.to,
+            "NumSegments": "1",
+            "MessageSid": sid,
+            "AccountSid": TWILIO_SID,
+            "From": sender,
+            "ApiVersion": "2010-04-01",
+        }
+        signed = twilio_signature.signature(self.auth_token, self.url, form.items())
+        headers = {twilio_signature.HEADER: signed if signature is None else signature}
+        if signature == "":
+            headers = {}
+        resp = await self.client.post(self.PATH, data=form, headers=headers)
+        return resp.status, await resp.text()
+
+
+def twiml_message(body: str) -> str | None:
+    """The text of a TwiML answer's ``<Message>``, or None for an empty ``<Response/>``."""
+    root = ElementTree.fromstring(body)  # noqa: S314 - our own answer, in a test
+    assert root.tag == "Response", body
+    message = root.find("Message")
+    return None if message is None else message.text
 
 
 class _RandomPortController(Controller):
