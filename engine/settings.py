@@ -112,8 +112,11 @@ class Settings:
     storm_threshold: int = 20
     # How often every worker sweeps for due escalation steps and pages (wake-up jobs come sooner).
     escalation_sweep_seconds: int = 5
-    # Seconds between two messages to one person on one contact method; what comes meanwhile is bundled.
-    page_bundle_seconds: float = 5.0
+    # Seconds between two messages to one contact (engine.oncall.throttles); what comes meanwhile
+    # is bundled. And each channel's sliding windows: (messages, within seconds).
+    page_bundle_seconds: float = 60.0
+    throttle_call: tuple[tuple[int, float], ...] = ((3, 900.0), (7, 3600.0), (15, 10800.0))
+    throttle_sms: tuple[tuple[int, float], ...] = ((5, 900.0), (11, 3600.0), (21, 10800.0))
 
     @property
     def https_inbound(self) -> bool:
@@ -172,6 +175,8 @@ class Settings:
                 "MONODUTY_ESCALATION_SWEEP_SECONDS", d.escalation_sweep_seconds, minimum=1
             ),
             page_bundle_seconds=reader.float("MONODUTY_PAGE_BUNDLE_SECONDS", d.page_bundle_seconds),
+            throttle_call=reader.windows("MONODUTY_THROTTLE_CALL", d.throttle_call),
+            throttle_sms=reader.windows("MONODUTY_THROTTLE_SMS", d.throttle_sms),
         )
 
 
@@ -298,6 +303,34 @@ class _Reader:
         if value < 0:
             raise SettingsError(f"{name} must not be negative")
         return value
+
+    def windows(
+        self, name: builtins.str, default: tuple[tuple[builtins.int, builtins.float], ...]
+    ) -> tuple[tuple[builtins.int, builtins.float], ...]:
+        """Sliding windows ``3/15m,7/1h`` (messages/period, period in s, m, h or d); ``off`` for none."""
+        raw = self.str(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("off", "none"):
+            return ()
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        windows = []
+        for part in raw.split(","):
+            count, _, period = part.strip().partition("/")
+            unit = units.get(period[-1:].lower()) if period else None
+            amount = period[:-1]
+            if (
+                not count.isdigit()
+                or int(count) < 1
+                or unit is None
+                or not amount.isdigit()
+                or int(amount) < 1
+            ):
+                raise SettingsError(
+                    f"{name} must look like 3/15m,7/1h (messages/period: s, m, h or d), or off"
+                )
+            windows.append((int(count), float(int(amount) * unit)))
+        return tuple(windows)
 
     def choice(
         self, name: builtins.str, choices: tuple[builtins.str, ...], default: builtins.str

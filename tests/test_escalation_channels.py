@@ -20,6 +20,7 @@ from engine.incidents import actions
 from engine.oncall import escalation
 from engine.settings import Settings
 from tests.support.escalation import (
+    GAP_5S,
     channel,
     deliveries_to,
     new_policy,
@@ -45,7 +46,7 @@ def minutes(n: float) -> datetime:
 
 async def sweep(pool: asyncpg.Pool, at: datetime) -> escalation.Swept:
     async with pool.acquire() as conn:
-        return await escalation.sweep(conn, at)
+        return await escalation.sweep(conn, at, throttles=GAP_5S)
 
 
 def team_list() -> str:

@@ -25,7 +25,7 @@ from engine.channels.base import ReplyCode
 from engine.channels.sms import fits_one_segment, render
 from engine.incidents import actions, sms_codes
 from engine.incidents.sms_replies import HELP_TEXT
-from engine.oncall import escalation
+from engine.oncall import escalation, throttles
 from engine.settings import Settings
 from tests.support.channels import alert
 from tests.support.clock import ScaledClock
@@ -210,7 +210,7 @@ async def test_codes_are_short_per_number_and_reused_only_once_their_incidents_a
         """Open an incident and page it: its SMS's reply code."""
         incident_id = await open_incident(pool, webhook, at, key=key)
         async with pool.acquire() as conn:
-            await escalation.sweep(conn, at, bundle_seconds=0)
+            await escalation.sweep(conn, at, throttles=throttles.NONE)
             delivery_id = await conn.fetchval(
                 "SELECT delivery_id FROM pages WHERE incident_id = $1 AND channel = 'SMS'", incident_id
             )
@@ -353,7 +353,7 @@ async def test_stop_skips_the_number_when_next_paged_and_start_pages_it_again(
     assert all(m["opted_out_at"] is None for m in listed["contact_methods"])
     api = await open_incident(pool, webhook, now, key="api")
     async with pool.acquire() as conn:
-        await escalation.sweep(conn, now, bundle_seconds=0)
+        await escalation.sweep(conn, now, throttles=throttles.NONE)
         sms = await conn.fetchrow(
             "SELECT status, delivery_id FROM pages WHERE incident_id = $1 AND channel = 'SMS'"
             " AND rule_delay = 0",

@@ -20,6 +20,7 @@ from arq.typing import WorkerCoroutine
 from engine import queue
 from engine.oncall import escalation, paging
 from engine.oncall.paging import WakeUp
+from engine.oncall.throttles import Throttles
 from workers.jobs import WorkerContext
 
 SWEEP_ESCALATIONS = "sweep_escalations"
@@ -60,9 +61,7 @@ async def _sweep(ctx: WorkerContext) -> int:
     for _ in range(escalation.MAX_ROUNDS):
         now = ctx["clock"].now()
         async with ctx["pool"].acquire() as conn:
-            batch = await escalation.sweep_batch(
-                conn, now, bundle_seconds=ctx["settings"].page_bundle_seconds
-            )
+            batch = await escalation.sweep_batch(conn, now, throttles=Throttles.of(ctx["settings"]))
         await queue_deliveries(ctx)
         await queue_wake_ups(ctx, batch.wake_ups)
         taken += batch.steps + batch.pages

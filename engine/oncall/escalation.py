@@ -36,9 +36,11 @@ from engine.errors import Conflict, NotFound, ValidationError
 from engine.incidents import Actor, EventKind, IncidentStatus
 from engine.incidents.events import add_event
 from engine.oncall import paging, policies
+from engine.oncall import throttles as throttling
 from engine.oncall.paging import Paged, WakeUp
 from engine.oncall.policies import Policy, Target, TargetType
 from engine.oncall.store import on_call_now
+from engine.oncall.throttles import Throttles
 from engine.teams import Role
 from engine.teams.membership import CALLER_ROLE, allowed
 
@@ -146,13 +148,13 @@ async def sweep(
     now: datetime,
     *,
     limit: int = MAX_PER_SWEEP,
-    bundle_seconds: float = paging.BUNDLE_SECONDS,
+    throttles: Throttles = throttling.DEFAULT,
 ) -> Swept:
     """Run every step due at ``now`` and turn every page due at ``now`` into a delivery, one
     ``sweep_batch`` after another (callers that queue deliveries between batches loop themselves)."""
     swept = Swept()
     for _ in range(MAX_ROUNDS):
-        batch = await sweep_batch(conn, now, limit=limit, bundle_seconds=bundle_seconds)
+        batch = await sweep_batch(conn, now, limit=limit, throttles=throttles)
         swept.steps += batch.steps
         swept.pages += batch.pages
         swept.wake_ups += batch.wake_ups
@@ -166,10 +168,10 @@ async def sweep_batch(
     now: datetime,
     *,
     limit: int = MAX_PER_SWEEP,
-    bundle_seconds: float = paging.BUNDLE_SECONDS,
+    throttles: Throttles = throttling.DEFAULT,
 ) -> Swept:
     """Up to ``limit`` due steps in one transaction, then up to ``limit`` due pages in another
-    (bundled per person and contact method, ``bundle_seconds`` apart: engine.oncall.paging).
+    (bundled per contact, as its ``throttles`` allow: engine.oncall.paging).
 
     Each claims its rows with SKIP LOCKED: any number of workers may sweep at once, and each row is
     taken by one of them. Small transactions keep an acknowledge from waiting long for its row."""
@@ -180,7 +182,7 @@ async def sweep_batch(
             swept.wake_ups += await run_step(conn, incident, now)
     swept.steps = len(due)
     async with conn.transaction():
-        swept.pages, held = await paging.send_due(conn, now, limit, bundle_seconds=bundle_seconds)
+        swept.pages, held = await paging.send_due(conn, now, limit, throttles=throttles)
     swept.wake_ups += held
     # A step with nobody to page makes the next one due at once: it runs in the next batch.
     due_again = any(w.step and w.at <= now for w in swept.wake_ups)

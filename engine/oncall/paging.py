@@ -13,14 +13,14 @@ becomes a delivery in the transaction that marks it sent; the caller queues the 
 ``unqueued`` pages after commit and marks them, so a worker dying in between leaves them for the
 next sweep. The deliver job re-checks the incident before each send (DESIGN rule 2).
 
-**Bundles.** The due pages a claim takes for one person on one contact method (channel, target)
-from several incidents become one delivery of kind ``bundle`` ("3 incidents need you: #41 DB down,
-…"), whose pages all point at it. And a person is sent at most one message per contact method
-every ``bundle_seconds``: a page due sooner after the last one waits until then (its ``due_at``
-moves, with a wake-up), and whatever else came due for them meanwhile goes with it. The first
-page of a quiet night is never delayed; a burst of incidents costs one message per window, not
-one call each. A channel target is a contact of its own (no user, its channel and target): its
-pages of several incidents are bundled, and windowed, the same way.
+**Bundles.** The due pages a claim takes for one contact (a person's contact method, or a channel
+target) from several incidents become one delivery of kind ``bundle`` ("3 incidents need you: #41
+DB down, …"), whose pages all point at it. And a contact is messaged only as often as its
+throttles allow (engine.oncall.throttles: a gap between any two messages, and for calls and SMS
+sliding windows): a page due sooner waits until then (its ``due_at`` moves, with a wake-up, and
+its incident's timeline says "SMS to +1415•••0123 held 40 s by throttle"), and whatever else came
+due for that contact meanwhile goes with it. The first page of a quiet night is never delayed; a
+burst of incidents costs one message per allowed slot, not one call each.
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ import asyncpg
 from engine import db
 from engine.incidents import Actor, EventKind
 from engine.incidents.events import add_event
+from engine.masking import mask_target
+from engine.oncall import throttles as throttling
 from engine.oncall.notification_rules import notification_plan
 from engine.oncall.policies import ChannelTarget
-
-# Seconds between two messages to one person on one contact method, or to one channel target
-# (MONODUTY_PAGE_BUNDLE_SECONDS).
-BUNDLE_SECONDS = 5.0
+from engine.oncall.throttles import Throttles
 
 
 class PageStatus(StrEnum):
@@ -103,11 +102,15 @@ VALUES ($1, NULL, $2, $3, $4, $5)
 # found by an index (pages_contact_idx, pages_unique_channel) in any plan, a generic one too.
 WHOSE_PERSON = "user_id = $1"
 WHOSE_CHANNEL = "user_id IS NULL AND $1::uuid IS NULL"
-# The last message to this contact, if it went within the window before now (a sent_at after now
-# is another clock's, as in tests: it holds nothing back).
-LAST_SENT = """
-SELECT max(sent_at) FROM pages
+# When the contact's last messages went (one row a message: a bundle's pages share theirs), newest
+# first, within the lookback before now (a sent_at after now is another clock's, as in tests: it
+# holds nothing back).
+SENT_TIMES = """
+SELECT max(sent_at) AS sent_at FROM pages
 WHERE {whose} AND channel = $2 AND target = $3 AND status = 'sent' AND sent_at > $4 AND sent_at <= $5
+GROUP BY delivery_id
+ORDER BY 1 DESC
+LIMIT $6
 """
 POSTPONE = "UPDATE pages SET due_at = $2 WHERE id = ANY($1::uuid[])"
 # What else is due for this contact, beyond the rows one claim took.
@@ -233,7 +236,7 @@ async def page_channels(
 
 
 async def send_due(
-    conn: db.Connection, now: datetime, limit: int, *, bundle_seconds: float = BUNDLE_SECONDS
+    conn: db.Connection, now: datetime, limit: int, *, throttles: Throttles = throttling.DEFAULT
 ) -> tuple[int, list[WakeUp]]:
     """Turn up to ``limit`` due pages, and the other pages due for the same contacts, into
     deliveries, one per person and contact method, or per channel target (call inside a
@@ -245,12 +248,12 @@ async def send_due(
     contacts: dict[tuple[uuid.UUID | None, str, str], list[asyncpg.Record]] = {}
     for page in due:
         contacts.setdefault((page["user_id"], page["channel"], page["target"]), []).append(page)
-    window = timedelta(seconds=bundle_seconds)
     wake_ups: list[WakeUp] = []
     for (user_id, channel, target), pages in sorted(contacts.items(), key=lambda c: str(c[0])):
-        held_until = await _held_until(conn, user_id, channel, target, now, window)
+        held_until = await _held_until(conn, user_id, channel, target, now, throttles)
         if held_until is not None:
             await conn.execute(POSTPONE, [p["id"] for p in pages], held_until)
+            await _say_held(conn, pages, channel, target, held_until - now, now)
             who = user_id or "channel"
             wake_ups.append(WakeUp(f"bundle:{who}:{channel}:{held_until.timestamp():.3f}", held_until))
             continue
@@ -267,17 +270,38 @@ async def _held_until(
     channel: str,
     target: str,
     now: datetime,
-    window: timedelta,
+    throttles: Throttles,
 ) -> datetime | None:
     """When this contact (a person's contact method, or with ``user_id`` None a channel target)
-    may next be sent a message, if not now: a window after its last one, or after this moment if
+    may next be sent a message, if not now: as its throttles allow, or a gap after this moment if
     another sweep is sending it one right now."""
-    if not window:
+    limits = throttles.limits(channel)
+    if not limits:
         return None
     if not await conn.fetchval(CONTACT_LOCK, f"{user_id or 'channel'}:{channel}:{target}"):
-        return now + window
-    last = await conn.fetchval(_of(LAST_SENT, user_id), user_id, channel, target, now - window, now)
-    return None if last is None else last + window
+        return now + timedelta(seconds=min(lim.seconds for lim in limits))
+    seconds, count = throttles.lookback(channel)
+    since = now - timedelta(seconds=seconds)
+    rows = await conn.fetch(_of(SENT_TIMES, user_id), user_id, channel, target, since, now, count)
+    return throttling.held_until(limits, [r["sent_at"] for r in rows], now)
+
+
+async def _say_held(
+    conn: db.Connection,
+    pages: list[asyncpg.Record],
+    channel: str,
+    target: str,
+    wait: timedelta,
+    now: datetime,
+) -> None:
+    """One timeline line per incident whose page the throttle holds back. Only for the incidents
+    this sweep can share-lock without waiting (the event's foreign key would otherwise wait for
+    an acknowledge holding the incident, which waits for these pages: a deadlock); one being
+    acknowledged right now has its pages cancelled anyway."""
+    text = f"{channel} to {mask_target(target)} held {round(wait.total_seconds())} s by throttle"
+    locked = await conn.fetch(LOCK_INCIDENTS, list({p["incident_id"] for p in pages}))
+    for row in locked:
+        await add_event(conn, row["id"], EventKind.PAGE_HELD, Actor.SYSTEM, now, text=text)
 
 
 def _of(query: str, user_id: uuid.UUID | None) -> str:

@@ -25,9 +25,14 @@ from arq.worker import Worker
 from engine.alerts import lifecycle
 from engine.alerts.payloads import parse_alert
 from engine.clock import SYSTEM, Clock
+from engine.oncall.throttles import Throttles
 from engine.settings import Settings
 from tests.support.factories import WEBHOOK, Account, create
 from workers.worker import build_worker
+
+# A 5 s gap between two messages to one contact and no sliding windows: bundling on its own, in
+# seconds (the throttles themselves: tests/test_throttles.py).
+GAP_5S = Throttles(5.0)
 
 
 def step(delay_minutes: float, *targets: Account | dict[str, str]) -> dict[str, Any]:
