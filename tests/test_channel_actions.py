@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -42,16 +43,22 @@ def test_a_token_carries_its_grant_and_nothing_else_verifies() -> None:
         channel_actions.redeem(None, token, T0)  # no key: no links at all
 
 
-async def test_acting_on_a_bundle_acknowledges_each_incident_once_via_its_channel(
+async def paging_one_person(
     client: TestClient, pool: asyncpg.Pool, account: Account
-) -> None:
+) -> tuple[Account, dict[str, Any]]:
+    """A responder, and a webhook of their team whose policy pages them (email at once)."""
     oncall = await new_account(pool)
     team = await new_team(client, account)
     await add_member(client, account, team["id"], oncall, "responder")
     policy = await new_policy(client, account, step(30, oncall), team_id=team["id"])
-    webhook = await create(
-        client, account, {**WEBHOOK, "teamId": team["id"], "escalationPolicyId": policy["id"]}
-    )
+    body = {**WEBHOOK, "teamId": team["id"], "escalationPolicyId": policy["id"]}
+    return oncall, await create(client, account, body)
+
+
+async def test_acting_on_a_bundle_acknowledges_each_incident_once_via_its_channel(
+    client: TestClient, pool: asyncpg.Pool, account: Account
+) -> None:
+    oncall, webhook = await paging_one_person(client, pool, account)
     incidents = [await open_incident(pool, webhook, T0, key=key) for key in ("db", "disk")]
     async with pool.acquire() as conn:
         await escalation.sweep(conn, T0)
@@ -81,12 +88,7 @@ async def test_acting_on_a_bundle_acknowledges_each_incident_once_via_its_channe
 async def test_a_bundle_acts_only_on_the_incidents_its_text_named(
     client: TestClient, pool: asyncpg.Pool, account: Account
 ) -> None:
-    oncall = await new_account(pool)
-    team = await new_team(client, account)
-    await add_member(client, account, team["id"], oncall, "responder")
-    policy = await new_policy(client, account, step(30, oncall), team_id=team["id"])
-    body = {**WEBHOOK, "teamId": team["id"], "escalationPolicyId": policy["id"]}
-    webhook = await create(client, account, body)
+    oncall, webhook = await paging_one_person(client, pool, account)
     first, second = [await open_incident(pool, webhook, T0, key=key) for key in ("db", "disk")]
     async with pool.acquire() as conn:
         await escalation.sweep(conn, T0)
