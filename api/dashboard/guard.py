@@ -5,9 +5,9 @@ means the API's own session (the ``monoduty_session`` cookie, engine.auth.sessio
 /api resumes it; nothing new to secure. Every route but the ``PUBLIC`` ones needs it:
 
 - without a live session, a page redirects to sign-in (``?next=`` the page, and "your session
-  ended" when a cookie was sent). A POST is refused the same way before its handler runs, so
-  nothing is half done. An htmx request gets the redirect as ``HX-Redirect`` (htmx then loads
-  the page itself).
+  ended" when a cookie was sent, or the request came from a page: a form, a fragment). A POST is
+  refused the same way before its handler runs, so nothing is half done. An htmx request gets
+  the redirect as ``HX-Redirect`` (htmx then loads the page itself).
 - a POST needs the session's CSRF token, in ``X-CSRF-Token`` (htmx sends it, from the body's
   ``hx-headers``) or a form's ``csrf_token`` field, and no Origin but this site's.
 
@@ -67,7 +67,7 @@ async def add_headers(request: web.Request, response: web.StreamResponse) -> Non
     """on_response_prepare: every dashboard answer (pages, redirects, the event stream, errors)."""
     if is_dashboard(request):
         for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)  # a page may be stricter (no-referrer)
+            response.headers.setdefault(name, value)
 
 
 @web.middleware
@@ -112,7 +112,11 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         request[USER] = user
         request[SESSION] = session
     elif name not in PUBLIC:
-        return _to_sign_in(request, ended=cookie is not None)
+        # A form or a fragment comes from a page that was signed in: its session ended (in this
+        # tab or another: signing out there deletes the cookie here too).
+        return _to_sign_in(
+            request, ended=cookie is not None or changes_state or "HX-Request" in request.headers
+        )
     if session is not None and changes_state and name not in PUBLIC:
         given = request.headers.get(CSRF_HEADER) or (await form(request)).get(CSRF_FIELD, "")
         if not csrf_matches(session, given):

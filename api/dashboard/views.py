@@ -56,7 +56,7 @@ ACTOR_LABELS = {"sender": "the sender", "system": "Monoduty"}
 
 
 def ago(then: datetime | None, now: datetime) -> str:
-    """How long ago, short and plain: "just now", "4 min", "2 h 5 min", "3 d"."""
+    """How long ago, short and plain: "just now", "4 min ago", "2 h 5 min ago", "3 d ago"."""
     if then is None:
         return ""
     seconds = max(int((now - then).total_seconds()), 0)
@@ -64,11 +64,11 @@ def ago(then: datetime | None, now: datetime) -> str:
         return "just now"
     minutes = seconds // 60
     if minutes < 60:
-        return f"{minutes} min"
+        return f"{minutes} min ago"
     hours, minutes = divmod(minutes, 60)
     if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{hours // 24} d"
+        return f"{hours} h {minutes} min ago" if minutes else f"{hours} h ago"
+    return f"{hours // 24} d ago"
 
 
 def clock_time(moment: datetime | None) -> str:

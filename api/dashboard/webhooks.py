@@ -172,6 +172,6 @@ async def webhook_page(request: web.Request) -> web.Response:
         "config": sender_config(url),
         "incidents": [views.incident_row(row, now) for row in recent],
     }
-    response = render(request, "webhook.html", context)
-    response.headers["Referrer-Policy"] = "no-referrer"  # the page shows the webhook's secret URL
-    return response
+    # The page shows the secret URL; "Referrer-Policy: same-origin" keeps this page's own URL (an
+    # id, no secret) from other sites anyway.
+    return render(request, "webhook.html", context)
