@@ -460,6 +460,8 @@ ALTER TABLE incidents DROP CONSTRAINT IF EXISTS incidents_number_key;
 CREATE UNIQUE INDEX IF NOT EXISTS incidents_team_number_key ON incidents (team_id, number);
 -- GET /api/incidents over the caller's teams, newest first by keyset (created_at, id).
 CREATE INDEX IF NOT EXISTS incidents_team_created_idx ON incidents (team_id, created_at DESC, id DESC);
+-- The dashboard's count of a team's triggered incidents (its tab title), on every refresh.
+CREATE INDEX IF NOT EXISTS incidents_team_open_idx ON incidents (team_id, status) WHERE status <> 'resolved';
 -- On-call schedules (engine.oncall.store maps these rows onto engine.oncall.model; the rules are
 -- engine.oncall.schedules). A schedule belongs to a team; its rotations are layers in `position`
 -- order (a later one wins where it covers the time).

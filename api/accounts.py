@@ -37,6 +37,13 @@ async def _logged_in(request: web.Request, user: User, http_status: int = 200) -
         previous=request.cookies.get(COOKIE_NAME),
     )
     response = ok(http_status, user=profile(user), csrf_token=session.csrf_token)
+    set_session_cookie(request, response, cookie)
+    return response
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, cookie: str) -> None:
+    """The session's cookie, for the API and the dashboard alike: HttpOnly (no script reads it),
+    Lax (another site's form or frame does not carry it), Secure over HTTPS."""
     response.set_cookie(
         COOKIE_NAME,
         cookie,
@@ -46,7 +53,6 @@ async def _logged_in(request: web.Request, user: User, http_status: int = 200) -
         samesite="Lax",
         secure=request.secure,
     )
-    return response
 
 
 @routes.post("/api/auth/register")

@@ -31,6 +31,8 @@ from api import (
     webhooks,
 )
 from api.auth import auth_middleware
+from api.dashboard import site as dashboard
+from api.dashboard.guard import dashboard_middleware
 from api.middlewares import error_middleware, request_id_middleware
 from api.responses import ok
 from api.state import API_BODY_LIMIT, AVAILABLE_TYPES, CLOCK, POOL, REDIS, SETTINGS
@@ -59,6 +61,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
             security.https_middleware,
             security.ratelimit_middleware,
             auth_middleware,
+            dashboard_middleware,  # the dashboard's pages: the session, CSRF, HTML errors
         ],
         client_max_size=JSON_BODY_LIMIT,
         # aiohttp would inflate compressed bodies as they arrive, read or not, on the event
@@ -92,6 +95,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(opsgenie.routes)
     app.router.add_routes(twilio_voice.routes)  # a call's key presses, from Twilio
     app.router.add_routes(twilio_sms.routes)  # replies to SMS pages
+    dashboard.setup(app)  # the web dashboard at /
     inbound.add_routes(app)
     return app
 

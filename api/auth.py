@@ -59,7 +59,7 @@ def current_session(request: web.Request) -> Session | None:
     return request.get(SESSION)
 
 
-def _origin_allowed(request: web.Request) -> bool:
+def origin_allowed(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True  # not a browser's cross-site request; the CSRF token still guards cookies
@@ -69,6 +69,12 @@ def _origin_allowed(request: web.Request) -> bool:
         parts = urlsplit(public)
         own.add(f"{parts.scheme}://{parts.netloc}".lower())
     return origin.strip().lower() in own
+
+
+def csrf_matches(session: Session, given: str) -> bool:
+    """Whether ``given`` is the session's CSRF token (compared in constant time)."""
+    # surrogateescape: a header may carry bytes that are not UTF-8; they just do not match.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), session.csrf_token.encode())
 
 
 async def _user_of_key(request: web.Request, key: str) -> User:
@@ -99,7 +105,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     key = bearer(request)
     changes_state = request.method not in SAFE_METHODS
-    if changes_state and key is None and not _origin_allowed(request):
+    if changes_state and key is None and not origin_allowed(request):
         raise Forbidden("cross-site request refused (Origin is not this site)", code="ORIGIN_REFUSED")
     if path in PUBLIC_PATHS:
         return await handler(request)
@@ -113,11 +119,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     session = await sessions.resume(request.app[REDIS], cookie, settings.session_ttl)
     if session is None:
         raise Unauthorized("your session has ended; log in again", code="SESSION_EXPIRED")
-    if changes_state:
-        given = request.headers.get(CSRF_HEADER, "")
-        # surrogateescape: a header may carry bytes that are not UTF-8; they just do not match.
-        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), session.csrf_token.encode()):
-            raise Forbidden(f"missing or wrong {CSRF_HEADER} header", code="CSRF_FAILED")
+    if changes_state and not csrf_matches(session, request.headers.get(CSRF_HEADER, "")):
+        raise Forbidden(f"missing or wrong {CSRF_HEADER} header", code="CSRF_FAILED")
     async with request.app[POOL].acquire() as conn:
         user = await get_user(conn, session.user_id)
     if user is None:

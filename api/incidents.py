@@ -44,34 +44,23 @@ async def get_incident(request: web.Request) -> web.Response:
 
 @routes.post("/api/incidents/{id}/acknowledge")
 async def acknowledge(request: web.Request) -> web.Response:
-    user = current_user(request)
     incident_id = actions.parse_id(request.match_info["id"])
-    async with request.app[POOL].acquire() as conn:
-        await actions.acknowledge(conn, user.id, incident_id, request.app[CLOCK].now())
-        found = await queries.get_incident(conn, user.id, incident_id)
-    return ok(incident=detail(found))
+    await acknowledge_incident(request, incident_id)
+    return await _answer(request, incident_id)
 
 
 @routes.post("/api/incidents/{id}/resolve")
 async def resolve(request: web.Request) -> web.Response:
-    user = current_user(request)
     incident_id = actions.parse_id(request.match_info["id"])
-    async with request.app[POOL].acquire() as conn:
-        notices = await actions.resolve(conn, user.id, incident_id, request.app[CLOCK].now())
-        for delivery_id in notices:
-            await queue.enqueue_delivery(request.app[REDIS], str(delivery_id), request_id=request[REQUEST_ID])
-        found = await queries.get_incident(conn, user.id, incident_id)
-    return ok(incident=detail(found))
+    await resolve_incident(request, incident_id)
+    return await _answer(request, incident_id)
 
 
 @routes.post("/api/incidents/{id}/escalate")
 async def escalate(request: web.Request) -> web.Response:
     """Run the incident's next escalation step now (a responder of its policy's team)."""
-    user = current_user(request)
     incident_id = actions.parse_id(request.match_info["id"])
-    async with request.app[POOL].acquire() as conn:
-        wake_ups = await escalation.escalate_now(conn, user.id, incident_id, request.app[CLOCK].now())
-    await escalation.enqueue_wake_ups(request.app[REDIS], request.app[CLOCK], wake_ups)
+    await escalate_incident(request, incident_id)
     return await _answer(request, incident_id)
 
 
@@ -86,6 +75,31 @@ async def reassign(request: web.Request) -> web.Response:
             wake_ups = await escalation.reassign(conn, user.id, incident_id, wanted, request.app[CLOCK].now())
     await escalation.enqueue_wake_ups(request.app[REDIS], request.app[CLOCK], wake_ups)
     return await _answer(request, incident_id)
+
+
+# What the caller does to an incident, the same for this API and the dashboard's buttons.
+
+
+async def acknowledge_incident(request: web.Request, incident_id: uuid.UUID) -> None:
+    async with request.app[POOL].acquire() as conn:
+        await actions.acknowledge(conn, current_user(request).id, incident_id, request.app[CLOCK].now())
+
+
+async def resolve_incident(request: web.Request, incident_id: uuid.UUID) -> None:
+    """Resolve, then send the RESOLVED notices it planned (once it has committed)."""
+    async with request.app[POOL].acquire() as conn:
+        notices = await actions.resolve(conn, current_user(request).id, incident_id, request.app[CLOCK].now())
+    for delivery_id in notices:
+        await queue.enqueue_delivery(request.app[REDIS], str(delivery_id), request_id=request[REQUEST_ID])
+
+
+async def escalate_incident(request: web.Request, incident_id: uuid.UUID) -> None:
+    """Run the next escalation step now; its pages are woken once it has committed."""
+    async with request.app[POOL].acquire() as conn:
+        wake_ups = await escalation.escalate_now(
+            conn, current_user(request).id, incident_id, request.app[CLOCK].now()
+        )
+    await escalation.enqueue_wake_ups(request.app[REDIS], request.app[CLOCK], wake_ups)
 
 
 async def _answer(request: web.Request, incident_id: uuid.UUID) -> web.Response:

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 
+from api.dashboard.guard import is_dashboard
 from api.inputs import bearer
 from api.state import REDIS, SETTINGS
 from engine import ratelimit
@@ -71,7 +72,9 @@ async def https_middleware(request: web.Request, handler: Handler) -> web.Stream
             changes["remote"] = forwarded_for
     request[HTTPS] = secure  # set before cloning: the response signal sees the original request
     path = request.path
-    required = settings.require_https if path.startswith("/api/") else settings.https_inbound
+    # The dashboard's pages carry the session cookie, as /api does; inbound alerts may differ.
+    api_like = path.startswith("/api/") or is_dashboard(request)
+    required = settings.require_https if api_like else settings.https_inbound
     if required and not secure and path not in EXEMPT:
         raise MonodutyError(
             "HTTPS is required: send this request to the https:// address", code="HTTPS_REQUIRED", status=403

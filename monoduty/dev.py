@@ -16,9 +16,10 @@ from aiohttp import web
 
 from api.app import create_app
 from api.server import AppRunner
-from engine import db
+from engine import db, queue
+from engine.auth import sessions
 from engine.auth.api_keys import create_api_key
-from engine.auth.users import create_user
+from engine.auth.users import create_user, find_user
 from engine.observability import logs
 from engine.settings import Settings, SettingsError
 from workers.worker import build_worker
@@ -91,20 +92,31 @@ def running_services(data_dir: str) -> dict[str, str]:
 
 
 async def _first_user(settings: Settings) -> None:
-    """On an empty database, create a first user and print its API key (shown this once)."""
-    assert settings.database_url
+    """On an empty database, create a first user and print its API key (shown this once); at every
+    start, a one-time link that signs the first user in to the dashboard."""
+    assert settings.database_url and settings.redis_url
     conn = await db.connect(settings.database_url)
     try:
         async with conn.transaction():
             if await conn.fetchval(COUNT_USERS):
                 print("users exist already; `monoduty users create --email E` makes another key", flush=True)
-                return
-            user = await create_user(conn, FIRST_USER_EMAIL, name="Admin")
-            key, _ = await create_api_key(conn, user.id, "first key from monoduty dev")
+                user = await find_user(conn, FIRST_USER_EMAIL)
+            else:
+                user = await create_user(conn, FIRST_USER_EMAIL, name="Admin")
+                key, _ = await create_api_key(conn, user.id, "first key from monoduty dev")
+                print(f"first user: {user.email}", flush=True)
+                print(f"API key (shown once, keep it): {key}", flush=True)
     finally:
         await conn.close()
-    print(f"first user: {user.email}", flush=True)
-    print(f"API key (shown once, keep it): {key}", flush=True)
+    if user is None:  # a database that did not start under `monoduty dev`
+        return
+    redis = await queue.connect(settings.redis_url)
+    try:
+        token = await sessions.create_login_link(redis, user.id)
+    finally:
+        await redis.aclose()
+    link = f"{settings.public_url}/login/{token}"
+    print(f"dashboard sign-in link for {user.email} (works once, for 15 minutes): {link}", flush=True)
 
 
 async def _serve(settings: Settings, host: str, port: int) -> None:

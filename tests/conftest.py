@@ -27,6 +27,7 @@ from api.app import create_app
 from engine import db, queue
 from engine.settings import NtfySettings, Settings, SmtpSettings, TwilioSettings
 from tests.support import report_data as data
+from tests.support.browser import SCREENSHOTS
 from tests.support.factories import Account, create, make_client, new_account
 from tests.support.faults import RedisServer
 from tests.support.providers import NTFY_TOKEN, TWILIO_SID, TWILIO_TOKEN, FakeProviders, SmtpServer
@@ -38,6 +39,11 @@ from tests.support.services import Services, provision
 def services() -> Iterator[Services]:
     with provision() as provided:
         yield provided
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SCREENSHOTS:
+        terminalreporter.write_line(f"dashboard screenshots: {SCREENSHOTS[0]}")
 
 
 @pytest.fixture

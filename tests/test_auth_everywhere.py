@@ -42,8 +42,9 @@ async def test_every_private_api_route_refuses_anonymous_callers(client: TestCli
             )
 
 
-# Every route outside /api/ and why it needs no caller: a route added later fails the test below
-# until it is listed here, so being public is always a decision.
+# Every route outside /api/ and why it needs no caller, or how it checks one: a route added later
+# fails the test below until it is listed here, so being public is always a decision.
+SESSION = "a dashboard page: needs a web session (a stranger is sent to /sign-in; tests/test_dashboard.py)"
 PUBLIC_ROUTES = {
     "/healthz": "liveness for a supervisor",
     "/readyz": "readiness for a load balancer",
@@ -60,6 +61,20 @@ PUBLIC_ROUTES = {
     "/a/{token}": "a page's action links (acknowledge, resolve): a signed grant per message",
     "/twilio/voice/{token}": "keys pressed during a page's call: Twilio's signature and a signed grant",
     "/twilio/sms": "replies to SMS pages: Twilio's signature, and the sender's verified number",
+    # The dashboard (api/dashboard/): its sign-in pages and files are public, the rest needs a session.
+    "/sign-in": "the dashboard's sign-in form: email and password (throttled as the API's login)",
+    "/sign-up": "the dashboard's sign-up form: 404 unless MONODUTY_ALLOW_SIGNUP",
+    "/login/{token}": "the one-time login link `monoduty dev` prints: the token, once, 15 minutes",
+    "/static/{name}": "the dashboard's stylesheet and scripts: public files",
+    "/sign-out": SESSION,
+    "/": SESSION,
+    "/incidents/{id}": SESSION,
+    "/incidents/{id}/{action}": SESSION + "; and its CSRF token",
+    "/incidents/{id}/notes": SESSION + "; and its CSRF token",
+    "/webhooks": SESSION + "; POST: and its CSRF token",
+    "/webhooks/new": SESSION,
+    "/webhooks/{id}": SESSION,
+    "/events": SESSION + " (Server-Sent Events of its teams' incidents)",
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import free_port, monoduty, monoduty_env, start_monoduty, wait_for
+from tests.support.processes import DevProcess, monoduty, monoduty_env, wait_for
 from tests.support.services import Services, database_named
 
 
@@ -54,27 +53,28 @@ def test_missing_configuration_is_a_clear_error() -> None:
     assert result.returncode != 0 and "MONODUTY_MAX_ATTEMPTS" in result.stderr
 
 
-class DevProcess:
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir.parent / f"dev-{self.port}.log"
-        self.env = env
-        self.data_dir = data_dir
-        self.proc = start_monoduty(
-            "dev", "--port", str(self.port), "--data-dir", str(data_dir), env=env, log=self.log
-        )
-        wait_for(
-            lambda: "is running" in self.output() or self.proc.poll() is not None, "monoduty dev", timeout=120
-        )
-        assert self.proc.poll() is None, self.output()
+def login_link(dev: DevProcess) -> str:
+    """The dashboard sign-in link `monoduty dev` printed."""
+    line = next(line for line in dev.output().splitlines() if "sign-in link" in line)
+    link = line.split(": ")[-1]
+    assert link.startswith(f"{dev.url}/login/mdl_"), line
+    return link
 
-    def output(self) -> str:
-        return self.log.read_text()
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def post_without_redirect(url: str) -> tuple[int, Any]:
+    """POST an empty form; the status and headers of the answer itself (a 303 is not followed)."""
+    opener = urllib.request.build_opener(_NoRedirect)
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with opener.open(request, timeout=10) as resp:
+            return resp.status, resp.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers
 
 
 @pytest.fixture
@@ -91,6 +91,11 @@ def test_dev_on_embedded_services_delivers_and_keeps_its_data(dev_dir: Path) -> 
     dev = DevProcess(dev_dir, env)
     try:
         key = next(line.split(": ")[-1] for line in dev.output().splitlines() if "API key" in line)
+        link = login_link(dev)
+        status, headers = post_without_redirect(link)
+        assert status == 303 and headers["Location"] == "/"
+        assert "monoduty_session=" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
+        assert post_without_redirect(link)[0] == 400  # once only
         status, created = http(
             "POST",
             f"{dev.url}/api/webhooks",
@@ -120,6 +125,7 @@ def test_dev_on_embedded_services_delivers_and_keeps_its_data(dev_dir: Path) -> 
     again = DevProcess(dev_dir, env)
     try:
         assert "users exist already" in again.output()
+        assert post_without_redirect(login_link(again))[0] == 303  # a new link at every start
         status, listing = http("GET", f"{again.url}/api/webhooks", key=key)
         assert status == 200 and listing["total"] == 1
         assert listing["webhooks"][0]["statistics"]["successful_calls"] == 1

@@ -6,6 +6,10 @@ echo in ``X-CSRF-Token``, and the time of login. A session expires after ``sessi
 without use (each use pushes the expiry back, with GETEX: no extra round trip) and in any case
 ``MAX_AGE`` after login. A per-user set lists the user's sessions so that a password change can
 end all the others.
+
+A *login link* (``monoduty dev`` prints one) is a session not yet started: a random token whose
+hash Redis keeps for ``LOGIN_LINK_TTL`` with the user's id. Spending it (GETDEL: two clicks at
+once cannot both win) is the login; the link then works no more.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ PREFIX = "monoduty:session:"
 USER_SESSIONS = "monoduty:user-sessions:"
 COOKIE_NAME = "monoduty_session"
 MAX_AGE = 30 * 86400
+LOGIN_LINK = "monoduty:login-link:"
+LOGIN_LINK_TTL = 15 * 60
+LOGIN_LINK_PREFIX = "mdl_"  # what the dashboard's /login/<token> route matches
 
 
 @dataclass(frozen=True)
@@ -33,8 +40,8 @@ class Session:
     created: float
 
 
-def _key(session_id: str) -> str:
-    return PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
+def _key(session_id: str, prefix: str = PREFIX) -> str:
+    return prefix + hashlib.sha256(session_id.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 async def start(redis: Redis, user_id: uuid.UUID, ttl: int) -> tuple[str, Session]:
@@ -75,6 +82,12 @@ async def resume(redis: Redis, session_id: str, ttl: int) -> Session | None:
     return Session(key, uuid.UUID(data["user_id"]), data["csrf"], data["created"])
 
 
+async def alive(redis: Redis, session: Session) -> bool:
+    """Whether the session still exists, without pushing its idle expiry back (a page left open
+    must not keep a session alive by itself)."""
+    return bool(await redis.exists(session.key))
+
+
 async def end(redis: Redis, session: Session) -> None:
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(session.key)
@@ -93,3 +106,18 @@ async def end_all(redis: Redis, user_id: uuid.UUID, *, keep: Session | None = No
             pipe.delete(*doomed)
             pipe.srem(index, *doomed)
             await pipe.execute()
+
+
+async def create_login_link(redis: Redis, user_id: uuid.UUID) -> str:
+    """A one-time login token for the user, good for ``LOGIN_LINK_TTL`` seconds (shown once)."""
+    token = LOGIN_LINK_PREFIX + secrets.token_urlsafe(32)
+    await redis.set(_key(token, LOGIN_LINK), str(user_id), ex=LOGIN_LINK_TTL)
+    return token
+
+
+async def spend_login_link(redis: Redis, token: str) -> uuid.UUID | None:
+    """The user a login token was made for, once; None when used, expired or never made."""
+    if not 20 <= len(token) <= 100:
+        return None
+    raw = await redis.getdel(_key(token, LOGIN_LINK))
+    return uuid.UUID(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else None

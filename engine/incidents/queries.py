@@ -36,7 +36,8 @@ LIMIT $6
 ONE = f"SELECT {COLUMNS}, {CALLER_ROLE.format(team='i.team_id', user='$2')} FROM incidents i WHERE i.id = $1"
 # Its own alerts, and (dedupBy "alert") the group notifications it is one alert of.
 ALERTS = """
-SELECT id, title, severity, format, fingerprint, resolved, status, received_at FROM alerts
+SELECT id, title, message, severity, source, format, fingerprint, resolved, status, details, received_at
+FROM alerts
 WHERE incident_id = $1 OR id IN (SELECT alert_id FROM incident_alerts WHERE incident_id = $1)
 ORDER BY received_at, id LIMIT 500
 """
@@ -63,6 +64,11 @@ UNSENT = """
 SELECT id, user_id, channel, target, status, reason, due_at, created_at FROM pages
 WHERE incident_id = $1 AND status IN ('pending', 'cancelled')
 ORDER BY created_at, due_at, id LIMIT 1000
+"""
+
+# The dashboard's tab title: how many of the caller's incidents wait for someone.
+COUNT_TRIGGERED = f"""
+SELECT count(*) FROM incidents WHERE team_id IN {TEAMS_OF.format(user="$1")} AND status = 'triggered'
 """
 
 STATUS_FILTERS: dict[str, tuple[str, ...]] = {
@@ -99,6 +105,11 @@ async def list_page(
     rows = rows[: page.limit]
     cursor = notifications.encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
     return rows, cursor
+
+
+async def count_triggered(conn: db.Connection, user_id: uuid.UUID) -> int:
+    """How many incidents of the caller's teams are triggered (nobody has acknowledged them)."""
+    return int(await conn.fetchval(COUNT_TRIGGERED, user_id))
 
 
 def _id_param(query: Mapping[str, str], name: str) -> uuid.UUID | None:

@@ -6,7 +6,8 @@
 - ``monoduty(*args, env=...)``: run a command to completion; ``start_monoduty`` starts one in the
   background; ``monoduty_argv`` is the argv both use (for ``asyncio.create_subprocess_exec``).
 - ``free_port()``: a local TCP port nothing listens on right now.
-- ``ApiProcess``: one `monoduty api` on a free port, its logs in a file.
+- ``ApiProcess``: one `monoduty api` on a free port, its logs in a file; ``DevProcess``: one
+  `monoduty dev`, its output in a file.
 - ``wait_for`` (sync) and ``wait_until`` (async): poll a condition until it is truthy or a deadline
   passes; both take ``(condition, what, timeout=...)`` and return the condition's value.
 """
@@ -147,3 +148,29 @@ class ApiProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=30)
+
+
+class DevProcess:
+    """One `python -m monoduty dev` on a free port, its data under ``data_dir``, its output in a file
+    beside it; ready once it says it is running."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir.parent / f"dev-{self.port}.log"
+        self.env = env
+        self.data_dir = data_dir
+        self.proc = start_monoduty(
+            "dev", "--port", str(self.port), "--data-dir", str(data_dir), env=env, log=self.log
+        )
+        wait_for(
+            lambda: "is running" in self.output() or self.proc.poll() is not None, "monoduty dev", timeout=120
+        )
+        assert self.proc.poll() is None, self.output()
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)

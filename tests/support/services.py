@@ -84,6 +84,19 @@ def _release_redis_db(server_url: str, index: int) -> None:
 
 
 @contextlib.contextmanager
+def another(services: Services) -> Iterator[Services]:
+    """A second fresh database and Redis db on the session's servers, for a process that needs
+    them to itself (a `monoduty dev` that must find an empty database), cleaned up afterwards."""
+    pg_server = database_named(services.database_url, "postgres")
+    with contextlib.ExitStack() as stack:
+        db_name, database_url = asyncio.run(_create_database(pg_server))
+        stack.callback(lambda: asyncio.run(_drop_database(pg_server, db_name)))
+        redis_url, index = _claim_redis_db(services.redis_url)
+        stack.callback(_release_redis_db, services.redis_url, index)
+        yield Services(database_url, redis_url)
+
+
+@contextlib.contextmanager
 def provision() -> Iterator[Services]:
     """A fresh database and a Redis db of their own, cleaned up afterwards."""
     with contextlib.ExitStack() as stack:

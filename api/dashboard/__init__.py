@@ -1,0 +1,15 @@
+"""The web dashboard: server-rendered pages at ``/``, on the same origin and session as ``/api``.
+
+    site       wiring: templates, routes, the live feed, the headers every answer carries
+    guard      who is signed in (the API's session cookie), CSRF, the CSP, HTML error pages
+    render     templates (Jinja2, autoescaped) and the context every page has; form helpers
+    assets     the files under static/, served under content-hashed names, cached for a year
+    views      what the templates show, made from what the engine answers
+    sign_in    sign in and out, sign-up (MONODUTY_ALLOW_SIGNUP), the one-time login link
+    incidents  the incident list (home) and one incident, with their actions
+    webhooks   the webhook list, the create form, one webhook and its senders' configuration
+    live       GET /events: Server-Sent Events of incident changes (engine.incidents.live)
+
+Handlers call the engine as the JSON API's do (often the same functions of api/); templates
+hold no rule. htmx (vendored, static/vendor/) swaps fragments; no script is inline.
+"""
