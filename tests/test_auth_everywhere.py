@@ -60,6 +60,7 @@ PUBLIC_ROUTES = {
     "/a/{token}": "a page's action links (acknowledge, resolve): a signed grant per message",
     "/twilio/voice/{token}": "keys pressed during a page's call: Twilio's signature and a signed grant",
     "/twilio/sms": "replies to SMS pages: Twilio's signature, and the sender's verified number",
+    "/twilio/status/{delivery_id}": "receipts of our SMS and calls: Twilio's signature and the message's sid",
 }
 
 
