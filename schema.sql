@@ -551,3 +551,25 @@ CREATE TABLE IF NOT EXISTS sms_help_replies (
     sent   integer NOT NULL,
     PRIMARY KEY (phone, day)
 );
+
+-- Receipts (engine.alerts.receipts): what the provider says became of a delivery after it took it,
+-- apart from `status` (whether we handed it over). receipt_status is engine.alerts.receipts.ReceiptStatus:
+-- 'accepted' once handed over, then from Twilio's status callbacks 'sent' (on its way), 'delivered'
+-- (the phone has the SMS, a person answered the call) or 'undelivered'; only ever moves forward.
+-- provider_status is the provider's own word (Twilio's MessageStatus / CallStatus, an SMTP server's
+-- 250 reply with its queue id), receipt_error its error code, reached_at when it reached the person
+-- (a call: when it was answered), call_seconds and answered_by what Twilio says of a call.
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS receipt_status text;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS provider_status text;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS receipt_error text;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS receipt_at timestamptz;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS reached_at timestamptz;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS call_seconds integer;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS answered_by text;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'deliveries_receipt_status_check') THEN
+        ALTER TABLE deliveries ADD CONSTRAINT deliveries_receipt_status_check
+            CHECK (receipt_status IN ('accepted', 'sent', 'delivered', 'undelivered'));
+    END IF;
+END $$;

@@ -27,6 +27,7 @@ from api import (
     status,
     teams,
     twilio_sms,
+    twilio_status,
     twilio_voice,
     webhooks,
 )
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(opsgenie.routes)
     app.router.add_routes(twilio_voice.routes)  # a call's key presses, from Twilio
     app.router.add_routes(twilio_sms.routes)  # replies to SMS pages
+    app.router.add_routes(twilio_status.routes)  # receipts: what became of our SMS and calls
     dashboard.setup(app)  # the web dashboard at /
     inbound.add_routes(app)
     return app

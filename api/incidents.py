@@ -159,6 +159,26 @@ def _id(value: Any) -> str | None:
     return str(value) if value is not None else None
 
 
+def _receipt(page: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the provider said became of a page's message (None until it took it)."""
+    if page["receipt_status"] is None:
+        return None
+    status = page["receipt_status"]
+    return {
+        "status": status,
+        "provider_status": page["provider_status"],
+        "error_code": page["receipt_error"],
+        "at": page["receipt_at"],
+        "reached_at": page["reached_at"],
+        # Calls only: answered by a person (true), not answered (false), not known yet (null).
+        "answered": {"delivered": True, "undelivered": False}.get(status)
+        if page["channel"] == "CALL"
+        else None,
+        "call_seconds": page["call_seconds"],
+        "answered_by": page["answered_by"],
+    }
+
+
 def detail(found: Mapping[str, Any]) -> dict[str, Any]:
     """The incident with its alerts and one timeline: its events and its pages, oldest first."""
     timeline = [
@@ -191,6 +211,8 @@ def detail(found: Mapping[str, Any]) -> dict[str, Any]:
                 "attempts": p["attempts"],
                 "last_error": p["last_error"],
                 "finished_at": p["finished_at"],
+                "provider_id": p["provider_id"],
+                "receipt": _receipt(p),
             },
         }
         for p in found["pages"]

@@ -61,6 +61,7 @@ PUBLIC_ROUTES = {
     "/a/{token}": "a page's action links (acknowledge, resolve): a signed grant per message",
     "/twilio/voice/{token}": "keys pressed during a page's call: Twilio's signature and a signed grant",
     "/twilio/sms": "replies to SMS pages: Twilio's signature, and the sender's verified number",
+    "/twilio/status/{delivery_id}": "receipts of our SMS and calls: Twilio's signature and the message's sid",
     # The dashboard (api/dashboard/): its sign-in pages and files are public, the rest needs a session.
     "/sign-in": "the dashboard's sign-in form: email and password (throttled as the API's login)",
     "/sign-up": "the dashboard's sign-up form: 404 unless MONODUTY_ALLOW_SIGNUP",

@@ -98,6 +98,23 @@ async def test_a_message_with_actions_offers_the_keys_after_the_alert(
     assert (redirect.text, redirect.get("method")) == (action, "POST")
 
 
+async def test_every_call_asks_twilio_how_it_ended(
+    fake_providers: FakeProviders, http_session: aiohttp.ClientSession
+) -> None:
+    receipts = "http://monoduty.test/twilio/status/0b0e6d1c-54a5-4b7e-9f5e-2a1c0f3d9e11"
+    for machine_detection in (False, True):
+        channel = call(fake_providers.url, http_session, machine_detection=machine_detection)
+        await channel.send(replace(alert(), status_callback=receipts), TARGET)  # the alert said
+        await channel.send(replace(alert(), actions=ACTIONS, status_callback=receipts), TARGET)  # a menu
+    await call(fake_providers.url, http_session).send(alert(), TARGET)  # none given: none asked for
+
+    *made, without = fake_providers.requests
+    assert [r.form["StatusCallback"] for r in made] == [receipts] * 4
+    # Only the call's end is asked for (Twilio's default): no StatusCallbackEvent.
+    assert not any("StatusCallbackEvent" in r.form for r in made)
+    assert "StatusCallback" not in without.form
+
+
 async def test_machine_detection_asks_twilio_who_answered_before_anything_is_said(
     fake_providers: FakeProviders, http_session: aiohttp.ClientSession
 ) -> None:

@@ -32,6 +32,8 @@ async def test_email_sends_text_and_html(smtp_server: SmtpServer) -> None:
     assert email["To"] == "oncall@example.com"
     assert email["X-Monoduty-Alert-Id"] == message.alert_id
     assert email["Message-ID"] == receipt.provider_id
+    # The accepting server's answer is the receipt: its queue id is how its logs know the email.
+    assert receipt.reply == f"250 2.0.0 Ok: queued as {smtp_server.queue_ids[0]}"
     assert parsedate_to_datetime(email["Date"]) is not None
     text = email.get_body(("plain",)).get_content().replace("\r\n", "\n")
     assert message.title in text and message.body in text and "prometheus" in text

@@ -5,6 +5,8 @@ The failure contract every HTTP channel keeps is tests/support/channels.py's, ru
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import aiohttp
 import pytest
 
@@ -49,6 +51,16 @@ async def test_sms_sends_the_subject_and_message(
         "Body": f"{message.subject}\n{message.body}",
     }
     assert receipt.provider_id is not None and receipt.provider_id.startswith("SM")
+
+
+async def test_sms_asks_twilio_for_its_status_callbacks(
+    fake_providers: FakeProviders, http_session: aiohttp.ClientSession
+) -> None:
+    receipts = "http://monoduty.test/twilio/status/0b0e6d1c-54a5-4b7e-9f5e-2a1c0f3d9e11"
+    await sms(fake_providers.url, http_session).send(replace(alert(), status_callback=receipts), TARGET)
+
+    [request] = fake_providers.requests
+    assert request.form["StatusCallback"] == receipts
 
 
 @pytest.mark.parametrize("body", ["x" * 5000, "🔥" * 2000])

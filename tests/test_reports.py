@@ -168,9 +168,40 @@ async def test_detailed_json_masks_targets(client: TestClient, seeded: Seeded) -
                 "status": d.status,
                 "attempts": d.attempts,
                 "latency_ms": float(d.latency_ms) if d.latency_ms is not None else None,
+                "receipt_status": d.receipt,
+                "provider_status": d.provider_status,
+                "receipt_error": d.error,
+                "call_seconds": d.call_seconds,
+                "time_to_delivered_ms": float(d.reached_ms) if d.reached_ms is not None else None,
             }
             for d in sorted(spec.deliveries, key=lambda d: (d.channel, d.target))
         ]
+
+
+async def test_detailed_and_performance_say_what_the_providers_reported(
+    client: TestClient, seeded: Seeded
+) -> None:
+    expected = data.expected_receipts_per_channel(seeded.alerts)
+    detailed = (await report_json(client, seeded, "detailed"))["receipts"]
+    performance = await report_json(client, seeded, "performance")
+    for report in (
+        {c["channel"]: c for c in detailed["channels"]} | {None: detailed["overall"]},
+        {c["channel"]: c for c in performance["channels"]} | {None: performance["overall"]},
+    ):
+        assert set(report) == set(expected)
+        for channel, want in expected.items():
+            for key, value in want.items():
+                assert close(report[channel][key], value), (channel, key, report[channel][key], value)
+    # Seeded: of the SMS Twilio reported on, 2 reached the phone and 1 did not (one more has no
+    # receipt beyond accepted; failed, pending and cancelled ones none at all); 1 of 3 calls was
+    # answered. Email and push confirm nothing: no rate, rather than 0 %.
+    sms, call = expected["SMS"], expected["CALL"]
+    assert (sms["receipts_delivered"], sms["receipts_undelivered"], sms["delivered_rate"]) == (2, 1, 66.67)
+    assert (call["answer_rate"], expected[None]["answer_rate"], sms["answer_rate"]) == (33.33, 33.33, None)
+    assert (expected["EMAIL"]["delivered_rate"], expected["EMAIL"]["time_to_delivered_p50_ms"]) == (
+        None,
+        None,
+    )
 
 
 def incident_row(spec: data.Incident, seeded: Seeded) -> dict[str, Any]:
@@ -346,6 +377,8 @@ async def test_performance_csv(client: TestClient, seeded: Seeded) -> None:
         assert sum(int(row[k]) for k in outcomes) == int(row["deliveries"])
         assert close(float(row["latency_p95_ms"]), want["latency_p95_ms"])
         assert close(float(row["retry_rate"]), want["retry_rate"])
+        for key in ("delivered_rate", "answer_rate", "time_to_delivered_p50_ms"):
+            assert close(float(row[key]) if row[key] else None, want[key]), (channel, key)
 
 
 def pdf_text(document: bytes, tmp_path: Any) -> str:
@@ -392,6 +425,8 @@ async def test_pdf_opens_and_holds_the_report(
         assert seeded.account.user.email in text and "sender" in text and "system" in text
     if kind == "performance":
         assert "Cancelled" in text
+    if kind in ("performance", "detailed"):
+        assert "What the providers reported" in text and "Answer rate" in text
     if kind == "detailed":
         assert "+1415\u2022\u2022\u20220123" in text and "+14155550123" not in text
 

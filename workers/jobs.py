@@ -19,6 +19,7 @@ from engine.alerts import lifecycle
 from engine.alerts.lifecycle import DeliveryStatus
 from engine.alerts.payloads import group_members, parse_alert
 from engine.alerts.refused import refused_alert
+from engine.channels import twilio
 from engine.channels.base import Channel, DeliveryError, Receipt
 from engine.clock import Clock
 from engine.incidents import channel_actions, sms_codes
@@ -133,8 +134,9 @@ async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None)
         attempt.kind,
         ctx["clock"].now(),
     )
-    if actions is not None:
-        attempt = replace(attempt, message=replace(attempt.message, actions=actions))
+    # Where Twilio tells what became of an SMS or a call (the other channels have no use for it).
+    receipts = twilio.status_callback(settings.public_url, attempt.delivery_id)
+    attempt = replace(attempt, message=replace(attempt.message, actions=actions, status_callback=receipts))
     if attempt.channel == sms_codes.CHANNEL:
         async with ctx["pool"].acquire() as conn:
             reply = await sms_codes.assign(
@@ -174,9 +176,7 @@ async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None)
         )
         raise Retry(defer=delay) from None
     fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    return await _finish(
-        ctx, attempt.delivery_id, DeliveryStatus.DELIVERED, fields, None, provider_id=receipt.provider_id
-    )
+    return await _finish(ctx, attempt.delivery_id, DeliveryStatus.DELIVERED, fields, None, receipt)
 
 
 async def _send(channel: Channel, attempt: lifecycle.Attempt, fields: dict[str, Any]) -> Receipt:
@@ -199,11 +199,12 @@ async def _finish(
     status: DeliveryStatus,
     fields: dict[str, Any],
     error: str | None,
-    provider_id: str | None = None,
+    receipt: Receipt | None = None,
 ) -> str:
+    receipt = receipt or Receipt()
     async with ctx["pool"].acquire() as conn:
         final = await lifecycle.finish_delivery(
-            conn, delivery_id, status, error=error, provider_id=provider_id
+            conn, delivery_id, status, error=error, provider_id=receipt.provider_id, reply=receipt.reply
         )
     _count(ctx, fields, status.value)
     log.info(

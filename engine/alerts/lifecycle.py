@@ -127,9 +127,14 @@ WHERE id = $1 AND status = 'pending'
 # A delivery without an alert (a person's resolve) has no alert to lock or finalise.
 ALERT_OF_DELIVERY = "SELECT id, alert_id FROM deliveries WHERE id = $1"
 LOCK_ALERT = "SELECT id FROM alerts WHERE id = $1 FOR UPDATE"
+# Handed over: the receipt (engine.alerts.receipts) starts at 'accepted', with what the provider
+# said (an SMTP server's 250 reply), unless a status callback came first (it stays).
 FINISH_DELIVERY = """
-UPDATE deliveries SET status = $2, last_error = $3, provider_id = $4, finished_at = now(),
-    delivered_at = CASE WHEN $2 = 'delivered' THEN now() END, next_attempt_at = NULL
+UPDATE deliveries SET status = $2, last_error = $3, provider_id = coalesce($4, provider_id),
+    finished_at = now(), delivered_at = CASE WHEN $2 = 'delivered' THEN now() END, next_attempt_at = NULL,
+    receipt_status = coalesce(receipt_status, CASE WHEN $2 = 'delivered' THEN 'accepted' END),
+    receipt_at = coalesce(receipt_at, CASE WHEN $2 = 'delivered' THEN now() END),
+    provider_status = coalesce(provider_status, $5)
 WHERE id = $1 AND status = 'pending'
 RETURNING id, alert_id
 """
@@ -327,8 +332,10 @@ async def finish_delivery(
     *,
     error: str | None = None,
     provider_id: str | None = None,
+    reply: str | None = None,
 ) -> dict[str, Any] | None:
     """Record a delivery's final outcome; when it was the alert's last, finalise the alert.
+    ``provider_id`` and ``reply`` are the provider's receipt (engine.channels.base.Receipt).
 
     Returns the alert's final state ({status, is_test, webhook_id}) when this call finalised it.
     """
@@ -340,7 +347,7 @@ async def finish_delivery(
         # cannot both miss being last.
         if delivery["alert_id"] is not None:
             await conn.execute(LOCK_ALERT, delivery["alert_id"])
-        finished = await conn.fetchrow(FINISH_DELIVERY, delivery_id, status.value, error, provider_id)
+        finished = await conn.fetchrow(FINISH_DELIVERY, delivery_id, status.value, error, provider_id, reply)
         if finished is None:
             return None
         if status is DeliveryStatus.FAILED:

@@ -55,6 +55,8 @@ class Message:
     number: int | None = None  # the incident's per-owner number; None for a test send or a notice
     actions: ActionLinks | None = None  # where the recipient acknowledges or resolves from the message
     reply: ReplyCode | None = None  # SMS: the code a reply names to act on the message
+    # Where the provider reports what became of it (Twilio's StatusCallback: engine.alerts.receipts).
+    status_callback: str | None = None
 
     @property
     def subject(self) -> str:
@@ -69,9 +71,11 @@ class Message:
 
 @dataclass(frozen=True)
 class Receipt:
-    """What the provider answered: its id for the message, if it gave one."""
+    """What the provider answered: its id for the message, if it gave one, and its own words when
+    they say more (an SMTP server's 250 reply, with its queue id)."""
 
     provider_id: str | None = None
+    reply: str | None = None
 
 
 class DeliveryError(Exception):

@@ -69,14 +69,17 @@ class CallChannel:
 
     async def send(self, message: Message, target: str) -> Receipt:
         """Create one Twilio Call; the receipt holds its sid."""
+        receipts = message.status_callback
         if message.actions is None or self.public_url is None:
-            sid = await self.client.create_call(target, twiml=render(message))
+            sid = await self.client.create_call(target, twiml=render(message), status_callback=receipts)
         elif self.client.settings.machine_detection:
             answered = voice_url(self.public_url, message.actions.token, Stage.ANSWERED)
-            sid = await self.client.create_call(target, url=answered)
+            sid = await self.client.create_call(target, url=answered, status_callback=receipts)
         else:
             menu_url = voice_url(self.public_url, message.actions.token)
-            sid = await self.client.create_call(target, twiml=render(message, menu_url))
+            sid = await self.client.create_call(
+                target, twiml=render(message, menu_url), status_callback=receipts
+            )
         return Receipt(provider_id=sid)
 
 

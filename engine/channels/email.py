@@ -40,7 +40,9 @@ class EmailChannel:
         self.sender = parseaddr(settings.from_addr)[1] or settings.from_addr
 
     async def send(self, message: Message, target: str) -> Receipt:
-        """Hand the email to the SMTP server; the receipt holds its Message-ID."""
+        """Hand the email to the SMTP server; the receipt holds its Message-ID and the server's
+        answer to the message (``250 2.0.0 Ok: queued as 4BDCB1F8A3``: its queue id, which its logs
+        know the email by)."""
         try:
             email = compose(message, target, self.settings.from_addr)
         except ValueError:
@@ -48,7 +50,7 @@ class EmailChannel:
             raise DeliveryError("invalid email address", permanent=True) from None
         settings = self.settings
         try:
-            await aiosmtplib.send(
+            _, answer = await aiosmtplib.send(
                 email,
                 sender=self.sender,
                 recipients=[target],
@@ -64,7 +66,8 @@ class EmailChannel:
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise self._classify(exc) from None
-        return Receipt(provider_id=email["Message-ID"])
+        # DATA is accepted with 250 alone (RFC 5321); aiosmtplib gives the text after the code.
+        return Receipt(provider_id=email["Message-ID"], reply=f"250 {self._snippet(answer)}".rstrip())
 
     def _classify(self, exc: Exception) -> DeliveryError:
         """5xx replies and refused recipients are final; 4xx replies and network trouble are not."""

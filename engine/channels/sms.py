@@ -32,7 +32,9 @@ class SmsChannel:
 
     async def send(self, message: Message, target: str) -> Receipt:
         """Create one Twilio Message; the receipt holds its sid."""
-        sid = await self.client.create_message(target, render(message))
+        sid = await self.client.create_message(
+            target, render(message), status_callback=message.status_callback
+        )
         return Receipt(provider_id=sid)
 
 

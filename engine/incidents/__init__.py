@@ -49,6 +49,7 @@ class EventKind(StrEnum):
     PAGE_SKIPPED = "page_skipped"  # someone or some rule could not be paged, and why
     ESCALATION_EXHAUSTED = "escalation_exhausted"  # the policy ran out of steps and repeats
     ESCALATION_STOPPED = "escalation_stopped"  # its policy was deleted meanwhile
+    UNREACHED = "unreached"  # receipts: nobody the step paged could be reached, so it ends now
 
 
 class SenderAction(StrEnum):

@@ -45,13 +45,15 @@ EVENTS = """
 SELECT kind, actor, user_id, alert_id, text, created_at FROM incident_events
 WHERE incident_id = $1 ORDER BY id LIMIT 1000
 """
-# Every page (and RESOLVED notice) of the incident, with where its delivery stands (and, for a
-# page of an escalation policy, the user it paged; NULL for a step's channel target). A bundle
-# (one message for several incidents) is listed by each incident it said; one left out of it
-# shows as a cancelled page (UNSENT).
+# Every page (and RESOLVED notice) of the incident, with where its delivery stands, its receipt
+# (engine.alerts.receipts) and, for a page of an escalation policy, the user it paged (NULL for a
+# step's channel target). A bundle (one message for several incidents) is listed by each incident
+# it said; one left out of it shows as a cancelled page (UNSENT).
 PAGES = """
 SELECT d.id, d.alert_id, d.kind, d.channel, d.target, d.status, d.attempts, d.last_error, d.created_at,
-    d.finished_at, (SELECT p.user_id FROM pages p WHERE p.delivery_id = d.id LIMIT 1) AS user_id,
+    d.finished_at, d.provider_id, d.receipt_status, d.provider_status, d.receipt_error, d.receipt_at,
+    d.reached_at, d.call_seconds, d.answered_by,
+    (SELECT p.user_id FROM pages p WHERE p.delivery_id = d.id LIMIT 1) AS user_id,
     (SELECT count(DISTINCT p.incident_id) FROM pages p WHERE p.delivery_id = d.id AND p.status = 'sent')
         AS incidents
 FROM deliveries d

@@ -90,7 +90,9 @@ async def build(conn: db.Connection, user_id: uuid.UUID, request: ReportRequest)
     elif request.type == "detailed":
         async with conn.transaction():
             alerts, truncated = await _detailed(conn, user_id, span, limit)
-        report.update(alerts=alerts, truncated=truncated)
+        report.update(
+            alerts=alerts, truncated=truncated, receipts=await queries.receipts(conn, user_id, span)
+        )
     else:
         async with conn.transaction():
             rows: list[dict[str, Any]] = []
@@ -122,4 +124,15 @@ async def _detailed(
 
 
 _ALERT_KEYS = ("alert_id", "received_at", "webhook", "title", "severity", "source")
-_DELIVERY_KEYS = ("channel", "target", "status", "attempts", "latency_ms")
+_DELIVERY_KEYS = (
+    "channel",
+    "target",
+    "status",
+    "attempts",
+    "latency_ms",
+    "receipt_status",
+    "provider_status",
+    "receipt_error",
+    "call_seconds",
+    "time_to_delivered_ms",
+)

@@ -7,6 +7,11 @@ Definitions shared by every format:
   percentiles use delivered ones only;
 - a *cancelled* delivery is a page never sent because its incident was acknowledged or resolved
   first: counted among deliveries, in its own column, and left out of the retry rate;
+- a *receipt* is what the provider said became of a delivery after taking it (engine.alerts.receipts):
+  the delivered rate is delivered receipts out of delivered and undelivered ones (None for a
+  channel whose provider confirms nothing: email, push), time to delivered runs from creation to
+  reaching the person (a call: when it was answered), and the answer rate is the delivered rate of
+  calls; receipts leave the delivery's status, and so every other figure, as it was;
 - an incident is *opened* at its first alert; time to acknowledge / resolve runs from there;
 - rates are percentages with two decimals, None when there is nothing to divide by.
 """
@@ -49,10 +54,12 @@ FROM alerts a JOIN deliveries d ON d.alert_id = a.id
 WHERE {IN_RANGE} GROUP BY a.webhook_id, d.channel
 """
 LATENCY_MS = "(extract(epoch FROM d.finished_at - d.created_at) * 1000)"
+TO_DELIVERED_MS = "(extract(epoch FROM d.reached_at - d.created_at) * 1000)"
 DETAILED = f"""
 SELECT a.id AS alert_id, a.received_at, w.name AS webhook, a.title, a.severity, a.source,
     a.status AS alert_status, d.channel, d.target, d.status, d.attempts,
-    round({LATENCY_MS}::numeric, 1) AS latency_ms
+    round({LATENCY_MS}::numeric, 1) AS latency_ms, d.receipt_status, d.provider_status, d.receipt_error,
+    d.call_seconds, round({TO_DELIVERED_MS}::numeric, 1) AS time_to_delivered_ms
 FROM alerts a JOIN webhooks w ON w.id = a.webhook_id LEFT JOIN deliveries d ON d.alert_id = a.id
 WHERE {IN_RANGE}
 ORDER BY a.received_at, a.id, d.channel, d.target
@@ -93,9 +100,23 @@ _PERCENTILE = (
     "round((percentile_cont({q}) WITHIN GROUP (ORDER BY {ms})"
     " FILTER (WHERE d.status = 'delivered'))::numeric, 1)"
 )
+# What the providers reported, per group of deliveries (see the module docstring).
+RECEIPT_FIGURES = f"""count(*) FILTER (WHERE d.receipt_status = 'delivered') AS receipts_delivered,
+    count(*) FILTER (WHERE d.receipt_status = 'undelivered') AS receipts_undelivered,
+    count(*) FILTER (WHERE d.channel = 'CALL' AND d.receipt_status = 'delivered') AS answered,
+    count(*) FILTER (WHERE d.channel = 'CALL' AND d.receipt_status = 'undelivered') AS not_answered,
+    round((percentile_cont(0.5) WITHIN GROUP (ORDER BY {TO_DELIVERED_MS})
+           FILTER (WHERE d.receipt_status = 'delivered'))::numeric, 1) AS to_delivered_p50_ms"""
 # One row per channel plus the all-channels row (channel NULL) from the same scan.
+RECEIPTS = f"""
+SELECT d.channel, {RECEIPT_FIGURES}
+FROM alerts a JOIN deliveries d ON d.alert_id = a.id
+WHERE {IN_RANGE}
+GROUP BY GROUPING SETS ((d.channel), ())
+ORDER BY d.channel NULLS LAST
+"""
 PERFORMANCE = f"""
-SELECT d.channel, count(*) AS deliveries,
+SELECT d.channel, count(*) AS deliveries, {RECEIPT_FIGURES},
     count(*) FILTER (WHERE d.status = 'delivered') AS delivered,
     count(*) FILTER (WHERE d.status = 'failed') AS failed,
     count(*) FILTER (WHERE d.status = 'pending') AS pending,
@@ -199,6 +220,7 @@ async def detailed_rows(
             **dict(r),
             "target": mask_target(r["target"]) if r["target"] is not None else None,
             "latency_ms": _float(r["latency_ms"]),
+            "time_to_delivered_ms": _float(r["time_to_delivered_ms"]),
         }
 
 
@@ -215,10 +237,33 @@ async def incident_rows(
         }
 
 
+def _receipt_figures(r: Any) -> dict[str, Any]:
+    return {
+        "receipts_delivered": r["receipts_delivered"],
+        "receipts_undelivered": r["receipts_undelivered"],
+        "delivered_rate": rate(r["receipts_delivered"], r["receipts_delivered"] + r["receipts_undelivered"]),
+        "time_to_delivered_p50_ms": _float(r["to_delivered_p50_ms"]),
+        "answer_rate": rate(r["answered"], r["answered"] + r["not_answered"]),
+    }
+
+
+async def receipts(conn: db.Connection, user_id: uuid.UUID, span: DateRange) -> dict[str, Any]:
+    """What the providers reported, per channel and overall: receipts delivered and undelivered,
+    the delivered rate, the median time to delivered, the answer rate of calls."""
+    channels, overall = [], None
+    for r in await conn.fetch(RECEIPTS, *_args(user_id, span)):
+        if r["channel"] is None:
+            overall = _receipt_figures(r)
+        else:
+            channels.append({"channel": r["channel"], **_receipt_figures(r)})
+    return {"channels": channels, "overall": overall}
+
+
 async def performance(
     conn: db.Connection, user_id: uuid.UUID, span: DateRange, *, hours: int = 5
 ) -> dict[str, Any]:
-    """Latency percentiles, retry and failure rates per channel and overall; the busiest hours (UTC)."""
+    """Latency percentiles, retry and failure rates per channel and overall, with what the
+    providers reported (``receipts``); the busiest hours (UTC)."""
     channels, overall = [], None
     for r in await conn.fetch(PERFORMANCE, *_args(user_id, span)):
         row = {
@@ -233,6 +278,7 @@ async def performance(
             "latency_p99_ms": _float(r["p99_ms"]),
             "retry_rate": rate(r["retried"], r["deliveries"] - r["cancelled"]),
             "failure_rate": rate(r["failed"], r["delivered"] + r["failed"]),
+            **_receipt_figures(r),
         }
         if r["channel"] is None:
             overall = {k: v for k, v in row.items() if k != "channel"}

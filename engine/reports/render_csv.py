@@ -34,6 +34,11 @@ DETAILED = (
     "status",
     "attempts",
     "latency_ms",
+    "receipt_status",
+    "provider_status",
+    "receipt_error",
+    "call_seconds",
+    "time_to_delivered_ms",
 )
 INCIDENTS = (
     "number",
@@ -79,6 +84,11 @@ PERFORMANCE = (
     "latency_p99_ms",
     "retry_rate",
     "failure_rate",
+    "receipts_delivered",
+    "receipts_undelivered",
+    "delivered_rate",
+    "time_to_delivered_p50_ms",
+    "answer_rate",
 )
 
 

@@ -219,6 +219,32 @@ def _summary(pdf: _Report, report: dict[str, Any]) -> None:
     )
 
 
+def _receipts(pdf: _Report, channels: list[dict[str, Any]], overall: dict[str, Any] | None) -> None:
+    """What the providers reported, per channel and overall (engine.reports.queries.receipts)."""
+    pdf.heading("What the providers reported")
+    header = ["Channel", "Delivered", "Undelivered", "Delivered rate", "Median to delivered", "Answer rate"]
+    rows = [
+        [
+            c["channel"] or "ALL",
+            c["receipts_delivered"],
+            c["receipts_undelivered"],
+            _pct(c["delivered_rate"]),
+            _duration(
+                c["time_to_delivered_p50_ms"] / 1000 if c["time_to_delivered_p50_ms"] is not None else None
+            ),
+            _pct(c["answer_rate"]),
+        ]
+        for c in [*channels, *([{**overall, "channel": None}] if overall else [])]
+    ]
+    pdf.grid(header, rows, [30, 24, 26, 30, 38, 26])
+    pdf.note(
+        "Receipts: what Twilio said became of an SMS or a call after taking it (email and push confirm "
+        "nothing more). Delivered rate: delivered out of delivered and undelivered. Median to "
+        "delivered: from fan-out to reaching the person (a call: when it was answered). Answer rate: "
+        "calls answered by a person, out of those that ended."
+    )
+
+
 def _detailed(pdf: _Report, report: dict[str, Any]) -> None:
     pdf.heading("Every call and its deliveries")
     header = [
@@ -229,6 +255,7 @@ def _detailed(pdf: _Report, report: dict[str, Any]) -> None:
         "Channel",
         "Target",
         "Status",
+        "Receipt",
         "Attempts",
         "Latency ms",
     ]
@@ -239,18 +266,20 @@ def _detailed(pdf: _Report, report: dict[str, Any]) -> None:
                 [
                     alert["received_at"],
                     alert["webhook"],
-                    alert["title"][:60],
+                    alert["title"][:45],
                     alert["severity"],
                     d.get("channel"),
                     d.get("target"),
                     d.get("status", alert["status"]),
+                    d.get("receipt_status"),
                     d.get("attempts"),
                     d.get("latency_ms"),
                 ]
             )
-    pdf.grid(header, rows, [32, 35, 70, 18, 22, 35, 18, 15, 20])
+    pdf.grid(header, rows, [32, 35, 50, 18, 22, 35, 18, 22, 15, 20])
     if report["truncated"]:
         pdf.note(f"Only the first {len(report['alerts'])} calls are shown; the CSV format has them all.")
+    _receipts(pdf, report["receipts"]["channels"], report["receipts"]["overall"])
 
 
 def _incidents(pdf: _Report, report: dict[str, Any]) -> None:
@@ -332,6 +361,7 @@ def _performance(pdf: _Report, report: dict[str, Any]) -> None:
         "because their incident was acknowledged or resolved first. Retry rate: deliveries needing "
         "more than one attempt, out of those not cancelled. Failure rate: failed out of finished."
     )
+    _receipts(pdf, report["channels"], report["overall"])
     pdf.heading("Busiest hours (UTC)")
     pdf.grid(
         ["Hour", "Calls"],

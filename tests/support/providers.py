@@ -1,13 +1,15 @@
 """Test doubles that speak the real provider protocols over real sockets on 127.0.0.1.
 
 - ``FakeProviders``: one aiohttp app answering like Twilio (Messages.json, Calls.json, basic auth)
-  and ntfy (``POST /{topic}``). Every accepted request is recorded; ``script(target, ...)`` queues
-  scripted answers (status, headers, or a hang) for the next requests to that number or topic.
+  and ntfy (``POST /{topic}``). Every accepted request is recorded (with the sid Twilio answered);
+  ``script(target, ...)`` queues scripted answers (status, headers, or a hang) for the next
+  requests to that number or topic. Its status callbacks are tests/support/twilio_receipts.py's.
 - ``TwilioInbound``: the same stand-in's other direction, a text that came in to our Twilio
   number, posted to Monoduty's ``POST /twilio/sms`` as Twilio posts it (form-encoded, signed with
   ``X-Twilio-Signature`` by engine.channels.twilio_signature); ``twiml_message`` reads the answer.
 - ``SmtpServer``: an aiosmtpd server (plain, STARTTLS or implicit TLS, AUTH PLAIN/LOGIN) recording
-  each message as an ``EmailMessage``; ``refuse(address, reply)`` answers RCPT with e.g. 550 or 451.
+  each message as an ``EmailMessage`` and answering it with a queue id, as Postfix does;
+  ``refuse(address, reply)`` answers RCPT with e.g. 550 or 451.
 
 The fixtures that run them (``fake_providers``, ``smtp_server``, ``provider_settings``, ``live``) are in
 tests/conftest.py.
@@ -62,6 +64,7 @@ class Request:
     form: dict[str, str]  # Twilio's form fields; empty for ntfy
     headers: dict[str, str]
     body: str
+    sid: str | None = None  # the id answered for it: Twilio's sid, ntfy's message id (None: it failed)
 
 
 class FakeProviders:
@@ -117,9 +120,10 @@ class FakeProviders:
         ok: dict[str, Any],
         status: int,
     ) -> web.Response:
-        self.requests.append(Request(kind, target, form, dict(request.headers), body))
         queue = self._scripts.get(target)
         reply = queue.popleft() if queue else Reply(status=status, delay=self.delay)
+        sid = (ok.get("sid") or ok.get("id")) if reply.status < 300 and reply.json is None else None
+        self.requests.append(Request(kind, target, form, dict(request.headers), body, sid))
         self.in_flight += 1
         try:
             if reply.hang:
@@ -200,6 +204,7 @@ class SmtpServer:
         self.host = "127.0.0.1"
         self.port = 0
         self.messages: list[EmailMessage] = []
+        self.queue_ids: list[str] = []  # each message's, as the server answered it
         self.refusals: dict[str, str] = {}
         options: dict[str, Any] = {"authenticator": self._authenticate, "auth_require_tls": False}
         if tls == "starttls":
@@ -230,7 +235,9 @@ class SmtpServer:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
         self.messages.append(parsed)  # type: ignore[arg-type]
-        return "250 OK"
+        queue_id = uuid.uuid4().hex[:10].upper()
+        self.queue_ids.append(queue_id)
+        return f"250 2.0.0 Ok: queued as {queue_id}"  # as Postfix answers
 
     def _authenticate(
         self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any

@@ -30,6 +30,28 @@ class Delivery:
     status: str
     attempts: int
     latency_ms: int | None  # None while pending
+    # What the provider said since (engine.alerts.receipts); "accepted" by default once handed over.
+    receipt: str | None = None
+    reached_ms: int | None = None  # from creation to reaching the person, when delivered
+    error: str | None = None  # the provider's error code, when undelivered
+    call_seconds: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.receipt is None and self.status == "delivered":
+            self.receipt = "accepted"
+
+    @property
+    def provider_status(self) -> str | None:
+        """Twilio's word for the receipt; None for the channels Twilio does not carry."""
+        return TWILIO_WORDS.get((self.channel, self.receipt or ""))
+
+
+TWILIO_WORDS = {
+    ("SMS", "delivered"): "delivered",
+    ("SMS", "undelivered"): "undelivered",
+    ("CALL", "delivered"): "completed",
+    ("CALL", "undelivered"): "no-answer",
+}
 
 
 @dataclass
@@ -70,8 +92,23 @@ def specs() -> list[Alert]:
                         sms_status,
                         attempts,
                         None if sms_status == "pending" else 250 * i + 7,
+                        **sms_receipt(i) if sms_status == "delivered" else {},
                     ),
                 ]
+                if i % 4 == 1:  # every other of them also calls, answered or not
+                    answered = i % 8 == 1
+                    deliveries.append(
+                        Delivery(
+                            "CALL",
+                            "+14155550124",
+                            "delivered",
+                            1,
+                            300 * i,
+                            receipt="delivered" if answered else "undelivered",
+                            reached_ms=9000 + 1000 * i if answered else None,
+                            call_seconds=20 + i if answered else 0,
+                        )
+                    )
                 webhook = "prod"
             else:
                 deliveries = [Delivery("PUSH_NOTIF", "staging-topic", "delivered", 1 + (i % 2), 50 * i)]
@@ -140,6 +177,16 @@ def specs() -> list[Alert]:
     return alerts
 
 
+def sms_receipt(i: int) -> dict[str, object]:
+    """What Twilio said of the i-th call's SMS: delivered (soon or late), undelivered, or nothing yet."""
+    return [
+        {},
+        {"receipt": "delivered", "reached_ms": 3000 + 100 * i},
+        {"receipt": "undelivered", "error": "30003"},
+        {"receipt": "delivered", "reached_ms": 5000},
+    ][i % 4]
+
+
 def other_specs() -> list[Alert]:
     delivery = [Delivery("SMS", OTHER_TARGET, "failed", 3, 900)]
     return [
@@ -184,6 +231,7 @@ async def insert(
         for d in a.deliveries:
             created = a.received_at + timedelta(seconds=1)
             done = created + timedelta(milliseconds=d.latency_ms) if d.latency_ms is not None else None
+            reached = created + timedelta(milliseconds=d.reached_ms) if d.reached_ms is not None else None
             delivery_rows.append(
                 (
                     uuid.uuid4(),
@@ -195,6 +243,12 @@ async def insert(
                     created,
                     done if d.status == "delivered" else None,
                     done,
+                    d.receipt,
+                    d.provider_status,
+                    d.error,
+                    reached or done if d.receipt else None,
+                    reached,
+                    d.call_seconds,
                 )
             )
     async with pool.acquire() as conn, conn.transaction():
@@ -206,8 +260,9 @@ async def insert(
         )
         await conn.executemany(
             """INSERT INTO deliveries (id, alert_id, channel, target, status, attempts, created_at,
-                   delivered_at, finished_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                   delivered_at, finished_at, receipt_status, provider_status, receipt_error, receipt_at,
+                   reached_at, call_seconds)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
             delivery_rows,
         )
 
@@ -414,8 +469,29 @@ def expected_performance(alerts: list[Alert]) -> dict[str | None, dict]:
             "latency_p99_ms": percentile(delivered, 0.99),
             "retry_rate": pct(sum(d.attempts > 1 for d in sent), len(sent)),
             "failure_rate": pct(failed, len(delivered) + failed),
+            **expected_receipts(chosen),
         }
     return out
+
+
+def expected_receipts(chosen: list[Delivery]) -> dict[str, object]:
+    """What the providers reported of ``chosen``, as the reports count it."""
+    reached = [d for d in chosen if d.receipt == "delivered"]
+    missed = [d for d in chosen if d.receipt == "undelivered"]
+    calls = [d for d in [*reached, *missed] if d.channel == "CALL"]
+    return {
+        "receipts_delivered": len(reached),
+        "receipts_undelivered": len(missed),
+        "delivered_rate": pct(len(reached), len(reached) + len(missed)),
+        "time_to_delivered_p50_ms": percentile([float(d.reached_ms or 0) for d in reached], 0.5),
+        "answer_rate": pct(sum(d.receipt == "delivered" for d in calls), len(calls)),
+    }
+
+
+def expected_receipts_per_channel(alerts: list[Alert]) -> dict[str | None, dict[str, object]]:
+    everything = [d for a in in_range(alerts) for d in a.deliveries]
+    channels = [*sorted({d.channel for d in everything}), None]
+    return {c: expected_receipts([d for d in everything if c is None or d.channel == c]) for c in channels}
 
 
 def expected_busiest_hours(alerts: list[Alert]) -> list[dict]:
@@ -442,6 +518,7 @@ def masked(target: str) -> str:
     return {
         "oncall@example.com": "o\u2022\u2022\u2022@example.com",
         "+14155550123": "+1415\u2022\u2022\u20220123",
+        "+14155550124": "+1415\u2022\u2022\u20220124",
         "staging-topic": "st\u2022\u2022\u2022ic",
     }[target]
 

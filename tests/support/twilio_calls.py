@@ -9,12 +9,12 @@ follows it is requested. Each request is form-encoded and carries an X-Twilio-Si
 URL written in the TwiML (MONODUTY_PUBLIC_URL based) and the parameters, made with the account's
 auth token, or another one to forge it. It goes to the app where the test runs it, so the URL
 signed is not the one the request reaches: as behind a proxy. What the app answers becomes the
-TwiML playing. A call's sid is the stand-in's own (the create answered another).
+TwiML playing. A call's sid is the one the create answered; how the call ended is posted to its
+StatusCallback by tests/support/twilio_receipts.py.
 """
 
 from __future__ import annotations
 
-import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -43,6 +43,7 @@ class PlacedCall:
     url: str | None  # the call was made to fetch its TwiML from here
     machine_detection: bool
     playing: str | None  # the TwiML playing now: the call's own, then each answer
+    request: Request  # how it was created (its StatusCallback among the form fields)
     answers: list[Answered] = field(default_factory=list)
     last: tuple[str, dict[str, str]] | None = None  # the last request: URL and parameters
 
@@ -66,11 +67,12 @@ class PhoneCalls:
         self._calls: dict[int, PlacedCall] = {}  # by the index of its request to the fake
 
     def to(self, number: str) -> list[PlacedCall]:
-        """The calls placed to ``number`` so far, oldest first (the same objects each time)."""
+        """The calls placed to ``number`` so far (each create Twilio answered with a sid), oldest
+        first (the same objects each time)."""
         return [
             self._call(index, request)
             for index, request in enumerate(self.fake.requests)
-            if request.kind == "call" and request.target == number
+            if request.kind == "call" and request.target == number and request.sid is not None
         ]
 
     async def answer(self, call: PlacedCall, answered_by: str = "human") -> Answered:
@@ -101,12 +103,13 @@ class PhoneCalls:
     def _call(self, index: int, request: Request) -> PlacedCall:
         if index not in self._calls:
             self._calls[index] = PlacedCall(
-                sid="CA" + uuid.uuid4().hex,
+                sid=str(request.sid),
                 to=request.form["To"],
                 caller=request.form["From"],
                 url=request.form.get("Url"),
                 machine_detection=request.form.get("MachineDetection") == "Enable",
                 playing=request.form.get("Twiml"),
+                request=request,
             )
         return self._calls[index]
 
