@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from arq.connections import ArqRedis
 
 from engine.channels.base import DeliveryError
 from engine.channels.email import EmailChannel
@@ -74,6 +75,7 @@ async def huge() -> AsyncIterator[HugeProvider]:
 )
 async def test_a_huge_answer_is_cut_and_classified_by_its_status(
     provider_settings: Settings,
+    redis: ArqRedis,  # an empty queue: the burst worker must not wait on other tests' deferred jobs
     account: Account,
     pool: asyncpg.Pool,
     huge: HugeProvider,
