@@ -542,3 +542,27 @@ CREATE TABLE IF NOT EXISTS sms_help_replies (
     sent   integer NOT NULL,
     PRIMARY KEY (phone, day)
 );
+-- Maintenance windows (engine.maintenance): planned work on one webhook, or every webhook of a team
+-- (webhook_id NULL). Alerts inside one are stored and grouped; the incidents they open page nobody
+-- and are held (incidents.maintenance_window_id) until the window ends. A worker cron claims windows
+-- due to end with SKIP LOCKED and pages what they held that is still triggered, once (ended_at).
+CREATE TABLE IF NOT EXISTS maintenance_windows (
+    id           uuid PRIMARY KEY,
+    team_id      uuid NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+    webhook_id   uuid REFERENCES webhooks (id) ON DELETE CASCADE,
+    starts_at    timestamptz NOT NULL,
+    ends_at      timestamptz NOT NULL,
+    reason       text NOT NULL,
+    page_on_end  boolean NOT NULL DEFAULT true,
+    created_by   uuid REFERENCES users (id) ON DELETE SET NULL,
+    created_at   timestamptz NOT NULL,
+    ended_at     timestamptz,              -- the end sweep has released what it held
+    enqueued_at  timestamptz,              -- ... and queued its pages: the sweep is done with it
+    CONSTRAINT maintenance_windows_order_check CHECK (ends_at > starts_at)
+);
+CREATE INDEX IF NOT EXISTS maintenance_windows_team_idx ON maintenance_windows (team_id, ends_at);
+CREATE INDEX IF NOT EXISTS maintenance_windows_due_idx ON maintenance_windows (ends_at) WHERE enqueued_at IS NULL;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS maintenance_window_id uuid
+    REFERENCES maintenance_windows (id) ON DELETE SET NULL;
+CREATE INDEX IF NOT EXISTS incidents_maintenance_idx ON incidents (maintenance_window_id)
+    WHERE maintenance_window_id IS NOT NULL;
