@@ -566,3 +566,20 @@ ALTER TABLE incidents ADD COLUMN IF NOT EXISTS maintenance_window_id uuid
     REFERENCES maintenance_windows (id) ON DELETE SET NULL;
 CREATE INDEX IF NOT EXISTS incidents_maintenance_idx ON incidents (maintenance_window_id)
     WHERE maintenance_window_id IS NOT NULL;
+-- Silences (engine.maintenance.silences), as Alertmanager's: an alert every matcher of an active
+-- silence matches ({name, value, is_regex, is_equal} over severity, source, title and the sender's
+-- labels) joins or opens an incident that does not page (incidents.silence_id); the first alert of
+-- it after its silence ends pages it. Expired silences are kept (listed for 7 days).
+CREATE TABLE IF NOT EXISTS silences (
+    id          uuid PRIMARY KEY,
+    team_id     uuid NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+    webhook_id  uuid REFERENCES webhooks (id) ON DELETE CASCADE,
+    matchers    jsonb NOT NULL,
+    starts_at   timestamptz NOT NULL,
+    ends_at     timestamptz NOT NULL,
+    comment     text NOT NULL,
+    created_by  uuid REFERENCES users (id) ON DELETE SET NULL,
+    created_at  timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS silences_team_idx ON silences (team_id, ends_at);
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS silence_id uuid REFERENCES silences (id) ON DELETE SET NULL;

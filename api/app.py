@@ -25,6 +25,7 @@ from api import (
     reports,
     schedules,
     security,
+    silences,
     status,
     teams,
     twilio_sms,
@@ -81,6 +82,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(teams.routes)
     app.router.add_routes(escalation_policies.routes)
     app.router.add_routes(maintenance_windows.routes)
+    app.router.add_routes(silences.routes)
     app.router.add_routes(schedules.routes)
     app.router.add_routes(feeds.routes)
     app.router.add_routes(invite_page.routes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from engine import db
 from engine.incidents import Actor, EventKind
@@ -36,6 +37,16 @@ GROUP BY w.id
 """
 
 
+class Quiet(Protocol):
+    """What keeps an incident from paging: a maintenance window, or a silence that matched."""
+
+    async def hold(
+        self, conn: db.Connection, incident_id: uuid.UUID, now: datetime, *, alert_id: uuid.UUID | None = None
+    ) -> None:
+        """Mark the incident held by it, and say so in its timeline."""
+        ...
+
+
 @dataclass(frozen=True)
 class Window:
     """The window a webhook is in: what a held incident's timeline says."""
@@ -43,6 +54,11 @@ class Window:
     id: uuid.UUID
     ends_at: datetime
     reason: str
+
+    async def hold(
+        self, conn: db.Connection, incident_id: uuid.UUID, now: datetime, *, alert_id: uuid.UUID | None = None
+    ) -> None:
+        await hold(conn, incident_id, self, now, alert_id=alert_id)
 
 
 async def active(

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 import asyncpg
 
@@ -123,12 +124,9 @@ async def create_window(
     """A team admin's window on one webhook of the team (``webhook_id``) or all of them (``team_id``)."""
     reason = validate.text(wanted.reason, "reason", required=True, min_length=1, max_length=500)
     page_on_end = _flag(wanted.page_on_end, "page_on_end", default=True)
-    starts_at = now if wanted.starts_at is UNSET else instant(wanted.starts_at, "starts_at")
-    ends_at = _end(wanted, starts_at, required=True)
-    assert ends_at is not None
-    _check_span(starts_at, ends_at, now, _end_field(wanted))
+    starts_at, ends_at = new_period(wanted, now)
     async with conn.transaction():
-        team_id, webhook_id = await _target(conn, user_id, wanted)
+        team_id, webhook_id = await target(conn, user_id, wanted, Role.ADMIN)
         row = await conn.fetchrow(
             INSERT, uuid.uuid4(), team_id, webhook_id, starts_at, ends_at, reason, page_on_end, user_id, now
         )
@@ -191,7 +189,28 @@ async def delete_window(
         return current  # its end has come and the workers release it now: nothing to change
 
 
-def _end(wanted: WindowInput, starts_at: datetime, *, required: bool) -> datetime | None:
+class Timed(Protocol):
+    """What a request for a period gives (a window's, a silence's): UNSET for what it leaves out."""
+
+    @property
+    def starts_at(self) -> object: ...
+    @property
+    def ends_at(self) -> object: ...
+    @property
+    def duration(self) -> object: ...
+
+
+def new_period(wanted: Timed, now: datetime) -> tuple[datetime, datetime]:
+    """(start, end) of a new period: from ``starts_at`` (default now) to ``ends_at`` or for
+    ``duration``, 1 minute to 7 days, ending in the future."""
+    starts_at = now if wanted.starts_at is UNSET else instant(wanted.starts_at, "starts_at")
+    ends_at = _end(wanted, starts_at, required=True)
+    assert ends_at is not None
+    _check_span(starts_at, ends_at, now, _end_field(wanted))
+    return starts_at, ends_at
+
+
+def _end(wanted: Timed, starts_at: datetime, *, required: bool) -> datetime | None:
     if wanted.ends_at is not UNSET and wanted.duration is not UNSET:
         raise ValidationError("duration cannot be given with ends_at: give one of them", field="duration")
     if wanted.duration is not UNSET:
@@ -203,7 +222,7 @@ def _end(wanted: WindowInput, starts_at: datetime, *, required: bool) -> datetim
     return None
 
 
-def _end_field(wanted: WindowInput) -> str:
+def _end_field(wanted: Timed) -> str:
     """The field that set the end: what an error about the window's length names."""
     return "duration" if wanted.duration is not UNSET else "ends_at"
 
@@ -233,10 +252,20 @@ def _flag(value: object, field: str, *, default: bool) -> bool:
     return value
 
 
-async def _target(
-    conn: db.Connection, user_id: uuid.UUID, wanted: WindowInput
+class Targeted(Protocol):
+    """What a request for a team's webhooks gives: one webhook, or the whole team (UNSET: left out)."""
+
+    @property
+    def webhook_id(self) -> object: ...
+    @property
+    def team_id(self) -> object: ...
+
+
+async def target(
+    conn: db.Connection, user_id: uuid.UUID, wanted: Targeted, minimum: Role
 ) -> tuple[uuid.UUID, uuid.UUID | None]:
-    """(team, webhook or None): exactly one of webhook_id and team_id, the caller an admin of it."""
+    """(team, webhook or None): exactly one of webhook_id and team_id, the caller ``minimum`` or
+    above in its team (a webhook the caller cannot see is a 400 naming webhook_id)."""
     if (wanted.webhook_id is UNSET) == (wanted.team_id is UNSET):
         raise ValidationError(
             "webhook_id (one webhook) or team_id (every webhook of the team) is required, not both",
@@ -244,13 +273,13 @@ async def _target(
         )
     if wanted.team_id is not UNSET:
         team_id = _uuid(wanted.team_id, "team_id", "the id of one of your teams")
-        await require_role(conn, team_id, user_id, Role.ADMIN)
+        await require_role(conn, team_id, user_id, minimum)
         return team_id, None
     webhook_id = _uuid(wanted.webhook_id, "webhook_id", "the id of one of your webhooks")
     row = await conn.fetchrow(WEBHOOK_TEAM, webhook_id, user_id)
     if row is None or row["caller_role"] is None:
         raise ValidationError("webhook_id must be the id of one of your webhooks", field="webhook_id")
-    allowed(row["caller_role"], Role.ADMIN, not_found())
+    allowed(row["caller_role"], minimum, not_found())
     return row["team_id"], webhook_id
 
 
