@@ -5,6 +5,7 @@ clock an hour ahead, not by waiting."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -88,6 +89,8 @@ async def test_twenty_alerts_in_a_window_page_nobody_and_what_is_open_pages_once
     found = await incidents(pool, webhook)
     assert [(i["dedup_key"], i["alert_count"]) for i in found] == [("disk", 10), ("lag", 10)]
     assert all(i["maintenance_window_id"] == uuid.UUID(window["id"]) for i in found)
+    shown = await (await client.get(f"/api/incidents/{found[0]['id']}", headers=account.headers)).json()
+    assert shown["incident"]["maintenance_window_id"] == window["id"]
     assert await pages(pool, webhook) == []  # nothing sent, nothing even planned
     disk, lag = found
     assert (
@@ -243,3 +246,19 @@ async def test_bad_input_is_a_400_naming_the_field(
     assert resp.status == 400, data
     assert_error(data, "VALIDATION_ERROR")
     assert data["error"].startswith(f"{field} ") or data["error"] == f"unknown field: {field}", data
+
+
+async def test_two_workers_ending_windows_at_once_page_each_held_incident_once(
+    client: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings, redis: ArqRedis
+) -> None:
+    webhooks = [await create(client, account, WEBHOOK) for _ in range(3)]
+    for webhook in webhooks:
+        await new_window(client, account, webhookId=webhook["id"], duration="1h")
+        await post(client, webhook, title="Migration running", dedup_key="migration")
+    await run_worker(settings)
+
+    for n in range(2):
+        await redis.enqueue_job("end_maintenance", _job_id=f"sweep-{n}-{uuid.uuid4()}")
+    await asyncio.gather(run_worker(settings, clock=AN_HOUR_LATER), run_worker(settings, clock=AN_HOUR_LATER))
+    for webhook in webhooks:
+        assert Counter(p["channel"] for p in await pages(pool, webhook)) == dict.fromkeys(CHANNELS, 1)
