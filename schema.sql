@@ -573,3 +573,45 @@ BEGIN
             CHECK (receipt_status IN ('accepted', 'sent', 'delivered', 'undelivered'));
     END IF;
 END $$;
+
+-- Maintenance windows (engine.maintenance): planned work on one webhook, or every webhook of a team
+-- (webhook_id NULL). Alerts inside one are stored and grouped; the incidents they open page nobody
+-- and are held (incidents.maintenance_window_id) until the window ends. A worker cron claims windows
+-- due to end with SKIP LOCKED and pages what they held that is still triggered, once (ended_at).
+CREATE TABLE IF NOT EXISTS maintenance_windows (
+    id           uuid PRIMARY KEY,
+    team_id      uuid NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+    webhook_id   uuid REFERENCES webhooks (id) ON DELETE CASCADE,
+    starts_at    timestamptz NOT NULL,
+    ends_at      timestamptz NOT NULL,
+    reason       text NOT NULL,
+    page_on_end  boolean NOT NULL DEFAULT true,
+    created_by   uuid REFERENCES users (id) ON DELETE SET NULL,
+    created_at   timestamptz NOT NULL,
+    ended_at     timestamptz,              -- the end sweep has released what it held
+    enqueued_at  timestamptz,              -- ... and queued its pages: the sweep is done with it
+    CONSTRAINT maintenance_windows_order_check CHECK (ends_at > starts_at)
+);
+CREATE INDEX IF NOT EXISTS maintenance_windows_team_idx ON maintenance_windows (team_id, ends_at);
+CREATE INDEX IF NOT EXISTS maintenance_windows_due_idx ON maintenance_windows (ends_at) WHERE enqueued_at IS NULL;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS maintenance_window_id uuid
+    REFERENCES maintenance_windows (id) ON DELETE SET NULL;
+CREATE INDEX IF NOT EXISTS incidents_maintenance_idx ON incidents (maintenance_window_id)
+    WHERE maintenance_window_id IS NOT NULL;
+-- Silences (engine.maintenance.silences), as Alertmanager's: an alert every matcher of an active
+-- silence matches ({name, value, is_regex, is_equal} over severity, source, title and the sender's
+-- labels) joins or opens an incident that does not page (incidents.silence_id); the first alert of
+-- it after its silence ends pages it. Expired silences are kept (listed for 7 days).
+CREATE TABLE IF NOT EXISTS silences (
+    id          uuid PRIMARY KEY,
+    team_id     uuid NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+    webhook_id  uuid REFERENCES webhooks (id) ON DELETE CASCADE,
+    matchers    jsonb NOT NULL,
+    starts_at   timestamptz NOT NULL,
+    ends_at     timestamptz NOT NULL,
+    comment     text NOT NULL,
+    created_by  uuid REFERENCES users (id) ON DELETE SET NULL,
+    created_at  timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS silences_team_idx ON silences (team_id, ends_at);
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS silence_id uuid REFERENCES silences (id) ON DELETE SET NULL;

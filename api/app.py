@@ -17,6 +17,7 @@ from api import (
     inbound,
     incidents,
     invite_page,
+    maintenance_windows,
     notifications,
     observability,
     opsgenie,
@@ -24,6 +25,7 @@ from api import (
     reports,
     schedules,
     security,
+    silences,
     status,
     teams,
     twilio_sms,
@@ -83,6 +85,8 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(incidents.routes)
     app.router.add_routes(teams.routes)
     app.router.add_routes(escalation_policies.routes)
+    app.router.add_routes(maintenance_windows.routes)
+    app.router.add_routes(silences.routes)
     app.router.add_routes(schedules.routes)
     app.router.add_routes(feeds.routes)
     app.router.add_routes(invite_page.routes)

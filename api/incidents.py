@@ -149,6 +149,9 @@ def to_api(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
         "escalation_step": row["escalation_step"] if row["escalation_step"] >= 0 else None,
         "escalation_loop": row["escalation_loop"],
         "next_escalation_at": row["next_escalation_at"],
+        # What holds (or held) its page: a maintenance window, a silence (engine.maintenance).
+        "maintenance_window_id": _id(row["maintenance_window_id"]),
+        "silence_id": _id(row["silence_id"]),
         "assigned_to": [
             {"user_id": str(a["user_id"]), "email": a["email"], "name": a["name"]} for a in row["assigned_to"]
         ],

@@ -11,8 +11,9 @@ from aiohttp import web
 from api.auth import current_user
 from api.inputs import fields, json_body, query, wire_names
 from api.responses import ok
-from api.state import AVAILABLE_TYPES, POOL, REDIS, REQUEST_ID, public_url
-from engine import limits, webhooks
+from api.state import AVAILABLE_TYPES, CLOCK, POOL, REDIS, REQUEST_ID, public_url
+from engine import db, limits, webhooks
+from engine.maintenance import holds
 from engine.teams import Role
 
 routes = web.RouteTableDef()
@@ -47,8 +48,9 @@ async def list_webhooks(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         records = await webhooks.list_webhooks(conn, user.id, limit=limit, offset=offset)
         total = await webhooks.count_webhooks(conn, user.id)
+        shown = await with_maintenance(conn, request, records)
     base = public_url(request)
-    return ok(webhooks=[to_api(r, base) for r in records], total=total)
+    return ok(webhooks=[to_api(r, base) for r in shown], total=total)
 
 
 @routes.post("/api/webhooks")
@@ -59,7 +61,8 @@ async def create_webhook(request: web.Request) -> web.Response:
         available = request.app[AVAILABLE_TYPES]
         with wire_names(NAMES):
             record = await webhooks.create_webhook(conn, user, wanted, available)
-    return ok(http_status=201, webhook=to_api(record, public_url(request)))
+        [shown] = await with_maintenance(conn, request, [record])
+    return ok(http_status=201, webhook=to_api(shown, public_url(request)))
 
 
 @routes.get("/api/webhooks/{id}")
@@ -69,7 +72,8 @@ async def get_webhook(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         record = await webhooks.get_webhook(conn, user.id, webhook_id)
         last_test = await webhooks.last_test(conn, webhook_id)
-    return ok(webhook={**to_api(record, public_url(request)), "last_test": last_test})
+        [shown] = await with_maintenance(conn, request, [record])
+    return ok(webhook={**to_api(shown, public_url(request)), "last_test": last_test})
 
 
 @routes.patch("/api/webhooks/{id}")
@@ -83,7 +87,8 @@ async def update_webhook(request: web.Request) -> web.Response:
             record = await webhooks.update_webhook(
                 conn, request.app[REDIS], user, webhook_id, wanted, available
             )
-    return ok(webhook=to_api(record, public_url(request)))
+        [shown] = await with_maintenance(conn, request, [record])
+    return ok(webhook=to_api(shown, public_url(request)))
 
 
 @routes.delete("/api/webhooks/{id}")
@@ -105,6 +110,14 @@ async def test_webhook(request: web.Request) -> web.Response:
         record = await webhooks.get_webhook(conn, user.id, webhook_id, Role.RESPONDER)
     alert_id = await webhooks.send_test(request.app[REDIS], record, request_id=request[REQUEST_ID])
     return ok(http_status=202, alert_id=alert_id, status="queued", test=True)
+
+
+async def with_maintenance(
+    conn: db.Connection, request: web.Request, records: list[asyncpg.Record]
+) -> list[dict[str, Any]]:
+    """The records with ``in_maintenance_until``: the end of the maintenance window each is in now."""
+    until = await holds.until_of(conn, [r["id"] for r in records], request.app[CLOCK].now())
+    return [{**dict(r), "in_maintenance_until": until.get(r["id"])} for r in records]
 
 
 def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[str, Any]:
@@ -133,6 +146,7 @@ def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[
         "escalation_policy_id": str(record["escalation_policy_id"])
         if record["escalation_policy_id"]
         else None,
+        "in_maintenance_until": record.get("in_maintenance_until"),
         "last_call_at": record["last_call_at"],
         "created_at": record["created_at"],
         "updated_at": record["updated_at"],

@@ -90,6 +90,26 @@ async def make_schedule(client: TestClient, owner: Account) -> str:
     return str(schedule["id"])
 
 
+async def make_maintenance_window(client: TestClient, owner: Account) -> str:
+    body = {"webhookId": await make_webhook(client, owner), "duration": "1h", "reason": "upgrade"}
+    resp = await client.post("/api/maintenance-windows", json=body, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    return str((await resp.json())["maintenance_window"]["id"])
+
+
+async def make_silence(client: TestClient, owner: Account) -> str:
+    matchers = [{"name": "severity", "value": "warning"}]
+    body = {
+        "webhookId": await make_webhook(client, owner),
+        "duration": "1h",
+        "comment": "c",
+        "matchers": matchers,
+    }
+    resp = await client.post("/api/silences", json=body, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    return str((await resp.json())["silence"]["id"])
+
+
 async def first_override(client: TestClient, owner: Account, schedule_id: str) -> str:
     listed = await client.get(
         f"/api/schedules/{schedule_id}/overrides",
@@ -138,6 +158,10 @@ OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("GET", "/api/schedules/{id}/on-call", make_schedule, None),
     ("GET", "/api/schedules/{id}/shifts", make_schedule, None),
     ("POST", "/api/schedules/{id}/ical/rotate", make_schedule, None),
+    ("GET", "/api/maintenance-windows/{id}", make_maintenance_window, None),
+    ("PATCH", "/api/maintenance-windows/{id}", make_maintenance_window, {"reason": "mine now"}),
+    ("DELETE", "/api/maintenance-windows/{id}", make_maintenance_window, None),
+    ("DELETE", "/api/silences/{id}", make_silence, None),
 ]
 
 # (list path, key of the list in the answer, maker of one owner's object)
@@ -151,6 +175,8 @@ LIST_ROUTES: list[tuple[str, str, Maker]] = [
     ("/api/me/notification-rules", "notification_rules", make_notification_rule),
     ("/api/escalation-policies", "escalation_policies", make_policy),
     ("/api/schedules", "schedules", make_schedule),
+    ("/api/maintenance-windows", "maintenance_windows", make_maintenance_window),
+    ("/api/silences", "silences", make_silence),
 ]
 
 

@@ -44,6 +44,7 @@ class EventKind(StrEnum):
     NOTE = "note"
     PAGE_HELD = "page_held"  # a storm: the page waits for the webhook's digest
     DIGEST_SENT = "digest_sent"  # ... and went out in it
+    PAGE_RELEASED = "page_released"  # its maintenance window ended: paged now, or (pageOnEnd off) not
     ESCALATED = "escalated"  # a step of its escalation policy ran: these users are paged
     REASSIGNED = "reassigned"  # a person gave it to someone else (paged at once)
     PAGE_SKIPPED = "page_skipped"  # someone or some rule could not be paged, and why

@@ -22,6 +22,8 @@ from engine.incidents import Actor, EventKind, IncidentStatus, SenderAction, noi
 from engine.incidents.events import add_event
 from engine.incidents.keys import incident_key
 from engine.incidents.noise import DEFAULT_CAPS, OVERFLOW_KEY, Caps
+from engine.maintenance import holds, silences
+from engine.maintenance.holds import Quiet
 from engine.oncall import escalation
 
 OPEN_OF_KEY = """
@@ -91,10 +93,16 @@ async def attach(
     """Put a stored, non-test alert in its incident; say what it should send.
 
     The caller holds the webhook's row lock (the noise caps count under it); ``now`` is the
-    worker's clock, for the storm window (``received_at`` when not given)."""
+    worker's clock, for the storm window and maintenance (``received_at`` when not given). In a
+    maintenance window, or for an alert a silence matches, nothing pages: what would is held
+    (engine.maintenance)."""
     now = now or received_at
     key = incident_key(parsed, webhook["dedup_by"])
     action = SenderAction(parsed.action)
+    # Before any incident row is locked (engine.maintenance.holds says why).
+    window = await holds.active(conn, webhook["id"], webhook["team_id"], now)
+    silence = await silences.matching(conn, webhook["id"], webhook["team_id"], parsed, now)
+    quiet: Quiet | None = window or silence
     for _ in range(3):  # an open that loses the race joins the winner on the next turn
         current = await conn.fetchrow(OPEN_OF_KEY, webhook["id"], key) if key is not None else None
         if current is not None:
@@ -111,11 +119,11 @@ async def attach(
             attached = Attached(overflow, Pages.NONE)
             break
         if not noise.is_system(key) and await noise.at_cap(conn, webhook["id"], caps):
-            attached = await _overflow(conn, webhook, alert_id, parsed, key, received_at, now, caps)
+            attached = await _overflow(conn, webhook, alert_id, parsed, key, received_at, now, caps, quiet)
             break
-        opened = await _open(conn, webhook, alert_id, parsed, key, received_at, now)
+        opened = await _open(conn, webhook, alert_id, parsed, key, received_at, now, quiet)
         if opened is not None:
-            if _policy(webhook) is not None:  # its policy pages people; no storm digest for it
+            if quiet is not None or _policy(webhook) is not None:  # held, or paging through its policy
                 attached = Attached(opened, Pages.NONE)
                 break
             held = not noise.is_system(key) and await noise.hold_if_storm(
@@ -125,6 +133,18 @@ async def attach(
             break
     else:  # pragma: no cover - the index makes a third turn impossible
         raise RuntimeError("could not open or join an incident")
+    if quiet is not None and attached.incident_id is not None and attached.pages is not Pages.NONE:
+        # A join that would page again (louder, a changed group) waits too; so does a RESOLVED notice.
+        if attached.pages is Pages.PAGE:
+            await quiet.hold(conn, attached.incident_id, now, alert_id=alert_id)
+        attached = Attached(attached.incident_id, Pages.NONE)
+    elif (
+        quiet is None
+        and action is SenderAction.TRIGGER
+        and attached.incident_id is not None
+        and await silences.unsilence(conn, attached.incident_id)
+    ):
+        attached = await _page_unsilenced(conn, webhook, attached.incident_id, alert_id, now)
     if link and attached.incident_id is not None:
         await conn.execute(LINK_ALERT, alert_id, attached.incident_id)
     return attached
@@ -163,18 +183,19 @@ async def _overflow(
     at: datetime,
     now: datetime,
     caps: Caps,
+    quiet: Quiet | None,
 ) -> Attached:
     """A new key past the cap: it joins the webhook's overflow incident, opened (and paged) once."""
     current = await conn.fetchrow(OPEN_OF_KEY, webhook["id"], OVERFLOW_KEY)
     incident_id = current["id"] if current is not None else None
     if incident_id is None:
         text = noise.overflow_alert(parsed, webhook["name"], caps)
-        incident_id = await _open(conn, webhook, alert_id, text, OVERFLOW_KEY, at, now)
+        incident_id = await _open(conn, webhook, alert_id, text, OVERFLOW_KEY, at, now, quiet)
         if incident_id is None:  # pragma: no cover - the webhook's row lock lets nobody open it meanwhile
             raise RuntimeError("the overflow incident was opened meanwhile")
     opened = current is None
     await noise.join_overflow(conn, incident_id, webhook["name"], alert_id, parsed, key, at, opened=opened)
-    pages = Pages.PAGE if opened and _policy(webhook) is None else Pages.NONE
+    pages = Pages.PAGE if opened and _policy(webhook) is None and quiet is None else Pages.NONE
     return Attached(incident_id, pages)
 
 
@@ -192,7 +213,10 @@ async def _open(
     key: str | None,
     at: datetime,
     now: datetime,
+    quiet: Quiet | None,
 ) -> uuid.UUID | None:
+    """Open the key's incident (None: another worker just did); in a maintenance window (or
+    silenced) it is held, and its escalation starts when that is over (engine.maintenance)."""
     number = await conn.fetchval(NEXT_NUMBER, webhook["team_id"])
     incident_id = uuid.uuid4()
     row = await conn.fetchrow(
@@ -216,9 +240,31 @@ async def _open(
         conn, incident_id, EventKind.OPENED, Actor.SENDER, at, text=parsed.title, alert_id=alert_id
     )
     policy_id = _policy(webhook)
-    if policy_id is not None:
+    if quiet is not None:
+        await quiet.hold(conn, incident_id, now, alert_id=alert_id)
+    elif policy_id is not None:
         await escalation.start(conn, incident_id, policy_id, now)
     return incident_id
+
+
+async def _page_unsilenced(
+    conn: db.Connection, webhook: asyncpg.Record, incident_id: uuid.UUID, alert_id: uuid.UUID, now: datetime
+) -> Attached:
+    """The first alert of a silenced incident after its silence: it pages as a new incident would."""
+    await add_event(
+        conn,
+        incident_id,
+        EventKind.PAGE_RELEASED,
+        Actor.SYSTEM,
+        now,
+        text="silence over: paged now",
+        alert_id=alert_id,
+    )
+    policy_id = _policy(webhook)
+    if policy_id is None:
+        return Attached(incident_id, Pages.PAGE)
+    await escalation.start(conn, incident_id, policy_id, now)
+    return Attached(incident_id, Pages.NONE)
 
 
 async def _join(

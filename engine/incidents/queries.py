@@ -19,6 +19,7 @@ COLUMNS = """i.id, i.number, i.team_id, i.webhook_id, i.title, i.message, i.seve
     i.dedup_key, i.source, i.alert_count, i.first_alert_at, i.last_alert_at, i.acknowledged_at,
     i.acknowledged_by, i.acknowledged_by_user, i.resolved_at, i.resolved_by, i.resolved_by_user,
     i.created_at, i.escalation_policy_id, i.escalation_step, i.escalation_loop, i.next_escalation_at,
+    i.maintenance_window_id, i.silence_id,
     (SELECT coalesce(jsonb_agg(jsonb_build_object('user_id', a.user_id, 'email', u.email, 'name', u.name)
                                ORDER BY a.assigned_at, u.email), '[]'::jsonb)
      FROM incident_assignments a JOIN users u ON u.id = a.user_id
