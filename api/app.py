@@ -14,6 +14,7 @@ from api import (
     dev,
     escalation_policies,
     feeds,
+    heartbeats,
     inbound,
     incidents,
     invite_page,
@@ -21,6 +22,7 @@ from api import (
     observability,
     opsgenie,
     pagerduty,
+    pings,
     reports,
     schedules,
     security,
@@ -73,6 +75,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     observability.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(webhooks.routes)
+    app.router.add_routes(heartbeats.routes)
     app.router.add_routes(notifications.routes)
     app.router.add_routes(incidents.routes)
     app.router.add_routes(teams.routes)
@@ -88,6 +91,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(dev.routes)
     app.router.add_routes(pagerduty.routes)  # drop-in PagerDuty Events v2 and Opsgenie Alert API
     app.router.add_routes(opsgenie.routes)
+    pings.add_routes(app)
     inbound.add_routes(app)
     return app
 

@@ -111,6 +111,10 @@ class Settings:
     escalation_sweep_seconds: int = 5
     # Seconds between two messages to one person on one contact method; what comes meanwhile is bundled.
     page_bundle_seconds: float = 5.0
+    # The shortest period and grace a heartbeat may have, in seconds.
+    min_heartbeat_period: int = 60
+    # How often one worker sweeps for heartbeats whose grace ran out.
+    heartbeat_sweep_seconds: int = 5
 
     @property
     def https_inbound(self) -> bool:
@@ -169,6 +173,12 @@ class Settings:
                 "MONODUTY_ESCALATION_SWEEP_SECONDS", d.escalation_sweep_seconds, minimum=1
             ),
             page_bundle_seconds=reader.float("MONODUTY_PAGE_BUNDLE_SECONDS", d.page_bundle_seconds),
+            min_heartbeat_period=reader.int(
+                "MONODUTY_MIN_HEARTBEAT_PERIOD", d.min_heartbeat_period, minimum=1
+            ),
+            heartbeat_sweep_seconds=reader.int(
+                "MONODUTY_HEARTBEAT_SWEEP_SECONDS", d.heartbeat_sweep_seconds, minimum=1
+            ),
         )
 
 

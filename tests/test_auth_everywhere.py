@@ -58,6 +58,9 @@ PUBLIC_ROUTES = {
     "/ical/{token}.ics": "calendar feeds: a signed token per feed",
     "/invite/{token}": "set-password page of an invite: a one-time token",
     "/a/{token}": "a page's action links (acknowledge, resolve): a signed grant per message",
+    "/ping/{token}": "a heartbeat's ping: the secret URL is the credential",
+    "/ping/{token}/start": "a heartbeat's ping (a run began), as above",
+    "/ping/{token}/fail": "a heartbeat's ping (a run failed), as above",
 }
 
 

@@ -1,8 +1,8 @@
 """Factories the tests share: accounts, the app on a real socket, webhooks, alerts, signed requests.
 
 - ``new_account(pool)`` → ``Account`` (a user and an API key; ``.headers`` to authenticate).
-- ``make_client(settings)``: the real app behind a real HTTP client; ``run_worker(settings)``: a real
-  arq worker in burst mode until the queue is empty.
+- ``make_client(settings, clock=...)``: the real app behind a real HTTP client;
+  ``run_worker(settings)``: a real arq worker in burst mode until the queue is empty.
 - ``create(client, account, body)``: a webhook through the API (``FULL``: one on every channel);
   ``path_of(webhook)``: its inbound path; ``send_alert``: a webhook and one alert to it.
 - ``assert_error(data, code)``: an answer in the seed's error format with that code.
@@ -37,8 +37,8 @@ from engine.settings import Settings
 from workers.worker import build_worker
 
 
-async def make_client(settings: Settings) -> TestClient:
-    client = TestClient(TestServer(create_app(settings)))
+async def make_client(settings: Settings, *, clock: Clock = SYSTEM) -> TestClient:
+    client = TestClient(TestServer(create_app(settings, clock=clock)))
     await client.start_server()
     return client
 
