@@ -615,3 +615,61 @@ CREATE TABLE IF NOT EXISTS silences (
 );
 CREATE INDEX IF NOT EXISTS silences_team_idx ON silences (team_id, ends_at);
 ALTER TABLE incidents ADD COLUMN IF NOT EXISTS silence_id uuid REFERENCES silences (id) ON DELETE SET NULL;
+
+-- Heartbeats (engine.heartbeats): a ping expected on a webhook, every period or on a cron schedule;
+-- a missed one opens an incident of the webhook (through the alert path, key monoduty:heartbeat:<id>).
+-- The API's ping route writes a ping's row and the heartbeat's state; the workers' sweep claims the
+-- heartbeats past due_at (FOR UPDATE SKIP LOCKED) and opens their incidents.
+CREATE TABLE IF NOT EXISTS heartbeats (
+    id              uuid PRIMARY KEY,
+    webhook_id      uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    name            text NOT NULL,
+    token           text NOT NULL UNIQUE,              -- the secret part of ping_url
+    period_seconds  integer,                           -- a ping every period, or ...
+    cron            text,                              -- ... at each time of a cron expression
+    time_zone       text NOT NULL DEFAULT 'UTC',       -- the cron's zone (IANA name)
+    grace_seconds   integer NOT NULL,
+    status          text NOT NULL DEFAULT 'new',       -- engine.heartbeats.HeartbeatStatus
+    last_ping_at    timestamptz,
+    last_ping_kind  text,                              -- engine.heartbeats.PingKind
+    started_at      timestamptz,                       -- a run begun (/start) that has not finished
+    expected_at     timestamptz,                       -- when the next ping is expected
+    due_at          timestamptz,                       -- when it is down without a ping (status up)
+    down_since      timestamptz,                       -- its incident was opened (late or failed)
+    ping_count      bigint NOT NULL DEFAULT 0,
+    created_by      uuid REFERENCES users (id) ON DELETE SET NULL,
+    created_at      timestamptz NOT NULL,
+    updated_at      timestamptz NOT NULL,
+    CONSTRAINT heartbeats_schedule_check CHECK ((period_seconds IS NULL) <> (cron IS NULL)),
+    CONSTRAINT heartbeats_status_check CHECK (status IN ('new', 'up', 'down', 'paused'))
+);
+CREATE INDEX IF NOT EXISTS heartbeats_webhook_idx ON heartbeats (webhook_id, created_at, id);
+CREATE INDEX IF NOT EXISTS heartbeats_due_idx ON heartbeats (due_at) WHERE status = 'up';
+-- The last 100 stored pings of each heartbeat (a ping within the second of the last one of its
+-- kind is counted in heartbeats.ping_count, not stored).
+CREATE TABLE IF NOT EXISTS heartbeat_pings (
+    id            bigserial PRIMARY KEY,
+    heartbeat_id  uuid NOT NULL REFERENCES heartbeats (id) ON DELETE CASCADE,
+    kind          text NOT NULL,                       -- engine.heartbeats.PingKind
+    received_at   timestamptz NOT NULL,
+    method        text NOT NULL,
+    source_ip     text,
+    user_agent    text,
+    body          text NOT NULL DEFAULT '',            -- at most 10 KB of what was sent: its log
+    CONSTRAINT heartbeat_pings_kind_check CHECK (kind IN ('success', 'start', 'fail'))
+);
+CREATE INDEX IF NOT EXISTS heartbeat_pings_heartbeat_idx ON heartbeat_pings (heartbeat_id, id);
+-- Alerts a heartbeat raised whose deliveries and wake-ups are not queued yet: whoever raised one
+-- queues them once it has committed and deletes its row; a process that died in between leaves
+-- the row to the next sweep (deliveries are queued by their id, so never twice).
+CREATE TABLE IF NOT EXISTS heartbeat_alerts (
+    alert_id   uuid PRIMARY KEY REFERENCES alerts (id) ON DELETE CASCADE,
+    raised_at  timestamptz NOT NULL
+);
+-- When the workers last swept (one row): after a gap longer than a heartbeat's grace, Monoduty
+-- itself was away, and grace restarts from the workers' return (engine.heartbeats.checks).
+CREATE TABLE IF NOT EXISTS heartbeat_sweeps (
+    id        integer PRIMARY KEY CHECK (id = 1),
+    swept_at  timestamptz
+);
+INSERT INTO heartbeat_sweeps (id, swept_at) VALUES (1, NULL) ON CONFLICT (id) DO NOTHING;

@@ -14,6 +14,7 @@ from api import (
     dev,
     escalation_policies,
     feeds,
+    heartbeats,
     inbound,
     incidents,
     invite_page,
@@ -22,6 +23,7 @@ from api import (
     observability,
     opsgenie,
     pagerduty,
+    pings,
     reports,
     schedules,
     security,
@@ -81,6 +83,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     observability.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(webhooks.routes)
+    app.router.add_routes(heartbeats.routes)
     app.router.add_routes(notifications.routes)
     app.router.add_routes(incidents.routes)
     app.router.add_routes(teams.routes)
@@ -102,6 +105,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(twilio_sms.routes)  # replies to SMS pages
     app.router.add_routes(twilio_status.routes)  # receipts: what became of our SMS and calls
     dashboard.setup(app)  # the web dashboard at /
+    pings.add_routes(app)
     inbound.add_routes(app)
     return app
 

@@ -117,6 +117,10 @@ class Settings:
     page_bundle_seconds: float = 60.0
     throttle_call: tuple[tuple[int, float], ...] = ((3, 900.0), (7, 3600.0), (15, 10800.0))
     throttle_sms: tuple[tuple[int, float], ...] = ((5, 900.0), (11, 3600.0), (21, 10800.0))
+    # The shortest period and grace a heartbeat may have, in seconds.
+    min_heartbeat_period: int = 60
+    # How often one worker sweeps for heartbeats whose grace ran out.
+    heartbeat_sweep_seconds: int = 5
 
     @property
     def https_inbound(self) -> bool:
@@ -177,6 +181,12 @@ class Settings:
             page_bundle_seconds=reader.float("MONODUTY_PAGE_BUNDLE_SECONDS", d.page_bundle_seconds),
             throttle_call=reader.windows("MONODUTY_THROTTLE_CALL", d.throttle_call),
             throttle_sms=reader.windows("MONODUTY_THROTTLE_SMS", d.throttle_sms),
+            min_heartbeat_period=reader.int(
+                "MONODUTY_MIN_HEARTBEAT_PERIOD", d.min_heartbeat_period, minimum=1
+            ),
+            heartbeat_sweep_seconds=reader.int(
+                "MONODUTY_HEARTBEAT_SWEEP_SECONDS", d.heartbeat_sweep_seconds, minimum=1
+            ),
         )
 
 

@@ -76,6 +76,9 @@ PUBLIC_ROUTES = {
     "/webhooks/new": SESSION,
     "/webhooks/{id}": SESSION,
     "/events": SESSION + " (Server-Sent Events of its teams' incidents)",
+    "/ping/{token}": "a heartbeat's ping: the secret URL is the credential",
+    "/ping/{token}/start": "a heartbeat's ping (a run began), as above",
+    "/ping/{token}/fail": "a heartbeat's ping (a run failed), as above",
 }
 
 

@@ -110,6 +110,20 @@ async def make_silence(client: TestClient, owner: Account) -> str:
     return str((await resp.json())["silence"]["id"])
 
 
+async def make_heartbeat_webhook(client: TestClient, owner: Account) -> str:
+    """A webhook of the owner's with one heartbeat (for the {heartbeat_id} routes)."""
+    webhook = await create(client, owner)
+    body = {"name": "backup", "period": "5m", "grace": "5m"}
+    resp = await client.post(f"/api/webhooks/{webhook['id']}/heartbeats", json=body, headers=owner.headers)
+    assert resp.status == 201, await resp.text()
+    return str(webhook["id"])
+
+
+async def first_heartbeat(client: TestClient, owner: Account, webhook_id: str) -> str:
+    listed = await client.get(f"/api/webhooks/{webhook_id}/heartbeats", headers=owner.headers)
+    return str((await listed.json())["heartbeats"][0]["id"])
+
+
 async def first_override(client: TestClient, owner: Account, schedule_id: str) -> str:
     listed = await client.get(
         f"/api/schedules/{schedule_id}/overrides",
@@ -119,13 +133,20 @@ async def first_override(client: TestClient, owner: Account, schedule_id: str) -
     return str((await listed.json())["overrides"][0]["id"])
 
 
-# (method, path with {id} and maybe {user_id} (the owner's own) or {override_id} (the owner's first),
-# maker of the owner's object, body sent by the intruder)
+# (method, path with {id} and maybe {user_id} (the owner's own), {override_id} or {heartbeat_id} (the
+# owner's first), maker of the owner's object, body sent by the intruder)
 OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("GET", "/api/webhooks/{id}", make_webhook, None),
     ("PATCH", "/api/webhooks/{id}", make_webhook, {"name": "mine now"}),
     ("DELETE", "/api/webhooks/{id}", make_webhook, None),
     ("POST", "/api/webhooks/{id}/test", make_webhook, None),
+    ("GET", "/api/webhooks/{id}/heartbeats", make_heartbeat_webhook, None),
+    ("POST", "/api/webhooks/{id}/heartbeats", make_webhook, {"name": "x", "period": "5m", "grace": "5m"}),
+    ("GET", "/api/webhooks/{id}/heartbeats/{heartbeat_id}", make_heartbeat_webhook, None),
+    ("PATCH", "/api/webhooks/{id}/heartbeats/{heartbeat_id}", make_heartbeat_webhook, {"name": "mine now"}),
+    ("DELETE", "/api/webhooks/{id}/heartbeats/{heartbeat_id}", make_heartbeat_webhook, None),
+    ("POST", "/api/webhooks/{id}/heartbeats/{heartbeat_id}/pause", make_heartbeat_webhook, None),
+    ("POST", "/api/webhooks/{id}/heartbeats/{heartbeat_id}/resume", make_heartbeat_webhook, None),
     ("DELETE", "/api/api-keys/{id}", make_api_key, None),
     ("POST", "/api/notifications/{id}/read", make_notification, None),
     ("GET", "/api/incidents/{id}", make_incident, None),
@@ -192,7 +213,10 @@ async def test_another_users_object_is_not_found(
 ) -> None:
     object_id = await make(client, account)
     override_id = await first_override(client, account, object_id) if "{override_id}" in path else None
-    url = path.format(id=object_id, user_id=account.user.id, override_id=override_id)
+    heartbeat_id = await first_heartbeat(client, account, object_id) if "{heartbeat_id}" in path else None
+    url = path.format(
+        id=object_id, user_id=account.user.id, override_id=override_id, heartbeat_id=heartbeat_id
+    )
     resp = await client.request(method, url, json=body, headers=other_account.headers)
     assert resp.status == 404, await resp.text()
     assert (await resp.json())["success"] is False

@@ -11,7 +11,7 @@
 Both decisions are counts in PostgreSQL taken inside ``record_alert``'s transaction, after it has
 locked the webhook row: every alert of one webhook is stored under that lock, one at a time, so two
 workers can never both see room for the 200th incident. System incidents (keys under
-``SYSTEM_PREFIX``: the overflow itself, a refused payload) are neither counted nor capped.
+``SYSTEM_PREFIX``: the overflow itself, a refused payload, a heartbeat) are neither counted nor capped.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from engine.incidents.events import add_event
 SYSTEM_PREFIX = "monoduty:"
 OVERFLOW_KEY = SYSTEM_PREFIX + "overflow"
 REFUSED_KEY = SYSTEM_PREFIX + "payload-too-large"
+HEARTBEAT_PREFIX = SYSTEM_PREFIX + "heartbeat:"  # + the heartbeat's id: its late, failed and back alerts
 SYSTEM_FORMAT = "monoduty"  # ParsedAlert.format of an alert Monoduty makes itself
 
 

@@ -1,5 +1,6 @@
 """Clocks for workers: ``ShiftedClock`` runs ahead of the real one (a storm's minute is over at once),
-``ScaledClock`` runs faster than it (an escalation's minutes in seconds)."""
+``ScaledClock`` runs faster than it (an escalation's minutes in seconds), ``ManualClock`` stands still
+until the test moves it (a heartbeat's outage of an hour, to the second)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,18 @@ class ScaledClock:
 
     def real_time(self, at: datetime) -> datetime:
         return self.origin + (at - self.origin) / self.rate
+
+
+class ManualClock:
+    """Time that stands still until the test moves it (``advance``): the API and the workers given
+    one clock see the very instants the test chose, so an hour's outage is one line."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.at = start or datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> datetime:
+        self.at += timedelta(seconds=seconds)
+        return self.at
