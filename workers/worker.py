@@ -63,6 +63,10 @@ CLOSE_REDIS_SECONDS = 3.0
 REDIS_TROUBLE: tuple[type[BaseException], ...] = (RedisError, *STORAGE_DOWN)
 
 
+# A burst worker (tests, one-off runs) ends once no job is due within this long (retries included).
+BURST_HORIZON_MS = 5_000
+
+
 class ResilientWorker(Worker):
     """arq's worker, made to ride out any Redis fault and to come back at full speed and capacity.
 
@@ -114,7 +118,10 @@ class ResilientWorker(Worker):
                 if 0 <= self.max_burst_jobs <= self._jobs_started():
                     await asyncio.gather(*self.tasks.values())
                     return
-                if await self.pool.zcard(self.queue_name) == 0:
+                # Nothing due soon: a job deferred further (an escalation step's or a heartbeat's
+                # wake-up minutes away) is a later worker's, not a reason for a burst to wait.
+                due = await self.pool.zcount(self.queue_name, "-inf", timestamp_ms() + BURST_HORIZON_MS)
+                if due == 0:
                     await asyncio.gather(*self.tasks.values())
                     return
 
