@@ -636,6 +636,7 @@ CREATE TABLE IF NOT EXISTS heartbeats (
     expected_at     timestamptz,                       -- when the next ping is expected
     due_at          timestamptz,                       -- when it is down without a ping (status up)
     down_since      timestamptz,                       -- its incident was opened (late or failed)
+    grace_restarted_at timestamptz,                    -- after Monoduty's own outage (checks.py)
     ping_count      bigint NOT NULL DEFAULT 0,
     created_by      uuid REFERENCES users (id) ON DELETE SET NULL,
     created_at      timestamptz NOT NULL,
@@ -666,10 +667,10 @@ CREATE TABLE IF NOT EXISTS heartbeat_alerts (
     alert_id   uuid PRIMARY KEY REFERENCES alerts (id) ON DELETE CASCADE,
     raised_at  timestamptz NOT NULL
 );
--- When the workers last swept (one row): after a gap longer than a heartbeat's grace, Monoduty
--- itself was away, and grace restarts from the workers' return (engine.heartbeats.checks).
+-- When the workers swept, the latest last (engine.heartbeats.checks keeps the last few): after a gap
+-- longer than a heartbeat's grace Monoduty itself was away, and grace restarts from the workers'
+-- return. Rows are only added and trimmed, and locked rows skipped: no sweep waits for a lock.
 CREATE TABLE IF NOT EXISTS heartbeat_sweeps (
-    id        integer PRIMARY KEY CHECK (id = 1),
-    swept_at  timestamptz
+    id        bigserial PRIMARY KEY,
+    swept_at  timestamptz NOT NULL
 );
-INSERT INTO heartbeat_sweeps (id, swept_at) VALUES (1, NULL) ON CONFLICT (id) DO NOTHING;

@@ -265,6 +265,9 @@ async def test_a_late_heartbeat_pages_through_its_webhooks_escalation_policy(
     (late,) = await heartbeat_incidents(pool, heartbeat)
     assert (str(late["escalation_policy_id"]), late["next_escalation_at"]) == (policy["id"], clock.now())
     assert await redis.exists(f"{job_key_prefix}escalate:{late['id']}:0")  # its first step woken now
+    # Resolved, so that no later test's worker goes on escalating it.
+    resp = await app.post(f"/api/incidents/{late['id']}/resolve", headers=account.headers)
+    assert resp.status == 200
 
 
 async def test_a_paused_webhooks_heartbeats_open_nothing_until_it_is_resumed(
@@ -312,3 +315,27 @@ async def test_pages_a_worker_did_not_queue_before_it_died_are_queued_by_the_nex
     assert all([await redis.exists(f"{job_key_prefix}{d['id']}") for d in deliveries])
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM heartbeat_alerts") == 0
+
+
+async def test_a_sweep_or_a_ping_stuck_in_its_transaction_holds_no_other_sweep_up(
+    app: TestClient, account: Account, clock: ManualClock, sweep: Sweeper, pool: asyncpg.Pool
+) -> None:
+    webhook = await create(app, account, HOOK)
+    pinged, other = [await new_heartbeat(app, account, webhook, name=name) for name in ("pinged", "other")]
+    await ping(app, pinged)
+    await ping(app, other)
+    await sweep()
+    clock.advance(600)  # the workers were away: the next sweep restarts both graces
+    async with pool.acquire() as stuck:
+        transaction = stuck.transaction()
+        await transaction.start()
+        # A ping frozen holding its heartbeat's row, and a sweep frozen inside its note.
+        await stuck.execute("SELECT 1 FROM heartbeats WHERE id = $1 FOR UPDATE", uuid.UUID(pinged["id"]))
+        await checks.note_sweep(stuck, clock.now(), away=5)
+        assert await asyncio.wait_for(sweep(), timeout=5) == 0  # the other workers go on
+        await transaction.rollback()
+    assert await sweep() == 0  # the outage is still seen, and both graces restart
+    for heartbeat in (pinged, other):
+        assert (await read(app, account, heartbeat))["down_at"] == timestamp(
+            clock.now() + timedelta(seconds=1)
+        )

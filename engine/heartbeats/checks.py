@@ -32,16 +32,27 @@ AWAY_MIN_SECONDS = 5
 BATCH = 100  # heartbeats per claim (one transaction)
 MAX_ROUNDS = 50  # claims per sweep: a longer backlog is finished by the next sweeps
 
-LAST_SWEEP = "SELECT swept_at FROM heartbeat_sweeps WHERE id = 1 FOR UPDATE"
-NOTE_SWEEP = """
-INSERT INTO heartbeat_sweeps (id, swept_at) VALUES (1, $1)
-ON CONFLICT (id) DO UPDATE SET swept_at = excluded.swept_at
+KEPT_SWEEPS = 100
+# The sweep noted last, by id (the order they were noted in, whatever their clocks said).
+LAST_SWEEP = "SELECT swept_at FROM heartbeat_sweeps ORDER BY id DESC LIMIT 1"
+NOTE_SWEEP = "INSERT INTO heartbeat_sweeps (swept_at) VALUES ($1) RETURNING id"
+# Nothing here waits for a lock: a sweep stuck in its transaction must not stop the others.
+TRIM_SWEEPS = """
+DELETE FROM heartbeat_sweeps WHERE id IN (
+    SELECT id FROM heartbeat_sweeps WHERE id <= $1::bigint - $2::bigint FOR UPDATE SKIP LOCKED)
 """
-RESTART_GRACE = """
-UPDATE heartbeats SET due_at = $1 + make_interval(secs => grace_seconds)
-WHERE status = 'up' AND due_at > $2 AND due_at <= $1
-  AND $1 - $2 > make_interval(secs => greatest(grace_seconds, $3::float8))
+# The up heartbeats due between the last sweep ($2) and this one ($1), when that gap is longer than
+# their grace and the outage floor ($3), and not restarted for this outage yet.
+FELL_DUE_AWAY = """
+status = 'up' AND due_at > $2 AND due_at <= $1
+AND $1 - $2 > make_interval(secs => greatest(grace_seconds, $3::float8))
+AND (grace_restarted_at IS NULL OR grace_restarted_at <= $2)
 """
+RESTART_GRACE = f"""
+UPDATE heartbeats SET due_at = $1 + make_interval(secs => grace_seconds), grace_restarted_at = $1
+WHERE id IN (SELECT id FROM heartbeats WHERE {FELL_DUE_AWAY} FOR UPDATE SKIP LOCKED)
+"""
+STILL_TO_RESTART = f"SELECT count(*) FROM heartbeats WHERE {FELL_DUE_AWAY}"
 CLAIM_DUE = f"""
 SELECT {store.COLUMNS} FROM heartbeats h JOIN webhooks w ON w.id = h.webhook_id
 WHERE h.status = 'up' AND h.due_at <= $1 AND w.status = 'ACTIVE'
@@ -74,14 +85,22 @@ async def sweep(pool: asyncpg.Pool, now: datetime, *, every: float) -> Swept:
 
 async def note_sweep(conn: db.Connection, now: datetime, *, away: float) -> int:
     """Record this sweep; after an outage (no sweep for ``away`` seconds and a heartbeat's grace),
-    restart the grace of what fell due in it; how many."""
+    restart the grace of what fell due in it; how many.
+
+    A heartbeat held locked (a ping being stored, a sweep stuck in its transaction) is skipped,
+    not waited for, and this sweep is then not recorded: the next one sees the same outage and
+    restarts what is left, each heartbeat once per outage."""
     async with conn.transaction():
         previous = await conn.fetchval(LAST_SWEEP)
         restarted = 0
         if previous is not None and now - previous > timedelta(seconds=away):
             status = await conn.execute(RESTART_GRACE, now, previous, away)
             restarted = int(status.split()[-1])
-        await conn.execute(NOTE_SWEEP, now)
+            if await conn.fetchval(STILL_TO_RESTART, now, previous, away):
+                return restarted
+        # In the same transaction: a sweep that reads this one as the last sees its restarts too.
+        noted = await conn.fetchval(NOTE_SWEEP, now)
+        await conn.execute(TRIM_SWEEPS, noted, KEPT_SWEEPS)
     return restarted
 
 
