@@ -20,7 +20,7 @@ from enum import StrEnum
 import asyncpg
 from redis.asyncio import Redis
 
-from engine import db, limits
+from engine import db, limits, validate
 from engine.errors import NotFound, ValidationError
 
 
@@ -136,10 +136,7 @@ async def notify_once_per_burst(
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("notification not found", code="NOTIFICATION_NOT_FOUND") from None
+    return validate.path_id(raw, lambda: NotFound("notification not found", code="NOTIFICATION_NOT_FOUND"))
 
 
 def encode_cursor(created_at: datetime, notification_id: uuid.UUID) -> str:

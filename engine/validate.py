@@ -9,11 +9,12 @@ keeps the value of a field it leaves out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any, Final
 
-from engine.errors import ValidationError
+from engine.errors import MonodutyError, ValidationError
 
 
 class Unset(Enum):
@@ -55,6 +56,15 @@ def choice(value: object, field: str, choices: tuple[str, ...], *, default: str 
     if not isinstance(value, str) or value not in choices:
         raise ValidationError(f"{field} must be one of {', '.join(choices)}", field=field)
     return value
+
+
+def path_id(raw: str, not_found: Callable[[], MonodutyError]) -> uuid.UUID:
+    """The id in a URL path; a malformed one is simply not found, like an unknown one (ids are not
+    a place for validation errors)."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise not_found() from None
 
 
 def require_object(body: Any) -> Mapping[str, Any]:

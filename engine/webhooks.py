@@ -108,11 +108,7 @@ def new_token() -> str:
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    """A malformed id is simply not found: ids are not a place for validation errors."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("webhook not found", code="WEBHOOK_NOT_FOUND") from None
+    return validate.path_id(raw, lambda: NotFound("webhook not found", code="WEBHOOK_NOT_FOUND"))
 
 
 def slugify(name: str) -> str:

@@ -83,10 +83,7 @@ async def authenticate_key(conn: db.Connection, key: str) -> tuple[User, uuid.UU
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("API key not found", code="API_KEY_NOT_FOUND") from None
+    return validate.path_id(raw, lambda: NotFound("API key not found", code="API_KEY_NOT_FOUND"))
 
 
 async def list_keys(

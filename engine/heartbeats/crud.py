@@ -69,10 +69,7 @@ class HeartbeatInput:
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise _not_found() from None
+    return validate.path_id(raw, _not_found)
 
 
 def _not_found() -> NotFound:

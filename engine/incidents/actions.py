@@ -48,10 +48,7 @@ MAX_NOTE = 2000
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("incident not found", code="INCIDENT_NOT_FOUND") from None
+    return validate.path_id(raw, lambda: NotFound("incident not found", code="INCIDENT_NOT_FOUND"))
 
 
 async def _lock(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID) -> asyncpg.Record:

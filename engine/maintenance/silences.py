@@ -131,10 +131,7 @@ def not_found() -> NotFound:
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise not_found() from None
+    return validate.path_id(raw, not_found)
 
 
 def labels_of(parsed: ParsedAlert) -> dict[str, str]:

@@ -85,10 +85,7 @@ def not_found() -> NotFound:
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise not_found() from None
+    return validate.path_id(raw, not_found)
 
 
 def status(window: asyncpg.Record, now: datetime) -> WindowStatus:

@@ -108,10 +108,9 @@ SELECT DISTINCT user_id FROM contact_methods WHERE type = 'SMS' AND target = $1 
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("contact method not found", code="CONTACT_METHOD_NOT_FOUND") from None
+    return validate.path_id(
+        raw, lambda: NotFound("contact method not found", code="CONTACT_METHOD_NOT_FOUND")
+    )
 
 
 async def create_defaults(

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
-from engine import db
+from engine import db, validate
 from engine.errors import NotFound, ValidationError
 from engine.oncall import definitions
 from engine.oncall.definitions import RotationDefinition, ScheduleInput
@@ -88,11 +88,7 @@ def schedule_not_found() -> NotFound:
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    """A malformed id is simply not found, like an unknown one."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise schedule_not_found() from None
+    return validate.path_id(raw, schedule_not_found)
 
 
 async def access(

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
-from engine import db
+from engine import db, validate
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.oncall.contacts import PHONE_TYPES
 from engine.validate import UNSET
@@ -86,10 +86,9 @@ DELETE = "DELETE FROM notification_rules WHERE id = $1 AND user_id = $2 RETURNIN
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("notification rule not found", code="NOTIFICATION_RULE_NOT_FOUND") from None
+    return validate.path_id(
+        raw, lambda: NotFound("notification rule not found", code="NOTIFICATION_RULE_NOT_FOUND")
+    )
 
 
 async def list_rules(conn: db.Connection, user_id: uuid.UUID) -> list[NotificationRule]:

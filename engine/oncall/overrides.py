@@ -12,7 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
-from engine import db
+from engine import db, validate
 from engine.errors import NotFound, ValidationError
 from engine.oncall import definitions
 from engine.oncall.crud import access, non_members
@@ -43,10 +43,7 @@ def override_not_found() -> NotFound:
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise override_not_found() from None
+    return validate.path_id(raw, override_not_found)
 
 
 async def list_overrides(

@@ -157,10 +157,7 @@ def not_found() -> NotFound:
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise not_found() from None
+    return validate.path_id(raw, not_found)
 
 
 def _stored(target: dict[str, str]) -> StepTarget:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from engine import db
+from engine import db, validate
 from engine.errors import Forbidden, NotFound
 from engine.teams import Role
 
@@ -68,11 +68,7 @@ def team_not_found() -> NotFound:
 
 
 def parse_id(raw: str) -> uuid.UUID:
-    """A malformed team id is simply not found, like an unknown one."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise team_not_found() from None
+    return validate.path_id(raw, team_not_found)
 
 
 async def create_personal_team(conn: db.Connection, user_id: uuid.UUID, name: str) -> uuid.UUID:
