@@ -143,7 +143,7 @@ async def test_a_schedule_and_an_override_made_through_the_forms(
     assert f"On call now {admin.user.name or admin.email} Override" in card
     assert "Next handoff Tue 10 Mar 18:00" in card and name in card
     assert 'class="bar bar-override' in html  # drawn as an override, and said so in words
-    assert "Override: " in text_of(html)
+    assert f"{admin.user.name or admin.email} (override)" in text_of(html)
 
 
 async def test_a_responder_overrides_only_for_themselves(clocked: TestClient, pool: asyncpg.Pool) -> None:

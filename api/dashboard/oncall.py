@@ -59,6 +59,11 @@ OVERRIDE_FIELDS = {
 UNIT_LABELS = {"hours": "Hours", "days": "Days", "weeks": "Weeks"}
 
 
+def every(length: int, unit: str) -> str:
+    """ "every week", "every 12 hours"."""
+    return f"every {unit.removesuffix('s')}" if length == 1 else f"every {length} {unit}"
+
+
 def zones() -> list[str]:
     return sorted(_zone_names())
 
@@ -128,7 +133,7 @@ async def _card(
             {
                 "name": r.name or f"Rotation {i + 1}",
                 "people": [timeline.person_name(people.get(uuid.UUID(u))) for u in r.rotation.participants],
-                "every": f"{r.rotation.shift_length} {r.rotation.shift_unit.value}",
+                "every": every(r.rotation.shift_length, r.rotation.shift_unit.value),
                 "from": r.rotation.start.strftime("%a %d %b %Y %H:%M"),
             }
             for i, r in enumerate(record.rotations)

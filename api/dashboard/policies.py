@@ -78,6 +78,10 @@ def step_error(exc: ValidationError, where: list[int]) -> tuple[str, str] | None
         return None
     index = where[int(found.group(1))]
     name, label = STEP_LABELS.get(found.group(2) or "", ("targets", "Step"))
+    if exc.field == found.group(0) and found.group(2) == "targets":
+        # The engine's message spells the JSON shape; the form's boxes make that shape.
+        limit = policies.MAX_TARGETS
+        return f"step-{index}-targets", f"Step {index + 1}: Who: tick at least one to page (at most {limit})"
     message = exc.message
     if message.startswith(exc.field or "\0"):
         message = message[len(exc.field or "") :]

@@ -106,7 +106,7 @@ def lanes(
             rng,
             max(o["start_at"], rng.start),
             min(o["end_at"], rng.end),
-            "Override: " + person_name(people.get(o["user_id"])),
+            person_name(people.get(o["user_id"])),
             "override",
             0,
         )
@@ -116,7 +116,8 @@ def lanes(
     final_bars = []
     for i, shift in enumerate(final):
         is_override = any(s.kind == "override" for s in shift.sources)
-        text = ("Override: " if is_override else "") + person_name(shift.person)
+        # The name first: a short bar still shows whose it is; the stripes say "override".
+        text = person_name(shift.person) + (" (override)" if is_override else "")
         final_bars.append(_bar(rng, shift.start, shift.end, text, "override" if is_override else "final", i))
     out.append({"label": "Final: who is paged", "kind": "final", "bars": final_bars})
     return out
