@@ -234,3 +234,50 @@ async def test_an_escalation_policy_made_and_changed_through_the_editor(
         assert await conn.fetchval("SELECT name FROM escalation_policies WHERE id = $1", policy["id"]) == (
             "Production"
         )
+
+
+async def test_a_business_hours_layer_on_top_and_its_removal(clocked: TestClient, pool: asyncpg.Pool) -> None:
+    admin, bob, carol = await web_user(pool), await web_user(pool), await web_user(pool)
+    team = await team_of(pool, admin, bob=(bob, "responder"), carol=(carol, "responder"))
+    csrf = await log_in(clocked, admin)
+    clocked.session.cookie_jar.update_cookies(NEW_YORK)
+    assert (await schedule_form(clocked, csrf, team, [admin, bob])).status == 303
+    html = await (await clocked.get("/on-call")).text()
+    schedule_id = re.search(r'href="/on-call/schedules/([0-9a-f-]{36})/layers"', html).group(1)
+    layer = [
+        ("csrf_token", csrf),
+        ("rotation_name", "Business hours"),
+        ("participant", str(carol.user.id)),
+        ("shift_length", "1"),
+        ("shift_unit", "days"),
+        ("start", "2026-03-02T09:00"),
+        ("active_start", "09:00"),
+        ("active_end", "17:00"),
+    ]
+    path = f"/on-call/schedules/{schedule_id}/layers"
+    resp = await clocked.post(path, data=layer)  # hours without a day
+    assert resp.status == 400
+    assert field_error(await resp.text(), "active_days").startswith("Days must name at least one day")
+    weekdays = [("active_day", str(d)) for d in range(5)]
+    resp = await clocked.post(path, data=layer + weekdays, allow_redirects=False)
+    assert resp.status == 303
+
+    # Tuesday 11:00 New York: the business-hours layer (on top) has Carol on call, until 17:00
+    page = text_of(await (await clocked.get("/on-call")).text())
+    assert f"On call now {carol.user.name or carol.email} Next handoff Tue 10 Mar 17:00" in page
+    assert "Layer 2: Business hours" in page and "only Mon, Tue, Wed, Thu, Fri 09:00 to 17:00" in page
+    async with pool.acquire() as conn:
+        stored = await conn.fetch(
+            "SELECT name, participants FROM schedule_rotations WHERE schedule_id = $1 ORDER BY position",
+            uuid.UUID(schedule_id),
+        )
+    assert [r["name"] for r in stored] == ["Weekly", "Business hours"]
+    assert stored[0]["participants"] == [admin.user.id, bob.user.id]  # the first layer kept as it was
+
+    resp = await clocked.post(f"/on-call/schedules/{schedule_id}/layers/1/delete", data={"csrf_token": csrf})
+    assert resp.status == 200
+    assert f"On call now {bob.user.name or bob.email}" in text_of(await resp.text())
+    confirm = text_of(await (await clocked.get(f"/on-call/schedules/{schedule_id}/delete")).text())
+    assert "Delete the schedule Platform primary?" in confirm
+    resp = await clocked.post(f"/on-call/schedules/{schedule_id}/delete", data={"csrf_token": csrf})
+    assert "No schedules yet" in text_of(await resp.text())

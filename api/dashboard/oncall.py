@@ -26,10 +26,11 @@ from api.dashboard.render import form, form_lists, render, see_other
 from api.dashboard.zones import day_and_time, day_text, from_local_input, local_input, until_text, viewer_zone
 from api.state import CLOCK, POOL
 from engine import db
-from engine.errors import ValidationError
-from engine.oncall import answers, crud, overrides
-from engine.oncall.definitions import UNITS, OverrideInput, RotationInput, ScheduleInput
+from engine.errors import NotFound, ValidationError
+from engine.oncall import answers, crud, definitions, overrides
+from engine.oncall.definitions import UNITS, ActiveHoursInput, OverrideInput, RotationInput, ScheduleInput
 from engine.oncall.localtime import to_wall
+from engine.oncall.model import ActiveHours
 from engine.oncall.policies import list_policies
 from engine.oncall.validation import _zone_names
 from engine.teams import Role
@@ -45,18 +46,41 @@ SCHEDULE_FIELDS = {
     "time_zone": ("time_zone", "Time zone"),
     "team_id": ("team", "Team"),
     "rotations": ("participants", "Rotation"),
-    "rotations[0].name": ("rotation_name", "Rotation name"),
-    "rotations[0].participants": ("participants", "People"),
-    "rotations[0].shift_length": ("shift_length", "Shift length"),
-    "rotations[0].shift_unit": ("shift_unit", "Shift unit"),
-    "rotations[0].start": ("start", "First handoff"),
 }
+WEEKDAYS = ((0, "Mon"), (1, "Tue"), (2, "Wed"), (3, "Thu"), (4, "Fri"), (5, "Sat"), (6, "Sun"))
+
+
+def rotation_fields(index: int) -> dict[str, tuple[str, str]]:
+    """The engine's paths of rotation ``index`` -> the rotation form's fields."""
+    at = f"rotations[{index}]"
+    return {
+        at: ("participants", "Rotation"),
+        f"{at}.name": ("rotation_name", "Rotation name"),
+        f"{at}.participants": ("participants", "People"),
+        f"{at}.shift_length": ("shift_length", "Shift length"),
+        f"{at}.shift_unit": ("shift_unit", "Shift unit"),
+        f"{at}.start": ("start", "First handoff"),
+        f"{at}.active_hours": ("active_days", "Active hours"),
+        f"{at}.active_hours.weekdays": ("active_days", "Days"),
+        f"{at}.active_hours.start": ("active_start", "From"),
+        f"{at}.active_hours.end": ("active_end", "Until"),
+    }
+
+
 OVERRIDE_FIELDS = {
     "user_id": ("user", "Person"),
     "start": ("start", "From"),
     "end": ("end", "Until"),
 }
 UNIT_LABELS = {"hours": "Hours", "days": "Days", "weeks": "Weeks"}
+
+
+def hours_text(hours: ActiveHours | None) -> str:
+    """ "Mon, Tue, Wed 09:00 to 17:00" (the days a window starts on)."""
+    if hours is None:
+        return ""
+    days = ", ".join(name for number, name in WEEKDAYS if number in hours.weekdays)
+    return f"{days} {hours.start:%H:%M} to {hours.end:%H:%M}"
 
 
 def every(length: int, unit: str) -> str:
@@ -135,6 +159,7 @@ async def _card(
                 "people": [timeline.person_name(people.get(uuid.UUID(u))) for u in r.rotation.participants],
                 "every": every(r.rotation.shift_length, r.rotation.shift_unit.value),
                 "from": r.rotation.start.strftime("%a %d %b %Y %H:%M"),
+                "hours": hours_text(r.rotation.active_hours),
             }
             for i, r in enumerate(record.rotations)
         ],
@@ -149,6 +174,7 @@ async def _card(
             for o in listed
         ],
         "may_override": may_override,
+        "may_edit": role.at_least(Role.ADMIN),
         # A responder overrides only for themselves (engine.oncall.overrides): offer only that.
         "people": members if role.at_least(Role.ADMIN) else [m for m in members if m["id"] == str(user.id)],
     }
@@ -292,6 +318,8 @@ async def _schedule_form(
         "members": members,
         "zones": zones(),
         "units": [(u, UNIT_LABELS[u]) for u in UNITS],
+        "weekdays": WEEKDAYS,
+        "rotation_legend": "Rotation: people take turns, one shift each",
     }
     return render(request, "schedule_new.html", context, status=status)
 
@@ -308,6 +336,7 @@ async def new_schedule(request: web.Request) -> web.Response:
         "shift_unit": "weeks",
         "start": first.strftime("%Y-%m-%dT%H:%M"),
         "participant": [],
+        "active_day": [],
     }
     return await _schedule_form(request, values, {})
 
@@ -316,17 +345,11 @@ async def new_schedule(request: web.Request) -> web.Response:
 async def create_schedule(request: web.Request) -> web.Response:
     user = current_user(request)
     given = await form(request)
-    people = (await form_lists(request, "participant"))["participant"]
-    values: dict[str, Any] = {**given, "participant": people}
+    lists = await form_lists(request, "participant", "active_day")
+    values: dict[str, Any] = {**given, **lists}
     if given.get("change_team"):  # the team chooser: the same form for another team's people
         return await _schedule_form(request, {**values, "participant": []}, {})
-    rotation = RotationInput(
-        name=given.get("rotation_name") or None,
-        participants=people,
-        shift_length=number(given.get("shift_length", "")),
-        shift_unit=given.get("shift_unit") or UNSET,
-        start=given.get("start") or UNSET,
-    )
+    rotation = rotation_input(given, lists)
     wanted = ScheduleInput(
         team_id=given.get("team") or UNSET,
         name=given.get("name", ""),
@@ -338,6 +361,136 @@ async def create_schedule(request: web.Request) -> web.Response:
         async with request.app[POOL].acquire() as conn:
             await crud.create_schedule(conn, user.id, wanted)
     except ValidationError as exc:
-        name, message = at_field(exc, SCHEDULE_FIELDS)
+        name, message = at_field(exc, {**SCHEDULE_FIELDS, **rotation_fields(0)})
         return await _schedule_form(request, values, {name: message}, status=400)
+    return see_other("/on-call")
+
+
+def rotation_input(given: dict[str, str], lists: dict[str, list[str]]) -> RotationInput:
+    """The rotation form as the engine's input; what is missing is left for the engine to name."""
+    days, begin, end = lists.get("active_day", []), given.get("active_start", ""), given.get("active_end", "")
+    hours: object = UNSET
+    if days or begin or end:
+        hours = ActiveHoursInput(
+            weekdays=[int(d) for d in days if d.isdigit()], start=begin or UNSET, end=end or UNSET
+        )
+    return RotationInput(
+        name=given.get("rotation_name") or None,
+        participants=lists.get("participant", []),
+        shift_length=number(given.get("shift_length", "")),
+        shift_unit=given.get("shift_unit") or UNSET,
+        start=given.get("start") or UNSET,
+        active_hours=hours,
+    )
+
+
+def stored_input(item: crud.RotationRecord) -> RotationInput:
+    """A stored rotation as the input that writes it again (as GET /api/schedules answers it)."""
+    rotation, hours = item.rotation, item.rotation.active_hours
+    return RotationInput(
+        name=item.name or None,
+        participants=list(rotation.participants),
+        shift_length=rotation.shift_length,
+        shift_unit=rotation.shift_unit.value,
+        start=definitions.local_datetime_text(rotation.start),
+        active_hours=None
+        if hours is None
+        else ActiveHoursInput(
+            weekdays=sorted(hours.weekdays),
+            start=definitions.local_time_text(hours.start),
+            end=definitions.local_time_text(hours.end),
+        ),
+    )
+
+
+async def _layer_form(
+    request: web.Request,
+    record: crud.ScheduleRecord,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    *,
+    status: int = 200,
+) -> web.Response:
+    user = current_user(request)
+    async with request.app[POOL].acquire() as conn:
+        members = await _members(conn, user.id, record.team_id)
+    context = {
+        "section": "oncall",
+        "schedule": {"id": str(record.id), "name": record.name, "time_zone": record.time_zone},
+        "layers": [r.name or f"Rotation {i + 1}" for i, r in enumerate(record.rotations)],
+        "values": values,
+        "errors": errors,
+        "members": members,
+        "units": [(u, UNIT_LABELS[u]) for u in UNITS],
+        "weekdays": WEEKDAYS,
+        "rotation_legend": f"Layer {len(record.rotations) + 1}: on top of the layers below",
+    }
+    return render(request, "layer_new.html", context, status=status)
+
+
+@routes.get("/on-call/schedules/{id}/layers", name="dashboard.layer_new")
+async def new_layer(request: web.Request) -> web.Response:
+    user = current_user(request)
+    schedule_id = crud.parse_id(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        record = await crud.get_schedule(conn, user.id, schedule_id)
+    first = to_wall(request.app[CLOCK].now(), ZoneInfo(record.time_zone))
+    values = {
+        "shift_length": "1",
+        "shift_unit": "weeks",
+        "start": first.replace(hour=9, minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M"),
+        "participant": [],
+        "active_day": [],
+    }
+    return await _layer_form(request, record, values, {})
+
+
+@routes.post("/on-call/schedules/{id}/layers", name="dashboard.layer_create")
+async def create_layer(request: web.Request) -> web.Response:
+    """A rotation on top of the others: the schedule's rotations written again with it last."""
+    user = current_user(request)
+    schedule_id = crud.parse_id(request.match_info["id"])
+    given = await form(request)
+    lists = await form_lists(request, "participant", "active_day")
+    async with request.app[POOL].acquire() as conn:
+        record = await crud.get_schedule(conn, user.id, schedule_id)
+        rotations = [*(stored_input(r) for r in record.rotations), rotation_input(given, lists)]
+        try:
+            await crud.update_schedule(conn, user.id, schedule_id, ScheduleInput(rotations=rotations))
+        except ValidationError as exc:
+            name, message = at_field(exc, rotation_fields(len(record.rotations)))
+            return await _layer_form(request, record, {**given, **lists}, {name: message}, status=400)
+    return see_other("/on-call")
+
+
+@routes.post("/on-call/schedules/{id}/layers/{index}/delete", name="dashboard.layer_delete")
+async def delete_layer(request: web.Request) -> web.Response:
+    user = current_user(request)
+    schedule_id = crud.parse_id(request.match_info["id"])
+    raw = request.match_info["index"]
+    async with request.app[POOL].acquire() as conn:
+        record = await crud.get_schedule(conn, user.id, schedule_id)
+        if not raw.isdigit() or int(raw) >= len(record.rotations):
+            raise NotFound("no such layer in this schedule", code="ROTATION_NOT_FOUND")
+        kept = [stored_input(r) for i, r in enumerate(record.rotations) if i != int(raw)]
+        await crud.update_schedule(conn, user.id, schedule_id, ScheduleInput(rotations=kept))
+    return see_other("/on-call")
+
+
+@routes.get("/on-call/schedules/{id}/delete", name="dashboard.schedule_delete_confirm")
+async def confirm_delete_schedule(request: web.Request) -> web.Response:
+    user = current_user(request)
+    schedule_id = crud.parse_id(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        record = await crud.get_schedule(conn, user.id, schedule_id)
+    context = {"section": "oncall", "schedule": {"id": str(record.id), "name": record.name}}
+    return render(request, "schedule_delete.html", context)
+
+
+@routes.post("/on-call/schedules/{id}/delete", name="dashboard.schedule_delete")
+async def delete_schedule(request: web.Request) -> web.Response:
+    user = current_user(request)
+    schedule_id = crud.parse_id(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        await crud.delete_schedule(conn, user.id, schedule_id)
     return see_other("/on-call")
