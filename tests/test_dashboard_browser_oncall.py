@@ -195,6 +195,20 @@ def test_the_new_pages_fit_a_phone_and_pass_axe(
     dashboard: Dashboard,
     signed_in: dict[str, Any],
 ) -> None:
+    # A schedule of two layers (weekly, and business hours on top) and a policy, through the API:
+    # the pages are checked full, whichever tests ran before.
+    me = api(dashboard, "GET", "/api/auth/me")["user"]["id"]
+    weekly = {"participants": [me], "shiftLength": 1, "shiftUnit": "weeks", "start": "2026-01-05T09:00"}
+    business = {
+        **weekly,
+        "name": "Business hours",
+        "shiftUnit": "days",
+        "activeHours": {"weekdays": [0, 1, 2, 3, 4], "start": "09:00", "end": "17:00"},
+    }
+    body = {"name": "Support", "timeZone": "Europe/London", "rotations": [weekly, business]}
+    support = api(dashboard, "POST", "/api/schedules", body)["schedule"]
+    step = {"delayMinutes": 10, "targets": [{"type": "schedule", "id": support["id"]}]}
+    api(dashboard, "POST", "/api/escalation-policies", {"name": "Support", "steps": [step], "repeat": 2})
     policies = api(dashboard, "GET", "/api/escalation-policies")["escalation_policies"]
     teams = api(dashboard, "GET", "/api/teams")["teams"]
     members = api(dashboard, "GET", f"/api/teams/{teams[-1]['id']}/members")["members"]
@@ -205,6 +219,8 @@ def test_the_new_pages_fit_a_phone_and_pass_axe(
         ("schedule-new", "/on-call/new-schedule"),
         ("policy-new", "/on-call/policies/new"),
         ("team", "/team"),
+        ("layer-new", f"/on-call/schedules/{support['id']}/layers"),
+        ("schedule-delete", f"/on-call/schedules/{support['id']}/delete"),
     ]
     if policies:
         pages.append(("policy", f"/on-call/policies/{policies[0]['id']}"))

@@ -274,7 +274,10 @@ async def test_a_business_hours_layer_on_top_and_its_removal(clocked: TestClient
     assert [r["name"] for r in stored] == ["Weekly", "Business hours"]
     assert stored[0]["participants"] == [admin.user.id, bob.user.id]  # the first layer kept as it was
 
-    resp = await clocked.post(f"/on-call/schedules/{schedule_id}/layers/1/delete", data={"csrf_token": csrf})
+    remove = f"/on-call/schedules/{schedule_id}/layers/1/delete"
+    confirm = text_of(await (await clocked.post(remove, data={"csrf_token": csrf})).text())
+    assert "Remove Layer 2: Business hours from Platform primary?" in confirm  # asked first
+    resp = await clocked.post(remove, data={"csrf_token": csrf, "confirm": "1"})
     assert resp.status == 200
     assert f"On call now {bob.user.name or bob.email}" in text_of(await resp.text())
     confirm = text_of(await (await clocked.get(f"/on-call/schedules/{schedule_id}/delete")).text())

@@ -152,7 +152,7 @@ async def _card(
         "team": team_names.get(record.team_id, ""),
         "now": now_card,
         "lanes": timeline.lanes(rng, record, final, [dict(o) for o in listed], people),
-        "shifts": timeline.shift_rows(rng, final),
+        "shifts": timeline.shift_rows(rng, record, final),
         "rotations": [
             {
                 "name": r.name or f"Rotation {i + 1}",
@@ -468,11 +468,22 @@ async def delete_layer(request: web.Request) -> web.Response:
     user = current_user(request)
     schedule_id = crud.parse_id(request.match_info["id"])
     raw = request.match_info["index"]
+    confirmed = (await form(request)).get("confirm") == "1"
     async with request.app[POOL].acquire() as conn:
         record = await crud.get_schedule(conn, user.id, schedule_id)
         if not raw.isdigit() or int(raw) >= len(record.rotations):
             raise NotFound("no such layer in this schedule", code="ROTATION_NOT_FOUND")
-        kept = [stored_input(r) for i, r in enumerate(record.rotations) if i != int(raw)]
+        index = int(raw)
+        if not confirmed:  # the button asks first, on a page that names the layer
+            layer = timeline.layer_names(record)[record.rotations[index].id]
+            context = {
+                "section": "oncall",
+                "schedule": {"id": str(record.id), "name": record.name},
+                "layer": layer,
+                "index": index,
+            }
+            return render(request, "layer_delete.html", context)
+        kept = [stored_input(r) for i, r in enumerate(record.rotations) if i != index]
         await crud.update_schedule(conn, user.id, schedule_id, ScheduleInput(rotations=kept))
     return see_other("/on-call")
 

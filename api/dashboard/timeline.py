@@ -99,8 +99,7 @@ def lanes(
             _bar(rng, start, end, person_name(people.get(uuid.UUID(user))), "rotation", order[user])
             for user, start, end in rotations.segments(item.rotation, zone, rng.start, rng.end)
         ]
-        name = item.name or f"Rotation {index + 1}"
-        out.append({"label": f"Layer {index + 1}: {name}", "kind": "rotation", "bars": bars})
+        out.append({"label": layer_names(record)[item.id], "kind": "rotation", "bars": bars})
     override_bars = [
         _bar(
             rng,
@@ -123,13 +122,25 @@ def lanes(
     return out
 
 
-def shift_rows(rng: Range, final: Sequence[answers.ShiftAnswer]) -> list[dict[str, str]]:
+def layer_names(record: ScheduleRecord) -> dict[uuid.UUID, str]:
+    """Each rotation's id -> "Layer 2: Business hours" (as the lanes are labelled)."""
+    return {
+        item.id: f"Layer {index + 1}: {item.name or f'Rotation {index + 1}'}"
+        for index, item in enumerate(record.rotations)
+    }
+
+
+def shift_rows(
+    rng: Range, record: ScheduleRecord, final: Sequence[answers.ShiftAnswer]
+) -> list[dict[str, str]]:
     """The final shifts as text: the timeline's readable form (and the phone's)."""
+    names = layer_names(record)
     rows = []
     for shift in final:
-        sources = []
-        for source in shift.sources:
-            sources.append("Override" if source.kind == "override" else f"Layer: {source.name or 'rotation'}")
+        sources = [
+            "Override" if source.kind == "override" else names.get(source.id, "a layer")
+            for source in shift.sources
+        ]
         rows.append(
             {
                 "who": person_name(shift.person),
