@@ -266,6 +266,8 @@ async def test_a_business_hours_layer_on_top_and_its_removal(clocked: TestClient
     page = text_of(await (await clocked.get("/on-call")).text())
     assert f"On call now {carol.user.name or carol.email} Next handoff Tue 10 Mar 17:00" in page
     assert "Layer 2: Business hours" in page and "only Mon, Tue, Wed, Thu, Fri 09:00 to 17:00" in page
+    tokyo = text_of(await (await clocked.get("/on-call?tz=Asia/Tokyo")).text())  # a zone picked on the page
+    assert "Next handoff Wed 11 Mar 06:00" in tokyo  # 17:00 in New York
     async with pool.acquire() as conn:
         stored = await conn.fetch(
             "SELECT name, participants FROM schedule_rotations WHERE schedule_id = $1 ORDER BY position",

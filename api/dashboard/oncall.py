@@ -115,6 +115,7 @@ async def _card(
     rng: timeline.Range,
     now: datetime,
     team_names: dict[uuid.UUID, str],
+    team_members: dict[uuid.UUID, list[dict[str, str]]],
 ) -> dict[str, Any]:
     user = current_user(request)
     on_call = await answers.on_call(conn, user.id, record.id, now)
@@ -124,7 +125,9 @@ async def _card(
     ids = {uuid.UUID(u) for r in record.rotations for u in r.rotation.participants}
     ids |= {o["user_id"] for o in listed}
     people = await answers.people(conn, ids)
-    members = await _members(conn, user.id, record.team_id)
+    if record.team_id not in team_members:  # one query per team, not per schedule
+        team_members[record.team_id] = await _members(conn, user.id, record.team_id)
+    members = team_members[record.team_id]
     now_card = None
     if on_call:
         current = on_call[0]
@@ -197,7 +200,8 @@ async def _page(
         teams = await list_teams(conn, user.id)
         team_names = {t["id"]: "Personal" if t["personal"] else t["name"] for t in teams}
         records, total = await crud.list_schedules(conn, user.id, limit=MAX_SCHEDULES, offset=0)
-        cards = [await _card(conn, request, r, rng, now, team_names) for r in records]
+        team_members: dict[uuid.UUID, list[dict[str, str]]] = {}
+        cards = [await _card(conn, request, r, rng, now, team_names, team_members) for r in records]
         found = await list_policies(conn, user.id)
     start_default = now.replace(second=0, microsecond=0)
     defaults = {
