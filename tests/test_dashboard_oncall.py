@@ -147,8 +147,8 @@ async def test_a_schedule_and_an_override_made_through_the_forms(
 
 
 async def test_a_responder_overrides_only_for_themselves(clocked: TestClient, pool: asyncpg.Pool) -> None:
-    admin, bob = await web_user(pool), await web_user(pool)
-    team = await team_of(pool, admin, bob=(bob, "responder"))
+    admin, bob, vera = await web_user(pool), await web_user(pool), await web_user(pool)
+    team = await team_of(pool, admin, bob=(bob, "responder"), vera=(vera, "viewer"))
     csrf = await log_in(clocked, admin)
     assert (await schedule_form(clocked, csrf, team, [admin, bob])).status == 303
     clocked.session.cookie_jar.clear()
@@ -165,6 +165,13 @@ async def test_a_responder_overrides_only_for_themselves(clocked: TestClient, po
     assert resp.status == 303
     created = await schedule_form(clocked, csrf, team, [bob])
     assert created.status == 403  # a schedule takes an admin, whatever the form says
+    # a viewer sees the schedule, is offered no override form, and cannot post one
+    clocked.session.cookie_jar.clear()
+    csrf = await log_in(clocked, vera)
+    html = await (await clocked.get("/on-call")).text()
+    assert "Platform primary" in html and path not in html and "/layers" not in html
+    forged = await clocked.post(path, data={**form, "csrf_token": csrf, "user": str(vera.user.id)})
+    assert forged.status == 403
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM schedules WHERE team_id = $1", team) == 1
         made = await conn.fetch(
