@@ -9,6 +9,11 @@
     incidents  the incident list (home) and one incident, with their actions
     webhooks   the webhook list, the create form, one webhook and its senders' configuration
     live       GET /events: Server-Sent Events of incident changes (engine.incidents.live)
+    oncall     schedules: on call now, the timeline, overrides, new schedule, layers
+    timeline   a schedule's shifts placed as lanes of bars (layers, overrides, final)
+    policies   the escalation policy editor (steps, delays, targets, repeat)
+    team       a team's members and roles: invite, change role, remove
+    zones      the viewer's time zone; field_errors: an engine error at a form's field
 
 Handlers call the engine as the JSON API's do (often the same functions of api/); templates
 hold no rule. htmx (vendored, static/vendor/) swaps fragments; no script is inline.

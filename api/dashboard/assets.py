@@ -15,7 +15,14 @@ from pathlib import Path
 from aiohttp import web
 
 STATIC = Path(__file__).resolve().parent / "static"
-SERVED = ("app.css", "app.js", "vendor/htmx.min.js", "vendor/htmx-ext-sse.min.js")
+SERVED = (
+    "app.css",
+    "app.js",
+    "timezone.js",
+    "oncall.css",
+    "vendor/htmx.min.js",
+    "vendor/htmx-ext-sse.min.js",
+)
 TYPES = {".css": "text/css", ".js": "text/javascript"}
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 

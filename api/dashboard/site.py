@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api.dashboard import guard, incidents, live, render, sign_in, webhooks
+from api.dashboard import guard, incidents, live, oncall, policies, render, sign_in, team, webhooks
 from api.dashboard.assets import ASSETS, Assets
 from api.state import SETTINGS
 from engine.incidents.live import Feed
@@ -27,6 +27,9 @@ def setup(app: web.Application) -> None:
     app.router.add_routes(sign_in.routes)
     app.router.add_routes(incidents.routes)
     app.router.add_routes(webhooks.routes)
+    app.router.add_routes(oncall.routes)
+    app.router.add_routes(policies.routes)
+    app.router.add_routes(team.routes)
     app.router.add_routes(live.routes)
     app.on_response_prepare.append(guard.add_headers)
     app.cleanup_ctx.append(_feed)
