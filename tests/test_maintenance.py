@@ -134,6 +134,33 @@ async def test_a_team_window_without_page_on_end_records_and_never_pages(
     ) in await timeline(client, account, incident["id"])
 
 
+async def test_without_page_on_end_the_held_incident_is_never_paged_later_but_a_new_alert_is(
+    client: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings, redis: ArqRedis
+) -> None:
+    webhook = await create(client, account, WEBHOOK)
+    await new_window(client, account, webhookId=webhook["id"], duration="1h", pageOnEnd=False)
+    await post(client, webhook, title="Deploy in progress", dedup_key="deploy")
+    await run_worker(settings)
+
+    await end_windows(redis, settings)
+    # Later sweeps, hours on, and a repeat of the still-open incident: nothing pages it.
+    await end_windows(redis, settings, ShiftedClock(3 * 3600))
+    await post(client, webhook, title="Deploy in progress", dedup_key="deploy")
+    await run_worker(settings, clock=ShiftedClock(3 * 3600))
+    assert await pages(pool, webhook) == []
+    [held] = await incidents(pool, webhook)
+    assert (held["status"], held["alert_count"]) == ("triggered", 2)
+
+    # A new problem after the window pages as any alert does.
+    await post(client, webhook, title="Disk full", dedup_key="disk")
+    await run_worker(settings, clock=ShiftedClock(3 * 3600))
+    _, new = await incidents(pool, webhook)
+    assert new["maintenance_window_id"] is None
+    assert Counter((p["number"], p["channel"]) for p in await pages(pool, webhook)) == {
+        (new["number"], channel): 1 for channel in CHANNELS
+    }
+
+
 async def test_a_webhook_with_a_policy_escalates_only_when_its_window_ends(
     client: TestClient, account: Account, pool: asyncpg.Pool
 ) -> None:
