@@ -691,3 +691,8 @@ CREATE TABLE IF NOT EXISTS quiet_hours (
 -- delay). Changing or removing quiet hours, or the incident growing louder, makes it due again now.
 ALTER TABLE pages ADD COLUMN IF NOT EXISTS quiet_until timestamptz;
 CREATE INDEX IF NOT EXISTS pages_quiet_idx ON pages (user_id) WHERE status = 'pending' AND quiet_until IS NOT NULL;
+-- The inbox reminder "maintenance ends in 10 minutes" went to the window's team
+-- (engine.maintenance.reminders); a changed end asks for a new one.
+ALTER TABLE maintenance_windows ADD COLUMN IF NOT EXISTS reminded_at timestamptz;
+CREATE INDEX IF NOT EXISTS maintenance_windows_remind_idx ON maintenance_windows (ends_at)
+    WHERE reminded_at IS NULL AND ended_at IS NULL;

@@ -73,7 +73,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING {COLUMNS}
 """
 UPDATE = f"""
-UPDATE maintenance_windows AS m SET starts_at = $2, ends_at = $3, reason = $4, page_on_end = $5
+UPDATE maintenance_windows AS m SET starts_at = $2, ends_at = $3, reason = $4, page_on_end = $5,
+    reminded_at = CASE WHEN m.ends_at = $3 THEN m.reminded_at END
 WHERE m.id = $1
 RETURNING {COLUMNS}
 """
