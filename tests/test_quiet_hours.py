@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,8 +22,11 @@ from engine.alerts.payloads import parse_alert
 from engine.incidents import actions
 from engine.oncall import escalation
 from engine.oncall.quiet_hours import quiet_until
-from tests.support.escalation import GAP_5S, deliveries_to, new_policy, step
-from tests.support.factories import WEBHOOK, Account, create, new_account
+from engine.settings import Settings
+from tests.support.clock import ManualClock
+from tests.support.escalation import GAP_5S, deliveries_to, new_policy, step, worker_running
+from tests.support.factories import WEBHOOK, Account, create, make_client, new_account, path_of
+from tests.support.processes import wait_until
 from tests.support.teams import add_member, new_team
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -155,6 +159,59 @@ async def test_a_warning_at_two_waits_a_critical_goes_at_once_and_the_end_brings
     paged = [e for e in await timeline(client, account, warning) if e["delivery"]]
     assert [e["text"] for e in paged] == [f"EMAIL to {email} (one message for 2 incidents)"]
     await resolve(pool, account, [warning, critical, later, handled])
+
+
+# The deliveries that reached a target, each with how many incidents' pages it carried.
+DELIVERED = """
+SELECT d.kind, count(p.id) AS incidents FROM deliveries d JOIN pages p ON p.delivery_id = d.id
+WHERE d.target = $1 AND d.status = 'delivered' GROUP BY d.id, d.kind ORDER BY min(p.sent_at)
+"""
+HELD = "SELECT count(*) FROM pages WHERE user_id = $1 AND quiet_until = $2 AND status = 'pending'"
+
+
+async def test_a_real_worker_holds_the_night_and_sends_the_digest_when_the_persons_clock_says_seven(
+    settings: Settings, pool: asyncpg.Pool, account: Account
+) -> None:
+    clock = ManualClock(T0)  # 02:00 in Berlin, for the API and the worker alike
+    fast = settings.with_(escalation_sweep_seconds=1)
+    client = await make_client(fast, clock=clock)
+    try:
+        ana = await new_account(pool)
+        webhook = await night_shift(client, account, ana)
+        for key, severity in (("disk", "warning"), ("db", "critical"), ("cpu", "warning")):
+            body = {"title": f"{key} {severity}", "dedup_key": key, "severity": severity}
+            assert (await client.post(path_of(webhook), json=body)).status == 202
+
+        async def delivered() -> list[tuple[str, int]]:
+            async with pool.acquire() as conn:
+                rows = await conn.fetch(DELIVERED, ana.user.email)
+            return [(r["kind"], r["incidents"]) for r in rows]
+
+        async def held() -> int:
+            async with pool.acquire() as conn:
+                return int(await conn.fetchval(HELD, ana.user.id, END))
+
+        async with worker_running(fast, clock):
+            await wait_until(lambda: _at_least(held, 2), "both warnings held until 07:00")
+            assert await wait_until(delivered, "the critical page") == [("page", 1)]
+            clock.advance((END - T0).total_seconds())
+            await wait_until(lambda: _at_least(lambda: _count(delivered), 2), "the morning digest")
+        assert await delivered() == [("page", 1), ("bundle", 2)]
+        async with pool.acquire() as conn:
+            incidents = await conn.fetch(
+                "SELECT id FROM incidents WHERE webhook_id = $1", uuid.UUID(webhook["id"])
+            )
+        await resolve(pool, account, [r["id"] for r in incidents])
+    finally:
+        await client.close()
+
+
+async def _count(read: Callable[[], Awaitable[list[tuple[str, int]]]]) -> int:
+    return len(await read())
+
+
+async def _at_least(read: Callable[[], Awaitable[int]], n: int) -> bool:
+    return await read() >= n
 
 
 async def test_min_severity_chooses_what_goes_through_and_a_louder_repeat_is_paged_at_once(
