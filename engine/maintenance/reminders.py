@@ -64,11 +64,11 @@ def _notice(window: asyncpg.Record, now: datetime) -> tuple[str, str]:
     then = (
         "they are paged then, unless acknowledged or resolved"
         if window["page_on_end"]
-        else "they are not paged then (pageOnEnd is off)"
+        else "they are not paged then (the window was set not to page on its end)"
     )
     body = (
         f"{window['reason']}: ends at {window['ends_at']:%Y-%m-%d %H:%M} UTC. "
         f"{held} incident{'s' if held != 1 else ''} held, {then}. "
-        f"If the work runs late, extend it: PATCH /api/maintenance-windows/{window['id']} (a later endsAt)."
+        f"If the work runs late, extend it: PATCH /api/maintenance-windows/{window['id']} with a later end."
     )
     return title, body
