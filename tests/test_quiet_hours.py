@@ -156,6 +156,13 @@ async def test_a_warning_at_two_waits_a_critical_goes_at_once_and_the_end_brings
     await sweep(pool, END)
     sent = await deliveries_to(pool, email)
     assert [(d["kind"], d["incidents"]) for d in sent[1:]] == [("bundle", sorted([warning, later]))]
+    async with pool.acquire() as conn:
+        attempt = await lifecycle.start_attempt(conn, sent[1]["id"])
+    assert attempt is not None
+    assert (
+        attempt.message.body.splitlines()[0]
+        == "2 incidents on Production Alerts waited for the end of your quiet hours:"
+    )
     paged = [e for e in await timeline(client, account, warning) if e["delivery"]]
     assert [e["text"] for e in paged] == [f"EMAIL to {email} (one message for 2 incidents)"]
     await resolve(pool, account, [warning, critical, later, handled])
