@@ -674,3 +674,25 @@ CREATE TABLE IF NOT EXISTS heartbeat_sweeps (
     id        bigserial PRIMARY KEY,
     swept_at  timestamptz NOT NULL
 );
+-- Quiet hours: one user's nightly hours (local wall times in time_zone; ends before starts means
+-- overnight) during which their pages of incidents below min_severity wait for the end, then go
+-- as one bundle per contact method (engine.oncall.quiet_hours).
+CREATE TABLE IF NOT EXISTS quiet_hours (
+    user_id       uuid PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    starts        time NOT NULL,
+    ends          time NOT NULL,
+    time_zone     text NOT NULL,                       -- IANA name (engine.oncall.validation.time_zone)
+    min_severity  text NOT NULL DEFAULT 'critical',    -- engine.channels.base.SEVERITIES
+    updated_at    timestamptz NOT NULL,
+    CONSTRAINT quiet_hours_min_severity_check CHECK (min_severity IN ('critical', 'error', 'warning', 'info')),
+    CONSTRAINT quiet_hours_not_empty CHECK (starts <> ends)
+);
+-- A page held by its user's quiet hours: the end it waits for (its due_at is then, plus its rule's
+-- delay). Changing or removing quiet hours, or the incident growing louder, makes it due again now.
+ALTER TABLE pages ADD COLUMN IF NOT EXISTS quiet_until timestamptz;
+CREATE INDEX IF NOT EXISTS pages_quiet_idx ON pages (user_id) WHERE status = 'pending' AND quiet_until IS NOT NULL;
+-- The inbox reminder "maintenance ends in 10 minutes" went to the window's team
+-- (engine.maintenance.reminders); a changed end asks for a new one.
+ALTER TABLE maintenance_windows ADD COLUMN IF NOT EXISTS reminded_at timestamptz;
+CREATE INDEX IF NOT EXISTS maintenance_windows_remind_idx ON maintenance_windows (ends_at)
+    WHERE reminded_at IS NULL AND ended_at IS NULL;

@@ -24,6 +24,7 @@ from api import (
     opsgenie,
     pagerduty,
     pings,
+    quiet_hours,
     reports,
     schedules,
     security,
@@ -98,6 +99,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(accounts.routes)
     app.router.add_routes(api_keys.routes)
     contact_methods.setup(app)
+    app.router.add_routes(quiet_hours.routes)
     app.router.add_routes(dev.routes)
     app.router.add_routes(pagerduty.routes)  # drop-in PagerDuty Events v2 and Opsgenie Alert API
     app.router.add_routes(opsgenie.routes)

@@ -66,6 +66,28 @@ async def create_silence(request: web.Request) -> web.Response:
     return ok(http_status=201, silence=to_api(silence, now))
 
 
+@routes.get("/api/silences/{id}")
+async def show_silence(request: web.Request) -> web.Response:
+    user = current_user(request)
+    silence_id = silences.parse_id(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        silence = await silences.get_silence(conn, user.id, silence_id)
+    return ok(silence=to_api(silence, request.app[CLOCK].now()))
+
+
+@routes.patch("/api/silences/{id}")
+async def update_silence(request: web.Request) -> web.Response:
+    """Extend or shorten a silence, or change its comment or matchers (fields left out keep theirs)."""
+    user = current_user(request)
+    silence_id = silences.parse_id(request.match_info["id"])
+    wanted = _input(await json_body(request))
+    now = request.app[CLOCK].now()
+    async with request.app[POOL].acquire() as conn:
+        with wire_paths({**NAMES, **MATCHER_NAMES}):
+            silence = await silences.update_silence(conn, user.id, silence_id, wanted, now)
+    return ok(silence=to_api(silence, now))
+
+
 @routes.delete("/api/silences/{id}")
 async def expire_silence(request: web.Request) -> web.Response:
     """Expire a silence now (``deleted`` false: it stays listed, expired), or remove one not started."""

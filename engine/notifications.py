@@ -29,6 +29,7 @@ class NotificationKind(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     WEBHOOK_PAUSED = "webhook_paused"
     RATE_LIMITED = "rate_limited"
+    MAINTENANCE_ENDING = "maintenance_ending"  # to a window's team, 10 minutes before its end
 
 
 DEFAULT_PAGE = 50

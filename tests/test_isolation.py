@@ -182,6 +182,8 @@ OBJECT_ROUTES: list[tuple[str, str, Maker, Any]] = [
     ("GET", "/api/maintenance-windows/{id}", make_maintenance_window, None),
     ("PATCH", "/api/maintenance-windows/{id}", make_maintenance_window, {"reason": "mine now"}),
     ("DELETE", "/api/maintenance-windows/{id}", make_maintenance_window, None),
+    ("GET", "/api/silences/{id}", make_silence, None),
+    ("PATCH", "/api/silences/{id}", make_silence, {"comment": "mine now"}),
     ("DELETE", "/api/silences/{id}", make_silence, None),
 ]
 

@@ -134,6 +134,78 @@ async def test_a_team_window_without_page_on_end_records_and_never_pages(
     ) in await timeline(client, account, incident["id"])
 
 
+async def test_without_page_on_end_the_held_incident_is_never_paged_later_but_a_new_alert_is(
+    client: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings, redis: ArqRedis
+) -> None:
+    webhook = await create(client, account, WEBHOOK)
+    await new_window(client, account, webhookId=webhook["id"], duration="1h", pageOnEnd=False)
+    await post(client, webhook, title="Deploy in progress", dedup_key="deploy")
+    await run_worker(settings)
+
+    await end_windows(redis, settings)
+    # Later sweeps, hours on, and a repeat of the still-open incident: nothing pages it.
+    await end_windows(redis, settings, ShiftedClock(3 * 3600))
+    await post(client, webhook, title="Deploy in progress", dedup_key="deploy")
+    await run_worker(settings, clock=ShiftedClock(3 * 3600))
+    assert await pages(pool, webhook) == []
+    [held] = await incidents(pool, webhook)
+    assert (held["status"], held["alert_count"]) == ("triggered", 2)
+
+    # A new problem after the window pages as any alert does.
+    await post(client, webhook, title="Disk full", dedup_key="disk")
+    await run_worker(settings, clock=ShiftedClock(3 * 3600))
+    _, new = await incidents(pool, webhook)
+    assert new["maintenance_window_id"] is None
+    assert Counter((p["number"], p["channel"]) for p in await pages(pool, webhook)) == {
+        (new["number"], channel): 1 for channel in CHANNELS
+    }
+
+
+# 9 minutes left at a sweep 51 minutes into a 1-hour window (8 if the test ran over 30 s slow).
+NINE_MINUTES = {f"Maintenance on Billing ends in {n} minutes" for n in (8, 9)}
+
+
+async def reminders(client: TestClient, account: Account) -> list[dict[str, Any]]:
+    inbox = await (await client.get("/api/notifications", headers=account.headers)).json()
+    return [n for n in inbox["notifications"] if n["kind"] == "maintenance_ending"]
+
+
+async def test_the_team_is_reminded_once_ten_minutes_before_a_window_ends_and_again_after_an_extension(
+    client: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings, redis: ArqRedis
+) -> None:
+    viewer, outsider = await new_account(pool), await new_account(pool)
+    team = await new_team(client, account, members={"viewer": viewer})
+    webhook = await create(client, account, {**WEBHOOK, "name": "Billing", "teamId": team["id"]})
+    window = await new_window(client, account, webhookId=webhook["id"], duration="1h")
+    await post(client, webhook, title="Replica lag", dedup_key="lag")
+    await run_worker(settings)
+
+    await end_windows(redis, settings, ShiftedClock(49 * 60))  # 11 minutes before its end
+    assert await reminders(client, account) == []
+    await end_windows(redis, settings, ShiftedClock(51 * 60))
+    await end_windows(redis, settings, ShiftedClock(52 * 60))  # once, however many sweeps
+    for member in (account, viewer):
+        [notice] = await reminders(client, member)
+        assert notice["title"] in NINE_MINUTES
+        assert notice["body"].startswith("DB upgrade: ends at ")
+        assert "1 incident held, they are paged then" in notice["body"]
+        assert notice["webhook_id"] == webhook["id"]
+    assert await reminders(client, outsider) == []
+    assert await pages(pool, webhook) == []  # a reminder pages nobody
+
+    # Extended by an hour: a new reminder before the new end, and the window still holds.
+    later = (datetime.fromisoformat(window["ends_at"]) + timedelta(hours=1)).isoformat()
+    resp = await client.patch(
+        f"/api/maintenance-windows/{window['id']}", json={"endsAt": later}, headers=account.headers
+    )
+    assert resp.status == 200, await resp.text()
+    await end_windows(redis, settings, ShiftedClock(111 * 60))
+    assert [n["title"] in NINE_MINUTES for n in await reminders(client, viewer)] == [True, True]
+    assert await pages(pool, webhook) == []
+    await end_windows(redis, settings, ShiftedClock(121 * 60))
+    assert len(await pages(pool, webhook)) == len(CHANNELS)  # paged at the new end
+
+
 async def test_a_webhook_with_a_policy_escalates_only_when_its_window_ends(
     client: TestClient, account: Account, pool: asyncpg.Pool
 ) -> None:

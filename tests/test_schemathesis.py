@@ -74,6 +74,7 @@ RESET = [
     "DELETE FROM api_keys WHERE user_id = $1 AND name <> 'schemathesis'",
     "DELETE FROM notifications WHERE user_id = $1",
     "DELETE FROM contact_methods WHERE user_id = $1",  # their rules and codes go with them
+    "DELETE FROM quiet_hours WHERE user_id = $1",
 ]
 
 
@@ -84,6 +85,7 @@ async def _reset(live: LiveApi) -> None:
         await conn.execute(RESET[1], live.user_id)
         await conn.execute(RESET[2], live.user_id)
         await conn.execute(RESET[3], live.user_id)
+        await conn.execute(RESET[4], live.user_id)
     finally:
         await conn.close()
 

@@ -5,6 +5,7 @@ once the silence is over, the next matching alert pages. Real PostgreSQL, Redis 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -138,3 +139,76 @@ async def test_bad_input_is_a_400_naming_the_field(
     data = await resp.json()
     assert resp.status == 400, data
     assert data["error"].startswith(f"{field} ") or data["error"] == f"unknown field: {field}", data
+
+
+async def test_one_silence_is_read_extended_and_changed_and_an_expired_one_no_longer_changes(
+    client: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    viewer, outsider = await new_account(pool), await new_account(pool)
+    team = await new_team(client, account, members={"viewer": viewer})
+    webhook = await create(client, account, {**WEBHOOK, "teamId": team["id"]})
+    silence = await new_silence(client, account, webhookId=webhook["id"], duration="2h")
+    url = f"/api/silences/{silence['id']}"
+
+    shown = await (await client.get(url, headers=viewer.headers)).json()
+    assert shown["silence"] == silence
+    assert (await client.get(url, headers=outsider.headers)).status == 404
+
+    # Extend it to 6 hours from its start, and say why.
+    resp = await client.patch(
+        url, json={"duration": "6h", "comment": "rebuild runs late"}, headers=account.headers
+    )
+    assert resp.status == 200, await resp.text()
+    changed = (await resp.json())["silence"]
+    starts, ends = (datetime.fromisoformat(changed[k]) for k in ("starts_at", "ends_at"))
+    assert (ends - starts, changed["comment"], changed["starts_at"]) == (
+        timedelta(hours=6),
+        "rebuild runs late",
+        silence["starts_at"],
+    )
+    later = datetime.fromisoformat(silence["ends_at"]) + timedelta(hours=1)
+    resp = await client.patch(url, json={"endsAt": later.isoformat()}, headers=account.headers)
+    assert datetime.fromisoformat((await resp.json())["silence"]["ends_at"]) == later
+    assert (await client.patch(url, json={"comment": "x"}, headers=viewer.headers)).status == 403
+
+    # New matchers hold for the next alerts: staging pages again, dev is silent.
+    dev = [{"name": "source", "value": "dev-.*", "isRegex": True}]
+    resp = await client.patch(url, json={"matchers": dev}, headers=account.headers)
+    assert [m["operator"] for m in (await resp.json())["silence"]["matchers"]] == ["=~"]
+    await post(client, webhook, title="Slow", severity="warning", source="staging-db", dedup_key="stg")
+    await post(client, webhook, title="Slow", severity="warning", source="dev-db", dedup_key="dev")
+    await run_worker(settings)
+    assert await paged(pool, webhook) == {"stg": 4, "dev": 0}
+
+    # An end already past expires it now; after that it is read, not changed.
+    resp = await client.patch(url, json={"endsAt": "2020-01-01T00:00:00Z"}, headers=account.headers)
+    assert (await resp.json())["silence"]["status"] == "expired"
+    resp = await client.patch(url, json={"duration": "1h"}, headers=account.headers)
+    assert resp.status == 409
+    assert_error(await resp.json(), "SILENCE_EXPIRED")
+    assert (await (await client.get(url, headers=account.headers)).json())["silence"]["status"] == "expired"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"duration": "8d"}, "duration"),
+        ({"endsAt": "tomorrow"}, "endsAt"),
+        ({"startsAt": "2030-01-01T00:00:00Z"}, "startsAt"),  # it has started
+        ({"comment": ""}, "comment"),
+        ({"matchers": [{"name": "source", "value": "(", "isRegex": True}]}, "matchers[0].value"),
+        ({"teamId": str(uuid.uuid4())}, "teamId"),
+        ({"quiet": True}, "quiet"),
+    ],
+)
+async def test_a_bad_change_is_a_400_naming_the_field_and_changes_nothing(
+    client: TestClient, account: Account, body: dict[str, Any], field: str
+) -> None:
+    webhook = await create(client, account, WEBHOOK)
+    silence = await new_silence(client, account, webhookId=webhook["id"])
+    resp = await client.patch(f"/api/silences/{silence['id']}", json=body, headers=account.headers)
+    data = await resp.json()
+    assert resp.status == 400, data
+    assert data["error"].startswith(f"{field} ") or data["error"] == f"unknown field: {field}", data
+    shown = await (await client.get(f"/api/silences/{silence['id']}", headers=account.headers)).json()
+    assert shown["silence"] == silence

@@ -3,6 +3,7 @@
 Every few seconds one worker claims each window whose end has come, pages what it held that is
 still triggered (or not, with ``pageOnEnd`` off) and queues those pages. The rows in PostgreSQL are
 what is owed, so a window whose worker died is released by whichever worker runs the next sweep.
+The same sweep sends the team's reminder 10 minutes before a window ends (engine.maintenance.reminders).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
 
 from engine import queue
-from engine.maintenance import ends
+from engine.maintenance import ends, reminders
 from engine.oncall import escalation
 from workers.jobs import WorkerContext
 
@@ -25,7 +26,10 @@ MAX_PER_SWEEP = 1000
 
 
 async def end_maintenance(ctx: WorkerContext) -> int:
-    """End every window due now and queue what it pages; how many were taken."""
+    """Remind the teams of windows about to end, then end every window due now and queue what it
+    pages; how many were ended."""
+    async with ctx["pool"].acquire() as conn:
+        await reminders.remind_due(conn, ctx["clock"].now())
     done: list[uuid.UUID] = []
     while len(done) < MAX_PER_SWEEP:
         now = ctx["clock"].now()

@@ -87,7 +87,9 @@ FOR SHARE OF i
 # left out of what it says (their pages become cancelled: they were never sent), and a bundle with
 # none left is cancelled.
 INCIDENTS_OF_BUNDLE = """
-SELECT i.id, i.number, i.title, i.severity, i.status, w.name AS webhook_name
+SELECT i.id, i.number, i.title, i.severity, i.status, w.name AS webhook_name,
+    EXISTS (SELECT 1 FROM pages q
+            WHERE q.delivery_id = $1 AND q.incident_id = i.id AND q.quiet_until IS NOT NULL) AS quiet
 FROM incidents i JOIN webhooks w ON w.id = i.webhook_id
 WHERE i.id IN (SELECT p.incident_id FROM pages p JOIN deliveries d ON d.id = p.delivery_id
                WHERE p.delivery_id = $1 AND p.status = 'sent' AND d.status = 'pending' AND d.kind = 'bundle')

@@ -55,7 +55,8 @@ BUNDLE_LISTED = 10  # incidents a bundle's message lists one by one
 
 def bundle_message(lead: Mapping[str, Any], incidents: Sequence[Row]) -> Message:
     """The Message of a bundle: one page to one person for the ``incidents`` still triggered
-    (``number``, ``title``, ``severity``, ``webhook_name``; loudest first), with ``lead`` the
+    (``number``, ``title``, ``severity``, ``webhook_name``, and ``quiet`` if its page waited for
+    the person's quiet hours; loudest first), with ``lead`` the
     START_ATTEMPT row of its first incident."""
     webhooks = ", ".join(dict.fromkeys(i["webhook_name"] for i in incidents))
     if len(incidents) == 1:
@@ -72,6 +73,8 @@ def bundle_message(lead: Mapping[str, Any], incidents: Sequence[Row]) -> Message
         )
     title = listing_title(f"{len(incidents)} incidents need you: ", incidents)
     intro = f"{len(incidents)} incidents on {webhooks} are paging you, in one message:"
+    if any(i.get("quiet") for i in incidents):  # some waited for the end of the person's quiet hours
+        intro = f"{len(incidents)} incidents on {webhooks} waited for the end of your quiet hours:"
     return Message(
         alert_id=str(lead["any_alert_id"]),
         webhook_name=webhooks,

@@ -24,7 +24,7 @@ from engine.incidents.keys import incident_key
 from engine.incidents.noise import DEFAULT_CAPS, OVERFLOW_KEY, Caps
 from engine.maintenance import holds, silences
 from engine.maintenance.holds import Quiet
-from engine.oncall import escalation
+from engine.oncall import escalation, quiet_hours
 
 OPEN_OF_KEY = """
 SELECT id, number, severity, status, message, escalation_policy_id FROM incidents
@@ -307,8 +307,11 @@ async def _join(
         await add_event(
             conn, incident_id, EventKind.SEVERITY_RAISED, Actor.SENDER, at, text=text, alert_id=alert_id
         )
-        # An escalating incident goes on with its policy: a louder alert does not restart it.
+        # An escalating incident goes on with its policy: a louder alert does not restart it, but
+        # pages its people's quiet hours held are decided again (a critical one goes through).
         triggered = current["status"] == IncidentStatus.TRIGGERED
+        if triggered and current["escalation_policy_id"] is not None:
+            await quiet_hours.release_incident(conn, incident_id, at)
         pages = Pages.PAGE if triggered and current["escalation_policy_id"] is None else Pages.NONE
         return Attached(incident_id, pages)
     # A group whose alert list changed (an alert joined or left) pages again only when asked to.

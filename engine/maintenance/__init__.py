@@ -4,6 +4,7 @@ nobody is paged and nothing is lost.
     windows  the windows themselves: create, read, change, end early (team admins; viewers read)
     holds    inside ``record_alert``: the window a webhook is in now, and holding an incident's page
     ends     the worker's sweep: windows due to end release what they held (page it, or not)
+    reminders  the same sweep: the team's inbox notice 10 minutes before a window ends
     silences matchers over an alert (Alertmanager's): what they match opens or joins an incident
              that does not page, until an alert of it comes after the silence
 

@@ -26,10 +26,10 @@ import asyncpg
 
 from engine import db, validate
 from engine.alerts.payloads import ParsedAlert
-from engine.errors import NotFound, ValidationError
+from engine.errors import Conflict, NotFound, ValidationError
 from engine.incidents import Actor, EventKind
 from engine.incidents.events import add_event
-from engine.maintenance.windows import new_period, target
+from engine.maintenance.windows import changed_period, new_period, target
 from engine.teams import Role
 from engine.teams.membership import CALLER_ROLE, TEAMS_OF, allowed
 from engine.validate import UNSET, Unset
@@ -109,9 +109,13 @@ LIST = f"""
 SELECT {COLUMNS} FROM silences s WHERE s.team_id IN {TEAMS_OF.format(user="$1")} AND s.ends_at > $2
 ORDER BY s.starts_at, s.id
 """
-LOCK = f"""
+ONE = f"""
 SELECT {COLUMNS}, {CALLER_ROLE.format(team="s.team_id", user="$2")} FROM silences s WHERE s.id = $1
-FOR UPDATE OF s
+"""
+LOCK = ONE + "FOR UPDATE OF s"
+UPDATE = f"""
+UPDATE silences AS s SET matchers = $2, starts_at = $3, ends_at = $4, comment = $5 WHERE s.id = $1
+RETURNING {COLUMNS}
 """
 WEBHOOK_TEAM = f"""
 SELECT w.team_id, {CALLER_ROLE.format(team="w.team_id", user="$2")} FROM webhooks w WHERE w.id = $1
@@ -233,6 +237,44 @@ async def create_silence(
             user_id,
             now,
         )
+    assert row is not None
+    return row
+
+
+async def get_silence(conn: db.Connection, user_id: uuid.UUID, silence_id: uuid.UUID) -> asyncpg.Record:
+    """One silence of the caller's teams (any member reads it)."""
+    row = await conn.fetchrow(ONE, silence_id, user_id)
+    allowed(row["caller_role"] if row else None, Role.VIEWER, not_found())
+    assert row is not None
+    return row
+
+
+async def update_silence(
+    conn: db.Connection, user_id: uuid.UUID, silence_id: uuid.UUID, wanted: SilenceInput, now: datetime
+) -> asyncpg.Record:
+    """A responder (or above) changes a silence not expired: extends or shortens it (``ends_at``
+    or ``duration`` from its start; an end already past expires it now), moves a pending one's
+    start, changes its comment or matchers. Fields left out keep their value; what it covers
+    (webhook or team) does not change."""
+    for name in ("webhook_id", "team_id"):
+        if getattr(wanted, name) is not UNSET:
+            raise ValidationError(f"{name} cannot change; make a new silence instead", field=name)
+    async with conn.transaction():
+        current = await conn.fetchrow(LOCK, silence_id, user_id)
+        allowed(current["caller_role"] if current else None, Role.RESPONDER, not_found())
+        assert current is not None
+        if current["ends_at"] <= now:
+            raise Conflict("this silence has expired; make a new one", code="SILENCE_EXPIRED")
+        starts_at, ends_at = changed_period(
+            wanted, current["starts_at"], current["ends_at"], now, started=current["starts_at"] <= now
+        )
+        comment = current["comment"]
+        if wanted.comment is not UNSET:
+            comment = validate.text(wanted.comment, "comment", required=True, min_length=1, max_length=500)
+        matchers = current["matchers"]
+        if wanted.matchers is not UNSET:
+            matchers = [m.to_json() for m in parse_matchers(wanted.matchers)]
+        row = await conn.fetchrow(UPDATE, silence_id, matchers, starts_at, ends_at, comment)
     assert row is not None
     return row
 

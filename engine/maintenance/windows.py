@@ -73,7 +73,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING {COLUMNS}
 """
 UPDATE = f"""
-UPDATE maintenance_windows AS m SET starts_at = $2, ends_at = $3, reason = $4, page_on_end = $5
+UPDATE maintenance_windows AS m SET starts_at = $2, ends_at = $3, reason = $4, page_on_end = $5,
+    reminded_at = CASE WHEN m.ends_at = $3 THEN m.reminded_at END
 WHERE m.id = $1
 RETURNING {COLUMNS}
 """
@@ -145,18 +146,9 @@ async def update_window(
         state = status(current, now)
         if state is WindowStatus.ENDED:
             raise Conflict("this maintenance window has ended", code="MAINTENANCE_WINDOW_ENDED")
-        starts_at = current["starts_at"]
-        if wanted.starts_at is not UNSET:
-            if state is WindowStatus.ACTIVE:
-                raise ValidationError(
-                    "starts_at cannot change once the window has started", field="starts_at"
-                )
-            starts_at = instant(wanted.starts_at, "starts_at")
-        ends_at = _end(wanted, starts_at, required=False) or current["ends_at"]
-        ends_at = max(ends_at, now)  # a time already past ends it now
-        # An active window may end now, however short that makes it.
-        shortest = SHORTEST if state is WindowStatus.SCHEDULED else timedelta(0)
-        _check_span(starts_at, ends_at, None, _end_field(wanted), shortest=shortest)
+        starts_at, ends_at = changed_period(
+            wanted, current["starts_at"], current["ends_at"], now, started=state is WindowStatus.ACTIVE
+        )
         reason = current["reason"]
         if wanted.reason is not UNSET:
             reason = validate.text(wanted.reason, "reason", required=True, min_length=1, max_length=500)
@@ -204,6 +196,21 @@ def new_period(wanted: Timed, now: datetime) -> tuple[datetime, datetime]:
     ends_at = _end(wanted, starts_at, required=True)
     assert ends_at is not None
     _check_span(starts_at, ends_at, now, _end_field(wanted))
+    return starts_at, ends_at
+
+
+def changed_period(
+    wanted: Timed, starts_at: datetime, ends_at: datetime, now: datetime, *, started: bool
+) -> tuple[datetime, datetime]:
+    """(start, end) of a period being changed (fields left out keep their value): ``starts_at``
+    only before it has started, an end already past counts as now (it ends now, however short
+    that makes it), else 1 minute to 7 days."""
+    if wanted.starts_at is not UNSET:
+        if started:
+            raise ValidationError("starts_at cannot change once it has started", field="starts_at")
+        starts_at = instant(wanted.starts_at, "starts_at")
+    ends_at = max(_end(wanted, starts_at, required=False) or ends_at, now)
+    _check_span(starts_at, ends_at, None, _end_field(wanted), shortest=timedelta(0) if started else SHORTEST)
     return starts_at, ends_at
 
 

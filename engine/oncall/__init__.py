@@ -16,4 +16,5 @@ These do, around it:
     overrides    a schedule's overrides (a responder's own, an admin's for anyone)
     answers      on-call and shifts with the people named
     feeds        the signed, rotatable calendar feed URLs and their calendars
+    quiet_hours  a person's nightly hours: pages below their chosen severity wait for the end
 """

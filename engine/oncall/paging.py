@@ -21,6 +21,9 @@ sliding windows): a page due sooner waits until then (its ``due_at`` moves, with
 its incident's timeline says "SMS to +1415•••0123 held 40 s by throttle"), and whatever else came
 due for that contact meanwhile goes with it. The first page of a quiet night is never delayed; a
 burst of incidents costs one message per allowed slot, not one call each.
+
+**Quiet hours.** A person's page of an incident quieter than their quiet hours let through waits
+for their end the same way (engine.oncall.quiet_hours), and goes out then in that contact's bundle.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from engine import db
 from engine.incidents import Actor, EventKind
 from engine.incidents.events import add_event
 from engine.masking import mask_target
+from engine.oncall import quiet_hours
 from engine.oncall import throttles as throttling
 from engine.oncall.notification_rules import notification_plan
 from engine.oncall.policies import ChannelTarget
+from engine.oncall.quiet_hours import QuietHours
 from engine.oncall.throttles import Throttles
 
 
@@ -249,7 +254,11 @@ async def send_due(
     for page in due:
         contacts.setdefault((page["user_id"], page["channel"], page["target"]), []).append(page)
     wake_ups: list[WakeUp] = []
+    quiet: dict[uuid.UUID, QuietHours | None] = {}
     for (user_id, channel, target), pages in sorted(contacts.items(), key=lambda c: str(c[0])):
+        pages = await _past_quiet_hours(conn, user_id, pages, now, quiet, wake_ups)
+        if not pages:
+            continue
         held_until = await _held_until(conn, user_id, channel, target, now, throttles)
         if held_until is not None:
             await conn.execute(POSTPONE, [p["id"] for p in pages], held_until)
@@ -257,11 +266,28 @@ async def send_due(
             who = user_id or "channel"
             wake_ups.append(WakeUp(f"bundle:{who}:{channel}:{held_until.timestamp():.3f}", held_until))
             continue
-        pages += await conn.fetch(
-            _of(MORE_DUE, user_id), user_id, channel, target, now, [p["id"] for p in pages]
-        )
+        claimed = [p["id"] for p in pages]
+        more = await conn.fetch(_of(MORE_DUE, user_id), user_id, channel, target, now, claimed)
+        pages += await _past_quiet_hours(conn, user_id, more, now, quiet, wake_ups)
         await _send(conn, pages, channel, target, now)
     return len(due), wake_ups
+
+
+async def _past_quiet_hours(
+    conn: db.Connection,
+    user_id: uuid.UUID | None,
+    pages: list[asyncpg.Record],
+    now: datetime,
+    known: dict[uuid.UUID, QuietHours | None],
+    wake_ups: list[WakeUp],
+) -> list[asyncpg.Record]:
+    """Those of a person's due ``pages`` their quiet hours let through now; the others are held
+    until the quiet hours end (engine.oncall.quiet_hours), with a wake-up for then."""
+    if user_id is None or not pages:
+        return pages
+    held = await quiet_hours.hold(conn, user_id, pages, now, known)
+    wake_ups += [WakeUp(f"quiet:{user_id}:{at.timestamp():.0f}", at) for at in held.due]
+    return [p for p in pages if p["id"] not in held.page_ids]
 
 
 async def _held_until(
