@@ -30,7 +30,7 @@ from tests.support.clock import ScaledClock
 from tests.support.escalation import add_rule, new_policy, step, verify_phones, worker_running
 from tests.support.factories import ALERT, WEBHOOK, Account, create, make_client, new_account, path_of
 from tests.support.processes import wait_until
-from tests.support.providers import FakeProviders, Request
+from tests.support.providers import TWILIO_TOKEN, FakeProviders, Reply, Request
 from tests.support.teams import add_member, new_team
 from tests.support.twilio_calls import PhoneCalls
 from tests.support.twilio_receipts import StatusCallbacks
@@ -200,6 +200,33 @@ async def test_an_undelivered_sms_moves_escalation_on_within_one_sweep(
         assert (
             again["escalation_step"] == 1 and [e["kind"] for e in again["timeline"]].count("unreached") == 1
         )
+        assert pushed(paging, backup) == 1
+        await tidy(paging, account, incident_id)
+
+
+async def test_an_sms_the_provider_refuses_for_good_moves_escalation_on_within_one_sweep(
+    provider_settings: Settings, fake_providers: FakeProviders, pool: asyncpg.Pool, account: Account
+) -> None:
+    """No receipt ever comes for a send Twilio refused (21211: not a valid number): the refusal is
+    the handover's answer, and moves the step on as an undelivered receipt does."""
+    async with running(provider_settings, fake_providers, pool) as paging:
+        primary, backup = await person(paging, then="SMS"), await person(paging)
+        refused = {"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400}
+        fake_providers.script(primary.phone, Reply(status=400, json=refused))
+        webhook = await policy_webhook(paging, account, primary, backup)
+        incident_id = await opened(paging, webhook)
+        await wait_until(lambda: pushed(paging, backup) == 1, "the backup paged", timeout=3)
+
+        shown = await incident(paging, account, incident_id)
+        assert shown["escalation_step"] == 1
+        sms = delivery_of(shown, "SMS", primary.phone)
+        assert (sms["status"], sms["attempts"]) == ("failed", 1)  # permanent: not retried
+        (why,) = [e["text"] for e in shown["timeline"] if e["kind"] == "unreached"]
+        assert why.startswith(f"step 1: SMS to {primary.phone}: failed (")
+        assert why.endswith("nobody it paged can be reached, escalating now")
+        assert TWILIO_TOKEN not in why
+        # Exactly one SMS went to the provider, and the backup was paged once.
+        assert len([r for r in fake_providers.requests if r.target == primary.phone]) == 1
         assert pushed(paging, backup) == 1
         await tidy(paging, account, incident_id)
 
