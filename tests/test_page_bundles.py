@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from engine.alerts import lifecycle
 from engine.incidents import actions
 from engine.oncall import escalation
+from engine.oncall.throttles import Throttles
 from engine.settings import Settings
 from tests.support.escalation import (
     GAP_5S,
@@ -111,6 +112,50 @@ async def test_pages_due_together_for_one_person_are_one_message_that_lists_what
     assert [e["text"] for e in paged] == [f"EMAIL to {oncall.user.email} (one message for 3 incidents)"]
     assert paged[0]["delivery"]["id"] == str(bundle["id"])
     await resolve(pool, account, incidents)
+
+
+async def test_the_first_page_of_a_new_incident_leads_the_bundle_ahead_of_repeats(
+    client: TestClient, pool: asyncpg.Pool, account: Account
+) -> None:
+    """Incident A pages its person, then pages them again every minute (the policy's repeat) while a
+    two-minute gap holds the repeat back; incident B opens meanwhile. The message that goes when the
+    gap allows is B's first page with A's repeat: B leads it, and it lists B first."""
+    oncall = await new_account(pool)  # one contact method: their email, at once
+    team = await new_team(client, account)
+    await add_member(client, account, team["id"], oncall, "responder")
+    policy = await new_policy(client, account, step(1, oncall), repeat=5, team_id=team["id"])
+    webhook = await create(
+        client, account, {**WEBHOOK, "teamId": team["id"], "escalationPolicyId": policy["id"]}
+    )
+    gap = Throttles(120.0)
+
+    async def sweep_at(n: float) -> None:
+        async with pool.acquire() as conn:
+            await escalation.sweep(conn, seconds(n), throttles=gap)
+
+    older = await open_incident(pool, webhook, T0, key="db")
+    await sweep_at(0)  # A's first page goes at once
+    await sweep_at(60)  # A's step repeats: held by the gap until 120 s
+    newer = await open_incident(pool, webhook, seconds(90), key="disk")
+    await sweep_at(90)  # B's first page: held until 120 s as well
+    assert [d["incidents"] for d in await deliveries_to(pool, oncall.user.email)] == [[older]]
+    await sweep_at(120)
+
+    first, bundle = await deliveries_to(pool, oncall.user.email)
+    assert (first["kind"], bundle["kind"]) == ("page", "bundle")
+    assert bundle["incidents"] == sorted([older, newer])
+    async with pool.acquire() as conn:
+        lead = await conn.fetchval("SELECT incident_id FROM deliveries WHERE id = $1", bundle["id"])
+        flags = dict(
+            await conn.fetch("SELECT incident_id, is_repeat FROM pages WHERE delivery_id = $1", bundle["id"])
+        )
+    assert lead == newer and flags == {newer: False, older: True}
+    attempt = await start(pool, bundle["id"])
+    assert attempt is not None
+    a, b = await numbers(pool, [older, newer])  # A has the lower number: by number alone it would lead
+    assert attempt.message.title == f"2 incidents need you: #{b} disk down, #{a} db down"
+    assert attempt.message.body.splitlines()[2:] == [f"#{b} [ERROR] disk down", f"#{a} [ERROR] db down"]
+    await resolve(pool, account, [older, newer])
 
 
 async def test_a_bundle_sent_after_some_acknowledges_lists_the_rest_and_none_left_sends_nothing(

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from engine import db, notifications
-from engine.alerts.pages import bundle_message, page_message
+from engine.alerts.pages import BUNDLE_ORDER, bundle_message, page_message
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import SEVERITIES, Message
 from engine.channels.registry import TARGET_KEYS
@@ -84,15 +84,16 @@ SELECT i.status FROM deliveries d JOIN incidents i ON i.id = d.incident_id
 WHERE d.id = $1 AND d.status = 'pending' AND d.kind = 'page'
 FOR SHARE OF i
 """
-# The same for a bundle: every incident of its pages, loudest first; those no longer triggered are
-# left out of what it says (their pages become cancelled: they were never sent), and a bundle with
-# none left is cancelled.
-INCIDENTS_OF_BUNDLE = """
+# The same for a bundle: every incident of its pages, new ones first (a first page jumps the queue
+# ahead of repeats: engine.oncall.paging), then loudest first; those no longer triggered are left
+# out of what it says (their pages become cancelled: they were never sent), and a bundle with none
+# left is cancelled.
+INCIDENTS_OF_BUNDLE = f"""
 SELECT i.id, i.number, i.title, i.severity, i.status, w.name AS webhook_name
 FROM incidents i JOIN webhooks w ON w.id = i.webhook_id
 WHERE i.id IN (SELECT p.incident_id FROM pages p JOIN deliveries d ON d.id = p.delivery_id
                WHERE p.delivery_id = $1 AND p.status = 'sent' AND d.status = 'pending' AND d.kind = 'bundle')
-ORDER BY array_position($2::text[], i.severity), i.number
+ORDER BY {BUNDLE_ORDER}
 FOR SHARE OF i
 """
 LEAVE_OUT = """

@@ -21,6 +21,12 @@ sliding windows): a page due sooner waits until then (its ``due_at`` moves, with
 its incident's timeline says "SMS to +1415•••0123 held 40 s by throttle"), and whatever else came
 due for that contact meanwhile goes with it. The first page of a quiet night is never delayed; a
 burst of incidents costs one message per allowed slot, not one call each.
+
+**New incidents first.** Within a message, the first page of an incident new to its contact (a
+person, whichever of their contact methods; a channel target) jumps the queue ahead of repeats of
+incidents they were paged about before: it leads the delivery (``incident_id``: what a call says
+first, what a one-line SMS title names first) and the bundle lists it first (``is_repeat``, set
+when the page is sent; engine.alerts.lifecycle orders a bundle by it).
 """
 
 from __future__ import annotations
@@ -124,7 +130,17 @@ FOR UPDATE SKIP LOCKED
 # One sweep at a time sends to one contact; the others hold their pages back (never wait: a sweep
 # waits for no lock). A hash collision only holds a page back a window.
 CONTACT_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))"
-MARK_SENT = "UPDATE pages SET status = 'sent', delivery_id = $2, sent_at = $3 WHERE id = ANY($1::uuid[])"
+MARK_SENT = """
+UPDATE pages SET status = 'sent', delivery_id = $2, sent_at = $3, is_repeat = (incident_id = ANY($4::uuid[]))
+WHERE id = ANY($1::uuid[])
+"""
+# Which of these incidents this contact was sent a page of already (any step, any round): a person
+# on any contact method, a channel target on itself.
+PAGED_BEFORE = """
+SELECT DISTINCT incident_id FROM pages
+WHERE {whose} AND incident_id = ANY($4::uuid[]) AND status = 'sent'
+    AND ($1::uuid IS NOT NULL OR (channel = $2 AND target = $3))
+"""
 CANCEL_ONE = "UPDATE pages SET status = 'cancelled', reason = $2 WHERE id = $1"
 CANCEL_PENDING_TO = """
 UPDATE pages SET status = 'cancelled', reason = $3 WHERE status = 'pending' AND channel = $1 AND target = $2
@@ -260,7 +276,7 @@ async def send_due(
         pages += await conn.fetch(
             _of(MORE_DUE, user_id), user_id, channel, target, now, [p["id"] for p in pages]
         )
-        await _send(conn, pages, channel, target, now)
+        await _send(conn, pages, user_id, channel, target, now)
     return len(due), wake_ups
 
 
@@ -310,10 +326,16 @@ def _of(query: str, user_id: uuid.UUID | None) -> str:
 
 
 async def _send(
-    conn: db.Connection, pages: list[asyncpg.Record], channel: str, target: str, now: datetime
+    conn: db.Connection,
+    pages: list[asyncpg.Record],
+    user_id: uuid.UUID | None,
+    channel: str,
+    target: str,
+    now: datetime,
 ) -> None:
     """One delivery for ``pages`` (one contact): of kind ``page`` when they are one incident's,
-    ``bundle`` when several's; those of incidents no longer triggered are cancelled instead."""
+    ``bundle`` when several's; those of incidents no longer triggered are cancelled instead. A new
+    incident's first page leads it, ahead of repeats (the module docstring)."""
     incidents = {
         r["id"]: r["status"]
         for r in await conn.fetch(LOCK_INCIDENTS, list({p["incident_id"] for p in pages}))
@@ -329,11 +351,17 @@ async def _send(
         sendable.append(page)
     if not sendable:
         return
+    about = list({p["incident_id"] for p in sendable})
+    before = {
+        r["incident_id"]
+        for r in await conn.fetch(_of(PAGED_BEFORE, user_id), user_id, channel, target, about)
+    }
+    sendable.sort(key=lambda p: p["incident_id"] in before)  # stable: due order within each
     lead = sendable[0]["incident_id"]
     kind = "bundle" if any(p["incident_id"] != lead for p in sendable) else "page"
     delivery_id = uuid.uuid4()
     await conn.execute(INSERT_DELIVERY, delivery_id, channel, target, lead, kind)
-    await conn.execute(MARK_SENT, [p["id"] for p in sendable], delivery_id, now)
+    await conn.execute(MARK_SENT, [p["id"] for p in sendable], delivery_id, now, list(before))
 
 
 async def unqueued(conn: db.Connection, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
