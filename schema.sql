@@ -101,6 +101,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     alert_id    uuid,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+-- What a real message would have carried to act on it: its action links (the email's links, the
+-- push's buttons and Click: {"page", "acknowledge", "resolve"}) and how to answer it (`reply`: an
+-- SMS's reply line, a call's key menu).
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS actions jsonb;
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS reply text;
 
 -- One sample a minute of the system status, written by a worker cron job (engine/observability/uptime.py);
 -- /api/uptime's percentages come from here. Kept 31 days.
