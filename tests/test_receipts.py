@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from pypdf import PdfReader
 
 from engine.alerts import lifecycle
 from engine.alerts.lifecycle import DeliveryStatus
@@ -370,8 +372,13 @@ async def test_an_acknowledged_incident_never_escalates_on_a_receipt(
 
 
 async def test_a_forged_callback_is_refused_and_changes_nothing(
-    provider_settings: Settings, fake_providers: FakeProviders, pool: asyncpg.Pool, account: Account
+    provider_settings: Settings,
+    fake_providers: FakeProviders,
+    pool: asyncpg.Pool,
+    account: Account,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     async with running(provider_settings, fake_providers, pool) as paging:
         primary, backup = await person(paging, then="SMS"), await person(paging)
         webhook = await policy_webhook(paging, account, primary, backup)
@@ -381,6 +388,7 @@ async def test_a_forged_callback_is_refused_and_changes_nothing(
         for signed_with in ("not-the-auth-token", ""):
             status, answer = await paging.receipts.message(text, "undelivered", signed_with=signed_with)
             assert (status, answer["success"], answer["code"]) == (403, False, "TWILIO_SIGNATURE_INVALID")
+            assert TWILIO_TOKEN not in str(answer)
         # Signed, but for another message than the one this delivery sent: not its receipt.
         other = Request("sms", text.target, text.form, {}, "", "SM" + uuid.uuid4().hex)
         assert await paging.receipts.message(other, "undelivered") == (
@@ -403,6 +411,9 @@ async def test_a_forged_callback_is_refused_and_changes_nothing(
         assert delivery_of(shown, "SMS", primary.phone)["receipt"]["status"] == "accepted"
         assert shown["escalation_step"] == 0 and pushed(paging, backup) == 0
         await tidy(paging, account, incident_id)
+    # Neither the auth token nor the number paged reaches a log line.
+    logged = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
+    assert TWILIO_TOKEN not in logged and primary.phone not in logged
 
 
 async def test_receipts_never_count_twice_in_the_statistics_or_the_reports(
@@ -520,11 +531,14 @@ async def test_the_reports_count_the_pages_escalation_sent_and_what_became_of_th
                 headers=owner.headers,
             )
             assert resp.status == 200, await resp.text()
+            if extra.get("format") == "pdf":
+                return "".join(page.extract_text() for page in PdfReader(io.BytesIO(await resp.read())).pages)
             return await resp.json() if not extra else await resp.text()
 
         performance = (await report("performance"))["report"]
         detailed = (await report("detailed"))["report"]
         detailed_csv = list(csv.DictReader(io.StringIO(await report("detailed", format="csv"))))
+        detailed_pdf = await report("detailed", format="pdf")
         number = (await incident(paging, owner, incident_id))["number"]
         await tidy(paging, owner, incident_id)
 
@@ -566,3 +580,5 @@ async def test_the_reports_count_the_pages_escalation_sent_and_what_became_of_th
         "delivered",
         "undelivered",
     ]
+    # The PDF has a table of them.
+    assert "Pages sent by escalation" in detailed_pdf and "undelivered" in detailed_pdf
