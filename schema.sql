@@ -440,9 +440,9 @@ CREATE INDEX IF NOT EXISTS pages_contact_idx ON pages (user_id, channel, target,
 ALTER TABLE pages ALTER COLUMN user_id DROP NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS pages_unique_channel ON pages (incident_id, wave, channel, target)
     WHERE user_id IS NULL;
--- A page sent to a person (or a channel target) about an incident they were sent a page of before
--- (the policy's repeat, the next rule): a repeat. A bundle puts the first page of a new incident
--- ahead of repeats (engine.oncall.paging).
+-- A page sent to a person (or a channel target) about an incident that paged them in an earlier
+-- wave (an earlier step or round of its policy): a repeat. A bundle puts the first page of a new
+-- incident ahead of repeats (engine.oncall.paging).
 ALTER TABLE pages ADD COLUMN IF NOT EXISTS is_repeat boolean NOT NULL DEFAULT false;
 
 -- Webhooks belong to a team; those from before teams go to their maker's personal team. user_id

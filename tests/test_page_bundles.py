@@ -120,7 +120,9 @@ async def test_the_first_page_of_a_new_incident_leads_the_bundle_ahead_of_repeat
     """Incident A pages its person, then pages them again every minute (the policy's repeat) while a
     two-minute gap holds the repeat back; incident B opens meanwhile. The message that goes when the
     gap allows is B's first page with A's repeat: B leads it, and it lists B first."""
-    oncall = await new_account(pool)  # one contact method: their email, at once
+    oncall = await new_account(pool)  # their email at once, and a push topic at once too
+    topic = f"topic-{uuid.uuid4().hex[:8]}"
+    await add_rule(client, oncall, "PUSH_NOTIF", topic, 0)
     team = await new_team(client, account)
     await add_member(client, account, team["id"], oncall, "responder")
     policy = await new_policy(client, account, step(1, oncall), repeat=5, team_id=team["id"])
@@ -139,6 +141,12 @@ async def test_the_first_page_of_a_new_incident_leads_the_bundle_ahead_of_repeat
     newer = await open_incident(pool, webhook, seconds(90), key="disk")
     await sweep_at(90)  # B's first page: held until 120 s as well
     assert [d["incidents"] for d in await deliveries_to(pool, oncall.user.email)] == [[older]]
+    async with pool.acquire() as conn:
+        first_round = await conn.fetch(
+            "SELECT channel, is_repeat FROM pages WHERE incident_id = $1 AND status = 'sent'", older
+        )
+    # The email and the push of one wave are both A's first page, whichever went first.
+    assert sorted(map(tuple, first_round)) == [("EMAIL", False), ("PUSH_NOTIF", False)]
     await sweep_at(120)
 
     first, bundle = await deliveries_to(pool, oncall.user.email)
@@ -155,6 +163,10 @@ async def test_the_first_page_of_a_new_incident_leads_the_bundle_ahead_of_repeat
     a, b = await numbers(pool, [older, newer])  # A has the lower number: by number alone it would lead
     assert attempt.message.title == f"2 incidents need you: #{b} disk down, #{a} db down"
     assert attempt.message.body.splitlines()[2:] == [f"#{b} [ERROR] disk down", f"#{a} [ERROR] db down"]
+    # The push went the same way: one bundle, B first.
+    (_, pushed) = await deliveries_to(pool, topic)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT incident_id FROM deliveries WHERE id = $1", pushed["id"]) == newer
     await resolve(pool, account, [older, newer])
 
 

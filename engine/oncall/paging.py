@@ -23,10 +23,12 @@ due for that contact meanwhile goes with it. The first page of a quiet night is 
 burst of incidents costs one message per allowed slot, not one call each.
 
 **New incidents first.** Within a message, the first page of an incident new to its contact (a
-person, whichever of their contact methods; a channel target) jumps the queue ahead of repeats of
-incidents they were paged about before: it leads the delivery (``incident_id``: what a call says
-first, what a one-line SMS title names first) and the bundle lists it first (``is_repeat``, set
-when the page is sent; engine.alerts.lifecycle orders a bundle by it).
+person, whichever of their contact methods; a channel target) jumps the queue ahead of repeats,
+the pages of incidents that paged them in an earlier wave (an earlier step or round of the
+policy): it leads the delivery (``incident_id``: what a call says first, what a one-line SMS title
+names first) and the bundle lists it first (``is_repeat``, set when the page is sent;
+engine.alerts.lifecycle orders a bundle by it). The rules of one wave (the email at once, the SMS a
+minute later) are all first pages.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ INSERT INTO incident_assignments (incident_id, user_id, assigned_at, step, loop)
 ON CONFLICT (incident_id, user_id) DO UPDATE SET assigned_at = $3, step = $4, loop = $5
 """
 CLAIM_DUE = """
-SELECT id, incident_id, user_id, channel, target FROM pages
+SELECT id, incident_id, user_id, channel, target, wave FROM pages
 WHERE status = 'pending' AND due_at <= $1
 ORDER BY due_at, id
 LIMIT $2
@@ -121,7 +123,7 @@ LIMIT $6
 POSTPONE = "UPDATE pages SET due_at = $2 WHERE id = ANY($1::uuid[])"
 # What else is due for this contact, beyond the rows one claim took.
 MORE_DUE = """
-SELECT id, incident_id, user_id, channel, target FROM pages
+SELECT id, incident_id, user_id, channel, target, wave FROM pages
 WHERE {whose} AND channel = $2 AND target = $3 AND status = 'pending' AND due_at <= $4
     AND NOT (id = ANY($5::uuid[]))
 ORDER BY due_at, id
@@ -134,12 +136,13 @@ MARK_SENT = """
 UPDATE pages SET status = 'sent', delivery_id = $2, sent_at = $3, is_repeat = (incident_id = ANY($4::uuid[]))
 WHERE id = ANY($1::uuid[])
 """
-# Which of these incidents this contact was sent a page of already (any step, any round): a person
-# on any contact method, a channel target on itself.
+# Which of these incidents (each with the wave of its page now due) this contact was sent a page
+# of in an earlier wave (an earlier step or round): a person on any contact method, a channel target
+# on itself. The rules of one wave (the email, then the SMS a minute later) are one first page.
 PAGED_BEFORE = """
-SELECT DISTINCT incident_id FROM pages
-WHERE {whose} AND incident_id = ANY($4::uuid[]) AND status = 'sent'
-    AND ($1::uuid IS NOT NULL OR (channel = $2 AND target = $3))
+SELECT DISTINCT p.incident_id FROM unnest($4::uuid[], $5::integer[]) AS due (incident_id, wave)
+JOIN pages p ON p.incident_id = due.incident_id AND p.wave < due.wave
+WHERE p.{whose} AND p.status = 'sent' AND ($1::uuid IS NOT NULL OR (p.channel = $2 AND p.target = $3))
 """
 CANCEL_ONE = "UPDATE pages SET status = 'cancelled', reason = $2 WHERE id = $1"
 CANCEL_PENDING_TO = """
@@ -351,10 +354,14 @@ async def _send(
         sendable.append(page)
     if not sendable:
         return
-    about = list({p["incident_id"] for p in sendable})
+    waves: dict[uuid.UUID, int] = {}
+    for page in sendable:
+        waves[page["incident_id"]] = min(page["wave"], waves.get(page["incident_id"], page["wave"]))
     before = {
         r["incident_id"]
-        for r in await conn.fetch(_of(PAGED_BEFORE, user_id), user_id, channel, target, about)
+        for r in await conn.fetch(
+            _of(PAGED_BEFORE, user_id), user_id, channel, target, list(waves), list(waves.values())
+        )
     }
     sendable.sort(key=lambda p: p["incident_id"] in before)  # stable: due order within each
     lead = sendable[0]["incident_id"]
