@@ -24,7 +24,8 @@ from engine import queue
 from engine.channels.base import ReplyCode
 from engine.channels.sms import fits_one_segment, render
 from engine.incidents import actions, sms_codes
-from engine.incidents.sms_replies import HELP_TEXT
+from engine.incidents.channel_actions import Action
+from engine.incidents.sms_replies import HELP_TEXT, Reply, ReplyKind, parse
 from engine.oncall import escalation, throttles
 from engine.settings import Settings
 from tests.support.channels import alert
@@ -444,3 +445,23 @@ def test_the_reply_line_ends_the_text_and_is_never_cut() -> None:
     assert long.splitlines()[-1] == "Reply 12a to ack all 3, 12c to close all 3"  # no room to escalate
     assert fits_one_segment(long)
     assert render(alert(title="t" * 1700, reply=ReplyCode(1))).endswith("\nReply 1a to ack, 1c to close")
+
+
+@pytest.mark.parametrize(
+    ("text", "action", "code"),
+    [
+        ("3e", Action.ESCALATE, 3),
+        (" Esc 3 ", Action.ESCALATE, 3),
+        ("escalate #12", Action.ESCALATE, 12),
+        ("3 escalate", Action.ESCALATE, 3),
+        ("e", Action.ESCALATE, None),
+        ("42a", Action.ACKNOWLEDGE, 42),
+        ("close 7", Action.RESOLVE, 7),
+    ],
+)
+def test_what_a_reply_asks(text: str, action: Action, code: int | None) -> None:
+    assert parse(text) == Reply(ReplyKind.ACT, action, code)
+
+
+def test_end_is_an_opt_out_word_not_escalate() -> None:
+    assert parse("END").kind is ReplyKind.OPT_OUT and parse("3x").kind is ReplyKind.UNREADABLE
