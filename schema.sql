@@ -101,6 +101,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     alert_id    uuid,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+-- What a real message would have carried to act on it: its action links (the email's links, the
+-- push's buttons and Click: {"page", "acknowledge", "resolve"}) and how to answer it (`reply`: an
+-- SMS's reply line, a call's key menu).
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS actions jsonb;
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS reply text;
 
 -- One sample a minute of the system status, written by a worker cron job (engine/observability/uptime.py);
 -- /api/uptime's percentages come from here. Kept 31 days.
@@ -435,6 +440,10 @@ CREATE INDEX IF NOT EXISTS pages_contact_idx ON pages (user_id, channel, target,
 ALTER TABLE pages ALTER COLUMN user_id DROP NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS pages_unique_channel ON pages (incident_id, wave, channel, target)
     WHERE user_id IS NULL;
+-- A page sent to a person (or a channel target) about an incident that paged them in an earlier
+-- wave (an earlier step or round of its policy): a repeat. A bundle puts the first page of a new
+-- incident ahead of repeats (engine.oncall.paging).
+ALTER TABLE pages ADD COLUMN IF NOT EXISTS is_repeat boolean NOT NULL DEFAULT false;
 
 -- Webhooks belong to a team; those from before teams go to their maker's personal team. user_id
 -- stays: who made the webhook. Aliases were unique per user and are unique per team now (each

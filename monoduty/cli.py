@@ -208,6 +208,13 @@ def cmd_outbox(args: argparse.Namespace) -> None:
     for e in reversed(entries):
         print(f"{e['created_at']:%Y-%m-%d %H:%M:%S}  {e['channel']:<10} -> {e['target']}")
         print(f"    {e['subject']}")
+        # What the real message would have carried to act on it: open a link, confirm, done.
+        actions = e.get("actions")
+        if isinstance(actions, dict):
+            print(f"    acknowledge: {actions['acknowledge']}")
+            print(f"    resolve:     {actions['resolve']}")
+        if e.get("reply"):
+            print(f"    {e['reply']}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:

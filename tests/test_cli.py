@@ -119,6 +119,11 @@ def test_dev_on_embedded_services_delivers_and_keeps_its_data(dev_dir: Path) -> 
         sent = wait_for(lambda: len(delivered()) == 2 and delivered(), "the outbox", timeout=60)
         assert {e["channel"] for e in sent} == {"EMAIL", "SMS"}
         assert all(e["subject"] == "[CRITICAL] #1 DB down" for e in sent)
+        # The email carries its action links, and `monoduty outbox` prints them to click.
+        (email,) = [e for e in sent if e["channel"] == "EMAIL"]
+        assert email["actions"]["acknowledge"].startswith(f"{dev.url}/a/")
+        printed = monoduty("outbox", env={**env, "MONODUTY_DATA_DIR": str(dev_dir)}).stdout
+        assert f"    acknowledge: {email['actions']['acknowledge']}" in printed.splitlines()
     finally:
         assert dev.stop() == 0
 

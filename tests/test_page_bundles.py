@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from engine.alerts import lifecycle
 from engine.incidents import actions
 from engine.oncall import escalation
+from engine.oncall.throttles import Throttles
 from engine.settings import Settings
 from tests.support.escalation import (
     GAP_5S,
@@ -111,6 +112,62 @@ async def test_pages_due_together_for_one_person_are_one_message_that_lists_what
     assert [e["text"] for e in paged] == [f"EMAIL to {oncall.user.email} (one message for 3 incidents)"]
     assert paged[0]["delivery"]["id"] == str(bundle["id"])
     await resolve(pool, account, incidents)
+
+
+async def test_the_first_page_of_a_new_incident_leads_the_bundle_ahead_of_repeats(
+    client: TestClient, pool: asyncpg.Pool, account: Account
+) -> None:
+    """Incident A pages its person, then pages them again every minute (the policy's repeat) while a
+    two-minute gap holds the repeat back; incident B opens meanwhile. The message that goes when the
+    gap allows is B's first page with A's repeat: B leads it, and it lists B first."""
+    oncall = await new_account(pool)  # their email at once, and a push topic at once too
+    topic = f"topic-{uuid.uuid4().hex[:8]}"
+    await add_rule(client, oncall, "PUSH_NOTIF", topic, 0)
+    team = await new_team(client, account)
+    await add_member(client, account, team["id"], oncall, "responder")
+    policy = await new_policy(client, account, step(1, oncall), repeat=5, team_id=team["id"])
+    webhook = await create(
+        client, account, {**WEBHOOK, "teamId": team["id"], "escalationPolicyId": policy["id"]}
+    )
+    gap = Throttles(120.0)
+
+    async def sweep_at(n: float) -> None:
+        async with pool.acquire() as conn:
+            await escalation.sweep(conn, seconds(n), throttles=gap)
+
+    older = await open_incident(pool, webhook, T0, key="db")
+    await sweep_at(0)  # A's first page goes at once
+    await sweep_at(60)  # A's step repeats: held by the gap until 120 s
+    newer = await open_incident(pool, webhook, seconds(90), key="disk")
+    await sweep_at(90)  # B's first page: held until 120 s as well
+    assert [d["incidents"] for d in await deliveries_to(pool, oncall.user.email)] == [[older]]
+    async with pool.acquire() as conn:
+        first_round = await conn.fetch(
+            "SELECT channel, is_repeat FROM pages WHERE incident_id = $1 AND status = 'sent'", older
+        )
+    # The email and the push of one wave are both A's first page, whichever went first.
+    assert sorted(map(tuple, first_round)) == [("EMAIL", False), ("PUSH_NOTIF", False)]
+    await sweep_at(120)
+
+    first, bundle = await deliveries_to(pool, oncall.user.email)
+    assert (first["kind"], bundle["kind"]) == ("page", "bundle")
+    assert bundle["incidents"] == sorted([older, newer])
+    async with pool.acquire() as conn:
+        lead = await conn.fetchval("SELECT incident_id FROM deliveries WHERE id = $1", bundle["id"])
+        flags = dict(
+            await conn.fetch("SELECT incident_id, is_repeat FROM pages WHERE delivery_id = $1", bundle["id"])
+        )
+    assert lead == newer and flags == {newer: False, older: True}
+    attempt = await start(pool, bundle["id"])
+    assert attempt is not None
+    a, b = await numbers(pool, [older, newer])  # A has the lower number: by number alone it would lead
+    assert attempt.message.title == f"2 incidents need you: #{b} disk down, #{a} db down"
+    assert attempt.message.body.splitlines()[2:] == [f"#{b} [ERROR] disk down", f"#{a} [ERROR] db down"]
+    # The push went the same way: one bundle, B first.
+    (_, pushed) = await deliveries_to(pool, topic)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT incident_id FROM deliveries WHERE id = $1", pushed["id"]) == newer
+    await resolve(pool, account, [older, newer])
 
 
 async def test_a_bundle_sent_after_some_acknowledges_lists_the_rest_and_none_left_sends_nothing(

@@ -10,6 +10,9 @@ callbacks, signed as Twilio signs them (tests/support/twilio_receipts.py).
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from pypdf import PdfReader
 
 from engine.alerts import lifecycle
 from engine.alerts.lifecycle import DeliveryStatus
@@ -30,7 +34,7 @@ from tests.support.clock import ScaledClock
 from tests.support.escalation import add_rule, new_policy, step, verify_phones, worker_running
 from tests.support.factories import ALERT, WEBHOOK, Account, create, make_client, new_account, path_of
 from tests.support.processes import wait_until
-from tests.support.providers import FakeProviders, Request
+from tests.support.providers import TWILIO_TOKEN, FakeProviders, Reply, Request
 from tests.support.teams import add_member, new_team
 from tests.support.twilio_calls import PhoneCalls
 from tests.support.twilio_receipts import StatusCallbacks
@@ -204,6 +208,33 @@ async def test_an_undelivered_sms_moves_escalation_on_within_one_sweep(
         await tidy(paging, account, incident_id)
 
 
+async def test_an_sms_the_provider_refuses_for_good_moves_escalation_on_within_one_sweep(
+    provider_settings: Settings, fake_providers: FakeProviders, pool: asyncpg.Pool, account: Account
+) -> None:
+    """No receipt ever comes for a send Twilio refused (21211: not a valid number): the refusal is
+    the handover's answer, and moves the step on as an undelivered receipt does."""
+    async with running(provider_settings, fake_providers, pool) as paging:
+        primary, backup = await person(paging, then="SMS"), await person(paging)
+        refused = {"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400}
+        fake_providers.script(primary.phone, Reply(status=400, json=refused))
+        webhook = await policy_webhook(paging, account, primary, backup)
+        incident_id = await opened(paging, webhook)
+        await wait_until(lambda: pushed(paging, backup) == 1, "the backup paged", timeout=3)
+
+        shown = await incident(paging, account, incident_id)
+        assert shown["escalation_step"] == 1
+        sms = delivery_of(shown, "SMS", primary.phone)
+        assert (sms["status"], sms["attempts"]) == ("failed", 1)  # permanent: not retried
+        (why,) = [e["text"] for e in shown["timeline"] if e["kind"] == "unreached"]
+        assert why.startswith(f"step 1: SMS to {primary.phone}: failed (")
+        assert why.endswith("nobody it paged can be reached, escalating now")
+        assert TWILIO_TOKEN not in why
+        # Exactly one SMS went to the provider, and the backup was paged once.
+        assert len([r for r in fake_providers.requests if r.target == primary.phone]) == 1
+        assert pushed(paging, backup) == 1
+        await tidy(paging, account, incident_id)
+
+
 @pytest.mark.parametrize(
     ("ended", "answered_by", "said"),
     [("no-answer", None, "no-answer"), ("completed", "machine_end_beep", "completed by machine_end_beep")],
@@ -341,8 +372,13 @@ async def test_an_acknowledged_incident_never_escalates_on_a_receipt(
 
 
 async def test_a_forged_callback_is_refused_and_changes_nothing(
-    provider_settings: Settings, fake_providers: FakeProviders, pool: asyncpg.Pool, account: Account
+    provider_settings: Settings,
+    fake_providers: FakeProviders,
+    pool: asyncpg.Pool,
+    account: Account,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     async with running(provider_settings, fake_providers, pool) as paging:
         primary, backup = await person(paging, then="SMS"), await person(paging)
         webhook = await policy_webhook(paging, account, primary, backup)
@@ -352,6 +388,7 @@ async def test_a_forged_callback_is_refused_and_changes_nothing(
         for signed_with in ("not-the-auth-token", ""):
             status, answer = await paging.receipts.message(text, "undelivered", signed_with=signed_with)
             assert (status, answer["success"], answer["code"]) == (403, False, "TWILIO_SIGNATURE_INVALID")
+            assert TWILIO_TOKEN not in str(answer)
         # Signed, but for another message than the one this delivery sent: not its receipt.
         other = Request("sms", text.target, text.form, {}, "", "SM" + uuid.uuid4().hex)
         assert await paging.receipts.message(other, "undelivered") == (
@@ -374,6 +411,9 @@ async def test_a_forged_callback_is_refused_and_changes_nothing(
         assert delivery_of(shown, "SMS", primary.phone)["receipt"]["status"] == "accepted"
         assert shown["escalation_step"] == 0 and pushed(paging, backup) == 0
         await tidy(paging, account, incident_id)
+    # Neither the auth token nor the number paged reaches a log line.
+    logged = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
+    assert TWILIO_TOKEN not in logged and primary.phone not in logged
 
 
 async def test_receipts_never_count_twice_in_the_statistics_or_the_reports(
@@ -449,3 +489,96 @@ async def test_a_receipt_before_the_worker_records_the_send_is_kept(
         assert dict(row) == {"status": "delivered", "provider_id": sid, "receipt_status": "delivered"}
         # A call's words are no receipt of an SMS.
         assert not (await record(conn, delivery_id, Report("CALL", sid, "no-answer"), now)).changed
+
+
+async def test_the_reports_count_the_pages_escalation_sent_and_what_became_of_them(
+    provider_settings: Settings, fake_providers: FakeProviders, pool: asyncpg.Pool
+) -> None:
+    """One step pages three people (each pushed at once, then one texted and two called a minute
+    later); Twilio reports the text delivered, one call answered and one not. The detailed and
+    performance reports count those pages: per channel deliveries, the delivered rate, the median
+    time to delivered and the answer rate of calls, and detailed lists each page. (The call that
+    opened the incident has no delivery of its own: before pages counted, these reports said
+    nothing of what was sent.)"""
+    owner = await new_account(pool, phone=None)  # a team of its own: the report holds only this
+    async with running(provider_settings, fake_providers, pool) as paging:
+        texted = await person(paging, then="SMS")
+        answers, ignores = await person(paging, then="CALL"), await person(paging, then="CALL")
+        team = await new_team(paging.client, owner)
+        for someone in (texted, answers, ignores):
+            await add_member(paging.client, owner, team["id"], someone.account, "responder")
+        policy = await new_policy(
+            paging.client,
+            owner,
+            step(STEP_MINUTES, texted.account, answers.account, ignores.account),
+            team_id=team["id"],
+        )
+        only_email = {"notificationTypes": ["EMAIL"], "targetChannels": {"email": "oncall@example.com"}}
+        body = {**WEBHOOK, **only_email, "teamId": team["id"], "escalationPolicyId": policy["id"]}
+        incident_id = await opened(paging, await create(paging.client, owner, body))
+        text = await the_page(paging, "sms", texted)
+        answered, missed = await the_page(paging, "call", answers), await the_page(paging, "call", ignores)
+        assert (await paging.receipts.message(text, "delivered"))[1]["recorded"] is True
+        assert (await paging.receipts.call(answered, "completed", duration=0))[1]["recorded"] is True
+        assert (await paging.receipts.call(missed, "no-answer", duration=0))[1]["recorded"] is True
+
+        today = datetime.now(UTC).date().isoformat()
+
+        async def report(kind: str, **extra: str) -> Any:
+            resp = await paging.client.post(
+                "/api/reports/generate",
+                json={"type": kind, "dateRange": f"{today} to {today}", **extra},
+                headers=owner.headers,
+            )
+            assert resp.status == 200, await resp.text()
+            if extra.get("format") == "pdf":
+                return "".join(page.extract_text() for page in PdfReader(io.BytesIO(await resp.read())).pages)
+            return await resp.json() if not extra else await resp.text()
+
+        performance = (await report("performance"))["report"]
+        detailed = (await report("detailed"))["report"]
+        detailed_csv = list(csv.DictReader(io.StringIO(await report("detailed", format="csv"))))
+        detailed_pdf = await report("detailed", format="pdf")
+        number = (await incident(paging, owner, incident_id))["number"]
+        await tidy(paging, owner, incident_id)
+
+    channels = {c["channel"]: c for c in performance["channels"]}
+    assert {k: channels[k]["deliveries"] for k in ("PUSH_NOTIF", "SMS", "CALL")} == {
+        "PUSH_NOTIF": 3,
+        "SMS": 1,
+        "CALL": 2,
+    }
+    sms, call, push = channels["SMS"], channels["CALL"], channels["PUSH_NOTIF"]
+    assert (sms["receipts_delivered"], sms["delivered_rate"]) == (1, 100.0)
+    assert sms["time_to_delivered_p50_ms"] is not None and sms["time_to_delivered_p50_ms"] >= 0
+    assert (call["receipts_delivered"], call["receipts_undelivered"], call["answer_rate"]) == (1, 1, 50.0)
+    assert push["delivered_rate"] is None  # ntfy confirms nothing: no rate rather than 0 %
+    assert performance["overall"]["answer_rate"] == 50.0
+    # Everyone is emailed at once too; the webhook's own targets get nothing: its policy pages.
+    assert channels["EMAIL"]["deliveries"] == 3
+
+    receipts = {c["channel"]: c for c in detailed["receipts"]["channels"]}
+    assert (receipts["SMS"]["delivered_rate"], receipts["CALL"]["answer_rate"]) == (100.0, 50.0)
+    pages = detailed["pages"]
+    assert sorted(p["channel"] for p in pages) == ["CALL"] * 2 + ["EMAIL"] * 3 + ["PUSH_NOTIF"] * 3 + ["SMS"]
+    assert {(p["kind"], p["incidents"], p["title"]) for p in pages} == {("page", f"#{number}", "DB down")}
+    (sms_page,) = [p for p in pages if p["channel"] == "SMS"]
+    assert sms_page["receipt_status"] == "delivered" and texted.phone not in sms_page["target"]  # masked
+    # The call itself is listed, with no delivery of its own: what it sent is its incident's pages.
+    assert [len(a["deliveries"]) for a in detailed["alerts"]] == [0]
+    # The CSV: the call's row, then one row per page, its alert's columns empty.
+    call_row, *page_rows = detailed_csv
+    assert (call_row["alert_id"] != "", call_row["channel"], call_row["incidents"]) == (
+        True,
+        "",
+        f"#{number}",
+    )
+    assert len(page_rows) == 9 and {(r["alert_id"], r["kind"], r["incidents"]) for r in page_rows} == {
+        ("", "page", f"#{number}")
+    }
+    assert sorted(r["receipt_status"] for r in page_rows if r["channel"] == "CALL") == [
+        "delivered",
+        "undelivered",
+    ]
+    # The PDF has a table of them.
+    assert "Pages sent by escalation" in detailed_pdf and "undelivered" in detailed_pdf

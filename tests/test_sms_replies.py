@@ -24,7 +24,8 @@ from engine import queue
 from engine.channels.base import ReplyCode
 from engine.channels.sms import fits_one_segment, render
 from engine.incidents import actions, sms_codes
-from engine.incidents.sms_replies import HELP_TEXT
+from engine.incidents.channel_actions import Action
+from engine.incidents.sms_replies import HELP_TEXT, Reply, ReplyKind, parse
 from engine.oncall import escalation, throttles
 from engine.settings import Settings
 from tests.support.channels import alert
@@ -67,6 +68,17 @@ async def on_call(
     ``call_after`` minutes later), and a webhook whose policy pages them."""
     person = await new_account(pool, phone=unique_phone())
     await verify_phones(pool, person)
+    await texted_at_once(client, person, call_after=call_after)
+    team = await new_team(client, account, members={"responder": person})
+    policy = await new_policy(client, account, step(30, person), team_id=team["id"])
+    webhook = await create(
+        client, account, {**WEBHOOK, "teamId": team["id"], "escalationPolicyId": policy["id"]}
+    )
+    return person, webhook
+
+
+async def texted_at_once(client: TestClient, person: Account, *, call_after: int | None = None) -> None:
+    """``person``'s notification rules: an SMS to their number at once (a call ``call_after`` later)."""
     await clear_rules(client, person)
     listed = await (await client.get("/api/me/contact-methods", headers=person.headers)).json()
     method = {m["type"]: m["id"] for m in listed["contact_methods"]}
@@ -75,12 +87,6 @@ async def on_call(
             body = {"contactMethodId": method[kind], "delayMinutes": delay}
             resp = await client.post("/api/me/notification-rules", json=body, headers=person.headers)
             assert resp.status == 201, await resp.text()
-    team = await new_team(client, account, members={"responder": person})
-    policy = await new_policy(client, account, step(30, person), team_id=team["id"])
-    webhook = await create(
-        client, account, {**WEBHOOK, "teamId": team["id"], "escalationPolicyId": policy["id"]}
-    )
-    return person, webhook
 
 
 def phone_of(person: Account) -> str:
@@ -190,7 +196,9 @@ async def test_a_bundled_sms_has_one_code_for_all_its_incidents(
     (bundle,) = texts_to(fake_providers, phone)
     assert bundle.startswith("[ERROR] 3 incidents need you: #")
     code, count = code_in(bundle)
-    assert count == 3 and bundle.splitlines()[-1] == f"Reply {code}a to ack all 3, {code}c to close all 3"
+    assert count == 3
+    # Its list of incidents fills the segment: no room to offer escalating as well.
+    assert bundle.splitlines()[-1] == f"Reply {code}a to ack all 3, {code}c to close all 3"
     status, answer = await TwilioInbound(live).text(phone, f"ack {code}")
     assert status == 200
     numbers = sorted([(await incident(live, account, i))["number"] for i in incidents])
@@ -198,6 +206,52 @@ async def test_a_bundled_sms_has_one_code_for_all_its_incidents(
     for incident_id in incidents:
         assert (await incident(live, account, incident_id))["status"] == "acknowledged"
     await resolve_all(pool, account, incidents)
+
+
+async def test_a_reply_code_with_e_escalates_to_the_next_step_at_once_as_key_5_does(
+    live: TestClient,
+    provider_settings: Settings,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    account: Account,
+    fake_providers: FakeProviders,
+) -> None:
+    person, backup = [await new_account(pool, phone=unique_phone()) for _ in range(2)]
+    for someone in (person, backup):
+        await verify_phones(pool, someone)
+        await texted_at_once(live, someone)
+    team = await new_team(live, account, members={"responder": person, "admin": backup})
+    # Half an hour a step: only the reply moves the incident on.
+    policy = await new_policy(live, account, step(30, person), step(30, backup), team_id=team["id"])
+    webhook = await create(
+        live, account, {**WEBHOOK, "teamId": team["id"], "escalationPolicyId": policy["id"]}
+    )
+    now = datetime.now(UTC)
+    incident_id = await open_incident(pool, webhook, now)
+    await sweep_and_send(pool, redis, provider_settings, [incident_id], now)
+    (page,) = texts_to(fake_providers, phone_of(person))
+    code, _ = code_in(page)
+    # The page says so where there is room: this one has.
+    assert page.splitlines()[-1] == f"Reply {code}a to ack, {code}c to close, {code}e to escalate"
+    assert fits_one_segment(page)
+    assert texts_to(fake_providers, phone_of(backup)) == []
+
+    status, answer = await TwilioInbound(live).text(phone_of(person), f"{code}E")
+    assert status == 200
+    shown = await incident(live, account, incident_id)
+    assert twiml_message(answer) == f"Escalated #{shown['number']} db down, next step paged"
+    assert shown["status"] == "triggered" and shown["escalation_step"] == 1
+    escalated = [e for e in shown["timeline"] if e["kind"] == "escalated"]
+    assert [(e["actor"], e["user_id"]) for e in escalated] == [
+        ("system", None),
+        ("user", str(person.user.id)),
+    ]
+    assert escalated[1]["text"] == f"step 2 of 2: paged {backup.user.email} (via SMS reply)"
+    # The backup's page is due now, not in half an hour: the next sweep sends it.
+    await sweep_and_send(pool, redis, provider_settings, [incident_id], datetime.now(UTC))
+    (backup_page,) = texts_to(fake_providers, phone_of(backup))
+    assert backup_page.splitlines()[0].endswith(f"#{shown['number']} db down")
+    await resolve_all(pool, account, [incident_id])
 
 
 async def test_codes_are_short_per_number_and_reused_only_once_their_incidents_are_resolved(
@@ -385,9 +439,29 @@ async def test_the_route_logs_its_pattern_and_never_the_token_the_number_or_the_
 
 def test_the_reply_line_ends_the_text_and_is_never_cut() -> None:
     short = render(alert(reply=ReplyCode(4)))
-    assert short.splitlines()[-1] == "Reply 4a to ack, 4c to close"
+    assert short.splitlines()[-1] == "Reply 4a to ack, 4c to close, 4e to escalate"  # room for it
     assert short.splitlines()[1] == "Replication lag 95s on db-2."  # the detail still fits beside it
     long = render(alert(body="x" * 5000, reply=ReplyCode(12, 3)))
-    assert long.splitlines()[-1] == "Reply 12a to ack all 3, 12c to close all 3"
+    assert long.splitlines()[-1] == "Reply 12a to ack all 3, 12c to close all 3"  # no room to escalate
     assert fits_one_segment(long)
     assert render(alert(title="t" * 1700, reply=ReplyCode(1))).endswith("\nReply 1a to ack, 1c to close")
+
+
+@pytest.mark.parametrize(
+    ("text", "action", "code"),
+    [
+        ("3e", Action.ESCALATE, 3),
+        (" Esc 3 ", Action.ESCALATE, 3),
+        ("escalate #12", Action.ESCALATE, 12),
+        ("3 escalate", Action.ESCALATE, 3),
+        ("e", Action.ESCALATE, None),
+        ("42a", Action.ACKNOWLEDGE, 42),
+        ("close 7", Action.RESOLVE, 7),
+    ],
+)
+def test_what_a_reply_asks(text: str, action: Action, code: int | None) -> None:
+    assert parse(text) == Reply(ReplyKind.ACT, action, code)
+
+
+def test_end_is_an_opt_out_word_not_escalate() -> None:
+    assert parse("END").kind is ReplyKind.OPT_OUT and parse("3x").kind is ReplyKind.UNREADABLE

@@ -203,9 +203,18 @@ async def _finish(
 ) -> str:
     receipt = receipt or Receipt()
     async with ctx["pool"].acquire() as conn:
-        final = await lifecycle.finish_delivery(
-            conn, delivery_id, status, error=error, provider_id=receipt.provider_id, reply=receipt.reply
+        finished = await lifecycle.finish_delivery(
+            conn,
+            delivery_id,
+            status,
+            error=error,
+            provider_id=receipt.provider_id,
+            reply=receipt.reply,
+            now=ctx["clock"].now(),
         )
+    # A page that reached nobody may have ended its step: the sweep runs the next one now.
+    await escalation.enqueue_wake_ups(ctx["redis"], ctx["clock"], finished.wake_ups)
+    final = finished.alert
     _count(ctx, fields, status.value)
     log.info(
         "delivery %s%s",

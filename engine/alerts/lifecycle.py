@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from engine import db, notifications
-from engine.alerts.pages import bundle_message, page_message
+from engine.alerts.pages import BUNDLE_ORDER, bundle_message, page_message
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import SEVERITIES, Message
 from engine.channels.registry import TARGET_KEYS
@@ -28,7 +28,8 @@ from engine.incidents import DedupBy
 from engine.incidents import attach as incidents_attach
 from engine.incidents.attach import Pages
 from engine.incidents.noise import DEFAULT_CAPS, Caps
-from engine.oncall import escalation
+from engine.oncall import escalation, unreached
+from engine.oncall.paging import WakeUp
 
 
 class AlertStatus(StrEnum):
@@ -83,17 +84,18 @@ SELECT i.status FROM deliveries d JOIN incidents i ON i.id = d.incident_id
 WHERE d.id = $1 AND d.status = 'pending' AND d.kind = 'page'
 FOR SHARE OF i
 """
-# The same for a bundle: every incident of its pages, loudest first; those no longer triggered are
-# left out of what it says (their pages become cancelled: they were never sent), and a bundle with
-# none left is cancelled.
-INCIDENTS_OF_BUNDLE = """
+# The same for a bundle: every incident of its pages, new ones first (a first page jumps the queue
+# ahead of repeats: engine.oncall.paging), then loudest first; those no longer triggered are left
+# out of what it says (their pages become cancelled: they were never sent), and a bundle with none
+# left is cancelled. ``quiet``: the page waited for the end of the person's quiet hours.
+INCIDENTS_OF_BUNDLE = f"""
 SELECT i.id, i.number, i.title, i.severity, i.status, w.name AS webhook_name,
     EXISTS (SELECT 1 FROM pages q
             WHERE q.delivery_id = $1 AND q.incident_id = i.id AND q.quiet_until IS NOT NULL) AS quiet
 FROM incidents i JOIN webhooks w ON w.id = i.webhook_id
 WHERE i.id IN (SELECT p.incident_id FROM pages p JOIN deliveries d ON d.id = p.delivery_id
                WHERE p.delivery_id = $1 AND p.status = 'sent' AND d.status = 'pending' AND d.kind = 'bundle')
-ORDER BY array_position($2::text[], i.severity), i.number
+ORDER BY {BUNDLE_ORDER}
 FOR SHARE OF i
 """
 LEAVE_OUT = """
@@ -127,7 +129,7 @@ UPDATE deliveries SET last_error = $2, next_attempt_at = now() + make_interval(s
 WHERE id = $1 AND status = 'pending'
 """
 # A delivery without an alert (a person's resolve) has no alert to lock or finalise.
-ALERT_OF_DELIVERY = "SELECT id, alert_id FROM deliveries WHERE id = $1"
+ALERT_OF_DELIVERY = "SELECT id, alert_id, channel, target FROM deliveries WHERE id = $1"
 LOCK_ALERT = "SELECT id FROM alerts WHERE id = $1 FOR UPDATE"
 # Handed over: the receipt (engine.alerts.receipts) starts at 'accepted', with what the provider
 # said (an SMTP server's 250 reply), unless a status callback came first (it stays).
@@ -327,6 +329,17 @@ async def schedule_retry(conn: db.Connection, delivery_id: uuid.UUID, error: str
     await conn.execute(SCHEDULE_RETRY, delivery_id, error, delay)
 
 
+@dataclass(frozen=True)
+class Finished:
+    """What recording a delivery's outcome did: the alert's final state ({status, is_test,
+    webhook_id}) when it was the alert's last delivery, and, for an escalation's page that failed
+    for good, the incidents whose step it ended early with the wake-ups to queue after commit."""
+
+    alert: dict[str, Any] | None = None
+    moved_on: list[uuid.UUID] = field(default_factory=list)
+    wake_ups: list[WakeUp] = field(default_factory=list)
+
+
 async def finish_delivery(
     conn: db.Connection,
     delivery_id: uuid.UUID,
@@ -335,28 +348,42 @@ async def finish_delivery(
     error: str | None = None,
     provider_id: str | None = None,
     reply: str | None = None,
-) -> dict[str, Any] | None:
+    now: datetime | None = None,
+) -> Finished:
     """Record a delivery's final outcome; when it was the alert's last, finalise the alert.
     ``provider_id`` and ``reply`` are the provider's receipt (engine.channels.base.Receipt).
 
-    Returns the alert's final state ({status, is_test, webhook_id}) when this call finalised it.
+    A page that failed for good (``now``: the worker's clock) is a handover that reached nobody,
+    as an undelivered receipt is: when nobody its step paged can be reached any more, the step
+    ends now (engine.oncall.unreached), in this transaction.
     """
     async with conn.transaction():
         delivery = await conn.fetchrow(ALERT_OF_DELIVERY, delivery_id)
         if delivery is None:
-            return None
+            return Finished()
+        # An escalation's incidents are locked before the delivery changes, as a receipt and a
+        # send lock them (incident, then delivery): two failures of one step see each other's.
+        locked = (
+            await unreached.lock(conn, delivery_id)
+            if status is DeliveryStatus.FAILED and now is not None
+            else []
+        )
         # The alert is locked before the delivery changes, so two deliveries finishing at once
         # cannot both miss being last.
         if delivery["alert_id"] is not None:
             await conn.execute(LOCK_ALERT, delivery["alert_id"])
         finished = await conn.fetchrow(FINISH_DELIVERY, delivery_id, status.value, error, provider_id, reply)
         if finished is None:
-            return None
+            return Finished()
+        moved_on: list[uuid.UUID] = []
+        wake_ups: list[WakeUp] = []
         if status is DeliveryStatus.FAILED:
             await notifications.delivery_failed(conn, delivery_id)
-        if finished["alert_id"] is None:
-            return None
-        return await _finalise(conn, finished["alert_id"])
+            if locked and now is not None:
+                what = f"{delivery['channel']} to {delivery['target']}: failed ({error or 'refused'})"
+                moved_on, wake_ups = await unreached.move_on(conn, locked, now, what)
+        alert = await _finalise(conn, finished["alert_id"]) if finished["alert_id"] is not None else None
+        return Finished(alert, moved_on, wake_ups)
 
 
 async def _finalise(conn: db.Connection, alert_id: uuid.UUID) -> dict[str, Any] | None:

@@ -48,6 +48,13 @@ def page_message(row: Mapping[str, Any]) -> Message:
     )
 
 
+# How a message lists its incidents (SQL over incidents ``i``, delivery $1, severities $2): those
+# whose page is a first one ahead of repeats (engine.oncall.paging), then loudest first, then by
+# number. A bundle's deliver job and a call's keys say them in this order.
+BUNDLE_ORDER = """
+coalesce((SELECT bool_and(p.is_repeat) FROM pages p WHERE p.delivery_id = $1 AND p.incident_id = i.id), true),
+array_position($2::text[], i.severity), i.number"""
+
 # A stored row (asyncpg.Record) or a plain mapping with the columns named.
 Row = Mapping[str, Any] | asyncpg.Record
 BUNDLE_LISTED = 10  # incidents a bundle's message lists one by one

@@ -1,4 +1,10 @@
-"""The dev-mode channel: keeps what would have been sent, sends nothing."""
+"""The dev-mode channel: keeps what would have been sent, sends nothing.
+
+It keeps what a real message carries to act on it, so that a dev user can acknowledge from it:
+the action links (the email's Acknowledge / Resolve links, the push's buttons and the page its
+Click opens), an SMS's reply line ("Reply 3a to ack, 3c to close") and a call's key menu, as the
+channels render them.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,22 @@ from typing import Any
 import asyncpg
 
 from engine import db
+from engine.channels import call, sms
 from engine.channels.base import Message, Receipt
 
+# The channels whose messages carry the action links (email links; push buttons and Click). An SMS
+# is answered with its reply code, a call with its keys: those are what the outbox shows for them.
+LINKED = frozenset({"EMAIL", "PUSH_NOTIF"})
 INSERT = """
-INSERT INTO outbox (channel, target, subject, body, alert_id) VALUES ($1, $2, $3, $4, $5) RETURNING id
+INSERT INTO outbox (channel, target, subject, body, alert_id, actions, reply)
+VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
 """
 SELECT_RECENT = """
-SELECT id, channel, target, subject, body, alert_id, created_at FROM outbox ORDER BY id DESC LIMIT $1
+SELECT id, channel, target, subject, body, alert_id, actions, reply, created_at FROM outbox
+ORDER BY id DESC LIMIT $1
 """
 SELECT_RECENT_OF_USER = """
-SELECT o.id, o.channel, o.target, o.subject, o.body, o.alert_id, o.created_at
+SELECT o.id, o.channel, o.target, o.subject, o.body, o.alert_id, o.actions, o.reply, o.created_at
 FROM outbox o JOIN alerts a ON a.id = o.alert_id
 WHERE a.user_id = $2 ORDER BY o.id DESC LIMIT $1
 """
@@ -33,8 +45,21 @@ class OutboxChannel:
     async def send(self, message: Message, target: str) -> Receipt:
         # A message of no alert (a phone verification code) has an empty alert_id.
         alert_id = uuid.UUID(message.alert_id) if message.alert_id else None
+        links = message.actions if self.type in LINKED else None
+        actions = (
+            {"page": links.page, "acknowledge": links.acknowledge, "resolve": links.resolve}
+            if links
+            else None
+        )
+        reply = None
+        if self.type == "SMS" and message.reply is not None:
+            reply = sms.render(message).splitlines()[-1]  # the line the real text ends with
+        elif self.type == "CALL" and message.actions is not None:
+            reply = call.MENU
         async with self.pool.acquire() as conn:
-            row_id = await conn.fetchval(INSERT, self.type, target, message.subject, message.body, alert_id)
+            row_id = await conn.fetchval(
+                INSERT, self.type, target, message.subject, message.body, alert_id, actions, reply
+            )
         return Receipt(provider_id=f"outbox-{row_id}")
 
 

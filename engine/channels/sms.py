@@ -59,7 +59,11 @@ def render(message: Message) -> str:
             cut = _cut_to_segment(text, line, tail)
             text = f"{text}\n{cut}" if cut else text
         break
-    return truncate(text, MAX_BODY - _units(tail)) + tail
+    sent = truncate(text, MAX_BODY - _units(tail)) + tail
+    # Escalating is the rarer answer: said when it still fits the one segment, never at its cost.
+    if message.reply is not None and fits_one_segment(sent + escalate_hint(message.reply)):
+        sent += escalate_hint(message.reply)
+    return sent
 
 
 def reply_line(reply: ReplyCode) -> str:
@@ -68,6 +72,11 @@ def reply_line(reply: ReplyCode) -> str:
     if count > 1:
         return f"Reply {code}a to ack all {count}, {code}c to close all {count}"
     return f"Reply {code}a to ack, {code}c to close"
+
+
+def escalate_hint(reply: ReplyCode) -> str:
+    """The end of the reply line when there is room: ``, 3e to escalate`` (the next step now)."""
+    return f", {reply.code}e to escalate"
 
 
 def fits_one_segment(text: str) -> bool:

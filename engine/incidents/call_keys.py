@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine import db
-from engine.alerts.pages import bundle_message
+from engine.alerts.pages import BUNDLE_ORDER, bundle_message
 from engine.channels.base import SEVERITIES, Message
 from engine.channels.call import Stage, again, hang_up, render, voice_url
 from engine.errors import Forbidden, NotFound
@@ -36,15 +36,15 @@ INSERT INTO call_key_presses (call_sid, digits, delivery_id, pressed_at) VALUES 
 ON CONFLICT DO NOTHING
 RETURNING call_sid
 """
-# What the call is about now: the message's incidents still open, loudest first (as a bundle lists them).
-STILL_OPEN = """
+# What the call is about now: the message's incidents still open, as a bundle lists them.
+STILL_OPEN = f"""
 SELECT i.id, i.number, i.title, i.severity, i.last_alert_at, w.name AS webhook_name,
     (SELECT max(id::text) FROM alerts WHERE incident_id = i.id) AS any_alert_id
 FROM incidents i JOIN webhooks w ON w.id = i.webhook_id
 WHERE (i.id IN (SELECT incident_id FROM pages WHERE delivery_id = $1)
        OR i.id = (SELECT incident_id FROM deliveries WHERE id = $1))
   AND i.status <> 'resolved'
-ORDER BY array_position($2::text[], i.severity), i.number
+ORDER BY {BUNDLE_ORDER}
 """
 
 

@@ -1,10 +1,12 @@
 """A text sent back to our SMS number: what it asks, and the answer it gets.
 
 What a person may text (case and spaces ignored, as GoAlert reads them):
-- ``3a`` / ``3c``, also ``ack 3``, ``a 3``, ``close 3``, ``resolve 3``, ``3 ack``: acknowledge or
-  resolve every incident of the message whose reply code is 3 (engine.incidents.sms_codes), as
-  the person it paged, through channel_actions.act ("acknowledged via SMS reply");
-- ``a`` / ``ack`` / ``c`` / ``close`` alone: the same, when exactly one code of theirs is open;
+- ``3a`` / ``3c`` / ``3e``, also ``ack 3``, ``a 3``, ``close 3``, ``resolve 3``, ``esc 3``,
+  ``3 ack``: acknowledge, resolve or escalate (its policy's next step paged now, as key 5 of a
+  call) every incident of the message whose reply code is 3 (engine.incidents.sms_codes), as the
+  person it paged, through channel_actions.act ("acknowledged via SMS reply");
+- ``a`` / ``ack`` / ``c`` / ``close`` / ``e`` / ``escalate`` alone: the same, when exactly one code
+  of theirs is open;
 - ``STOP`` and Twilio's other opt-out words: the number is not texted again until ``START`` (or
   ``YES``, ``UNSTOP``); ``HELP`` / ``INFO``: the help text.
 
@@ -34,7 +36,7 @@ from engine.oncall import contacts, paging
 VIA = "SMS reply"  # the timeline: "acknowledged via SMS reply"
 HELP_PER_DAY = 5
 HELP_TEXT = (
-    "Monoduty: reply with the code of a page, e.g. 3a to acknowledge or 3c to close it. "
+    "Monoduty: reply with the code of a page, e.g. 3a to acknowledge, 3c to close, 3e to escalate it. "
     "STOP: no more texts to this number, START: texts again."
 )
 OPTED_IN_TEXT = "Monoduty will text this number again. Reply STOP to stop."
@@ -49,10 +51,13 @@ _ACTIONS = {
     "c": Action.RESOLVE,
     "close": Action.RESOLVE,
     "resolve": Action.RESOLVE,
+    "e": Action.ESCALATE,
+    "esc": Action.ESCALATE,
+    "escalate": Action.ESCALATE,
 }
 _CODE_FIRST = re.compile(r"(\d{1,6})\s*([a-z]+)")
 _WORD_FIRST = re.compile(r"([a-z]+)\s*#?\s*(\d{1,6})")
-_DONE = {Action.ACKNOWLEDGE: "Acknowledged", Action.RESOLVE: "Resolved"}
+_DONE = {Action.ACKNOWLEDGE: "Acknowledged", Action.RESOLVE: "Resolved", Action.ESCALATE: "Escalated"}
 
 COUNT_HELP = """
 INSERT INTO sms_help_replies (phone, day, sent) VALUES ($1, $2, 1)
@@ -153,13 +158,20 @@ async def _act(
 
 
 def describe(action: Action, incidents: Sequence[dict[str, object]], outcome: Outcome) -> str:
-    """ "Acknowledged #42 DB down", "Resolved #41, #43. Already resolved: #42", as one short text."""
+    """ "Acknowledged #42 DB down", "Resolved #41, #43. Already resolved: #42", "Escalated #42 DB
+    down, next step paged", as one short text."""
     changed = [i for i in incidents if i["id"] in outcome.changed]
     parts = [f"{_DONE[action]} {_names(changed)}"] if changed else []
+    if changed and action is Action.ESCALATE:
+        parts[0] += ", next step paged"
     for status in ("acknowledged", "resolved"):
         alike = [i for i in incidents if i["id"] in outcome.unchanged and i["status"] == status]
         if alike:
             parts.append(f"Already {status}: {_names(alike)}")
+    # Still triggered and not escalated: its policy has no step to run (or it has no policy).
+    stuck = [i for i in incidents if i["id"] in outcome.unchanged and i["status"] == "triggered"]
+    if stuck:
+        parts.append(f"Not escalated, no next step: {_names(stuck)}")
     return truncate(". ".join(parts) or "Nothing to do", MAX_BODY)
 
 

@@ -197,9 +197,10 @@ async def run_step(
     *,
     manual: bool = False,
     via: str | None = None,
+    by: uuid.UUID | None = None,
 ) -> list[WakeUp]:
-    """Run the incident's next step (its row locked by the caller). ``manual`` (escalate now):
-    past the last step the policy starts over, whatever its repeat count."""
+    """Run the incident's next step (its row locked by the caller). ``manual`` (escalate now, by
+    the user ``by``): past the last step the policy starts over, whatever its repeat count."""
     policy = (
         await policies.load(conn, incident["escalation_policy_id"])
         if incident["escalation_policy_id"]
@@ -248,7 +249,7 @@ async def run_step(
     text = f"step {step + 1} of {len(policy.steps)}{again}: paged {names}"
     actor = Actor.USER if manual else Actor.SYSTEM
     text += f" (via {via})" if via else ""
-    await add_event(conn, incident_id, EventKind.ESCALATED, actor, now, text=text)
+    await add_event(conn, incident_id, EventKind.ESCALATED, actor, now, text=text, user_id=by)
     return [*wake_ups, step_wake_up(incident_id, wave, next_at)]
 
 
@@ -313,7 +314,7 @@ async def escalate_now(
     """A person moves the incident to its next step at once (``via`` a channel, not the API)."""
     async with conn.transaction():
         row, _ = await _lock_for(conn, user_id, incident_id)
-        return await run_step(conn, row, now, manual=True, via=via)
+        return await run_step(conn, row, now, manual=True, via=via, by=user_id)
 
 
 @dataclass(frozen=True)

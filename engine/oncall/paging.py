@@ -22,6 +22,14 @@ its incident's timeline says "SMS to +1415•••0123 held 40 s by throttle"),
 due for that contact meanwhile goes with it. The first page of a quiet night is never delayed; a
 burst of incidents costs one message per allowed slot, not one call each.
 
+**New incidents first.** Within a message, the first page of an incident new to its contact (a
+person, whichever of their contact methods; a channel target) jumps the queue ahead of repeats,
+the pages of incidents that paged them in an earlier wave (an earlier step or round of the
+policy): it leads the delivery (``incident_id``: what a call says first, what a one-line SMS title
+names first) and the bundle lists it first (``is_repeat``, set when the page is sent;
+engine.alerts.lifecycle orders a bundle by it). The rules of one wave (the email at once, the SMS a
+minute later) are all first pages.
+
 **Quiet hours.** A person's page of an incident quieter than their quiet hours let through waits
 for their end the same way (engine.oncall.quiet_hours), and goes out then in that contact's bundle.
 """
@@ -87,7 +95,7 @@ INSERT INTO incident_assignments (incident_id, user_id, assigned_at, step, loop)
 ON CONFLICT (incident_id, user_id) DO UPDATE SET assigned_at = $3, step = $4, loop = $5
 """
 CLAIM_DUE = """
-SELECT id, incident_id, user_id, channel, target FROM pages
+SELECT id, incident_id, user_id, channel, target, wave FROM pages
 WHERE status = 'pending' AND due_at <= $1
 ORDER BY due_at, id
 LIMIT $2
@@ -120,7 +128,7 @@ LIMIT $6
 POSTPONE = "UPDATE pages SET due_at = $2 WHERE id = ANY($1::uuid[])"
 # What else is due for this contact, beyond the rows one claim took.
 MORE_DUE = """
-SELECT id, incident_id, user_id, channel, target FROM pages
+SELECT id, incident_id, user_id, channel, target, wave FROM pages
 WHERE {whose} AND channel = $2 AND target = $3 AND status = 'pending' AND due_at <= $4
     AND NOT (id = ANY($5::uuid[]))
 ORDER BY due_at, id
@@ -129,7 +137,18 @@ FOR UPDATE SKIP LOCKED
 # One sweep at a time sends to one contact; the others hold their pages back (never wait: a sweep
 # waits for no lock). A hash collision only holds a page back a window.
 CONTACT_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))"
-MARK_SENT = "UPDATE pages SET status = 'sent', delivery_id = $2, sent_at = $3 WHERE id = ANY($1::uuid[])"
+MARK_SENT = """
+UPDATE pages SET status = 'sent', delivery_id = $2, sent_at = $3, is_repeat = (incident_id = ANY($4::uuid[]))
+WHERE id = ANY($1::uuid[])
+"""
+# Which of these incidents (each with the wave of its page now due) this contact was sent a page
+# of in an earlier wave (an earlier step or round): a person on any contact method, a channel target
+# on itself. The rules of one wave (the email, then the SMS a minute later) are one first page.
+PAGED_BEFORE = """
+SELECT DISTINCT p.incident_id FROM unnest($4::uuid[], $5::integer[]) AS due (incident_id, wave)
+JOIN pages p ON p.incident_id = due.incident_id AND p.wave < due.wave
+WHERE p.{whose} AND p.status = 'sent' AND ($1::uuid IS NOT NULL OR (p.channel = $2 AND p.target = $3))
+"""
 CANCEL_ONE = "UPDATE pages SET status = 'cancelled', reason = $2 WHERE id = $1"
 CANCEL_PENDING_TO = """
 UPDATE pages SET status = 'cancelled', reason = $3 WHERE status = 'pending' AND channel = $1 AND target = $2
@@ -269,7 +288,7 @@ async def send_due(
         claimed = [p["id"] for p in pages]
         more = await conn.fetch(_of(MORE_DUE, user_id), user_id, channel, target, now, claimed)
         pages += await _past_quiet_hours(conn, user_id, more, now, quiet, wake_ups)
-        await _send(conn, pages, channel, target, now)
+        await _send(conn, pages, user_id, channel, target, now)
     return len(due), wake_ups
 
 
@@ -336,10 +355,16 @@ def _of(query: str, user_id: uuid.UUID | None) -> str:
 
 
 async def _send(
-    conn: db.Connection, pages: list[asyncpg.Record], channel: str, target: str, now: datetime
+    conn: db.Connection,
+    pages: list[asyncpg.Record],
+    user_id: uuid.UUID | None,
+    channel: str,
+    target: str,
+    now: datetime,
 ) -> None:
     """One delivery for ``pages`` (one contact): of kind ``page`` when they are one incident's,
-    ``bundle`` when several's; those of incidents no longer triggered are cancelled instead."""
+    ``bundle`` when several's; those of incidents no longer triggered are cancelled instead. A new
+    incident's first page leads it, ahead of repeats (the module docstring)."""
     incidents = {
         r["id"]: r["status"]
         for r in await conn.fetch(LOCK_INCIDENTS, list({p["incident_id"] for p in pages}))
@@ -355,11 +380,21 @@ async def _send(
         sendable.append(page)
     if not sendable:
         return
+    waves: dict[uuid.UUID, int] = {}
+    for page in sendable:
+        waves[page["incident_id"]] = min(page["wave"], waves.get(page["incident_id"], page["wave"]))
+    before = {
+        r["incident_id"]
+        for r in await conn.fetch(
+            _of(PAGED_BEFORE, user_id), user_id, channel, target, list(waves), list(waves.values())
+        )
+    }
+    sendable.sort(key=lambda p: p["incident_id"] in before)  # stable: due order within each
     lead = sendable[0]["incident_id"]
     kind = "bundle" if any(p["incident_id"] != lead for p in sendable) else "page"
     delivery_id = uuid.uuid4()
     await conn.execute(INSERT_DELIVERY, delivery_id, channel, target, lead, kind)
-    await conn.execute(MARK_SENT, [p["id"] for p in sendable], delivery_id, now)
+    await conn.execute(MARK_SENT, [p["id"] for p in sendable], delivery_id, now, list(before))
 
 
 async def unqueued(conn: db.Connection, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:

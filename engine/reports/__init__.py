@@ -90,8 +90,12 @@ async def build(conn: db.Connection, user_id: uuid.UUID, request: ReportRequest)
     elif request.type == "detailed":
         async with conn.transaction():
             alerts, truncated = await _detailed(conn, user_id, span, limit)
+            pages, pages_truncated = await _pages(conn, user_id, span, limit)
         report.update(
-            alerts=alerts, truncated=truncated, receipts=await queries.receipts(conn, user_id, span)
+            alerts=alerts,
+            pages=pages,
+            truncated=truncated or pages_truncated,
+            receipts=await queries.receipts(conn, user_id, span),
         )
     else:
         async with conn.transaction():
@@ -123,6 +127,18 @@ async def _detailed(
     return alerts, False
 
 
+async def _pages(
+    conn: db.Connection, user_id: uuid.UUID, span: DateRange, limit: int | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """The pages of the range (escalation's, and the other deliveries of no call), up to ``limit``."""
+    pages: list[dict[str, Any]] = []
+    async for row in queries.page_rows(conn, user_id, span):
+        if limit is not None and len(pages) == limit:
+            return pages, True
+        pages.append({k: row[k] for k in _PAGE_KEYS})
+    return pages, False
+
+
 _ALERT_KEYS = ("alert_id", "received_at", "webhook", "title", "severity", "source")
 _DELIVERY_KEYS = (
     "channel",
@@ -136,3 +152,4 @@ _DELIVERY_KEYS = (
     "call_seconds",
     "time_to_delivered_ms",
 )
+_PAGE_KEYS = ("sent_at", "kind", "incidents", "webhook", "title", "severity", *_DELIVERY_KEYS)

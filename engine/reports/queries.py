@@ -12,6 +12,11 @@ Definitions shared by every format:
   channel whose provider confirms nothing: email, push), time to delivered runs from creation to
   reaching the person (a call: when it was answered), and the answer rate is the delivered rate of
   calls; receipts leave the delivery's status, and so every other figure, as it was;
+- a *page* is a delivery no call made (it has no alert): an escalation policy's page or bundle of
+  a person or a step's channel target, a person's RESOLVED notice, a maintenance window's held
+  page, a storm's digest; it belongs to the range it was created in, and to the webhook of its
+  incident (or digest). ``performance`` and the ``detailed`` report's receipts count deliveries
+  of calls and pages alike; ``detailed`` lists the pages after the calls (``page_rows``);
 - an incident is *opened* at its first alert; time to acknowledge / resolve runs from there;
 - rates are percentages with two decimals, None when there is nothing to divide by.
 """
@@ -48,6 +53,23 @@ LEFT JOIN alerts a ON a.webhook_id = w.id AND NOT a.is_test AND a.received_at >=
 WHERE w.team_id IN {TEAMS_OF.format(user="$1")}
 GROUP BY w.id ORDER BY w.created_at, w.id
 """
+# The pages in range (see the module docstring), by their incident's webhook or their digest's:
+# each branch reaches deliveries through an index (deliveries_incident_idx, deliveries_digest_idx).
+_PAGES = """
+SELECT {cols} FROM incidents i JOIN deliveries d ON d.incident_id = i.id
+WHERE i.webhook_id IN {webhooks} AND d.alert_id IS NULL AND d.created_at >= $2 AND d.created_at < $3
+UNION ALL
+SELECT {cols} FROM digests g JOIN deliveries d ON d.digest_id = g.id
+WHERE g.webhook_id IN {webhooks} AND d.alert_id IS NULL AND d.incident_id IS NULL
+    AND d.created_at >= $2 AND d.created_at < $3
+"""
+PAGES_IN_RANGE = _PAGES.format(cols="d.*", webhooks=WEBHOOKS_OF)
+# Every delivery the figures cover: those of the calls in range, then the pages in range.
+EVERY_DELIVERY = f"""(
+SELECT d.* FROM alerts a JOIN deliveries d ON d.alert_id = a.id WHERE {IN_RANGE}
+UNION ALL
+{PAGES_IN_RANGE}
+) d"""
 DELIVERIES_PER_CHANNEL = f"""
 SELECT a.webhook_id, d.channel, count(*) AS deliveries
 FROM alerts a JOIN deliveries d ON d.alert_id = a.id
@@ -55,14 +77,34 @@ WHERE {IN_RANGE} GROUP BY a.webhook_id, d.channel
 """
 LATENCY_MS = "(extract(epoch FROM d.finished_at - d.created_at) * 1000)"
 TO_DELIVERED_MS = "(extract(epoch FROM d.reached_at - d.created_at) * 1000)"
+_DELIVERY_COLUMNS = f"""d.channel, d.target, d.status, d.attempts,
+    round({LATENCY_MS}::numeric, 1) AS latency_ms, d.receipt_status, d.provider_status, d.receipt_error,
+    d.call_seconds, round({TO_DELIVERED_MS}::numeric, 1) AS time_to_delivered_ms,
+    d.kind, d.created_at AS sent_at"""
 DETAILED = f"""
 SELECT a.id AS alert_id, a.received_at, w.name AS webhook, a.title, a.severity, a.source,
-    a.status AS alert_status, d.channel, d.target, d.status, d.attempts,
-    round({LATENCY_MS}::numeric, 1) AS latency_ms, d.receipt_status, d.provider_status, d.receipt_error,
-    d.call_seconds, round({TO_DELIVERED_MS}::numeric, 1) AS time_to_delivered_ms
+    a.status AS alert_status, {_DELIVERY_COLUMNS}, '#' || i.number AS incidents
 FROM alerts a JOIN webhooks w ON w.id = a.webhook_id LEFT JOIN deliveries d ON d.alert_id = a.id
+    LEFT JOIN incidents i ON i.id = a.incident_id
 WHERE {IN_RANGE}
 ORDER BY a.received_at, a.id, d.channel, d.target
+"""
+# The pages in range, oldest first: what each was about (its incident; a bundle's, those its text
+# named; a digest's, those it held), as "#41 #42".
+PAGES_DETAILED = f"""
+SELECT NULL::uuid AS alert_id, NULL::timestamptz AS received_at, w.name AS webhook,
+    coalesce(i.title, g.title) AS title, coalesce(i.severity, g.severity) AS severity, NULL AS source,
+    NULL AS alert_status, {_DELIVERY_COLUMNS},
+    coalesce(
+        (SELECT string_agg('#' || n.number, ' ' ORDER BY n.number) FROM incidents n
+         WHERE n.id IN (SELECT p.incident_id FROM pages p WHERE p.delivery_id = d.id AND p.status = 'sent')),
+        (SELECT string_agg('#' || n.number, ' ' ORDER BY n.number) FROM incidents n
+         WHERE d.digest_id IS NOT NULL AND n.digest_id = d.digest_id),
+        '#' || i.number) AS incidents
+FROM deliveries d LEFT JOIN incidents i ON i.id = d.incident_id LEFT JOIN digests g ON g.id = d.digest_id
+    JOIN webhooks w ON w.id = coalesce(i.webhook_id, g.webhook_id)
+WHERE d.id IN ({_PAGES.format(cols="d.id", webhooks=WEBHOOKS_OF)})
+ORDER BY d.created_at, d.id
 """
 # Incidents opened (first alert) in the range. Who acknowledged/resolved: a user's email, or
 # "sender" / "system" (engine.incidents.Actor); "user" when that user was deleted since.
@@ -110,8 +152,7 @@ RECEIPT_FIGURES = f"""count(*) FILTER (WHERE d.receipt_status = 'delivered') AS 
 # One row per channel plus the all-channels row (channel NULL) from the same scan.
 RECEIPTS = f"""
 SELECT d.channel, {RECEIPT_FIGURES}
-FROM alerts a JOIN deliveries d ON d.alert_id = a.id
-WHERE {IN_RANGE}
+FROM {EVERY_DELIVERY}
 GROUP BY GROUPING SETS ((d.channel), ())
 ORDER BY d.channel NULLS LAST
 """
@@ -125,8 +166,7 @@ SELECT d.channel, count(*) AS deliveries, {RECEIPT_FIGURES},
     {_PERCENTILE.format(q=0.5, ms=LATENCY_MS)} AS p50_ms,
     {_PERCENTILE.format(q=0.95, ms=LATENCY_MS)} AS p95_ms,
     {_PERCENTILE.format(q=0.99, ms=LATENCY_MS)} AS p99_ms
-FROM alerts a JOIN deliveries d ON d.alert_id = a.id
-WHERE {IN_RANGE}
+FROM {EVERY_DELIVERY}
 GROUP BY GROUPING SETS ((d.channel), ())
 ORDER BY d.channel NULLS LAST
 """
@@ -224,6 +264,20 @@ async def detailed_rows(
         }
 
 
+async def page_rows(
+    conn: db.Connection, user_id: uuid.UUID, span: DateRange
+) -> AsyncIterator[dict[str, Any]]:
+    """One row per page in the range (no alert: the alert fields are empty, ``incidents`` says
+    what it was about), oldest first, through a server-side cursor: call inside a transaction."""
+    async for r in conn.cursor(PAGES_DETAILED, *_args(user_id, span), prefetch=500):
+        yield {
+            **dict(r),
+            "target": mask_target(r["target"]),
+            "latency_ms": _float(r["latency_ms"]),
+            "time_to_delivered_ms": _float(r["time_to_delivered_ms"]),
+        }
+
+
 async def incident_rows(
     conn: db.Connection, user_id: uuid.UUID, span: DateRange
 ) -> AsyncIterator[dict[str, Any]]:
@@ -248,8 +302,9 @@ def _receipt_figures(r: Any) -> dict[str, Any]:
 
 
 async def receipts(conn: db.Connection, user_id: uuid.UUID, span: DateRange) -> dict[str, Any]:
-    """What the providers reported, per channel and overall: receipts delivered and undelivered,
-    the delivered rate, the median time to delivered, the answer rate of calls."""
+    """What the providers reported, per channel and overall, on the deliveries of calls and the
+    pages: receipts delivered and undelivered, the delivered rate, the median time to delivered,
+    the answer rate of calls."""
     channels, overall = [], None
     for r in await conn.fetch(RECEIPTS, *_args(user_id, span)):
         if r["channel"] is None:
@@ -263,7 +318,8 @@ async def performance(
     conn: db.Connection, user_id: uuid.UUID, span: DateRange, *, hours: int = 5
 ) -> dict[str, Any]:
     """Latency percentiles, retry and failure rates per channel and overall, with what the
-    providers reported (``receipts``); the busiest hours (UTC)."""
+    providers reported (``receipts``), over the deliveries of calls and the pages; the busiest
+    hours (UTC) of calls."""
     channels, overall = [], None
     for r in await conn.fetch(PERFORMANCE, *_args(user_id, span)):
         row = {

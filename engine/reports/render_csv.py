@@ -39,6 +39,11 @@ DETAILED = (
     "receipt_error",
     "call_seconds",
     "time_to_delivered_ms",
+    # Added after the receipts: what the delivery was (page, bundle, resolved, digest), its
+    # incident(s) and when it was created. A page of no call leaves the alert's columns empty.
+    "kind",
+    "incidents",
+    "sent_at",
 )
 INCIDENTS = (
     "number",
@@ -153,6 +158,8 @@ async def _records(
     span = request.range
     if request.type == "detailed":
         async for record in queries.detailed_rows(conn, user_id, span):
+            yield record
+        async for record in queries.page_rows(conn, user_id, span):  # then the pages of no call
             yield record
     elif request.type == "incidents":
         async for record in queries.incident_rows(conn, user_id, span):

@@ -277,8 +277,41 @@ def _detailed(pdf: _Report, report: dict[str, Any]) -> None:
                 ]
             )
     pdf.grid(header, rows, [32, 35, 50, 18, 22, 35, 18, 22, 15, 20])
+    if report["pages"]:
+        pdf.heading("Pages sent by escalation (and other messages of no call)")
+        header = [
+            "Sent",
+            "Webhook",
+            "Incidents",
+            "Kind",
+            "Channel",
+            "Target",
+            "Status",
+            "Receipt",
+            "Attempts",
+            "Latency ms",
+        ]
+        rows = [
+            [
+                p["sent_at"],
+                p["webhook"],
+                (p["incidents"] or "")[:40],
+                p["kind"],
+                p["channel"],
+                p["target"],
+                p["status"],
+                p["receipt_status"],
+                p["attempts"],
+                p["latency_ms"],
+            ]
+            for p in report["pages"]
+        ]
+        pdf.grid(header, rows, [32, 35, 50, 18, 22, 35, 18, 22, 15, 20])
     if report["truncated"]:
-        pdf.note(f"Only the first {len(report['alerts'])} calls are shown; the CSV format has them all.")
+        pdf.note(
+            f"Only the first {len(report['alerts'])} calls and {len(report['pages'])} pages are shown;"
+            " the CSV format has them all."
+        )
     _receipts(pdf, report["receipts"]["channels"], report["receipts"]["overall"])
 
 
