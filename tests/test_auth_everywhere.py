@@ -67,6 +67,8 @@ PUBLIC_ROUTES = {
     "/sign-up": "the dashboard's sign-up form: 404 unless MONODUTY_ALLOW_SIGNUP",
     "/login/{token}": "the one-time login link `monoduty dev` prints: the token, once, 15 minutes",
     "/static/{name}": "the dashboard's stylesheet and scripts: public files",
+    "/forgot-password": "asks for a password reset email: the same answer for any address",
+    "/reset-password/{token}": "sets a new password: the emailed one-time token, 30 minutes",
     "/sign-out": SESSION,
     "/": SESSION,
     "/incidents/{id}": SESSION,
