@@ -203,10 +203,10 @@ def sender_config(base: str, token: str) -> dict[str, str]:
         f"url: {url}/v2/enqueue\n"
     )
     opsgenie = (
-        "# Opsgenie Alert API clients: this host instead of api.opsgenie.com, the key below\n"
+        "# Alertmanager opsgenie_configs (opsgenie-sdk: conf.host = api_url, API key = api_key):\n"
         f"api_url: {base}/\n"
         f"api_key: {token}\n"
-        "# Grafana's Opsgenie contact point: Alert API URL, and the same key\n"
+        "# Grafana's Opsgenie contact point: this Alert API URL, and the api_key above\n"
         f"{base}/v2/alerts\n"
     )
     return {

@@ -4,7 +4,9 @@
 "use strict";
 
 function say(button, text) {
-  const status = button.closest("section")?.querySelector(".copied");
+  // Said next to the button when it has its own status line, else in its section's.
+  const next = button.nextElementSibling;
+  const status = next?.classList.contains("copy-status") ? next : button.closest("section")?.querySelector(".copied");
   if (status) status.textContent = text;
 }
 
