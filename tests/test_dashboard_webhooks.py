@@ -119,3 +119,20 @@ async def test_each_sender_gets_its_configuration(
         assert expected in page, expected
     for button in ("Alertmanager", "Grafana", "curl", "PagerDuty", "Opsgenie"):
         assert re.search(rf'<button type="button" data-copy="config-\w+">Copy {button}', page), button
+
+
+async def test_another_teams_webhook_is_not_found_for_any_action(
+    client: TestClient, pool: asyncpg.Pool, account: Account, other_account: Account
+) -> None:
+    theirs = await create(client, other_account, {"name": "Theirs", "notificationTypes": ["EMAIL"]})
+    csrf = await signed_in(client, pool, account)
+    base = f"/webhooks/{theirs['id']}"
+    for path in (base, f"{base}/edit", f"{base}/delete"):
+        assert (await client.get(path)).status == 404, path
+    form = {"csrf_token": csrf, "name": "Mine now", "channel": "EMAIL"}
+    for path in (base, f"{base}/pause", f"{base}/resume", f"{base}/test", f"{base}/delete"):
+        assert (await client.post(path, data=form)).status == 404, path
+    after = (await (await client.get(f"/api/webhooks/{theirs['id']}", headers=other_account.headers)).json())[
+        "webhook"
+    ]
+    assert after["name"] == "Theirs" and after["status"] == "ACTIVE"
