@@ -176,7 +176,7 @@ def test_filters_a_selection_pages_and_a_live_refresh(
     phone = phone_context.new_page()
     problems: list[str] = []
     try:
-        expect(page).to_have_title("(60) Incidents · Monoduty")
+        expect(page).to_have_title("(60) Incidents · Monoduty")  # before the two alerts below
         expect(incident_rows(page)).to_have_count(50)
         check_page(page, "incidents-many", problems, phone)
 
@@ -185,6 +185,12 @@ def test_filters_a_selection_pages_and_a_live_refresh(
         page.get_by_label("Severity").select_option("critical")
         expect(incident_rows(page)).to_have_count(3)
         expect(page).to_have_url(re.compile(r"/\?severity=critical$"))
+        assert still_marked(page)
+        # the swapped-in list is live too, with its filters: a critical alert joins it, a warning not
+        post_alert(checkout["webhook_url"], {"title": "Disk filling on db-1", "severity": "warning"})
+        post_alert(checkout["webhook_url"], {"title": "Checkout down", "severity": "critical"})
+        expect(incident_rows(page).first).to_contain_text("Checkout down", timeout=3000)
+        expect(incident_rows(page)).to_have_count(4)
         assert still_marked(page)
         page.get_by_label("Webhook").select_option(label="Batch jobs")
         expect(page).to_have_url(re.compile(rf"/\?webhook={batch['id']}&severity=critical$"))
@@ -203,7 +209,7 @@ def test_filters_a_selection_pages_and_a_live_refresh(
         page.get_by_role("button", name="Acknowledge selected").click()
         expect(page.get_by_role("status")).to_have_text("Acknowledged 2 incidents.")
         expect(incident_rows(page).filter(has_text="Acknowledged")).to_have_count(2)
-        expect(page).to_have_title("(58) Incidents · Monoduty")
+        expect(page).to_have_title("(60) Incidents · Monoduty")  # 62 triggered, 2 acknowledged
         expect(page.get_by_label("Severity")).to_have_value("critical")  # the filters stay
 
         # 3. "select all" and resolve: the filtered list empties, and says why
@@ -212,11 +218,11 @@ def test_filters_a_selection_pages_and_a_live_refresh(
         expect(page.get_by_role("status")).to_have_text("Resolved 3 incidents.")
         expect(page.get_by_role("heading", name="No open incidents match these filters")).to_be_visible()
 
-        # 4. pages of 50: the 57 left come as 50 and 7
+        # 4. pages of 50: the 59 left come as 50 and 9
         page.get_by_role("link", name="Clear filters").click()
         expect(incident_rows(page)).to_have_count(50)
         page.get_by_role("link", name="Older incidents").click()
-        expect(incident_rows(page)).to_have_count(7)
+        expect(incident_rows(page)).to_have_count(9)
         page.get_by_role("link", name="Back to the newest").click()
         expect(incident_rows(page)).to_have_count(50)
 
