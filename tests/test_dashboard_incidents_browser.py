@@ -141,9 +141,11 @@ def still_marked(page: Page) -> bool:
     return bool(page.evaluate("() => window.monodutyTestMark === true"))
 
 
-def check_page(page: Page, name: str, problems: list[str], phone: Page | None = None) -> None:
+def check_page(
+    page: Page, name: str, problems: list[str], phone: Page | None = None, *, width: str = "1440"
+) -> None:
     """Screenshot at 1440 (and 375 px on ``phone``), axe-core, and no sideways scroll on a phone."""
-    screenshot(page, f"{name}-1440")
+    screenshot(page, f"{name}-{width}")
     problems += [f"{name}: axe {v}" for v in axe_violations(page)]
     if phone is not None:
         phone.goto(page.url)
@@ -348,12 +350,14 @@ def test_a_webhook_edited_paused_tested_copied_and_deleted(
 
         # edit: a field error at its field, then saved
         page.get_by_role("link", name="Edit").click()
+        expect(page.get_by_label("Name", exact=True)).to_have_value("Staging cluster")
+        check_page(page, "webhook-edit", problems, phone)
         page.get_by_role("checkbox", name="SMS", exact=True).check()
         page.get_by_label("SMS targets").fill("not a number")
         page.get_by_role("button", name="Save changes").click()
         expect(page.get_by_label("SMS targets")).to_have_attribute("aria-invalid", "true")
         expect(page.locator("#target_sms-error")).to_contain_text("SMS targets")
-        check_page(page, "webhook-edit-error", problems, phone)
+        check_page(page, "webhook-edit-error", problems)  # a POST's answer: at 1440 px only
         page.get_by_label("SMS targets").fill("+14155550123")
         page.get_by_label("Name", exact=True).fill("Staging cluster (eu)")
         page.get_by_role("button", name="Save changes").click()
@@ -403,7 +407,7 @@ def test_a_forgotten_password_is_reset_by_the_emailed_link(browser: Browser, dev
         page = anonymous.new_page()
         page.goto("/sign-in")
         page.get_by_role("link", name="Forgot your password?").click()
-        check_page(page, "forgot-password-375", problems)
+        check_page(page, "forgot-password", problems, width="375")
         page.get_by_label("Email").fill(dev.email)
         page.get_by_role("button", name="Email me a link").click()
         expect(page.get_by_role("status")).to_contain_text("If an account uses")
@@ -411,7 +415,7 @@ def test_a_forgotten_password_is_reset_by_the_emailed_link(browser: Browser, dev
         link = LINK.search(mail[-1].get_body().get_content())  # type: ignore[union-attr]
         assert link, mail[-1]
         page.goto(link.group(0))
-        check_page(page, "reset-password-375", problems)
+        check_page(page, "reset-password", problems, width="375")
         page.get_by_label("New password (at least 8 characters)").fill("a new calm password")
         page.get_by_role("button", name="Set password").click()
         expect(page.get_by_role("status")).to_have_text("Your new password is set. Sign in with it.")
