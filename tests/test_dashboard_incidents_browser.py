@@ -191,7 +191,7 @@ def test_filters_a_selection_pages_and_a_live_refresh(
         # the swapped-in list is live too, with its filters: a critical alert joins it, a warning not
         post_alert(checkout["webhook_url"], {"title": "Disk filling on db-1", "severity": "warning"})
         post_alert(checkout["webhook_url"], {"title": "Checkout down", "severity": "critical"})
-        expect(incident_rows(page).first).to_contain_text("Checkout down", timeout=3000)
+        expect(incident_rows(page).first).to_contain_text("Checkout down", timeout=10000)
         expect(incident_rows(page)).to_have_count(4)
         assert still_marked(page)
         page.get_by_label("Webhook").select_option(label="Batch jobs")
@@ -233,7 +233,7 @@ def test_filters_a_selection_pages_and_a_live_refresh(
         first = incident_rows(page).first.get_by_role("checkbox")
         first.check()
         post_alert(checkout["webhook_url"], {"title": "Payment provider timeouts", "severity": "critical"})
-        expect(incident_rows(page).first).to_contain_text("Payment provider timeouts", timeout=3000)
+        expect(incident_rows(page).first).to_contain_text("Payment provider timeouts", timeout=10000)
         assert still_marked(page), "the page reloaded"
         expect(page.locator("table.incidents input[name=incident]:checked")).to_have_count(1)
         assert problems == []
