@@ -197,6 +197,16 @@ async def test_reassign_pages_the_chosen_team_member(
     assert [a["user_id"] for a in detail["incident"]["assigned_to"]] == [str(backup.user.id)]
     assert "Reassigned" in await (await client.get(f"/incidents/{incident['id']}")).text()
 
+    # Escalate now: the policy's next step runs at once, said in the timeline.
+    escalated = await client.post(
+        f"/incidents/{incident['id']}/escalate", data={"csrf_token": csrf}, allow_redirects=False
+    )
+    assert escalated.status == 303
+    timeline = (await (await client.get(f"/api/incidents/{incident['id']}", headers=account.headers)).json())[
+        "incident"
+    ]["timeline"]
+    assert [e["kind"] for e in timeline].count("escalated") == 2, timeline  # the first step, then now
+
     # Acknowledged, it is nobody's to reassign: the form goes.
     await client.post(f"/incidents/{incident['id']}/acknowledge", data={"csrf_token": csrf})
     assert "reassign-user" not in await (await client.get(f"/incidents/{incident['id']}")).text()
