@@ -66,7 +66,7 @@ async def test_filters_narrow_the_list_and_live_in_its_url(
     body = await swapped.text()
     assert "<html" not in body and row_ids(body) == critical[1::-1]
     assert swapped.headers["HX-Push-Url"] == "/?severity=critical"
-    assert 'hx-get="/?severity=critical"' in body  # live refreshes ask for the same list
+    assert 'id="list-cursor" name="cursor" value=""' in body  # a live refresh: the first page
     live = await client.get("/", params={"severity": "critical"}, headers=FRAGMENT)
     assert "HX-Push-Url" not in live.headers
 
@@ -89,6 +89,10 @@ async def test_a_thousand_open_incidents_come_fifty_a_page(
         assert 0 < len(ids) <= PAGE_SIZE
         seen += ids
         pages += 1
+        if pages == 2:  # a live refresh of this page (the form's values and its cursor) keeps it
+            params = {"status": "open", "severity": "", "cursor": parse_qs(urlsplit(url).query)["cursor"][0]}
+            refreshed = await client.get("/", params=params, headers=FRAGMENT)
+            assert row_ids(await refreshed.text()) == ids
         older = OLDER.search(page)
         url = html.unescape(older.group(1)) if older else ""
     assert pages == 1000 // PAGE_SIZE

@@ -96,8 +96,9 @@ async def incident_list(request: web.Request) -> web.Response:
     chosen.setdefault("status", DEFAULT_STATUS)
     status = chosen["status"]
     wanted = {**chosen, "limit": str(PAGE_SIZE)}
-    if "cursor" in params:
-        wanted["cursor"] = params["cursor"]
+    page_cursor = params.get("cursor") or None  # a live refresh of the first page sends it empty
+    if page_cursor:
+        wanted["cursor"] = page_cursor
     async with request.app[POOL].acquire() as conn:
         rows, cursor = await queries.list_page(conn, user.id, wanted)
         triggered = await queries.count_triggered(conn, user.id)
@@ -105,7 +106,7 @@ async def incident_list(request: web.Request) -> web.Response:
         hooks = await webhooks.list_webhooks(conn, user.id, limit=200)
     now = request.app[CLOCK].now()
     filtered = any(k != "status" for k in chosen)
-    here = list_url(chosen, params.get("cursor"))
+    here = list_url(chosen, page_cursor)
     context = {
         "section": "incidents",
         "rows": [views.incident_row(row, now) for row in rows],
@@ -119,7 +120,8 @@ async def incident_list(request: web.Request) -> web.Response:
         "severities": [(s, views.SEVERITY_LABELS[s]) for s in SEVERITIES],
         "list_url": here,
         "next_url": list_url(chosen, cursor) if cursor else "",
-        "first_url": list_url(chosen) if "cursor" in params else "",
+        "first_url": list_url(chosen) if page_cursor else "",
+        "cursor": page_cursor or "",
         "triggered": triggered,
         "has_webhooks": bool(hooks),
         "notice": _bulk_notice(params),
