@@ -117,6 +117,9 @@ async def test_each_sender_gets_its_configuration(
         "http://monoduty.test/v2/alerts",
     ):
         assert expected in page, expected
+    listing = await client.get("/webhooks", headers={"HX-Request": "true", "HX-Target": "webhook-list"})
+    fragment = await listing.text()
+    assert "<html" not in fragment and f'href="/webhooks/{hook["id"]}"' in fragment  # a live refresh
     for button in ("Alertmanager", "Grafana", "curl", "PagerDuty", "Opsgenie"):
         assert re.search(rf'<button type="button" data-copy="config-\w+">Copy {button}', page), button
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from api.auth import current_user
 from api.dashboard import views
-from api.dashboard.render import form, form_lists, render, see_other
+from api.dashboard.render import form, form_lists, fragment_for, render, see_other
 from api.state import AVAILABLE_TYPES, CLOCK, POOL, REDIS, REQUEST_ID, public_url
 from engine import webhooks
 from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
@@ -30,6 +30,7 @@ from engine.validate import UNSET
 routes = web.RouteTableDef()
 ID = "{id:[0-9a-fA-F-]{36}}"
 CHANNEL_FIELD = "channel"  # the checkboxes: one value per notification type
+LIST_FRAGMENT = "webhook-list"  # the list's element, refreshed live
 HINTS = {
     "EMAIL": "Addresses, separated by commas",
     "SMS": "Numbers in international format (+14155550123), separated by commas",
@@ -141,7 +142,8 @@ async def webhook_list(request: web.Request) -> web.Response:
         "webhooks": [views.webhook_row(r, now) for r in records],
         "notice": "The webhook is deleted; its URL answers 404 now." if request.query.get("deleted") else "",
     }
-    return render(request, "webhooks.html", context)
+    fragment = fragment_for(request, LIST_FRAGMENT)
+    return render(request, "_webhook_list.html" if fragment else "webhooks.html", context)
 
 
 @routes.post("/webhooks", name="dashboard.webhooks")
