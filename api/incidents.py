@@ -67,13 +67,10 @@ async def escalate(request: web.Request) -> web.Response:
 @routes.post("/api/incidents/{id}/reassign")
 async def reassign(request: web.Request) -> web.Response:
     """Give the incident to a user or to whoever is on call on a schedule; they are paged now."""
-    user = current_user(request)
     incident_id = actions.parse_id(request.match_info["id"])
     wanted = escalation.ReassignInput(**fields(await json_body(request), REASSIGN_NAMES))
-    async with request.app[POOL].acquire() as conn:
-        with wire_names(REASSIGN_NAMES):
-            wake_ups = await escalation.reassign(conn, user.id, incident_id, wanted, request.app[CLOCK].now())
-    await escalation.enqueue_wake_ups(request.app[REDIS], request.app[CLOCK], wake_ups)
+    with wire_names(REASSIGN_NAMES):
+        await reassign_incident(request, incident_id, wanted)
     return await _answer(request, incident_id)
 
 
@@ -98,6 +95,17 @@ async def escalate_incident(request: web.Request, incident_id: uuid.UUID) -> Non
     async with request.app[POOL].acquire() as conn:
         wake_ups = await escalation.escalate_now(
             conn, current_user(request).id, incident_id, request.app[CLOCK].now()
+        )
+    await escalation.enqueue_wake_ups(request.app[REDIS], request.app[CLOCK], wake_ups)
+
+
+async def reassign_incident(
+    request: web.Request, incident_id: uuid.UUID, wanted: escalation.ReassignInput
+) -> None:
+    """Give it to a user or a schedule's on-call; their pages are woken once it has committed."""
+    async with request.app[POOL].acquire() as conn:
+        wake_ups = await escalation.reassign(
+            conn, current_user(request).id, incident_id, wanted, request.app[CLOCK].now()
         )
     await escalation.enqueue_wake_ups(request.app[REDIS], request.app[CLOCK], wake_ups)
 

@@ -36,7 +36,16 @@ log = logging.getLogger("monoduty.dashboard")
 
 ROUTE_PREFIX = "dashboard."
 # Pages for people who are not signed in (yet): their forms check the Origin only.
-PUBLIC = frozenset({"dashboard.sign_in", "dashboard.sign_up", "dashboard.login_link", "dashboard.static"})
+PUBLIC = frozenset(
+    {
+        "dashboard.sign_in",
+        "dashboard.sign_up",
+        "dashboard.login_link",
+        "dashboard.forgot_password",
+        "dashboard.reset_password",
+        "dashboard.static",
+    }
+)
 CSP = "; ".join(
     [
         "default-src 'none'",

@@ -25,6 +25,7 @@ LOGIN_TOKEN = f"{{token:{LOGIN_LINK_PREFIX}[A-Za-z0-9_-]{{43}}}}"
 REASONS = {
     ENDED: "Your session has ended. Sign in again to go on; nothing was changed.",
     "signed-out": "You are signed out.",
+    "password-set": "Your new password is set. Sign in with it.",
 }
 LINK_SPENT = (
     "This sign-in link was used already or has expired (links work once, for 15 minutes). "
@@ -51,8 +52,13 @@ async def sign_in_page(request: web.Request) -> web.Response:
     if request.get(USER) is not None:
         return see_other(next_page)
     message = REASONS.get(request.query.get("reason", ""), "")
-    context = {"next": next_page, "message": message, "error": "", "email": ""}
+    context = {"next": next_page, "message": message, "error": "", "email": "", **_reset(request)}
     return render(request, "sign_in.html", context)
+
+
+def _reset(request: web.Request) -> dict[str, bool]:
+    """Whether the page offers a password reset (it needs email: api/dashboard/password_reset.py)."""
+    return {"reset_open": request.app[SETTINGS].smtp is not None}
 
 
 @routes.post("/sign-in", name="dashboard.sign_in")
@@ -64,7 +70,13 @@ async def sign_in(request: web.Request) -> web.Response:
         async with request.app[POOL].acquire() as conn:
             user = await accounts.login(conn, request.app[REDIS], credentials, request.remote or "unknown")
     except MonodutyError as exc:
-        context = {"next": next_page, "message": "", "error": exc.message, "email": given.get("email", "")}
+        context = {
+            "next": next_page,
+            "message": "",
+            "error": exc.message,
+            "email": given.get("email", ""),
+            **_reset(request),
+        }
         response = render(request, "sign_in.html", context, status=exc.status)
         response.headers.update(getattr(exc, "headers", {}))
         return response

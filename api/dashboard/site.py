@@ -6,7 +6,18 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api.dashboard import guard, incidents, live, oncall, policies, render, sign_in, team, webhooks
+from api.dashboard import (
+    guard,
+    incidents,
+    live,
+    oncall,
+    password_reset,
+    policies,
+    render,
+    sign_in,
+    team,
+    webhooks,
+)
 from api.dashboard.assets import ASSETS, Assets
 from api.state import SETTINGS
 from engine.incidents.live import Feed
@@ -25,6 +36,7 @@ def setup(app: web.Application) -> None:
     app[ASSETS] = Assets()
     app.router.add_routes(routes)
     app.router.add_routes(sign_in.routes)
+    app.router.add_routes(password_reset.routes)
     app.router.add_routes(incidents.routes)
     app.router.add_routes(webhooks.routes)
     app.router.add_routes(oncall.routes)

@@ -53,6 +53,37 @@ DELIVERY_LABELS = {
 CHANNEL_LABELS = {"EMAIL": "Email", "SMS": "SMS", "PUSH_NOTIF": "Push", "CALL": "Call"}
 TARGET_LABELS = {TARGET_KEYS[kind]: label for kind, label in CHANNEL_LABELS.items()}
 ACTOR_LABELS = {"sender": "the sender", "system": "Monoduty"}
+# What the provider said became of a message it took (engine.alerts.receipts.ReceiptStatus).
+RECEIPT_LABELS = {
+    "accepted": "accepted by the provider",
+    "sent": "on its way",
+    "delivered": "reached the person",
+    "undelivered": "did not reach the person",
+}
+CALL_RECEIPT_LABELS = {
+    **RECEIPT_LABELS,
+    "sent": "ringing",
+    "delivered": "answered",
+    "undelivered": "not answered",
+}
+
+
+def team_name(team: asyncpg.Record | Mapping[str, Any]) -> str:
+    return "Personal" if team["personal"] else str(team["name"])
+
+
+def receipt(page: Mapping[str, Any]) -> dict[str, str] | None:
+    """The provider's last word on a page's message, in words (None until it took it)."""
+    status = page["receipt_status"]
+    if status is None:
+        return None
+    labels = CALL_RECEIPT_LABELS if page["channel"] == "CALL" else RECEIPT_LABELS
+    return {
+        "status": status,
+        "label": labels.get(status, status),
+        "at": clock_time(page["receipt_at"]),
+        "error": mask_text(str(page["receipt_error"])) if page["receipt_error"] else "",
+    }
 
 
 def ago(then: datetime | None, now: datetime) -> str:
@@ -75,7 +106,7 @@ def clock_time(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
 
 
-def person(user: Mapping[str, Any] | None) -> str:
+def person(user: asyncpg.Record | Mapping[str, Any] | None) -> str:
     if not user:
         return "someone"
     return str(user.get("name") or user.get("email") or "someone")
@@ -183,6 +214,7 @@ def timeline(found: Mapping[str, Any], people: Mapping[uuid.UUID, str]) -> list[
                     "status_label": DELIVERY_LABELS.get(page["status"], page["status"]),
                     "attempts": page["attempts"],
                     "error": mask_text(page["last_error"]) if page["last_error"] else "",
+                    "receipt": receipt(page),
                 },
             }
         )
@@ -201,6 +233,7 @@ def timeline(found: Mapping[str, Any], people: Mapping[uuid.UUID, str]) -> list[
                     "status_label": DELIVERY_LABELS.get(page["status"], page["status"]),
                     "attempts": 0,
                     "error": "",
+                    "receipt": None,
                 },
             }
         )
@@ -238,4 +271,23 @@ def webhook_row(record: asyncpg.Record | Mapping[str, Any], now: datetime) -> di
             TARGET_LABELS.get(key, key): [mask_target(t) for t in targets]
             for key, targets in (record["targets"] or {}).items()
         },
+    }
+
+
+def test_send(test: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """A webhook's last test send (engine.webhooks.last_test): when, and each channel's outcome."""
+    return {
+        "sent": ago(test["sent_at"], now),
+        "sent_at": clock_time(test["sent_at"]),
+        "status": test["status"],
+        "deliveries": [
+            {
+                "channel": CHANNEL_LABELS.get(d["channel"], d["channel"]),
+                "target": mask_target(d["target"]),
+                "status": d["status"],
+                "status_label": DELIVERY_LABELS.get(d["status"], d["status"]),
+                "error": mask_text(d["last_error"]) if d.get("last_error") else "",
+            }
+            for d in test["deliveries"]
+        ],
     }

@@ -1,9 +1,11 @@
-"""Webhooks in the dashboard: the list with statistics, the create form, one webhook with its URL
-and a ready-to-paste configuration for its senders.
+"""Webhooks in the dashboard: the list with statistics, the create and edit form, one webhook with
+its URL and a ready-to-paste configuration for each sender, a test send, pause and resume, and
+delete (after a page that names the webhook).
 
-The form is turned into the engine's ``WebhookInput`` (engine.webhooks, as ``POST /api/webhooks``
-does) and the engine's checks are the form's: a ValidationError is shown next to the field it
-names, with the field's label in place of the engine's name for it.
+The form is turned into the engine's ``WebhookInput`` (engine.webhooks, as ``POST`` and ``PATCH
+/api/webhooks`` do) and the engine's checks are the form's: a ValidationError is shown next to
+the field it names, with the field's label in place of the engine's name for it. Who may do what
+(an admin of its team edits, pauses and deletes; a responder tests) is the engine's rule too.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from aiohttp import web
 
 from api.auth import current_user
 from api.dashboard import views
-from api.dashboard.render import form, form_lists, render, see_other
-from api.state import AVAILABLE_TYPES, CLOCK, POOL, public_url
+from api.dashboard.render import form, form_lists, fragment_for, render, see_other
+from api.state import AVAILABLE_TYPES, CLOCK, POOL, REDIS, REQUEST_ID, public_url
 from engine import webhooks
 from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
 from engine.errors import ValidationError
@@ -28,6 +30,7 @@ from engine.validate import UNSET
 routes = web.RouteTableDef()
 ID = "{id:[0-9a-fA-F-]{36}}"
 CHANNEL_FIELD = "channel"  # the checkboxes: one value per notification type
+LIST_FRAGMENT = "webhook-list"  # the list's element, refreshed live
 HINTS = {
     "EMAIL": "Addresses, separated by commas",
     "SMS": "Numbers in international format (+14155550123), separated by commas",
@@ -54,7 +57,7 @@ def _split(raw: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,\n]", raw) if part.strip()]
 
 
-def _wanted(given: dict[str, str], types: list[str]) -> webhooks.WebhookInput:
+def _wanted(given: dict[str, str], types: list[str], *, new: bool = True) -> webhooks.WebhookInput:
     targets = {
         TARGET_KEYS[kind]: _split(given.get(f"target_{TARGET_KEYS[kind]}", ""))
         for kind in types
@@ -65,8 +68,20 @@ def _wanted(given: dict[str, str], types: list[str]) -> webhooks.WebhookInput:
         description=given.get("description") or None,
         notification_types=types,
         target_channels=targets,
-        team_id=given.get("team") or UNSET,
+        team_id=(given.get("team") or UNSET) if new else UNSET,  # a webhook stays in its team
     )
+
+
+def form_values(record: Any) -> dict[str, Any]:
+    """An existing webhook as the form's fields (its targets in full: only an admin edits)."""
+    values: dict[str, Any] = {
+        "name": record["name"],
+        "description": record["description"] or "",
+        "channel": list(record["notification_types"]),
+    }
+    for key, targets in (record["targets"] or {}).items():
+        values[f"target_{key}"] = ", ".join(targets)
+    return values
 
 
 def field_error(exc: ValidationError) -> tuple[str, str]:
@@ -90,19 +105,28 @@ def field_error(exc: ValidationError) -> tuple[str, str]:
 
 
 async def _form_page(
-    request: web.Request, values: dict[str, Any], errors: dict[str, str], *, status: int = 200
+    request: web.Request,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    *,
+    status: int = 200,
+    editing: dict[str, Any] | None = None,
 ) -> web.Response:
+    """The create form, or (``editing``: the webhook's view) its edit form."""
     user = current_user(request)
     available = request.app[AVAILABLE_TYPES]
-    async with request.app[POOL].acquire() as conn:
-        teams = [t for t in await list_teams(conn, user.id) if Role(t["role"]).at_least(Role.ADMIN)]
+    teams = []
+    if editing is None:
+        async with request.app[POOL].acquire() as conn:
+            teams = [t for t in await list_teams(conn, user.id) if Role(t["role"]).at_least(Role.ADMIN)]
     context = {
         "section": "webhooks",
         "values": values,
         "errors": errors,
         "channels": _channels(),
         "available": sorted(available),
-        "teams": [{"id": str(t["id"]), "name": "Personal" if t["personal"] else t["name"]} for t in teams],
+        "teams": [{"id": str(t["id"]), "name": views.team_name(t)} for t in teams],
+        "editing": editing,
     }
     return render(request, "webhook_new.html", context, status=status)
 
@@ -113,8 +137,13 @@ async def webhook_list(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         records = await webhooks.list_webhooks(conn, user.id, limit=200)
     now = request.app[CLOCK].now()
-    context = {"section": "webhooks", "webhooks": [views.webhook_row(r, now) for r in records]}
-    return render(request, "webhooks.html", context)
+    context = {
+        "section": "webhooks",
+        "webhooks": [views.webhook_row(r, now) for r in records],
+        "notice": "The webhook is deleted; its URL answers 404 now." if request.query.get("deleted") else "",
+    }
+    fragment = fragment_for(request, LIST_FRAGMENT)
+    return render(request, "_webhook_list.html" if fragment else "webhooks.html", context)
 
 
 @routes.post("/webhooks", name="dashboard.webhooks")
@@ -137,8 +166,11 @@ async def new_webhook(request: web.Request) -> web.Response:
     return await _form_page(request, {"channel": ["EMAIL"]}, {})
 
 
-def sender_config(url: str) -> dict[str, str]:
-    """What to paste into each sender to point it at this webhook."""
+def sender_config(base: str, token: str) -> dict[str, str]:
+    """What to paste into each sender to point it at this webhook (``base``: the public URL).
+    The PagerDuty and Opsgenie entries are the drop-in APIs (README "Moving from PagerDuty or
+    Opsgenie"): a sender keeps its client and changes its URL (and, for Opsgenie, its key)."""
+    url = f"{base}/{token}"
     alertmanager = (
         "receivers:\n"
         "  - name: monoduty\n"
@@ -146,12 +178,46 @@ def sender_config(url: str) -> dict[str, str]:
         f"      - url: {url}\n"
         "        send_resolved: true\n"
     )
+    grafana = (
+        "# Grafana: Alerting > Contact points > New, integration Webhook, URL as below;\n"
+        "# or as a provisioning file (provisioning/alerting/monoduty.yaml):\n"
+        "apiVersion: 1\n"
+        "contactPoints:\n"
+        "  - orgId: 1\n"
+        "    name: monoduty\n"
+        "    receivers:\n"
+        "      - uid: monoduty\n"
+        "        type: webhook\n"
+        "        settings:\n"
+        f"          url: {url}\n"
+        "          httpMethod: POST\n"
+    )
     curl = (
         f"curl -X POST {url} \\\n"
         "  -H 'Content-Type: application/json' \\\n"
         """  -d '{"title": "Disk almost full", "message": "/var at 95%", "severity": "warning"}'"""
     )
-    return {"alertmanager": alertmanager, "curl": curl}
+    pagerduty = (
+        "# PagerDuty Events API v2 clients: this base URL instead of events.pagerduty.com\n"
+        f"{url}\n"
+        "# pdpyras: session.url = the URL above; pagerduty 7.x: base_url= the URL above\n"
+        "# Alertmanager pagerduty_configs / Grafana's PagerDuty contact point (the key may stay):\n"
+        f"url: {url}/v2/enqueue\n"
+    )
+    opsgenie = (
+        "# Alertmanager opsgenie_configs (opsgenie-sdk: conf.host = api_url, API key = api_key):\n"
+        f"api_url: {base}/\n"
+        f"api_key: {token}\n"
+        "# Grafana's Opsgenie contact point: this Alert API URL, and the api_key above\n"
+        f"{base}/v2/alerts\n"
+    )
+    return {
+        "alertmanager": alertmanager,
+        "grafana": grafana,
+        "curl": curl,
+        "pagerduty": pagerduty,
+        "opsgenie": opsgenie,
+    }
 
 
 @routes.get(f"/webhooks/{ID}", name="dashboard.webhook")
@@ -160,18 +226,116 @@ async def webhook_page(request: web.Request) -> web.Response:
     webhook_id = webhooks.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
         record = await webhooks.get_webhook(conn, user.id, webhook_id)
+        last_test = await webhooks.last_test(conn, webhook_id)
         recent, _ = await queries.list_page(
             conn, user.id, {"webhook": str(webhook_id), "status": "all", "limit": "10"}
         )
     now = request.app[CLOCK].now()
-    url = f"{public_url(request)}/{record['token']}"
+    base = public_url(request)
     context = {
         "section": "webhooks",
         "webhook": views.webhook_row(record, now),
-        "url": url,
-        "config": sender_config(url),
+        "url": f"{base}/{record['token']}",
+        "config": sender_config(base, record["token"]),
         "incidents": [views.incident_row(row, now) for row in recent],
+        "last_test": views.test_send(last_test, now) if last_test else None,
+        "can_admin": Role(record["caller_role"]).at_least(Role.ADMIN),
+        "can_test": Role(record["caller_role"]).at_least(Role.RESPONDER),
+        "notice": NOTICES.get(request.query.get("done", ""), ""),
     }
     # The page shows the secret URL; "Referrer-Policy: same-origin" keeps this page's own URL (an
     # id, no secret) from other sites anyway.
     return render(request, "webhook.html", context)
+
+
+@routes.post(f"/webhooks/{ID}", name="dashboard.webhook")
+async def save_webhook(request: web.Request) -> web.Response:
+    """The edit form: the fields it shows replace the webhook's (PATCH /api/webhooks/<id>)."""
+    user = current_user(request)
+    record = await _record_for(request, Role.ADMIN)
+    given = await form(request)
+    types = (await form_lists(request, CHANNEL_FIELD))[CHANNEL_FIELD]
+    available = request.app[AVAILABLE_TYPES]
+    try:
+        async with request.app[POOL].acquire() as conn:
+            await webhooks.update_webhook(
+                conn,
+                request.app[REDIS],
+                user,
+                record["id"],
+                _wanted(given, types, new=False),
+                available,
+            )
+    except ValidationError as exc:
+        name, message = field_error(exc)
+        editing = views.webhook_row(record, request.app[CLOCK].now())
+        values = {**given, "channel": types}
+        return await _form_page(request, values, {name: message}, status=400, editing=editing)
+    return see_other(f"/webhooks/{record['id']}?done=saved")
+
+
+NOTICES = {
+    "tested": "A test alert is on its way to every channel; reload in a few seconds for its result.",
+    "paused": "Paused: alerts sent to its URL are refused (409) until you resume it.",
+    "resumed": "Resumed: alerts sent to its URL raise incidents again.",
+    "saved": "Saved.",
+}
+
+
+async def _record_for(request: web.Request, minimum: Role) -> Any:
+    user = current_user(request)
+    webhook_id = webhooks.parse_id(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        return await webhooks.get_webhook(conn, user.id, webhook_id, minimum)
+
+
+@routes.get(f"/webhooks/{ID}/edit", name="dashboard.webhook_edit")
+async def edit_webhook_page(request: web.Request) -> web.Response:
+    record = await _record_for(request, Role.ADMIN)
+    editing = views.webhook_row(record, request.app[CLOCK].now())
+    return await _form_page(request, form_values(record), {}, editing=editing)
+
+
+@routes.post(f"/webhooks/{ID}/pause", name="dashboard.webhook_pause")
+@routes.post(f"/webhooks/{ID}/resume", name="dashboard.webhook_resume")
+async def pause_or_resume(request: web.Request) -> web.Response:
+    user = current_user(request)
+    webhook_id = webhooks.parse_id(request.match_info["id"])
+    pause = request.path.endswith("/pause")
+    status = webhooks.WebhookStatus.PAUSED if pause else webhooks.WebhookStatus.ACTIVE
+    available = request.app[AVAILABLE_TYPES]
+    async with request.app[POOL].acquire() as conn:
+        await webhooks.update_webhook(
+            conn,
+            request.app[REDIS],
+            user,
+            webhook_id,
+            webhooks.WebhookInput(status=status.value),
+            available,
+        )
+    return see_other(f"/webhooks/{webhook_id}?done={'paused' if pause else 'resumed'}")
+
+
+@routes.post(f"/webhooks/{ID}/test", name="dashboard.webhook_test")
+async def send_test(request: web.Request) -> web.Response:
+    """A marked test alert on every channel, as POST /api/webhooks/<id>/test (a responder may)."""
+    record = await _record_for(request, Role.RESPONDER)
+    await webhooks.send_test(request.app[REDIS], record, request_id=request[REQUEST_ID])
+    return see_other(f"/webhooks/{record['id']}?done=tested#last-test")
+
+
+@routes.get(f"/webhooks/{ID}/delete", name="dashboard.webhook_delete")
+async def delete_page(request: web.Request) -> web.Response:
+    """Asks first, naming the webhook and what goes with it."""
+    record = await _record_for(request, Role.ADMIN)
+    context = {"section": "webhooks", "webhook": views.webhook_row(record, request.app[CLOCK].now())}
+    return render(request, "webhook_delete.html", context)
+
+
+@routes.post(f"/webhooks/{ID}/delete", name="dashboard.webhook_delete")
+async def delete_webhook(request: web.Request) -> web.Response:
+    user = current_user(request)
+    webhook_id = webhooks.parse_id(request.match_info["id"])
+    async with request.app[POOL].acquire() as conn:
+        await webhooks.delete_webhook(conn, request.app[REDIS], user.id, webhook_id)
+    return see_other("/webhooks?deleted=1")

@@ -121,6 +121,11 @@ async def _verify(stored: str | None, password: str) -> bool:
     return await asyncio.to_thread(check)
 
 
+def check_password(value: object, name: str) -> str:
+    """The password if it is one Monoduty accepts (8-256 characters), else a ValidationError."""
+    return _password(value, name)
+
+
 def _password(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"{name} is required", field=name)

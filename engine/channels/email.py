@@ -48,22 +48,8 @@ class EmailChannel:
         except ValueError:
             # The email package refuses header values it cannot represent (a newline in an address).
             raise DeliveryError("invalid email address", permanent=True) from None
-        settings = self.settings
         try:
-            _, answer = await aiosmtplib.send(
-                email,
-                sender=self.sender,
-                recipients=[target],
-                hostname=settings.host,
-                port=settings.port,
-                username=settings.username,
-                password=settings.password,
-                use_tls=settings.tls == "tls",
-                # "none" must mean none: aiosmtplib would otherwise upgrade when offered.
-                start_tls=settings.tls == "starttls",
-                tls_context=self.tls_context,
-                timeout=settings.timeout,
-            )
+            answer = await submit(self.settings, email, target, tls_context=self.tls_context)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise self._classify(exc) from None
         # DATA is accepted with 250 alone (RFC 5321); aiosmtplib gives the text after the code.
@@ -101,6 +87,29 @@ class EmailChannel:
             text = text.replace(self.settings.password, "***")
         text = " ".join(_CONTROL.sub(" ", text).split())
         return text if len(text) <= SNIPPET_LENGTH else text[: SNIPPET_LENGTH - 1] + "…"
+
+
+async def submit(
+    settings: SmtpSettings, email: EmailMessage, to: str, *, tls_context: ssl.SSLContext | None = None
+) -> str:
+    """Hand one email for ``to`` to the configured SMTP server; its answer to the message. Raises
+    what aiosmtplib raises (an alert's page classifies it; engine.auth.password_reset logs it)."""
+    sender = parseaddr(settings.from_addr)[1] or settings.from_addr
+    _, answer = await aiosmtplib.send(
+        email,
+        sender=sender,
+        recipients=[to],
+        hostname=settings.host,
+        port=settings.port,
+        username=settings.username,
+        password=settings.password,
+        use_tls=settings.tls == "tls",
+        # "none" must mean none: aiosmtplib would otherwise upgrade when offered.
+        start_tls=settings.tls == "starttls",
+        tls_context=tls_context,
+        timeout=settings.timeout,
+    )
+    return answer
 
 
 def header_text(text: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from engine import db, notifications
+from engine.channels.base import SEVERITIES
 from engine.errors import NotFound, ValidationError
 from engine.incidents import IncidentStatus
 from engine.teams import Role
@@ -24,13 +25,15 @@ COLUMNS = """i.id, i.number, i.team_id, i.webhook_id, i.title, i.message, i.seve
                                ORDER BY a.assigned_at, u.email), '[]'::jsonb)
      FROM incident_assignments a JOIN users u ON u.id = a.user_id
      WHERE a.incident_id = i.id) AS assigned_to"""
-# $2: statuses to show; $3: one webhook or NULL; $4/$5 the keyset of the previous page's last row.
+# $2: statuses to show; $3: one webhook or NULL; $4/$5 the keyset of the previous page's last row;
+# $7 a number, $8 a team, $9 a severity (each NULL: any).
 PAGE = f"""
 SELECT {COLUMNS} FROM incidents i
 WHERE i.team_id IN {TEAMS_OF.format(user="$1")} AND i.status = ANY($2::text[])
   AND ($3::uuid IS NULL OR i.webhook_id = $3)
   AND ($4::timestamptz IS NULL OR (i.created_at, i.id) < ($4, $5))
   AND ($7::integer IS NULL OR i.number = $7) AND ($8::uuid IS NULL OR i.team_id = $8)
+  AND ($9::text IS NULL OR i.severity = $9)
 ORDER BY i.created_at DESC, i.id DESC
 LIMIT $6
 """
@@ -85,8 +88,9 @@ async def list_page(
     conn: db.Connection, user_id: uuid.UUID, query: Mapping[str, str]
 ) -> tuple[list[asyncpg.Record], str | None]:
     """``?status=open|triggered|acknowledged|resolved|all`` (all by default), ``?webhook=<id>``,
-    ``?team=<id>``, ``?number=`` (its number in its team: #42), ``?limit=`` (1-100), ``?cursor=``;
-    newest first, with the next page's cursor (None on the last)."""
+    ``?team=<id>``, ``?number=`` (its number in its team: #42), ``?severity=`` (the dashboard's
+    filter), ``?limit=`` (1-100), ``?cursor=``; newest first, with the next page's cursor (None on
+    the last)."""
     status = query.get("status", "all")
     if status not in STATUS_FILTERS:
         raise ValidationError(f"status must be one of {', '.join(STATUS_FILTERS)}", field="status")
@@ -98,11 +102,14 @@ async def list_page(
         if not raw.isdigit() or not 0 < int(raw) < 2**31:
             raise ValidationError("number must be an incident's number, like 42", field="number")
         number = int(raw)
+    severity = query.get("severity")
+    if severity is not None and severity not in SEVERITIES:
+        raise ValidationError(f"severity must be one of {', '.join(SEVERITIES)}", field="severity")
     page = notifications.parse_page({k: v for k, v in query.items() if k in ("limit", "cursor")})
     created_at, after_id = page.after if page.after else (None, None)
     statuses = list(STATUS_FILTERS[status])
     rows = await conn.fetch(
-        PAGE, user_id, statuses, webhook_id, created_at, after_id, page.limit + 1, number, team_id
+        PAGE, user_id, statuses, webhook_id, created_at, after_id, page.limit + 1, number, team_id, severity
     )
     more = len(rows) > page.limit
     rows = rows[: page.limit]

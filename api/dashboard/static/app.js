@@ -1,9 +1,12 @@
-// Monoduty's own script: the only behaviour htmx does not give (copy buttons). Loaded as a file
+// Monoduty's own script: the only behaviour htmx does not give (copy buttons, "select all",
+// the confirmation before a delete). Loaded as a file
 // (the pages' Content-Security-Policy runs no inline script); the pages work without it.
 "use strict";
 
 function say(button, text) {
-  const status = button.closest("section")?.querySelector(".copied");
+  // Said next to the button when it has its own status line, else in its section's.
+  const next = button.nextElementSibling;
+  const status = next?.classList.contains("copy-status") ? next : button.closest("section")?.querySelector(".copied");
   if (status) status.textContent = text;
 }
 
@@ -23,5 +26,14 @@ document.addEventListener("click", async (event) => {
     if ("select" in source) source.select();
     else { const selection = getSelection(); selection.removeAllRanges(); selection.addRange(range); }
     say(button, "Selected: press Ctrl+C (or Cmd+C) to copy.");
+  }
+});
+
+// A "select all" box ticks every box named by its data-select-all (the rows of the list).
+document.addEventListener("change", (event) => {
+  const all = event.target.closest("[data-select-all]");
+  if (!all) return;
+  for (const box of document.querySelectorAll(`input[type=checkbox][name="${all.dataset.selectAll}"]`)) {
+    box.checked = all.checked;
   }
 });
