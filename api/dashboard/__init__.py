@@ -9,6 +9,12 @@
     incidents  the incident list (home) and one incident, with their actions
     webhooks   the webhook list, the create form, one webhook and its senders' configuration
     live       GET /events: Server-Sent Events of incident changes (engine.incidents.live)
+    profile    contact methods and their verification, notification rules, calendar link,
+               password, sessions, API keys
+    inbox      the notifications, marked read one by one or all; the navigation's unread badge
+    reports    pick and download a report; the calls and incidents per day chart (chart: SVG)
+    status_page  components, response times and uptime, as /api/status and its siblings say
+    outbox     under `monoduty dev` only: what would have been sent
 
 Handlers call the engine as the JSON API's do (often the same functions of api/); templates
 hold no rule. htmx (vendored, static/vendor/) swaps fragments; no script is inline.

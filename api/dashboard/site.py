@@ -6,7 +6,19 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api.dashboard import guard, incidents, live, render, sign_in, webhooks
+from api.dashboard import (
+    guard,
+    inbox,
+    incidents,
+    live,
+    outbox,
+    profile,
+    render,
+    reports,
+    sign_in,
+    status_page,
+    webhooks,
+)
 from api.dashboard.assets import ASSETS, Assets
 from api.state import SETTINGS
 from engine.incidents.live import Feed
@@ -28,6 +40,11 @@ def setup(app: web.Application) -> None:
     app.router.add_routes(incidents.routes)
     app.router.add_routes(webhooks.routes)
     app.router.add_routes(live.routes)
+    app.router.add_routes(profile.routes)
+    app.router.add_routes(inbox.routes)
+    app.router.add_routes(reports.routes)
+    app.router.add_routes(status_page.routes)
+    app.router.add_routes(outbox.routes)
     app.on_response_prepare.append(guard.add_headers)
     app.cleanup_ctx.append(_feed)
     app.on_shutdown.append(_end_streams)

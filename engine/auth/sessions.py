@@ -5,7 +5,8 @@ of that id (so a Redis dump gives no usable cookie), the user's id, the CSRF tok
 echo in ``X-CSRF-Token``, and the time of login. A session expires after ``session_ttl`` seconds
 without use (each use pushes the expiry back, with GETEX: no extra round trip) and in any case
 ``MAX_AGE`` after login. A per-user set lists the user's sessions so that a password change can
-end all the others.
+end all the others, and the profile page can list them and end one (``list_sessions``, ``end_one``:
+each is named there by a hash of its key, never anything a cookie could be made from).
 
 A *login link* (``monoduty dev`` prints one) is a session not yet started: a random token whose
 hash Redis keeps for ``LOGIN_LINK_TTL`` with the user's id. Spending it (GETDEL: two clicks at
@@ -15,6 +16,7 @@ once cannot both win) is the login; the link then works no more.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -106,6 +108,61 @@ async def end_all(redis: Redis, user_id: uuid.UUID, *, keep: Session | None = No
             pipe.delete(*doomed)
             pipe.srem(index, *doomed)
             await pipe.execute()
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str  # what the profile page names it by: a hash of its Redis key
+    created: float
+    last_used: float  # its idle expiry, less the idle time it is given
+    current: bool
+
+
+def public_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+async def _members(redis: Redis, user_id: uuid.UUID) -> list[str]:
+    members = await redis.smembers(USER_SESSIONS + str(user_id))  # type: ignore[misc]
+    return sorted(k.decode() if isinstance(k, bytes) else k for k in members)
+
+
+async def list_sessions(
+    redis: Redis, user_id: uuid.UUID, ttl: int, *, current: Session | None
+) -> list[SessionInfo]:
+    """The user's live sessions, newest login first; read without pushing any expiry back.
+    Index entries of sessions that expired by themselves are dropped on the way."""
+    keys = await _members(redis, user_id)
+    if not keys:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.get(key)
+            pipe.pttl(key)
+        found = await pipe.execute()
+    now, live, gone = time.time(), [], []
+    for key, raw, pttl in zip(keys, found[::2], found[1::2], strict=True):
+        if raw is None or pttl is None or pttl < 0:
+            gone.append(key)
+            continue
+        data = json.loads(raw)
+        if data.get("user_id") != str(user_id) or now - data["created"] > MAX_AGE:
+            continue
+        last_used = min(now, max(data["created"], now - (ttl - pttl / 1000)))
+        is_current = current is not None and current.key == key
+        live.append(SessionInfo(public_id(key), data["created"], last_used, is_current))
+    if gone:
+        await redis.srem(USER_SESSIONS + str(user_id), *gone)  # type: ignore[misc]
+    return sorted(live, key=lambda s: s.created, reverse=True)
+
+
+async def end_one(redis: Redis, user_id: uuid.UUID, session_id: str) -> bool:
+    """End the user's session named ``session_id`` (a ``SessionInfo.id``); False if none is."""
+    for key in await _members(redis, user_id):
+        if hmac.compare_digest(public_id(key), session_id):
+            await end(redis, Session(key, user_id, "", 0.0))
+            return True
+    return False
 
 
 async def create_login_link(redis: Redis, user_id: uuid.UUID) -> str:
