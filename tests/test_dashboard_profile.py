@@ -423,3 +423,37 @@ async def test_the_calendar_link_is_the_apis_and_rotates(
     assert rotated != api_url
     old = await client.get(api_url.removeprefix("http://monoduty.test"))
     assert old.status == 404
+
+
+async def test_another_users_methods_rules_and_keys_are_not_found(
+    client: TestClient, pool: asyncpg.Pool, account: Account, other_account: Account
+) -> None:
+    headers = other_account.headers
+    method = (await (await client.get("/api/me/contact-methods", headers=headers)).json())["contact_methods"][
+        0
+    ]
+    rule = (await (await client.get("/api/me/notification-rules", headers=headers)).json())[
+        "notification_rules"
+    ][0]
+    key = (await (await client.get("/api/api-keys", headers=headers)).json())["api_keys"][0]
+    token = await signed_in(client, pool, account)
+    for path in (
+        f"/profile/contact-methods/{method['id']}/delete",
+        f"/profile/contact-methods/{method['id']}/send-code",
+        f"/profile/contact-methods/{method['id']}/verify",
+        f"/profile/notification-rules/{rule['id']}/delete",
+        f"/profile/api-keys/{key['id']}/revoke",
+    ):
+        resp = await client.post(path, data={"csrf_token": token, "code": "123456"})
+        assert resp.status == 404 and resp.content_type == HTML, path
+    added = await client.post(
+        "/profile/notification-rules", data={"csrf_token": token, "method": method["id"], "delay": "1"}
+    )
+    assert added.status == 400  # someone else's method is no method of the caller's
+    page = await (await client.get("/profile")).text()
+    assert method["id"] not in page and key["id"] not in page and rule["id"] not in page
+    assert (await client.get("/api/auth/me", headers=headers)).status == 200  # their key still works
+    still = (await (await client.get("/api/me/notification-rules", headers=headers)).json())[
+        "notification_rules"
+    ]
+    assert rule["id"] in [r["id"] for r in still]

@@ -26,10 +26,10 @@ from engine.validate import UNSET
 routes = web.RouteTableDef()
 FORMAT_LABELS = {"csv": "CSV (spreadsheet)", "pdf": "PDF", "json": "JSON"}
 TYPE_HINTS = {
-    "summary": "per webhook: calls, outcomes, deliveries per channel, MTTA and MTTR",
-    "detailed": "every alert and each of its deliveries",
-    "incidents": "every incident opened, with who acknowledged and resolved it, and when",
-    "performance": "per channel: delivery latency percentiles, retries, failures, receipts",
+    "summary": "Per webhook: calls, outcomes, deliveries per channel, MTTA and MTTR",
+    "detailed": "Every alert and each of its deliveries",
+    "incidents": "Every incident opened, with who acknowledged and resolved it, and when",
+    "performance": "Per channel: delivery latency percentiles, retries, failures, receipts",
 }
 FIELDS = ("type", "from", "to", "format")
 
