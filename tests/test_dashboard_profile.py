@@ -457,3 +457,18 @@ async def test_another_users_methods_rules_and_keys_are_not_found(
         "notification_rules"
     ]
     assert rule["id"] in [r["id"] for r in still]
+
+
+async def test_the_badge_counts_to_99_plus_and_the_inbox_says_how_many(
+    client: TestClient, pool: asyncpg.Pool, account: Account
+) -> None:
+    async with pool.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO notifications (id, user_id, kind, title, body)"
+            " VALUES ($1, $2, 'alert_received', $3, '')",
+            [(uuid.uuid4(), account.user.id, f"n{i}") for i in range(150)],
+        )
+    await signed_in(client, pool, account)
+    assert badge(await (await client.get("/status")).text()) == "99+"
+    inbox = await (await client.get("/inbox")).text()
+    assert "<strong>150 unread</strong>" in inbox and 'href="/inbox?cursor=' in inbox  # 50 a page

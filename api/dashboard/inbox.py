@@ -17,7 +17,7 @@ from aiohttp import web
 
 from api.auth import current_user
 from api.dashboard import views
-from api.dashboard.render import fragment_for, render, see_other
+from api.dashboard.render import BADGE_CAP, fragment_for, render, see_other
 from api.inputs import query
 from api.state import CLOCK, POOL
 from engine import notifications
@@ -74,7 +74,7 @@ async def inbox(request: web.Request) -> web.Response:
 async def badge(request: web.Request) -> web.Response:
     user = current_user(request)
     async with request.app[POOL].acquire() as conn:
-        unread = await notifications.unread_count(conn, user.id)
+        unread = await notifications.unread_up_to(conn, user.id, BADGE_CAP)
     return render(request, "_inbox_badge.html", {"unread": unread})
 
 

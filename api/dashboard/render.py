@@ -17,6 +17,7 @@ from api.state import SETTINGS, USER
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CSRF_FIELD = "csrf_token"  # a form's copy of the session's CSRF token (htmx sends the header)
 UNREAD = web.RequestKey("unread_notifications", int)  # the guard counts them for a whole page
+BADGE_CAP = 100  # the navigation's badge counts this far ("99+")
 
 
 def setup(app: web.Application) -> None:
