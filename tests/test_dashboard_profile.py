@@ -359,13 +359,16 @@ async def test_a_session_is_signed_out_from_the_profile_and_only_ones_own(
     client: TestClient, settings: Settings, pool: asyncpg.Pool, redis: ArqRedis, account: Account
 ) -> None:
     token = await signed_in(client, pool, account)
-    other_cookie, other = await sessions.start(redis, account.user.id, settings.session_ttl)
+    firefox = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+    other_cookie, other = await sessions.start(redis, account.user.id, settings.session_ttl, client=firefox)
     stranger = await web_user(pool)
     stranger_cookie, stranger_session = await sessions.start(redis, stranger.user.id, settings.session_ttl)
     page = await (await client.get("/profile")).text()
     ends = re.findall(r'action="/profile/sessions/([0-9a-f]{24})/end"', page)
     assert ends == [sessions.public_id(other.key)]
     assert "This session" in page
+    assert ">Firefox on Windows</span>" in page  # the other one, named by its browser
+    assert re.search(r">Python/[\d.]+</span> <span class=\"tag tag-ok\">This session", page)  # aiohttp's
     resp = await client.post(
         f"/profile/sessions/{sessions.public_id(stranger_session.key)}/end",
         data={"csrf_token": token},

@@ -146,6 +146,8 @@ async def _page(
                 "created": views.clock_time(datetime.fromtimestamp(s.created, UTC)),
                 "last_used": _when(s.last_used, now),
                 "current": s.current,
+                "client": views.client_name(s.client),
+                "user_agent": s.client,
             }
             for s in live
         ],

@@ -32,6 +32,7 @@ MAX_AGE = 30 * 86400
 LOGIN_LINK = "monoduty:login-link:"
 LOGIN_LINK_TTL = 15 * 60
 LOGIN_LINK_PREFIX = "mdl_"  # what the dashboard's /login/<token> route matches
+MAX_CLIENT = 200  # characters of a login's User-Agent kept with its session
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,20 @@ def _key(session_id: str, prefix: str = PREFIX) -> str:
     return prefix + hashlib.sha256(session_id.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-async def start(redis: Redis, user_id: uuid.UUID, ttl: int) -> tuple[str, Session]:
-    """A new session for the user: returns the cookie value (shown to the browser only) and the session."""
+async def start(
+    redis: Redis, user_id: uuid.UUID, ttl: int, *, client: str | None = None
+) -> tuple[str, Session]:
+    """A new session for the user: returns the cookie value (shown to the browser only) and the
+    session. ``client`` (the login's User-Agent) is kept only to name it in the session list."""
     session_id = secrets.token_urlsafe(32)
     session = Session(_key(session_id), user_id, secrets.token_urlsafe(32), time.time())
-    data = {"user_id": str(user_id), "csrf": session.csrf_token, "created": session.created}
+    data: dict[str, object] = {
+        "user_id": str(user_id),
+        "csrf": session.csrf_token,
+        "created": session.created,
+    }
+    if client:
+        data["client"] = client[:MAX_CLIENT]
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(session.key, json.dumps(data), ex=ttl)
         pipe.sadd(USER_SESSIONS + str(user_id), session.key)
@@ -59,14 +69,16 @@ async def start(redis: Redis, user_id: uuid.UUID, ttl: int) -> tuple[str, Sessio
     return session_id, session
 
 
-async def log_in(redis: Redis, user_id: uuid.UUID, ttl: int, *, previous: str | None) -> tuple[str, Session]:
+async def log_in(
+    redis: Redis, user_id: uuid.UUID, ttl: int, *, previous: str | None, client: str | None = None
+) -> tuple[str, Session]:
     """The session of a login: ``previous`` (the cookie the browser still sent) ends and the new one
     gets a fresh id, so an id planted in the browser before login is worth nothing after it."""
     if previous:
         old = await resume(redis, previous, ttl)
         if old is not None:
             await end(redis, old)
-    return await start(redis, user_id, ttl)
+    return await start(redis, user_id, ttl, client=client)
 
 
 async def resume(redis: Redis, session_id: str, ttl: int) -> Session | None:
@@ -116,6 +128,7 @@ class SessionInfo:
     created: float
     last_used: float  # its idle expiry, less the idle time it is given
     current: bool
+    client: str  # the User-Agent it signed in with ("" if none was sent)
 
 
 def public_id(key: str) -> str:
@@ -150,7 +163,8 @@ async def list_sessions(
             continue
         last_used = min(now, max(data["created"], now - (ttl - pttl / 1000)))
         is_current = current is not None and current.key == key
-        live.append(SessionInfo(public_id(key), data["created"], last_used, is_current))
+        client = str(data.get("client", ""))
+        live.append(SessionInfo(public_id(key), data["created"], last_used, is_current, client))
     if gone:
         await redis.srem(USER_SESSIONS + str(user_id), *gone)  # type: ignore[misc]
     return sorted(live, key=lambda s: s.created, reverse=True)
