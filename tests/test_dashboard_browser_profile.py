@@ -156,6 +156,15 @@ def test_a_phone_is_verified_with_the_code_from_the_outbox_and_an_api_key_is_sho
     expect(entry).to_be_visible()
     code = re.search(r"\b(\d{6})\b", entry.inner_text())
     assert code
+    # the outbox is live: a page for a new alert shows up without a reload
+    mark(outbox)
+    hook = api(dashboard, "POST", "/api/webhooks", {"name": "Outbox", "notificationTypes": ["EMAIL"]})[
+        "webhook"
+    ]
+    post_alert(hook["webhook_url"], b'{"title": "Outbox shows this live", "severity": "warning"}')
+    expect(outbox.locator(".outbox-entry").first).to_contain_text("Outbox shows this live", timeout=8000)
+    assert still_marked(outbox), "the outbox reloaded"
+
     page.get_by_label("Code sent to +14155550199").fill(code.group(1))
     page.get_by_role("button", name="Verify").click()
     expect(page.get_by_role("status").first).to_contain_text("Number verified")
