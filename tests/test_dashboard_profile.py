@@ -263,6 +263,9 @@ async def test_a_phone_number_is_verified_from_the_profile(
     assert code
     outbox = await (await client.get("/outbox")).text()  # the dev outbox shows the user their code
     assert code.group(1) in outbox
+    listed = await client.get("/api/dev/outbox", headers=account.headers)  # and the API's, the same
+    codes = [m for m in (await listed.json())["messages"] if m["alert_id"] is None]
+    assert [m["target"] for m in codes] == ["+14155550177"] and code.group(1) in codes[0]["subject"]
     again = await client.post(f"/profile/contact-methods/{method_id}/send-code", data={"csrf_token": token})
     assert again.status == 429 and "less than a minute ago" in await again.text()
     done = await client.post(
