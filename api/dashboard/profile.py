@@ -120,6 +120,7 @@ async def _page(
                 "needs_verification": m.needs_verification,
                 "opted_out": m.opted_out_at is not None,
                 "can_send_code": m.needs_verification and m.type in request.app[CHANNELS],
+                "rule_count": sum(1 for r in rules if r.contact_method_id == m.id),
             }
             for m in methods
         ],
