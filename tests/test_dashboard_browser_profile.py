@@ -187,6 +187,11 @@ def test_a_phone_is_verified_with_the_code_from_the_outbox_and_an_api_key_is_sho
     page.goto("/profile")
     assert secret not in page.content()
     page.get_by_text("Revoke browser test…").click()  # a second step, naming what stops working
+    revoke = page.get_by_role("button", name='Revoke "browser test": scripts using it stop working')
+    expect(revoke).to_be_visible()
+    page.keyboard.press("Escape")  # changed one's mind: Escape closes it, nothing done
+    expect(revoke).to_be_hidden()
+    page.get_by_text("Revoke browser test…").click()
     page.get_by_role("button", name='Revoke "browser test": scripts using it stop working').click()
     expect(page.get_by_role("status").first).to_contain_text("API key revoked")
     outbox.close()

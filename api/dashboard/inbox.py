@@ -75,7 +75,7 @@ async def badge(request: web.Request) -> web.Response:
     user = current_user(request)
     async with request.app[POOL].acquire() as conn:
         unread = await notifications.unread_up_to(conn, user.id, BADGE_CAP)
-    return render(request, "_inbox_badge.html", {"unread": unread})
+    return render(request, "_inbox_badge_count.html", {"unread": unread})
 
 
 @routes.post(f"/inbox/{ID}/read", name="dashboard.inbox_read")

@@ -1,4 +1,4 @@
-// Monoduty's own script: the only behaviour htmx does not give (copy buttons). Loaded as a file
+// Monoduty's own script: the only behaviour htmx does not give (copy buttons, Escape). Loaded as a file
 // (the pages' Content-Security-Policy runs no inline script); the pages work without it.
 "use strict";
 
@@ -24,4 +24,13 @@ document.addEventListener("click", async (event) => {
     else { const selection = getSelection(); selection.removeAllRanges(); selection.addRange(range); }
     say(button, "Selected: press Ctrl+C (or Cmd+C) to copy.");
   }
+});
+
+// Escape closes an open confirmation step (details.confirm) and puts focus back on its opener.
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  const open = event.target.closest?.("details.confirm[open]") || document.querySelector("details.confirm[open]");
+  if (!open) return;
+  open.open = false;
+  open.querySelector("summary")?.focus();
 });
