@@ -35,6 +35,7 @@ async def _logged_in(request: web.Request, user: User, http_status: int = 200) -
         user.id,
         request.app[SETTINGS].session_ttl,
         previous=request.cookies.get(COOKIE_NAME),
+        client=request.headers.get("User-Agent"),
     )
     response = ok(http_status, user=profile(user), csrf_token=session.csrf_token)
     set_session_cookie(request, response, cookie)

@@ -36,10 +36,18 @@ async def generate(request: web.Request) -> web.StreamResponse:
     asked = fields(await json_body(request), NAMES)
     with wire_names(NAMES):
         wanted = reports.parse_request(**asked, max_days=request.app[SETTINGS].report_max_days)
+    return await respond(request, user.id, wanted)
+
+
+async def respond(
+    request: web.Request, user_id: uuid.UUID, wanted: reports.ReportRequest
+) -> web.StreamResponse:
+    """The report in its format: JSON (the API's answer), a streamed CSV or a PDF (files). The
+    dashboard's download answers with this too."""
     async with request.app[POOL].acquire() as conn:
         if wanted.format == "csv":
-            return await _stream_csv(request, conn, user.id, wanted)
-        report = await reports.build(conn, user.id, wanted)
+            return await _stream_csv(request, conn, user_id, wanted)
+        report = await reports.build(conn, user_id, wanted)
     if wanted.format == "json":
         return ok(report=report)
     document = await asyncio.to_thread(render_pdf.render, report)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -51,14 +52,18 @@ async def get_status(request: web.Request) -> web.Response:
 
 @routes.get("/api/response-time")
 async def get_response_time(request: web.Request) -> web.Response:
-    redis = request.app[REDIS]
+    return ok(**await response_time_numbers(request.app))
+
+
+async def response_time_numbers(app: web.Application) -> dict[str, Any]:
+    """What /api/response-time answers (the dashboard's status page shows the same)."""
+    redis = app[REDIS]
     try:
-        async with asyncio.timeout(request.app[SETTINGS].status_timeout):
-            await request.app[RESPONSE_TIMES].flush(redis)  # this process's latest, too
-            numbers = await response_times.read(redis)
+        async with asyncio.timeout(app[SETTINGS].status_timeout):
+            await app[RESPONSE_TIMES].flush(redis)  # this process's latest, too
+            return await response_times.read(redis)
     except Exception:
         raise Unavailable("response times are kept in Redis, which is unreachable") from None
-    return ok(**numbers)
 
 
 async def _api_started_at(request: web.Request) -> datetime:
@@ -75,6 +80,11 @@ async def _api_started_at(request: web.Request) -> datetime:
 
 @routes.get("/api/uptime")
 async def get_uptime(request: web.Request) -> web.Response:
+    return ok(**await uptime_numbers(request))
+
+
+async def uptime_numbers(request: web.Request) -> dict[str, Any]:
+    """What /api/uptime answers (the dashboard's status page shows the same)."""
     now = datetime.now(UTC)
     started_at = await _api_started_at(request)
     try:
@@ -82,12 +92,12 @@ async def get_uptime(request: web.Request) -> web.Response:
             windows = await uptime.uptime(conn, now)
     except Exception:
         raise Unavailable("uptime history is kept in the database, which is unreachable") from None
-    return ok(
-        started_at=started_at,
-        uptime_seconds=round((now - started_at).total_seconds(), 3),
-        sample_interval_seconds=uptime.SAMPLE_SECONDS,
-        uptime=windows,
-    )
+    return {
+        "started_at": started_at,
+        "uptime_seconds": round((now - started_at).total_seconds(), 3),
+        "sample_interval_seconds": uptime.SAMPLE_SECONDS,
+        "uptime": windows,
+    }
 
 
 async def _reporter(app: web.Application) -> AsyncIterator[None]:

@@ -62,6 +62,9 @@ ORDER BY created_at DESC, id DESC
 LIMIT $5
 """
 UNREAD_COUNT = "SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL"
+UNREAD_UP_TO = """
+SELECT count(*) FROM (SELECT 1 FROM notifications WHERE user_id = $1 AND read_at IS NULL LIMIT $2) AS unread
+"""
 MARK_READ = f"""
 UPDATE notifications SET read_at = coalesce(read_at, now())
 WHERE id = $1 AND user_id = $2
@@ -188,6 +191,12 @@ async def list_page(
 
 async def unread_count(conn: db.Connection, user_id: uuid.UUID) -> int:
     return await conn.fetchval(UNREAD_COUNT, user_id)
+
+
+async def unread_up_to(conn: db.Connection, user_id: uuid.UUID, cap: int) -> int:
+    """The unread count, counted no further than ``cap``: a badge ("99+") costs the same with a
+    backlog of ten thousand."""
+    return await conn.fetchval(UNREAD_UP_TO, user_id, cap)
 
 
 async def mark_read(conn: db.Connection, user_id: uuid.UUID, notification_id: uuid.UUID) -> asyncpg.Record:

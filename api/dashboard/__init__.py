@@ -14,6 +14,12 @@
     policies   the escalation policy editor (steps, delays, targets, repeat)
     team       a team's members and roles: invite, change role, remove
     zones      the viewer's time zone; field_errors: an engine error at a form's field
+    profile    contact methods and their verification, notification rules, calendar link,
+               password, sessions, API keys
+    inbox      the notifications, marked read one by one or all; the navigation's unread badge
+    reports    pick and download a report; the calls and incidents per day chart (chart: SVG)
+    status_page  components, response times and uptime, as /api/status and its siblings say
+    outbox     under `monoduty dev` only: what would have been sent
 
 Handlers call the engine as the JSON API's do (often the same functions of api/); templates
 hold no rule. htmx (vendored, static/vendor/) swaps fragments; no script is inline.

@@ -25,8 +25,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api.auth import CSRF_HEADER, SAFE_METHODS, SESSION, csrf_matches, origin_allowed
-from api.dashboard.render import CSRF_FIELD, form, render, safe_next
+from api.dashboard.render import BADGE_CAP, CSRF_FIELD, UNREAD, form, render, safe_next
 from api.state import POOL, REDIS, SETTINGS, USER
+from engine import notifications
 from engine.auth import sessions
 from engine.auth.sessions import COOKIE_NAME
 from engine.auth.users import get_user
@@ -117,6 +118,9 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     if session is not None:
         async with request.app[POOL].acquire() as conn:
             user = await get_user(conn, session.user_id)
+            if user is not None and request.method == "GET" and "HX-Request" not in request.headers:
+                # A whole page: its navigation shows the inbox's unread count (api/dashboard/inbox.py).
+                request[UNREAD] = await notifications.unread_up_to(conn, user.id, BADGE_CAP)
     if session is not None and user is not None:
         request[USER] = user
         request[SESSION] = session

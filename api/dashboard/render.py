@@ -16,6 +16,8 @@ from api.state import SETTINGS, USER
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CSRF_FIELD = "csrf_token"  # a form's copy of the session's CSRF token (htmx sends the header)
+UNREAD = web.RequestKey("unread_notifications", int)  # the guard counts them for a whole page
+BADGE_CAP = 100  # the navigation's badge counts this far ("99+")
 
 
 def setup(app: web.Application) -> None:
@@ -45,6 +47,7 @@ def render(
         "signup_open": settings.allow_signup,
         "dev": settings.dev,
         "here": request.path_qs,
+        "unread": request.get(UNREAD, 0),
     }
     response = aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
     response.headers["Cache-Control"] = "no-store"

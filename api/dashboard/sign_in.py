@@ -40,6 +40,7 @@ async def _start_session(request: web.Request, user: User, next_page: str) -> we
         user.id,
         request.app[SETTINGS].session_ttl,
         previous=request.cookies.get(COOKIE_NAME),
+        client=request.headers.get("User-Agent"),
     )
     response = see_other(next_page)
     set_session_cookie(request, response, cookie)

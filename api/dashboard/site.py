@@ -8,13 +8,18 @@ from aiohttp import web
 
 from api.dashboard import (
     guard,
+    inbox,
     incidents,
     live,
     oncall,
+    outbox,
     password_reset,
     policies,
+    profile,
     render,
+    reports,
     sign_in,
+    status_page,
     team,
     webhooks,
 )
@@ -43,6 +48,11 @@ def setup(app: web.Application) -> None:
     app.router.add_routes(policies.routes)
     app.router.add_routes(team.routes)
     app.router.add_routes(live.routes)
+    app.router.add_routes(profile.routes)
+    app.router.add_routes(inbox.routes)
+    app.router.add_routes(reports.routes)
+    app.router.add_routes(status_page.routes)
+    app.router.add_routes(outbox.routes)
     app.on_response_prepare.append(guard.add_headers)
     app.cleanup_ctx.append(_feed)
     app.on_shutdown.append(_end_streams)

@@ -291,3 +291,33 @@ def test_send(test: Mapping[str, Any], now: datetime) -> dict[str, Any]:
             for d in test["deliveries"]
         ],
     }
+
+
+_BROWSERS = (
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+_SYSTEMS = (
+    ("iPhone", "iOS"),
+    ("iPad", "iPadOS"),
+    ("Android", "Android"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+)
+
+
+def client_name(user_agent: str) -> str:
+    """A session's User-Agent as a person knows it: "Chrome on Linux"; a program's first word
+    ("curl/8.5.0"); "Unknown" without one. A guess, for recognising one's own sessions."""
+    if not user_agent:
+        return "Unknown"
+    browser = next((name for token, name in _BROWSERS if token in user_agent), None)
+    system = next((name for token, name in _SYSTEMS if token in user_agent), None)
+    if browser is None:
+        return user_agent.split()[0][:60]
+    return f"{browser} on {system}" if system else browser

@@ -182,6 +182,11 @@ async def login(conn: db.Connection, redis: Redis, given: Credentials, client: s
     return User.from_record(record)
 
 
+async def has_password(conn: db.Connection, user_id: uuid.UUID) -> bool:
+    """Whether the user can sign in with a password (an invited or dev user may have none yet)."""
+    return await conn.fetchval(SELECT_HASH, user_id) is not None
+
+
 async def change_password(
     conn: db.Connection, redis: Redis, user: User, change: PasswordChange, *, keep: Session | None
 ) -> None:

@@ -28,10 +28,15 @@ SELECT_RECENT = """
 SELECT id, channel, target, subject, body, alert_id, actions, reply, created_at FROM outbox
 ORDER BY id DESC LIMIT $1
 """
+# One user's: the pages of their alerts, and the verification codes sent to their own contact
+# methods (no alert; in dev the outbox is the only place to read them).
 SELECT_RECENT_OF_USER = """
 SELECT o.id, o.channel, o.target, o.subject, o.body, o.alert_id, o.actions, o.reply, o.created_at
-FROM outbox o JOIN alerts a ON a.id = o.alert_id
-WHERE a.user_id = $2 ORDER BY o.id DESC LIMIT $1
+FROM outbox o LEFT JOIN alerts a ON a.id = o.alert_id
+WHERE a.user_id = $2
+   OR (o.alert_id IS NULL
+       AND (o.channel, o.target) IN (SELECT type, target FROM contact_methods WHERE user_id = $2))
+ORDER BY o.id DESC LIMIT $1
 """
 
 

@@ -138,6 +138,14 @@ SELECT i.webhook_id, count(*) AS incidents,
 FROM incidents i WHERE {INCIDENTS_IN_RANGE}
 GROUP BY GROUPING SETS ((i.webhook_id), ())
 """
+# The same incidents, per UTC day of their first alert, with that day's MTTA and MTTR.
+INCIDENTS_PER_DAY = f"""
+SELECT (i.first_alert_at AT TIME ZONE 'UTC')::date AS day, count(*) AS incidents,
+    round(avg(extract(epoch FROM i.acknowledged_at - i.first_alert_at))::numeric, 1) AS mtta,
+    round(avg(extract(epoch FROM i.resolved_at - i.first_alert_at))::numeric, 1) AS mttr
+FROM incidents i WHERE {INCIDENTS_IN_RANGE}
+GROUP BY 1 ORDER BY 1
+"""
 _PERCENTILE = (
     "round((percentile_cont({q}) WITHIN GROUP (ORDER BY {ms})"
     " FILTER (WHERE d.status = 'delivered'))::numeric, 1)"
@@ -196,6 +204,24 @@ async def calls_per_day(conn: db.Connection, user_id: uuid.UUID, span: DateRange
         r["day"]: r["calls"] for r in await conn.fetch(CALLS_PER_DAY, *_args(user_id, span))
     }
     return [{"date": day, "calls": counts.get(day, 0)} for day in span.each_day()]
+
+
+async def incidents_per_day(conn: db.Connection, user_id: uuid.UUID, span: DateRange) -> list[dict[str, Any]]:
+    """Every day of the range: incidents opened, and their MTTA / MTTR in seconds (None: none
+    acknowledged / resolved), as ``INCIDENT_TIMES`` counts them."""
+    found = {r["day"]: r for r in await conn.fetch(INCIDENTS_PER_DAY, *_args(user_id, span))}
+    days = []
+    for day in span.each_day():
+        r = found.get(day)
+        days.append(
+            {
+                "date": day,
+                "incidents": r["incidents"] if r else 0,
+                "mtta_seconds": _float(r["mtta"]) if r else None,
+                "mttr_seconds": _float(r["mttr"]) if r else None,
+            }
+        )
+    return days
 
 
 async def summary(conn: db.Connection, user_id: uuid.UUID, span: DateRange) -> dict[str, Any]:

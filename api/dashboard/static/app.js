@@ -1,6 +1,6 @@
 // Monoduty's own script: the only behaviour htmx does not give (copy buttons, "select all",
-// the confirmation before a delete). Loaded as a file
-// (the pages' Content-Security-Policy runs no inline script); the pages work without it.
+// Escape closing a confirmation). Loaded as a file (the pages' Content-Security-Policy runs no
+// inline script); the pages work without it.
 "use strict";
 
 function say(button, text) {
@@ -36,4 +36,13 @@ document.addEventListener("change", (event) => {
   for (const box of document.querySelectorAll(`input[type=checkbox][name="${all.dataset.selectAll}"]`)) {
     box.checked = all.checked;
   }
+});
+
+// Escape closes an open confirmation step (details.confirm) and puts focus back on its opener.
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  const open = event.target.closest?.("details.confirm[open]") || document.querySelector("details.confirm[open]");
+  if (!open) return;
+  open.open = false;
+  open.querySelector("summary")?.focus();
 });
