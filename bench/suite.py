@@ -449,7 +449,7 @@ class Bench:
                 want = stored * len(CHANNELS)
                 return stored >= sent["requests"] and done >= want
 
-            await wait_until(all_delivered, "scenario 2's deliveries", seconds=120)
+            await wait_until(all_delivered, "scenario 2's deliveries", seconds=600)
             alerts = await self.pool.fetchval(
                 "SELECT count(*) FROM alerts WHERE webhook_id = $1", uuid.UUID(webhook_id)
             )
