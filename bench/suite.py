@@ -421,8 +421,9 @@ class Bench:
         )
         report.figures += [p50, p99]
         self.providers.delay = self.smtp.delay = 0.0
-        # Paced: each connection sends 10 a second (waits 100 ms before each request).
-        connections = max(1, opts.latency_rate // 10)
+        # Paced: each connection waits 500 ms before each request, so that the server's own
+        # latency changes the rate little.
+        connections = max(1, opts.latency_rate // 2)
         delay = round(connections * 1000 / opts.latency_rate)
         for run in range(opts.runs):
             base = await self._noop_latency(opts.latency_seconds, opts.latency_rate)
