@@ -69,6 +69,8 @@ from tests.support.services import Services, provision
 WEBHOOKS = 50
 CONNECTIONS = 64
 NOOP_QUEUE = "bench:noop"
+# BENCH_PROFILE=DIR: the API and worker processes run under cProfile, their profiles written there.
+PROFILE_DIR = os.environ.get("BENCH_PROFILE", "")
 CHANNELS = {
     "EMAIL": ("email", "oncall@example.com"),
     "SMS": ("sms", "+14155550123"),
@@ -195,6 +197,11 @@ def start_api(env: dict[str, str], folder: Path) -> tuple[Process, int]:
     port = free_port()
     log = folder / "api.log"
     argv = ("api", "--host", "127.0.0.1", "--port", str(port))
+    if PROFILE_DIR:
+        out = str(Path(PROFILE_DIR) / f"api-{uuid.uuid4().hex[:6]}.prof")
+        return start_python(
+            "monoduty api", "cProfile", "-o", out, "-m", "monoduty", *argv, env=env, folder=folder
+        ), port
     return Process("monoduty api", start_monoduty(*argv, env=env, log=log), log), port
 
 
@@ -213,6 +220,11 @@ def listening(process: Process, port: int) -> str:
 
 def start_worker(env: dict[str, str], folder: Path) -> Process:
     log = folder / f"worker-{uuid.uuid4().hex[:6]}.log"
+    if PROFILE_DIR:  # cProfile of the whole worker process, written when it stops
+        out = Path(PROFILE_DIR) / f"worker-{uuid.uuid4().hex[:6]}.prof"
+        return start_python(
+            "monoduty worker", "cProfile", "-o", str(out), "-m", "monoduty", "worker", env=env, folder=folder
+        )
     return Process("monoduty worker", start_monoduty("worker", env=env, log=log), log)
 
 
