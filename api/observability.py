@@ -29,7 +29,8 @@ from api.inputs import bearer
 from api.middlewares import route_name
 from api.state import REDIS, REQUEST_ID, RESPONSE_TIMES, SETTINGS
 from engine.errors import Unauthorized
-from engine.observability import metrics, periodic, response_times
+from engine.masking import mask_text
+from engine.observability import logs, metrics, periodic, response_times
 
 log = logging.getLogger("monoduty.access")
 
@@ -62,21 +63,39 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         buffer.inc(metrics.REQUESTS, request.method, route, str(status))
         buffer.observe(metrics.REQUEST_DURATION, elapsed, route)
         _record_response_time(request, elapsed * 1000)
-        log.log(
-            logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
-            "%s %s %s %.1fms",
-            request.method,
-            route,
-            status,
-            elapsed * 1000,
-            extra={
-                "method": request.method,
-                "route": route,
-                "status": status,
-                "latency_ms": round(elapsed * 1000, 1),
-                "request_id": request.get(REQUEST_ID),
-            },
-        )
+        level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
+        if log.isEnabledFor(level):
+            _log_access(request, level, route, status, elapsed * 1000)
+
+
+# What aiohttp's parser lets through as a method is any token a client sent; these are ours.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _log_access(request: web.Request, level: int, route: str, status: int, elapsed_ms: float) -> None:
+    """One line per request, made of safe parts only, so that it can skip the redaction regexes
+    (engine.observability.logs.TRUSTED): the route pattern, never the path; any other method or
+    a request id a client chose masked here."""
+    method = request.method if request.method in METHODS else mask_text(request.method)
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        request_id = mask_text(request_id)
+    log.log(
+        level,
+        "%s %s %s %.1fms",
+        method,
+        route,
+        status,
+        elapsed_ms,
+        extra={
+            "method": method,
+            "route": route,
+            "status": status,
+            "latency_ms": round(elapsed_ms, 1),
+            "request_id": request_id,
+            logs.TRUSTED: True,
+        },
+    )
 
 
 def _record_response_time(request: web.Request, elapsed_ms: float) -> None:

@@ -19,13 +19,17 @@ HIDDEN = "***"
 DOTS = "\u2022\u2022\u2022"
 
 _SECRET_NAME = re.compile(r"pass(word)?|secret|token|api[_-]?key|auth|credential|signature|cookie", re.I)
-# key=value / "key": "value" pairs whose key names a secret, inside free text.
+# key=value / "key": "value" pairs whose key names a secret, inside free text. The key starts at a
+# word's start (the lookbehind): the leftmost match is the same, but a try is no longer made at every
+# letter of every word, which made this one pattern cost more than all the others (~2 ms a line).
 _SECRET_PAIR = re.compile(
-    r"(?P<key>[\"']?[\w-]*(?:pass(?:word)?|secret|token|api[_-]?key|authorization|auth|cookie|session)"
+    r"(?P<key>[\"']?(?<![\w-])[\w-]*(?:pass(?:word)?|secret|token|api[_-]?key|authorization|auth|cookie|session)"
     r"[\w-]*[\"']?"
     r"\s*[:=]\s*[\"']?)(?P<value>(?:bearer\s+|basic\s+)?[^\s\"',&}]+)",
     re.I,
 )
+# One of the words _SECRET_PAIR's key must hold: a line without any (most lines) skips that pattern.
+_SECRET_WORD = re.compile(r"pass|secret|token|api[_-]?key|auth|cookie|session", re.I)
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.I)
 # An API key by its fixed prefix (engine.auth.users.KEY_PREFIX), whatever characters its random part drew.
 _API_KEY = re.compile(r"md_live_[\w-]+")
@@ -58,7 +62,8 @@ def mask_text(text: str) -> str:
     """Hide secret-looking parts of free text; ids and ordinary words stay readable."""
     text = _URL_PASSWORD.sub(lambda m: m.group("scheme") + HIDDEN + "@", text)
     text = _EMAIL.sub(lambda m: mask_target(m.group(0)), text)  # an SMTP server quoting the address
-    text = _SECRET_PAIR.sub(lambda m: m.group("key") + HIDDEN, text)
+    if _SECRET_WORD.search(text):
+        text = _SECRET_PAIR.sub(lambda m: m.group("key") + HIDDEN, text)
     text = _API_KEY.sub(_mask_token, text)
     text = _PATH_TOKEN.sub(lambda m: m.group("path") + _hide_token(m.group("token")), text)
     text = _TOKEN_LIKE.sub(_mask_token, text)

@@ -165,6 +165,29 @@ async def connect(url: str, *, retries: int = STARTUP_RETRIES, queue_name: str |
             await asyncio.sleep(STARTUP_RETRY_DELAY)
 
 
+def alert_job(
+    alert_id: str,
+    webhook_id: str,
+    body: str,
+    content_type: str | None,
+    received_at: datetime,
+    request_id: str | None = None,
+    is_test: bool = False,
+) -> dict[str, Any]:
+    """The one argument of a process_alert job (engine.alerts.enqueue writes it in its own script)."""
+    # The ids come first and the body after them: arq logs the first 80 characters of a job's
+    # arguments when it starts the job, and a body may hold anything (tests/test_job_logs.py).
+    return {
+        "alert_id": alert_id,
+        "webhook_id": webhook_id,
+        "body": body,
+        "content_type": content_type,
+        "received_at": received_at.isoformat(),
+        "request_id": request_id,
+        "is_test": is_test,
+    }
+
+
 async def enqueue_alert(
     redis: ArqRedis,
     alert_id: str,
@@ -177,22 +200,8 @@ async def enqueue_alert(
     is_test: bool = False,
 ) -> bool:
     """Queue an inbound alert for processing; False if that alert id is already queued."""
-    # The ids come first and the body after them: arq logs the first 80 characters of a job's
-    # arguments when it starts the job, and a body may hold anything (tests/test_job_logs.py).
-    return await _enqueue(
-        redis,
-        alert_id,
-        PROCESS_ALERT,
-        {
-            "alert_id": alert_id,
-            "webhook_id": webhook_id,
-            "body": body,
-            "content_type": content_type,
-            "received_at": received_at.isoformat(),
-            "request_id": request_id,
-            "is_test": is_test,
-        },
-    )
+    job = alert_job(alert_id, webhook_id, body, content_type, received_at, request_id, is_test)
+    return await _enqueue(redis, alert_id, PROCESS_ALERT, job)
 
 
 async def enqueue_refusal(

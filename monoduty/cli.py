@@ -16,7 +16,7 @@ import asyncpg
 from engine import db
 from engine.observability import logs
 from engine.settings import Settings
-from monoduty import incidents_cli, queue_cli
+from monoduty import incidents_cli, loops, queue_cli
 from monoduty.config import DEFAULT_DATA_DIR, load_settings
 
 
@@ -51,6 +51,7 @@ def cmd_api(args: argparse.Namespace) -> None:
 
     settings = _require(load_settings())
     logs.configure(settings.log_format, settings.log_level)
+    loops.install()
     if settings.secret_key is None:
         logging.getLogger("monoduty.api").warning(
             "MONODUTY_SECRET_KEY is not set: calendar feeds (/ical/...) are off until it is"
@@ -87,6 +88,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
         from workers.worker import check_health
 
         sys.exit(check_health(settings))
+    loops.install()
     build_worker(settings).run()
 
 

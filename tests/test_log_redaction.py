@@ -21,9 +21,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.test_utils import TestClient
 
 from engine.observability import logs
-from tests.support.factories import Account
+from tests.support.factories import Account, create, path_of
 from tests.support.logging_state import kept_logging
 from tests.support.processes import ApiProcess, wait_for
 from tests.support.services import Services
@@ -181,3 +182,22 @@ def test_uncaught_and_ignored_exceptions_are_logged_redacted(tmp_path: Path, log
         records = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
         assert [r["logger"] for r in records] == ["monoduty.uncaught"] * 3
         assert [r["level"] for r in records] == ["error", "error", "critical"]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_the_access_line_masks_a_request_id_that_looks_like_a_secret(
+    log_to: None, log_format: str, client: TestClient, account: Account
+) -> None:
+    """The per-request line skips the redaction of the whole line (it is built from safe parts):
+    a client's X-Request-Id holding a secret is still masked, the route pattern stands for the path."""
+    stream = io.StringIO()
+    logs.configure(log_format, "INFO", stream=stream)
+    webhook = await create(client, account)
+    secret_id = "Zq3xN8vR2mK5pW9tY4bH7cJ6dF1gL0sA"
+    resp = await client.post(path_of(webhook), json={"title": "hi"}, headers={"X-Request-Id": secret_id})
+    assert resp.status == 202
+    assert resp.headers["X-Request-Id"] == secret_id  # the caller's id is still answered as sent
+
+    line = next(ln for ln in stream.getvalue().splitlines() if "monoduty.access" in ln and "{token}" in ln)
+    assert "POST /{token} 202" in line
+    assert secret_id[4:24] not in line and webhook["webhook_url"].rsplit("/", 1)[1] not in line

@@ -14,7 +14,9 @@ Checks, in order, each before any work, and the body is read only once it is nee
    alert's id and not queued again;
 4. the sender's rate limit per token (429 ``RateLimited``; the first refusal of a window tells
    the owner, once per burst, in the in-app inbox), then not paused (409). Only then is the
-   alert enqueued.
+   alert enqueued. At an active webhook the hit is counted and the job queued by one script, in
+   one round trip (engine.alerts.enqueue); the body is read just before it (the drop-in APIs,
+   which check their bodies, and paused webhooks count the hit first, as a separate call).
 
 A body over the limit (413) at a known, active webhook is also told to its owner: a small job
 (who sent how much, no body) becomes the "payload too large" incident (engine.alerts.refused).
@@ -37,7 +39,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from engine import notifications, queue, ratelimit
-from engine.alerts import refused, signing
+from engine.alerts import enqueue, refused, signing
 from engine.errors import MonodutyError, NotFound, PayloadTooLarge
 from engine.incidents.keys import sender_key
 from engine.settings import RateLimit
@@ -264,11 +266,19 @@ async def _check_limit(
     redis: Redis, pool: asyncpg.Pool, webhook: InboundWebhook, token: str, limit: RateLimit
 ) -> None:
     verdict = await ratelimit.hit(redis, ratelimit.bucket("inbound", token), limit, "inbound")
+    await _refuse_over_limit(redis, pool, webhook, verdict)
+
+
+async def _refuse_over_limit(
+    redis: Redis, pool: asyncpg.Pool, webhook: InboundWebhook, verdict: ratelimit.Verdict
+) -> None:
+    """429 for a hit over the limit (the owner told of the first refusal of a window); else nothing."""
     if verdict.allowed:
         return
     if verdict.first_refusal:
         log.warning("inbound rate limit reached", extra={"webhook_id": webhook.id, "outcome": "limited"})
         await _notify_limited(redis, pool, webhook, verdict)
+    limit = verdict.limit
     raise ratelimit.RateLimited(
         verdict, f"this webhook accepts at most {limit.count} alerts per {limit.seconds} seconds"
     )
@@ -310,6 +320,25 @@ async def accept_alert(
                     extra={"webhook_id": webhook.id},
                 )
                 return Accepted(first.decode() if isinstance(first, bytes) else str(first), queued=False)
+    if limit is not None and webhook.status == "ACTIVE" and prepare is None:
+        # The common case in one round trip: the limit counted and the job queued by one script
+        # (engine.alerts.enqueue). The body is read first; it is bounded by the inbound limit.
+        if body is None:
+            body = await read_body()
+        alert_id = _alert_id(webhook, msg_id)
+        outcome = await enqueue.limited_alert(
+            redis,  # type: ignore[arg-type]
+            ratelimit.bucket("inbound", token),
+            limit,
+            alert_id,
+            webhook.id,
+            body=body.decode("utf-8", errors="replace"),
+            content_type=content_type,
+            received_at=datetime.now(UTC),
+            request_id=request_id,
+        )
+        await _refuse_over_limit(redis, pool, webhook, outcome.verdict)
+        return await _queued(redis, webhook, msg_id, alert_id, outcome.queued, body)
     if limit is not None:
         await _check_limit(redis, pool, webhook, token, limit)
     if webhook.status != "ACTIVE":
@@ -333,6 +362,12 @@ async def accept_alert(
         request_id=request_id,
     )
     # queue.enqueue_alert confirms the job exists (arq's None can also mean a write lost at EXEC).
+    return await _queued(redis, webhook, msg_id, alert_id, queued, body)
+
+
+async def _queued(
+    redis: Redis, webhook: InboundWebhook, msg_id: str | None, alert_id: str, queued: bool, body: bytes
+) -> Accepted:
     if msg_id is not None:
         # Only now, with the alert safely queued: a failure before this leaves the sender's retry
         # free to queue it. Two deliveries at once both get here with one alert id and one job.

@@ -43,11 +43,23 @@ CONTEXT_FIELDS = (
 )
 
 
+# A record whose caller built every part from known-safe pieces (api.observability's access line:
+# a method, a route pattern, a status, a time, a request id it masked itself) says so with
+# ``extra={TRUSTED: True}`` and skips the redaction of the whole line, which cost more than
+# everything else a request logs.
+TRUSTED = "trusted"
+
 # Libraries whose records must reach our handler (and its redaction) rather than one of their own.
 LIBRARY_LOGGERS = ("aiohttp", "arq", "asyncpg", "redis", "asyncio")
 
 
+def _trusted(record: logging.LogRecord) -> bool:
+    return getattr(record, TRUSTED, False) is True
+
+
 def _context(record: logging.LogRecord) -> dict[str, object]:
+    if _trusted(record):
+        return {name: value for name in CONTEXT_FIELDS if (value := getattr(record, name, None)) is not None}
     return {
         name: mask_text(value) if isinstance(value, str) else value
         for name in CONTEXT_FIELDS
@@ -61,7 +73,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": mask_text(record.getMessage()),
+            "message": record.getMessage() if _trusted(record) else mask_text(record.getMessage()),
             **_context(record),
         }
         if record.exc_info:
@@ -77,7 +89,9 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         # The whole line, traceback included (the base class appends it).
-        line = mask_text(super().format(record))
+        line = super().format(record)
+        if not _trusted(record):
+            line = mask_text(line)
         context = _context(record)
         if context:
             line += " " + " ".join(f"{k}={v}" for k, v in context.items())
