@@ -14,6 +14,7 @@ from api.auth import current_user
 from api.inputs import fields, json_body, wire_names
 from api.responses import ok
 from api.state import CLOCK, POOL, SETTINGS
+from engine.channels import egress
 from engine.channels.base import Channel
 from engine.channels.outbox import OutboxChannel
 from engine.channels.registry import build_channels
@@ -149,7 +150,7 @@ def rule_to_api(rule: NotificationRule) -> dict[str, Any]:
 
 async def _channels(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with aiohttp.ClientSession() as session:
+    async with egress.client_session(settings) as session:
         app[HTTP_SESSION] = session
         app[CHANNELS] = build_channels(
             settings, session, outbox_factory=lambda kind: OutboxChannel(kind, app[POOL])

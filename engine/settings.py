@@ -121,6 +121,9 @@ class Settings:
     min_heartbeat_period: int = 60
     # How often one worker sweeps for heartbeats whose grace ran out.
     heartbeat_sweep_seconds: int = 5
+    # Targets that resolve to loopback, private or link-local addresses are refused at send time
+    # (engine.channels.egress) unless this is on: a LAN chat server, the tests.
+    allow_private_targets: bool = False
 
     @property
     def https_inbound(self) -> bool:
@@ -187,6 +190,7 @@ class Settings:
             heartbeat_sweep_seconds=reader.int(
                 "MONODUTY_HEARTBEAT_SWEEP_SECONDS", d.heartbeat_sweep_seconds, minimum=1
             ),
+            allow_private_targets=reader.bool("MONODUTY_ALLOW_PRIVATE_TARGETS", d.allow_private_targets),
         )
 
 
