@@ -143,6 +143,7 @@ async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None)
         delivery_id=str(attempt.delivery_id),
         incident_url=incident_url(settings.public_url, attempt),
         recipient_id=str(attempt.acting_user_id or attempt.user_id),
+        kind=attempt.kind,
     )
     attempt = replace(attempt, message=message)
     if attempt.channel == sms_codes.CHANNEL:

@@ -64,6 +64,8 @@ class Message:
     incident_url: str | None = None
     # Whose target this is (the person paged, else the webhook's maker): scopes per-owner secrets.
     recipient_id: str | None = None
+    # What the delivery is (engine.alerts.lifecycle.DeliveryKind): page, bundle, digest, resolved.
+    kind: str = "page"
 
     @property
     def subject(self) -> str:
