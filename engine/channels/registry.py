@@ -17,9 +17,10 @@ import aiohttp
 from engine.channels.base import Channel
 from engine.channels.call import CallChannel
 from engine.channels.email import EmailChannel
-from engine.channels.formats import validate_email, validate_phone, validate_topic
+from engine.channels.formats import validate_email, validate_phone, validate_topic, validate_url
 from engine.channels.push import PushChannel
 from engine.channels.sms import SmsChannel
+from engine.channels.webhook import WebhookChannel
 from engine.settings import Settings
 
 
@@ -63,6 +64,10 @@ CHANNELS: tuple[Spec, ...] = (
         settings=("MONODUTY_TWILIO_ACCOUNT_SID",), provider=lambda s: s.twilio and (s.twilio, s.public_url),
         # The public URL is where a call's menu posts the key pressed (engine.channels.call).
         build=lambda provider, session, timeout: CallChannel(provider[0], session, timeout, provider[1]),
+    ),
+    Spec(
+        type="WEBHOOK", key="webhook", validate=validate_url, contact=None,
+        settings=("MONODUTY_SECRET_KEY",), provider=lambda s: s.secret_key, build=WebhookChannel,
     ),
 )  # fmt: skip
 
