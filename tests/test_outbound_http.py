@@ -48,6 +48,7 @@ ANSWERS: dict[str, tuple[int, Any, dict[str, str]]] = {
         {},
     ),
     "teams-502": (502, {"error": {"code": "BadGateway"}}, {}),
+    "teams-404": (404, {"error": {"code": "WorkflowNotFound", "message": "The workflow was not found."}}, {}),
 }
 
 
@@ -188,6 +189,12 @@ def test_refusal_names_the_rule(address: str, rule: str | None) -> None:
         ("slack-429", False, 30.0, "webhook answered 429: rate_limited"),
         ("matrix-429", False, 2.0, "webhook answered 429: Too many requests (code M_LIMIT_EXCEEDED)"),
         ("teams-502", False, None, "webhook answered 502"),
+        (
+            "teams-404",
+            True,
+            None,
+            "webhook answered 404: The workflow was not found. (code WorkflowNotFound)",
+        ),
     ],
 )
 async def test_every_platforms_answer_is_classified_in_one_place(

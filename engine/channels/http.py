@@ -172,6 +172,8 @@ def _body_retry_after(body: Any) -> float | None:
 def _detail(body: Any, text: str, secrets: list[str]) -> str:
     """The provider's own words about the failure, short, single-line and credential-free."""
     snippet = ""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]  # Microsoft's {"error": {"code": "WorkflowNotFound", "message": ...}}
     if isinstance(body, dict):
         # Twilio: {"code": 21211, "message": ...}; ntfy: {"code": 40101, "error": ...};
         # Telegram: {"ok": false, "error_code": 400, "description": ...}; Matrix: {"errcode", "error"}
