@@ -19,6 +19,7 @@ from engine.channels.call import CallChannel
 from engine.channels.email import EmailChannel
 from engine.channels.formats import validate_email, validate_phone, validate_topic, validate_url
 from engine.channels.push import PushChannel
+from engine.channels.slack import SlackChannel
 from engine.channels.sms import SmsChannel
 from engine.channels.webhook import WebhookChannel
 from engine.settings import Settings
@@ -68,6 +69,10 @@ CHANNELS: tuple[Spec, ...] = (
     Spec(
         type="WEBHOOK", key="webhook", validate=validate_url, contact=None,
         settings=("MONODUTY_SECRET_KEY",), provider=lambda s: s.secret_key, build=WebhookChannel,
+    ),
+    Spec(
+        type="SLACK", key="slack", validate=validate_url, contact=None,
+        settings=(), provider=lambda s: True, build=SlackChannel,
     ),
 )  # fmt: skip
 
