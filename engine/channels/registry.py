@@ -16,6 +16,7 @@ import aiohttp
 
 from engine.channels.base import Channel
 from engine.channels.call import CallChannel
+from engine.channels.discord import DiscordChannel
 from engine.channels.email import EmailChannel
 from engine.channels.formats import validate_email, validate_phone, validate_topic, validate_url
 from engine.channels.push import PushChannel
@@ -73,6 +74,10 @@ CHANNELS: tuple[Spec, ...] = (
     Spec(
         type="SLACK", key="slack", validate=validate_url, contact=None,
         settings=(), provider=lambda s: True, build=SlackChannel,
+    ),
+    Spec(
+        type="DISCORD", key="discord", validate=validate_url, contact=None,
+        settings=(), provider=lambda s: True, build=DiscordChannel,
     ),
 )  # fmt: skip
 
