@@ -22,6 +22,7 @@ from engine.channels.formats import validate_email, validate_phone, validate_top
 from engine.channels.push import PushChannel
 from engine.channels.slack import SlackChannel
 from engine.channels.sms import SmsChannel
+from engine.channels.teams import TeamsChannel
 from engine.channels.webhook import WebhookChannel
 from engine.settings import Settings
 
@@ -78,6 +79,10 @@ CHANNELS: tuple[Spec, ...] = (
     Spec(
         type="DISCORD", key="discord", validate=validate_url, contact=None,
         settings=(), provider=lambda s: True, build=DiscordChannel,
+    ),
+    Spec(
+        type="TEAMS", key="teams", validate=validate_url, contact=None,
+        settings=(), provider=lambda s: True, build=TeamsChannel,
     ),
 )  # fmt: skip
 
