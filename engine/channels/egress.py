@@ -15,8 +15,9 @@ private, shared (CGNAT), multicast, reserved or unspecified:
 
 Exempt: ``MONODUTY_ALLOW_PRIVATE_TARGETS=on`` (self-hosters whose chat server is on their LAN, and
 the tests), and the host and port of each provider URL the operator configured (a Twilio-compatible
-gateway or an ntfy server on the LAN): configuration, not user input. Redirects are never followed
-(engine.channels.http), so a public target cannot bounce a request inward either.
+gateway, an ntfy server or a Matrix homeserver on the LAN): configuration, not user input.
+Redirects are never followed (engine.channels.http), so a public target cannot bounce a request
+inward either.
 
 A refusal is ``TargetRefused`` (an OSError, which is how aiohttp passes a resolver's failure on);
 engine.channels.http turns it into a permanent delivery error naming the rule.
@@ -132,6 +133,10 @@ def _provider_urls(settings: Settings) -> Iterable[str]:
         yield settings.twilio.base_url
     if settings.ntfy is not None:
         yield settings.ntfy.url
+    if settings.telegram is not None:
+        yield settings.telegram.base_url
+    if settings.matrix is not None:
+        yield settings.matrix.homeserver_url
 
 
 def _host_port(url: str) -> tuple[str, int]:

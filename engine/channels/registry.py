@@ -23,6 +23,7 @@ from engine.channels.push import PushChannel
 from engine.channels.slack import SlackChannel
 from engine.channels.sms import SmsChannel
 from engine.channels.teams import TeamsChannel
+from engine.channels.telegram import TelegramChannel, validate_chat_id
 from engine.channels.webhook import WebhookChannel
 from engine.settings import Settings
 
@@ -83,6 +84,10 @@ CHANNELS: tuple[Spec, ...] = (
     Spec(
         type="TEAMS", key="teams", validate=validate_url, contact=None,
         settings=(), provider=lambda s: True, build=TeamsChannel,
+    ),
+    Spec(
+        type="TELEGRAM", key="telegram", validate=validate_chat_id, contact=None,
+        settings=("MONODUTY_TELEGRAM_BOT_TOKEN",), provider=lambda s: s.telegram, build=TelegramChannel,
     ),
 )  # fmt: skip
 

@@ -34,7 +34,8 @@ def chat_settings(settings: Settings, **changes: object) -> Settings:
 @asynccontextmanager
 async def serve(app: web.Application) -> AsyncIterator[str]:
     server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    # The platform's own access log would show its URLs (and the secrets in them): it is not ours.
+    await server.start_server(access_log=None)
     try:
         yield str(server.make_url("")).rstrip("/")
     finally:
