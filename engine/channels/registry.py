@@ -19,6 +19,7 @@ from engine.channels.call import CallChannel
 from engine.channels.discord import DiscordChannel
 from engine.channels.email import EmailChannel
 from engine.channels.formats import validate_email, validate_phone, validate_topic, validate_url
+from engine.channels.matrix import MatrixChannel, validate_room_id
 from engine.channels.push import PushChannel
 from engine.channels.slack import SlackChannel
 from engine.channels.sms import SmsChannel
@@ -88,6 +89,10 @@ CHANNELS: tuple[Spec, ...] = (
     Spec(
         type="TELEGRAM", key="telegram", validate=validate_chat_id, contact=None,
         settings=("MONODUTY_TELEGRAM_BOT_TOKEN",), provider=lambda s: s.telegram, build=TelegramChannel,
+    ),
+    Spec(
+        type="MATRIX", key="matrix", validate=validate_room_id, contact=None,
+        settings=("MONODUTY_MATRIX_HOMESERVER_URL",), provider=lambda s: s.matrix, build=MatrixChannel,
     ),
 )  # fmt: skip
 
