@@ -18,7 +18,7 @@ from engine.channels import egress
 from engine.channels import webhook as outbound
 from engine.channels.base import Channel
 from engine.channels.outbox import OutboxChannel
-from engine.channels.registry import build_channels
+from engine.channels.registry import build_channels, shown_target
 from engine.oncall import contacts, notification_rules, verification
 from engine.oncall.contacts import ContactMethod, ContactMethodInput
 from engine.oncall.notification_rules import NotificationRule, RuleInput
@@ -140,7 +140,7 @@ def method_to_api(method: ContactMethod) -> dict[str, Any]:
     return {
         "id": str(method.id),
         "type": method.type,
-        "target": method.target,
+        "target": shown_target(method.type, method.target),
         "verified": method.verified_at is not None,
         "verified_at": method.verified_at,
         "needs_verification": method.needs_verification,
@@ -155,7 +155,7 @@ def rule_to_api(rule: NotificationRule) -> dict[str, Any]:
         "contact_method_id": str(rule.contact_method_id),
         "delay_minutes": rule.delay_minutes,
         "type": rule.type,
-        "target": rule.target,
+        "target": shown_target(rule.type, rule.target),
         "created_at": rule.created_at,
     }
 

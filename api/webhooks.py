@@ -14,6 +14,7 @@ from api.responses import ok
 from api.state import AVAILABLE_TYPES, CLOCK, POOL, REDIS, REQUEST_ID, SETTINGS, public_url
 from engine import db, limits, webhooks
 from engine.channels import webhook as outbound
+from engine.channels.registry import shown_targets
 from engine.maintenance import holds
 from engine.teams import Role
 from engine.validate import UNSET
@@ -142,7 +143,7 @@ def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[
         "status": record["status"],
         "webhook_url": f"{public_url}/{record['token']}",
         "notification_types": list(record["notification_types"]),
-        "target_channels": record["targets"],
+        "target_channels": shown_targets(record["targets"]),  # an Apprise URL is a credential
         "signed": record["signed"],
         "statistics": {
             "total_calls": record["total_calls"],

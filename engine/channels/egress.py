@@ -111,12 +111,15 @@ class GuardedResolver(AbstractResolver):
 
     async def check_literal(self, url: URL) -> None:
         """Refuse a URL whose host is an IP address the rule forbids (no resolver sees those)."""
-        host = (url.host or "").lower()
+        await self.check_literal_host((url.host or "").lower(), url.port or 0)
+
+    async def check_literal_host(self, host: str, port: int = 0) -> None:
+        """Refuse ``host`` if it is an IP address the rule forbids; a name passes (see resolve)."""
         try:
             ipaddress.ip_address(host.split("%")[0])
         except ValueError:
             return  # a name: resolve() checks what it resolves to
-        if self.allow_private or (host, url.port or 0) in self.trusted:
+        if self.allow_private or (host, port) in self.trusted:
             return
         rule = refusal(host)
         if rule is not None:

@@ -48,6 +48,8 @@ class Spec:
     provider: Callable[[Settings], Any]
     # The channel, given what ``provider`` returned, the shared HTTP session and the provider timeout.
     build: Callable[[Any, aiohttp.ClientSession, float], Channel]
+    # How a target is shown (API answers, the dashboard) when it is itself a credential; None: as is.
+    mask: Callable[[str], str] | None = None
 
 
 CHANNELS: tuple[Spec, ...] = (
@@ -100,12 +102,34 @@ CHANNEL_TYPES = tuple(spec.type for spec in CHANNELS)
 # The key of each type's target list in a webhook's targetChannels (API) and targets (SQL).
 TARGET_KEYS = {spec.type: spec.key for spec in CHANNELS}
 _BY_TYPE = {spec.type: spec for spec in CHANNELS}
+_BY_KEY = {spec.key: spec for spec in CHANNELS}
 
 
 def validate_target(kind: str, value: object, *, field: str) -> str:
     """One target of channel type ``kind`` (one of CHANNEL_TYPES), normalised by that channel's
     validator: what a contact method or an escalation step's channel target may be."""
     return _BY_TYPE[kind].validate(value, field=field)
+
+
+def shown_target(kind: str, target: str) -> str:
+    """``target`` of channel type ``kind`` as an answer or a page may show it (masked if a secret)."""
+    spec = _BY_TYPE.get(kind)
+    return spec.mask(target) if spec is not None and spec.mask is not None else target
+
+
+def shown_targets(targets: object) -> object:
+    """A webhook's ``{key: [target, ...]}`` with each secret target masked (anything else as is)."""
+    if not isinstance(targets, dict):
+        return targets
+    return {key: [_shown_by_key(key, t) for t in values] if isinstance(values, list) else values
+            for key, values in targets.items()}  # fmt: skip
+
+
+def _shown_by_key(key: str, target: object) -> object:
+    spec = _BY_KEY.get(key)
+    if spec is None or spec.mask is None or not isinstance(target, str):
+        return target
+    return spec.mask(target)
 
 
 def configured_types(settings: Settings) -> set[str]:
