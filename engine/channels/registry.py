@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from engine.channels.apprise import AppriseChannel, validate_apprise_url
+from engine.channels.apprise import mask as mask_apprise_url
 from engine.channels.base import Channel
 from engine.channels.call import CallChannel
 from engine.channels.discord import DiscordChannel
@@ -95,6 +97,10 @@ CHANNELS: tuple[Spec, ...] = (
     Spec(
         type="MATRIX", key="matrix", validate=validate_room_id, contact=None,
         settings=("MONODUTY_MATRIX_HOMESERVER_URL",), provider=lambda s: s.matrix, build=MatrixChannel,
+    ),
+    Spec(
+        type="APPRISE", key="apprise", validate=validate_apprise_url, contact=None,
+        settings=(), provider=lambda s: s, build=AppriseChannel, mask=mask_apprise_url,
     ),
 )  # fmt: skip
 
