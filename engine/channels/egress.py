@@ -100,10 +100,12 @@ class GuardedResolver(AbstractResolver):
         answers = await self.inner.resolve(host, port, family)
         if self.allow_private or (host.lower().rstrip("."), port) in self.trusted:
             return answers
+        if not answers:
+            raise OSError(f"{host} has no address")
         allowed = [a for a in answers if refusal(a["host"]) is None]
         if not allowed:
-            first = answers[0]["host"] if answers else host
-            raise refused(host, first, refusal(first) or "not resolvable")
+            first = answers[0]["host"]
+            raise refused(host, first, refusal(first) or "refused")
         return allowed
 
     async def close(self) -> None:
