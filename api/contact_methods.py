@@ -14,12 +14,15 @@ from api.auth import current_user
 from api.inputs import fields, json_body, wire_names
 from api.responses import ok
 from api.state import CLOCK, POOL, SETTINGS
+from engine.channels import egress
+from engine.channels import webhook as outbound
 from engine.channels.base import Channel
 from engine.channels.outbox import OutboxChannel
-from engine.channels.registry import build_channels
+from engine.channels.registry import build_channels, shown_target
 from engine.oncall import contacts, notification_rules, verification
 from engine.oncall.contacts import ContactMethod, ContactMethodInput
 from engine.oncall.notification_rules import NotificationRule, RuleInput
+from engine.validate import UNSET
 
 # The channels that send verification codes, with their own outbound HTTP session (the API sends
 # a code itself, so the user hears at once whether the number took it).
@@ -48,7 +51,7 @@ async def create_method(request: web.Request) -> web.Response:
     wanted = ContactMethodInput(**fields(await json_body(request), METHOD_NAMES))
     async with request.app[POOL].acquire() as conn:
         method = await contacts.create_method(conn, user.id, wanted, now=request.app[CLOCK].now())
-    return ok(201, contact_method=method_to_api(method))
+    return ok(201, contact_method=method_to_api(method), **_secret(request, method))
 
 
 @routes.patch("/api/me/contact-methods/{id}")
@@ -58,7 +61,17 @@ async def update_method(request: web.Request) -> web.Response:
     wanted = ContactMethodInput(**fields(await json_body(request), METHOD_NAMES))
     async with request.app[POOL].acquire() as conn:
         method = await contacts.update_method(conn, user.id, method_id, wanted, now=request.app[CLOCK].now())
-    return ok(contact_method=method_to_api(method))
+    changed = _secret(request, method) if wanted.target is not UNSET else {}
+    return ok(contact_method=method_to_api(method), **changed)
+
+
+def _secret(request: web.Request, method: ContactMethod) -> dict[str, Any]:
+    """A WEBHOOK method's ``signing_secret``, for the answer that sets its URL (engine.channels.webhook
+    derives it from the user and the URL; nothing stores it)."""
+    if method.type != outbound.WebhookChannel.type:
+        return {}
+    found = outbound.signing_secrets(request.app[SETTINGS].secret_key, method.user_id, [method.target])
+    return {"signing_secret": found[method.target]} if found else {}
 
 
 @routes.delete("/api/me/contact-methods/{id}")
@@ -127,7 +140,7 @@ def method_to_api(method: ContactMethod) -> dict[str, Any]:
     return {
         "id": str(method.id),
         "type": method.type,
-        "target": method.target,
+        "target": shown_target(method.type, method.target),
         "verified": method.verified_at is not None,
         "verified_at": method.verified_at,
         "needs_verification": method.needs_verification,
@@ -142,14 +155,14 @@ def rule_to_api(rule: NotificationRule) -> dict[str, Any]:
         "contact_method_id": str(rule.contact_method_id),
         "delay_minutes": rule.delay_minutes,
         "type": rule.type,
-        "target": rule.target,
+        "target": shown_target(rule.type, rule.target),
         "created_at": rule.created_at,
     }
 
 
 async def _channels(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with aiohttp.ClientSession() as session:
+    async with egress.client_session(settings) as session:
         app[HTTP_SESSION] = session
         app[CHANNELS] = build_channels(
             settings, session, outbox_factory=lambda kind: OutboxChannel(kind, app[POOL])

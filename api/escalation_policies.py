@@ -13,6 +13,7 @@ from api.auth import current_user
 from api.inputs import fields, json_body, wire_names
 from api.responses import ok
 from api.state import AVAILABLE_TYPES, CLOCK, POOL
+from engine.channels.registry import shown_target
 from engine.errors import ValidationError
 from engine.oncall import policies
 from engine.oncall.policies import Policy, PolicyInput, StepInput
@@ -127,10 +128,17 @@ def to_api(policy: Policy) -> dict[str, Any]:
             {
                 "position": step.position,
                 "delay_minutes": step.delay_minutes,
-                "targets": [target.to_json() for target in step.targets],
+                "targets": [_target(target.to_json()) for target in step.targets],
             }
             for step in policy.steps
         ],
         "created_at": policy.created_at,
         "updated_at": policy.updated_at,
     }
+
+
+def _target(wire: dict[str, str]) -> dict[str, str]:
+    """A step's target; a channel target that is a credential (an Apprise URL) masked."""
+    if wire.get("type") == "channel":
+        return {**wire, "target": shown_target(wire["channel"], wire["target"])}
+    return wire

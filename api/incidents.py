@@ -14,6 +14,7 @@ from api.inputs import fields, json_body, query, wire_names
 from api.responses import ok
 from api.state import CLOCK, POOL, REDIS, REQUEST_ID
 from engine import queue
+from engine.channels.registry import shown_target
 from engine.incidents import actions, queries
 from engine.oncall import escalation
 
@@ -211,13 +212,13 @@ def detail(found: Mapping[str, Any]) -> dict[str, Any]:
             "actor": "system",
             "user_id": None,
             "alert_id": _id(p["alert_id"]),
-            "text": f"{p['channel']} to {p['target']}"
+            "text": f"{p['channel']} to {shown_target(p['channel'], p['target'])}"
             + (f" (one message for {p['incidents']} incidents)" if p["kind"] == "bundle" else ""),
             "paged_user_id": _id(p["user_id"]),
             "delivery": {
                 "id": str(p["id"]),
                 "channel": p["channel"],
-                "target": p["target"],
+                "target": shown_target(p["channel"], p["target"]),
                 "status": p["status"],
                 "attempts": p["attempts"],
                 "last_error": p["last_error"],

@@ -11,10 +11,13 @@ from aiohttp import web
 from api.auth import current_user
 from api.inputs import fields, json_body, query, wire_names
 from api.responses import ok
-from api.state import AVAILABLE_TYPES, CLOCK, POOL, REDIS, REQUEST_ID, public_url
+from api.state import AVAILABLE_TYPES, CLOCK, POOL, REDIS, REQUEST_ID, SETTINGS, public_url
 from engine import db, limits, webhooks
+from engine.channels import webhook as outbound
+from engine.channels.registry import shown_targets
 from engine.maintenance import holds
 from engine.teams import Role
+from engine.validate import UNSET
 
 routes = web.RouteTableDef()
 
@@ -62,7 +65,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         with wire_names(NAMES):
             record = await webhooks.create_webhook(conn, user, wanted, available)
         [shown] = await with_maintenance(conn, request, [record])
-    return ok(http_status=201, webhook=to_api(shown, public_url(request)))
+    return ok(http_status=201, webhook=to_api(shown, public_url(request)), **_secrets(request, shown))
 
 
 @routes.get("/api/webhooks/{id}")
@@ -88,7 +91,16 @@ async def update_webhook(request: web.Request) -> web.Response:
                 conn, request.app[REDIS], user, webhook_id, wanted, available
             )
         [shown] = await with_maintenance(conn, request, [record])
-    return ok(webhook=to_api(shown, public_url(request)))
+    shown_secrets = _secrets(request, shown) if wanted.target_channels is not UNSET else {}
+    return ok(webhook=to_api(shown, public_url(request)), **shown_secrets)
+
+
+def _secrets(request: web.Request, record: Mapping[str, Any]) -> dict[str, Any]:
+    """``signing_secrets`` of the WEBHOOK targets, for the answer that sets them (the one place
+    their owner sees them: engine.channels.webhook derives them, nothing stores them)."""
+    targets = record["targets"].get("webhook") if isinstance(record["targets"], dict) else None
+    found = outbound.signing_secrets(request.app[SETTINGS].secret_key, record["user_id"], targets)
+    return {"signing_secrets": found} if found else {}
 
 
 @routes.delete("/api/webhooks/{id}")
@@ -131,7 +143,7 @@ def to_api(record: asyncpg.Record | Mapping[str, Any], public_url: str) -> dict[
         "status": record["status"],
         "webhook_url": f"{public_url}/{record['token']}",
         "notification_types": list(record["notification_types"]),
-        "target_channels": record["targets"],
+        "target_channels": shown_targets(record["targets"]),  # an Apprise URL is a credential
         "signed": record["signed"],
         "statistics": {
             "total_calls": record["total_calls"],

@@ -91,7 +91,13 @@ def mask_value(value: Any, *, key: str = "") -> Any:
 
 def mask_target(target: str) -> str:
     """``+14155550123`` → ``+1415•••0123``, ``oncall@example.com`` → ``o•••@example.com``,
-    ``prod-alerts`` → ``pr•••ts`` (a push topic is as good as a password to a subscriber)."""
+    ``prod-alerts`` → ``pr•••ts`` (a push topic is as good as a password to a subscriber),
+    ``https://hooks.slack.com/services/T0/B0/x`` → ``https://hooks.slack.com/•••`` (a chat webhook's
+    path is its credential), ``pover://user@token`` → ``pover://•••`` (an Apprise URL: all of it)."""
+    scheme, sep, rest = target.partition("://")
+    if sep:
+        host = rest.split("/", 1)[0].rpartition("@")[2] if scheme in ("http", "https") else ""
+        return f"{scheme}://{host}/{DOTS}" if host else f"{scheme}://{DOTS}"
     if "@" in target:
         local, _, domain = target.rpartition("@")
         return f"{local[:1]}{DOTS}@{domain}"

@@ -71,6 +71,18 @@ class NtfySettings:
 
 
 @dataclass(frozen=True)
+class TelegramSettings:
+    bot_token: str = field(repr=False)
+    base_url: str = "https://api.telegram.org"
+
+
+@dataclass(frozen=True)
+class MatrixSettings:
+    homeserver_url: str
+    access_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str | None = field(default=None, repr=False)  # may hold a password
     redis_url: str | None = field(default=None, repr=False)
@@ -79,6 +91,8 @@ class Settings:
     smtp: SmtpSettings | None = None
     twilio: TwilioSettings | None = None
     ntfy: NtfySettings | None = None
+    telegram: TelegramSettings | None = None
+    matrix: MatrixSettings | None = None
     max_attempts: int = 5
     retry_base_delay: float = 2.0
     require_https: bool = True
@@ -121,6 +135,9 @@ class Settings:
     min_heartbeat_period: int = 60
     # How often one worker sweeps for heartbeats whose grace ran out.
     heartbeat_sweep_seconds: int = 5
+    # Targets that resolve to loopback, private or link-local addresses are refused at send time
+    # (engine.channels.egress) unless this is on: a LAN chat server, the tests.
+    allow_private_targets: bool = False
 
     @property
     def https_inbound(self) -> bool:
@@ -150,6 +167,8 @@ class Settings:
             smtp=_smtp(reader, provider_timeout),
             twilio=_twilio(reader),
             ntfy=_ntfy(reader),
+            telegram=_telegram(reader),
+            matrix=_matrix(reader),
             max_attempts=reader.int("MONODUTY_MAX_ATTEMPTS", d.max_attempts, minimum=1),
             retry_base_delay=reader.float("MONODUTY_RETRY_BASE_DELAY", d.retry_base_delay),
             require_https=reader.bool("MONODUTY_REQUIRE_HTTPS", not dev),
@@ -187,6 +206,7 @@ class Settings:
             heartbeat_sweep_seconds=reader.int(
                 "MONODUTY_HEARTBEAT_SWEEP_SECONDS", d.heartbeat_sweep_seconds, minimum=1
             ),
+            allow_private_targets=reader.bool("MONODUTY_ALLOW_PRIVATE_TARGETS", d.allow_private_targets),
         )
 
 
@@ -253,6 +273,24 @@ def _twilio(reader: _Reader) -> TwilioSettings | None:
 def _ntfy(reader: _Reader) -> NtfySettings | None:
     url = reader.str("MONODUTY_NTFY_URL")
     return NtfySettings(url=url.rstrip("/"), token=reader.str("MONODUTY_NTFY_TOKEN")) if url else None
+
+
+def _telegram(reader: _Reader) -> TelegramSettings | None:
+    token = reader.str("MONODUTY_TELEGRAM_BOT_TOKEN")
+    if not token:
+        return None
+    base_url = reader.str("MONODUTY_TELEGRAM_BASE_URL") or TelegramSettings.base_url
+    return TelegramSettings(bot_token=token, base_url=base_url.rstrip("/"))
+
+
+def _matrix(reader: _Reader) -> MatrixSettings | None:
+    url = reader.str("MONODUTY_MATRIX_HOMESERVER_URL")
+    if not url:
+        return None
+    token = reader.str("MONODUTY_MATRIX_ACCESS_TOKEN")
+    if not token:
+        raise SettingsError("MONODUTY_MATRIX_ACCESS_TOKEN is required with MONODUTY_MATRIX_HOMESERVER_URL")
+    return MatrixSettings(homeserver_url=url.rstrip("/"), access_token=token)
 
 
 def _proxies(raw: str | None) -> tuple[str, ...]:

@@ -8,7 +8,8 @@ import pytest
 
 from api.inputs import wire_names
 from api.webhooks import NAMES
-from engine.channels.formats import TargetError, validate_email, validate_phone, validate_topic
+from engine.channels.formats import TargetError, validate_email, validate_phone, validate_topic, validate_url
+from engine.channels.registry import TARGET_KEYS
 from engine.channels.targets import MAX_TARGETS, normalise_targets
 
 ALL_TYPES = ["EMAIL", "SMS", "PUSH_NOTIF", "CALL"]
@@ -105,7 +106,42 @@ def test_invalid_topics(raw: str) -> None:
     assert caught.value.field == "targetChannels.push[0]"
 
 
-@pytest.mark.parametrize("validate", [validate_email, validate_phone, validate_topic])
+VALID_URLS = [
+    ("https://Hooks.Slack.com/services/T0/B0/xYz", "https://hooks.slack.com/services/T0/B0/xYz"),
+    ("  https://example.org  ", "https://example.org/"),
+    ("https://bücher.de/hook?token=AbC", "https://xn--bcher-kva.de/hook?token=AbC"),
+    ("http://127.0.0.1:8080/in", "http://127.0.0.1:8080/in"),
+    ("http://[::1]:9/x", "http://[::1]:9/x"),
+    ("http://localhost/x", "http://localhost/x"),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), VALID_URLS)
+def test_valid_urls(raw: str, expected: str) -> None:
+    assert validate_url(raw) == expected
+    assert validate_url(expected) == expected  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("http://hooks.example.com/x", "must use https"),
+        ("ftp://example.org/x", "must be an https URL"),
+        ("javascript:alert(1)", "must be an https URL"),
+        ("https://", "must be an https URL"),
+        ("https://example.org:99999/", "must be an https URL"),
+        ("https://user:pw@example.org/", "must not carry user:password@"),
+        ("https://example.org/#frag", "must not have a #fragment"),
+        ("https://example.org/a b", "must be an https URL"),
+        ("https://example.org/" + "x" * 2048, "must be an https URL"),
+    ],
+)
+def test_invalid_urls(raw: str, problem: str) -> None:
+    with pytest.raises(TargetError, match=problem):
+        validate_url(raw, field="target")
+
+
+@pytest.mark.parametrize("validate", [validate_email, validate_phone, validate_topic, validate_url])
 @pytest.mark.parametrize("value", [None, 14155550123, ["a"], {"a": 1}])
 def test_non_strings_are_refused(validate: Callable[..., str], value: object) -> None:
     with pytest.raises(TargetError, match=r"^x must be a string$"):
@@ -158,6 +194,11 @@ def test_normalise_targets(raw: object, types: list[str], expected: dict[str, li
 
 
 # (targetChannels, the field the error names, the message)
+# Every key of the registry, in its order (a new channel adds its own): "email, sms, push or call".
+_KEYS = list(TARGET_KEYS.values())
+KEYS_OR = f"{', '.join(_KEYS[:-1])} or {_KEYS[-1]}"
+KEYS_AND = f"{', '.join(_KEYS[:-1])} and {_KEYS[-1]}"
+
 REFUSED = [
     pytest.param(
         {"sms": ["+14155550123", "555-0123"]},
@@ -186,13 +227,13 @@ REFUSED = [
     pytest.param(
         {"mail": "a@x.org"},
         "targetChannels.mail",
-        "targetChannels.mail is not a channel: use email, sms, push or call",
+        f"targetChannels.mail is not a channel: use {KEYS_OR}",
         id="unknown key",
     ),
     pytest.param(
         {"EMAIL": "a@x.org"},
         "targetChannels.EMAIL",
-        "targetChannels.EMAIL is not a channel: use email, sms, push or call",
+        f"targetChannels.EMAIL is not a channel: use {KEYS_OR}",
         id="type name instead of key",
     ),
     pytest.param(
@@ -222,13 +263,13 @@ REFUSED = [
     pytest.param(
         ["a@x.org"],
         "targetChannels",
-        "targetChannels must be an object with keys email, sms, push and call",
+        f"targetChannels must be an object with keys {KEYS_AND}",
         id="not an object",
     ),
     pytest.param(
         "a@x.org",
         "targetChannels",
-        "targetChannels must be an object with keys email, sms, push and call",
+        f"targetChannels must be an object with keys {KEYS_AND}",
         id="a bare string",
     ),
 ]

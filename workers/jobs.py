@@ -136,7 +136,16 @@ async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None)
     )
     # Where Twilio tells what became of an SMS or a call (the other channels have no use for it).
     receipts = twilio.status_callback(settings.public_url, attempt.delivery_id)
-    attempt = replace(attempt, message=replace(attempt.message, actions=actions, status_callback=receipts))
+    message = replace(
+        attempt.message,
+        actions=actions,
+        status_callback=receipts,
+        delivery_id=str(attempt.delivery_id),
+        incident_url=incident_url(settings.public_url, attempt),
+        recipient_id=str(attempt.acting_user_id or attempt.user_id),
+        kind=attempt.kind,
+    )
+    attempt = replace(attempt, message=message)
     if attempt.channel == sms_codes.CHANNEL:
         async with ctx["pool"].acquire() as conn:
             reply = await sms_codes.assign(
@@ -177,6 +186,15 @@ async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None)
         raise Retry(defer=delay) from None
     fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return await _finish(ctx, attempt.delivery_id, DeliveryStatus.DELIVERED, fields, None, receipt)
+
+
+def incident_url(public_url: str | None, attempt: lifecycle.Attempt) -> str | None:
+    """The dashboard page of the attempt's incident (api/dashboard/incidents.py), or of the list
+    of incidents for a bundle or a plain alert; None without a public URL."""
+    if public_url is None:
+        return None
+    base = public_url.rstrip("/")
+    return f"{base}/incidents/{attempt.incident_id}" if attempt.incident_id else f"{base}/"
 
 
 async def _send(channel: Channel, attempt: lifecycle.Attempt, fields: dict[str, Any]) -> Receipt:

@@ -26,6 +26,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError, WatchError
 
 from engine import db, queue
+from engine.channels import egress
 from engine.channels.outbox import OutboxChannel
 from engine.channels.registry import build_channels
 from engine.clock import SYSTEM, Clock
@@ -286,7 +287,8 @@ async def _startup(ctx: dict[str, Any]) -> None:
     assert settings.database_url
     ctx["pool"] = await db.create_pool(settings.database_url, max_size=20)
     timeout = aiohttp.ClientTimeout(total=settings.provider_timeout)
-    ctx["session"] = aiohttp.ClientSession(timeout=timeout)
+    # Guarded against targets on private addresses, checked at send time (engine.channels.egress).
+    ctx["session"] = egress.client_session(settings, timeout=timeout)
     ctx["channels"] = build_channels(
         settings, ctx["session"], outbox_factory=lambda kind: OutboxChannel(kind, ctx["pool"])
     )

@@ -86,6 +86,11 @@ def receipt(page: Mapping[str, Any]) -> dict[str, str] | None:
     }
 
 
+def channel_label(kind: str) -> str:
+    """How the dashboard names a channel type: the seed's four as above, any later one by its name."""
+    return CHANNEL_LABELS.get(kind, kind.title())
+
+
 def ago(then: datetime | None, now: datetime) -> str:
     """How long ago, short and plain: "just now", "4 min ago", "2 h 5 min ago", "3 d ago"."""
     if then is None:
@@ -208,7 +213,7 @@ def timeline(found: Mapping[str, Any], people: Mapping[uuid.UUID, str]) -> list[
                 "who": people.get(page["user_id"], "") if page["user_id"] else "",
                 "text": "",
                 "delivery": {
-                    "channel": CHANNEL_LABELS.get(page["channel"], page["channel"]),
+                    "channel": channel_label(page["channel"]),
                     "target": mask_target(page["target"]),
                     "status": page["status"],
                     "status_label": DELIVERY_LABELS.get(page["status"], page["status"]),
@@ -227,7 +232,7 @@ def timeline(found: Mapping[str, Any], people: Mapping[uuid.UUID, str]) -> list[
                 "who": people.get(page["user_id"], ""),
                 "text": page["reason"] or f"due {clock_time(page['due_at'])}",
                 "delivery": {
-                    "channel": CHANNEL_LABELS.get(page["channel"], page["channel"]),
+                    "channel": channel_label(page["channel"]),
                     "target": mask_target(page["target"]),
                     "status": page["status"],
                     "status_label": DELIVERY_LABELS.get(page["status"], page["status"]),
@@ -260,7 +265,7 @@ def webhook_row(record: asyncpg.Record | Mapping[str, Any], now: datetime) -> di
         "description": record["description"],
         "status": record["status"],
         "status_label": "Active" if record["status"] == "ACTIVE" else "Paused",
-        "channels": [CHANNEL_LABELS.get(t, t) for t in record["notification_types"]],
+        "channels": [channel_label(t) for t in record["notification_types"]],
         "total_calls": record["total_calls"],
         "successful_calls": record["successful_calls"],
         "failed_calls": record["failed_calls"],
@@ -268,7 +273,7 @@ def webhook_row(record: asyncpg.Record | Mapping[str, Any], now: datetime) -> di
         "incidents_open": record["incidents_open"],
         "last_call": ago(record["last_call_at"], now) if record["last_call_at"] else "never",
         "targets": {
-            TARGET_LABELS.get(key, key): [mask_target(t) for t in targets]
+            TARGET_LABELS.get(key, key.title()): [mask_target(t) for t in targets]
             for key, targets in (record["targets"] or {}).items()
         },
     }

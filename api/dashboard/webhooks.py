@@ -45,9 +45,9 @@ def _channels() -> list[dict[str, str]]:
     return [
         {
             "type": kind,
-            "label": views.CHANNEL_LABELS[kind],
+            "label": views.channel_label(kind),
             "field": f"target_{TARGET_KEYS[kind]}",
-            "hint": HINTS[kind],
+            "hint": HINTS.get(kind, "Targets, separated by commas"),
         }
         for kind in CHANNEL_TYPES
     ]
@@ -90,7 +90,7 @@ def field_error(exc: ValidationError) -> tuple[str, str]:
     target = _TARGET_ERROR.match(field)
     if target is not None:
         key, index = target.group(1), target.group(2)
-        label = views.TARGET_LABELS.get(key, key) + " targets"
+        label = views.TARGET_LABELS.get(key, key.title()) + " targets"
         label += f" (entry {int(index) + 1})" if index is not None else ""
         rest = exc.message[len(target.group(0)) :] if exc.message.startswith(target.group(0)) else ""
         return f"target_{key}", (label + rest) if rest else exc.message

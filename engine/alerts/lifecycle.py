@@ -108,7 +108,8 @@ WITH d AS (
     WHERE id = $1 AND status = 'pending'
     RETURNING id, alert_id, incident_id, digest_id, kind, channel, target, attempts
 )
-SELECT d.id, d.alert_id, d.kind, d.channel, d.target, d.attempts, w.id AS webhook_id, w.user_id,
+SELECT d.id, d.alert_id, d.incident_id, d.kind, d.channel, d.target, d.attempts, w.id AS webhook_id,
+    w.user_id,
     coalesce(a.is_test, false) AS is_test, a.title, a.message, a.severity, a.source, a.details, a.received_at,
     a.request_id, w.name AS webhook_name, i.number, i.title AS incident_title, i.resolved_at,
     i.resolved_by, i.last_alert_at, i.message AS incident_message, i.severity AS incident_severity,
@@ -175,6 +176,7 @@ class Attempt:
     # Whom the message's action links act as (engine.incidents.channel_actions): the person paged,
     # or for a webhook's own targets its maker. None where nothing can be acted on (a test send).
     acting_user_id: uuid.UUID | None = None
+    incident_id: uuid.UUID | None = None  # None for a bundle (several) or a plain alert's delivery
 
 
 async def record_alert(
@@ -322,6 +324,7 @@ async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt 
         request_id=row["request_id"],
         kind=row["kind"],
         acting_user_id=row["acting_user_id"] if row["number"] is not None or triggered else None,
+        incident_id=row["incident_id"],
     )
 
 

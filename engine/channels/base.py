@@ -57,6 +57,15 @@ class Message:
     reply: ReplyCode | None = None  # SMS: the code a reply names to act on the message
     # Where the provider reports what became of it (Twilio's StatusCallback: engine.alerts.receipts).
     status_callback: str | None = None
+    # The delivery this message is one attempt of: the same on every retry, so channels whose
+    # protocol dedupes by an id (Standard Webhooks' webhook-id, Matrix's txnId) send it as that id.
+    delivery_id: str | None = None
+    # The incident's page on the dashboard (the incidents list for a bundle); None without a public URL.
+    incident_url: str | None = None
+    # Whose target this is (the person paged, else the webhook's maker): scopes per-owner secrets.
+    recipient_id: str | None = None
+    # What the delivery is (engine.alerts.lifecycle.DeliveryKind): page, bundle, digest, resolved.
+    kind: str = "page"
 
     @property
     def subject(self) -> str:

@@ -1,4 +1,4 @@
-"""The formats a channel target takes: an email address, an E.164 phone number, an ntfy topic.
+"""The formats a channel target takes: an email address, an E.164 phone number, an ntfy topic, a URL.
 
 Each validator returns the normalised form (idempotent: stored values pass again) or raises a
 ``TargetError`` naming the field. Webhook targets and a user's own contacts
@@ -8,6 +8,7 @@ share them, so a user's default target is always one a webhook would accept.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 from engine.errors import ValidationError
 
@@ -84,3 +85,38 @@ def validate_topic(value: object, *, field: str = "topic") -> str:
     if not _TOPIC.fullmatch(topic):
         raise TargetError(field, "must be a push topic of 1-64 letters, digits, '_' or '-'")
     return topic
+
+
+MAX_URL = 2048
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def validate_url(value: object, *, field: str = "url") -> str:
+    """A URL a channel POSTs to (a WEBHOOK receiver, a Slack, Teams or Discord webhook): https, or
+    http to a loopback host (a receiver on the same machine: dev and tests). Scheme and host are
+    lowercased, an IDN host put in its ASCII form; the path and query are kept as given (they are
+    often the credential). No user:password@ (it would show wherever the target is shown) and no
+    fragment (never sent). Where it resolves is checked at send time (engine.channels.egress)."""
+    raw = _string(value, field)
+    problem = "must be an https URL like https://hooks.example.com/monoduty"
+    if not raw or len(raw) > MAX_URL or any(c.isspace() or ord(c) < 32 for c in raw):
+        raise TargetError(field, problem)
+    try:
+        parts = urlsplit(raw)
+        host = (parts.hostname or "").encode("idna").decode("ascii").lower()
+        port = parts.port
+    except (ValueError, UnicodeError):
+        raise TargetError(field, problem) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not host:
+        raise TargetError(field, problem)
+    if scheme == "http" and host not in _LOOPBACK_NAMES and not host.startswith("127."):
+        raise TargetError(field, "must use https (plain http only to this machine: localhost, 127.0.0.1)")
+    if parts.username is not None or parts.password is not None:
+        raise TargetError(field, "must not carry user:password@ (use a token in the path or query)")
+    if parts.fragment:
+        raise TargetError(field, "must not have a #fragment (it is never sent)")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))

@@ -1,11 +1,18 @@
-"""The one outbound HTTP call point for providers (Twilio-compatible APIs, ntfy).
+"""The one outbound HTTP call point for providers (Twilio-compatible APIs, ntfy, chat webhooks).
 
     post(...)
      ├─ 2xx                            → ProviderResponse
      ├─ 408, 425, 429, 5xx             → DeliveryError(permanent=False, retry_after=<Retry-After>)
      ├─ any other status               → DeliveryError(permanent=True)
+     ├─ a forbidden address            → DeliveryError(permanent=True)  (engine.channels.egress)
      ├─ no answer within the timeout   → DeliveryError(permanent=False)
      └─ refused, DNS failure, reset…   → DeliveryError(permanent=False)
+
+Retry-After is the header, else what the body says where a platform puts it there: Discord's
+``{"retry_after": 1.5}``, Telegram's ``{"parameters": {"retry_after": 3}}`` (seconds both) and
+Matrix's ``{"retry_after_ms": 2000}``.
+A platform that answers 2xx and means failure (Slack-compatible servers' ``invalid_token`` body)
+is read by its channel, from the ``ProviderResponse``.
 
 At most ``ANSWER_LIMIT`` bytes of an answer are read (a receipt or an error is a few hundred
 bytes; a provider, or whatever answers at its URL, could otherwise send a worker gigabytes): the
@@ -31,6 +38,7 @@ import aiohttp
 
 from engine import retry
 from engine.channels.base import DeliveryError
+from engine.channels.egress import TargetRefused
 
 log = logging.getLogger("monoduty.http")
 
@@ -55,11 +63,15 @@ async def post(
     *,
     provider: str,
     data: Any = None,
+    payload: Any = None,
     headers: Mapping[str, str] | None = None,
     secrets: Iterable[str] = (),
     timeout: float,  # noqa: ASYNC109 - per request, handed to aiohttp (it bounds the body read too)
+    method: str = "POST",
 ) -> ProviderResponse:
-    """POST to a provider and classify the outcome; see the module docstring for the error tree.
+    """POST (or ``method``) to a provider and classify the outcome; see the module docstring.
+
+    ``data`` is sent as it is (a dict form-encoded), ``payload`` as JSON.
 
     ``provider`` is a short name ("twilio", "ntfy") used in error messages and logs in place of
     the URL. Credentials travel in ``headers`` (``Authorization``); ``secrets`` lists the raw
@@ -68,9 +80,11 @@ async def post(
     """
     started = time.perf_counter()
     try:
-        async with session.post(
+        async with session.request(
+            method,
             url,
             data=data,
+            json=payload,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
             # A redirect on a provider's POST API means a wrong base URL; following it would
@@ -81,7 +95,11 @@ async def post(
             status, answer_headers = response.status, response.headers
     except TimeoutError:
         raise DeliveryError(f"{provider}: no answer within {timeout:g}s", permanent=False) from None
+    except TargetRefused as exc:  # an address literal, refused before connecting
+        raise DeliveryError(f"{provider}: refused: {exc}", permanent=True) from None
     except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, TargetRefused):  # a name that resolved to a forbidden address
+            raise DeliveryError(f"{provider}: refused: {exc.os_error}", permanent=True) from None
         reason = exc.os_error.strerror or type(exc.os_error).__name__
         raise DeliveryError(f"{provider}: cannot connect ({reason})", permanent=False) from None
     except aiohttp.InvalidURL:
@@ -104,6 +122,8 @@ async def post(
     message = f"{provider} answered {status}" + (f": {detail}" if detail else "")
     if outcome == "transient":
         retry_after = retry.parse_retry_after(answer_headers.get("Retry-After"))
+        if retry_after is None:
+            retry_after = _body_retry_after(body)
         raise DeliveryError(message, permanent=False, retry_after=retry_after)
     raise DeliveryError(message, permanent=True)
 
@@ -134,17 +154,36 @@ def _parse_json(text: str, content_type: str) -> Any:
         return None
 
 
+def _body_retry_after(body: Any) -> float | None:
+    """Discord's ``retry_after`` or Telegram's ``parameters.retry_after`` (seconds), or Matrix's
+    ``retry_after_ms``."""
+    if not isinstance(body, dict):
+        return None
+    value, scale = body.get("retry_after"), 1.0
+    if value is None and isinstance(body.get("parameters"), dict):
+        value = body["parameters"].get("retry_after")
+    if value is None:
+        value, scale = body.get("retry_after_ms"), 1000.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return retry.parse_retry_after(str(value / scale))
+
+
 def _detail(body: Any, text: str, secrets: list[str]) -> str:
     """The provider's own words about the failure, short, single-line and credential-free."""
     snippet = ""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]  # Microsoft's {"error": {"code": "WorkflowNotFound", "message": ...}}
     if isinstance(body, dict):
-        # Twilio: {"code": 21211, "message": ...}; ntfy: {"code": 40101, "error": ...}
-        for key in ("message", "error", "detail", "title"):
+        # Twilio: {"code": 21211, "message": ...}; ntfy: {"code": 40101, "error": ...};
+        # Telegram: {"ok": false, "error_code": 400, "description": ...}; Matrix: {"errcode", "error"}
+        for key in ("message", "error", "description", "detail", "title"):
             if isinstance(body.get(key), str) and body[key].strip():
                 snippet = body[key]
                 break
-        if snippet and isinstance(body.get("code"), int | str):
-            snippet += f" (code {body['code']})"
+        code = body.get("code", body.get("errcode"))
+        if snippet and isinstance(code, int | str) and not isinstance(code, bool):
+            snippet += f" (code {code})"
     elif body is None and not text.lstrip().startswith("<"):
         # Plain text is worth showing; an HTML error page from a proxy is noise.
         snippet = text

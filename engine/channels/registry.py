@@ -14,12 +14,20 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from engine.channels.apprise import AppriseChannel, validate_apprise_url
+from engine.channels.apprise import mask as mask_apprise_url
 from engine.channels.base import Channel
 from engine.channels.call import CallChannel
+from engine.channels.discord import DiscordChannel
 from engine.channels.email import EmailChannel
-from engine.channels.formats import validate_email, validate_phone, validate_topic
+from engine.channels.formats import validate_email, validate_phone, validate_topic, validate_url
+from engine.channels.matrix import MatrixChannel, validate_room_id
 from engine.channels.push import PushChannel
+from engine.channels.slack import SlackChannel
 from engine.channels.sms import SmsChannel
+from engine.channels.teams import TeamsChannel
+from engine.channels.telegram import TelegramChannel, validate_chat_id
+from engine.channels.webhook import WebhookChannel
 from engine.settings import Settings
 
 
@@ -42,6 +50,8 @@ class Spec:
     provider: Callable[[Settings], Any]
     # The channel, given what ``provider`` returned, the shared HTTP session and the provider timeout.
     build: Callable[[Any, aiohttp.ClientSession, float], Channel]
+    # How a target is shown (API answers, the dashboard) when it is itself a credential; None: as is.
+    mask: Callable[[str], str] | None = None
 
 
 CHANNELS: tuple[Spec, ...] = (
@@ -64,18 +74,68 @@ CHANNELS: tuple[Spec, ...] = (
         # The public URL is where a call's menu posts the key pressed (engine.channels.call).
         build=lambda provider, session, timeout: CallChannel(provider[0], session, timeout, provider[1]),
     ),
+    Spec(
+        type="WEBHOOK", key="webhook", validate=validate_url, contact=None,
+        settings=("MONODUTY_SECRET_KEY",), provider=lambda s: s.secret_key, build=WebhookChannel,
+    ),
+    Spec(
+        type="SLACK", key="slack", validate=validate_url, contact=None,
+        settings=(), provider=lambda s: True, build=SlackChannel,
+    ),
+    Spec(
+        type="DISCORD", key="discord", validate=validate_url, contact=None,
+        settings=(), provider=lambda s: True, build=DiscordChannel,
+    ),
+    Spec(
+        type="TEAMS", key="teams", validate=validate_url, contact=None,
+        settings=(), provider=lambda s: True, build=TeamsChannel,
+    ),
+    Spec(
+        type="TELEGRAM", key="telegram", validate=validate_chat_id, contact=None,
+        settings=("MONODUTY_TELEGRAM_BOT_TOKEN",), provider=lambda s: s.telegram, build=TelegramChannel,
+    ),
+    Spec(
+        type="MATRIX", key="matrix", validate=validate_room_id, contact=None,
+        settings=("MONODUTY_MATRIX_HOMESERVER_URL",), provider=lambda s: s.matrix, build=MatrixChannel,
+    ),
+    Spec(
+        type="APPRISE", key="apprise", validate=validate_apprise_url, contact=None,
+        settings=(), provider=lambda s: s, build=AppriseChannel, mask=mask_apprise_url,
+    ),
 )  # fmt: skip
 
 CHANNEL_TYPES = tuple(spec.type for spec in CHANNELS)
 # The key of each type's target list in a webhook's targetChannels (API) and targets (SQL).
 TARGET_KEYS = {spec.type: spec.key for spec in CHANNELS}
 _BY_TYPE = {spec.type: spec for spec in CHANNELS}
+_BY_KEY = {spec.key: spec for spec in CHANNELS}
 
 
 def validate_target(kind: str, value: object, *, field: str) -> str:
     """One target of channel type ``kind`` (one of CHANNEL_TYPES), normalised by that channel's
     validator: what a contact method or an escalation step's channel target may be."""
     return _BY_TYPE[kind].validate(value, field=field)
+
+
+def shown_target(kind: str, target: str) -> str:
+    """``target`` of channel type ``kind`` as an answer or a page may show it (masked if a secret)."""
+    spec = _BY_TYPE.get(kind)
+    return spec.mask(target) if spec is not None and spec.mask is not None else target
+
+
+def shown_targets(targets: object) -> object:
+    """A webhook's ``{key: [target, ...]}`` with each secret target masked (anything else as is)."""
+    if not isinstance(targets, dict):
+        return targets
+    return {key: [_shown_by_key(key, t) for t in values] if isinstance(values, list) else values
+            for key, values in targets.items()}  # fmt: skip
+
+
+def _shown_by_key(key: str, target: object) -> object:
+    spec = _BY_KEY.get(key)
+    if spec is None or spec.mask is None or not isinstance(target, str):
+        return target
+    return spec.mask(target)
 
 
 def configured_types(settings: Settings) -> set[str]:

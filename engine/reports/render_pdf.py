@@ -82,7 +82,10 @@ class _Report(FPDF):
         self.set_text_color(0, 0, 0)
 
     def grid(self, header: Sequence[str], rows: Sequence[Sequence[Any]], widths: Sequence[int]) -> None:
-        self.set_font("helvetica", size=8)
+        # A table wider than the page is squeezed to fit: its text shrinks with it, so that a
+        # heading such as WEBHOOK or TELEGRAM is not broken inside the word.
+        squeeze = min(1.0, self.epw / sum(widths))
+        self.set_font("helvetica", size=max(5.5, round(8 * squeeze, 1)))
         self.set_draw_color(200, 200, 200)
         # numbers line up on the right, text on the left
         aligns = [

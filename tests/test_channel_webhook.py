@@ -1,0 +1,268 @@
+"""WEBHOOK: Standard Webhooks signed events, verified by a receiver using the official
+`standardwebhooks` package, deduped by webhook-id across a retry, end to end through a worker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from arq.connections import ArqRedis
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from engine.channels.base import ActionLinks, DeliveryError
+from engine.channels.registry import configured_types
+from engine.channels.webhook import WebhookChannel, signing_secret
+from engine.settings import Settings
+from tests.support.channels import alert
+from tests.support.chat import SECRET_KEY, chat_settings, page_through_worker, serve
+from tests.support.escalation import clear_rules, new_policy, step, worker_running
+from tests.support.factories import ALERT, WEBHOOK, create, make_client, new_account, path_of
+from tests.support.processes import wait_until
+from tests.support.teams import new_team
+
+OWNER = str(uuid.uuid4())
+
+
+@dataclass
+class Receiver:
+    """A receiver as the spec asks one to be: verify, then dedupe by webhook-id; ``fail`` first."""
+
+    secret: str | None = None  # None: take it from the first request's test (set by the test)
+    fail: list[int] = field(default_factory=list)  # statuses to answer the next requests with
+    url: str = ""
+    seen: list[str] = field(default_factory=list)  # webhook-id of every verified request
+    events: dict[str, Any] = field(default_factory=dict)  # by webhook-id: each event once
+    refused: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            event = Webhook(self.secret or "").verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            self.refused += 1
+            return web.json_response({"error": "bad signature"}, status=401)
+        msg_id = request.headers["webhook-id"]
+        self.seen.append(msg_id)
+        if self.fail:
+            return web.Response(status=self.fail.pop(0), text="busy")
+        self.events.setdefault(msg_id, event)
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/hooks/monoduty", receiver.handle)
+    async with serve(app) as url:
+        receiver.url = f"{url}/hooks/monoduty"
+        yield receiver
+
+
+def channel(session: aiohttp.ClientSession) -> WebhookChannel:
+    return WebhookChannel(SECRET_KEY, session, 5.0)
+
+
+def page(**changes: object) -> Any:
+    actions = ActionLinks("t.s", "https://pager.example/a/t.s", "https://pager.example/a/t.s?action=acknowledge",
+                          "https://pager.example/a/t.s?action=resolve")  # fmt: skip
+    defaults: dict[str, Any] = {
+        "delivery_id": str(uuid.uuid4()),
+        "recipient_id": OWNER,
+        "number": 42,
+        "incident_url": "https://pager.example/incidents/1",
+        "actions": actions,
+    }
+    return alert(**{**defaults, **changes})
+
+
+async def test_the_event_verifies_with_the_standardwebhooks_package(
+    receiver: Receiver, http_session: aiohttp.ClientSession
+) -> None:
+    receiver.secret = signing_secret(SECRET_KEY, OWNER, receiver.url)
+    message = page()
+
+    receipt = await channel(http_session).send(message, receiver.url)
+
+    [(msg_id, event)] = receiver.events.items()
+    assert msg_id == receipt.provider_id == f"msg_{message.delivery_id}"
+    assert event["type"] == "incident.triggered"
+    data = event["data"]
+    assert data["incident"] == {"number": 42, "url": "https://pager.example/incidents/1"}
+    assert (data["title"], data["severity"], data["source"]) == (message.title, "critical", "prometheus")
+    assert data["actions"]["acknowledge"] == "https://pager.example/a/t.s?action=acknowledge"
+    assert receiver.secret.startswith("whsec_")
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"kind": "resolved"}, "incident.resolved"),
+        ({"number": None, "is_test": True, "actions": None}, "alert.received"),
+        ({"kind": "bundle", "number": None}, "incident.triggered"),
+    ],
+)
+async def test_event_types(
+    receiver: Receiver, http_session: aiohttp.ClientSession, changes: dict[str, Any], expected: str
+) -> None:
+    receiver.secret = signing_secret(SECRET_KEY, OWNER, receiver.url)
+    await channel(http_session).send(page(**changes), receiver.url)
+    assert [e["type"] for e in receiver.events.values()] == [expected]
+
+
+async def test_another_owners_secret_does_not_verify(
+    receiver: Receiver, http_session: aiohttp.ClientSession
+) -> None:
+    # Someone who adds the same URL as their own target gets their own secret: no forging.
+    receiver.secret = signing_secret(SECRET_KEY, str(uuid.uuid4()), receiver.url)
+
+    with pytest.raises(DeliveryError) as caught:
+        await channel(http_session).send(page(), receiver.url)
+
+    assert caught.value.permanent and "webhook answered 401: bad signature" in str(caught.value)
+    assert receiver.refused == 1 and receiver.events == {}
+
+
+async def test_a_retry_keeps_its_webhook_id_so_the_receiver_dedupes(
+    receiver: Receiver, http_session: aiohttp.ClientSession
+) -> None:
+    receiver.secret = signing_secret(SECRET_KEY, OWNER, receiver.url)
+    receiver.fail = [503]
+    message = page()
+
+    with pytest.raises(DeliveryError) as caught:
+        await channel(http_session).send(message, receiver.url)
+    assert not caught.value.permanent
+    await channel(http_session).send(replace(message), receiver.url)
+    await channel(http_session).send(replace(message), receiver.url)  # a re-run after a lost answer
+
+    assert receiver.seen == [f"msg_{message.delivery_id}"] * 3
+    assert len(receiver.events) == 1
+
+
+async def test_the_secret_never_shows_in_errors_or_logs(
+    http_session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = signing_secret(SECRET_KEY, OWNER, "placeholder")
+
+    async def echo(request: web.Request) -> web.Response:
+        # A careless receiver quoting back what it could compute: the secret of its own URL.
+        return web.json_response({"message": f"expected {secret_of(request)}"}, status=400)
+
+    def secret_of(request: web.Request) -> str:
+        return signing_secret(SECRET_KEY, OWNER, str(request.url))
+
+    app = web.Application()
+    app.router.add_post("/in", echo)
+    async with serve(app) as url:
+        secret = signing_secret(SECRET_KEY, OWNER, f"{url}/in")
+        with pytest.raises(DeliveryError) as caught:
+            await channel(http_session).send(page(), f"{url}/in")
+
+    assert "expected ***" in str(caught.value)
+    assert secret not in str(caught.value) and secret not in caplog.text
+
+
+def test_webhook_needs_the_secret_key() -> None:
+    assert "WEBHOOK" not in configured_types(Settings())
+    assert "WEBHOOK" in configured_types(Settings(secret_key=SECRET_KEY))
+
+
+async def test_a_page_reaches_a_receiver_through_a_worker_and_a_forced_retry_is_deduped(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    receiver.fail = [500]
+    settings = chat_settings(provider_settings)
+    # The secret is shown in the answer that creates the webhook; the receiver is configured with it.
+    account = await new_account(pool)
+    receiver.secret = signing_secret(SECRET_KEY, str(account.user.id), receiver.url)
+
+    paged = await page_through_worker(settings, pool, "WEBHOOK", "webhook", receiver.url, account=account)
+
+    assert paged.created["signing_secrets"][receiver.url].startswith("whsec_")
+    [delivery] = paged.deliveries
+    assert delivery["status"] == "delivered" and delivery["attempts"] == 2
+    assert receiver.seen == [f"msg_{delivery['id']}"] * 2  # the same id on the retry: one event kept
+    [event] = receiver.events.values()
+    assert event["type"] == "incident.triggered" and event["data"]["title"] == "DB down"
+    assert event["data"]["incident"]["url"].startswith("http://monoduty.test/incidents/")
+    assert event["data"]["actions"]["acknowledge"].startswith("http://monoduty.test/a/")
+
+
+async def test_a_private_target_is_refused_at_send_time_through_a_worker(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    settings = chat_settings(provider_settings, allow_private_targets=False)
+
+    paged = await page_through_worker(settings, pool, "WEBHOOK", "webhook", receiver.url)
+
+    [delivery] = paged.deliveries
+    assert delivery["status"] == "failed" and delivery["attempts"] == 1
+    assert "is a loopback address" in delivery["last_error"]
+    assert receiver.seen == [] and receiver.refused == 0
+
+
+async def test_a_webhook_contact_method_shows_its_secret_once(
+    provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    account = await new_account(pool)
+    client = await make_client(chat_settings(provider_settings))
+    try:
+        url = "https://hooks.example.org/monoduty?me=1"
+        resp = await client.post(
+            "/api/me/contact-methods", json={"type": "WEBHOOK", "target": url}, headers=account.headers
+        )
+        created = await resp.json()
+        listed = await (await client.get("/api/me/contact-methods", headers=account.headers)).json()
+    finally:
+        await client.close()
+
+    assert resp.status == 201, created
+    assert created["signing_secret"] == signing_secret(SECRET_KEY, str(account.user.id), url)
+    assert created["contact_method"]["needs_verification"] is False
+    assert created["signing_secret"] not in json.dumps(listed)
+
+
+async def test_a_person_paged_by_a_policy_is_reached_on_their_webhook_contact_method(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    settings = chat_settings(provider_settings, escalation_sweep_seconds=1)
+    admin, person = await new_account(pool), await new_account(pool)
+    client = await make_client(settings)
+    try:
+        resp = await client.post(
+            "/api/me/contact-methods",
+            json={"type": "WEBHOOK", "target": receiver.url},
+            headers=person.headers,
+        )
+        created = await resp.json()
+        assert resp.status == 201, created
+        receiver.secret = created["signing_secret"]  # what the person configures their receiver with
+        await clear_rules(client, person)
+        rule = {"contactMethodId": created["contact_method"]["id"], "delayMinutes": 0}
+        resp = await client.post("/api/me/notification-rules", json=rule, headers=person.headers)
+        assert resp.status == 201, await resp.text()
+        team = await new_team(client, admin, members={"responder": person})
+        policy = await new_policy(client, admin, step(5, person), team_id=team["id"])
+        hook = await create(
+            client, admin, {**WEBHOOK, "teamId": team["id"], "escalationPolicyId": policy["id"]}
+        )
+        async with worker_running(settings):
+            resp = await client.post(path_of(hook), json=ALERT)
+            assert resp.status == 202
+            await wait_until(lambda: receiver.events, "the person's receiver got the page", timeout=30)
+    finally:
+        await client.close()
+
+    [event] = receiver.events.values()
+    assert event["type"] == "incident.triggered" and event["data"]["title"] == ALERT["title"]
+    assert event["data"]["actions"]["acknowledge"].startswith("http://monoduty.test/a/")
