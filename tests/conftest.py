@@ -34,6 +34,9 @@ from tests.support.providers import NTFY_TOKEN, TWILIO_SID, TWILIO_TOKEN, FakePr
 from tests.support.report_data import Seeded
 from tests.support.services import Services, provision
 
+# The dashboard's browser fixtures (dashboard, playwright_browser, context), for the modules that name them.
+pytest_plugins = ["tests.support.dashboard"]
+
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:

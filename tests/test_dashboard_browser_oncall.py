@@ -16,13 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests import test_dashboard_browser as base
 from tests.support.browser import axe_violations, no_horizontal_scroll, screenshot
-from tests.test_dashboard_browser import PHONE, WIDE, Dashboard, api
-
-# That module's fixtures, for this module: its own `monoduty dev` and browser.
-dashboard = base.dashboard
-playwright_browser = base.playwright_browser
+from tests.support.dashboard import PHONE, WIDE, Dashboard, api
 
 VIEWER_ZONE = "Europe/Berlin"
 LOCAL = "%Y-%m-%dT%H:%M"

@@ -17,9 +17,8 @@ from pathlib import Path
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from engine.reports import render_csv
-from tests import test_dashboard_browser as base
 from tests.support.browser import axe_violations, no_horizontal_scroll, screenshot
-from tests.test_dashboard_browser import (
+from tests.support.dashboard import (
     PASSWORD,
     PHONE,
     Dashboard,
@@ -29,11 +28,6 @@ from tests.test_dashboard_browser import (
     sign_in,
     still_marked,
 )
-
-# The fixtures of the dashboard's browser tests, for this module's own server and browser.
-dashboard = base.dashboard
-playwright_browser = base.playwright_browser
-context = base.context
 
 PAGES = [
     ("profile", "/profile"),

@@ -9,7 +9,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from html import unescape
 
 import asyncpg
 import pytest
@@ -20,6 +19,7 @@ from engine.settings import Settings
 from engine.teams.members import MemberInput, TeamInput, add_member, create_team
 from tests.support.clock import ManualClock
 from tests.support.factories import make_client
+from tests.support.html_text import field_error, text_of
 from tests.support.sessions import WebUser, log_in, web_user
 
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)  # a Tuesday; New York is UTC-4 (DST began 8 March)
@@ -39,19 +39,6 @@ async def team_of(pool: asyncpg.Pool, owner: WebUser, **members: tuple[WebUser, 
         for who, role in members.values():
             await add_member(conn, owner.user.id, team["id"], MemberInput(email=who.email, role=role), NOW)
     return team["id"]
-
-
-def text_of(html: str) -> str:
-    """The page's words, tags dropped: what a person reads."""
-    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
-
-
-def field_error(html: str, field_id: str) -> str:
-    """The error shown under the field ``field_id`` (its aria-describedby names it)."""
-    match = re.search(rf'<p class="field-error" id="{re.escape(field_id)}-error"[^>]*>([^<]*)</p>', html)
-    assert match, f"no error at {field_id}"
-    assert re.search(rf'id="{re.escape(field_id)}"[^>]*aria-invalid="true"', html), field_id
-    return unescape(match.group(1))
 
 
 async def schedule_form(client: TestClient, csrf: str, team: uuid.UUID, people: list[WebUser], **fields: str):

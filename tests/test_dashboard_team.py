@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp.test_utils import TestClient
 
 from engine.teams.members import MemberInput, TeamInput, add_member, create_team
+from tests.support.html_text import field_error, text_of
 from tests.support.sessions import WebUser, log_in, web_user
-from tests.test_dashboard_oncall import NOW, field_error, text_of
+
+NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 
 
 async def roles(pool: asyncpg.Pool, team: uuid.UUID) -> dict[str, str]:
