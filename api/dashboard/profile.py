@@ -5,7 +5,8 @@ Each form posts to its own route, which calls what the JSON API's handler calls 
 contacts, notification_rules, verification, quiet_hours; engine.oncall.feeds; engine.auth
 accounts, sessions, api_keys) and goes back to the page (``?done=`` picks a fixed message:
 nothing the form sent is echoed). An engine error is shown in the form's section, the page
-rendered again with it. A new API key's secret is on the answer to its form only: it is never stored, so never shown again.
+rendered again with it. A new API key's secret is on the answer to its form only: it is never
+stored, so never shown again.
 """
 
 from __future__ import annotations
