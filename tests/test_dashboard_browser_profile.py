@@ -211,7 +211,7 @@ def test_quiet_hours_are_set_on_a_phone_in_the_browsers_zone_and_listed(
         page.goto("/profile#quiet-hours")
         quiet = page.locator("#quiet-hours")
         expect(quiet.get_by_role("heading", name="No quiet hours")).to_be_visible()
-        expect(page.get_by_label("Time zone", exact=True)).to_have_value("Pacific/Auckland")
+        expect(page.get_by_label("Time zone (your browser's)")).to_have_value("Pacific/Auckland")
 
         # the engine's error, next to its field; then fixed
         page.get_by_label("Start", exact=True).fill("23:00")
@@ -247,6 +247,42 @@ def test_quiet_hours_are_set_on_a_phone_in_the_browsers_zone_and_listed(
         expect(page.get_by_role("status").first).to_contain_text("Quiet hours removed")
         expect(quiet.get_by_role("heading", name="No quiet hours")).to_be_visible()
         assert api(dashboard, "GET", "/api/me/quiet-hours")["quiet_hours"] is None
+    finally:
+        phone_context.close()
+
+
+def test_on_a_phone_the_navigation_folds_behind_menu_with_the_inbox_in_sight(
+    playwright_browser: Browser, context: BrowserContext, dashboard: Dashboard
+) -> None:
+    wide = sign_in(context, dashboard)
+    expect(wide.get_by_role("button", name="Menu")).to_be_hidden()  # a wide screen shows it all
+    expect(wide.get_by_role("navigation", name="Main").get_by_role("link", name="Reports")).to_be_visible()
+    phone_context = playwright_browser.new_context(
+        base_url=dashboard.url, viewport=PHONE, storage_state=context.storage_state()
+    )
+    phone_context.set_default_timeout(5000)
+    try:
+        page = phone_context.new_page()
+        page.goto("/")
+        main_nav = page.get_by_role("navigation", name="Main")
+        menu = page.get_by_role("button", name="Menu")
+        expect(menu).to_have_attribute("aria-expanded", "false")
+        expect(main_nav.get_by_role("link", name=re.compile(r"^Inbox"))).to_be_visible()
+        expect(main_nav.get_by_role("link", name="Reports")).to_be_hidden()
+        header = page.locator(".sidebar").bounding_box()
+        assert header and header["height"] < 80, header  # one bar, the page's content right below
+
+        menu.click()
+        expect(menu).to_have_attribute("aria-expanded", "true")
+        page.keyboard.press("Escape")  # folds it again, focus back on the button
+        expect(main_nav.get_by_role("link", name="Reports")).to_be_hidden()
+        expect(menu).to_be_focused()
+        menu.click()
+        screenshot(page, "navigation-open-375")
+        main_nav.get_by_role("link", name="Reports").click()
+        expect(page.get_by_role("heading", name="Reports", level=1)).to_be_visible()
+        expect(page.get_by_role("button", name="Menu")).to_have_attribute("aria-expanded", "false")
+        assert axe_violations(page) == []
     finally:
         phone_context.close()
 

@@ -62,6 +62,7 @@ async def test_quiet_hours_are_set_changed_and_removed_from_the_profile_as_the_a
     page = await (await clocked.get("/profile")).text()
     assert "No quiet hours" in section(page) and "Every page reaches you at any hour" in section(page)
     assert chosen_zone(page) == "America/New_York"  # the browser's zone, before any are set
+    assert "Time zone (your browser's)" in section(page)
     assert 'value="22:00"' in page and 'value="07:00"' in page
     assert 'data-zone-source="default"' not in page  # the zone is known: no redraw
 
@@ -91,6 +92,7 @@ async def test_quiet_hours_are_set_changed_and_removed_from_the_profile_as_the_a
     clocked.session.cookie_jar.update_cookies({"monoduty_tz": "Asia/Tokyo"})
     page = await (await clocked.get("/profile")).text()
     assert chosen_zone(page) == "America/New_York"  # theirs, not the browser's, once set
+    assert "(your browser's)" not in section(page)
     resp = await clocked.post(
         "/profile/quiet-hours",
         data={
