@@ -25,10 +25,10 @@ REASSIGN_NAMES = {"userId": "user_id", "scheduleId": "schedule_id"}
 
 @routes.get("/api/incidents")
 async def list_incidents(request: web.Request) -> web.Response:
-    """Newest first; ``?status=``, ``?webhook=``, ``?team=``, ``?number=``, ``?limit=``, ``?cursor=``
-    from ``next_cursor``."""
+    """Newest first; ``?status=``, ``?webhook=``, ``?team=``, ``?number=``, ``?severity=``,
+    ``?limit=``, ``?cursor=`` from ``next_cursor``: the filters the dashboard's list offers too."""
     user = current_user(request)
-    params = query(request, "status", "webhook", "team", "number", "limit", "cursor")
+    params = query(request, "status", "webhook", "team", "number", "severity", "limit", "cursor")
     async with request.app[POOL].acquire() as conn:
         rows, cursor = await queries.list_page(conn, user.id, params)
     return ok(incidents=[to_api(row) for row in rows], next_cursor=cursor)

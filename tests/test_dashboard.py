@@ -105,7 +105,7 @@ async def test_signing_in_shows_the_pages_with_strict_headers(client: TestClient
 async def test_assets_have_hashed_names_and_a_long_cache(client: TestClient, pool: asyncpg.Pool) -> None:
     page = await (await client.get("/sign-in")).text()
     urls = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
-    assert len(urls) == 4  # the stylesheet, htmx, its SSE extension, our script
+    assert len(urls) == 5  # the stylesheet, htmx, its SSE extension, our script, the viewer's zone
     for url in urls:
         assert re.fullmatch(r"/static/[\w.-]+\.[0-9a-f]{12}\.(css|js)", url), url
         resp = await client.get(url)

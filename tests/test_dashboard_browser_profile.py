@@ -1,8 +1,8 @@
 """The profile, inbox, reports, status and outbox pages in a real browser (Playwright driving
 Debian's Chromium) against a real `monoduty dev` of their own: browser flow 3 of issue 14 (the
 inbox badge counts and clears; a CSV report downloads with its header row), the dev user's first
-password, a phone verified with the code read off the outbox, an API key shown once, and axe-core
-and a 375 px phone on every one of these pages.
+password, a phone verified with the code read off the outbox, an API key shown once, quiet hours
+set on a phone in its own time zone, and axe-core and a 375 px phone on every one of these pages.
 
 The fixtures are tests/test_dashboard_browser.py's (one dev server and one browser per module).
 """
@@ -189,6 +189,96 @@ def test_a_phone_is_verified_with_the_code_from_the_outbox_and_an_api_key_is_sho
     page.get_by_role("button", name='Revoke "browser test": scripts using it stop working').click()
     expect(page.get_by_role("status").first).to_contain_text("API key revoked")
     outbox.close()
+
+
+def test_quiet_hours_are_set_on_a_phone_in_the_browsers_zone_and_listed(
+    playwright_browser: Browser, dashboard: Dashboard
+) -> None:
+    # a browser of its own, on a phone, far from UTC and never here before: the sign-in page
+    # already learns its zone, so the form offers it
+    phone_context = playwright_browser.new_context(
+        base_url=dashboard.url, viewport=PHONE, timezone_id="Pacific/Auckland"
+    )
+    phone_context.set_default_timeout(5000)
+    try:
+        page = sign_in(phone_context, dashboard)
+        page.goto("/profile#quiet-hours")
+        quiet = page.locator("#quiet-hours")
+        expect(quiet.get_by_role("heading", name="No quiet hours")).to_be_visible()
+        expect(page.get_by_label("Time zone (your browser's)")).to_have_value("Pacific/Auckland")
+
+        # the engine's error, next to its field; then fixed
+        page.get_by_label("Start", exact=True).fill("23:00")
+        page.get_by_label("End", exact=True).fill("23:00")
+        page.get_by_role("button", name="Set quiet hours").click()
+        expect(page.locator("#quiet_end-error")).to_contain_text("End must differ from start")
+        expect(page.get_by_label("End", exact=True)).to_have_attribute("aria-invalid", "true")
+        page.get_by_label("End", exact=True).fill("06:30")
+        page.get_by_label("Still page me for").select_option(label="Error and critical")
+        page.get_by_role("button", name="Set quiet hours").click()
+        expect(page.get_by_role("status").first).to_have_text("Quiet hours saved.")
+        listed = page.locator("#quiet-hours .quiet-facts")
+        expect(listed).to_contain_text("from 23:00 to 06:30, Pacific/Auckland time")
+        expect(listed).to_contain_text("error and critical")
+        saved = api(dashboard, "GET", "/api/me/quiet-hours")["quiet_hours"]
+        assert (saved["start"], saved["end"], saved["time_zone"], saved["min_severity"]) == (
+            "23:00",
+            "06:30",
+            "Pacific/Auckland",
+            "error",
+        )
+
+        page.locator("details").evaluate_all("(all) => all.forEach((d) => d.open = true)")
+        screenshot(page, "profile-quiet-hours-375")
+        fits, scroll, inner = no_horizontal_scroll(page)
+        assert fits, f"the profile at 375 px scrolls sideways ({scroll} > {inner})"
+        assert axe_violations(page) == []
+
+        # removed after the second step
+        page.goto("/profile#quiet-hours")
+        page.get_by_text("Remove quiet hours…").click()
+        page.get_by_role("button", name="Remove quiet hours: what they hold back pages you now").click()
+        expect(page.get_by_role("status").first).to_contain_text("Quiet hours removed")
+        expect(quiet.get_by_role("heading", name="No quiet hours")).to_be_visible()
+        assert api(dashboard, "GET", "/api/me/quiet-hours")["quiet_hours"] is None
+    finally:
+        phone_context.close()
+
+
+def test_on_a_phone_the_navigation_folds_behind_menu_with_the_inbox_in_sight(
+    playwright_browser: Browser, context: BrowserContext, dashboard: Dashboard
+) -> None:
+    wide = sign_in(context, dashboard)
+    expect(wide.get_by_role("button", name="Menu")).to_be_hidden()  # a wide screen shows it all
+    expect(wide.get_by_role("navigation", name="Main").get_by_role("link", name="Reports")).to_be_visible()
+    phone_context = playwright_browser.new_context(
+        base_url=dashboard.url, viewport=PHONE, storage_state=context.storage_state()
+    )
+    phone_context.set_default_timeout(5000)
+    try:
+        page = phone_context.new_page()
+        page.goto("/")
+        main_nav = page.get_by_role("navigation", name="Main")
+        menu = page.get_by_role("button", name="Menu")
+        expect(menu).to_have_attribute("aria-expanded", "false")
+        expect(main_nav.get_by_role("link", name=re.compile(r"^Inbox"))).to_be_visible()
+        expect(main_nav.get_by_role("link", name="Reports")).to_be_hidden()
+        header = page.locator(".sidebar").bounding_box()
+        assert header and header["height"] < 80, header  # one bar, the page's content right below
+
+        menu.click()
+        expect(menu).to_have_attribute("aria-expanded", "true")
+        page.keyboard.press("Escape")  # folds it again, focus back on the button
+        expect(main_nav.get_by_role("link", name="Reports")).to_be_hidden()
+        expect(menu).to_be_focused()
+        menu.click()
+        screenshot(page, "navigation-open-375")
+        main_nav.get_by_role("link", name="Reports").click()
+        expect(page.get_by_role("heading", name="Reports", level=1)).to_be_visible()
+        expect(page.get_by_role("button", name="Menu")).to_have_attribute("aria-expanded", "false")
+        assert axe_violations(page) == []
+    finally:
+        phone_context.close()
 
 
 def test_the_new_pages_fit_a_phone_and_pass_axe(

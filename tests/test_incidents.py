@@ -350,3 +350,23 @@ async def test_the_resolved_notice_is_a_quiet_push_and_no_call(
     assert sorted(sent_kinds, key=str) == sorted(
         [("sms", None), ("call", None), ("push", "5"), ("push", "2")], key=str
     )
+
+
+async def test_the_list_filters_by_severity_as_the_dashboard_does_and_names_a_bad_one(
+    client: TestClient, account: Account, settings: Settings
+) -> None:
+    webhook = await create(client, account, WEBHOOK)
+    for n, severity in enumerate(("critical", "warning", "warning")):
+        await post(client, webhook, {"title": f"problem {n}", "severity": severity})
+        await run_worker(settings)
+    warnings = await incidents(client, account, severity="warning")
+    assert [i["severity"] for i in warnings] == ["warning", "warning"]
+    assert [i["number"] for i in warnings] == [3, 2]
+    assert [i["number"] for i in await incidents(client, account, severity="critical")] == [1]
+    assert await incidents(client, account, severity="info") == []
+    assert len(await incidents(client, account)) == 3  # no filter: every severity
+    resp = await client.get("/api/incidents?severity=loud", headers=account.headers)
+    assert resp.status == 400
+    body = await resp.json()
+    assert_error(body, "VALIDATION_ERROR")
+    assert body["error"].startswith("severity must be one of critical, error, warning, info")

@@ -1,11 +1,12 @@
 """The profile page: the caller's contact methods (with phone verification) and notification
-rules, calendar link, password, web sessions and API keys.
+rules, quiet hours, calendar link, password, web sessions and API keys.
 
 Each form posts to its own route, which calls what the JSON API's handler calls (engine.oncall
-contacts, notification_rules, verification; engine.oncall.feeds; engine.auth accounts, sessions,
-api_keys) and goes back to the page (``?done=`` picks a fixed message: nothing the form sent is
-echoed). An engine error is shown in the form's section, the page rendered again with it.
-A new API key's secret is on the answer to its form only: it is never stored, so never shown again.
+contacts, notification_rules, verification, quiet_hours; engine.oncall.feeds; engine.auth
+accounts, sessions, api_keys) and goes back to the page (``?done=`` picks a fixed message:
+nothing the form sent is echoed). An engine error is shown in the form's section, the page
+rendered again with it. A new API key's secret is on the answer to its form only: it is never
+stored, so never shown again.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from aiohttp import web
 
 from api.auth import current_session, current_user
 from api.contact_methods import CHANNELS
+from api.dashboard import quiet_hours as quiet_form
 from api.dashboard import views
+from api.dashboard.field_errors import at_field
 from api.dashboard.render import form, render, see_other
 from api.feeds import feed_url
 from api.inputs import query
 from api.state import CLOCK, POOL, REDIS, SETTINGS
 from engine.auth import accounts, api_keys, sessions
 from engine.channels.registry import CHANNEL_TYPES
-from engine.errors import MonodutyError
-from engine.oncall import contacts, feeds, notification_rules, verification
+from engine.errors import MonodutyError, ValidationError
+from engine.oncall import contacts, feeds, notification_rules, quiet_hours, verification
 from engine.oncall.contacts import ContactMethodInput
 from engine.oncall.feeds import Feed, FeedKind
 from engine.oncall.notification_rules import RuleInput
@@ -49,6 +52,8 @@ DONE = {
     "verified": "Number verified: it is paged from now on.",
     "rule-added": "Notification rule added.",
     "rule-deleted": "Notification rule deleted.",
+    "quiet-set": "Quiet hours saved.",
+    "quiet-removed": "Quiet hours removed: anything they held back pages you now.",
     "feed-rotated": "New calendar link made. The old one no longer works: update your calendar app.",
     "password-set": "Password saved. Your other sessions were signed out.",
     "session-ended": "That session is signed out.",
@@ -90,6 +95,7 @@ async def _page(
     *,
     errors: dict[str, str] | None = None,
     new_key: dict[str, str] | None = None,
+    quiet_typed: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
     user = current_user(request)
@@ -101,6 +107,7 @@ async def _page(
         keys, key_count = await api_keys.list_keys(conn, user.id, MAX_KEYS_SHOWN, 0)
         has_password = await accounts.has_password(conn, user.id)
         feed_version = await feeds.user_feed_version(conn, user.id)
+        quiet = await quiet_hours.get(conn, user.id)
     live = await sessions.list_sessions(
         request.app[REDIS], user.id, settings.session_ttl, current=current_session(request)
     )
@@ -165,6 +172,7 @@ async def _page(
         "key_count": key_count,
         "new_key": new_key,
         "values": {},
+        **quiet_form.section(request, quiet, now, quiet_typed),
     }
     return render(request, "profile.html", context, status=status)
 
@@ -256,6 +264,34 @@ async def delete_rule(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         await notification_rules.delete_rule(conn, user.id, rule_id)
     return _back("rule-deleted", "rules")
+
+
+@routes.post("/profile/quiet-hours", name="dashboard.quiet_hours_set")
+async def set_quiet_hours(request: web.Request) -> web.Response:
+    """Set or change them (the form sends every field), as ``PUT /api/me/quiet-hours`` does."""
+    user = current_user(request)
+    given = await form(request)
+    try:
+        async with request.app[POOL].acquire() as conn:
+            await quiet_hours.put(conn, user.id, quiet_form.wanted(given), request.app[CLOCK].now())
+    except ValidationError as exc:
+        field, message = at_field(exc, quiet_form.FIELDS)
+        typed = {name: given.get(name, "") for name, _ in quiet_form.FIELDS.values()}
+        errors = {field or "quiet": message[:1].upper() + message[1:]}
+        return await _page(request, errors=errors, quiet_typed=typed, status=exc.status)
+    return _back("quiet-set", "quiet-hours")
+
+
+@routes.post("/profile/quiet-hours/delete", name="dashboard.quiet_hours_delete")
+async def remove_quiet_hours(request: web.Request) -> web.Response:
+    """No more quiet hours (``DELETE /api/me/quiet-hours``): what they held pages now."""
+    user = current_user(request)
+    try:
+        async with request.app[POOL].acquire() as conn:
+            await quiet_hours.delete(conn, user.id, request.app[CLOCK].now())
+    except MonodutyError as exc:  # removed meanwhile, in another tab
+        return await _failed(request, "quiet", exc)
+    return _back("quiet-removed", "quiet-hours")
 
 
 @routes.post("/profile/calendar/rotate", name="dashboard.calendar_rotate")

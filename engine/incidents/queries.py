@@ -88,9 +88,9 @@ async def list_page(
     conn: db.Connection, user_id: uuid.UUID, query: Mapping[str, str]
 ) -> tuple[list[asyncpg.Record], str | None]:
     """``?status=open|triggered|acknowledged|resolved|all`` (all by default), ``?webhook=<id>``,
-    ``?team=<id>``, ``?number=`` (its number in its team: #42), ``?severity=`` (the dashboard's
-    filter), ``?limit=`` (1-100), ``?cursor=``; newest first, with the next page's cursor (None on
-    the last)."""
+    ``?team=<id>``, ``?number=`` (its number in its team: #42), ``?severity=``, ``?limit=``
+    (1-100), ``?cursor=``; newest first, with the next page's cursor (None on the last). The API
+    and the dashboard's list both filter here, alike."""
     status = query.get("status", "all")
     if status not in STATUS_FILTERS:
         raise ValidationError(f"status must be one of {', '.join(STATUS_FILTERS)}", field="status")

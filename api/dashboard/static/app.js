@@ -1,5 +1,5 @@
 // Monoduty's own script: the only behaviour htmx does not give (copy buttons, "select all",
-// Escape closing a confirmation). Loaded as a file (the pages' Content-Security-Policy runs no
+// Escape closing a confirmation, the phone's folded navigation). Loaded as a file (the pages' Content-Security-Policy runs no
 // inline script); the pages work without it.
 "use strict";
 
@@ -46,3 +46,23 @@ document.addEventListener("keydown", (event) => {
   open.open = false;
   open.querySelector("summary")?.focus();
 });
+
+// On a phone (the stylesheet's narrow layout) the navigation folds behind its Menu button, so a
+// page starts with its content, not ten links; Inbox and its unread count stay in sight. Escape
+// folds it again. On a wide screen the button is not shown and nothing is folded.
+const menu = document.querySelector(".menu-toggle");
+if (menu) {
+  const sidebar = menu.closest(".sidebar");
+  const show = (open) => {
+    menu.setAttribute("aria-expanded", String(open));
+    sidebar.classList.toggle("menu-closed", !open);
+  };
+  menu.hidden = false;
+  show(false);
+  menu.addEventListener("click", () => show(menu.getAttribute("aria-expanded") !== "true"));
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || menu.getAttribute("aria-expanded") !== "true" || !menu.offsetParent) return;
+    show(false);
+    menu.focus();
+  });
+}

@@ -1,6 +1,7 @@
-// The viewer's time zone for the pages that show times in it (api/dashboard/zones.py): the
-// browser's own, kept in a cookie the server reads. A page drawn before the server knew it (in
-// UTC) is drawn again once, in the right zone; a zone picked on the page (?tz=) is left alone.
+// The viewer's time zone for the pages that show or ask for times (api/dashboard/zones.py): the
+// browser's own, kept in a cookie the server reads; every page loads this, so the cookie is there
+// from the sign-in page on. A page drawn before the server knew it (in UTC, its [data-zone-source]
+// "default") is drawn again once, in the right zone; a zone picked on the page (?tz=) is left alone.
 "use strict";
 
 (function () {
