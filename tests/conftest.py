@@ -35,7 +35,7 @@ from tests.support.report_data import Seeded
 from tests.support.services import Services, provision
 
 # The dashboard's browser fixtures (dashboard, playwright_browser, context), for the modules that name them.
-pytest_plugins = ["tests.support.dashboard"]
+pytest_plugins = ["tests.support.dashboard_browser"]
 
 
 @pytest.fixture(scope="session")

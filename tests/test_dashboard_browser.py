@@ -16,7 +16,7 @@ from typing import Any
 from playwright.sync_api import Browser, BrowserContext, expect
 
 from tests.support.browser import axe_violations, no_horizontal_scroll, screenshot
-from tests.support.dashboard import (
+from tests.support.dashboard_browser import (
     PASSWORD,
     PHONE,
     Dashboard,

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.support.browser import axe_violations, no_horizontal_scroll, screenshot
-from tests.support.dashboard import PHONE, WIDE, Dashboard, api
+from tests.support.dashboard_browser import PHONE, WIDE, Dashboard, api
 
 VIEWER_ZONE = "Europe/Berlin"
 LOCAL = "%Y-%m-%dT%H:%M"

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from engine.reports import render_csv
 from tests.support.browser import axe_violations, no_horizontal_scroll, screenshot
-from tests.support.dashboard import (
+from tests.support.dashboard_browser import (
     PASSWORD,
     PHONE,
     Dashboard,

@@ -19,8 +19,8 @@ from arq.connections import ArqRedis
 from engine.settings import Settings
 from tests.support.clock import ManualClock
 from tests.support.factories import make_client
+from tests.support.html_text import field_error, text_of
 from tests.support.sessions import log_in, web_user
-from tests.test_dashboard_oncall import field_error, text_of
 
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)  # 11:00 in New York (UTC-4 since 8 March)
 NEW_YORK = {"monoduty_tz": "America/New_York"}

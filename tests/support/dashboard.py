@@ -1,110 +1,71 @@
-"""The dashboard's browser tests' shared ground: a real `monoduty dev` on a database of its own
-(``dashboard``, one per test module that asks for it), one headless Chromium per module
-(``playwright_browser``), a fresh context per test (``context``), and what those tests do with
-them: sign in, call the API, post an alert as a sender would, notice a reload.
-
-Module-scoped, not session-scoped: while Playwright's sync API is alive it marks the thread's
-event loop as running, and the async tests after a browser module could not run theirs. tests/conftest.py
-loads this module as a plugin, so a test module just names the fixtures.
-"""
+"""The dashboard over HTTP for tests: ``signed_in(client, pool, account)`` signs the account in
+through the sign-in form and returns the page's CSRF token; ``row_ids(page)`` the incidents a list
+page shows, in order; ``insert_incidents(pool, webhook_id, severities)`` open incidents stored as
+engine.incidents writes them (many at once, without a worker)."""
 
 from __future__ import annotations
 
-import json
-import tempfile
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
-import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+import asyncpg
+from aiohttp.test_utils import TestClient
 
-from tests.support.browser import chromium_or_skip, launch
-from tests.support.processes import DevProcess, monoduty_env
-from tests.support.services import Services, another
+from engine.auth.accounts import set_password
+from tests.support.factories import Account
 
-PASSWORD = "a calm password at 3am"
-WIDE = {"width": 1440, "height": 900}
-PHONE = {"width": 375, "height": 812}
+PASSWORD = "a password long enough"
+ROW = re.compile(r'<tr class="row-\w+" id="incident-([0-9a-f-]{36})">')
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-@dataclass
-class Dashboard:
-    url: str
-    key: str
-    login_link: str
-    email: str
+async def signed_in(client: TestClient, pool: asyncpg.Pool, account: Account) -> str:
+    async with pool.acquire() as conn:
+        await set_password(conn, account.user.id, PASSWORD)
+    data = {"email": account.user.email, "password": PASSWORD, "next": "/"}
+    resp = await client.post("/sign-in", data=data, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    match = CSRF.search(await (await client.get("/")).text())
+    assert match
+    return match.group(1)
 
 
-def api(dashboard: Dashboard, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    request = urllib.request.Request(
-        dashboard.url + path, data=json.dumps(body).encode() if body is not None else None, method=method
-    )
-    request.add_header("Content-Type", "application/json")
-    request.add_header("Authorization", f"Bearer {dashboard.key}")
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.loads(resp.read())
+def row_ids(page: str) -> list[str]:
+    return ROW.findall(page)
 
 
-def post_alert(url: str, body: bytes) -> None:
-    """As a monitoring system would: a plain HTTP client, no cookie, no key."""
-    request = urllib.request.Request(url, data=body, method="POST")
-    request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        assert resp.status == 202
-
-
-@pytest.fixture(scope="module")
-def dashboard(services: Services) -> Iterator[Dashboard]:
-    """`monoduty dev` on an empty database: it makes the first user and prints its key and link."""
-    with another(services) as own, tempfile.TemporaryDirectory(prefix="monoduty-dev-") as folder:
-        env = monoduty_env(MONODUTY_DATABASE_URL=own.database_url, MONODUTY_REDIS_URL=own.redis_url)
-        dev = DevProcess(Path(folder) / "data", env)
-        try:
-            lines = dev.output().splitlines()
-            key = next(line.split(": ")[-1] for line in lines if "API key" in line)
-            link = next(line.split(": ")[-1] for line in lines if "sign-in link" in line)
-            email = next(line.split(": ")[-1] for line in lines if line.startswith("first user"))
-            yield Dashboard(dev.url, key, link, email)
-        finally:
-            assert dev.stop() == 0, dev.output()
-
-
-@pytest.fixture(scope="module")
-def playwright_browser(dashboard: Dashboard) -> Iterator[Browser]:
-    """One headless Chromium; after ``dashboard``, whose set-up and clean-up run event loops."""
-    chromium_or_skip()  # skips (fails under CI) before the driver starts
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def context(playwright_browser: Browser, dashboard: Dashboard) -> Iterator[BrowserContext]:
-    context = playwright_browser.new_context(base_url=dashboard.url, viewport=WIDE)
-    context.set_default_timeout(5000)
-    yield context
-    context.close()
-
-
-def sign_in(context: BrowserContext, dashboard: Dashboard) -> Page:
-    """A page signed in through the form (the first test set the password)."""
-    page = context.new_page()
-    page.goto("/sign-in")
-    page.get_by_label("Email").fill(dashboard.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Incidents", level=1)).to_be_visible()
-    return page
-
-
-def mark(page: Page) -> None:
-    """Something only this load of the page has: gone if the page reloads."""
-    page.evaluate("() => { window.monodutyTestMark = true }")
-
-
-def still_marked(page: Page) -> bool:
-    return bool(page.evaluate("() => window.monodutyTestMark === true"))
+async def insert_incidents(
+    pool: asyncpg.Pool,
+    webhook_id: str,
+    severities: Sequence[str],
+    *,
+    status: str = "triggered",
+    title: str = "Incident",
+) -> list[str]:
+    """One open incident per severity given, the last one newest; their ids in that order."""
+    start = datetime.now(UTC) - timedelta(hours=1)
+    async with pool.acquire() as conn:
+        team_id, owner, first = await conn.fetchrow(
+            """SELECT w.team_id, w.user_id, t.incident_seq + 1
+               FROM webhooks w JOIN teams t ON t.id = w.team_id WHERE w.id = $1""",
+            uuid.UUID(webhook_id),
+        )
+        rows = [
+            (uuid.uuid4(), owner, uuid.UUID(webhook_id), team_id, first + n, f"{title} {first + n}", severity,
+             status, f"key-{uuid.uuid4().hex}", start + timedelta(seconds=n))
+            for n, severity in enumerate(severities)
+        ]  # fmt: skip
+        await conn.executemany(
+            """INSERT INTO incidents (id, user_id, webhook_id, team_id, number, title, severity, status,
+                   dedup_key, alert_count, first_alert_at, last_alert_at, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10, $10)""",
+            rows,
+        )
+        # The team's next number follows them, as if the engine had numbered them.
+        last = first + len(rows) - 1
+        await conn.execute(
+            "UPDATE teams SET incident_seq = greatest(incident_seq, $2) WHERE id = $1", team_id, last
+        )
+    return [str(row[0]) for row in rows]
