@@ -45,10 +45,11 @@ from tests.support.providers import FakeProviders, SmtpServer
 from tests.support.services import Services
 
 PUBLIC_URL = "http://monoduty.test"
-# The claim of a killed worker's job lapses after the job timeout + 5 s: short, so the storm's
-# re-runs happen within the run; the provider timeout stays well under it.
-JOB_TIMEOUT = 5
-PROVIDER_TIMEOUT = 3
+# The claim of a killed worker's job lapses after the job timeout + 5 s: shorter than the default
+# 20 s so that the storm's re-runs happen within the run, long enough that a try on a loaded
+# machine seldom outlives its deadline (each one that does is deferred and may send again).
+JOB_TIMEOUT = 10
+PROVIDER_TIMEOUT = 5
 WORKERS = 3
 # Channel targets of the four webhooks: every channel on more than one webhook, one webhook
 # paging all three.
@@ -457,11 +458,11 @@ async def run_storm(
     return figures
 
 
-def write_artefact(results: list[StormFigures], folder: Path) -> Path:
-    """results.json (every figure, the failing rows included) and RESULTS.md (the table)."""
+def write_artefact(results: list[StormFigures], folder: Path, stem: str) -> Path:
+    """``stem``.json (every figure, the failing rows included) and ``stem``.md (the table)."""
     folder.mkdir(parents=True, exist_ok=True)
     data = [{**asdict(r), "sound": r.sound} for r in results]
-    (folder / "storm.json").write_text(json.dumps(data, indent=2) + "\n")
+    (folder / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     lines = [
         "# Worker SIGKILL storm (issue 17, scenario 1)",
         "",
@@ -487,5 +488,5 @@ def write_artefact(results: list[StormFigures], folder: Path) -> Path:
         problems = r.lost_alerts[:20] + r.missing_rows[:20] + r.counter_mismatches + r.worker_exits
         if problems:
             lines += ["", f"## {r.size['name']}: what went wrong", "", *[f"- {p}" for p in problems]]
-    (folder / "RESULTS.md").write_text("\n".join(lines) + "\n")
-    return folder / "RESULTS.md"
+    (folder / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    return folder / f"{stem}.md"

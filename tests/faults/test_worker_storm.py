@@ -4,8 +4,9 @@
 - Full size (``tests/faults/run``, or ``MONODUTY_FAULTS=full``): 1,000 alerts with providers at
   50 ms and again at 500 ms, up to 24 kills each. Neither the default run nor ``-m slow`` runs it.
 
-Each run writes its figures (``storm.json``, ``RESULTS.md``) to ``MONODUTY_FAULTS_OUT`` (the test's
-temporary folder by default) before asserting them, so a failing run still reports what it found.
+Each run writes its figures (``storm-ci`` or ``storm``, ``.json`` and ``.md``) to
+``MONODUTY_FAULTS_OUT`` (the test's temporary folder by default) before asserting them, so a
+failing run still reports what it found.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ async def test_a_worker_sigkill_storm_loses_nothing(
     services: Services, pool: asyncpg.Pool, account: Account, fake_providers: FakeProviders, tmp_path: Path
 ) -> None:
     figures = await run_storm(CI, services, pool, account, fake_providers, tmp_path)
-    print(write_artefact([figures], out_folder(tmp_path)).read_text())
+    print(write_artefact([figures], out_folder(tmp_path), "storm-ci").read_text())
     assert_sound(figures)
 
 
@@ -67,6 +68,6 @@ async def test_the_full_worker_sigkill_storm_loses_nothing(
         folder.mkdir()
         results.append(await run_storm(size, services, pool, account, fake_providers, folder))
         fake_providers.requests.clear()
-    print(write_artefact(results, out_folder(tmp_path)).read_text())
+    print(write_artefact(results, out_folder(tmp_path), "storm").read_text())
     for figures in results:
         assert_sound(figures)
