@@ -76,3 +76,35 @@ async def test_a_job_picked_as_a_deadlock_victim_is_tried_again(
 
     with pytest.raises(Retry):
         await job({"settings": settings, "job_try": 1, "job_id": "j"})
+
+
+async def test_a_job_cancelled_again_while_it_unwinds_from_its_deadline_is_tried_again(
+    settings: Settings,
+) -> None:
+    """arq's timeout lands while the job is still unwinding from its own deadline (a connection
+    released slowly on a stalled loop): the job is deferred, not failed for good with its
+    delivery left pending forever (found by the worker SIGKILL storm, tests/faults/)."""
+
+    @waits_for_storage
+    async def job(ctx: dict[str, Any]) -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.sleep(1)  # cleanup after our deadline's cancel, cut by arq's
+
+    ctx = {"settings": settings.with_(job_timeout=2), "job_try": 1, "job_id": "j"}
+    # Our deadline is 1 s, arq's timeout 2 s: arq's wait_for, as it runs a job.
+    with pytest.raises(Retry):
+        await asyncio.wait_for(job(ctx), timeout=1.5)
+
+
+async def test_a_job_cancelled_before_its_deadline_stays_cancelled(settings: Settings) -> None:
+    @waits_for_storage
+    async def job(ctx: dict[str, Any]) -> None:
+        await asyncio.sleep(10)
+
+    task = asyncio.create_task(job({"settings": settings.with_(job_timeout=20), "job_try": 1, "job_id": "j"}))
+    await asyncio.sleep(0.05)
+    task.cancel()  # a worker shutting down: the cancel is not turned into a Retry
+    with pytest.raises(asyncio.CancelledError):
+        await task

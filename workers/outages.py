@@ -51,23 +51,33 @@ def waits_for_storage(job: Callable[..., Awaitable[T]]) -> Callable[..., Corouti
 
     @functools.wraps(job)
     async def run(ctx: Any, *args: Any, **kwargs: Any) -> T:
+        limit = asyncio.timeout(deadline(ctx["settings"].job_timeout))
         try:
-            async with asyncio.timeout(deadline(ctx["settings"].job_timeout)):
+            async with limit:
                 return await job(ctx, *args, **kwargs)
-        except (*STORAGE_DOWN, *CONFLICTS) as exc:
-            try_number = int(ctx.get("job_try") or 1)
-            base = ctx["settings"].retry_base_delay
-            delay = retry.backoff_delay(try_number, base=base, cap=WAIT_CAP_SECONDS)
-            # The type only: a driver's message may name hosts and users.
-            log.warning(
-                "%s %s deferred %.1fs: %s (%s), try %d",
-                job.__name__,
-                ctx.get("job_id"),
-                delay,
-                "transaction conflict" if isinstance(exc, CONFLICTS) else "storage unreachable",
-                type(exc).__name__,
-                try_number,
-            )
-            raise Retry(defer=delay) from None
+        except asyncio.CancelledError:
+            # Past our deadline a second cancel came (arq's timeout, while the job was still
+            # unwinding from ours: a slow connection release on a stalled loop), so the timeout
+            # above did not turn it into TimeoutError. arq would fail the job for good and leave
+            # its delivery pending forever; it outlived its deadline, so it is deferred like one.
+            if not limit.expired():
+                raise
+            exc: BaseException = TimeoutError()
+        except (*STORAGE_DOWN, *CONFLICTS) as caught:
+            exc = caught
+        try_number = int(ctx.get("job_try") or 1)
+        base = ctx["settings"].retry_base_delay
+        delay = retry.backoff_delay(try_number, base=base, cap=WAIT_CAP_SECONDS)
+        # The type only: a driver's message may name hosts and users.
+        log.warning(
+            "%s %s deferred %.1fs: %s (%s), try %d",
+            job.__name__,
+            ctx.get("job_id"),
+            delay,
+            "transaction conflict" if isinstance(exc, CONFLICTS) else "storage unreachable",
+            type(exc).__name__,
+            try_number,
+        )
+        raise Retry(defer=delay) from None
 
     return run

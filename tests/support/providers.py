@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Request:
     headers: dict[str, str]
     body: str
     sid: str | None = None  # the id answered for it: Twilio's sid, ntfy's message id (None: it failed)
+    at: float = field(default_factory=time.time)  # when it arrived (epoch s): accept-to-send figures
 
 
 class FakeProviders:
