@@ -14,62 +14,45 @@ import asyncio
 import concurrent.futures
 import json
 import re
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.support.browser import axe_violations, chromium_or_skip, launch, no_horizontal_scroll, screenshot
+from tests.support.browser import axe_violations, no_horizontal_scroll, screenshot
 from tests.support.dashboard import insert_incidents
-from tests.support.processes import DevProcess, monoduty_env, wait_for
+from tests.support.dashboard_browser import (
+    PASSWORD,
+    PHONE,
+    Dashboard,
+    api,
+    dev_dashboard,
+    mark,
+    post_alert,
+    sign_in,
+    still_marked,
+)
+from tests.support.processes import wait_for
 from tests.support.providers import SmtpServer
-from tests.support.services import Services, another
+from tests.support.services import Services
 
-PASSWORD = "a calm password at 3am"
-WIDE = {"width": 1440, "height": 900}
-PHONE = {"width": 375, "height": 812}
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/reset-password/mdr_[A-Za-z0-9_-]{43}")
 
 
-@dataclass
-class Dev:
-    url: str
-    key: str
-    login_link: str
-    email: str
-    database_url: str
-    smtp: SmtpServer
+def post_json(url: str, body: dict[str, Any]) -> None:
+    post_alert(url, json.dumps(body).encode())
 
 
-def api(dev: Dev, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(dev.url + path, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    request.add_header("Authorization", f"Bearer {dev.key}")
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def post_alert(url: str, body: dict[str, Any]) -> None:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        assert resp.status == 202
-
-
-def stored(dev: Dev, webhook_id: str, severities: list[str]) -> list[str]:
+def stored(dashboard: Dashboard, webhook_id: str, severities: list[str]) -> list[str]:
     """Open incidents written straight to the dev server's database (many, at once). In a thread
     of its own: the sync Playwright API holds this thread's event loop."""
 
     async def insert() -> list[str]:
-        pool = await asyncpg.create_pool(dev.database_url, min_size=1, max_size=1)
+        pool = await asyncpg.create_pool(dashboard.database_url, min_size=1, max_size=1)
         try:
             return await insert_incidents(pool, webhook_id, severities, title="Checkout latency")
         finally:
@@ -80,65 +63,19 @@ def stored(dev: Dev, webhook_id: str, severities: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def dev(services: Services) -> Iterator[Dev]:
-    with (
-        another(services) as own,
-        SmtpServer() as smtp,
-        tempfile.TemporaryDirectory(prefix="monoduty-dev-") as folder,
-    ):
-        env = monoduty_env(
-            MONODUTY_DATABASE_URL=own.database_url,
-            MONODUTY_REDIS_URL=own.redis_url,
-            MONODUTY_SMTP_HOST=smtp.host,
-            MONODUTY_SMTP_PORT=str(smtp.port),
-            MONODUTY_SMTP_TLS="none",
-        )
-        process = DevProcess(Path(folder) / "data", env)
-        try:
-            lines = process.output().splitlines()
-            key = next(line.split(": ")[-1] for line in lines if "API key" in line)
-            link = next(line.split(": ")[-1] for line in lines if "sign-in link" in line)
-            email = next(line.split(": ")[-1] for line in lines if line.startswith("first user"))
-            found = Dev(process.url, key, link, email, own.database_url, smtp)
-            api(found, "POST", "/api/auth/password", {"newPassword": PASSWORD})
-            yield found
-        finally:
-            assert process.stop() == 0, process.output()
+def smtp() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def browser(dev: Dev) -> Iterator[Browser]:
-    chromium_or_skip()
-    with sync_playwright() as playwright:
-        launched = launch(playwright)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def context(browser: Browser, dev: Dev) -> Iterator[BrowserContext]:
-    made = browser.new_context(base_url=dev.url, viewport=WIDE)
-    made.set_default_timeout(5000)
-    yield made
-    made.close()
-
-
-def sign_in(context: BrowserContext, dev: Dev, password: str = PASSWORD) -> Page:
-    page = context.new_page()
-    page.goto("/sign-in")
-    page.get_by_label("Email").fill(dev.email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Incidents", level=1)).to_be_visible()
-    return page
-
-
-def mark(page: Page) -> None:
-    page.evaluate("() => { window.monodutyTestMark = true }")
-
-
-def still_marked(page: Page) -> bool:
-    return bool(page.evaluate("() => window.monodutyTestMark === true"))
+def dashboard(services: Services, smtp: SmtpServer) -> Iterator[Dashboard]:
+    """This module's dev server sends email (password reset), and its user has a password."""
+    with dev_dashboard(
+        services, MONODUTY_SMTP_HOST=smtp.host, MONODUTY_SMTP_PORT=str(smtp.port), MONODUTY_SMTP_TLS="none"
+    ) as found:
+        api(found, "POST", "/api/auth/password", {"newPassword": PASSWORD})
+        yield found
 
 
 def check_page(
@@ -161,19 +98,19 @@ def incident_rows(page: Page) -> Any:
 
 
 def test_filters_a_selection_pages_and_a_live_refresh(
-    browser: Browser, context: BrowserContext, dev: Dev
+    playwright_browser: Browser, context: BrowserContext, dashboard: Dashboard
 ) -> None:
-    checkout = api(dev, "POST", "/api/webhooks", {"name": "Checkout", "notificationTypes": ["EMAIL"]})[
+    checkout = api(dashboard, "POST", "/api/webhooks", {"name": "Checkout", "notificationTypes": ["EMAIL"]})[
         "webhook"
     ]
-    batch = api(dev, "POST", "/api/webhooks", {"name": "Batch jobs", "notificationTypes": ["EMAIL"]})[
+    batch = api(dashboard, "POST", "/api/webhooks", {"name": "Batch jobs", "notificationTypes": ["EMAIL"]})[
         "webhook"
     ]
-    stored(dev, checkout["id"], ["error"] * 57)
-    stored(dev, batch["id"], ["critical"] * 3)
-    page = sign_in(context, dev)
-    phone_context = browser.new_context(
-        base_url=dev.url, viewport=PHONE, storage_state=context.storage_state()
+    stored(dashboard, checkout["id"], ["error"] * 57)
+    stored(dashboard, batch["id"], ["critical"] * 3)
+    page = sign_in(context, dashboard)
+    phone_context = playwright_browser.new_context(
+        base_url=dashboard.url, viewport=PHONE, storage_state=context.storage_state()
     )
     phone = phone_context.new_page()
     problems: list[str] = []
@@ -189,8 +126,8 @@ def test_filters_a_selection_pages_and_a_live_refresh(
         expect(page).to_have_url(re.compile(r"/\?severity=critical$"))
         assert still_marked(page)
         # the swapped-in list is live too, with its filters: a critical alert joins it, a warning not
-        post_alert(checkout["webhook_url"], {"title": "Disk filling on db-1", "severity": "warning"})
-        post_alert(checkout["webhook_url"], {"title": "Checkout down", "severity": "critical"})
+        post_json(checkout["webhook_url"], {"title": "Disk filling on db-1", "severity": "warning"})
+        post_json(checkout["webhook_url"], {"title": "Checkout down", "severity": "critical"})
         expect(incident_rows(page).first).to_contain_text("Checkout down", timeout=10000)
         expect(incident_rows(page)).to_have_count(4)
         assert still_marked(page)
@@ -232,7 +169,7 @@ def test_filters_a_selection_pages_and_a_live_refresh(
         mark(page)
         first = incident_rows(page).first.get_by_role("checkbox")
         first.check()
-        post_alert(checkout["webhook_url"], {"title": "Payment provider timeouts", "severity": "critical"})
+        post_json(checkout["webhook_url"], {"title": "Payment provider timeouts", "severity": "critical"})
         expect(incident_rows(page).first).to_contain_text("Payment provider timeouts", timeout=10000)
         assert still_marked(page), "the page reloaded"
         expect(page.locator("table.incidents input[name=incident]:checked")).to_have_count(1)
@@ -242,13 +179,18 @@ def test_filters_a_selection_pages_and_a_live_refresh(
 
 
 def test_an_incident_reassigned_noted_and_its_payload(
-    browser: Browser, context: BrowserContext, dev: Dev
+    playwright_browser: Browser, context: BrowserContext, dashboard: Dashboard
 ) -> None:
-    team = api(dev, "POST", "/api/teams", {"name": "Payments"})["team"]
-    api(dev, "POST", f"/api/teams/{team['id']}/members", {"email": "backup@example.com", "role": "responder"})
-    me = api(dev, "GET", "/api/auth/me")["user"]
+    team = api(dashboard, "POST", "/api/teams", {"name": "Payments"})["team"]
+    api(
+        dashboard,
+        "POST",
+        f"/api/teams/{team['id']}/members",
+        {"email": "backup@example.com", "role": "responder"},
+    )
+    me = api(dashboard, "GET", "/api/auth/me")["user"]
     policy = api(
-        dev,
+        dashboard,
         "POST",
         "/api/escalation-policies",
         {
@@ -258,7 +200,7 @@ def test_an_incident_reassigned_noted_and_its_payload(
         },
     )["escalation_policy"]
     hook = api(
-        dev,
+        dashboard,
         "POST",
         "/api/webhooks",
         {
@@ -268,7 +210,7 @@ def test_an_incident_reassigned_noted_and_its_payload(
             "escalationPolicyId": policy["id"],
         },
     )["webhook"]
-    post_alert(
+    post_json(
         hook["webhook_url"],
         {
             "title": "Card declines above 5%",
@@ -277,11 +219,11 @@ def test_an_incident_reassigned_noted_and_its_payload(
         },
     )
     found = wait_for(
-        lambda: api(dev, "GET", f"/api/incidents?webhook={hook['id']}")["incidents"], "the incident"
+        lambda: api(dashboard, "GET", f"/api/incidents?webhook={hook['id']}")["incidents"], "the incident"
     )[0]
-    page = sign_in(context, dev)
-    phone_context = browser.new_context(
-        base_url=dev.url, viewport=PHONE, storage_state=context.storage_state()
+    page = sign_in(context, dashboard)
+    phone_context = playwright_browser.new_context(
+        base_url=dashboard.url, viewport=PHONE, storage_state=context.storage_state()
     )
     phone = phone_context.new_page()
     problems: list[str] = []
@@ -319,15 +261,15 @@ def test_an_incident_reassigned_noted_and_its_payload(
 
 
 def test_a_webhook_edited_paused_tested_copied_and_deleted(
-    browser: Browser, context: BrowserContext, dev: Dev
+    playwright_browser: Browser, context: BrowserContext, dashboard: Dashboard
 ) -> None:
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=dev.url)
-    hook = api(dev, "POST", "/api/webhooks", {"name": "Staging cluster", "notificationTypes": ["EMAIL"]})[
-        "webhook"
-    ]
-    page = sign_in(context, dev)
-    phone_context = browser.new_context(
-        base_url=dev.url, viewport=PHONE, storage_state=context.storage_state()
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=dashboard.url)
+    hook = api(
+        dashboard, "POST", "/api/webhooks", {"name": "Staging cluster", "notificationTypes": ["EMAIL"]}
+    )["webhook"]
+    page = sign_in(context, dashboard)
+    phone_context = playwright_browser.new_context(
+        base_url=dashboard.url, viewport=PHONE, storage_state=context.storage_state()
     )
     phone = phone_context.new_page()
     problems: list[str] = []
@@ -368,7 +310,7 @@ def test_a_webhook_edited_paused_tested_copied_and_deleted(
         page.get_by_role("button", name="Pause").click()
         expect(page.locator(".page-head")).to_contain_text("Paused")
         try:
-            post_alert(hook["webhook_url"], {"title": "refused"})
+            post_json(hook["webhook_url"], {"title": "refused"})
             raise AssertionError("a paused webhook took an alert")
         except urllib.error.HTTPError as exc:
             assert exc.code == 409
@@ -400,18 +342,20 @@ def test_a_webhook_edited_paused_tested_copied_and_deleted(
         phone_context.close()
 
 
-def test_a_forgotten_password_is_reset_by_the_emailed_link(browser: Browser, dev: Dev) -> None:
-    anonymous = browser.new_context(base_url=dev.url, viewport=PHONE)
+def test_a_forgotten_password_is_reset_by_the_emailed_link(
+    playwright_browser: Browser, dashboard: Dashboard, smtp: SmtpServer
+) -> None:
+    anonymous = playwright_browser.new_context(base_url=dashboard.url, viewport=PHONE)
     problems: list[str] = []
     try:
         page = anonymous.new_page()
         page.goto("/sign-in")
         page.get_by_role("link", name="Forgot your password?").click()
         check_page(page, "forgot-password", problems, width="375")
-        page.get_by_label("Email").fill(dev.email)
+        page.get_by_label("Email").fill(dashboard.email)
         page.get_by_role("button", name="Email me a link").click()
         expect(page.get_by_role("status")).to_contain_text("If an account uses")
-        mail = wait_for(lambda: dev.smtp.messages, "the reset email")
+        mail = wait_for(lambda: smtp.messages, "the reset email")
         link = LINK.search(mail[-1].get_body().get_content())  # type: ignore[union-attr]
         assert link, mail[-1]
         page.goto(link.group(0))
@@ -421,7 +365,7 @@ def test_a_forgotten_password_is_reset_by_the_emailed_link(browser: Browser, dev
         expect(page.get_by_role("status")).to_have_text("Your new password is set. Sign in with it.")
         if not no_horizontal_scroll(page)[0]:
             problems.append("sign-in after a reset scrolls sideways at 375 px")
-        page.get_by_label("Email").fill(dev.email)
+        page.get_by_label("Email").fill(dashboard.email)
         page.get_by_label("Password").fill("a new calm password")
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Incidents", level=1)).to_be_visible()
@@ -429,7 +373,7 @@ def test_a_forgotten_password_is_reset_by_the_emailed_link(browser: Browser, dev
     finally:
         anonymous.close()
         api(
-            dev,
+            dashboard,
             "POST",
             "/api/auth/password",
             {"currentPassword": "a new calm password", "newPassword": PASSWORD},

@@ -14,6 +14,7 @@ import json
 import tempfile
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class Dashboard:
     key: str
     login_link: str
     email: str
+    database_url: str  # the dev server's own database
 
 
 def api(dashboard: Dashboard, method: str, path: str, body: Any = None) -> dict[str, Any]:
@@ -56,20 +58,30 @@ def post_alert(url: str, body: bytes) -> None:
         assert resp.status == 202
 
 
-@pytest.fixture(scope="module")
-def dashboard(services: Services) -> Iterator[Dashboard]:
-    """`monoduty dev` on an empty database: it makes the first user and prints its key and link."""
+@contextmanager
+def dev_dashboard(services: Services, **env: str) -> Iterator[Dashboard]:
+    """`monoduty dev` on an empty database of its own (``env``: more settings, such as SMTP): it
+    makes the first user and prints its key and one-time link."""
     with another(services) as own, tempfile.TemporaryDirectory(prefix="monoduty-dev-") as folder:
-        env = monoduty_env(MONODUTY_DATABASE_URL=own.database_url, MONODUTY_REDIS_URL=own.redis_url)
-        dev = DevProcess(Path(folder) / "data", env)
+        settings = monoduty_env(
+            MONODUTY_DATABASE_URL=own.database_url, MONODUTY_REDIS_URL=own.redis_url, **env
+        )
+        dev = DevProcess(Path(folder) / "data", settings)
         try:
             lines = dev.output().splitlines()
             key = next(line.split(": ")[-1] for line in lines if "API key" in line)
             link = next(line.split(": ")[-1] for line in lines if "sign-in link" in line)
             email = next(line.split(": ")[-1] for line in lines if line.startswith("first user"))
-            yield Dashboard(dev.url, key, link, email)
+            yield Dashboard(dev.url, key, link, email, own.database_url)
         finally:
             assert dev.stop() == 0, dev.output()
+
+
+@pytest.fixture(scope="module")
+def dashboard(services: Services) -> Iterator[Dashboard]:
+    """A dev server for the module; a module that needs other settings overrides this fixture."""
+    with dev_dashboard(services) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +102,12 @@ def context(playwright_browser: Browser, dashboard: Dashboard) -> Iterator[Brows
     context.close()
 
 
-def sign_in(context: BrowserContext, dashboard: Dashboard) -> Page:
-    """A page signed in through the form (the first test set the password)."""
+def sign_in(context: BrowserContext, dashboard: Dashboard, password: str = PASSWORD) -> Page:
+    """A page signed in through the form (the module's first test, or its fixture, set the password)."""
     page = context.new_page()
     page.goto("/sign-in")
     page.get_by_label("Email").fill(dashboard.email)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Incidents", level=1)).to_be_visible()
     return page
