@@ -52,6 +52,9 @@ class Spec:
     build: Callable[[Any, aiohttp.ClientSession, float], Channel]
     # How a target is shown (API answers, the dashboard) when it is itself a credential; None: as is.
     mask: Callable[[str], str] | None = None
+    # A program's endpoint, not a person: it hears every change of an incident (acknowledged and
+    # resolved notices whatever the webhook's notifyOnResolve says), as its event types promise.
+    every_event: bool = False
 
 
 CHANNELS: tuple[Spec, ...] = (
@@ -77,6 +80,7 @@ CHANNELS: tuple[Spec, ...] = (
     Spec(
         type="WEBHOOK", key="webhook", validate=validate_url, contact=None,
         settings=("MONODUTY_SECRET_KEY",), provider=lambda s: s.secret_key, build=WebhookChannel,
+        every_event=True,
     ),
     Spec(
         type="SLACK", key="slack", validate=validate_url, contact=None,
@@ -107,6 +111,8 @@ CHANNELS: tuple[Spec, ...] = (
 CHANNEL_TYPES = tuple(spec.type for spec in CHANNELS)
 # The key of each type's target list in a webhook's targetChannels (API) and targets (SQL).
 TARGET_KEYS = {spec.type: spec.key for spec in CHANNELS}
+# The types told of every acknowledge and resolve (engine.alerts.lifecycle.notice_channels).
+EVENT_TYPES = tuple(spec.type for spec in CHANNELS if spec.every_event)
 _BY_TYPE = {spec.type: spec for spec in CHANNELS}
 _BY_KEY = {spec.key: spec for spec in CHANNELS}
 
