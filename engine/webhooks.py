@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from engine import db, notifications, queue, validate
 from engine.alerts import inbound, signing
 from engine.auth.users import User
-from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
+from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS, unmasked_targets
 from engine.channels.targets import normalise_targets
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.incidents import DedupBy
@@ -324,7 +324,11 @@ async def update_webhook(
             if wanted.notification_types is UNSET
             else _types(wanted.notification_types, available)
         )
-        raw_targets = current["targets"] if wanted.target_channels is UNSET else wanted.target_channels
+        raw_targets = (
+            current["targets"]
+            if wanted.target_channels is UNSET
+            else unmasked_targets(wanted.target_channels, current["targets"])
+        )
         targets = _targets(raw_targets, types, owner)
         new_secret = wanted.signing_secret is not UNSET
         secret = signing.parse_secret(wanted.signing_secret) if new_secret else None

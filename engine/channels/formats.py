@@ -88,6 +88,7 @@ def validate_topic(value: object, *, field: str = "topic") -> str:
 
 
 MAX_URL = 2048
+MASKED = "\u2022\u2022\u2022"  # engine.masking.DOTS: what a masked target shows instead of its secret part
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -101,6 +102,8 @@ def validate_url(value: object, *, field: str = "url") -> str:
     problem = "must be an https URL like https://hooks.example.com/monoduty"
     if not raw or len(raw) > MAX_URL or any(c.isspace() or ord(c) < 32 for c in raw):
         raise TargetError(field, problem)
+    if MASKED in raw:  # a URL as an answer shows it (engine.masking.mask_target), not the URL
+        raise TargetError(field, "is a masked URL (•••): give the whole URL")
     try:
         parts = urlsplit(raw)
         host = (parts.hostname or "").encode("idna").decode("ascii").lower()

@@ -28,6 +28,7 @@ from engine.channels.sms import SmsChannel
 from engine.channels.teams import TeamsChannel
 from engine.channels.telegram import TelegramChannel, validate_chat_id
 from engine.channels.webhook import WebhookChannel
+from engine.masking import mask_target
 from engine.settings import Settings
 
 
@@ -84,15 +85,15 @@ CHANNELS: tuple[Spec, ...] = (
     ),
     Spec(
         type="SLACK", key="slack", validate=validate_url, contact=None,
-        settings=(), provider=lambda s: True, build=SlackChannel,
+        settings=(), provider=lambda s: True, build=SlackChannel, mask=mask_target,
     ),
     Spec(
         type="DISCORD", key="discord", validate=validate_url, contact=None,
-        settings=(), provider=lambda s: True, build=DiscordChannel,
+        settings=(), provider=lambda s: True, build=DiscordChannel, mask=mask_target,
     ),
     Spec(
         type="TEAMS", key="teams", validate=validate_url, contact=None,
-        settings=(), provider=lambda s: True, build=TeamsChannel,
+        settings=(), provider=lambda s: True, build=TeamsChannel, mask=mask_target,
     ),
     Spec(
         type="TELEGRAM", key="telegram", validate=validate_chat_id, contact=None,
@@ -135,6 +136,23 @@ def shown_targets(targets: object) -> object:
         return targets
     return {key: [_shown_by_key(key, t) for t in values] if isinstance(values, list) else values
             for key, values in targets.items()}  # fmt: skip
+
+
+def unmasked_targets(given: object, stored: object) -> object:
+    """A webhook's new ``{key: target or [targets]}`` with each target given as it is shown (masked:
+    what a client read back) replaced by the stored target it shows, so that sending back what was
+    read keeps the credential instead of storing its mask. Anything else is left to the validators."""
+    if not isinstance(given, dict) or not isinstance(stored, dict):
+        return given
+
+    def unmask(key: str, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        known = {_shown_by_key(key, t): t for t in stored.get(key) or [] if isinstance(t, str)}
+        return known.get(value, value)
+
+    return {key: [unmask(key, v) for v in values] if isinstance(values, list) else unmask(key, values)
+            for key, values in given.items()}  # fmt: skip
 
 
 def _shown_by_key(key: str, target: object) -> object:
