@@ -95,3 +95,65 @@ async def test_a_chat_webhook_url_is_shown_as_its_host_and_last_4_characters(
     assert url not in json.dumps([created, listed, hook]) and "abcdefgh" not in json.dumps(
         [created, listed, hook]
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "rule"),
+    [
+        ("WEBHOOK", "http://127.0.0.1:9/in", "a loopback address (127.0.0.1)"),
+        ("WEBHOOK", "http://[::1]:9/in", "a loopback address (::1)"),
+        ("SLACK", "https://169.254.169.254/latest/meta-data", "a cloud metadata address (169.254.169.254)"),
+        ("DISCORD", "https://10.0.0.5/api/webhooks/1/x", "a private address (10.0.0.5)"),
+        ("TEAMS", "https://[fe80::1]/workflows/x", "a link-local address (fe80::1)"),
+        ("APPRISE", "json://192.168.1.20/notify", "a private address (192.168.1.20)"),
+    ],
+)
+async def test_a_private_address_literal_is_refused_where_a_target_is_given(
+    kind: str, target: str, rule: str, provider_settings: Settings, pool: asyncpg.Pool, redis: object
+) -> None:
+    settings = provider_settings.with_(secret_key="registry-tests-secret-key-0123456789")
+    account = await new_account(pool)
+    key = kind.lower()
+    hook = {"name": f"{kind} private", "notificationTypes": [kind], "targetChannels": {key: target}}
+    step = {"delayMinutes": 5, "targets": [{"type": "channel", "channel": kind, "target": target}]}
+    answers = []
+    for allowed in (False, True):
+        client = await make_client(settings.with_(allow_private_targets=allowed))
+        try:
+            method = {"type": kind, "target": target}
+            for path, body in (
+                ("/api/webhooks", hook),
+                ("/api/me/contact-methods", method),
+                ("/api/escalation-policies", {"name": f"{kind} private {allowed}", "steps": [step]}),
+            ):
+                resp = await client.post(path, json=body, headers=account.headers)
+                answers.append((allowed, path, resp.status, await resp.json()))
+        finally:
+            await client.close()
+
+    fields = {"/api/webhooks": f"targetChannels.{key}[0]", "/api/me/contact-methods": "target",
+              "/api/escalation-policies": "steps[0].targets[0].target"}  # fmt: skip
+    for allowed, path, status, answer in answers:
+        if allowed:  # MONODUTY_ALLOW_PRIVATE_TARGETS=on: a chat server on the LAN
+            assert status == 201, (path, answer)
+            continue
+        assert status == 400 and answer["code"] == "VALIDATION_ERROR", (path, answer)
+        assert answer["error"] == (
+            f"{fields[path]} is {rule}; set MONODUTY_ALLOW_PRIVATE_TARGETS=on to allow private targets"
+        ), path
+
+
+async def test_a_name_is_left_to_the_send_time_check(
+    provider_settings: Settings, pool: asyncpg.Pool, redis: object
+) -> None:
+    account = await new_account(pool)
+    client = await make_client(provider_settings)
+    try:
+        resp = await client.post(
+            "/api/me/contact-methods",
+            json={"type": "SLACK", "target": "https://chat.internal.example/hooks/abc"},
+            headers=account.headers,
+        )
+    finally:
+        await client.close()
+    assert resp.status == 201, await resp.text()

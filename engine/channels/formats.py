@@ -92,6 +92,14 @@ MASKED = "\u2022\u2022\u2022"  # engine.masking.DOTS: what a masked target shows
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
+def url_host(url: str) -> str | None:
+    """The host of a stored URL target (an address without its brackets), None if it has none."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
 def validate_url(value: object, *, field: str = "url") -> str:
     """A URL a channel POSTs to (a WEBHOOK receiver, a Slack, Teams or Discord webhook): https, or
     http to a loopback host (a receiver on the same machine: dev and tests). Scheme and host are
