@@ -204,9 +204,13 @@ async def test_a_page_reaches_a_receiver_through_a_worker_and_a_forced_retry_is_
 async def test_a_private_target_is_refused_at_send_time_through_a_worker(
     receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
 ) -> None:
-    settings = chat_settings(provider_settings, allow_private_targets=False)
+    # Given while private targets were allowed (the API refuses it now); sent after they are not.
+    settings = chat_settings(provider_settings)
+    strict = chat_settings(provider_settings, allow_private_targets=False)
 
-    paged = await page_through_worker(settings, pool, "WEBHOOK", "webhook", receiver.url)
+    paged = await page_through_worker(
+        settings, pool, "WEBHOOK", "webhook", receiver.url, worker_settings=strict
+    )
 
     [delivery] = paged.deliveries
     assert delivery["status"] == "failed" and delivery["attempts"] == 1
