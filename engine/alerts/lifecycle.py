@@ -166,7 +166,7 @@ class Attempt:
     """One try of one delivery, with what the channel needs to render the alert."""
 
     delivery_id: uuid.UUID
-    alert_id: uuid.UUID | None  # None for the RESOLVED notice of a person's resolve
+    alert_id: uuid.UUID | None  # None for a notice of a person's resolve or acknowledge
     webhook_id: uuid.UUID
     user_id: uuid.UUID
     channel: str

@@ -105,7 +105,9 @@ def validate_url(value: object, *, field: str = "url") -> str:
     http to a loopback host (a receiver on the same machine: dev and tests). Scheme and host are
     lowercased, an IDN host put in its ASCII form; the path and query are kept as given (they are
     often the credential). No user:password@ (it would show wherever the target is shown) and no
-    fragment (never sent). Where it resolves is checked at send time (engine.channels.egress)."""
+    fragment (never sent), no masked URL (what an answer shows). An IP address host on a private
+    network is refused where the target is given (registry.check_address, which knows the
+    setting); where a name resolves is checked at send time (engine.channels.egress)."""
     raw = _string(value, field)
     problem = "must be an https URL like https://hooks.example.com/monoduty"
     if not raw or len(raw) > MAX_URL or any(c.isspace() or ord(c) < 32 for c in raw):
