@@ -197,8 +197,8 @@ ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS notify_on_resolve text[] NOT NULL 
 ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS repage_on_change boolean NOT NULL DEFAULT false;
 ALTER TABLE alerts ADD COLUMN IF NOT EXISTS incident_id uuid REFERENCES incidents (id) ON DELETE SET NULL;
 CREATE INDEX IF NOT EXISTS alerts_incident_idx ON alerts (incident_id, received_at) WHERE incident_id IS NOT NULL;
--- A delivery is a page of an incident, or its RESOLVED notice (values: engine.alerts.lifecycle.DeliveryKind).
--- A resolve by a person has no alert: its notices hang off the incident alone.
+-- A delivery is a page of an incident, or its RESOLVED or ACKNOWLEDGED notice (values: engine.alerts.lifecycle.DeliveryKind).
+-- A resolve or acknowledge by a person has no alert: its notices hang off the incident alone.
 ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS incident_id uuid REFERENCES incidents (id) ON DELETE CASCADE;
 ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'page';
 ALTER TABLE deliveries ALTER COLUMN alert_id DROP NOT NULL;

@@ -43,7 +43,7 @@ from api.middlewares import error_middleware, request_id_middleware
 from api.responses import ok
 from api.state import API_BODY_LIMIT, AVAILABLE_TYPES, CLOCK, POOL, REDIS, SETTINGS
 from engine import db, queue
-from engine.channels.registry import configured_types
+from engine.channels.registry import deliverable
 from engine.clock import SYSTEM, Clock
 from engine.settings import Settings
 
@@ -77,7 +77,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[API_BODY_LIMIT] = JSON_BODY_LIMIT
-    app[AVAILABLE_TYPES] = frozenset(configured_types(settings))
+    app[AVAILABLE_TYPES] = deliverable(settings)
     app.cleanup_ctx.append(_resources)
     status.setup(app)
     security.setup(app)

@@ -13,7 +13,7 @@ from aiohttp import web
 from api.auth import current_user
 from api.inputs import fields, json_body, wire_names
 from api.responses import ok
-from api.state import CLOCK, POOL, SETTINGS
+from api.state import AVAILABLE_TYPES, CLOCK, POOL, SETTINGS
 from engine.channels import egress
 from engine.channels import webhook as outbound
 from engine.channels.base import Channel
@@ -49,8 +49,11 @@ async def list_methods(request: web.Request) -> web.Response:
 async def create_method(request: web.Request) -> web.Response:
     user = current_user(request)
     wanted = ContactMethodInput(**fields(await json_body(request), METHOD_NAMES))
+    available = request.app[AVAILABLE_TYPES]
     async with request.app[POOL].acquire() as conn:
-        method = await contacts.create_method(conn, user.id, wanted, now=request.app[CLOCK].now())
+        method = await contacts.create_method(
+            conn, user.id, wanted, now=request.app[CLOCK].now(), available=available
+        )
     return ok(201, contact_method=method_to_api(method), **_secret(request, method))
 
 
@@ -59,8 +62,11 @@ async def update_method(request: web.Request) -> web.Response:
     user = current_user(request)
     method_id = contacts.parse_id(request.match_info["id"])
     wanted = ContactMethodInput(**fields(await json_body(request), METHOD_NAMES))
+    available = request.app[AVAILABLE_TYPES]
     async with request.app[POOL].acquire() as conn:
-        method = await contacts.update_method(conn, user.id, method_id, wanted, now=request.app[CLOCK].now())
+        method = await contacts.update_method(
+            conn, user.id, method_id, wanted, now=request.app[CLOCK].now(), available=available
+        )
     changed = _secret(request, method) if wanted.target is not UNSET else {}
     return ok(contact_method=method_to_api(method), **changed)
 

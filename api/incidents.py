@@ -21,6 +21,8 @@ from engine.oncall import escalation
 routes = web.RouteTableDef()
 
 REASSIGN_NAMES = {"userId": "user_id", "scheduleId": "schedule_id"}
+# A timeline's delivery that is a notice, by its kind (engine.alerts.lifecycle.DeliveryKind); else "page".
+NOTICE_KINDS = {"resolved": "resolved_notice", "acknowledged": "acknowledged_notice"}
 
 
 @routes.get("/api/incidents")
@@ -79,8 +81,13 @@ async def reassign(request: web.Request) -> web.Response:
 
 
 async def acknowledge_incident(request: web.Request, incident_id: uuid.UUID) -> None:
+    """Acknowledge, then send the ACKNOWLEDGED notices it planned (once it has committed)."""
     async with request.app[POOL].acquire() as conn:
-        await actions.acknowledge(conn, current_user(request).id, incident_id, request.app[CLOCK].now())
+        notices = await actions.acknowledge(
+            conn, current_user(request).id, incident_id, request.app[CLOCK].now()
+        )
+    for delivery_id in notices:
+        await queue.enqueue_delivery(request.app[REDIS], str(delivery_id), request_id=request[REQUEST_ID])
 
 
 async def resolve_incident(request: web.Request, incident_id: uuid.UUID) -> None:
@@ -208,7 +215,7 @@ def detail(found: Mapping[str, Any]) -> dict[str, Any]:
     timeline += [
         {
             "at": p["created_at"],
-            "kind": "resolved_notice" if p["kind"] == "resolved" else "page",
+            "kind": NOTICE_KINDS.get(p["kind"], "page"),
             "actor": "system",
             "user_id": None,
             "alert_id": _id(p["alert_id"]),

@@ -7,6 +7,7 @@ from aiohttp import web
 from arq.connections import ArqRedis
 
 from engine.auth.users import User
+from engine.channels.registry import Deliverable
 from engine.clock import Clock
 from engine.observability import response_times
 from engine.settings import Settings
@@ -14,7 +15,9 @@ from engine.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
-AVAILABLE_TYPES = web.AppKey("available_types", frozenset[str])
+AVAILABLE_TYPES = web.AppKey(
+    "available_types", Deliverable
+)  # the types, and whether private targets may be given
 API_BODY_LIMIT = web.AppKey("api_body_limit", int)
 # What "now" is for the engine's time rules (engine.clock; tests hand in one that runs ahead).
 CLOCK = web.AppKey("clock", Clock)

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 PREVIEW_CHARS = 120
+URL_TAIL = 4  # characters of a URL target's path that mask_target keeps
 HIDDEN = "***"
 DOTS = "\u2022\u2022\u2022"
 
@@ -92,12 +93,17 @@ def mask_value(value: Any, *, key: str = "") -> Any:
 def mask_target(target: str) -> str:
     """``+14155550123`` → ``+1415•••0123``, ``oncall@example.com`` → ``o•••@example.com``,
     ``prod-alerts`` → ``pr•••ts`` (a push topic is as good as a password to a subscriber),
-    ``https://hooks.slack.com/services/T0/B0/x`` → ``https://hooks.slack.com/•••`` (a chat webhook's
-    path is its credential), ``pover://user@token`` → ``pover://•••`` (an Apprise URL: all of it)."""
+    ``https://hooks.slack.com/services/T0/B0/XyZ1`` → ``https://hooks.slack.com/•••XyZ1`` (a chat
+    webhook's path is its credential: its host and last 4 characters are kept to recognise it),
+    ``pover://user@token`` → ``pover://•••`` (an Apprise URL: all of it)."""
     scheme, sep, rest = target.partition("://")
     if sep:
-        host = rest.split("/", 1)[0].rpartition("@")[2] if scheme in ("http", "https") else ""
-        return f"{scheme}://{host}/{DOTS}" if host else f"{scheme}://{DOTS}"
+        netloc, _, path = rest.partition("/")
+        host = netloc.rpartition("@")[2] if scheme in ("http", "https") else ""
+        # The last characters of a long path tell two webhook URLs of one host apart; a quarter
+        # at most of what is hidden, never enough to reuse.
+        tail = path[-URL_TAIL:] if len(path) >= 4 * URL_TAIL else ""
+        return f"{scheme}://{host}/{DOTS}{tail}" if host else f"{scheme}://{DOTS}"
     if "@" in target:
         local, _, domain = target.rpartition("@")
         return f"{local[:1]}{DOTS}@{domain}"

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from engine import db, notifications, queue, validate
 from engine.alerts import inbound, signing
 from engine.auth.users import User
-from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
+from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS, check_address, unmasked_targets
 from engine.channels.targets import normalise_targets
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.incidents import DedupBy
@@ -140,8 +140,21 @@ def _types(raw: object, available: Collection[str]) -> list[str]:
     return types
 
 
-def _targets(raw: object, types: list[str], owner: User) -> dict[str, list[str]]:
+TYPES_BY_KEY = {key: kind for kind, key in TARGET_KEYS.items()}
+
+
+def _targets(
+    raw: object, types: list[str], owner: User, available: Collection[str] | None = None
+) -> dict[str, list[str]]:
+    """The webhook's targets, with the owner's defaults for types given none. ``available``: the
+    targets were given (not the stored ones again), and their addresses are checked against it."""
     targets = normalise_targets(raw if raw is not None and raw is not UNSET else {}, types)
+    if available is not None:
+        for key, given in targets.items():
+            for i, target in enumerate(given):
+                check_address(
+                    TYPES_BY_KEY[key], target, field=f"target_channels.{key}[{i}]", available=available
+                )
     for kind in types:
         key = TARGET_KEYS[kind]
         if not targets.get(key):
@@ -231,7 +244,7 @@ async def create_webhook(
     alias = _alias(wanted.alias)
     status = validate.choice(wanted.status, "status", tuple(WebhookStatus), default=WebhookStatus.ACTIVE)
     types = _types(wanted.notification_types, available)
-    targets = _targets(wanted.target_channels, types, owner)
+    targets = _targets(wanted.target_channels, types, owner, available)
     secret = signing.parse_secret(None if wanted.signing_secret is UNSET else wanted.signing_secret)
     dedup_by = validate.choice(wanted.dedup_by, "dedup_by", tuple(DedupBy), default=DedupBy.GROUP)
     notify = (
@@ -324,8 +337,12 @@ async def update_webhook(
             if wanted.notification_types is UNSET
             else _types(wanted.notification_types, available)
         )
-        raw_targets = current["targets"] if wanted.target_channels is UNSET else wanted.target_channels
-        targets = _targets(raw_targets, types, owner)
+        raw_targets = (
+            current["targets"]
+            if wanted.target_channels is UNSET
+            else unmasked_targets(wanted.target_channels, current["targets"])
+        )
+        targets = _targets(raw_targets, types, owner, None if wanted.target_channels is UNSET else available)
         new_secret = wanted.signing_secret is not UNSET
         secret = signing.parse_secret(wanted.signing_secret) if new_secret else None
         dedup_by = validate.choice(wanted.dedup_by, "dedup_by", tuple(DedupBy)) or current["dedup_by"]

@@ -4,7 +4,9 @@ plain-text error codes, 429 with Retry-After), and a page end to end through a w
 from __future__ import annotations
 
 import json
+import logging
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,7 @@ from engine.channels.slack import SlackChannel
 from engine.settings import Settings
 from tests.support.channels import alert
 from tests.support.chat import chat_settings, page_through_worker, serve
+from tests.support.factories import make_client
 
 HOOK = "/services/T0001/B0001/XXXXXXXXXXXXXXXXXXXXXXXX"
 
@@ -170,3 +173,56 @@ async def test_a_page_reaches_slack_through_a_worker(
     assert re.fullmatch(r":red_circle: \[CRITICAL\] #\d+ DB down", post["blocks"][0]["text"]["text"])
     context = post["blocks"][-1]["elements"][0]["text"]
     assert "http://monoduty.test/a/" in context and "http://monoduty.test/incidents/" in context
+
+
+async def test_the_webhook_url_is_masked_in_answers_and_logs_and_sending_it_back_keeps_it(
+    slack: FakeSlack,
+    provider_settings: Settings,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = HOOK.rsplit("/", 1)[1]
+    settings = chat_settings(provider_settings)
+    slack.script = [(500, "", {})]  # a retry: its log line names the target too
+    target = slack.url + HOOK
+
+    paged = await page_through_worker(settings, pool, "SLACK", "slack", target)
+
+    shown = f"{slack.url}/\u2022\u2022\u2022{secret[-4:]}"  # the host and the last 4 characters
+    assert paged.created["webhook"]["target_channels"]["slack"] == [shown]
+    client = await make_client(settings)
+    try:
+        path = f"/api/webhooks/{paged.created['webhook']['id']}"
+        read = await (await client.get(path, headers=paged.account.headers)).json()
+        # What was read, sent back with another change: the stored URL stays the real one.
+        resp = await client.patch(
+            path,
+            json={"name": "renamed", "targetChannels": read["webhook"]["target_channels"]},
+            headers=paged.account.headers,
+        )
+        patched = await resp.json()
+        assert resp.status == 200, patched
+        # A masked URL is never stored as a target: given where it shows no stored one, it is refused.
+        resp = await client.post(
+            "/api/me/contact-methods", json={"type": "SLACK", "target": shown}, headers=paged.account.headers
+        )
+        refused = await resp.json()
+    finally:
+        await client.close()
+
+    assert read["webhook"]["target_channels"]["slack"] == [shown]
+    assert patched["webhook"]["target_channels"]["slack"] == [shown]
+    async with pool.acquire() as conn:
+        stored = await conn.fetchval(
+            "SELECT targets FROM webhooks WHERE id = $1", uuid.UUID(read["webhook"]["id"])
+        )
+    assert stored["slack"] == [target]
+    assert (
+        resp.status == 400
+        and refused["error"] == "target is a masked URL (\u2022\u2022\u2022): give the whole URL"
+    )
+    assert secret not in json.dumps([paged.created, read, patched, refused])
+    logged = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
+    assert secret not in logged and shown in logged

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -24,8 +26,9 @@ from engine.settings import Settings
 from tests.support.channels import alert
 from tests.support.chat import SECRET_KEY, chat_settings, page_through_worker, serve
 from tests.support.escalation import clear_rules, new_policy, step, worker_running
-from tests.support.factories import ALERT, WEBHOOK, create, make_client, new_account, path_of
+from tests.support.factories import ALERT, WEBHOOK, create, make_client, new_account, path_of, run_worker
 from tests.support.processes import wait_until
+from tests.support.providers import FakeProviders
 from tests.support.teams import new_team
 
 OWNER = str(uuid.uuid4())
@@ -201,9 +204,13 @@ async def test_a_page_reaches_a_receiver_through_a_worker_and_a_forced_retry_is_
 async def test_a_private_target_is_refused_at_send_time_through_a_worker(
     receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
 ) -> None:
-    settings = chat_settings(provider_settings, allow_private_targets=False)
+    # Given while private targets were allowed (the API refuses it now); sent after they are not.
+    settings = chat_settings(provider_settings)
+    strict = chat_settings(provider_settings, allow_private_targets=False)
 
-    paged = await page_through_worker(settings, pool, "WEBHOOK", "webhook", receiver.url)
+    paged = await page_through_worker(
+        settings, pool, "WEBHOOK", "webhook", receiver.url, worker_settings=strict
+    )
 
     [delivery] = paged.deliveries
     assert delivery["status"] == "failed" and delivery["attempts"] == 1
@@ -266,3 +273,103 @@ async def test_a_person_paged_by_a_policy_is_reached_on_their_webhook_contact_me
     [event] = receiver.events.values()
     assert event["type"] == "incident.triggered" and event["data"]["title"] == ALERT["title"]
     assert event["data"]["actions"]["acknowledge"].startswith("http://monoduty.test/a/")
+
+
+def ntfy_acknowledge(fake: FakeProviders, topic: str) -> str:
+    """The path of the Acknowledge button of the push sent to ``topic`` (where ntfy POSTs)."""
+    [push] = [r for r in fake.requests if r.target == topic]
+    button = next(b for b in push.headers["Actions"].split("; ") if "label=Acknowledge" in b)
+    found = re.search(r'url="?([^,"]+)', button)
+    assert found is not None, button
+    url = urlsplit(found.group(1))
+    return f"{url.path}?{url.query}"
+
+
+async def test_every_event_reaches_the_receiver_once_and_an_acknowledge_from_a_push_is_told_once(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis,
+    fake_providers: FakeProviders,
+) -> None:  # fmt: skip
+    settings = chat_settings(provider_settings)
+    account = await new_account(pool)
+    receiver.secret = signing_secret(SECRET_KEY, str(account.user.id), receiver.url)
+    topic = f"oncall-{uuid.uuid4().hex[:8]}"
+    client = await make_client(settings)
+    try:
+        # WEBHOOK is not among notifyOnResolve (EMAIL, PUSH_NOTIF by default): a program hears all the same.
+        body = {"name": "events", "notificationTypes": ["PUSH_NOTIF", "WEBHOOK"],
+                "targetChannels": {"push": topic, "webhook": receiver.url}}  # fmt: skip
+        hook = await create(client, account, body)
+        resp = await client.post(path_of(hook), json=ALERT)
+        assert resp.status == 202
+        await run_worker(settings)
+        [triggered] = receiver.events.values()
+        number = triggered["data"]["incident"]["number"]
+
+        # Acknowledged from the push's button (another channel); the receiver's first answer is a
+        # 503, so the notice is sent twice, with one webhook-id.
+        receiver.fail = [503]
+        resp = await client.post(
+            ntfy_acknowledge(fake_providers, topic), headers={"User-Agent": "ntfy/1.21.2"}
+        )
+        assert resp.status == 200, await resp.text()
+        [incident_id] = [i["id"] for i in (await resp.json())["incidents"]]
+        # Again, from the API: already acknowledged, so nothing new is told.
+        resp = await client.post(f"/api/incidents/{incident_id}/acknowledge", headers=account.headers)
+        assert resp.status == 200, await resp.text()
+        await run_worker(settings)
+        acknowledged = [e for e in receiver.events.values() if e["type"] == "incident.acknowledged"]
+        ack_ids = [i for i in receiver.seen if receiver.events.get(i) in acknowledged]
+
+        resp = await client.post(f"/api/incidents/{incident_id}/resolve", headers=account.headers)
+        assert resp.status == 200, await resp.text()
+        await run_worker(settings)
+    finally:
+        await client.close()
+
+    assert len(acknowledged) == 1 and len(ack_ids) == 2 and len(set(ack_ids)) == 1  # retried, deduped
+    assert [e["type"] for e in receiver.events.values()] == [
+        "incident.triggered", "incident.acknowledged", "incident.resolved",
+    ]  # fmt: skip
+    ack, resolved = acknowledged[0]["data"], list(receiver.events.values())[2]["data"]
+    assert ack["incident"]["number"] == resolved["incident"]["number"] == number
+    assert ack["title"] == f"ACKNOWLEDGED #{number}: DB down" and ack["actions"] is None
+    assert ack["incident"]["url"] == f"http://monoduty.test/incidents/{incident_id}"
+    assert resolved["message"] == f"Incident #{number} on events was resolved by a user."
+    async with pool.acquire() as conn:
+        kinds = await conn.fetch(
+            "SELECT kind, channel, status FROM deliveries WHERE incident_id = $1 AND alert_id IS NULL",
+            uuid.UUID(incident_id),
+        )
+    # The push hears of the resolve (notifyOnResolve), not of the acknowledge it came from.
+    assert sorted(tuple(r) for r in kinds) == [
+        ("acknowledged", "WEBHOOK", "delivered"),
+        ("resolved", "PUSH_NOTIF", "delivered"),
+        ("resolved", "WEBHOOK", "delivered"),
+    ]
+
+
+async def test_a_senders_acknowledge_is_an_event_too(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    settings = chat_settings(provider_settings)
+    account = await new_account(pool)
+    receiver.secret = signing_secret(SECRET_KEY, str(account.user.id), receiver.url)
+    client = await make_client(settings)
+    try:
+        body = {
+            "name": "sender acks",
+            "notificationTypes": ["WEBHOOK"],
+            "targetChannels": {"webhook": receiver.url},
+        }
+        hook = await create(client, account, body)
+        for alert_body in (ALERT, {**ALERT, "action": "acknowledge"}, {**ALERT, "action": "acknowledge"}):
+            resp = await client.post(path_of(hook), json=alert_body)
+            assert resp.status == 202
+            await run_worker(settings)
+    finally:
+        await client.close()
+
+    # The second acknowledge changes nothing: nothing is told.
+    events = list(receiver.events.values())
+    assert [e["type"] for e in events] == ["incident.triggered", "incident.acknowledged"]
+    assert events[1]["data"]["message"].endswith("was acknowledged by the sender.")

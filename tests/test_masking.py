@@ -61,7 +61,8 @@ def test_long_text_is_a_preview_with_its_size_and_named_secrets_are_hidden() -> 
         ("oncall@example.com", "o\u2022\u2022\u2022@example.com"),
         ("prod-alerts", "pr\u2022\u2022\u2022ts"),
         ("abc", "\u2022\u2022\u2022"),
-        ("https://hooks.slack.com/services/T0/B0/XyZ", "https://hooks.slack.com/\u2022\u2022\u2022"),
+        ("https://hooks.slack.com/services/T0/B0/XyZ1", "https://hooks.slack.com/\u2022\u2022\u2022XyZ1"),
+        ("https://example.org:8443/in", "https://example.org:8443/\u2022\u2022\u2022"),  # short: no tail
         ("pover://userkey@apptoken", "pover://\u2022\u2022\u2022"),
         ("mmost://chat.example.org/token", "mmost://\u2022\u2022\u2022"),
     ],

@@ -25,7 +25,7 @@ from api.dashboard.field_errors import at_field
 from api.dashboard.render import form, render, see_other
 from api.feeds import feed_url
 from api.inputs import query
-from api.state import CLOCK, POOL, REDIS, SETTINGS
+from api.state import AVAILABLE_TYPES, CLOCK, POOL, REDIS, SETTINGS
 from engine.auth import accounts, api_keys, sessions
 from engine.channels.registry import CHANNEL_TYPES
 from engine.errors import MonodutyError, ValidationError
@@ -195,9 +195,12 @@ async def add_method(request: web.Request) -> web.Response:
     user = current_user(request)
     given = await form(request)
     wanted = ContactMethodInput(type=given.get("type", ""), target=given.get("target", "").strip())
+    available = request.app[AVAILABLE_TYPES]
     try:
         async with request.app[POOL].acquire() as conn:
-            await contacts.create_method(conn, user.id, wanted, now=request.app[CLOCK].now())
+            await contacts.create_method(
+                conn, user.id, wanted, now=request.app[CLOCK].now(), available=available
+            )
     except MonodutyError as exc:
         return await _failed(request, "methods", exc)
     return _back("method-added", "methods")

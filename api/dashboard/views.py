@@ -25,6 +25,8 @@ STATUS_LABELS = {
     IncidentStatus.ACKNOWLEDGED.value: "Acknowledged",
     IncidentStatus.RESOLVED.value: "Resolved",
 }
+# A timeline's delivery that is a notice (engine.alerts.lifecycle.DeliveryKind); any other is a page.
+NOTICE_LABELS = {"resolved": "Resolved notice", "acknowledged": "Acknowledged notice"}
 EVENT_LABELS = {
     EventKind.OPENED.value: "Opened",
     EventKind.ALERT.value: "Alert",
@@ -204,7 +206,7 @@ def timeline(found: Mapping[str, Any], people: Mapping[uuid.UUID, str]) -> list[
             }
         )
     for page in found["pages"]:
-        label = "Resolved notice" if page["kind"] == "resolved" else "Page"
+        label = NOTICE_LABELS.get(page["kind"], "Page")
         entries.append(
             {
                 "at": page["created_at"],

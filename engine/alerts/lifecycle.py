@@ -11,7 +11,7 @@ Every step is idempotent because jobs run at least once:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -23,7 +23,7 @@ from engine import db, notifications
 from engine.alerts.pages import BUNDLE_ORDER, bundle_message, page_message
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import SEVERITIES, Message
-from engine.channels.registry import TARGET_KEYS
+from engine.channels.registry import EVENT_TYPES, TARGET_KEYS
 from engine.incidents import DedupBy
 from engine.incidents import attach as incidents_attach
 from engine.incidents.attach import Pages
@@ -48,6 +48,7 @@ class DeliveryStatus(StrEnum):
 class DeliveryKind(StrEnum):
     PAGE = "page"  # the alert itself, on every channel of the webhook
     RESOLVED = "resolved"  # the short RESOLVED notice, on the webhook's notify_on_resolve channels
+    ACKNOWLEDGED = "acknowledged"  # the ACKNOWLEDGED notice, on the channels told of every event (WEBHOOK)
     DIGEST = "digest"  # one page for a storm's held incidents (engine.incidents.digests)
     BUNDLE = "bundle"  # one page to one person for several incidents (engine.oncall.paging)
 
@@ -112,7 +113,8 @@ SELECT d.id, d.alert_id, d.incident_id, d.kind, d.channel, d.target, d.attempts,
     w.user_id,
     coalesce(a.is_test, false) AS is_test, a.title, a.message, a.severity, a.source, a.details, a.received_at,
     a.request_id, w.name AS webhook_name, i.number, i.title AS incident_title, i.resolved_at,
-    i.resolved_by, i.last_alert_at, i.message AS incident_message, i.severity AS incident_severity,
+    i.resolved_by, i.acknowledged_at, i.acknowledged_by, i.last_alert_at, i.message AS incident_message,
+    i.severity AS incident_severity,
     i.source AS incident_source, i.dedup_key,
     EXISTS (SELECT 1 FROM incident_alerts l WHERE l.alert_id = d.alert_id) AS of_member,
     (SELECT max(id::text) FROM alerts WHERE incident_id = i.id) AS any_alert_id,
@@ -164,7 +166,7 @@ class Attempt:
     """One try of one delivery, with what the channel needs to render the alert."""
 
     delivery_id: uuid.UUID
-    alert_id: uuid.UUID | None  # None for the RESOLVED notice of a person's resolve
+    alert_id: uuid.UUID | None  # None for a notice of a person's resolve or acknowledge
     webhook_id: uuid.UUID
     user_id: uuid.UUID
     channel: str
@@ -254,30 +256,63 @@ async def record_alert(
         return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
 
 
+# A webhook's row (or one with its notification_types, targets and notify_on_resolve).
+WebhookRow = asyncpg.Record | Mapping[str, Any]
+# What each kind of alert sends besides pages: an incident's notices.
+_NOTICES = {Pages.RESOLVED: DeliveryKind.RESOLVED, Pages.ACKNOWLEDGED: DeliveryKind.ACKNOWLEDGED}
+
+
+def notice_channels(kind: DeliveryKind, notify_on_resolve: Sequence[str]) -> list[str]:
+    """The channels an incident's ACKNOWLEDGED or RESOLVED notice goes on: a resolve's on the
+    webhook's notifyOnResolve, and both on the channels told of every event (WEBHOOK: a program
+    that was sent ``incident.triggered`` is sent ``.acknowledged`` and ``.resolved`` too)."""
+    chosen = list(notify_on_resolve) if kind is DeliveryKind.RESOLVED else []
+    return [*chosen, *(t for t in EVENT_TYPES if t not in chosen)]
+
+
+async def notice_plan(
+    conn: db.Connection, webhook: WebhookRow, incident_id: uuid.UUID, kind: DeliveryKind
+) -> list[tuple[str, str]]:
+    """(channel, target) of an incident's notice of ``kind``, one place for a person's action
+    (engine.incidents.actions) and a sender's: where its pages went if it escalates
+    (engine.oncall.escalation), else the webhook's own targets on the notice's channels.
+    ``webhook``: its notification_types, targets and notify_on_resolve."""
+    channels = notice_channels(kind, webhook["notify_on_resolve"])
+    paged = await escalation.notice_targets(conn, incident_id, channels)
+    if paged is not None:
+        return paged
+    return _webhook_notices(webhook, channels)
+
+
+def _webhook_notices(webhook: WebhookRow, channels: list[str]) -> list[tuple[str, str]]:
+    return [
+        (k, t)
+        for k in webhook["notification_types"]
+        if k in channels
+        for t in webhook["targets"].get(TARGET_KEYS[k], [])
+    ]
+
+
 async def _plan(
     conn: db.Connection, webhook: asyncpg.Record, attached: incidents_attach.Attached
 ) -> list[tuple[str, str, DeliveryKind]]:
-    """delivery_plan, except that the RESOLVED notice of an escalated incident goes where its
-    pages went (engine.oncall.escalation), not to the webhook's targets."""
-    if attached.pages is Pages.RESOLVED and attached.incident_id is not None:
-        paged = await escalation.resolved_notice_targets(
-            conn, attached.incident_id, list(webhook["notify_on_resolve"])
-        )
-        if paged is not None:
-            return [(kind, target, DeliveryKind.RESOLVED) for kind, target in paged]
+    """delivery_plan, except that the notices of an escalated incident go where its pages went
+    (engine.oncall.escalation), not to the webhook's targets."""
+    notice = _NOTICES.get(attached.pages)
+    if notice is not None and attached.incident_id is not None:
+        return [(k, t, notice) for k, t in await notice_plan(conn, webhook, attached.incident_id, notice)]
     return delivery_plan(webhook, attached.pages)
 
 
-def delivery_plan(webhook: asyncpg.Record, pages: Pages) -> list[tuple[str, str, DeliveryKind]]:
-    """(channel, target, kind) of what an alert sends: a page on every channel, or the RESOLVED
-    notice on the webhook's notify_on_resolve channels it uses, or nothing."""
+def delivery_plan(webhook: WebhookRow, pages: Pages) -> list[tuple[str, str, DeliveryKind]]:
+    """(channel, target, kind) of what an alert sends: a page on every channel, or a notice on
+    its channels (notice_channels) the webhook uses, or nothing."""
     if pages is Pages.NONE:
         return []
-    if pages is Pages.RESOLVED:
-        kinds = [k for k in webhook["notification_types"] if k in webhook["notify_on_resolve"]]
-        return [
-            (k, t, DeliveryKind.RESOLVED) for k in kinds for t in webhook["targets"].get(TARGET_KEYS[k], [])
-        ]
+    notice = _NOTICES.get(pages)
+    if notice is not None:
+        channels = notice_channels(notice, webhook["notify_on_resolve"])
+        return [(k, t, notice) for k, t in _webhook_notices(webhook, channels)]
     return [
         (k, t, DeliveryKind.PAGE)
         for k in webhook["notification_types"]

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from engine.alerts.payloads import MAX_TITLE
-from engine.channels.base import Message
+from engine.channels.base import NOTICE_KINDS, Message
 from engine.incidents.keys import plain_title
 from engine.incidents.noise import is_system
 
@@ -21,11 +21,11 @@ from engine.incidents.noise import is_system
 def page_message(row: Mapping[str, Any]) -> Message:
     """The Message of one delivery: a page of a stored alert (a row with the alerts columns,
     ``webhook_name`` and its incident's ``number``, NULL for a test send), or an incident's RESOLVED
-    notice (``kind`` ``resolved``, the incident's ``number``, ``incident_title``, ``resolved_by``,
-    ``resolved_at``; its title names the number already), or a page of an escalation policy (no
+    or ACKNOWLEDGED notice (``kind``, the incident's ``number``, ``incident_title``, ``resolved_by``
+    and ``resolved_at`` or ``acknowledged_by`` and ``acknowledged_at``), or a page of an escalation policy (no
     alert: the incident's columns)."""
-    if row.get("kind") == "resolved":  # lifecycle.DeliveryKind.RESOLVED
-        return _resolved_notice(row)
+    if row.get("kind") in NOTICE_KINDS:  # lifecycle.DeliveryKind.RESOLVED, .ACKNOWLEDGED
+        return _notice(row)
     if row.get("kind") == "digest":  # lifecycle.DeliveryKind.DIGEST
         return _digest(row)
     if is_system(row.get("dedup_key")) or row.get("of_member"):
@@ -122,17 +122,22 @@ def links_of(details: object) -> tuple[str, ...]:
     return tuple(href for href in hrefs if isinstance(href, str) and href.startswith(("http://", "https://")))
 
 
-def _resolved_notice(row: Mapping[str, Any]) -> Message:
+def _notice(row: Mapping[str, Any]) -> Message:
     # Short and quiet: severity info is ntfy priority 2, and CALL never carries one.
-    by = "the sender" if row["resolved_by"] == "sender" else "a user"
+    resolved = row["kind"] == "resolved"
+    by = "the sender" if row["resolved_by" if resolved else "acknowledged_by"] == "sender" else "a user"
+    what = "resolved" if resolved else "acknowledged"
+    at = row["resolved_at" if resolved else "acknowledged_at"]
     return Message(
         alert_id=str(row["alert_id"] or row["any_alert_id"]),
         webhook_name=row["webhook_name"],
-        title=f"RESOLVED #{row['number']}: {plain_title(row['incident_title'])}",
-        body=f"Incident #{row['number']} on {row['webhook_name']} was resolved by {by}.",
+        title=f"{what.upper()} #{row['number']}: {plain_title(row['incident_title'])}",
+        body=f"Incident #{row['number']} on {row['webhook_name']} was {what} by {by}.",
         severity="info",
         source=row["source"],
-        received_at=row["resolved_at"] or row["last_alert_at"],
+        received_at=at or row["last_alert_at"],
+        number=row["number"],  # its title names it already (Message.subject)
+        kind=row["kind"],
     )
 
 

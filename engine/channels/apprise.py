@@ -65,6 +65,12 @@ def mask(url: str) -> str:
     return str(plugin.url(privacy=True)).partition("?")[0]
 
 
+def host_of(url: str) -> str | None:
+    """The host an Apprise URL sends to, where it names one (see _named_host)."""
+    plugin = _plugin(url)
+    return _named_host(plugin) if plugin is not None else None
+
+
 def _named_host(plugin: apprise.NotifyBase) -> str | None:
     """The host the URL sends to, where it names one: an address, ``localhost`` or a dotted name.
     (Services at a fixed address, Pushover or Telegram, keep a token where the host would be.)"""

@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Protocol
 
 SEVERITIES = ("critical", "error", "warning", "info")
+# The deliveries that tell of a change of an incident (engine.alerts.lifecycle.DeliveryKind), not page.
+NOTICE_KINDS = ("resolved", "acknowledged")
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class Message:
     received_at: datetime
     is_test: bool = False
     links: tuple[str, ...] = ()  # http(s) URLs the sender linked (PagerDuty ``links``), first = most useful
-    number: int | None = None  # the incident's per-owner number; None for a test send or a notice
+    number: int | None = None  # the incident's per-owner number; None for a test send or a bundle
     actions: ActionLinks | None = None  # where the recipient acknowledges or resolves from the message
     reply: ReplyCode | None = None  # SMS: the code a reply names to act on the message
     # Where the provider reports what became of it (Twilio's StatusCallback: engine.alerts.receipts).
@@ -64,7 +66,7 @@ class Message:
     incident_url: str | None = None
     # Whose target this is (the person paged, else the webhook's maker): scopes per-owner secrets.
     recipient_id: str | None = None
-    # What the delivery is (engine.alerts.lifecycle.DeliveryKind): page, bundle, digest, resolved.
+    # What the delivery is (engine.alerts.lifecycle.DeliveryKind): page, bundle, digest, or a notice.
     kind: str = "page"
 
     @property
@@ -74,7 +76,9 @@ class Message:
         The number comes before the title so that a cut title (push titles, long subjects) still
         names the incident a reply or the dashboard can find."""
         prefix = "[TEST] " if self.is_test else ""
-        number = f"#{self.number} " if self.number is not None else ""
+        # A notice's title names the number already ("RESOLVED #42: DB down").
+        shown = self.number is not None and self.kind not in NOTICE_KINDS
+        number = f"#{self.number} " if shown else ""
         return f"{prefix}[{self.severity.upper()}] {number}{self.title}"
 
 

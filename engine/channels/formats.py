@@ -88,7 +88,16 @@ def validate_topic(value: object, *, field: str = "topic") -> str:
 
 
 MAX_URL = 2048
+MASKED = "\u2022\u2022\u2022"  # engine.masking.DOTS: what a masked target shows instead of its secret part
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def url_host(url: str) -> str | None:
+    """The host of a stored URL target (an address without its brackets), None if it has none."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 def validate_url(value: object, *, field: str = "url") -> str:
@@ -96,11 +105,15 @@ def validate_url(value: object, *, field: str = "url") -> str:
     http to a loopback host (a receiver on the same machine: dev and tests). Scheme and host are
     lowercased, an IDN host put in its ASCII form; the path and query are kept as given (they are
     often the credential). No user:password@ (it would show wherever the target is shown) and no
-    fragment (never sent). Where it resolves is checked at send time (engine.channels.egress)."""
+    fragment (never sent), no masked URL (what an answer shows). An IP address host on a private
+    network is refused where the target is given (registry.check_address, which knows the
+    setting); where a name resolves is checked at send time (engine.channels.egress)."""
     raw = _string(value, field)
     problem = "must be an https URL like https://hooks.example.com/monoduty"
     if not raw or len(raw) > MAX_URL or any(c.isspace() or ord(c) < 32 for c in raw):
         raise TargetError(field, problem)
+    if MASKED in raw:  # a URL as an answer shows it (engine.masking.mask_target), not the URL
+        raise TargetError(field, "is a masked URL (•••): give the whole URL")
     try:
         parts = urlsplit(raw)
         host = (parts.hostname or "").encode("idna").decode("ascii").lower()

@@ -1,8 +1,10 @@
 """Outbound webhooks signed per the Standard Webhooks spec (standardwebhooks.com).
 
 One JSON POST per delivery: ``{"type", "timestamp", "data"}`` with the event type
-``incident.triggered`` (a page of an incident, a bundle, a digest), ``incident.resolved`` (the
-RESOLVED notice) or ``alert.received`` (a page of no incident: a test send). Headers:
+``incident.triggered`` (a page of an incident, a bundle, a digest), ``incident.acknowledged`` and
+``incident.resolved`` (the notices, which WEBHOOK targets are always sent:
+engine.alerts.lifecycle.notice_channels) or ``alert.received`` (a page of no incident: a test
+send). Headers:
 
 - ``webhook-id``: ``msg_<delivery id>``, the same on every retry, so a receiver dedupes by it;
 - ``webhook-timestamp``: Unix seconds of this attempt (receivers refuse old ones: replay guard);
@@ -60,8 +62,8 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def event_type(message: Message) -> str:
-    if message.kind == "resolved":
-        return "incident.resolved"
+    if message.kind in ("resolved", "acknowledged"):  # base.NOTICE_KINDS
+        return f"incident.{message.kind}"
     if message.number is None and message.kind == "page":
         return "alert.received"
     return "incident.triggered"

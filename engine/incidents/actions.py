@@ -4,7 +4,8 @@ Each is one transaction on the incident row (locked FOR UPDATE), by a responder 
 incident's team (403 below that; 404 for anyone outside the team). Acknowledging stops the
 incident's pages at once: a page not yet started re-checks the incident in the transaction that
 starts it (engine.alerts.lifecycle.start_attempt) and is cancelled.
-A resolve plans the RESOLVED notices on the webhook's notify_on_resolve channels; the caller
+A resolve plans the RESOLVED notices (the webhook's notify_on_resolve channels and WEBHOOK), an
+acknowledge the ACKNOWLEDGED notices (WEBHOOK: engine.alerts.lifecycle.notice_plan); the caller
 enqueues the returned delivery ids once this has committed.
 """
 
@@ -16,8 +17,7 @@ from datetime import datetime
 import asyncpg
 
 from engine import db, validate
-from engine.alerts.lifecycle import DeliveryKind
-from engine.channels.registry import TARGET_KEYS
+from engine.alerts.lifecycle import DeliveryKind, notice_plan
 from engine.errors import Conflict, NotFound
 from engine.incidents import Actor, EventKind, IncidentStatus
 from engine.incidents.events import add_event
@@ -65,20 +65,22 @@ async def _lock(conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID)
 
 async def acknowledge(
     conn: db.Connection, user_id: uuid.UUID, incident_id: uuid.UUID, now: datetime, *, via: str | None = None
-) -> None:
+) -> list[uuid.UUID]:
     """triggered -> acknowledged; acknowledging again is a no-op; a resolved incident is 409.
-    ``via``: the channel it came from when not the API (the timeline says "via push")."""
+    ``via``: the channel it came from when not the API (the timeline says "via push").
+    Returns the ACKNOWLEDGED notices to enqueue (none for a no-op: a receiver hears of it once)."""
     async with conn.transaction():
         row = await _lock(conn, user_id, incident_id)
         if row["status"] == IncidentStatus.RESOLVED:
             raise Conflict("incident is resolved already", code="INCIDENT_RESOLVED")
         if row["status"] == IncidentStatus.ACKNOWLEDGED:
-            return
+            return []
         await conn.execute(ACKNOWLEDGE, incident_id, now, user_id)
         await escalation.stop(conn, incident_id, "incident acknowledged")
         await add_event(
             conn, incident_id, EventKind.ACKNOWLEDGED, Actor.USER, now, text=_via(via), user_id=user_id
         )
+        return await _notices(conn, row, incident_id, DeliveryKind.ACKNOWLEDGED)
 
 
 async def resolve(
@@ -94,22 +96,16 @@ async def resolve(
         await add_event(
             conn, incident_id, EventKind.RESOLVED, Actor.USER, now, text=_via(via), user_id=user_id
         )
-        channels = list(row["notify_on_resolve"])
-        paged = await escalation.resolved_notice_targets(conn, incident_id, channels)
-        planned = (
-            paged
-            if paged is not None
-            else [
-                (kind, target)
-                for kind in row["notification_types"]
-                if kind in channels
-                for target in row["targets"].get(TARGET_KEYS[kind], [])
-            ]
-        )
-        notices = [
-            (uuid.uuid4(), kind, target, incident_id, DeliveryKind.RESOLVED.value) for kind, target in planned
-        ]
-        await conn.executemany(INSERT_NOTICE, notices)
+        return await _notices(conn, row, incident_id, DeliveryKind.RESOLVED)
+
+
+async def _notices(
+    conn: db.Connection, row: asyncpg.Record, incident_id: uuid.UUID, kind: DeliveryKind
+) -> list[uuid.UUID]:
+    """Plan the incident's notices of ``kind`` (in the caller's transaction); their delivery ids."""
+    planned = await notice_plan(conn, row, incident_id, kind)
+    notices = [(uuid.uuid4(), channel, target, incident_id, kind.value) for channel, target in planned]
+    await conn.executemany(INSERT_NOTICE, notices)
     return [n[0] for n in notices]
 
 

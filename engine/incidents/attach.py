@@ -66,10 +66,12 @@ GROUP_FORMATS = ("alertmanager", "grafana")  # one notification lists a whole gr
 
 
 class Pages(StrEnum):
-    """What the alert's deliveries are: pages on every channel, RESOLVED notices, or none."""
+    """What the alert's deliveries are: pages on every channel, RESOLVED or ACKNOWLEDGED notices
+    (engine.alerts.lifecycle.notice_channels), or none."""
 
     PAGE = "page"
     RESOLVED = "resolved"
+    ACKNOWLEDGED = "acknowledged"
     NONE = "none"
 
 
@@ -290,18 +292,13 @@ async def _join(
         )
         return Attached(incident_id, Pages.RESOLVED)
     if action is SenderAction.ACKNOWLEDGE:
-        if await conn.fetchval(ACKNOWLEDGE, incident_id, at, Actor.SENDER.value, None) is not None:
-            await escalation.stop(conn, incident_id, "incident acknowledged")
-            await add_event(
-                conn,
-                incident_id,
-                EventKind.ACKNOWLEDGED,
-                Actor.SENDER,
-                at,
-                text=parsed.title,
-                alert_id=alert_id,
-            )
-        return Attached(incident_id, Pages.NONE)
+        if await conn.fetchval(ACKNOWLEDGE, incident_id, at, Actor.SENDER.value, None) is None:
+            return Attached(incident_id, Pages.NONE)  # acknowledged already: nothing new to tell
+        await escalation.stop(conn, incident_id, "incident acknowledged")
+        await add_event(
+            conn, incident_id, EventKind.ACKNOWLEDGED, Actor.SENDER, at, text=parsed.title, alert_id=alert_id
+        )
+        return Attached(incident_id, Pages.ACKNOWLEDGED)
     if raised:
         text = f"severity {current['severity']} -> {parsed.severity}: {parsed.title}"
         await add_event(

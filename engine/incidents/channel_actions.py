@@ -94,7 +94,7 @@ def redeem(secret_key: str | None, raw: str, now: datetime) -> Grant:
 
 
 # Deliveries whose message pages for incidents (engine.alerts.lifecycle.DeliveryKind): not the
-# RESOLVED notices, not a storm's digest.
+# notices (ACKNOWLEDGED, RESOLVED), not a storm's digest.
 ACTIONABLE_KINDS = ("page", "bundle")
 ROUTE = "/a/"  # api/action_links.py serves it
 
@@ -141,8 +141,9 @@ async def incidents_of(conn: db.Connection, delivery_id: uuid.UUID) -> list[dict
 
 @dataclass
 class Outcome:
-    """What an action did: the incidents it changed, the RESOLVED notices and wake-ups to queue
-    once it has committed (the caller enqueues them), and those it left alone (already so)."""
+    """What an action did: the incidents it changed, the notices (ACKNOWLEDGED, RESOLVED) and
+    wake-ups to queue once it has committed (the caller enqueues them), and those it left alone
+    (already so)."""
 
     changed: list[uuid.UUID]
     unchanged: list[uuid.UUID]
@@ -167,7 +168,7 @@ async def act(conn: db.Connection, grant: Grant, action: Action, via: str, now: 
             continue
         try:
             if action is Action.ACKNOWLEDGE:
-                await actions.acknowledge(conn, grant.user_id, incident_id, now, via=via)
+                outcome.notices += await actions.acknowledge(conn, grant.user_id, incident_id, now, via=via)
             elif action is Action.RESOLVE:
                 outcome.notices += await actions.resolve(conn, grant.user_id, incident_id, now, via=via)
             else:

@@ -17,13 +17,14 @@ sms_opt_outs): its SMS methods are not paged, whoever's they are, until it repli
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
 from engine import db, validate
-from engine.channels.registry import CHANNEL_TYPES, validate_target
+from engine.channels.registry import CHANNEL_TYPES, check_address, validate_target
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.validate import UNSET
 
@@ -152,10 +153,12 @@ async def get_method(conn: db.Connection, user_id: uuid.UUID, method_id: uuid.UU
     return ContactMethod.from_record(record)
 
 
-def _target(kind: str, value: object) -> str:
+def _target(kind: str, value: object, available: Collection[str]) -> str:
     if value is None or value is UNSET:
         raise ValidationError("target is required", field="target")
-    return validate_target(kind, value, field="target")
+    target = validate_target(kind, value, field="target")
+    check_address(kind, target, field="target", available=available)
+    return target
 
 
 async def _verified_at(
@@ -169,13 +172,19 @@ async def _verified_at(
 
 
 async def create_method(
-    conn: db.Connection, user_id: uuid.UUID, wanted: ContactMethodInput, *, now: datetime
+    conn: db.Connection,
+    user_id: uuid.UUID,
+    wanted: ContactMethodInput,
+    *,
+    now: datetime,
+    available: Collection[str] = frozenset(),
 ) -> ContactMethod:
-    """A type and a target in its channel's format; the same type and target twice is a Conflict."""
+    """A type and a target in its channel's format; the same type and target twice is a Conflict.
+    ``available`` (registry.Deliverable) says whether a target may name a private address."""
     kind = validate.choice(wanted.type, "type", CHANNEL_TYPES)
     if kind is None:
         raise ValidationError(f"type is required: one of {', '.join(CHANNEL_TYPES)}", field="type")
-    target = _target(kind, wanted.target)
+    target = _target(kind, wanted.target, available)
     async with conn.transaction():
         if await conn.fetchval(COUNT, user_id) >= MAX_METHODS:
             raise ValidationError(
@@ -196,14 +205,16 @@ async def update_method(
     wanted: ContactMethodInput,
     *,
     now: datetime,
+    available: Collection[str] = frozenset(),
 ) -> ContactMethod:
-    """A new target starts unverified (its rules stay). The type is fixed."""
+    """A new target starts unverified (its rules stay). The type is fixed. ``available``: as for
+    create_method."""
     if wanted.type is not UNSET:
         raise ValidationError("type cannot change; add a new contact method instead", field="type")
     current = await get_method(conn, user_id, method_id)
     if wanted.target is UNSET:
         return current
-    target = _target(current.type, wanted.target)
+    target = _target(current.type, wanted.target, available)
     if target == current.target:
         return current
     async with conn.transaction():

@@ -126,12 +126,12 @@ async def escalates(conn: db.Connection, incident_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval(ESCALATES, incident_id))
 
 
-async def resolved_notice_targets(
+async def notice_targets(
     conn: db.Connection, incident_id: uuid.UUID, channels: list[str]
 ) -> list[tuple[str, str]] | None:
-    """(channel, target) of the RESOLVED notices of an escalated incident: where its pages went,
-    on ``channels`` (the webhook's notifyOnResolve). None: it does not escalate (the webhook's
-    targets hear of it, as before policies)."""
+    """(channel, target) of the ACKNOWLEDGED or RESOLVED notices of an escalated incident: where
+    its pages went, on ``channels`` (engine.alerts.lifecycle.notice_channels). None: it does not
+    escalate (the webhook's targets hear of it, as before policies)."""
     if not await escalates(conn, incident_id):
         return None
     return await paging.notice_targets(conn, incident_id, channels)

@@ -409,6 +409,6 @@ async def mark_enqueued(conn: db.Connection, page_ids: list[uuid.UUID], now: dat
 async def notice_targets(
     conn: db.Connection, incident_id: uuid.UUID, channels: list[str]
 ) -> list[tuple[str, str]]:
-    """Where the RESOLVED notice of an escalated incident goes: every (channel, target) a page of
-    it was sent to, on the webhook's notifyOnResolve channels."""
+    """Where a notice (ACKNOWLEDGED, RESOLVED) of an escalated incident goes: every (channel,
+    target) a page of it was sent to, on ``channels``."""
     return [(r["channel"], r["target"]) for r in await conn.fetch(NOTICE_TARGETS, incident_id, channels)]

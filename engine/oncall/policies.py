@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from engine import db, validate
-from engine.channels.registry import CHANNEL_TYPES, validate_target
+from engine.channels.registry import CHANNEL_TYPES, check_address, validate_target
 from engine.errors import Conflict, NotFound, ValidationError
 from engine.teams import Role
 from engine.teams.membership import personal_team_id, require_role
@@ -388,7 +388,9 @@ def _channel_target(item: dict[str, object], where: str, available: Collection[s
             field=f"{where}.channel",
             code="CHANNEL_NOT_CONFIGURED",
         )
-    return ChannelTarget(channel, validate_target(channel, item.get("target"), field=f"{where}.target"))
+    target = validate_target(channel, item.get("target"), field=f"{where}.target")
+    check_address(channel, target, field=f"{where}.target", available=available)
+    return ChannelTarget(channel, target)
 
 
 async def check_team(

@@ -13,7 +13,7 @@ Definitions shared by every format:
   reaching the person (a call: when it was answered), and the answer rate is the delivered rate of
   calls; receipts leave the delivery's status, and so every other figure, as it was;
 - a *page* is a delivery no call made (it has no alert): an escalation policy's page or bundle of
-  a person or a step's channel target, a person's RESOLVED notice, a maintenance window's held
+  a person or a step's channel target, a person's RESOLVED or ACKNOWLEDGED notice, a maintenance window's held
   page, a storm's digest; it belongs to the range it was created in, and to the webhook of its
   incident (or digest). ``performance`` and the ``detailed`` report's receipts count deliveries
   of calls and pages alike; ``detailed`` lists the pages after the calls (``page_rows``);

@@ -4,8 +4,9 @@ APPRISE) share: a local server for a platform's API, and a real page through a w
 - ``serve(app)``: runs an aiohttp app on 127.0.0.1 and yields its base URL.
 - ``page_through_worker(settings, pool, kind, key, target)``: an account (a new one unless given)
   makes a webhook paging ``target`` on channel ``kind`` (``key`` its targetChannels key) through
-  the API, an alert is posted to it, and a burst worker delivers it; returns the API's answer to
-  the webhook's creation, the alert id and the alert's delivery rows.
+  the API, an alert is posted to it, and a burst worker delivers it (on ``worker_settings`` when
+  given); returns the API's answer to the webhook's creation, the alert id and the alert's
+  delivery rows.
 - ``chat_settings(settings)``: ``settings`` as the chat tests need them: a secret key (action
   links, WEBHOOK secrets), and private targets allowed (every platform here is on 127.0.0.1).
 """
@@ -59,6 +60,7 @@ async def page_through_worker(
     *,
     alert: dict[str, Any] = ALERT,
     account: Account | None = None,
+    worker_settings: Settings | None = None,
 ) -> Paged:
     account = account or await new_account(pool)
     client = await make_client(settings)
@@ -72,6 +74,6 @@ async def page_through_worker(
         alert_id = (await resp.json())["alert_id"]
     finally:
         await client.close()
-    await run_worker(settings)
+    await run_worker(worker_settings or settings)
     rows = list((await deliveries(pool, alert_id)).values())
     return Paged(account, created, alert_id, rows)
