@@ -252,5 +252,7 @@ def build_channels(
 
 
 def default_targets(contacts: object) -> dict[str, str | None]:
-    """Each target key's default for a user (``contacts``: anything with the contact attributes)."""
-    return {spec.key: getattr(contacts, spec.contact) if spec.contact else None for spec in CHANNELS}
+    """Each target key's default for a user (``contacts``: anything with the contact attributes):
+    the channels a user has a contact of their own for (email, phone, push topic); the others
+    (chat rooms, URLs) have no per-user default, so they are not listed as empty ones."""
+    return {spec.key: getattr(contacts, spec.contact) for spec in CHANNELS if spec.contact}
