@@ -8,6 +8,7 @@ from aiohttp import web
 
 from api.dashboard import (
     guard,
+    heartbeats,
     inbox,
     incidents,
     live,
@@ -44,6 +45,7 @@ def setup(app: web.Application) -> None:
     app.router.add_routes(password_reset.routes)
     app.router.add_routes(incidents.routes)
     app.router.add_routes(webhooks.routes)
+    app.router.add_routes(heartbeats.routes)
     app.router.add_routes(oncall.routes)
     app.router.add_routes(policies.routes)
     app.router.add_routes(team.routes)
