@@ -12,6 +12,7 @@ from api.dashboard import (
     inbox,
     incidents,
     live,
+    maintenance,
     oncall,
     outbox,
     password_reset,
@@ -49,6 +50,7 @@ def setup(app: web.Application) -> None:
     app.router.add_routes(oncall.routes)
     app.router.add_routes(policies.routes)
     app.router.add_routes(team.routes)
+    app.router.add_routes(maintenance.routes)
     app.router.add_routes(live.routes)
     app.router.add_routes(profile.routes)
     app.router.add_routes(inbox.routes)

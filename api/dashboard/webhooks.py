@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import current_user
-from api.dashboard import heartbeats, views
+from api.dashboard import heartbeats, maintenance, views
 from api.dashboard.render import form, form_lists, fragment_for, render, see_other
+from api.dashboard.zones import viewer_zone
 from api.state import AVAILABLE_TYPES, CLOCK, POOL, REDIS, REQUEST_ID, public_url
 from engine import webhooks
 from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
@@ -244,6 +245,7 @@ async def _detail_page(
             conn, user.id, {"webhook": str(webhook_id), "status": "all", "limit": "10"}
         )
         beats = await heartbeats.section(conn, user.id, webhook_id, base, now)
+        quiet = await maintenance.webhook_quiet(conn, user.id, record, now, viewer_zone(request)[0])
     context = {
         "section": "webhooks",
         "webhook": views.webhook_row(record, now),
@@ -255,6 +257,7 @@ async def _detail_page(
         "can_test": Role(record["caller_role"]).at_least(Role.RESPONDER),
         "notice": NOTICES.get(request.query.get("done", ""), ""),
         "heartbeats": beats,
+        "quiet": quiet,
         "heartbeat_values": heartbeat_values or {"grace": "5m"},
         "heartbeat_errors": heartbeat_errors or {},
     }
