@@ -8,6 +8,8 @@
     sign_in    sign in and out, sign-up (MONODUTY_ALLOW_SIGNUP), the one-time login link
     incidents  the incident list (home) and one incident, with their actions
     webhooks   the webhook list, the create form, one webhook and its senders' configuration
+    heartbeats a webhook page's heartbeats: status, ping URL, last pings; create, pause, resume
+    maintenance  maintenance windows and silences: create, end or expire; what holds a page
     live       GET /events: Server-Sent Events of incident changes (engine.incidents.live)
     oncall     schedules: on call now, the timeline, overrides, new schedule, layers
     timeline   a schedule's shifts placed as lanes of bars (layers, overrides, final)

@@ -22,8 +22,9 @@ from aiohttp import web
 
 from api import incidents as api_incidents
 from api.auth import current_user
-from api.dashboard import views
+from api.dashboard import maintenance, views
 from api.dashboard.render import form, form_lists, fragment_for, render, safe_next, see_other
+from api.dashboard.zones import viewer_zone
 from api.inputs import query
 from api.state import CLOCK, POOL
 from engine import db, webhooks
@@ -185,7 +186,10 @@ async def incident_page(request: web.Request) -> web.Response:
             and Role(row["caller_role"]).at_least(Role.RESPONDER)
         )
         members = await list_members(conn, user.id, row["team_id"]) if reassignable else []
-    incident = views.incident_detail(found, people, webhook["name"], request.app[CLOCK].now())
+        now = request.app[CLOCK].now()
+        held = await maintenance.incident_held(conn, user.id, row, now, viewer_zone(request)[0])
+    incident = views.incident_detail(found, people, webhook["name"], now)
+    incident["held"] = held
     incident["members"] = [{"id": str(m["user_id"]), "name": views.person(m)} for m in members]
     context = {"section": "incidents", "incident": incident}
     template = "_incident_detail.html" if fragment_for(request, DETAIL_FRAGMENT) else "incident.html"

@@ -8,9 +8,11 @@ from aiohttp import web
 
 from api.dashboard import (
     guard,
+    heartbeats,
     inbox,
     incidents,
     live,
+    maintenance,
     oncall,
     outbox,
     password_reset,
@@ -44,9 +46,11 @@ def setup(app: web.Application) -> None:
     app.router.add_routes(password_reset.routes)
     app.router.add_routes(incidents.routes)
     app.router.add_routes(webhooks.routes)
+    app.router.add_routes(heartbeats.routes)
     app.router.add_routes(oncall.routes)
     app.router.add_routes(policies.routes)
     app.router.add_routes(team.routes)
+    app.router.add_routes(maintenance.routes)
     app.router.add_routes(live.routes)
     app.router.add_routes(profile.routes)
     app.router.add_routes(inbox.routes)

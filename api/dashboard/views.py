@@ -35,7 +35,7 @@ EVENT_LABELS = {
     EventKind.ACKNOWLEDGED.value: "Acknowledged",
     EventKind.RESOLVED.value: "Resolved",
     EventKind.NOTE.value: "Note",
-    EventKind.PAGE_HELD.value: "Page held (alert storm)",
+    EventKind.PAGE_HELD.value: "Page held",  # its text says why: a storm, maintenance, a silence
     EventKind.DIGEST_SENT.value: "Digest sent",
     EventKind.ESCALATED.value: "Escalated",
     EventKind.REASSIGNED.value: "Reassigned",

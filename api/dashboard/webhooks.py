@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import current_user
-from api.dashboard import views
+from api.dashboard import heartbeats, maintenance, views
 from api.dashboard.render import form, form_lists, fragment_for, render, see_other
+from api.dashboard.zones import viewer_zone
 from api.state import AVAILABLE_TYPES, CLOCK, POOL, REDIS, REQUEST_ID, public_url
 from engine import webhooks
 from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS
@@ -222,16 +223,29 @@ def sender_config(base: str, token: str) -> dict[str, str]:
 
 @routes.get(f"/webhooks/{ID}", name="dashboard.webhook")
 async def webhook_page(request: web.Request) -> web.Response:
+    return await _detail_page(request)
+
+
+async def _detail_page(
+    request: web.Request,
+    heartbeat_values: dict[str, str] | None = None,
+    heartbeat_errors: dict[str, str] | None = None,
+    *,
+    status: int = 200,
+) -> web.Response:
+    """One webhook; ``heartbeat_*``: its heartbeat form as sent, and the engine's error at a field."""
     user = current_user(request)
     webhook_id = webhooks.parse_id(request.match_info["id"])
+    now = request.app[CLOCK].now()
+    base = public_url(request)
     async with request.app[POOL].acquire() as conn:
         record = await webhooks.get_webhook(conn, user.id, webhook_id)
         last_test = await webhooks.last_test(conn, webhook_id)
         recent, _ = await queries.list_page(
             conn, user.id, {"webhook": str(webhook_id), "status": "all", "limit": "10"}
         )
-    now = request.app[CLOCK].now()
-    base = public_url(request)
+        beats = await heartbeats.section(conn, user.id, webhook_id, base, now)
+        quiet = await maintenance.webhook_quiet(conn, user.id, record, now, viewer_zone(request)[0])
     context = {
         "section": "webhooks",
         "webhook": views.webhook_row(record, now),
@@ -242,10 +256,14 @@ async def webhook_page(request: web.Request) -> web.Response:
         "can_admin": Role(record["caller_role"]).at_least(Role.ADMIN),
         "can_test": Role(record["caller_role"]).at_least(Role.RESPONDER),
         "notice": NOTICES.get(request.query.get("done", ""), ""),
+        "heartbeats": beats,
+        "quiet": quiet,
+        "heartbeat_values": heartbeat_values or {"grace": "5m"},
+        "heartbeat_errors": heartbeat_errors or {},
     }
     # The page shows the secret URL; "Referrer-Policy: same-origin" keeps this page's own URL (an
     # id, no secret) from other sites anyway.
-    return render(request, "webhook.html", context)
+    return render(request, "webhook.html", context, status=status)
 
 
 @routes.post(f"/webhooks/{ID}", name="dashboard.webhook")
@@ -279,6 +297,9 @@ NOTICES = {
     "paused": "Paused: alerts sent to its URL are refused (409) until you resume it.",
     "resumed": "Resumed: alerts sent to its URL raise incidents again.",
     "saved": "Saved.",
+    "heartbeat": "Heartbeat added: it is checked from its first ping to its URL.",
+    "heartbeat_paused": "Heartbeat paused: it is not checked, and raises nothing, until you resume it.",
+    "heartbeat_resumed": "Heartbeat resumed: it is checked again from now.",
 }
 
 
@@ -339,3 +360,13 @@ async def delete_webhook(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         await webhooks.delete_webhook(conn, request.app[REDIS], user.id, webhook_id)
     return see_other("/webhooks?deleted=1")
+
+
+@routes.post(f"/webhooks/{ID}/heartbeats", name="dashboard.heartbeats")
+async def create_heartbeat(request: web.Request) -> web.Response:
+    """The heartbeat form on this page (POST /api/webhooks/<id>/heartbeats); its error at its field."""
+    webhook_id = webhooks.parse_id(request.match_info["id"])
+    made, errors = await heartbeats.create_from_form(request, webhook_id)
+    if made is None:
+        return await _detail_page(request, await form(request), errors, status=400)
+    return see_other(f"/webhooks/{webhook_id}?done=heartbeat#heartbeat-{made}")
