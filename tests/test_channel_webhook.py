@@ -99,7 +99,8 @@ async def test_the_event_verifies_with_the_standardwebhooks_package(
     assert msg_id == receipt.provider_id == f"msg_{message.delivery_id}"
     assert event["type"] == "incident.triggered"
     data = event["data"]
-    assert data["incident"] == {"number": 42, "url": "https://pager.example/incidents/1"}
+    incident = {"id": None, "number": 42, "status": None, "url": "https://pager.example/incidents/1"}
+    assert data["incident"] == incident  # id and status: set by the worker from the delivery
     assert (data["title"], data["severity"], data["source"]) == (message.title, "critical", "prometheus")
     assert data["actions"]["acknowledge"] == "https://pager.example/a/t.s?action=acknowledge"
     assert receiver.secret.startswith("whsec_")
@@ -109,6 +110,7 @@ async def test_the_event_verifies_with_the_standardwebhooks_package(
     ("changes", "expected"),
     [
         ({"kind": "resolved"}, "incident.resolved"),
+        ({"kind": "alert_received"}, "alert.received"),
         ({"number": None, "is_test": True, "actions": None}, "alert.received"),
         ({"kind": "bundle", "number": None}, "incident.triggered"),
     ],
@@ -373,3 +375,109 @@ async def test_a_senders_acknowledge_is_an_event_too(
     events = list(receiver.events.values())
     assert [e["type"] for e in events] == ["incident.triggered", "incident.acknowledged"]
     assert events[1]["data"]["message"].endswith("was acknowledged by the sender.")
+
+
+async def webhook_only(client: Any, account: Any, url: str, name: str = "received") -> dict[str, Any]:
+    body = {"name": name, "notificationTypes": ["WEBHOOK"], "targetChannels": {"webhook": url}}
+    return await create(client, account, body)
+
+
+async def test_a_repeat_is_told_once_as_alert_received_with_its_incident_and_a_retry_is_deduped(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    settings = chat_settings(provider_settings)
+    account = await new_account(pool)
+    receiver.secret = signing_secret(SECRET_KEY, str(account.user.id), receiver.url)
+    client = await make_client(settings)
+    try:
+        hook = await webhook_only(client, account, receiver.url)
+        resp = await client.post(path_of(hook), json={**ALERT, "dedup_key": "db"})
+        assert resp.status == 202
+        await run_worker(settings)
+        # The repeat (same key): it pages nobody; the receiver's first answer to its notice is a 503.
+        receiver.fail = [503]
+        secret = "tok_9f8e7d6c5b4a39281706"
+        repeat = {**ALERT, "dedup_key": "db", "title": "DB down again", "region": "eu-1", "api_token": secret}
+        resp = await client.post(path_of(hook), json=repeat)
+        assert resp.status == 202
+        await run_worker(settings)
+        listed = await (await client.get(f"/api/webhooks/{hook['id']}", headers=account.headers)).json()
+    finally:
+        await client.close()
+
+    events = list(receiver.events.values())
+    assert [e["type"] for e in events] == ["incident.triggered", "alert.received"]
+    triggered, received = events[0]["data"], events[1]["data"]
+    [received_id] = [i for i, e in receiver.events.items() if e is events[1]]
+    assert receiver.seen.count(received_id) == 2  # retried once, with the same webhook-id
+    incident = received["incident"]
+    assert incident["id"] == triggered["incident"]["id"] and incident["id"] is not None
+    assert incident["number"] == triggered["incident"]["number"]
+    assert incident["status"] == "triggered"
+    assert incident["url"] == f"http://monoduty.test/incidents/{incident['id']}"
+    assert (received["title"], received["severity"]) == ("DB down again", "critical")
+    assert received["details"]["region"] == "eu-1"
+    assert secret not in json.dumps(received)  # masked as the dashboard masks it
+    assert received["actions"] is None and triggered["details"] is None
+    # Like a sender's resolve notice, the notice is the repeat's delivery: its call succeeded
+    # once the notice was handed over.
+    stats = listed["webhook"]["statistics"]
+    assert (stats["total_calls"], stats["successful_calls"], stats["pending_calls"]) == (2, 2, 0)
+    async with pool.acquire() as conn:
+        kinds = await conn.fetch(
+            "SELECT kind, status, attempts FROM deliveries WHERE incident_id = $1 ORDER BY created_at",
+            uuid.UUID(incident["id"]),
+        )
+    assert [tuple(r) for r in kinds] == [("page", "delivered", 1), ("alert_received", "delivered", 2)]
+
+
+async def test_a_burst_of_one_key_sends_at_most_the_cap_of_alert_received(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    cap = 3
+    settings = chat_settings(provider_settings, storm_threshold=cap)
+    account = await new_account(pool)
+    receiver.secret = signing_secret(SECRET_KEY, str(account.user.id), receiver.url)
+    client = await make_client(settings)
+    try:
+        hook = await webhook_only(client, account, receiver.url, name="burst")
+        for n in range(25):
+            resp = await client.post(path_of(hook), json={**ALERT, "n": n})
+            assert resp.status == 202
+        await run_worker(settings)
+        listed = await (await client.get(f"/api/webhooks/{hook['id']}", headers=account.headers)).json()
+        [incident] = (await (await client.get("/api/incidents", headers=account.headers)).json())["incidents"]
+    finally:
+        await client.close()
+
+    types = sorted(e["type"] for e in receiver.events.values())  # sent concurrently: in any order
+    assert types == ["alert.received"] * cap + ["incident.triggered"]  # 25 alerts, 1 + 3 POSTs
+    assert len(receiver.seen) == cap + 1
+    assert incident["alert_count"] == 25  # the others are counted in the incident, not told
+    stats = listed["webhook"]["statistics"]
+    assert (stats["total_calls"], stats["successful_calls"]) == (25, 25)
+
+
+async def test_a_silenced_repeat_is_not_told(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    settings = chat_settings(provider_settings)
+    account = await new_account(pool)
+    receiver.secret = signing_secret(SECRET_KEY, str(account.user.id), receiver.url)
+    client = await make_client(settings)
+    try:
+        hook = await webhook_only(client, account, receiver.url, name="silenced")
+        resp = await client.post(path_of(hook), json=ALERT)
+        assert resp.status == 202
+        await run_worker(settings)
+        silence = {"matchers": [{"name": "severity", "value": "critical"}], "duration": "1h",
+                   "comment": "known", "webhookId": hook["id"]}  # fmt: skip
+        resp = await client.post("/api/silences", json=silence, headers=account.headers)
+        assert resp.status == 201, await resp.text()
+        resp = await client.post(path_of(hook), json=ALERT)
+        assert resp.status == 202
+        await run_worker(settings)
+    finally:
+        await client.close()
+
+    assert [e["type"] for e in receiver.events.values()] == ["incident.triggered"]
