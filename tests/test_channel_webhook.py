@@ -401,12 +401,23 @@ async def test_a_repeat_is_told_once_as_alert_received_with_its_incident_and_a_r
         resp = await client.post(path_of(hook), json=repeat)
         assert resp.status == 202
         await run_worker(settings)
+        incident_id = next(iter(receiver.events.values()))["data"]["incident"]["id"]
+        # Acknowledged, the incident is still open: the next repeat is told, with its new status.
+        resp = await client.post(f"/api/incidents/{incident_id}/acknowledge", headers=account.headers)
+        assert resp.status == 200, await resp.text()
+        resp = await client.post(path_of(hook), json={**ALERT, "dedup_key": "db"})
+        assert resp.status == 202
+        await run_worker(settings)
         listed = await (await client.get(f"/api/webhooks/{hook['id']}", headers=account.headers)).json()
+        detail = await (await client.get(f"/api/incidents/{incident_id}", headers=account.headers)).json()
     finally:
         await client.close()
 
     events = list(receiver.events.values())
-    assert [e["type"] for e in events] == ["incident.triggered", "alert.received"]
+    assert [e["type"] for e in events] == [
+        "incident.triggered", "alert.received", "incident.acknowledged", "alert.received",
+    ]  # fmt: skip
+    assert events[3]["data"]["incident"]["status"] == "acknowledged"
     triggered, received = events[0]["data"], events[1]["data"]
     [received_id] = [i for i, e in receiver.events.items() if e is events[1]]
     assert receiver.seen.count(received_id) == 2  # retried once, with the same webhook-id
@@ -422,13 +433,15 @@ async def test_a_repeat_is_told_once_as_alert_received_with_its_incident_and_a_r
     # Like a sender's resolve notice, the notice is the repeat's delivery: its call succeeded
     # once the notice was handed over.
     stats = listed["webhook"]["statistics"]
-    assert (stats["total_calls"], stats["successful_calls"], stats["pending_calls"]) == (2, 2, 0)
-    async with pool.acquire() as conn:
-        kinds = await conn.fetch(
-            "SELECT kind, status, attempts FROM deliveries WHERE incident_id = $1 ORDER BY created_at",
-            uuid.UUID(incident["id"]),
-        )
-    assert [tuple(r) for r in kinds] == [("page", "delivered", 1), ("alert_received", "delivered", 2)]
+    assert (stats["total_calls"], stats["successful_calls"], stats["pending_calls"]) == (3, 3, 0)
+    timeline = [e["kind"] for e in detail["incident"]["timeline"] if e["delivery"] is not None]
+    assert timeline == ["page", "alert_received_notice", "acknowledged_notice", "alert_received_notice"]
+    [retried] = [
+        e["delivery"]
+        for e in detail["incident"]["timeline"]
+        if e["delivery"] and e["delivery"]["attempts"] == 2
+    ]
+    assert f"msg_{retried['id']}" == received_id
 
 
 async def test_a_burst_of_one_key_sends_at_most_the_cap_of_alert_received(
