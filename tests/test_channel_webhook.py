@@ -269,12 +269,24 @@ async def test_a_person_paged_by_a_policy_is_reached_on_their_webhook_contact_me
             resp = await client.post(path_of(hook), json=ALERT)
             assert resp.status == 202
             await wait_until(lambda: receiver.events, "the person's receiver got the page", timeout=30)
+            # A repeat is told where the incident's pages went: the person's WEBHOOK.
+            resp = await client.post(path_of(hook), json={**ALERT, "title": ALERT["title"]})
+            assert resp.status == 202
+            await wait_until(lambda: len(receiver.events) == 2, "the repeat was told", timeout=30)
+            incident_id = next(iter(receiver.events.values()))["data"]["incident"]["id"]
+            resp = await client.post(f"/api/incidents/{incident_id}/acknowledge", headers=person.headers)
+            assert resp.status == 200, await resp.text()
+            await wait_until(lambda: len(receiver.events) == 3, "the acknowledge was told", timeout=30)
     finally:
         await client.close()
 
-    [event] = receiver.events.values()
+    # Signed with the person's secret, as the page was (their target, not the webhook maker's).
+    event, repeat, acknowledged = receiver.events.values()
+    assert acknowledged["type"] == "incident.acknowledged" and receiver.refused == 0
     assert event["type"] == "incident.triggered" and event["data"]["title"] == ALERT["title"]
     assert event["data"]["actions"]["acknowledge"].startswith("http://monoduty.test/a/")
+    assert repeat["type"] == "alert.received"
+    assert repeat["data"]["incident"]["id"] == event["data"]["incident"]["id"]
 
 
 def ntfy_acknowledge(fake: FakeProviders, topic: str) -> str:

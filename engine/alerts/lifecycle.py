@@ -121,8 +121,12 @@ SELECT d.id, d.alert_id, d.incident_id, d.kind, d.channel, d.target, d.attempts,
     (SELECT max(id::text) FROM alerts WHERE incident_id = i.id) AS any_alert_id,
     g.title AS digest_title, g.message AS digest_message, g.severity AS digest_severity,
     g.alert_id AS digest_alert_id, g.sent_at AS digest_sent_at,
-    -- who acts when the message's action links are used: the person paged, else the webhook's maker
+    -- who acts when the message's action links are used: the person paged, else the webhook's maker.
+    -- A notice of an escalated incident goes where a page went (notice_plan): to that person's
+    -- target, so it is theirs (a WEBHOOK's signing secret is its owner's).
     coalesce((SELECT p.user_id FROM pages p WHERE p.delivery_id = d.id AND p.user_id IS NOT NULL LIMIT 1),
+             (SELECT p.user_id FROM pages p WHERE d.kind <> 'page' AND p.incident_id = d.incident_id
+                AND p.channel = d.channel AND p.target = d.target AND p.user_id IS NOT NULL LIMIT 1),
              w.user_id) AS acting_user_id
 FROM d LEFT JOIN alerts a ON a.id = d.alert_id LEFT JOIN incidents i ON i.id = d.incident_id
     LEFT JOIN digests g ON g.id = d.digest_id
