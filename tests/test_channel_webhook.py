@@ -483,8 +483,16 @@ async def test_a_burst_of_one_key_sends_at_most_the_cap_of_alert_received(
     assert (stats["total_calls"], stats["successful_calls"]) == (25, 25)
 
 
-async def test_a_silenced_repeat_is_not_told(
-    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+QUIET = {
+    "silence": ("/api/silences", {"matchers": [{"name": "severity", "value": "critical"}], "duration": "1h",
+                                  "comment": "known"}),
+    "maintenance": ("/api/maintenance-windows", {"duration": "1h", "reason": "DB upgrade"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("quiet", sorted(QUIET))
+async def test_a_silenced_repeat_or_one_in_maintenance_is_not_told(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis, quiet: str
 ) -> None:
     settings = chat_settings(provider_settings)
     account = await new_account(pool)
@@ -495,9 +503,8 @@ async def test_a_silenced_repeat_is_not_told(
         resp = await client.post(path_of(hook), json=ALERT)
         assert resp.status == 202
         await run_worker(settings)
-        silence = {"matchers": [{"name": "severity", "value": "critical"}], "duration": "1h",
-                   "comment": "known", "webhookId": hook["id"]}  # fmt: skip
-        resp = await client.post("/api/silences", json=silence, headers=account.headers)
+        route, body = QUIET[quiet]
+        resp = await client.post(route, json={**body, "webhookId": hook["id"]}, headers=account.headers)
         assert resp.status == 201, await resp.text()
         resp = await client.post(path_of(hook), json=ALERT)
         assert resp.status == 202
