@@ -22,7 +22,11 @@ routes = web.RouteTableDef()
 
 REASSIGN_NAMES = {"userId": "user_id", "scheduleId": "schedule_id"}
 # A timeline's delivery that is a notice, by its kind (engine.alerts.lifecycle.DeliveryKind); else "page".
-NOTICE_KINDS = {"resolved": "resolved_notice", "acknowledged": "acknowledged_notice"}
+NOTICE_KINDS = {
+    "resolved": "resolved_notice",
+    "acknowledged": "acknowledged_notice",
+    "alert_received": "alert_received_notice",
+}
 
 
 @routes.get("/api/incidents")

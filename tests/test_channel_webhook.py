@@ -99,7 +99,8 @@ async def test_the_event_verifies_with_the_standardwebhooks_package(
     assert msg_id == receipt.provider_id == f"msg_{message.delivery_id}"
     assert event["type"] == "incident.triggered"
     data = event["data"]
-    assert data["incident"] == {"number": 42, "url": "https://pager.example/incidents/1"}
+    incident = {"id": None, "number": 42, "status": None, "url": "https://pager.example/incidents/1"}
+    assert data["incident"] == incident  # id and status: set by the worker from the delivery
     assert (data["title"], data["severity"], data["source"]) == (message.title, "critical", "prometheus")
     assert data["actions"]["acknowledge"] == "https://pager.example/a/t.s?action=acknowledge"
     assert receiver.secret.startswith("whsec_")
@@ -109,6 +110,7 @@ async def test_the_event_verifies_with_the_standardwebhooks_package(
     ("changes", "expected"),
     [
         ({"kind": "resolved"}, "incident.resolved"),
+        ({"kind": "alert_received"}, "alert.received"),
         ({"number": None, "is_test": True, "actions": None}, "alert.received"),
         ({"kind": "bundle", "number": None}, "incident.triggered"),
     ],
@@ -267,12 +269,24 @@ async def test_a_person_paged_by_a_policy_is_reached_on_their_webhook_contact_me
             resp = await client.post(path_of(hook), json=ALERT)
             assert resp.status == 202
             await wait_until(lambda: receiver.events, "the person's receiver got the page", timeout=30)
+            # A repeat is told where the incident's pages went: the person's WEBHOOK.
+            resp = await client.post(path_of(hook), json={**ALERT, "title": ALERT["title"]})
+            assert resp.status == 202
+            await wait_until(lambda: len(receiver.events) == 2, "the repeat was told", timeout=30)
+            incident_id = next(iter(receiver.events.values()))["data"]["incident"]["id"]
+            resp = await client.post(f"/api/incidents/{incident_id}/acknowledge", headers=person.headers)
+            assert resp.status == 200, await resp.text()
+            await wait_until(lambda: len(receiver.events) == 3, "the acknowledge was told", timeout=30)
     finally:
         await client.close()
 
-    [event] = receiver.events.values()
+    # Signed with the person's secret, as the page was (their target, not the webhook maker's).
+    event, repeat, acknowledged = receiver.events.values()
+    assert acknowledged["type"] == "incident.acknowledged" and receiver.refused == 0
     assert event["type"] == "incident.triggered" and event["data"]["title"] == ALERT["title"]
     assert event["data"]["actions"]["acknowledge"].startswith("http://monoduty.test/a/")
+    assert repeat["type"] == "alert.received"
+    assert repeat["data"]["incident"]["id"] == event["data"]["incident"]["id"]
 
 
 def ntfy_acknowledge(fake: FakeProviders, topic: str) -> str:
@@ -373,3 +387,129 @@ async def test_a_senders_acknowledge_is_an_event_too(
     events = list(receiver.events.values())
     assert [e["type"] for e in events] == ["incident.triggered", "incident.acknowledged"]
     assert events[1]["data"]["message"].endswith("was acknowledged by the sender.")
+
+
+async def webhook_only(client: Any, account: Any, url: str, name: str = "received") -> dict[str, Any]:
+    body = {"name": name, "notificationTypes": ["WEBHOOK"], "targetChannels": {"webhook": url}}
+    return await create(client, account, body)
+
+
+async def test_a_repeat_is_told_once_as_alert_received_with_its_incident_and_a_retry_is_deduped(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    settings = chat_settings(provider_settings)
+    account = await new_account(pool)
+    receiver.secret = signing_secret(SECRET_KEY, str(account.user.id), receiver.url)
+    client = await make_client(settings)
+    try:
+        hook = await webhook_only(client, account, receiver.url)
+        resp = await client.post(path_of(hook), json={**ALERT, "dedup_key": "db"})
+        assert resp.status == 202
+        await run_worker(settings)
+        # The repeat (same key): it pages nobody; the receiver's first answer to its notice is a 503.
+        receiver.fail = [503]
+        secret = "tok_9f8e7d6c5b4a39281706"
+        repeat = {**ALERT, "dedup_key": "db", "title": "DB down again", "region": "eu-1", "api_token": secret}
+        resp = await client.post(path_of(hook), json=repeat)
+        assert resp.status == 202
+        await run_worker(settings)
+        incident_id = next(iter(receiver.events.values()))["data"]["incident"]["id"]
+        # Acknowledged, the incident is still open: the next repeat is told, with its new status.
+        resp = await client.post(f"/api/incidents/{incident_id}/acknowledge", headers=account.headers)
+        assert resp.status == 200, await resp.text()
+        resp = await client.post(path_of(hook), json={**ALERT, "dedup_key": "db"})
+        assert resp.status == 202
+        await run_worker(settings)
+        listed = await (await client.get(f"/api/webhooks/{hook['id']}", headers=account.headers)).json()
+        detail = await (await client.get(f"/api/incidents/{incident_id}", headers=account.headers)).json()
+    finally:
+        await client.close()
+
+    events = list(receiver.events.values())
+    assert [e["type"] for e in events] == [
+        "incident.triggered", "alert.received", "incident.acknowledged", "alert.received",
+    ]  # fmt: skip
+    assert events[3]["data"]["incident"]["status"] == "acknowledged"
+    triggered, received = events[0]["data"], events[1]["data"]
+    [received_id] = [i for i, e in receiver.events.items() if e is events[1]]
+    assert receiver.seen.count(received_id) == 2  # retried once, with the same webhook-id
+    incident = received["incident"]
+    assert incident["id"] == triggered["incident"]["id"] and incident["id"] is not None
+    assert incident["number"] == triggered["incident"]["number"]
+    assert incident["status"] == "triggered"
+    assert incident["url"] == f"http://monoduty.test/incidents/{incident['id']}"
+    assert (received["title"], received["severity"]) == ("DB down again", "critical")
+    assert received["details"]["region"] == "eu-1"
+    assert secret not in json.dumps(received)  # masked as the dashboard masks it
+    assert received["actions"] is None and triggered["details"] is None
+    # Like a sender's resolve notice, the notice is the repeat's delivery: its call succeeded
+    # once the notice was handed over.
+    stats = listed["webhook"]["statistics"]
+    assert (stats["total_calls"], stats["successful_calls"], stats["pending_calls"]) == (3, 3, 0)
+    timeline = [e["kind"] for e in detail["incident"]["timeline"] if e["delivery"] is not None]
+    assert timeline == ["page", "alert_received_notice", "acknowledged_notice", "alert_received_notice"]
+    [retried] = [
+        e["delivery"]
+        for e in detail["incident"]["timeline"]
+        if e["delivery"] and e["delivery"]["attempts"] == 2
+    ]
+    assert f"msg_{retried['id']}" == received_id
+
+
+async def test_a_burst_of_one_key_sends_at_most_the_cap_of_alert_received(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    cap = 3
+    settings = chat_settings(provider_settings, storm_threshold=cap)
+    account = await new_account(pool)
+    receiver.secret = signing_secret(SECRET_KEY, str(account.user.id), receiver.url)
+    client = await make_client(settings)
+    try:
+        hook = await webhook_only(client, account, receiver.url, name="burst")
+        for n in range(25):
+            resp = await client.post(path_of(hook), json={**ALERT, "n": n})
+            assert resp.status == 202
+        await run_worker(settings)
+        listed = await (await client.get(f"/api/webhooks/{hook['id']}", headers=account.headers)).json()
+        [incident] = (await (await client.get("/api/incidents", headers=account.headers)).json())["incidents"]
+    finally:
+        await client.close()
+
+    types = sorted(e["type"] for e in receiver.events.values())  # sent concurrently: in any order
+    assert types == ["alert.received"] * cap + ["incident.triggered"]  # 25 alerts, 1 + 3 POSTs
+    assert len(receiver.seen) == cap + 1
+    assert incident["alert_count"] == 25  # the others are counted in the incident, not told
+    stats = listed["webhook"]["statistics"]
+    assert (stats["total_calls"], stats["successful_calls"]) == (25, 25)
+
+
+QUIET = {
+    "silence": ("/api/silences", {"matchers": [{"name": "severity", "value": "critical"}], "duration": "1h",
+                                  "comment": "known"}),
+    "maintenance": ("/api/maintenance-windows", {"duration": "1h", "reason": "DB upgrade"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("quiet", sorted(QUIET))
+async def test_a_silenced_repeat_or_one_in_maintenance_is_not_told(
+    receiver: Receiver, provider_settings: Settings, pool: asyncpg.Pool, redis: ArqRedis, quiet: str
+) -> None:
+    settings = chat_settings(provider_settings)
+    account = await new_account(pool)
+    receiver.secret = signing_secret(SECRET_KEY, str(account.user.id), receiver.url)
+    client = await make_client(settings)
+    try:
+        hook = await webhook_only(client, account, receiver.url, name="silenced")
+        resp = await client.post(path_of(hook), json=ALERT)
+        assert resp.status == 202
+        await run_worker(settings)
+        route, body = QUIET[quiet]
+        resp = await client.post(route, json={**body, "webhookId": hook["id"]}, headers=account.headers)
+        assert resp.status == 201, await resp.text()
+        resp = await client.post(path_of(hook), json=ALERT)
+        assert resp.status == 202
+        await run_worker(settings)
+    finally:
+        await client.close()
+
+    assert [e["type"] for e in receiver.events.values()] == ["incident.triggered"]

@@ -26,7 +26,11 @@ STATUS_LABELS = {
     IncidentStatus.RESOLVED.value: "Resolved",
 }
 # A timeline's delivery that is a notice (engine.alerts.lifecycle.DeliveryKind); any other is a page.
-NOTICE_LABELS = {"resolved": "Resolved notice", "acknowledged": "Acknowledged notice"}
+NOTICE_LABELS = {
+    "resolved": "Resolved notice",
+    "acknowledged": "Acknowledged notice",
+    "alert_received": "Alert received notice",  # a repeat told to WEBHOOK targets
+}
 EVENT_LABELS = {
     EventKind.OPENED.value: "Opened",
     EventKind.ALERT.value: "Alert",

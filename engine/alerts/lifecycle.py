@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -49,6 +49,7 @@ class DeliveryKind(StrEnum):
     PAGE = "page"  # the alert itself, on every channel of the webhook
     RESOLVED = "resolved"  # the short RESOLVED notice, on the webhook's notify_on_resolve channels
     ACKNOWLEDGED = "acknowledged"  # the ACKNOWLEDGED notice, on the channels told of every event (WEBHOOK)
+    ALERT_RECEIVED = "alert_received"  # a repeat that paged nobody, told to the same (alert.received)
     DIGEST = "digest"  # one page for a storm's held incidents (engine.incidents.digests)
     BUNDLE = "bundle"  # one page to one person for several incidents (engine.oncall.paging)
 
@@ -115,13 +116,17 @@ SELECT d.id, d.alert_id, d.incident_id, d.kind, d.channel, d.target, d.attempts,
     a.request_id, w.name AS webhook_name, i.number, i.title AS incident_title, i.resolved_at,
     i.resolved_by, i.acknowledged_at, i.acknowledged_by, i.last_alert_at, i.message AS incident_message,
     i.severity AS incident_severity,
-    i.source AS incident_source, i.dedup_key,
+    i.source AS incident_source, i.dedup_key, i.status AS incident_status,
     EXISTS (SELECT 1 FROM incident_alerts l WHERE l.alert_id = d.alert_id) AS of_member,
     (SELECT max(id::text) FROM alerts WHERE incident_id = i.id) AS any_alert_id,
     g.title AS digest_title, g.message AS digest_message, g.severity AS digest_severity,
     g.alert_id AS digest_alert_id, g.sent_at AS digest_sent_at,
-    -- who acts when the message's action links are used: the person paged, else the webhook's maker
+    -- who acts when the message's action links are used: the person paged, else the webhook's maker.
+    -- A notice of an escalated incident goes where a page went (notice_plan): to that person's
+    -- target, so it is theirs (a WEBHOOK's signing secret is its owner's).
     coalesce((SELECT p.user_id FROM pages p WHERE p.delivery_id = d.id AND p.user_id IS NOT NULL LIMIT 1),
+             (SELECT p.user_id FROM pages p WHERE d.kind <> 'page' AND p.incident_id = d.incident_id
+                AND p.channel = d.channel AND p.target = d.target AND p.user_id IS NOT NULL LIMIT 1),
              w.user_id) AS acting_user_id
 FROM d LEFT JOIN alerts a ON a.id = d.alert_id LEFT JOIN incidents i ON i.id = d.incident_id
     LEFT JOIN digests g ON g.id = d.digest_id
@@ -259,13 +264,17 @@ async def record_alert(
 # A webhook's row (or one with its notification_types, targets and notify_on_resolve).
 WebhookRow = asyncpg.Record | Mapping[str, Any]
 # What each kind of alert sends besides pages: an incident's notices.
-_NOTICES = {Pages.RESOLVED: DeliveryKind.RESOLVED, Pages.ACKNOWLEDGED: DeliveryKind.ACKNOWLEDGED}
+_NOTICES = {
+    Pages.RESOLVED: DeliveryKind.RESOLVED,
+    Pages.ACKNOWLEDGED: DeliveryKind.ACKNOWLEDGED,
+    Pages.RECEIVED: DeliveryKind.ALERT_RECEIVED,
+}
 
 
 def notice_channels(kind: DeliveryKind, notify_on_resolve: Sequence[str]) -> list[str]:
-    """The channels an incident's ACKNOWLEDGED or RESOLVED notice goes on: a resolve's on the
-    webhook's notifyOnResolve, and both on the channels told of every event (WEBHOOK: a program
-    that was sent ``incident.triggered`` is sent ``.acknowledged`` and ``.resolved`` too)."""
+    """The channels an incident's notice goes on: a resolve's on the webhook's notifyOnResolve,
+    and every notice on the channels told of every event (WEBHOOK: a program that was sent
+    ``incident.triggered`` is sent ``.acknowledged``, ``.resolved`` and ``alert.received`` too)."""
     chosen = list(notify_on_resolve) if kind is DeliveryKind.RESOLVED else []
     return [*chosen, *(t for t in EVENT_TYPES if t not in chosen)]
 
@@ -347,6 +356,9 @@ async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt 
     if row is None:
         return None
     message = bundle_message(row, triggered) if triggered else page_message(row)
+    if row["incident_id"] is not None:  # a bundle's incidents are several: it names none
+        incident_id, status = str(row["incident_id"]), row["incident_status"]
+        message = replace(message, incident_id=incident_id, incident_status=status)
     return Attempt(
         delivery_id=row["id"],
         alert_id=row["alert_id"],

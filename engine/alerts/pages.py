@@ -13,9 +13,10 @@ from typing import Any
 import asyncpg
 
 from engine.alerts.payloads import MAX_TITLE
-from engine.channels.base import NOTICE_KINDS, Message
+from engine.channels.base import NOTICE_KINDS, RECEIVED_KIND, Message
 from engine.incidents.keys import plain_title
 from engine.incidents.noise import is_system
+from engine.masking import mask_value
 
 
 def page_message(row: Mapping[str, Any]) -> Message:
@@ -28,6 +29,8 @@ def page_message(row: Mapping[str, Any]) -> Message:
         return _notice(row)
     if row.get("kind") == "digest":  # lifecycle.DeliveryKind.DIGEST
         return _digest(row)
+    if row.get("kind") == RECEIVED_KIND:  # lifecycle.DeliveryKind.ALERT_RECEIVED
+        return _received(row)
     if is_system(row.get("dedup_key")) or row.get("of_member"):
         # Monoduty's own incidents, and one alert of a group notification (dedupBy "alert").
         return _incident_page(row)
@@ -138,6 +141,25 @@ def _notice(row: Mapping[str, Any]) -> Message:
         received_at=at or row["last_alert_at"],
         number=row["number"],  # its title names it already (Message.subject)
         kind=row["kind"],
+    )
+
+
+def _received(row: Mapping[str, Any]) -> Message:
+    # What the repeat itself said (not the incident's text), with its details masked as the
+    # dashboard shows a payload: a label named like a secret, a token-like value, a phone number.
+    details = row.get("details")
+    return Message(
+        alert_id=str(row["alert_id"]),
+        webhook_name=row["webhook_name"],
+        title=row["title"],
+        body=row["message"],
+        severity=row["severity"],
+        source=row["source"],
+        received_at=row["received_at"],
+        links=links_of(details),
+        number=row["number"],
+        kind=RECEIVED_KIND,
+        details=mask_value(details) if isinstance(details, Mapping) else None,
     )
 
 

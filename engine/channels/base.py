@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 SEVERITIES = ("critical", "error", "warning", "info")
 # The deliveries that tell of a change of an incident (engine.alerts.lifecycle.DeliveryKind), not page.
 NOTICE_KINDS = ("resolved", "acknowledged")
+# A repeat alert that paged nobody, told to programs (WEBHOOK's ``alert.received``).
+RECEIVED_KIND = "alert_received"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,12 @@ class Message:
     recipient_id: str | None = None
     # What the delivery is (engine.alerts.lifecycle.DeliveryKind): page, bundle, digest, or a notice.
     kind: str = "page"
+    # The incident it is about (its id and status when the attempt started); None for a bundle or a test send.
+    incident_id: str | None = None
+    incident_status: str | None = None
+    # The alert's details (labels, annotations, custom details), masked (engine.masking.mask_value):
+    # only an ``alert.received`` notice carries them; None elsewhere.
+    details: dict[str, Any] | None = None
 
     @property
     def subject(self) -> str:

@@ -3,8 +3,10 @@
 One JSON POST per delivery: ``{"type", "timestamp", "data"}`` with the event type
 ``incident.triggered`` (a page of an incident, a bundle, a digest), ``incident.acknowledged`` and
 ``incident.resolved`` (the notices, which WEBHOOK targets are always sent:
-engine.alerts.lifecycle.notice_channels) or ``alert.received`` (a page of no incident: a test
-send). Headers:
+engine.alerts.lifecycle.notice_channels) or ``alert.received`` (a repeat that joined an open
+incident and paged nobody, as Grafana OnCall reports a new alert in a group; or a test send, in
+no incident). ``data.incident`` names the incident (id, number, status, URL); an
+``alert.received`` also carries the alert's masked ``details``. Headers:
 
 - ``webhook-id``: ``msg_<delivery id>``, the same on every retry, so a receiver dedupes by it;
 - ``webhook-timestamp``: Unix seconds of this attempt (receivers refuse old ones: replay guard);
@@ -31,7 +33,7 @@ import aiohttp
 
 from engine.auth import signing
 from engine.channels import http
-from engine.channels.base import DeliveryError, Message, Receipt
+from engine.channels.base import RECEIVED_KIND, DeliveryError, Message, Receipt
 from engine.clock import SYSTEM, Clock
 
 PROVIDER = "webhook"
@@ -64,7 +66,7 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 def event_type(message: Message) -> str:
     if message.kind in ("resolved", "acknowledged"):  # base.NOTICE_KINDS
         return f"incident.{message.kind}"
-    if message.number is None and message.kind == "page":
+    if message.kind == RECEIVED_KIND or (message.number is None and message.kind == "page"):
         return "alert.received"
     return "incident.triggered"
 
@@ -76,7 +78,12 @@ def payload(message: Message) -> dict[str, Any]:
         "type": event_type(message),
         "timestamp": message.received_at.isoformat().replace("+00:00", "Z"),
         "data": {
-            "incident": {"number": message.number, "url": message.incident_url},
+            "incident": {
+                "id": message.incident_id,
+                "number": message.number,
+                "status": message.incident_status,
+                "url": message.incident_url,
+            },
             "alert_id": message.alert_id,
             "webhook_name": message.webhook_name,
             "title": message.title,
@@ -84,6 +91,7 @@ def payload(message: Message) -> dict[str, Any]:
             "severity": message.severity,
             "source": message.source,
             "links": list(message.links),
+            "details": message.details,
             "is_test": message.is_test,
             "actions": None
             if actions is None

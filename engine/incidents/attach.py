@@ -67,11 +67,13 @@ GROUP_FORMATS = ("alertmanager", "grafana")  # one notification lists a whole gr
 
 class Pages(StrEnum):
     """What the alert's deliveries are: pages on every channel, RESOLVED or ACKNOWLEDGED notices
-    (engine.alerts.lifecycle.notice_channels), or none."""
+    (engine.alerts.lifecycle.notice_channels), an ``alert.received`` notice of a repeat that
+    pages nobody (to the channels told of every event: WEBHOOK), or none."""
 
     PAGE = "page"
     RESOLVED = "resolved"
     ACKNOWLEDGED = "acknowledged"
+    RECEIVED = "received"
     NONE = "none"
 
 
@@ -108,7 +110,7 @@ async def attach(
     for _ in range(3):  # an open that loses the race joins the winner on the next turn
         current = await conn.fetchrow(OPEN_OF_KEY, webhook["id"], key) if key is not None else None
         if current is not None:
-            attached = await _join(conn, webhook, current, alert_id, parsed, action, received_at)
+            attached = await _join(conn, webhook, current, alert_id, parsed, action, received_at, caps)
             break
         if action is not SenderAction.TRIGGER:
             # Recorded as an alert; nothing open to change (an overflowed key's alert is shown there).
@@ -277,6 +279,7 @@ async def _join(
     parsed: ParsedAlert,
     action: SenderAction,
     at: datetime,
+    caps: Caps,
 ) -> Attached:
     incident_id = current["id"]
     triggering = action is SenderAction.TRIGGER
@@ -309,12 +312,23 @@ async def _join(
         triggered = current["status"] == IncidentStatus.TRIGGERED
         if triggered and current["escalation_policy_id"] is not None:
             await quiet_hours.release_incident(conn, incident_id, at)
-        pages = Pages.PAGE if triggered and current["escalation_policy_id"] is None else Pages.NONE
-        return Attached(incident_id, pages)
+        if triggered and current["escalation_policy_id"] is None:
+            return Attached(incident_id, Pages.PAGE)
+        return await _received(conn, incident_id, at, caps)
     # A group whose alert list changed (an alert joined or left) pages again only when asked to.
     changed = parsed.format in GROUP_FORMATS and parsed.message != current["message"]
     kind = EventKind.GROUP_CHANGED if changed else EventKind.ALERT
     await add_event(conn, incident_id, kind, Actor.SENDER, at, text=parsed.title, alert_id=alert_id)
     repage = changed and webhook["repage_on_change"] and current["status"] == IncidentStatus.TRIGGERED
     repage = repage and current["escalation_policy_id"] is None
-    return Attached(incident_id, Pages.PAGE if repage else Pages.NONE)
+    if repage:
+        return Attached(incident_id, Pages.PAGE)
+    return await _received(conn, incident_id, at, caps)
+
+
+async def _received(conn: db.Connection, incident_id: uuid.UUID, at: datetime, caps: Caps) -> Attached:
+    """A repeat that pages nobody is told to programs (``alert.received``), within the incident's
+    notice rate (engine.incidents.noise.received_notice_due): past it, it is only counted."""
+    if await noise.received_notice_due(conn, incident_id, at, caps):
+        return Attached(incident_id, Pages.RECEIVED)
+    return Attached(incident_id, Pages.NONE)

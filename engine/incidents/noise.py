@@ -8,7 +8,12 @@
   but its page is held in the webhook's digest, which ``engine.incidents.digests`` pages once,
   ``digest_seconds`` after its first held page, for all of them.
 
-Both decisions are counts in PostgreSQL taken inside ``record_alert``'s transaction, after it has
+- **Repeats told to programs.** A repeat that pages nobody sends its incident's ``alert.received``
+  notice (WEBHOOK), at most ``storm_threshold`` per incident within ``storm_seconds`` (by the
+  alerts' received time); past that, the repeat is only counted in the incident (``alert_count``,
+  timeline), so a flood of one key makes at most 20 POSTs a minute per target, not one per alert.
+
+All three decisions are counts in PostgreSQL taken inside ``record_alert``'s transaction, after it has
 locked the webhook row: every alert of one webhook is stored under that lock, one at a time, so two
 workers can never both see room for the 200th incident. System incidents (keys under
 ``SYSTEM_PREFIX``: the overflow itself, a refused payload, a heartbeat) are neither counted nor capped.
@@ -79,6 +84,11 @@ WHERE i.webhook_id = $1 AND i.dedup_key = 'monoduty:overflow' AND i.status <> 'r
 OPEN_DIGEST = "SELECT id FROM digests WHERE webhook_id = $1 AND sent_at IS NULL FOR UPDATE"
 NEW_DIGEST = "INSERT INTO digests (id, webhook_id, opened_at, due_at) VALUES ($1, $2, $3, $4)"
 HOLD = "UPDATE incidents SET digest_id = $2 WHERE id = $1"
+# lifecycle.DeliveryKind.ALERT_RECEIVED; deliveries_incident_idx finds the incident's few deliveries.
+RECEIVED_SINCE = """
+SELECT count(DISTINCT d.alert_id) FROM deliveries d JOIN alerts a ON a.id = d.alert_id
+WHERE d.incident_id = $1 AND d.kind = 'alert_received' AND a.received_at > $2
+"""
 
 
 async def at_cap(conn: db.Connection, webhook_id: uuid.UUID, caps: Caps) -> bool:
@@ -154,3 +164,11 @@ async def hold_if_storm(
     text = f"{opened} new incidents in {caps.storm_seconds:g} s: the page waits for the digest"
     await add_event(conn, incident_id, EventKind.PAGE_HELD, Actor.SYSTEM, now, text=text, alert_id=alert_id)
     return True
+
+
+async def received_notice_due(conn: db.Connection, incident_id: uuid.UUID, at: datetime, caps: Caps) -> bool:
+    """Whether a repeat received at ``at`` may send its ``alert.received`` notice: fewer than
+    ``storm_threshold`` of the incident's were within ``storm_seconds`` before it (the caller holds
+    the webhook's row lock, so two repeats cannot both take the last one)."""
+    since = at - timedelta(seconds=caps.storm_seconds)
+    return int(await conn.fetchval(RECEIVED_SINCE, incident_id, since)) < caps.storm_threshold
