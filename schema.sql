@@ -707,3 +707,6 @@ CREATE INDEX IF NOT EXISTS pages_quiet_idx ON pages (user_id) WHERE status = 'pe
 ALTER TABLE maintenance_windows ADD COLUMN IF NOT EXISTS reminded_at timestamptz;
 CREATE INDEX IF NOT EXISTS maintenance_windows_remind_idx ON maintenance_windows (ends_at)
     WHERE reminded_at IS NULL AND ended_at IS NULL;
+-- The IANA zone a user's dashboard pages show times in (api.dashboard.zones.viewer_zone); NULL:
+-- the browser's own.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS time_zone text;

@@ -23,7 +23,13 @@ routes = web.RouteTableDef()
 # Each request body's fields: wire name -> the engine's (its input in engine.auth.accounts).
 REGISTER_NAMES = {"email": "email", "password": "password", "name": "name", "phone": "phone"}
 LOGIN_NAMES = {"email": "email", "password": "password"}
-PROFILE_NAMES = {"email": "email", "name": "name", "phone": "phone", "pushTopic": "push_topic"}
+PROFILE_NAMES = {
+    "email": "email",
+    "name": "name",
+    "phone": "phone",
+    "pushTopic": "push_topic",
+    "timeZone": "time_zone",
+}
 PASSWORD_NAMES = {"currentPassword": "current_password", "newPassword": "new_password"}
 SET_PASSWORD_NAMES = {"token": "token", "password": "password"}
 
@@ -134,5 +140,6 @@ def profile(user: User) -> dict[str, Any]:
         "name": user.name,
         "phone": user.phone,
         "push_topic": user.push_topic,
+        "time_zone": user.time_zone,
         "default_targets": default_targets(user),
     }

@@ -252,3 +252,28 @@ async def test_login_and_password_change_refuse_what_the_spec_refuses(client: Te
         "/api/auth/login", json={"email": account.user.email, "password": "first password here"}
     )
     assert login.status == 401
+
+
+async def test_time_zone_is_saved_read_back_refused_when_unknown_and_cleared(
+    client: TestClient, account
+) -> None:  # type: ignore[no-untyped-def]
+    me = (await (await client.get("/api/auth/me", headers=account.headers)).json())["user"]
+    assert me["time_zone"] is None  # a new user's pages use the browser's zone
+    resp = await client.patch("/api/auth/me", json={"timeZone": "Asia/Tokyo"}, headers=account.headers)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["user"]["time_zone"] == "Asia/Tokyo"
+    me = (await (await client.get("/api/auth/me", headers=account.headers)).json())["user"]
+    assert me["time_zone"] == "Asia/Tokyo"
+    for bad in ("Mars/Olympus", "", 3):
+        resp = await client.patch("/api/auth/me", json={"timeZone": bad}, headers=account.headers)
+        assert resp.status == 400, bad
+        body = await resp.json()
+        assert_error(body, "VALIDATION_ERROR")
+        assert body["error"].startswith("timeZone "), body
+    # a change of another field keeps the zone; null clears it
+    resp = await client.patch("/api/auth/me", json={"name": "Kei"}, headers=account.headers)
+    assert (await resp.json())["user"]["time_zone"] == "Asia/Tokyo"
+    resp = await client.patch("/api/auth/me", json={"timeZone": None}, headers=account.headers)
+    assert (await resp.json())["user"]["time_zone"] is None
+    me = (await (await client.get("/api/auth/me", headers=account.headers)).json())["user"]
+    assert me["time_zone"] is None

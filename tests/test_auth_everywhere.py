@@ -115,6 +115,7 @@ PUBLIC_ROUTES = {
     "/profile/contact-methods/{id}/verify": SESSION + "; and its CSRF token",
     "/profile/notification-rules": SESSION + "; and its CSRF token",
     "/profile/notification-rules/{id}/delete": SESSION + "; and its CSRF token",
+    "/profile/time-zone": SESSION + "; and its CSRF token",
     "/profile/quiet-hours": SESSION + "; and its CSRF token",
     "/profile/quiet-hours/delete": SESSION + "; and its CSRF token",
     "/profile/calendar/rotate": SESSION + "; and its CSRF token",

@@ -280,3 +280,44 @@ async def test_a_business_hours_layer_on_top_and_its_removal(clocked: TestClient
     assert "Delete the schedule Platform primary?" in confirm
     resp = await clocked.post(f"/on-call/schedules/{schedule_id}/delete", data={"csrf_token": csrf})
     assert "No schedules yet" in text_of(await resp.text())
+
+
+async def test_the_time_zone_saved_on_the_profile_is_the_one_the_on_call_page_shows(
+    clocked: TestClient, pool: asyncpg.Pool
+) -> None:
+    admin, bob = await web_user(pool), await web_user(pool)
+    team = await team_of(pool, admin, bob=(bob, "responder"))
+    csrf = await log_in(clocked, admin)
+    clocked.session.cookie_jar.update_cookies(NEW_YORK)  # the browser is in New York
+    assert (await schedule_form(clocked, csrf, team, [admin, bob])).status == 303
+    handoff = "Next handoff Mon 16 Mar {}"  # 09:00 New York, 13:00 UTC
+    assert handoff.format("09:00") in text_of(await (await clocked.get("/on-call")).text())
+    profile = await (await clocked.get("/profile")).text()
+    assert re.search(r'<option value="" selected>Use my browser\'s \(America/New_York\)</option>', profile)
+
+    resp = await clocked.post("/profile/time-zone", data={"csrf_token": csrf, "time_zone": "Mars/Olympus"})
+    assert resp.status == 400
+    assert field_error(await resp.text(), "time_zone").startswith("Time zone must be an IANA time zone")
+    resp = await clocked.post("/profile/time-zone", data={"time_zone": "Asia/Tokyo"})  # no CSRF token
+    assert resp.status == 403
+    resp = await clocked.post(
+        "/profile/time-zone", data={"csrf_token": csrf, "time_zone": "Asia/Tokyo"}, allow_redirects=False
+    )
+    assert resp.status == 303 and resp.headers["Location"] == "/profile?done=zone-set#time-zone"
+    assert (await (await clocked.get("/api/auth/me")).json())["user"]["time_zone"] == "Asia/Tokyo"
+
+    # every page now in Tokyo, whatever the browser's cookie says; ?tz= still picks one for a view
+    html = await (await clocked.get("/on-call")).text()
+    assert handoff.format("22:00") in text_of(html) and "(your profile's time zone)" in text_of(html)
+    assert 'data-zone="Asia/Tokyo" data-zone-source="saved"' in html
+    picked = text_of(await (await clocked.get("/on-call?tz=Europe/London")).text())
+    assert handoff.format("13:00") in picked
+    profile = await (await clocked.get("/profile")).text()
+    assert "<option selected>Asia/Tokyo</option>" in profile  # the form shows it
+    quiet = re.search(r'<select id="quiet_time_zone".*?</select>', profile, re.S).group(0)
+    assert "<option selected>Asia/Tokyo</option>" in quiet  # quiet hours not set: they default to it
+
+    # "use my browser's" clears it: New York again
+    resp = await clocked.post("/profile/time-zone", data={"csrf_token": csrf, "time_zone": ""})
+    assert "Time zone cleared" in text_of(await resp.text())
+    assert handoff.format("09:00") in text_of(await (await clocked.get("/on-call")).text())

@@ -1,5 +1,5 @@
 """The profile page: the caller's contact methods (with phone verification) and notification
-rules, quiet hours, calendar link, password, web sessions and API keys.
+rules, time zone, quiet hours, calendar link, password, web sessions and API keys.
 
 Each form posts to its own route, which calls what the JSON API's handler calls (engine.oncall
 contacts, notification_rules, verification, quiet_hours; engine.oncall.feeds; engine.auth
@@ -23,6 +23,8 @@ from api.dashboard import quiet_hours as quiet_form
 from api.dashboard import views
 from api.dashboard.field_errors import at_field
 from api.dashboard.render import form, render, see_other
+from api.dashboard.zones import COOKIE as ZONE_COOKIE
+from api.dashboard.zones import zone_or_none
 from api.feeds import feed_url
 from api.inputs import query
 from api.state import AVAILABLE_TYPES, CLOCK, POOL, REDIS, SETTINGS
@@ -52,6 +54,8 @@ DONE = {
     "verified": "Number verified: it is paged from now on.",
     "rule-added": "Notification rule added.",
     "rule-deleted": "Notification rule deleted.",
+    "zone-set": "Time zone saved: the pages show times in it.",
+    "zone-cleared": "Time zone cleared: the pages show times in your browser's.",
     "quiet-set": "Quiet hours saved.",
     "quiet-removed": "Quiet hours removed: anything they held back pages you now.",
     "feed-rotated": "New calendar link made. The old one no longer works: update your calendar app.",
@@ -69,6 +73,7 @@ FIELD_WORDS = {
     "type": "Type",
     "code": "Code",
     "name": "Name",
+    "time_zone": "Time zone",
 }
 _FIELD = re.compile(r"^(\w+)")
 
@@ -172,6 +177,8 @@ async def _page(
         "key_count": key_count,
         "new_key": new_key,
         "values": {},
+        "time_zone": user.time_zone,
+        "browser_zone": str(zone_or_none(request.cookies.get(ZONE_COOKIE)) or ""),
         **quiet_form.section(request, quiet, now, quiet_typed),
     }
     return render(request, "profile.html", context, status=status)
@@ -267,6 +274,21 @@ async def delete_rule(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         await notification_rules.delete_rule(conn, user.id, rule_id)
     return _back("rule-deleted", "rules")
+
+
+@routes.post("/profile/time-zone", name="dashboard.time_zone_set")
+async def set_time_zone(request: web.Request) -> web.Response:
+    """Save the zone the pages show times in, as ``PATCH /api/auth/me`` with ``timeZone`` does;
+    "use my browser's" (an empty value) clears it."""
+    user = current_user(request)
+    chosen = (await form(request)).get("time_zone", "").strip()
+    change = accounts.ProfileChange(time_zone=chosen or None)
+    try:
+        async with request.app[POOL].acquire() as conn:
+            await accounts.update_profile(conn, user, change)
+    except ValidationError as exc:
+        return await _page(request, errors={"time_zone": _words(exc)}, status=exc.status)
+    return _back("zone-set" if chosen else "zone-cleared", "time-zone")
 
 
 @routes.post("/profile/quiet-hours", name="dashboard.quiet_hours_set")

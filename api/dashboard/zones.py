@@ -1,6 +1,7 @@
 """The viewer's time zone, and instants written and read in it (presentation only).
 
-The zone a page shows times in: ``?tz=`` when the page was asked for one, else the browser's own
+The zone a page shows times in: ``?tz=`` when the page was asked for one (for that page view),
+else the one the viewer saved on their profile (``users.time_zone``), else the browser's own
 (static/timezone.js keeps it in the ``monoduty_tz`` cookie), else UTC. A local date and time a
 person typed into a form is turned into an instant by the schedules' own rule
 (engine.oncall.localtime: a time a DST change skips lands after the change, a repeated one is the
@@ -14,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from api.state import USER
+from engine.auth.users import User
 from engine.errors import ValidationError
 from engine.oncall.localtime import to_instant, to_wall
 from engine.oncall.validation import time_zone
@@ -30,10 +33,14 @@ def zone_or_none(name: object) -> ZoneInfo | None:
 
 
 def viewer_zone(request: web.Request) -> tuple[ZoneInfo, str]:
-    """(the zone, where it came from: "asked", "browser" or "default")."""
+    """(the zone, where it came from: "asked", "saved", "browser" or "default")."""
     asked = zone_or_none(request.query.get("tz"))
     if asked is not None:
         return asked, "asked"
+    user: User | None = request.get(USER)
+    saved = zone_or_none(user.time_zone) if user is not None and user.time_zone else None
+    if saved is not None:
+        return saved, "saved"
     browser = zone_or_none(request.cookies.get(COOKIE))
     if browser is not None:
         return browser, "browser"

@@ -27,6 +27,7 @@ from engine.auth.sessions import Session
 from engine.auth.users import USER_COLUMNS, User, create_user
 from engine.channels.formats import validate_email, validate_phone, validate_topic
 from engine.errors import Conflict, MonodutyError, ValidationError
+from engine.oncall.validation import time_zone
 from engine.ratelimit import FailureCounter
 from engine.settings import RateLimit
 from engine.validate import UNSET, Unset
@@ -43,7 +44,7 @@ SELECT_LOGIN = f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(ema
 SELECT_HASH = "SELECT password_hash FROM users WHERE id = $1"
 SET_PASSWORD = "UPDATE users SET password_hash = $2 WHERE id = $1"  # noqa: S105
 UPDATE_PROFILE = f"""
-UPDATE users SET email = $2, name = $3, phone = $4, push_topic = $5 WHERE id = $1
+UPDATE users SET email = $2, name = $3, phone = $4, push_topic = $5, time_zone = $6 WHERE id = $1
 RETURNING {USER_COLUMNS}
 """
 
@@ -83,6 +84,7 @@ class ProfileChange:
     name: str | Unset | None = UNSET
     phone: object = UNSET
     push_topic: object = UNSET
+    time_zone: object = UNSET
 
 
 class InvalidCredentials(MonodutyError):
@@ -208,7 +210,8 @@ async def change_password(
 
 
 async def update_profile(conn: db.Connection, user: User, change: ProfileChange) -> User:
-    """Change email, name, phone or push topic; a field left out keeps its value, null clears it."""
+    """Change email, name, phone, push topic or time zone; a field left out keeps its value, null
+    clears it (no time zone: the dashboard uses the browser's)."""
     email = user.email if change.email is UNSET else validate_email(change.email, field="email")
     name = (
         user.name
@@ -221,8 +224,11 @@ async def update_profile(conn: db.Connection, user: User, change: ProfileChange)
     if change.push_topic is not UNSET:
         raw = change.push_topic
         topic = validate_topic(raw, field="push_topic") if raw is not None else None
+    zone = user.time_zone
+    if change.time_zone is not UNSET:
+        zone = str(time_zone(change.time_zone)) if change.time_zone is not None else None
     try:
-        record = await conn.fetchrow(UPDATE_PROFILE, user.id, email, name, phone, topic)
+        record = await conn.fetchrow(UPDATE_PROFILE, user.id, email, name, phone, topic, zone)
     except asyncpg.UniqueViolationError:
         raise Conflict("a user with this email already exists", code="EMAIL_TAKEN") from None
     assert record is not None

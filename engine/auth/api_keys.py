@@ -46,7 +46,7 @@ WITH hit AS (
     WHERE id = (SELECT id FROM hit)
       AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
 )
-SELECT u.id, u.email, u.name, u.phone, u.push_topic, hit.id AS api_key_id
+SELECT u.id, u.email, u.name, u.phone, u.push_topic, u.time_zone, hit.id AS api_key_id
 FROM hit JOIN users u ON u.id = hit.user_id
 """
 REVOKE = """

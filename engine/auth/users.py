@@ -27,17 +27,25 @@ class User:
     name: str | None
     phone: str | None
     push_topic: str | None
+    time_zone: str | None = None  # IANA name the dashboard shows times in; None: the browser's
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> User:
-        return cls(record["id"], record["email"], record["name"], record["phone"], record["push_topic"])
+        return cls(
+            record["id"],
+            record["email"],
+            record["name"],
+            record["phone"],
+            record["push_topic"],
+            record["time_zone"],
+        )
 
     def default_target(self, key: str) -> str | None:
         """The owner's own contact for a channel's target key (email, sms, push, call)."""
         return default_targets(self).get(key)
 
 
-USER_COLUMNS = "id, email, name, phone, push_topic"
+USER_COLUMNS = "id, email, name, phone, push_topic, time_zone"
 
 INSERT_USER = f"""
 INSERT INTO users (id, email, name, phone) VALUES ($1, $2, $3, $4)
