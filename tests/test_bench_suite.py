@@ -14,6 +14,7 @@ from bench import suite
 from tests.support.services import Services, another
 
 
+@pytest.mark.slow  # tens of seconds: it starts the whole stack
 @pytest.mark.timeout(300)  # a loaded machine: the run takes longer, and asserts no time
 def test_every_scenario_runs_and_writes_its_figures(services: Services, tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
 from tests.support.browser import axe_violations, no_horizontal_scroll, screenshot
@@ -27,6 +28,8 @@ from tests.support.dashboard_browser import (
     still_marked,
 )
 from tests.support.processes import wait_for
+
+pytestmark = pytest.mark.browser  # run with -m browser (.ci/run does)
 
 DATA = Path(__file__).resolve().parent / "data" / "alertmanager"
 XSS = "<img src=x onerror=alert(1)>"

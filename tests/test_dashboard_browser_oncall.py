@@ -19,6 +19,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from tests.support.browser import axe_violations, no_horizontal_scroll, screenshot
 from tests.support.dashboard_browser import PHONE, WIDE, Dashboard, api
 
+pytestmark = pytest.mark.browser  # run with -m browser (.ci/run does)
+
 VIEWER_ZONE = "Europe/Berlin"
 LOCAL = "%Y-%m-%dT%H:%M"
 FOCUSED = """() => {

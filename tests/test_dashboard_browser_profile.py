@@ -15,6 +15,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from engine.reports import render_csv
@@ -29,6 +30,8 @@ from tests.support.dashboard_browser import (
     sign_in,
     still_marked,
 )
+
+pytestmark = pytest.mark.browser  # run with -m browser (.ci/run does)
 
 PAGES = [
     ("profile", "/profile"),

@@ -40,6 +40,8 @@ from tests.support.processes import wait_for
 from tests.support.providers import SmtpServer
 from tests.support.services import Services
 
+pytestmark = pytest.mark.browser  # run with -m browser (.ci/run does)
+
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/reset-password/mdr_[A-Za-z0-9_-]{43}")
 
 
