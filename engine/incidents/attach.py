@@ -18,6 +18,7 @@ import asyncpg
 from engine import db
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import SEVERITIES
+from engine.channels.registry import EVENT_TYPES
 from engine.incidents import Actor, EventKind, IncidentStatus, SenderAction, noise
 from engine.incidents.events import add_event
 from engine.incidents.keys import incident_key
@@ -314,7 +315,7 @@ async def _join(
             await quiet_hours.release_incident(conn, incident_id, at)
         if triggered and current["escalation_policy_id"] is None:
             return Attached(incident_id, Pages.PAGE)
-        return await _received(conn, incident_id, at, caps)
+        return await _received(conn, webhook, current, at, caps)
     # A group whose alert list changed (an alert joined or left) pages again only when asked to.
     changed = parsed.format in GROUP_FORMATS and parsed.message != current["message"]
     kind = EventKind.GROUP_CHANGED if changed else EventKind.ALERT
@@ -323,12 +324,20 @@ async def _join(
     repage = repage and current["escalation_policy_id"] is None
     if repage:
         return Attached(incident_id, Pages.PAGE)
-    return await _received(conn, incident_id, at, caps)
+    return await _received(conn, webhook, current, at, caps)
 
 
-async def _received(conn: db.Connection, incident_id: uuid.UUID, at: datetime, caps: Caps) -> Attached:
+async def _received(
+    conn: db.Connection, webhook: asyncpg.Record, current: asyncpg.Record, at: datetime, caps: Caps
+) -> Attached:
     """A repeat that pages nobody is told to programs (``alert.received``), within the incident's
-    notice rate (engine.incidents.noise.received_notice_due): past it, it is only counted."""
+    notice rate (engine.incidents.noise.received_notice_due): past it, it is only counted. With no
+    channel told of every event on the webhook and no policy (whose pages may have reached one),
+    there is nobody to tell: the repeat costs no count query."""
+    incident_id = current["id"]
+    told = any(kind in EVENT_TYPES for kind in webhook["notification_types"])
+    if not told and current["escalation_policy_id"] is None:
+        return Attached(incident_id, Pages.NONE)
     if await noise.received_notice_due(conn, incident_id, at, caps):
         return Attached(incident_id, Pages.RECEIVED)
     return Attached(incident_id, Pages.NONE)
