@@ -80,6 +80,11 @@ async def create_user(
     return user
 
 
+def user_tag(user_id: uuid.UUID) -> str:
+    """What a change to the user is published as (engine.local_cache): cached copies are dropped."""
+    return f"user:{user_id}"
+
+
 async def get_user(conn: db.Connection, user_id: uuid.UUID) -> User | None:
     record = await conn.fetchrow(SELECT_USER, user_id)
     return User.from_record(record) if record else None
