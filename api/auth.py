@@ -22,12 +22,12 @@ from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 
 from api.inputs import bearer
-from api.state import API_KEYS, POOL, REDIS, SETTINGS, USER
+from api.state import API_KEYS, POOL, REDIS, SETTINGS, USER, USERS
 from engine import ratelimit
 from engine.auth import api_keys, sessions
 from engine.auth.api_keys import authenticate_key
 from engine.auth.sessions import COOKIE_NAME, Session
-from engine.auth.users import User, get_user
+from engine.auth.users import User, cached_user
 from engine.errors import Forbidden, Unauthorized
 from engine.local_cache import Miss
 
@@ -129,8 +129,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise Unauthorized("your session has ended; log in again", code="SESSION_EXPIRED")
     if changes_state and not csrf_matches(session, request.headers.get(CSRF_HEADER, "")):
         raise Forbidden(f"missing or wrong {CSRF_HEADER} header", code="CSRF_FAILED")
-    async with request.app[POOL].acquire() as conn:
-        user = await get_user(conn, session.user_id)
+    user = await cached_user(request.app[POOL], request.app[USERS], session.user_id)
     if user is None:
         raise Unauthorized("your session has ended; log in again", code="SESSION_EXPIRED")
     request[USER] = user

@@ -14,11 +14,14 @@ import asyncpg
 import pytest
 from arq.connections import ArqRedis
 
+from api.auth import CSRF_HEADER
 from engine.alerts import inbound
 from engine.auth import api_keys
+from engine.auth.sessions import COOKIE_NAME
 from tests.support.factories import Account
 from tests.support.processes import ApiProcess, wait_until
 from tests.support.services import Services
+from tests.support.sessions import web_user
 
 pytestmark = pytest.mark.slow  # two `monoduty api` processes
 
@@ -140,6 +143,37 @@ async def test_a_revoked_key_is_refused_by_every_process(
         return await _status(http, "GET", f"{second.url}/api/webhooks", headers=headers) == 401
 
     await wait_until(refused, "the other process to refuse the revoked key", timeout=DEADLINE)
+
+
+async def test_a_profile_change_shows_in_every_process_to_a_web_session(
+    two_apis: tuple[ApiProcess, ApiProcess], http: aiohttp.ClientSession, pool: asyncpg.Pool
+) -> None:
+    first, second = two_apis
+    who = await web_user(pool)
+    login = {"email": who.email, "password": who.password}
+    async with http.post(f"{first.url}/api/auth/login", json=login) as response:
+        assert response.status == 200, await response.text()
+        csrf = (await response.json())["csrf_token"]
+        cookie = response.cookies[COOKIE_NAME].value
+    session = {"Cookie": f"{COOKIE_NAME}={cookie}"}
+
+    async def name_seen() -> str | None:
+        async with http.get(f"{second.url}/api/auth/me", headers=session) as response:
+            assert response.status == 200, await response.text()
+            return (await response.json())["user"]["name"]
+
+    for _ in range(3):  # the second process now holds the user in its cache
+        assert await name_seen() != "Renamed"
+    change = {"name": "Renamed"}
+    async with http.patch(
+        f"{first.url}/api/auth/me", json=change, headers={**session, CSRF_HEADER: csrf}
+    ) as r:
+        assert r.status == 200, await r.text()
+
+    async def renamed() -> bool:
+        return await name_seen() == "Renamed"
+
+    await wait_until(renamed, "the other process to show the new name to the session", timeout=DEADLINE)
 
 
 async def test_a_change_whose_message_was_lost_holds_once_the_channel_is_back(
