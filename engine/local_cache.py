@@ -150,22 +150,26 @@ async def listen(redis: Redis, caches: Iterable[LocalCache[Any]]) -> None:
     """Keep ``caches`` told of every change until cancelled; reconnects after any failure."""
     caches = list(caches)
     name = channel(redis)
+    lost = [False]  # said once per outage, not at every retry
     while True:
         try:
             async with redis.pubsub() as pubsub:
                 await pubsub.subscribe(name)
-                await _hear(pubsub, caches)
+                await _hear(pubsub, caches, lost)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Redis away or the link cut: caches go deaf, then empty
-            log.warning("cache invalidation channel lost (%s); lookups bypass the cache", type(exc).__name__)
+            level = logging.DEBUG if lost[0] else logging.WARNING
+            lost[0] = True
+            what = type(exc).__name__
+            log.log(level, "cache invalidation channel lost (%s); lookups bypass the cache", what)
             for cache in caches:
                 cache.heard = float("-inf")
                 cache.clear()
         await asyncio.sleep(RETRY_SECONDS)  # a retry's pace, not a synchronisation
 
 
-async def _hear(pubsub: Any, caches: list[LocalCache[Any]]) -> None:
+async def _hear(pubsub: Any, caches: list[LocalCache[Any]], lost: list[bool]) -> None:
     subscribed = False
     pinged = 0.0
     while True:
@@ -175,6 +179,9 @@ async def _hear(pubsub: Any, caches: list[LocalCache[Any]]) -> None:
             kind = message["type"]
             if kind == "subscribe" and not subscribed:
                 subscribed = True
+                if lost[0]:
+                    lost[0] = False
+                    log.info("cache invalidation channel back; caches emptied")
                 for cache in caches:
                     cache.clear()  # what came before the subscription may have been missed
             if subscribed and kind in ("subscribe", "message", "pong"):
