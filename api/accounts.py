@@ -115,7 +115,7 @@ async def update_me(request: web.Request) -> web.Response:
     change = accounts.ProfileChange(**fields(await json_body(request), PROFILE_NAMES, text=("name",)))
     async with request.app[POOL].acquire() as conn:
         with wire_names(PROFILE_NAMES):
-            updated = await accounts.update_profile(conn, user, change)
+            updated = await accounts.update_profile(conn, request.app[REDIS], user, change)
     return ok(user=profile(updated))
 
 

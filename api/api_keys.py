@@ -11,7 +11,7 @@ from aiohttp import web
 from api.auth import current_user
 from api.inputs import fields, json_body, query
 from api.responses import ok
-from api.state import POOL
+from api.state import POOL, REDIS
 from engine import limits
 from engine.auth import api_keys
 from engine.validate import UNSET
@@ -42,7 +42,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     user = current_user(request)
     key_id = api_keys.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
-        await api_keys.revoke(conn, user.id, key_id)
+        await api_keys.revoke(conn, request.app[REDIS], user.id, key_id)
     return ok(revoked=str(key_id))
 
 

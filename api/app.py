@@ -10,6 +10,7 @@ from api import (
     accounts,
     action_links,
     api_keys,
+    caches,
     contact_methods,
     dev,
     escalation_policies,
@@ -79,6 +80,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app[API_BODY_LIMIT] = JSON_BODY_LIMIT
     app[AVAILABLE_TYPES] = deliverable(settings)
     app.cleanup_ctx.append(_resources)
+    caches.setup(app)
     status.setup(app)
     security.setup(app)
     observability.setup(app)

@@ -22,13 +22,14 @@ from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 
 from api.inputs import bearer
-from api.state import POOL, REDIS, SETTINGS, USER
+from api.state import API_KEYS, POOL, REDIS, SETTINGS, USER, USERS
 from engine import ratelimit
-from engine.auth import sessions
+from engine.auth import api_keys, sessions
 from engine.auth.api_keys import authenticate_key
 from engine.auth.sessions import COOKIE_NAME, Session
-from engine.auth.users import User, get_user
+from engine.auth.users import User, cached_user
 from engine.errors import Forbidden, Unauthorized
+from engine.local_cache import Miss
 
 # /api routes anyone may call.
 PUBLIC_PATHS = frozenset(
@@ -78,9 +79,15 @@ def csrf_matches(session: Session, given: str) -> bool:
 
 
 async def _user_of_key(request: web.Request, key: str) -> User:
-    """The key's owner. Failed keys count per client address, checked before the database, so
-    that presenting made-up keys (each a bucket of its own for the API limit) cannot buy
-    unlimited lookups."""
+    """The key's owner, from this process's cache when it has seen the key lately. Failed keys
+    count per client address, checked before the database, so that presenting made-up keys (each
+    a bucket of its own for the API limit) cannot buy unlimited lookups."""
+    cache = request.app[API_KEYS]
+    if api_keys.well_formed(key):
+        cached = cache.get(api_keys.cached_name(key))
+        if not isinstance(cached, Miss):
+            return cached[0]  # a key seen lately, not revoked since (engine.local_cache)
+    generation = cache.generation
     redis, client = request.app[REDIS], request.remote or "unknown"
     failures = ratelimit.FailureCounter("key-failures", request.app[SETTINGS].rate_limit_api)
     try:
@@ -95,6 +102,7 @@ async def _user_of_key(request: web.Request, key: str) -> User:
         with contextlib.suppress(RedisError, OSError):
             await failures.failed(redis, client)
         raise Unauthorized("invalid or revoked API key", code="INVALID_API_KEY")
+    api_keys.remember(cache, key, found, generation)
     return found[0]
 
 
@@ -121,8 +129,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise Unauthorized("your session has ended; log in again", code="SESSION_EXPIRED")
     if changes_state and not csrf_matches(session, request.headers.get(CSRF_HEADER, "")):
         raise Forbidden(f"missing or wrong {CSRF_HEADER} header", code="CSRF_FAILED")
-    async with request.app[POOL].acquire() as conn:
-        user = await get_user(conn, session.user_id)
+    user = await cached_user(request.app[POOL], request.app[USERS], session.user_id)
     if user is None:
         raise Unauthorized("your session has ended; log in again", code="SESSION_EXPIRED")
     request[USER] = user

@@ -9,7 +9,7 @@ from aiohttp import web
 from api.bodies import read_body
 from api.observability import count_alert_accepted
 from api.responses import ok
-from api.state import POOL, REDIS, REQUEST_ID, SETTINGS
+from api.state import POOL, REDIS, REQUEST_ID, SETTINGS, TOKENS
 from engine.alerts.inbound import accept_alert
 
 routes = web.RouteTableDef()
@@ -32,6 +32,7 @@ async def receive_alert(request: web.Request) -> web.Response:
         headers=request.headers,
         limit=request.app[SETTINGS].rate_limit_inbound,
         client=request.remote,
+        tokens=request.app[TOKENS],
     )
     if accepted.queued:
         count_alert_accepted(request)

@@ -19,7 +19,7 @@ from aiohttp import web
 from api.bodies import read_body
 from api.dropin import vendor_errors
 from api.observability import count_alert_accepted
-from api.state import POOL, REDIS, REQUEST_ID, SETTINGS
+from api.state import POOL, REDIS, REQUEST_ID, SETTINGS, TOKENS
 from engine.alerts import opsgenie_api
 from engine.alerts.inbound import accept_alert
 from engine.errors import MonodutyError, NotFound, Unauthorized
@@ -61,6 +61,7 @@ async def _accept(request: web.Request, prepare: Callable[[bytes], bytes]) -> we
         headers=request.headers,
         limit=settings.rate_limit_inbound,
         client=request.remote,
+        tokens=request.app[TOKENS],
         prepare=prepare,
     )
     if accepted.queued:

@@ -14,7 +14,7 @@ from aiohttp import web
 from api.bodies import read_body
 from api.dropin import vendor_errors
 from api.observability import count_alert_accepted
-from api.state import POOL, REDIS, REQUEST_ID, SETTINGS
+from api.state import POOL, REDIS, REQUEST_ID, SETTINGS, TOKENS
 from engine.alerts.inbound import TOKEN_SHAPE, accept_alert, refuse_guessing
 from engine.alerts.pagerduty_events import Event, InvalidEvent, read_event
 from engine.errors import MonodutyError, NotFound
@@ -75,6 +75,7 @@ async def _enqueue(request: web.Request, token: str, event: _Event) -> web.Respo
         headers=request.headers,
         limit=settings.rate_limit_inbound,
         client=request.remote,
+        tokens=request.app[TOKENS],
         prepare=event.prepare,
     )
     if accepted.queued:

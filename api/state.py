@@ -6,7 +6,9 @@ import asyncpg
 from aiohttp import web
 from arq.connections import ArqRedis
 
-from engine.auth.users import User
+from engine.alerts.inbound import TokenCache
+from engine.auth.api_keys import KeyCache
+from engine.auth.users import User, UserCache
 from engine.channels.registry import Deliverable
 from engine.clock import Clock
 from engine.observability import response_times
@@ -23,6 +25,11 @@ API_BODY_LIMIT = web.AppKey("api_body_limit", int)
 CLOCK = web.AppKey("clock", Clock)
 # This process's request times, not yet in Redis (api/observability.py records and flushes them).
 RESPONSE_TIMES = web.AppKey("response_times", response_times.Recorder)
+
+# This process's caches, emptied by every change in any process (engine.local_cache, api/caches.py).
+TOKENS = web.AppKey("tokens", TokenCache)
+API_KEYS = web.AppKey("api_keys", KeyCache)
+USERS = web.AppKey("users", UserCache)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USER = web.RequestKey("user", User)

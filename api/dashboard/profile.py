@@ -285,7 +285,7 @@ async def set_time_zone(request: web.Request) -> web.Response:
     change = accounts.ProfileChange(time_zone=chosen or None)
     try:
         async with request.app[POOL].acquire() as conn:
-            await accounts.update_profile(conn, user, change)
+            await accounts.update_profile(conn, request.app[REDIS], user, change)
     except ValidationError as exc:
         return await _page(request, errors={"time_zone": _words(exc)}, status=exc.status)
     return _back("zone-set" if chosen else "zone-cleared", "time-zone")
@@ -376,5 +376,5 @@ async def revoke_key(request: web.Request) -> web.Response:
     user = current_user(request)
     key_id = api_keys.parse_id(request.match_info["id"])
     async with request.app[POOL].acquire() as conn:
-        await api_keys.revoke(conn, user.id, key_id)
+        await api_keys.revoke(conn, request.app[REDIS], user.id, key_id)
     return _back("key-revoked", "keys")

@@ -1,8 +1,10 @@
 """Accepting an inbound alert: resolve the token, check the webhook, enqueue. No Postgres per call.
 
-Tokens are resolved through a Redis cache keyed by a hash of the token (so ``redis-cli KEYS``
-never shows a secret). Any change to a webhook calls ``forget_token``; entries also expire, and
-unknown tokens are cached briefly too so that guessing does not reach Postgres.
+Tokens are resolved through the API process's own cache (engine.local_cache: no round trip), then
+a Redis cache keyed by a hash of the token (so ``redis-cli KEYS`` never shows a secret). Any
+change to a webhook calls ``forget_token``, which empties both in every process (pub/sub); entries
+also expire, and unknown tokens are cached briefly in Redis too so that guessing does not reach
+Postgres (never in the process: a guesser would fill it).
 
 Checks, in order, each before any work, and the body is read only once it is needed:
 
@@ -38,7 +40,7 @@ from datetime import UTC, datetime
 import asyncpg
 from redis.asyncio import Redis
 
-from engine import notifications, queue, ratelimit
+from engine import local_cache, notifications, queue, ratelimit
 from engine.alerts import enqueue, refused, signing
 from engine.errors import MonodutyError, NotFound, PayloadTooLarge
 from engine.incidents.keys import sender_key
@@ -62,6 +64,9 @@ CACHE_SECONDS = 3600
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,100}")
 MISS_SECONDS = 60
 
+# Each API process's own cache (engine.local_cache): an accepted alert then costs one round trip.
+LOCAL_SECONDS = 10.0
+
 SELECT_BY_TOKEN = "SELECT id, user_id, status, signing_secret FROM webhooks WHERE token = $1"  # noqa: S105
 
 
@@ -73,7 +78,14 @@ class InboundWebhook:
     signing_secret: str | None = field(default=None, repr=False)
 
 
-def _cache_key(token: str) -> str:
+TokenCache = local_cache.LocalCache[InboundWebhook]
+
+
+def token_cache() -> TokenCache:
+    return local_cache.LocalCache("webhook tokens", LOCAL_SECONDS)
+
+
+def cache_key(token: str) -> str:
     return CACHE_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:40]
 
 
@@ -84,18 +96,31 @@ async def resolve_token(
     *,
     client: str | None = None,
     limit: RateLimit | None = None,
+    tokens: TokenCache | None = None,
 ) -> InboundWebhook | None:
-    """The webhook behind ``token`` (None if there is none), from the cache when it can be.
+    """The webhook behind ``token`` (None if there is none), from the caches when it can be:
+    this process's ``tokens`` (no round trip), else Redis's.
 
     With ``client`` and ``limit``, unknown tokens count per client address and an address past
     ``limit`` gets 429 before the database: guessing URLs cannot buy unlimited lookups. Only a
     cache miss pays for this check; a known, cached token costs one Redis read as before.
     """
-    key = _cache_key(token)
+    key = cache_key(token)
+    generation = 0
+    if tokens is not None:
+        found = tokens.get(key)
+        if not isinstance(found, local_cache.Miss):
+            return found
+        generation = tokens.generation
     cached = await redis.get(key)
     if cached is not None:
         data = json.loads(cached)
-        return InboundWebhook(**data) if data else None
+        if not data:
+            return None
+        webhook = InboundWebhook(**data)
+        if tokens is not None:
+            tokens.put(key, webhook, (token_tag(key),), generation)
+        return webhook
     failures = ratelimit.FailureCounter("token-failures", limit) if client is not None and limit else None
     await refuse_guessing(redis, client, limit)
     async with pool.acquire() as conn:
@@ -111,7 +136,11 @@ async def resolve_token(
         status=row["status"],
         signing_secret=row["signing_secret"],
     )
-    await redis.set(key, json.dumps(webhook.__dict__), ex=CACHE_SECONDS)
+    if tokens is None or tokens.generation == generation:
+        # Not if the webhook changed while Postgres was asked: that answer may be the old one.
+        await redis.set(key, json.dumps(webhook.__dict__), ex=CACHE_SECONDS)
+    if tokens is not None:
+        tokens.put(key, webhook, (token_tag(key),), generation)
     return webhook
 
 
@@ -125,8 +154,15 @@ async def refuse_guessing(redis: Redis, client: str | None, limit: RateLimit | N
         raise ratelimit.RateLimited(spent, "too many unknown webhook URLs from this address; retry later")
 
 
+def token_tag(key: str) -> str:
+    """What a token's change is published as: its cache key's hash, never the token."""
+    return "webhook-token:" + key.removeprefix(CACHE_PREFIX)
+
+
 async def forget_token(redis: Redis, token: str) -> None:
-    await redis.delete(_cache_key(token))
+    """After any change to the webhook behind ``token``: every process's caches forget it."""
+    key = cache_key(token)
+    await local_cache.forget(redis, token_tag(key), delete=(key,))
 
 
 async def _notify_limited(
@@ -296,13 +332,14 @@ async def accept_alert(
     limit: RateLimit | None = None,
     client: str | None = None,
     prepare: BodyPreparer | None = None,
+    tokens: TokenCache | None = None,
 ) -> Accepted:
     """Queue one inbound call and say under which alert id; refuse unknown tokens, bad
     signatures, senders over ``limit`` and paused webhooks (nothing is enqueued then).
 
     ``read_body`` is called once, when the checks that need no body have passed; ``prepare``, if
     given, then turns it into the body queued (a signature is checked on the body as sent)."""
-    webhook = await resolve_token(redis, pool, token, client=client, limit=limit)
+    webhook = await resolve_token(redis, pool, token, client=client, limit=limit, tokens=tokens)
     if webhook is None:
         raise NotFound("no webhook at this URL", code="WEBHOOK_NOT_FOUND")
     read_body = _telling_refusals(redis, webhook, read_body, headers or {}, limit, client, request_id)

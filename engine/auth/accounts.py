@@ -21,10 +21,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
-from engine import db, validate
+from engine import db, local_cache, validate
 from engine.auth import sessions
 from engine.auth.sessions import Session
-from engine.auth.users import USER_COLUMNS, User, create_user
+from engine.auth.users import USER_COLUMNS, User, create_user, user_tag
 from engine.channels.formats import validate_email, validate_phone, validate_topic
 from engine.errors import Conflict, MonodutyError, ValidationError
 from engine.oncall.validation import time_zone
@@ -209,7 +209,7 @@ async def change_password(
     await sessions.end_all(redis, user.id, keep=keep)
 
 
-async def update_profile(conn: db.Connection, user: User, change: ProfileChange) -> User:
+async def update_profile(conn: db.Connection, redis: Redis, user: User, change: ProfileChange) -> User:
     """Change email, name, phone, push topic or time zone; a field left out keeps its value, null
     clears it (no time zone: the dashboard uses the browser's)."""
     email = user.email if change.email is UNSET else validate_email(change.email, field="email")
@@ -232,4 +232,5 @@ async def update_profile(conn: db.Connection, user: User, change: ProfileChange)
     except asyncpg.UniqueViolationError:
         raise Conflict("a user with this email already exists", code="EMAIL_TAKEN") from None
     assert record is not None
+    await local_cache.forget(redis, user_tag(user.id))  # copies cached with API keys
     return User.from_record(record)

@@ -5,7 +5,10 @@ leaked key, and the first characters (``prefix``) are kept in clear so a user ca
 apart. Only a SHA-256 of the whole key is stored; lookup is an index probe on that hash, so no
 comparison of secrets happens in Python and there is nothing to time.
 
-Revocation is immediate: every request looks its key up in PostgreSQL (no cache to outlive it).
+Each API process keeps the keys it has seen lately (``key_cache``, engine.local_cache) for
+``LOCAL_SECONDS``, keyed by the key's hash. Revoking a key, or changing its owner's profile, drops
+it from every process's cache through Redis pub/sub: the next request with it, to any process, is
+looked up again (and a revoked key refused) within milliseconds.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import uuid
 from typing import Any
 
 import asyncpg
+from redis.asyncio import Redis
 
-from engine import db, validate
-from engine.auth.users import User
+from engine import db, local_cache, validate
+from engine.auth.users import User, user_tag
 from engine.errors import NotFound, ValidationError
 from engine.validate import Unset
 
@@ -26,6 +30,7 @@ KEY_PREFIX = "md_live_"
 _SHOWN_CHARS = len(KEY_PREFIX) + 6
 
 MAX_KEYS = 100  # live keys per user; also the page size of the list
+LOCAL_SECONDS = 10.0  # how long a process trusts a key it has looked up (changes drop it sooner)
 
 SELECT_ALL = """
 SELECT id, name, prefix, created_at, last_used_at FROM api_keys
@@ -54,6 +59,18 @@ UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoke
 """
 
 
+# A key's hash (hex) → its owner and the key's id.
+KeyCache = local_cache.LocalCache[tuple[User, uuid.UUID]]
+
+
+def key_cache() -> KeyCache:
+    return local_cache.LocalCache("API keys", LOCAL_SECONDS)
+
+
+def key_tag(key_id: uuid.UUID) -> str:
+    return f"api-key:{key_id}"
+
+
 def hash_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
@@ -72,14 +89,27 @@ async def create_api_key(conn: db.Connection, user_id: uuid.UUID, name: str) -> 
     return key, dict(record)
 
 
+def well_formed(key: str) -> bool:
+    return key.startswith(KEY_PREFIX) and len(key) <= 200 and key.isascii()
+
+
 async def authenticate_key(conn: db.Connection, key: str) -> tuple[User, uuid.UUID] | None:
     """The user owning a live key and the key's id, or None."""
-    if not key.startswith(KEY_PREFIX) or len(key) > 200 or not key.isascii():
+    if not well_formed(key):
         return None
     record = await conn.fetchrow(AUTHENTICATE_KEY, hash_key(key))
     if record is None:
         return None
     return User.from_record(record), record["api_key_id"]
+
+
+def remember(cache: KeyCache, key: str, found: tuple[User, uuid.UUID], generation: int) -> None:
+    cache.put(cached_name(key), found, (key_tag(found[1]), user_tag(found[0].id)), generation)
+
+
+def cached_name(key: str) -> str:
+    """A key's name in the process cache: its hash, so that no secret sits in a dict's keys."""
+    return hash_key(key).hex()
 
 
 def parse_id(raw: str) -> uuid.UUID:
@@ -107,7 +137,8 @@ async def new_key(
     return await create_api_key(conn, user_id, name)
 
 
-async def revoke(conn: db.Connection, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
-    """Revoke one of the user's keys; the next request made with it is a 401."""
+async def revoke(conn: db.Connection, redis: Redis, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    """Revoke one of the user's keys; the next request made with it, to any process, is a 401."""
     if await conn.fetchval(REVOKE, key_id, user_id) is None:
         raise NotFound("API key not found", code="API_KEY_NOT_FOUND")
+    await local_cache.forget(redis, key_tag(key_id))

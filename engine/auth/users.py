@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from engine import db
+from engine import db, local_cache
 from engine.channels.formats import validate_email, validate_phone
 from engine.channels.registry import default_targets
 from engine.errors import Conflict
@@ -78,6 +78,33 @@ async def create_user(
             conn, user.id, email=email, phone=phone, push_topic=user.push_topic, now=datetime.now(UTC)
         )
     return user
+
+
+# A user's id → the user, for the web sessions' requests (api/auth.py).
+UserCache = local_cache.LocalCache[User]
+LOCAL_SECONDS = 10.0
+
+
+def user_cache() -> UserCache:
+    return local_cache.LocalCache("users", LOCAL_SECONDS)
+
+
+async def cached_user(pool: asyncpg.Pool, cache: UserCache, user_id: uuid.UUID) -> User | None:
+    """``get_user`` through this process's cache (a profile change empties it everywhere)."""
+    found = cache.get(str(user_id))
+    if not isinstance(found, local_cache.Miss):
+        return found
+    generation = cache.generation
+    async with pool.acquire() as conn:
+        user = await get_user(conn, user_id)
+    if user is not None:
+        cache.put(str(user_id), user, (user_tag(user_id),), generation)
+    return user
+
+
+def user_tag(user_id: uuid.UUID) -> str:
+    """What a change to the user is published as (engine.local_cache): cached copies are dropped."""
+    return f"user:{user_id}"
 
 
 async def get_user(conn: db.Connection, user_id: uuid.UUID) -> User | None:
