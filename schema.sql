@@ -473,6 +473,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS incidents_team_number_key ON incidents (team_i
 CREATE INDEX IF NOT EXISTS incidents_team_created_idx ON incidents (team_id, created_at DESC, id DESC);
 -- The dashboard's count of a team's triggered incidents (its tab title), on every refresh.
 CREATE INDEX IF NOT EXISTS incidents_team_open_idx ON incidents (team_id, status) WHERE status <> 'resolved';
+-- GET /api/incidents?status=open (the dashboard's default list), newest first: walks open rows only,
+-- however many resolved ones a team's history holds.
+CREATE INDEX IF NOT EXISTS incidents_team_open_created_idx ON incidents (team_id, created_at DESC, id DESC)
+    WHERE status <> 'resolved';
 -- On-call schedules (engine.oncall.store maps these rows onto engine.oncall.model; the rules are
 -- engine.oncall.schedules). A schedule belongs to a team; its rotations are layers in `position`
 -- order (a later one wins where it covers the time).

@@ -27,14 +27,14 @@ FILL = """
 INSERT INTO notifications (id, user_id, kind, title, read_at, created_at)
 SELECT gen_random_uuid(), u.id, 'alert_received', 'bench',
     CASE WHEN n % 10 = 0 THEN NULL ELSE now() END, now() - make_interval(secs => n)
-FROM (SELECT id FROM users WHERE email LIKE 'bench%') u, generate_series(1, $1::int) n
+FROM (SELECT id FROM users WHERE email LIKE 'unread-bench%') u, generate_series(1, $1::int) n
 ORDER BY u.id, n
 """
 HEAVY = """
 INSERT INTO notifications (id, user_id, kind, title, read_at, created_at)
 SELECT gen_random_uuid(), $1, 'alert_received', 'heavy',
     CASE WHEN n % 100 = 0 THEN NULL ELSE now() END, now() - make_interval(secs => n)
-FROM generate_series(1, 50000) n
+FROM generate_series(1, $2::int) n
 """
 
 
@@ -60,26 +60,39 @@ async def plan(conn: asyncpg.Connection, user_id: uuid.UUID) -> str:
     return "\n".join("    " + r[0] for r in rows)
 
 
+async def fill(
+    conn: asyncpg.Connection, rows: int, heavy: uuid.UUID | None = None, heavy_rows: int = 50_000
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """``rows`` notifications over 1,000 users of their own (10 % unread), then ``heavy_rows`` of
+    which 1 % unread for ``heavy`` (a new user when None), and VACUUM ANALYZE: (a typical user, the
+    heavy one).
+    bench/suite.py scenario 6 fills its database with this too."""
+    users = max(1, rows // 1000)
+    await conn.execute(
+        "INSERT INTO users (id, email) SELECT gen_random_uuid(), 'unread-bench' || n || '@example.com' "
+        "FROM generate_series(1, $1::int) n",
+        users,
+    )
+    await conn.execute(FILL, rows // users)
+    typical = await conn.fetchval("SELECT id FROM users WHERE email = 'unread-bench1@example.com'")
+    if heavy is None:
+        heavy = uuid.uuid4()
+        await conn.execute("INSERT INTO users (id, email) VALUES ($1, 'heavy@example.com')", heavy)
+    await conn.execute(HEAVY, heavy, heavy_rows)
+    await conn.execute("VACUUM ANALYZE notifications")
+    return typical, heavy
+
+
 async def main(url: str, rows: int, queries: int) -> None:
     """Fill the scratch database at ``url`` and time the queries."""
     conn = await asyncpg.connect(url)
     try:
         started = time.perf_counter()
-        users = max(1, rows // 1000)
-        await conn.execute(
-            "INSERT INTO users (id, email) SELECT gen_random_uuid(), 'bench' || n || '@example.com' "
-            "FROM generate_series(1, $1::int) n",
-            users,
-        )
-        await conn.execute(FILL, rows // users)
-        typical = await conn.fetchval("SELECT id FROM users WHERE email = 'bench1@example.com'")
-        heavy = uuid.uuid4()
-        await conn.execute("INSERT INTO users (id, email) VALUES ($1, 'heavy@example.com')", heavy)
-        await conn.execute(HEAVY, heavy)
-        await conn.execute("VACUUM ANALYZE notifications")
+        typical, heavy = await fill(conn, rows)
         total = await conn.fetchval("SELECT count(*) FROM notifications")
         took = time.perf_counter() - started
-        print(f"{total:,} notifications for {users + 1:,} users, filled in {took:.0f} s")
+        users = await conn.fetchval("SELECT count(*) FROM users")
+        print(f"{total:,} notifications for {users:,} users, filled in {took:.0f} s")
 
         floor_samples = await timed(conn, "SELECT 1", (), queries)
         floor = statistics.median(floor_samples)

@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -58,6 +58,7 @@ from arq.constants import result_key_prefix
 from arq.jobs import deserialize_result
 
 from bench.arq_noop import NOOP
+from bench.reads import load as load_reads
 from engine import db, queue
 from engine.auth.users import create_user
 from engine.webhooks import WebhookInput, create_webhook
@@ -92,6 +93,16 @@ FROM deliveries d JOIN alerts a ON a.id = d.alert_id WHERE a.webhook_id = $1
 """
 COUNTERS = "SELECT total_calls, successful_calls, failed_calls, pending_calls FROM webhooks WHERE id = $1"
 
+# The end of every wrk script: its summary as one JSON line (read by ``run_wrk``).
+WRK_DONE = """
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,' ..
+    '"status":%d,"timeout":%d,"p50_us":%d,"p99_us":%d}\\n', summary.requests, summary.duration,
+    e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+# POSTs round-robin over the tokens; ``body`` is a Lua expression (it may use id and counter).
 WRK_LUA = """
 local tokens = {%(tokens)s}
 local counter = 0
@@ -107,17 +118,25 @@ end
 function request()
   counter = counter + 1
   local token = tokens[(counter %% #tokens) + 1]
-  local body = '{"title":"bench %(tag)s ' .. id .. '-' .. counter .. '","message":"from wrk"}'
+  local body = %(body)s
   return wrk.format("POST", "/" .. token, headers, body)
 end
 %(delay_fn)s
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('WRK {"requests":%%d,"duration_us":%%d,"connect":%%d,"read":%%d,"write":%%d,' ..
-    '"status":%%d,"timeout":%%d,"p50_us":%%d,"p99_us":%%d}\\n', summary.requests, summary.duration,
-    e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
-end
 """
+# GETs round-robin over the paths with an API key (scenario 6).
+WRK_GET = """
+local paths = {%(paths)s}
+local counter = 0
+local pause = %(delay)d
+wrk.method = "GET"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+function request()
+  counter = counter + 1
+  return wrk.format(nil, paths[(counter %% #paths) + 1])
+end
+%(delay_fn)s
+"""
+WRK_DELAY = "function delay()\n  return pause\nend"
 
 
 @dataclass
@@ -146,9 +165,47 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)  # scenario -> seconds it took
+    # CPU seconds per alert by process kind (API, worker, Redis, PostgreSQL), one dict per measure.
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def figure(self, scenario: str, name: str) -> Figure:
         return next(f for f in self.figures if f.scenario == scenario and f.name == name)
+
+
+# ---------------------------------------------------------------- /proc
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process of this machine, in seconds (0.0 when it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory (VmRSS) of a process, in MB (0.0 once it is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    return next((int(ln.split()[1]) / 1024 for ln in lines if ln.startswith("VmRSS:")), 0.0)
+
+
+CpuSnapshot = dict[str, dict[int, float]]  # process kind -> pid -> CPU seconds so far
+
+
+def cpu_used(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """CPU seconds each kind spent between two snapshots (a process new since ``before`` counts
+    from zero: it started in between)."""
+    return {
+        kind: sum(max(0.0, spent - before.get(kind, {}).get(pid, 0.0)) for pid, spent in pids.items())
+        for kind, pids in after.items()
+    }
 
 
 # ---------------------------------------------------------------- processes and load
@@ -162,6 +219,10 @@ class Process:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -228,6 +289,18 @@ def start_worker(env: dict[str, str], folder: Path) -> Process:
     return Process("monoduty worker", start_monoduty("worker", env=env, log=log), log)
 
 
+async def started(workers: list[Process]) -> None:
+    """Until each worker has logged arq's start line (it polls the queue from then on)."""
+
+    async def ready() -> bool:
+        for worker in workers:
+            if not worker.alive():
+                raise RuntimeError(f"{worker.name} exited: {worker.log.read_text()[-2000:]}")
+        return all("Starting worker" in w.log.read_text(errors="replace") for w in workers)
+
+    await wait_until(ready, "the workers to start", seconds=120)
+
+
 def start_noop_worker(env: dict[str, str], folder: Path) -> Process:
     return start_python("arq no-op worker", "bench.arq_noop", NOOP_QUEUE, env=env, folder=folder)
 
@@ -239,6 +312,11 @@ def wrk_path() -> str:
     return found
 
 
+def default_body(tag: str) -> str:
+    """A distinct alert per request (its title carries the connection and the request's number)."""
+    return f"""'{{"title":"bench {tag} ' .. id .. '-' .. counter .. '","message":"from wrk"}}'"""
+
+
 async def wrk(
     url: str,
     tokens: list[str],
@@ -248,21 +326,47 @@ async def wrk(
     connections: int = CONNECTIONS,
     delay_ms: int = 0,
     tag: str = "",
+    body: str = "",
+    until: Callable[[], Awaitable[bool]] | None = None,
 ) -> dict[str, Any]:
     """One wrk run (one thread; POSTs round-robin over ``tokens``); its summary as a dict, with
     ``rate`` (completed requests per second) and ``errors`` (socket errors and non-2xx answers)."""
+    script = WRK_LUA % {
+        "tokens": ", ".join(json.dumps(t) for t in tokens),
+        "delay": delay_ms,
+        "delay_fn": WRK_DELAY if delay_ms else "",
+        "thread_ids": "1",
+        "body": body or default_body(tag or uuid.uuid4().hex[:6]),
+    }
+    return await run_wrk(url, script, seconds, folder, connections=connections, until=until)
+
+
+async def wrk_get(
+    url: str, paths: list[str], key: str, seconds: float, folder: Path, *, connections: int, delay_ms: int
+) -> dict[str, Any]:
+    """One wrk run of GETs with an API key, each connection pausing ``delay_ms`` between requests."""
+    script = WRK_GET % {
+        "paths": ", ".join(json.dumps(p) for p in paths),
+        "key": key,
+        "delay": delay_ms,
+        "delay_fn": WRK_DELAY if delay_ms else "",
+    }
+    return await run_wrk(url, script, seconds, folder, connections=connections)
+
+
+async def run_wrk(
+    url: str,
+    script_text: str,
+    seconds: float,
+    folder: Path,
+    *,
+    connections: int,
+    until: Callable[[], Awaitable[bool]] | None = None,
+) -> dict[str, Any]:
+    """wrk for ``seconds``, or until ``until()`` is true (checked every 0.2 s; wrk stops on SIGINT
+    and prints its summary of what it did so far)."""
     script = folder / f"wrk-{uuid.uuid4().hex[:6]}.lua"
-    delay_fn = "function delay()\n  return pause\nend" if delay_ms else ""
-    script.write_text(
-        WRK_LUA
-        % {
-            "tokens": ", ".join(json.dumps(t) for t in tokens),
-            "delay": delay_ms,
-            "delay_fn": delay_fn,
-            "thread_ids": "1",
-            "tag": tag or uuid.uuid4().hex[:6],
-        }
-    )
+    script.write_text(script_text + WRK_DONE)
     duration = max(1, round(seconds))
     proc = await asyncio.create_subprocess_exec(
         wrk_path(),
@@ -280,7 +384,13 @@ async def wrk(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await proc.communicate()
+    communicate = asyncio.ensure_future(proc.communicate())
+    while until is not None and not communicate.done():
+        if await until():
+            proc.send_signal(signal.SIGINT)
+            break
+        await asyncio.wait([communicate], timeout=0.2)
+    out, _ = await communicate
     text = out.decode(errors="replace")
     line = next((ln for ln in text.splitlines() if ln.startswith("WRK ")), None)
     if proc.returncode != 0 or line is None:
@@ -294,8 +404,11 @@ async def wrk(
 # ---------------------------------------------------------------- data
 
 
-async def new_webhooks(pool: asyncpg.Pool, count: int, channels: list[str]) -> list[tuple[str, str]]:
-    """``count`` webhooks of a fresh user paging ``channels``, every alert its own incident: (id, token)."""
+async def new_webhooks(
+    pool: asyncpg.Pool, count: int, channels: list[str], *, dedup_by: str = "none"
+) -> list[tuple[str, str]]:
+    """``count`` webhooks of a fresh user paging ``channels``, by default every alert its own
+    incident: (id, token)."""
     async with pool.acquire() as conn:
         user = await create_user(conn, f"bench-{uuid.uuid4().hex[:8]}@example.com", phone="+14155550100")
         made = []
@@ -304,7 +417,7 @@ async def new_webhooks(pool: asyncpg.Pool, count: int, channels: list[str]) -> l
                 name=f"bench {n}",
                 notification_types=channels,
                 target_channels={CHANNELS[c][0]: CHANNELS[c][1] for c in channels},
-                dedup_by="none",
+                dedup_by=dedup_by,
             )
             row = await create_webhook(conn, user, body, set(CHANNELS))
             made.append((str(row["id"]), str(row["token"])))
@@ -346,6 +459,9 @@ class Bench:
     providers: FakeProviders
     smtp: DelayedSmtp
     report: Report
+    api: Process | None = None
+    api_url: str = ""
+    workers: list[Process] = field(default_factory=list)
 
     async def ingest(self, api_url: str, bare_url: str) -> None:
         """Scenario 1 (no worker running: the jobs stay in Redis to be counted)."""
@@ -524,41 +640,436 @@ class Bench:
             window = max(r.finish_time for r in results) - min(r.start_time for r in results)
             rate.baseline.append(len(ids) / max(window.total_seconds(), 1e-3))
 
-            ((webhook_id, _),) = await new_webhooks(self.pool, 1, list(CHANNELS))
-            ids = [str(uuid.uuid4()) for _ in range(alerts)]
-            for n, alert_id in enumerate(ids):
-                # What engine.queue.enqueue_alert queues, deferred.
-                payload = {
-                    "alert_id": alert_id,
-                    "webhook_id": webhook_id,
-                    "body": json.dumps({"title": f"fan-out {run}-{n}"}),
-                    "content_type": "application/json",
-                    "received_at": dt.datetime.now(dt.UTC).isoformat(),
-                    "request_id": None,
-                    "is_test": False,
-                }
-                await self.redis.enqueue_job(
-                    queue.PROCESS_ALERT, payload, _job_id=alert_id, _defer_until=later
-                )
-            await release(self.redis, queue.default_queue_name, ids)
-            want = alerts * len(CHANNELS)
+            before = await self.cpu_snapshot()
+            per_second, check = await self._drain_deferred(alerts, f"fan-out {run}")
+            self.note_cpu("3: distinct alerts, 4 deliveries each", before, await self.cpu_snapshot(), alerts)
+            rate.subject.append(per_second)
+            report.checks.append(f"3: {check}")
 
-            async def delivered(webhook_id: str = webhook_id, want: int = want) -> bool:
-                return await self.pool.fetchval(COUNT_DELIVERED, uuid.UUID(webhook_id)) >= want
+    async def _drain_deferred(self, alerts: int, tag: str) -> tuple[float, str]:
+        """``alerts`` distinct alerts to a new webhook of the 4 channels, queued due an hour from now,
+        then made due at once; deliveries/s from the first alert stored to the last delivery, and
+        what was checked (every delivery recorded, the webhook's counters exact)."""
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        ((webhook_id, _),) = await new_webhooks(self.pool, 1, list(CHANNELS))
+        ids = [str(uuid.uuid4()) for _ in range(alerts)]
+        for n, alert_id in enumerate(ids):
+            # What engine.queue.enqueue_alert queues, deferred.
+            payload = {
+                "alert_id": alert_id,
+                "webhook_id": webhook_id,
+                "body": json.dumps({"title": f"{tag}-{n}"}),
+                "content_type": "application/json",
+                "received_at": dt.datetime.now(dt.UTC).isoformat(),
+                "request_id": None,
+                "is_test": False,
+            }
+            await self.redis.enqueue_job(queue.PROCESS_ALERT, payload, _job_id=alert_id, _defer_until=later)
+        await release(self.redis, queue.default_queue_name, ids)
+        want = alerts * len(CHANNELS)
 
-            await wait_until(delivered, "scenario 3's deliveries", seconds=600)
-            seconds = await self.pool.fetchval(FANOUT_WINDOW, uuid.UUID(webhook_id))
-            rate.subject.append(want / max(float(seconds), 1e-3))
-            await self._settled(webhook_id, alerts)
-            counters = tuple(await self.pool.fetchrow(COUNTERS, uuid.UUID(webhook_id)))
-            exact = counters == (alerts, alerts, 0, 0)
-            channels = await self._by_channel(webhook_id)
-            report.checks.append(
-                f"3: {want} deliveries recorded in PostgreSQL ({channels}); webhook "
-                f"counters total/successful/failed/pending = {counters} ({'exact' if exact else 'NOT exact'})"
+        async def delivered() -> bool:
+            return await self.pool.fetchval(COUNT_DELIVERED, uuid.UUID(webhook_id)) >= want
+
+        await wait_until(delivered, f"the deliveries of {tag}", seconds=600)
+        seconds = await self.pool.fetchval(FANOUT_WINDOW, uuid.UUID(webhook_id))
+        await self._settled(webhook_id, alerts)
+        counters = tuple(await self.pool.fetchrow(COUNTERS, uuid.UUID(webhook_id)))
+        exact = counters == (alerts, alerts, 0, 0)
+        if not exact:
+            raise RuntimeError(f"{tag}: counters {counters}, expected ({alerts}, {alerts}, 0, 0)")
+        check = (
+            f"{want} deliveries recorded in PostgreSQL ({await self._by_channel(webhook_id)}); webhook "
+            f"counters total/successful/failed/pending = {counters} (exact)"
+        )
+        return want / max(float(seconds), 1e-3), check
+
+    # ------------------------------------------------------------ processes of the run, /proc
+
+    async def cpu_snapshot(self) -> CpuSnapshot:
+        """CPU seconds so far of the API, the workers, Redis (its process_id) and this database's
+        PostgreSQL backends. Redis and PostgreSQL shared with other users count their work too."""
+        info = await self.redis.info("server")
+        backends = [
+            r["pid"]
+            for r in await self.pool.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             )
-            if not exact:
-                raise RuntimeError(f"scenario 3: counters {counters}, expected ({alerts}, {alerts}, 0, 0)")
+        ]
+        kinds = {
+            "API": [self.api.pid] if self.api else [],
+            "worker": [w.pid for w in self.workers if w.alive()],
+            "Redis": [int(info["process_id"])],
+            "PostgreSQL": backends,
+        }
+        return {kind: {pid: cpu_seconds(pid) for pid in pids} for kind, pids in kinds.items()}
+
+    def note_cpu(
+        self, what: str, before: CpuSnapshot, after: CpuSnapshot, alerts: int, accepted: int | None = None
+    ) -> None:
+        """CPU milliseconds per alert of each kind of process over a run of ``alerts`` alerts stored;
+        the API's per alert it ``accepted`` when that differs (the worker behind)."""
+        used = cpu_used(before, after)
+        per_alert = {kind: seconds * 1000 / max(alerts, 1) for kind, seconds in used.items()}
+        if accepted is not None:
+            per_alert["API"] = used.get("API", 0.0) * 1000 / max(accepted, 1)
+        self.report.cpu[f"{what} ({alerts} alerts)"] = per_alert
+        shown = ", ".join(f"{kind} {ms:.2f}" for kind, ms in per_alert.items() if ms)
+        self.report.checks.append(f"{what}: CPU ms per alert over {alerts} alerts: {shown}")
+
+    async def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+
+    async def start_workers(self, count: int, env: dict[str, str] | None = None) -> None:
+        self.workers += [start_worker(env or self.env, self.folder) for _ in range(count)]
+        await started(self.workers)
+
+    def rss(self) -> tuple[float, float]:
+        """Resident MB of the API and of the (first) worker."""
+        return rss_mb(self.api.pid) if self.api else 0.0, rss_mb(self.workers[0].pid) if self.workers else 0.0
+
+    # ------------------------------------------------------------ scenarios 4-7
+
+    async def scale(self) -> None:
+        """Scenario 4: the same deferred fan-out drained by one worker, then by two, alternating;
+        per-worker concurrency fixed low, so that a worker waits on its providers (200 ms) rather
+        than on the CPU: the ratio shows whether a second process adds its share."""
+        opts = self.options
+        fig = Figure(
+            "4",
+            f"deliveries/s, 2 workers of {opts.scale_concurrency} jobs, providers answering after 200 ms",
+            "deliveries/s",
+            baseline_name="1 worker, same settings",
+            target="≥ 1.7x",
+        )
+        self.report.figures.append(fig)
+        self.providers.delay = self.smtp.delay = 0.2
+        env = {**self.env, "MONODUTY_WORKER_CONCURRENCY": str(opts.scale_concurrency)}
+        await self.stop_workers()
+        try:
+            for run in range(opts.runs):
+                for count, series in ((1, fig.baseline), (2, fig.subject)):
+                    await self.start_workers(count, env)
+                    try:
+                        rate, check = await self._drain_deferred(opts.scale_alerts, f"s4r{run}w{count}")
+                    finally:
+                        await self.stop_workers()
+                    series.append(rate)
+                    self.report.checks.append(f"4: {count} worker(s), {rate:.1f} deliveries/s: {check}")
+        finally:
+            await self.start_workers(1)
+
+    async def storm(self, bare_url: str) -> None:
+        """Scenario 5: ``--storm-rate`` alerts/s of one dedup key for ``--storm-seconds`` to a webhook
+        of the 4 channels, the queue depth and both processes' memory sampled every 0.5 s until the
+        queue is empty (at most ``--storm-drain`` s after the burst). One run: the burst is the sample."""
+        opts, report = self.options, self.report
+        rate = Figure(
+            "5",
+            f"accepted alerts/s, one dedup key, {opts.storm_rate}/s asked for {opts.storm_seconds:g} s",
+            "alerts/s",
+            baseline_name="bare endpoint, same pacing",
+            target=f"{opts.storm_rate}/s",
+        )
+        depth = Figure(
+            "5",
+            "queue depth, highest after the burst",
+            "jobs",
+            baseline_name="depth when the burst ended",
+            target="≤ 1.0x (no growth)",
+            higher_is_better=False,
+        )
+        api_mem = Figure(
+            "5",
+            "API resident memory after the storm",
+            "MB",
+            baseline_name="before it",
+            target="≤ 1.1x",
+            higher_is_better=False,
+        )
+        worker_mem = Figure(
+            "5",
+            "worker resident memory after the storm",
+            "MB",
+            baseline_name="before it",
+            target="≤ 1.1x",
+            higher_is_better=False,
+        )
+        report.figures += [rate, depth, api_mem, worker_mem]
+        self.providers.delay = self.smtp.delay = 0.0
+        # wrk paces each connection (a pause after each answer): 10 a second per connection.
+        connections = max(1, min(256, opts.storm_rate // 10))
+        delay = max(1, round(connections * 1000 / opts.storm_rate))
+        body = """'{"title":"storm: disk full on db-1","message":"from wrk"}'"""
+        # Grouped by the sender's key, else the content: every alert of the storm is one problem.
+        ((webhook_id, token),) = await new_webhooks(self.pool, 1, list(CHANNELS), dedup_by="group")
+        base = await wrk(
+            bare_url,
+            [token],
+            opts.storm_seconds,
+            self.folder,
+            connections=connections,
+            delay_ms=delay,
+            body=body,
+        )
+        api_before, worker_before = self.rss()
+        samples: list[tuple[float, int]] = []  # (seconds since the burst began, queue depth)
+        started_at = time.monotonic()
+        done = asyncio.Event()
+
+        async def sample() -> None:
+            while not done.is_set():
+                samples.append(
+                    (time.monotonic() - started_at, await self.redis.zcard(queue.default_queue_name))
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), 0.5)
+
+        sampler = asyncio.create_task(sample())
+        before = await self.cpu_snapshot()
+        sent = await wrk(
+            self.api_url,
+            [token],
+            opts.storm_seconds,
+            self.folder,
+            connections=connections,
+            delay_ms=delay,
+            body=body,
+        )
+        burst_end = time.monotonic() - started_at
+
+        async def drained() -> bool:
+            return await self.redis.zcard(queue.default_queue_name) == 0
+
+        try:
+            await wait_until(drained, "the storm's queue to drain", seconds=opts.storm_drain)
+            drain = f"queue empty {time.monotonic() - started_at - burst_end:.1f} s after the burst"
+        except RuntimeError:
+            left = await self.redis.zcard(queue.default_queue_name)
+            drain = f"NOT drained: {left} jobs left {opts.storm_drain:g} s after the burst (then dropped)"
+        done.set()
+        await sampler
+        # What is left is dropped: the next scenario starts on an empty queue (the run's own db).
+        await self.redis.delete(queue.default_queue_name)
+        stored = await self.pool.fetchval(
+            "SELECT count(*) FROM alerts WHERE webhook_id = $1", uuid.UUID(webhook_id)
+        )
+        self.note_cpu(
+            "5: repeats of one dedup key", before, await self.cpu_snapshot(), stored, sent["requests"]
+        )
+        api_after, worker_after = self.rss()
+        at_end = max((d for t, d in samples if t <= burst_end), default=0)
+        after = max((d for t, d in samples if t > burst_end), default=0)
+        rate.subject.append(sent["rate"])
+        rate.baseline.append(base["rate"])
+        depth.subject.append(after)
+        depth.baseline.append(max(at_end, 1))
+        api_mem.subject.append(api_after)
+        api_mem.baseline.append(api_before)
+        worker_mem.subject.append(worker_after)
+        worker_mem.baseline.append(worker_before)
+        incidents = await self.pool.fetchval(
+            "SELECT count(*) FROM incidents WHERE webhook_id = $1", uuid.UUID(webhook_id)
+        )
+        pages = await self.pool.fetch(
+            "SELECT d.channel, count(*) AS n FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
+            "WHERE a.webhook_id = $1 AND d.kind = 'page' GROUP BY 1 ORDER BY 1",
+            uuid.UUID(webhook_id),
+        )
+        shown = ", ".join(f"{r['channel']} {r['n']}" for r in pages)
+        one_each = len(pages) == len(CHANNELS) and all(r["n"] == 1 for r in pages)
+        trail = ", ".join(f"{t:.0f}s:{d}" for t, d in samples[:: max(1, len(samples) // 12)])
+        report.checks.append(
+            f"5: {sent['requests']} alerts answered 202 ({sent['errors']} errors), {stored} stored; "
+            f"{incidents} incident(s), pages {shown} ({'' if one_each else 'NOT '}one per channel); "
+            f"{drain}; queue depth (s:jobs) {trail}"
+        )
+        if sent["errors"] or incidents != 1 or not one_each:
+            raise RuntimeError(f"scenario 5: {report.checks[-1]}")
+
+    async def memory(self) -> None:
+        """Scenario 7: ``--memory-alerts`` alerts of one dedup key to a webhook of one channel (push),
+        wrk unpaced, API and worker running; resident memory of both sampled each second until the
+        worker has stored them all. One cheap shape, chosen so that 200,000 alerts go through both
+        processes in minutes on 2 cores: a repeat is one alert row and one incident update, no page."""
+        opts, report = self.options, self.report
+        n = opts.memory_alerts
+        api_mem = Figure(
+            "7",
+            f"API resident memory after {n:,} alerts",
+            "MB",
+            baseline_name=f"after the first {n // 10:,}",
+            target="≤ 1.1x and < 150 MB",
+            higher_is_better=False,
+        )
+        worker_mem = Figure(
+            "7",
+            f"worker resident memory after {n:,} alerts",
+            "MB",
+            baseline_name=f"after the first {n // 10:,}",
+            target="≤ 1.1x and < 200 MB",
+            higher_is_better=False,
+        )
+        report.figures += [api_mem, worker_mem]
+        self.providers.delay = self.smtp.delay = 0.0
+        ((webhook_id, token),) = await new_webhooks(self.pool, 1, ["PUSH_NOTIF"], dedup_by="group")
+        body = """'{"title":"memory: one key","message":"from wrk"}'"""
+        samples: list[tuple[int, float, float]] = []  # (alerts stored, API MB, worker MB)
+        done = asyncio.Event()
+
+        async def stored() -> int:
+            return int(
+                await self.pool.fetchval(
+                    "SELECT count(*) FROM alerts WHERE webhook_id = $1", uuid.UUID(webhook_id)
+                )
+            )
+
+        async def sample() -> None:
+            while not done.is_set():
+                samples.append((await stored(), *self.rss()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), 1.0)
+
+        sampler = asyncio.create_task(sample())
+        before = await self.cpu_snapshot()
+        started_at = time.monotonic()
+
+        async def reached() -> bool:  # stored by the worker, or still queued
+            return await stored() + await self.redis.zcard(queue.default_queue_name) >= n
+
+        sent = await wrk(self.api_url, [token], opts.memory_seconds, self.folder, body=body, until=reached)
+
+        async def all_stored() -> bool:
+            return await stored() >= sent["requests"]
+
+        late = ""
+        try:
+            await wait_until(all_stored, "scenario 7's alerts to be stored", seconds=opts.memory_drain)
+        except RuntimeError:  # the memory of what went through is still the figure; say so
+            late = f"; NOT all stored {opts.memory_drain:g} s after wrk stopped"
+        took = time.monotonic() - started_at
+        done.set()
+        await sampler
+        total = await stored()
+        samples.append((total, *self.rss()))
+        self.note_cpu(
+            "7: repeats of one dedup key, one channel",
+            before,
+            await self.cpu_snapshot(),
+            total,
+            sent["requests"],
+        )
+        first = next(s for s in samples if s[0] >= total // 10)
+        # What went through each: the API accepted sent["requests"], the worker stored ``total``.
+        api_mem.name = f"API resident memory after {sent['requests']:,} alerts accepted"
+        worker_mem.name = f"worker resident memory after {total:,} alerts stored"
+        for figure in (api_mem, worker_mem):
+            figure.baseline_name = f"after the first {total // 10:,} stored"
+        api_mem.baseline.append(first[1])
+        worker_mem.baseline.append(first[2])
+        api_mem.subject.append(samples[-1][1])
+        worker_mem.subject.append(samples[-1][2])
+        report.checks.append(
+            f"7: {sent['requests']:,} alerts answered 202 ({sent['errors']} errors), {total:,} stored, in "
+            f"{took:.0f} s; peak API {max(s[1] for s in samples):.1f} MB, "
+            f"worker {max(s[2] for s in samples):.1f} MB"
+            + ("" if sent["requests"] >= n else f"; wrk stopped at --memory-seconds before {n:,}")
+            + late
+        )
+
+    async def read_paths(self) -> None:
+        """Scenario 6: the rows loaded in SQL (bench/reads.py), then each read paced with wrk
+        (``--reads-rate`` requests/s over 10 connections) beside ``GET /api/auth/me`` (the same
+        middleware chain and key check with no query of its own), alternating."""
+        opts, report = self.options, self.report
+        started_at = time.monotonic()
+        async with self.pool.acquire() as conn:
+            loaded = await load_reads(
+                conn,
+                webhooks=opts.reads_webhooks,
+                alerts=opts.reads_alerts,
+                incidents=opts.reads_incidents,
+                notifications=opts.reads_notifications,
+            )
+        report.checks.append(
+            "6: loaded in SQL in {:.0f} s; the database holds {}".format(
+                time.monotonic() - started_at, ", ".join(f"{v:,} {k}" for k, v in loaded.counts.items())
+            )
+        )
+        reads_of = [
+            (
+                f"GET /api/webhooks, {opts.reads_webhooks:,} webhooks and {opts.reads_alerts:,} alerts",
+                "/api/webhooks",
+                "≤ 20 ms",
+            ),
+            (
+                f"GET /api/incidents?status=open, {opts.reads_incidents:,} incidents",
+                "/api/incidents?status=open",
+                "≤ 20 ms",
+            ),
+            (
+                f"unread count, {opts.reads_notifications:,} notifications",
+                "/api/notifications/unread-count",
+                "≤ 5 ms",
+            ),
+        ]
+        figures = [
+            Figure(
+                "6",
+                f"p99 of {name}",
+                "ms",
+                baseline_name="GET /api/auth/me, same pacing",
+                target=target,
+                higher_is_better=False,
+            )
+            for name, _, target in reads_of
+        ]
+        report.figures += figures
+        connections = 10
+        delay = max(1, round(connections * 1000 / opts.reads_rate))
+
+        async def paced(path: str) -> dict[str, Any]:
+            result = await wrk_get(
+                self.api_url,
+                [path],
+                loaded.api_key,
+                opts.reads_seconds,
+                self.folder,
+                connections=connections,
+                delay_ms=delay,
+            )
+            if result["errors"] or not result["requests"]:
+                raise RuntimeError(f"scenario 6, {path}: {result['errors']} errors of {result['requests']}")
+            return result
+
+        if opts.warmup:  # every pooled connection prepares its statements before the figures
+            for path in ["/api/auth/me", *(path for _, path, _ in reads_of)]:
+                await wrk_get(
+                    self.api_url,
+                    [path],
+                    loaded.api_key,
+                    opts.warmup,
+                    self.folder,
+                    connections=connections,
+                    delay_ms=delay,
+                )
+        medians: dict[str, list[float]] = {}
+        for _ in range(opts.runs):
+            for figure, (_, path, _) in zip(figures, reads_of, strict=True):
+                base, ours = await paced("/api/auth/me"), await paced(path)
+                figure.baseline.append(base["p99_us"] / 1000)
+                figure.subject.append(ours["p99_us"] / 1000)
+                medians.setdefault(path, []).append(ours["p50_us"] / 1000)
+                medians.setdefault("/api/auth/me", []).append(base["p50_us"] / 1000)
+        report.checks.append(
+            "6: p50 (median of runs) "
+            + ", ".join(f"{path} {statistics.median(v):.1f} ms" for path, v in medians.items())
+        )
+        report.checks.append(
+            f"6: {opts.reads_rate} requests/s paced, {opts.reads_seconds:g} s each, no errors"
+        )
 
     async def _settled(self, webhook_id: str, alerts: int) -> None:
         async def settled() -> bool:
@@ -648,6 +1159,7 @@ async def run(services: Services, folder: Path, options: argparse.Namespace) -> 
             MONODUTY_REDIS_URL=services.redis_url,
             MONODUTY_REQUIRE_HTTPS="off",
             MONODUTY_RATE_LIMIT_INBOUND="1000000000/minute",
+            MONODUTY_RATE_LIMIT_API="1000000000/minute",
             MONODUTY_SMTP_HOST=smtp.host,
             MONODUTY_SMTP_PORT=str(smtp.port),
             MONODUTY_SMTP_TLS="none",
@@ -669,18 +1181,28 @@ async def run(services: Services, folder: Path, options: argparse.Namespace) -> 
             processes += [api, bare]
             api_url, bare_url = listening(api, api_port), listening(bare, bare_port)
             env["MONODUTY_PUBLIC_URL"] = api_url
-            if "1" in options.scenarios:
-                await bench.ingest(api_url, bare_url)
-            bare.stop()
+            bench.api, bench.api_url = api, api_url
+
+            async def timed(scenario: str, run: Callable[[], Awaitable[None]]) -> None:
+                if scenario in options.scenarios:
+                    began = time.monotonic()
+                    await run()
+                    report.durations[scenario] = time.monotonic() - began
+
+            await timed("1", lambda: bench.ingest(api_url, bare_url))
             # Scenario 1's jobs are not for a worker (the Redis db is this run's own).
             await redis.flushdb()
-            processes.append(start_worker(env, folder))
+            await bench.start_workers(1)
             await bench.warm_up(api_url)
-            if "2" in options.scenarios:
-                await bench.latency(api_url)
-            if "3" in options.scenarios:
-                await bench.fanout()
+            await timed("2", lambda: bench.latency(api_url))
+            await timed("3", bench.fanout)
+            await timed("4", bench.scale)
+            await timed("5", lambda: bench.storm(bare_url))
+            await timed("7", bench.memory)
+            # Last: its million-row tables would slow the writes of the others.
+            await timed("6", bench.read_paths)
         finally:
+            await bench.stop_workers()
             for process in processes:
                 process.stop()
             providers.release()
@@ -775,11 +1297,30 @@ def markdown(
             f"{'' if ratio is None else f'{ratio:.2f}x'} | {f.target} | {runs} |"
         )
     lines += ["", "Checks made on the way:", "", *[f"- {c}" for c in report.checks], ""]
-    lines += [
-        "Not yet measured (issue 16): 4 (two workers against one, providers at 200 ms), 5 (storm of one "
-        "dedup key), 6 (reads on large tables), 7 (resident memory over 200,000 alerts).",
-        "",
-    ]
+    if report.cpu:
+        kinds = ["API", "worker", "Redis", "PostgreSQL"]
+        lines += [
+            "CPU milliseconds per alert (utime + stime from /proc, before and after each run; PostgreSQL: "
+            "this database's backends; bench/SCALING.md sizes from these):",
+            "",
+            "| run | " + " | ".join(kinds) + " |",
+            "|---|" + "---|" * len(kinds),
+            *[
+                f"| {what} | " + " | ".join(f"{per_alert.get(k, 0.0):.2f}" for k in kinds) + " |"
+                for what, per_alert in report.cpu.items()
+            ],
+            "",
+        ]
+    if report.durations:
+        lines += [
+            "Duration of each scenario: "
+            + ", ".join(f"{k}: {v:.0f} s" for k, v in sorted(report.durations.items()))
+            + ".",
+            "",
+        ]
+    missing = [n for n in "1234567" if n not in options.scenarios]
+    if missing:
+        lines += [f"Not measured in this run (--scenarios): {', '.join(missing)}.", ""]
     return "\n".join(lines)
 
 
@@ -791,13 +1332,31 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=60)
     parser.add_argument("--latency-rate", type=int, default=200)
     parser.add_argument("--fanout-alerts", type=int, default=500)
-    parser.add_argument("--scenarios", default="123")
+    parser.add_argument("--scale-alerts", type=int, default=100)
+    parser.add_argument("--scale-concurrency", type=int, default=10)
+    parser.add_argument("--storm-rate", type=int, default=2000)
+    parser.add_argument("--storm-seconds", type=float, default=30)
+    parser.add_argument("--storm-drain", type=float, default=120)
+    parser.add_argument("--reads-webhooks", type=int, default=1000)
+    parser.add_argument("--reads-alerts", type=int, default=1_000_000)
+    parser.add_argument("--reads-incidents", type=int, default=100_000)
+    parser.add_argument("--reads-notifications", type=int, default=1_000_000)
+    parser.add_argument("--reads-rate", type=int, default=50)
+    parser.add_argument("--reads-seconds", type=float, default=6)
+    parser.add_argument("--memory-alerts", type=int, default=200_000)
+    parser.add_argument("--memory-seconds", type=float, default=180)
+    parser.add_argument("--memory-drain", type=float, default=60)
+    parser.add_argument("--scenarios", default="1234567")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "RESULTS.md")
     parser.add_argument("--smoke", action="store_true", help="seconds, one run: checks the bench runs")
     options = parser.parse_args(argv)
     if options.smoke:
         options.runs, options.warmup, options.ingest_seconds = 1, 0, 1
         options.latency_seconds, options.latency_rate, options.fanout_alerts = 1, 20, 5
+        options.scale_alerts, options.storm_rate, options.storm_seconds, options.storm_drain = 5, 50, 2, 60
+        options.reads_webhooks, options.reads_alerts, options.reads_incidents = 20, 2000, 500
+        options.reads_notifications, options.reads_rate, options.reads_seconds = 2000, 20, 1
+        options.memory_alerts, options.memory_seconds, options.memory_drain = 300, 60, 60
     return options
 
 

@@ -27,13 +27,21 @@ COLUMNS = """i.id, i.number, i.team_id, i.webhook_id, i.title, i.message, i.seve
      WHERE a.incident_id = i.id) AS assigned_to"""
 # $2: statuses to show; $3: one webhook or NULL; $4/$5 the keyset of the previous page's last row;
 # $7 a number, $8 a team, $9 a severity (each NULL: any).
+# Each team's newest rows first (LATERAL: one ordered index scan per team that stops after $6
+# rows), then the page of them all. A plain "team_id IN (...) ORDER BY" read every matching row of
+# every team and sorted them: 10,000 open incidents cost 12 ms a page, this 1 ms (bench suite 6).
 PAGE = f"""
-SELECT {COLUMNS} FROM incidents i
-WHERE i.team_id IN {TEAMS_OF.format(user="$1")} AND i.status = ANY($2::text[])
-  AND ($3::uuid IS NULL OR i.webhook_id = $3)
-  AND ($4::timestamptz IS NULL OR (i.created_at, i.id) < ($4, $5))
-  AND ($7::integer IS NULL OR i.number = $7) AND ($8::uuid IS NULL OR i.team_id = $8)
-  AND ($9::text IS NULL OR i.severity = $9)
+SELECT {COLUMNS} FROM {TEAMS_OF.format(user="$1")} t (team_id)
+CROSS JOIN LATERAL (
+  SELECT * FROM incidents
+  WHERE team_id = t.team_id AND status = ANY($2::text[])
+    AND ($3::uuid IS NULL OR webhook_id = $3)
+    AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+    AND ($7::integer IS NULL OR number = $7) AND ($8::uuid IS NULL OR team_id = $8)
+    AND ($9::text IS NULL OR severity = $9)
+  ORDER BY created_at DESC, id DESC
+  LIMIT $6
+) i
 ORDER BY i.created_at DESC, i.id DESC
 LIMIT $6
 """
