@@ -260,10 +260,12 @@ def _judge_faults(figures: LoadFigures, sender: Sender, sends: list[tuple[str, s
         lost = [sender.accepted_at[a] for a in lost_ids if a in sender.accepted_at]
         fault.lost = sum(1 for t in lost if fault.started - EVERYSEC_WINDOW_S <= t < upto)
         fault.lost_in_window = sum(1 for t in lost if fault.started - EVERYSEC_WINDOW_S <= t <= fault.ended)
+        # Up to 2 s before the next fault: an alert accepted just before it waits out that one.
+        until = upto - EVERYSEC_WINDOW_S
         after = sorted(
             (t, latency.get(a, float("inf")))
             for a, t in sender.accepted_at.items()
-            if fault.ended <= t < upto
+            if fault.ended <= t < until
         )
         fault.recovery_s = _back_to_normal(after, fault.ended, normal)
 
