@@ -74,12 +74,24 @@ class Unavailable(MonodutyError):
     code = "SERVICE_UNAVAILABLE"
 
 
+# PostgreSQL cancelled a statement (its statement_timeout or lock_timeout, or an operator's
+# pg_cancel_backend): busy for now, not wrong. A job that met one was failed for good, its alert lost.
+STORAGE_BUSY: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.LockNotAvailableError,
+)
+
 # "The storage is out of reach for now", as opposed to a bug or bad data (those still fail the job).
 STORAGE_DOWN: tuple[type[BaseException], ...] = (
+    *STORAGE_BUSY,
     OSError,  # refused, reset, unreachable
     TimeoutError,  # no answer: our deadline, or a driver's own timeout (an OSError too; said plainly)
     asyncpg.PostgresConnectionError,  # class 08, and a connection lost mid-query
     asyncpg.InterfaceError,  # the connection or the pool was closed under us
+    # A connection the server ended mid-statement, failing again as the pool resets it on release
+    # ("cannot switch to state ..."): the pool has closed it; the next try gets a new one. It
+    # masked the real (transient) error and failed a deliver job for good, its delivery pending.
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.CannotConnectNowError,  # the server is starting or recovering
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,

@@ -4,10 +4,11 @@ for good.
 arq fails a job permanently on any exception other than ``Retry``: a ``process_alert`` that met a
 restarting database would drop an alert already answered ``202``, and a ``deliver`` would leave its
 delivery pending forever, and a job that hits arq's timeout (a database that stopped answering
-rather than refusing) fails for good too. Connection-level errors, and a try that outlives its own
-deadline set just short of arq's timeout, are therefore turned into ``Retry`` with exponential
-backoff. Re-running is safe: every step is idempotent in the database, and the attempt
-cap holds because ``deliver`` counts an attempt (in PostgreSQL) before it sends.
+rather than refusing) fails for good too. Connection-level errors, a statement PostgreSQL cancelled
+(its ``statement_timeout``), and a try that outlives its own deadline set just short of arq's
+timeout, are therefore turned into ``Retry`` with exponential backoff. Re-running is safe: every
+step is idempotent in the database, and the attempt cap holds because ``deliver`` counts an
+attempt (in PostgreSQL) before it sends.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import asyncpg
 from arq import Retry
 
 from engine import retry
-from engine.errors import STORAGE_DOWN
+from engine.errors import STORAGE_BUSY, STORAGE_DOWN
 
 log = logging.getLogger("monoduty.worker")
 
@@ -74,10 +75,16 @@ def waits_for_storage(job: Callable[..., Awaitable[T]]) -> Callable[..., Corouti
             job.__name__,
             ctx.get("job_id"),
             delay,
-            "transaction conflict" if isinstance(exc, CONFLICTS) else "storage unreachable",
+            _reason(exc),
             type(exc).__name__,
             try_number,
         )
         raise Retry(defer=delay) from None
 
     return run
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, CONFLICTS):
+        return "transaction conflict"
+    return "storage busy" if isinstance(exc, STORAGE_BUSY) else "storage unreachable"

@@ -164,14 +164,15 @@ def worker_env(services: Services, fake: FakeProviders, smtp: SmtpServer) -> dic
 
 
 class Workers:
-    """Three worker processes; ``kill_one`` SIGKILLs a random one and starts another in its place."""
+    """Worker processes (three by default); ``kill_one`` SIGKILLs a random one and starts another
+    in its place."""
 
-    def __init__(self, env: dict[str, str], folder: Path, rng: random.Random) -> None:
+    def __init__(self, env: dict[str, str], folder: Path, rng: random.Random, count: int = WORKERS) -> None:
         self.env = env
         self.folder = folder
         self.rng = rng
         self.started = 0
-        self.procs = [self._start() for _ in range(WORKERS)]
+        self.procs = [self._start() for _ in range(count)]
         self.killed: list[WorkerProcess] = []
         self.last_kill: float | None = None
 
@@ -228,7 +229,9 @@ class Sender:
         self.webhooks = webhooks
         self.run_tag = uuid.uuid4().hex[:6]
         self.accepted: dict[str, tuple[str, int]] = {}  # alert id -> (tag, webhook index)
+        self.accepted_at: dict[str, float] = {}  # alert id -> epoch of its 202
         self.refused: Counter[str] = Counter()
+        self.answers: list[tuple[float, float, str]] = []  # (posted at epoch, seconds to answer, status)
 
     async def send_all(self, alerts: int, rate: float, deadline: float) -> None:
         start = time.monotonic()
@@ -249,14 +252,21 @@ class Sender:
         tag = f"storm-{self.run_tag}-{n}"
         body = {"title": f"{tag} down", "message": f"{tag} checkout is failing"}
         while time.monotonic() < deadline:
+            posted = time.time()
             try:
                 timeout = aiohttp.ClientTimeout(total=10)
                 async with self.http.post(self.api.url + path, json=body, timeout=timeout) as resp:
+                    self.answers.append((posted, time.time() - posted, str(resp.status)))
                     if resp.status == 202:
-                        self.accepted[(await resp.json())["alert_id"]] = (tag, index)
+                        alert_id = (await resp.json())["alert_id"]
+                        self.accepted[alert_id] = (tag, index)
+                        self.accepted_at[alert_id] = time.time()
                         return
                     self.refused[str(resp.status)] += 1
+                    if resp.status == 503 and "Retry-After" not in resp.headers:
+                        self.refused["503 without Retry-After"] += 1
             except (aiohttp.ClientError, TimeoutError) as exc:
+                self.answers.append((posted, time.time() - posted, type(exc).__name__))
                 self.refused[type(exc).__name__] += 1
             await asyncio.sleep(0.05)  # a sender's pause before it posts again
 

@@ -7,25 +7,39 @@
   cut, new ones refused) and ``start`` on the same port makes it reachable again; ``blackhole``
   makes it silent instead (connections hang, as behind a dropped route) until ``restore``;
   ``cut_before`` drops a connection as it sends given bytes (a Redis EXEC lost on the way).
+- ``PostgresServer``: a PostgreSQL cluster of the test's own (initdb in a temporary folder, a free
+  port), so a test can stop it at once (``immediate``, as a crash), restart it, end every backend of
+  Monoduty's (``pg_terminate_backend``) and set its ``statement_timeout``, never touching the
+  machine's server.
 - ``WorkerProcess``: one real ``python -m monoduty worker``; its log goes to a file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
+import asyncpg
 import redis as redis_sync
 
+from engine import db
 from tests.support.processes import UNCAPPED, free_port, monoduty_env, start_monoduty, wait_for
 
 REDIS_SERVER = "/usr/bin/redis-server"
 AppendFsync = Literal["always", "everysec"]
+# The Debian packages' binaries (the newest major version installed).
+PG_BIN = Path(
+    max(glob.glob("/usr/lib/postgresql/*/bin/postgres") or ["/usr/lib/postgresql/bin/postgres"])
+).parent
+PG_USER = "postgres"  # the Debian package's system user: postgres refuses to run as root
 
 
 class RedisServer:
@@ -72,6 +86,94 @@ class RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of this test's own on 127.0.0.1 (trust auth), which it may stop and start.
+
+    Its files live in a fresh folder under the system's temporary directory (the postgres system
+    user must reach them when we are root); ``close`` stops it and removes them. ``fsync`` is off:
+    the faults here are process crashes, whose writes the kernel still holds, not power cuts.
+    """
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="monoduty-faults-pg-"))
+        self.pgdata = self.folder / "pgdata"
+        self.port = free_port()
+        self.server_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._as: dict[str, str] = {}
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, PG_USER, PG_USER)
+            self._as = {"user": PG_USER, "group": PG_USER}
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        """initdb the first time, then run postgres until it accepts connections."""
+        if not (self.pgdata / "PG_VERSION").exists():
+            initdb = [str(PG_BIN / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust"]
+            initdb += ["-E", "UTF8", "--no-locale", "--no-instructions"]
+            subprocess.run(initdb, check=True, capture_output=True, cwd=self.folder, **self._as)
+        argv = [str(PG_BIN / "postgres"), "-D", str(self.pgdata), "-p", str(self.port)]
+        argv += ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.folder}"]
+        argv += ["-c", "fsync=off", "-c", "max_connections=200"]
+        with (self.folder / "postgres.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, **self._as
+            )  # type: ignore[call-overload]
+        wait_for(self._ready, "postgres to accept connections", timeout=60)
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        assert self.proc.poll() is None, f"postgres exited: {self.log()[-2000:]}"
+        done = subprocess.run(
+            [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)], check=False
+        )
+        return done.returncode == 0
+
+    def log(self) -> str:
+        return (self.folder / "postgres.log").read_text(errors="replace")
+
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """Stop it: ``fast`` rolls back and checkpoints; ``immediate`` quits at once, as a crash
+        would (recovery replays the WAL at the next start)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT if mode == "immediate" else signal.SIGINT)
+            self.proc.wait(timeout=60)
+
+    def restart(self) -> None:
+        self.stop("fast")
+        self.start()
+
+    async def create_database(self, name: str = "monoduty") -> str:
+        """A database with Monoduty's schema; its URL."""
+        conn = await asyncpg.connect(self.server_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        await db.migrate(self.url(name))
+        return self.url(name)
+
+    async def terminate_backends(self, database: str = "monoduty") -> int:
+        """``pg_terminate_backend`` every connection to ``database`` (Monoduty's); how many."""
+        conn = await asyncpg.connect(self.server_url)
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    database,
+                )
+            )
+        finally:
+            await conn.close()
+
+    def close(self) -> None:
+        self.stop("fast")
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class TcpProxy:
