@@ -154,7 +154,10 @@ class RedisSentinel:
             address = client.sentinel_get_master_addr_by_name(self.service)
         finally:
             client.close()
-        return (address[0], int(address[1])) if address else None
+        if not address:
+            return None
+        host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
+        return host, int(address[1])
 
     @staticmethod
     def url(sentinels: list[RedisSentinel], *, db: int = 0) -> str:
