@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -66,6 +67,25 @@ async def connect(dsn: str, *, pgbouncer: bool = False) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn, **_pooler_options(pgbouncer))
     await _init_connection(conn)
     return conn
+
+
+_stream_ids = itertools.count(1)
+
+
+async def stream(conn: Connection, query: str, *args: Any, batch: int = 500) -> AsyncIterator[asyncpg.Record]:
+    """The rows of ``query``, ``batch`` at a time from a server-side cursor; call inside a transaction.
+
+    An SQL cursor (DECLARE, FETCH) rather than asyncpg's ``conn.cursor``: that one prepares its
+    query by name, and behind PgBouncer's transaction pool the name outlives the transaction on a
+    server connection another client then gets ("prepared statement ... already exists").
+    """
+    name = f"monoduty_stream_{next(_stream_ids)}"
+    await conn.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {query}", *args)
+    fetch = f"FETCH {int(batch)} FROM {name}"
+    while rows := await conn.fetch(fetch):
+        for row in rows:
+            yield row
+    await conn.execute(f"CLOSE {name}")  # a stream left early is closed by the transaction's end
 
 
 def _quiet(step: str) -> None:
