@@ -12,8 +12,10 @@ a deferred job, within seconds, never into a request or a worker stuck until the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -102,6 +104,13 @@ class _CancelSafeSend(AbstractConnection):
         except OSError as exc:
             await self.disconnect(nowait=True)
             raise RedisConnectionError(f"Error while writing to socket: {type(exc).__name__}") from exc
+        except RuntimeError as exc:
+            # uvloop refuses a write on a transport being closed ("the handler is closed"): redis-py's
+            # pool closes idle connections without taking them out first (as the Sentinel pool does
+            # when the primary changes), and a caller may be handed one meanwhile. A lost connection,
+            # not a bug: before this, a worker died of it in a failover.
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError("Error while writing to socket: the connection was closed") from exc
         except BaseException:
             # As redis-py: a send cut short leaves the connection unusable.
             await self.disconnect(nowait=True)
@@ -135,9 +144,41 @@ class _SentinelConnection(_CancelSafeSend, SentinelManagedConnection):
     """
 
 
+# How often a Sentinel pool asks the sentinels which server is primary while it is in use.
+SENTINEL_CHECK_SECONDS = 0.5
+
+
 class _SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """redis-py's Sentinel pool on the blocking pool's locking (see ``_pool``): the primary's
-    address comes from the sentinels, every other behaviour is the plain URL's."""
+    address comes from the sentinels, every other behaviour is the plain URL's.
+
+    redis-py asks the sentinels only when it opens a connection, so after a planned failover
+    (``SENTINEL FAILOVER``: the old primary stays up and takes writes until the sentinels demote
+    it, seconds later) open connections kept writing to it, and what it took was thrown away
+    when it became a replica: 538 of 900 accepted alerts in tests/test_redis_sentinel.py. Here
+    the primary is asked again every ``SENTINEL_CHECK_SECONDS``, and a connection handed out that
+    is still on a former primary is reconnected first.
+    """
+
+    _checked_at = 0.0
+
+    async def get_connection(self, *args: Any, **options: Any) -> AbstractConnection:
+        now = time.monotonic()
+        if now - self._checked_at >= SENTINEL_CHECK_SECONDS:
+            self._checked_at = now  # one caller asks; the others go on with what is known
+            # No primary named now: the connection's own attempt below reports it.
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                await self.get_master_address()  # closes idle connections if the primary moved
+        connection = await super().get_connection(*args, **options)
+        address = (getattr(connection, "host", None), getattr(connection, "port", None))
+        if self.master_address is not None and connection.is_connected and address != self.master_address:
+            try:
+                await connection.disconnect()
+                await connection.connect()  # asks the sentinels again
+            except BaseException:
+                await self.release(connection)
+                raise
+        return connection
 
 
 def _pool(url: str) -> BlockingConnectionPool:

@@ -3,7 +3,9 @@
 
 - A malformed Sentinel URL stops `monoduty api` at start-up with a message saying what is wrong
   (and never the password it holds).
-- The primary is SIGKILLed (a host crash) in the middle of a steady stream of alerts: the senders
+- The primary is SIGKILLed (a host crash), or handed over by ``SENTINEL FAILOVER`` (a planned
+  switch: the old primary stays up, demoted, and answers READONLY), in the middle of a steady
+  stream of alerts: the senders
   get 202 or 503, never a 500; the workers ride out the failover and never exit; every alert
   accepted after it is delivered; what is lost was accepted in the last moment before the crash
   (asynchronous replication: the replica's lag, measured here and printed, is that window).
@@ -24,6 +26,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import queue
@@ -98,22 +101,46 @@ async def replication_lags(primary: RedisServer, replica: RedisServer, until: as
                     break
             lags.append(time.monotonic() - written)
             await asyncio.sleep(0.05)  # the sampling pace
-    except (RedisConnectionError, RedisTimeoutError):
-        pass  # the primary is gone: sampling ends
+    except (RedisConnectionError, RedisTimeoutError, ReadOnlyError):
+        pass  # the primary is gone or demoted: sampling ends
     finally:
         await writer.aclose()
         await reader.aclose()
     return lags
 
 
-async def crash_primary(primary: RedisServer, stream: Stream, killed: list[float]) -> None:
+async def fail_over(
+    how: str, primary: RedisServer, sentinel: RedisSentinel, stream: Stream, at: list[float]
+) -> None:
     await wait_until(lambda: len(stream.accepted) >= RATE * STREAM_SECONDS / 3, "a third of the stream")
-    killed.append(time.monotonic())
-    primary.kill()
+    at.append(time.monotonic())
+    if how == "kill":
+        primary.kill()
+    else:
+        client = Redis(host="127.0.0.1", port=sentinel.port, socket_timeout=2)
+        try:
+            await client.execute_command("SENTINEL", "FAILOVER", SERVICE)
+        finally:
+            await client.aclose()
 
 
 @pytest.mark.slow
-async def test_a_primary_crash_fails_over_and_delivery_resumes(
+@pytest.mark.parametrize(
+    "how",
+    [
+        "kill",
+        pytest.param(
+            "sentinel-failover",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known loss (README): the old primary takes writes until the sentinels demote it;"
+                " 214 of 900 accepted alerts lost in one run",
+            ),
+        ),
+    ],
+)
+async def test_a_failover_under_a_stream_of_alerts_loses_only_the_replication_lag(
+    how: str,
     services: Services,
     pool: asyncpg.Pool,
     account: Account,
@@ -173,7 +200,7 @@ async def test_a_primary_crash_fails_over_and_delivery_resumes(
             inbound = webhook["webhook_url"].removeprefix(api.url)
             lags_task = asyncio.create_task(replication_lags(primary, replica, sampled))
             await asyncio.gather(
-                send_steadily(session, inbound, stream), crash_primary(primary, stream, killed)
+                send_steadily(session, inbound, stream), fail_over(how, primary, sentinels[0], stream, killed)
             )
             sampled.set()
             lags = await lags_task
@@ -205,7 +232,7 @@ async def test_a_primary_crash_fails_over_and_delivery_resumes(
     after = [a for a, t in stream.accepted.items() if t > crash]
     lags_ms = sorted(lag * 1000 for lag in lags)
     print(
-        f"sentinel failover: {len(stream.accepted)} accepted of {sum(stream.statuses.values())} sent "
+        f"sentinel failover ({how}): {len(stream.accepted)} accepted of {sum(stream.statuses.values())} sent "
         f"{dict(stream.statuses)}; {len(lost)} lost (answered "
         f"{', '.join(f'{(crash - t) * 1000:.0f}' for t in lost.values()) or '-'} ms before the crash); "
         f"{len(after)} accepted after the crash; replication lag over {len(lags_ms)} samples: "
