@@ -117,7 +117,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url and settings.redis_url
-    app[POOL] = await db.create_pool(settings.database_url)
+    app[POOL] = await db.create_pool(settings.database_url, pgbouncer=settings.pgbouncer)
     app[REDIS] = await queue.connect(settings.redis_url)
     yield
     await app[REDIS].aclose()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -41,18 +42,50 @@ async def _init_connection(conn: Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections speak jsonb as Python values."""
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+def _pooler_options(pgbouncer: bool) -> dict[str, Any]:
+    # Behind PgBouncer in transaction mode each transaction may run on another server connection,
+    # so a statement prepared by name on one is unknown on the next (or, worse, a name another
+    # client used is there already). asyncpg then prepares every query unnamed, in the same
+    # round trip as its execution, as its documentation asks for PgBouncer.
+    return {"statement_cache_size": 0} if pgbouncer else {}
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, pgbouncer: bool = False
+) -> asyncpg.Pool:
+    """A pool whose connections speak jsonb as Python values; ``pgbouncer``: ``dsn`` is PgBouncer's
+    transaction pool (``Settings.pgbouncer``)."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, **_pooler_options(pgbouncer)
+    )
     assert pool is not None
     return pool
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
+async def connect(dsn: str, *, pgbouncer: bool = False) -> asyncpg.Connection:
     """One connection, for commands that do a single thing and exit."""
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, **_pooler_options(pgbouncer))
     await _init_connection(conn)
     return conn
+
+
+_stream_ids = itertools.count(1)
+
+
+async def stream(conn: Connection, query: str, *args: Any, batch: int = 500) -> AsyncIterator[asyncpg.Record]:
+    """The rows of ``query``, ``batch`` at a time from a server-side cursor; call inside a transaction.
+
+    An SQL cursor (DECLARE, FETCH) rather than asyncpg's ``conn.cursor``: that one prepares its
+    query by name, and behind PgBouncer's transaction pool the name outlives the transaction on a
+    server connection another client then gets ("prepared statement ... already exists").
+    """
+    name = f"monoduty_stream_{next(_stream_ids)}"
+    await conn.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {query}", *args)
+    fetch = f"FETCH {int(batch)} FROM {name}"
+    while rows := await conn.fetch(fetch):
+        for row in rows:
+            yield row
+    await conn.execute(f"CLOSE {name}")  # a stream left early is closed by the transaction's end
 
 
 def _quiet(step: str) -> None:

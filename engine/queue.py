@@ -12,8 +12,10 @@ a deferred job, within seconds, never into a request or a worker stuck until the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -22,9 +24,11 @@ from arq.connections import ArqRedis
 from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from engine import redis_url as redis_urls
 from engine.errors import STORAGE_DOWN
 
 log = logging.getLogger("monoduty.queue")
@@ -100,6 +104,13 @@ class _CancelSafeSend(AbstractConnection):
         except OSError as exc:
             await self.disconnect(nowait=True)
             raise RedisConnectionError(f"Error while writing to socket: {type(exc).__name__}") from exc
+        except RuntimeError as exc:
+            # uvloop refuses a write on a transport being closed ("the handler is closed"): redis-py's
+            # pool closes idle connections without taking them out first (as the Sentinel pool does
+            # when the primary changes), and a caller may be handed one meanwhile. A lost connection,
+            # not a bug: before this, a worker died of it in a failover.
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError("Error while writing to socket: the connection was closed") from exc
         except BaseException:
             # As redis-py: a send cut short leaves the connection unusable.
             await self.disconnect(nowait=True)
@@ -125,26 +136,96 @@ _CANCEL_SAFE: dict[type[AbstractConnection], type[AbstractConnection]] = {
 }
 
 
-async def connect(url: str, *, retries: int = STARTUP_RETRIES, queue_name: str | None = None) -> ArqRedis:
-    """A Redis client for jobs (arq's ``ArqRedis``) with every call bounded; ``retries`` at start-up.
+class _SentinelConnection(_CancelSafeSend, SentinelManagedConnection):
+    """A connection to whichever server the sentinels name primary, asked again at each connect.
 
-    Not arq's ``create_pool``: its settings have no socket (command) timeout to give.
+    redis-py turns a READONLY answer (the server we still talk to was demoted by a failover) into a
+    ConnectionError and drops the connection, so the next command finds the new primary.
     """
-    attempt = 0
-    while True:
+
+
+# How often a Sentinel pool asks the sentinels which server is primary while it is in use.
+SENTINEL_CHECK_SECONDS = 0.5
+
+
+class _SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """redis-py's Sentinel pool on the blocking pool's locking (see ``_pool``): the primary's
+    address comes from the sentinels, every other behaviour is the plain URL's.
+
+    redis-py asks the sentinels only when it opens a connection, so after a planned failover
+    (``SENTINEL FAILOVER``: the old primary stays up and takes writes until the sentinels demote
+    it, seconds later) open connections kept writing to it, and what it took was thrown away
+    when it became a replica: 538 of 900 accepted alerts in tests/test_redis_sentinel.py. Here
+    the primary is asked again every ``SENTINEL_CHECK_SECONDS``, and a connection handed out that
+    is still on a former primary is reconnected first.
+    """
+
+    _checked_at = 0.0
+
+    async def get_connection(self, *args: Any, **options: Any) -> AbstractConnection:
+        now = time.monotonic()
+        if now - self._checked_at >= SENTINEL_CHECK_SECONDS:
+            self._checked_at = now  # one caller asks; the others go on with what is known
+            # No primary named now: the connection's own attempt below reports it.
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                await self.get_master_address()  # closes idle connections if the primary moved
+        connection = await super().get_connection(*args, **options)
+        address = (getattr(connection, "host", None), getattr(connection, "port", None))
+        if self.master_address is not None and connection.is_connected and address != self.master_address:
+            try:
+                await connection.disconnect()
+                await connection.connect()  # asks the sentinels again
+            except BaseException:
+                await self.release(connection)
+                raise
+        return connection
+
+
+def _pool(url: str) -> BlockingConnectionPool:
+    """The connection pool for ``url``: one server, or the primary that Redis Sentinel names."""
+    bounds: dict[str, Any] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": COMMAND_TIMEOUT_SECONDS,
+    }
+    if not redis_urls.is_sentinel(url):
         # redis-py's default pool opens a new connection while holding its lock: with Redis frozen,
         # each caller then waited for every earlier caller's connection attempt to time out
         # (concurrent requests got their 503 after 1.5 s, 3 s, 4.5 s...). The blocking pool
         # connects outside its lock.
         pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=COMMAND_TIMEOUT_SECONDS,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            socket_timeout=COMMAND_TIMEOUT_SECONDS,
+            url, max_connections=MAX_CONNECTIONS, timeout=COMMAND_TIMEOUT_SECONDS, **bounds
         )
         # The class redis-py picked for the URL's scheme (redis, rediss, unix), cancel-safe.
         pool.connection_class = _CANCEL_SAFE.get(pool.connection_class, pool.connection_class)
+        return pool
+    target = redis_urls.parse_sentinel(url)
+    # Sentinels answer the one question "which server is primary?"; bounded like every call.
+    sentinels = Sentinel(
+        list(target.sentinels), sentinel_kwargs={**bounds, "password": target.sentinel_password}
+    )
+    return _SentinelPool(
+        target.service,
+        sentinels,
+        connection_class=_SentinelConnection,
+        max_connections=MAX_CONNECTIONS,
+        timeout=COMMAND_TIMEOUT_SECONDS,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        **bounds,
+    )
+
+
+async def connect(url: str, *, retries: int = STARTUP_RETRIES, queue_name: str | None = None) -> ArqRedis:
+    """A Redis client for jobs (arq's ``ArqRedis``) with every call bounded; ``retries`` at start-up.
+
+    Every Redis client of Monoduty is made here (API, workers, CLI), so ``url`` may be any form
+    ``engine.redis_url`` reads, Sentinel's included. Not arq's ``create_pool``: its settings have
+    no socket (command) timeout to give.
+    """
+    attempt = 0
+    while True:
+        pool = _pool(url)
         redis = ArqRedis(
             pool,
             job_serializer=serialize,

@@ -15,7 +15,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from engine import redis_url as redis_urls
+
 SmtpTls = Literal["none", "starttls", "tls"]
+# What stands between Monoduty and PostgreSQL: nothing, or PgBouncer in transaction mode.
+DatabasePooler = Literal["none", "pgbouncer"]
 
 
 class SettingsError(ValueError):
@@ -86,6 +90,10 @@ class MatrixSettings:
 class Settings:
     database_url: str | None = field(default=None, repr=False)  # may hold a password
     redis_url: str | None = field(default=None, repr=False)
+    # PgBouncer in transaction mode: no prepared statements kept across transactions (engine.db),
+    # and what needs a session of its own (LISTEN, migrations) goes to database_direct_url.
+    database_pooler: DatabasePooler = "none"
+    database_direct_url: str | None = field(default=None, repr=False)
     public_url: str | None = None
     dev: bool = False
     smtp: SmtpSettings | None = None
@@ -145,6 +153,16 @@ class Settings:
         return self.require_https if self.require_https_inbound is None else self.require_https_inbound
 
     @property
+    def pgbouncer(self) -> bool:
+        """Whether MONODUTY_DATABASE_URL goes through PgBouncer in transaction mode."""
+        return self.database_pooler == "pgbouncer"
+
+    @property
+    def session_database_url(self) -> str | None:
+        """The URL for what needs one server session throughout (LISTEN, migrations)."""
+        return self.database_direct_url or self.database_url
+
+    @property
     def outbox(self) -> bool:
         """In dev every channel writes to the outbox: nothing leaves the machine."""
         return self.dev
@@ -159,9 +177,18 @@ class Settings:
         reader = _Reader(env)
         d = cls()  # the defaults, written once: on the fields above
         provider_timeout = reader.float("MONODUTY_PROVIDER_TIMEOUT", d.provider_timeout)
+        pooler = reader.choice("MONODUTY_DATABASE_POOLER", ("none", "pgbouncer"), d.database_pooler)
+        direct_url = reader.str("MONODUTY_DATABASE_DIRECT_URL")
+        if pooler == "pgbouncer" and not direct_url:
+            raise SettingsError(
+                "MONODUTY_DATABASE_POOLER=pgbouncer needs MONODUTY_DATABASE_DIRECT_URL (PostgreSQL itself"
+                " or a session-mode pool): the dashboard's live updates LISTEN, which transaction pools drop"
+            )
         return cls(
             database_url=reader.str("MONODUTY_DATABASE_URL"),
-            redis_url=reader.str("MONODUTY_REDIS_URL"),
+            redis_url=_redis_url(reader.str("MONODUTY_REDIS_URL")),
+            database_pooler=pooler,  # type: ignore[arg-type]
+            database_direct_url=direct_url,
             public_url=(reader.str("MONODUTY_PUBLIC_URL") or "").rstrip("/") or None,
             dev=dev,
             smtp=_smtp(reader, provider_timeout),
@@ -212,6 +239,15 @@ class Settings:
 
 # A key shorter than this is a typo or a placeholder, not 128 bits of secret.
 MIN_SECRET_KEY = 32
+
+
+def _redis_url(raw: str | None) -> str | None:
+    if raw is not None:
+        try:
+            redis_urls.check(raw)
+        except redis_urls.RedisUrlError as exc:
+            raise SettingsError(f"MONODUTY_REDIS_URL {exc}") from None
+    return raw
 
 
 def _secret_key(raw: str | None) -> str | None:

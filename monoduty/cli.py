@@ -41,7 +41,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         # Steps go to stderr (stdout keeps the one result line scripts read), each with its time.
         print(f"migrate [{time.monotonic() - started:5.1f}s] {step}", file=sys.stderr, flush=True)
 
-    asyncio.run(db.migrate(settings.database_url, progress=progress))
+    asyncio.run(db.migrate(settings.session_database_url or settings.database_url, progress=progress))
     print("schema applied")
 
 
@@ -106,7 +106,7 @@ async def _create_user(
     from engine.auth.users import create_user
 
     assert settings.database_url
-    conn = await db.connect(settings.database_url)
+    conn = await db.connect(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         async with conn.transaction():
             user = await create_user(conn, email, phone=phone, name=name)
@@ -143,7 +143,7 @@ async def _invite(settings: Settings, team: str, email: str, role: str) -> dict[
     from engine.teams.members import find_team, invite_by_operator
 
     assert settings.database_url
-    conn = await db.connect(settings.database_url)
+    conn = await db.connect(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         team_id = await find_team(conn, team)
         added = await invite_by_operator(conn, team_id, email, Role(role), datetime.now(UTC))
@@ -192,7 +192,7 @@ async def _outbox(settings: Settings, limit: int) -> list[dict[str, object]]:
     from engine.channels.outbox import recent
 
     assert settings.database_url
-    conn = await db.connect(settings.database_url)
+    conn = await db.connect(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         return await recent(conn, limit)
     finally:

@@ -95,7 +95,7 @@ async def _first_user(settings: Settings) -> None:
     """On an empty database, create a first user and print its API key (shown this once); at every
     start, a one-time link that signs the first user in to the dashboard."""
     assert settings.database_url and settings.redis_url
-    conn = await db.connect(settings.database_url)
+    conn = await db.connect(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         async with conn.transaction():
             if await conn.fetchval(COUNT_USERS):
@@ -121,7 +121,7 @@ async def _first_user(settings: Settings) -> None:
 
 async def _serve(settings: Settings, host: str, port: int) -> None:
     assert settings.database_url
-    await db.migrate(settings.database_url)
+    await db.migrate(settings.session_database_url or settings.database_url)
     await _first_user(settings)
     runner = AppRunner(create_app(settings), access_log=None)
     await runner.setup()

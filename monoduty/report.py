@@ -87,7 +87,7 @@ async def generate(settings: Settings, args: argparse.Namespace, out: IO[bytes],
         wanted = reports.parse_request(
             type=args.type, date_range=args.date_range, format=args.format, max_days=settings.report_max_days
         )
-    conn = await db.connect(settings.database_url)
+    conn = await db.connect(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         user = await find_user(conn, args.user)
         if user is None:

@@ -285,7 +285,7 @@ class ResilientWorker(Worker):
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     assert settings.database_url
-    ctx["pool"] = await db.create_pool(settings.database_url, max_size=20)
+    ctx["pool"] = await db.create_pool(settings.database_url, max_size=20, pgbouncer=settings.pgbouncer)
     timeout = aiohttp.ClientTimeout(total=settings.provider_timeout)
     # Guarded against targets on private addresses, checked at send time (engine.channels.egress).
     ctx["session"] = egress.client_session(settings, timeout=timeout)

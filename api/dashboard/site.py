@@ -64,7 +64,8 @@ def setup(app: web.Application) -> None:
 
 async def _feed(app: web.Application) -> AsyncIterator[None]:
     """One listening connection per process, opened when the first page subscribes."""
-    database_url = app[SETTINGS].database_url
+    # LISTEN needs one server session throughout: not through a transaction pool (PgBouncer).
+    database_url = app[SETTINGS].session_database_url
     assert database_url
     app[live.FEED] = Feed(database_url)
     yield

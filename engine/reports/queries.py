@@ -281,7 +281,7 @@ async def detailed_rows(
 ) -> AsyncIterator[dict[str, Any]]:
     """One row per delivery (an alert without deliveries gives one row with empty delivery fields),
     read through a server-side cursor: call inside a transaction."""
-    async for r in conn.cursor(DETAILED, *_args(user_id, span), prefetch=500):
+    async for r in db.stream(conn, DETAILED, *_args(user_id, span)):
         yield {
             **dict(r),
             "target": mask_target(r["target"]) if r["target"] is not None else None,
@@ -295,7 +295,7 @@ async def page_rows(
 ) -> AsyncIterator[dict[str, Any]]:
     """One row per page in the range (no alert: the alert fields are empty, ``incidents`` says
     what it was about), oldest first, through a server-side cursor: call inside a transaction."""
-    async for r in conn.cursor(PAGES_DETAILED, *_args(user_id, span), prefetch=500):
+    async for r in db.stream(conn, PAGES_DETAILED, *_args(user_id, span)):
         yield {
             **dict(r),
             "target": mask_target(r["target"]),
@@ -309,7 +309,7 @@ async def incident_rows(
 ) -> AsyncIterator[dict[str, Any]]:
     """One row per incident opened in the range, oldest first, with its times to acknowledge and
     resolve (seconds, None while not done); call inside a transaction."""
-    async for r in conn.cursor(INCIDENTS, *_args(user_id, span), prefetch=500):
+    async for r in db.stream(conn, INCIDENTS, *_args(user_id, span)):
         yield {
             **dict(r),
             "seconds_to_acknowledge": _float(r["seconds_to_acknowledge"]),

@@ -12,6 +12,9 @@
   Monoduty's (``pg_terminate_backend``) and set its ``statement_timeout``, never touching the
   machine's server.
 - ``WorkerProcess``: one real ``python -m monoduty worker``; its log goes to a file.
+- ``RedisSentinel``: one ``/usr/bin/redis-sentinel`` watching a primary (a ``RedisServer``, whose
+  replicas are ``RedisServer(..., replica_of=primary.port)``); ``url(service)`` is Monoduty's
+  ``redis+sentinel://`` URL for a list of them.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from engine import db
 from tests.support.processes import UNCAPPED, free_port, monoduty_env, start_monoduty, wait_for
 
 REDIS_SERVER = "/usr/bin/redis-server"
+REDIS_SENTINEL = "/usr/bin/redis-sentinel"
 AppendFsync = Literal["always", "everysec"]
 # The Debian packages' binaries (the newest major version installed).
 PG_BIN = Path(
@@ -45,11 +49,19 @@ PG_USER = "postgres"  # the Debian package's system user: postgres refuses to ru
 class RedisServer:
     """A redis-server this test may kill and restart on the same port and data dir."""
 
-    def __init__(self, data_dir: Path, *, aof: bool = False, fsync: AppendFsync = "always") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        aof: bool = False,
+        fsync: AppendFsync = "always",
+        replica_of: int | None = None,
+    ) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.aof = aof
         self.fsync = fsync
+        self.replica_of = replica_of  # the port of its primary on 127.0.0.1
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -62,6 +74,8 @@ class RedisServer:
             persistence = ["--appendonly", "yes", "--appendfsync", self.fsync]
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--dir", str(self.data_dir), *persistence]
+        if self.replica_of is not None:
+            argv += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis_sync.Redis.from_url(self.url)
         try:
@@ -174,6 +188,88 @@ class PostgresServer:
     def close(self) -> None:
         self.stop("fast")
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class RedisSentinel:
+    """One redis-sentinel on 127.0.0.1 watching ``primary`` as service ``service``; it fails over
+    ``down_after_ms`` after the primary stops answering (quorum: ``quorum`` sentinels agreeing)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        primary: RedisServer,
+        *,
+        service: str,
+        quorum: int = 1,
+        down_after_ms: int = 1000,
+    ) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.service = service
+        self.primary_port = primary.port
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "sentinel.conf"  # the sentinel rewrites it as it learns
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.data_dir}\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.primary_port} {self.quorum}\n"
+            f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {self.service} 10000\n"
+            f"sentinel parallel-syncs {self.service} 1\n"
+        )
+        log = (self.data_dir / "sentinel.log").open("w")
+        self.proc = subprocess.Popen([REDIS_SENTINEL, str(config)], stdout=log, stderr=subprocess.STDOUT)
+        client = redis_sync.Redis(host="127.0.0.1", port=self.port)
+        try:
+            wait_for(lambda: self._knows_primary(client), "redis-sentinel to watch its primary", timeout=10)
+        finally:
+            client.close()
+
+    def _knows_primary(self, client: redis_sync.Redis) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, "redis-sentinel exited"
+        try:
+            return client.sentinel_get_master_addr_by_name(self.service) is not None
+        except redis_sync.ConnectionError:
+            return False
+
+    def replicas_known(self) -> int:
+        """How many replicas this sentinel knows, up and linked to the primary (failover needs one)."""
+        client = redis_sync.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        try:
+            replicas = client.sentinel_slaves(self.service)
+        finally:
+            client.close()
+        return sum(
+            1
+            for r in replicas
+            if not r.get("is_sdown") and not r.get("is_odown") and r.get("master-link-status") == "ok"
+        )
+
+    def primary(self) -> tuple[str, int] | None:
+        """The (host, port) this sentinel names primary now."""
+        client = redis_sync.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        try:
+            address = client.sentinel_get_master_addr_by_name(self.service)
+        finally:
+            client.close()
+        if not address:
+            return None
+        host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
+        return host, int(address[1])
+
+    @staticmethod
+    def url(sentinels: list[RedisSentinel], *, db: int = 0) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+        return f"redis+sentinel://{hosts}/{sentinels[0].service}/{db}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
 
 
 class TcpProxy:
