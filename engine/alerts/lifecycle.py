@@ -76,7 +76,9 @@ INSERT_DELIVERY = """
 INSERT INTO deliveries (id, alert_id, channel, target, incident_id, kind) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT DO NOTHING
 """
-PENDING_DELIVERIES = "SELECT id FROM deliveries WHERE alert_id = $1 AND status = 'pending' ORDER BY id"
+PENDING_DELIVERIES = """
+SELECT id, channel FROM deliveries WHERE alert_id = $1 AND status = 'pending' ORDER BY id
+"""
 
 PENDING_CHANNEL = "SELECT channel FROM deliveries WHERE id = $1 AND status = 'pending'"
 # DESIGN rule 2: a page re-checks its incident in the transaction that starts it. FOR SHARE waits
@@ -186,6 +188,22 @@ class Attempt:
     incident_id: uuid.UUID | None = None  # None for a bundle (several) or a plain alert's delivery
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A delivery still to make: its id and channel."""
+
+    id: uuid.UUID
+    channel: str
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What ``store_alert`` left pending, and whether this call stored the alert (False: a re-run)."""
+
+    deliveries: list[Pending]
+    new: bool
+
+
 async def record_alert(
     conn: db.Connection,
     alert_id: uuid.UUID,
@@ -199,7 +217,36 @@ async def record_alert(
     now: datetime | None = None,
     members: Callable[[], list[ParsedAlert]] | None = None,
 ) -> list[uuid.UUID] | None:
-    """Store the alert and one delivery per (channel, target); return the pending delivery ids.
+    """``store_alert``'s pending delivery ids; None when the webhook is gone."""
+    stored = await store_alert(
+        conn,
+        alert_id,
+        webhook_id,
+        parsed,
+        received_at=received_at,
+        is_test=is_test,
+        request_id=request_id,
+        caps=caps,
+        now=now,
+        members=members,
+    )
+    return None if stored is None else [d.id for d in stored.deliveries]
+
+
+async def store_alert(
+    conn: db.Connection,
+    alert_id: uuid.UUID,
+    webhook_id: uuid.UUID,
+    parsed: ParsedAlert,
+    *,
+    received_at: datetime,
+    is_test: bool = False,
+    request_id: str | None = None,
+    caps: Caps = DEFAULT_CAPS,
+    now: datetime | None = None,
+    members: Callable[[], list[ParsedAlert]] | None = None,
+) -> Stored | None:
+    """Store the alert and one delivery per (channel, target); return the pending deliveries.
 
     ``caps`` are the noise caps (engine.incidents.noise), counted under the webhook's row lock taken
     here first; ``now`` is the worker's clock for them. ``members`` splits a group notification
@@ -216,7 +263,7 @@ async def record_alert(
         # row, and wait for a finish_delivery updating it, which waits for this webhook lock: a
         # deadlock. A plain read waits for nobody, and every writer of this alert holds the lock.
         if await conn.fetchval(ALERT_STORED, alert_id):
-            return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
+            return Stored(await _pending(conn, alert_id), new=False)
         inserted = await conn.fetchval(
             INSERT_ALERT,
             alert_id,
@@ -258,7 +305,11 @@ async def record_alert(
             await conn.executemany(INSERT_DELIVERY, rows)
             if not rows:
                 await _finalise(conn, alert_id)
-        return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
+        return Stored(await _pending(conn, alert_id), new=inserted is not None)
+
+
+async def _pending(conn: db.Connection, alert_id: uuid.UUID) -> list[Pending]:
+    return [Pending(r["id"], r["channel"]) for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
 
 
 # A webhook's row (or one with its notification_types, targets and notify_on_resolve).
