@@ -4,7 +4,8 @@ Every step is idempotent because jobs run at least once:
 - ``record_alert``, under the webhook's row lock, stores the alert and its deliveries and counts
   the call only when the alert is not stored yet (a re-run returns its pending deliveries);
 - ``finish_delivery`` changes a delivery only while it is pending, and finalises the alert (and
-  moves the webhook's counters) only while the alert is pending, under a lock on the alert row
+  records its outcome for the webhook's counters: engine.alerts.call_counts) only while the alert
+  is pending, under a lock on the alert row
   so that two deliveries finishing at once cannot both miss being last.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from engine import db, notifications
+from engine.alerts import call_counts
 from engine.alerts.pages import BUNDLE_ORDER, bundle_message, page_message
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import SEVERITIES, Message
@@ -67,11 +69,6 @@ ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
 ALERT_STORED = "SELECT EXISTS (SELECT 1 FROM alerts WHERE id = $1)"
-COUNT_CALL = """
-UPDATE webhooks SET total_calls = total_calls + 1, pending_calls = pending_calls + 1,
-    last_call_at = greatest(last_call_at, $2)
-WHERE id = $1
-"""
 INSERT_DELIVERY = """
 INSERT INTO deliveries (id, alert_id, channel, target, incident_id, kind) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT DO NOTHING
@@ -159,12 +156,6 @@ UPDATE alerts SET finished_at = now(), status = CASE
 WHERE id = $1 AND status = 'pending'
   AND NOT EXISTS (SELECT 1 FROM deliveries WHERE alert_id = $1 AND status = 'pending')
 RETURNING status, is_test, webhook_id
-"""
-COUNT_OUTCOME = """
-UPDATE webhooks SET pending_calls = pending_calls - 1,
-    successful_calls = successful_calls + (CASE WHEN $2 = 'successful' THEN 1 ELSE 0 END),
-    failed_calls = failed_calls + (CASE WHEN $2 = 'failed' THEN 1 ELSE 0 END)
-WHERE id = $1
 """
 
 
@@ -284,7 +275,7 @@ async def store_alert(
         if inserted is not None:
             attached = [incidents_attach.Attached(None, Pages.PAGE)]  # a test send pages, in no incident
             if not is_test:
-                await conn.execute(COUNT_CALL, webhook_id, received_at)
+                await conn.execute(call_counts.COUNT_CALL, webhook_id, received_at)
                 await _notify_alert(conn, webhook, alert_id, parsed)
                 each = members() if members and webhook["dedup_by"] == DedupBy.ALERT else []
                 if each:
@@ -492,7 +483,7 @@ async def _finalise(conn: db.Connection, alert_id: uuid.UUID) -> dict[str, Any] 
     if final is None:
         return None
     if not final["is_test"]:
-        await conn.execute(COUNT_OUTCOME, final["webhook_id"], final["status"])
+        await conn.execute(call_counts.COUNT_OUTCOME, alert_id, final["webhook_id"], final["status"])
     return dict(final)
 
 
