@@ -72,6 +72,17 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_webhook_idx ON alerts (webhook_id, received_at);
 CREATE INDEX IF NOT EXISTS alerts_user_received_idx ON alerts (user_id, received_at);
 
+-- A finished alert's outcome, not yet moved into its webhook's counters (engine.alerts.call_counts).
+-- A finishing alert writes a row here instead of updating the webhook's row, which process_alert
+-- holds locked while it stores each alert of the webhook: deliveries no longer queue on that lock.
+-- The next alert stored on the webhook moves them in, under that lock; reads add what is left.
+CREATE TABLE IF NOT EXISTS webhook_call_outcomes (
+    alert_id    uuid PRIMARY KEY,
+    webhook_id  uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    successful  boolean NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_call_outcomes_webhook_idx ON webhook_call_outcomes (webhook_id);
+
 -- One (channel, target) of one alert.
 CREATE TABLE IF NOT EXISTS deliveries (
     id                uuid PRIMARY KEY,        -- also the arq job id of deliver

@@ -60,6 +60,7 @@ from arq.jobs import deserialize_result
 from bench.arq_noop import NOOP
 from bench.reads import load as load_reads
 from engine import db, queue
+from engine.alerts import call_counts
 from engine.auth.users import create_user
 from engine.webhooks import WebhookInput, create_webhook
 from monoduty import loops
@@ -91,7 +92,8 @@ FANOUT_WINDOW = """
 SELECT extract(epoch FROM max(d.delivered_at) - min(a.processed_at)) AS seconds
 FROM deliveries d JOIN alerts a ON a.id = d.alert_id WHERE a.webhook_id = $1
 """
-COUNTERS = "SELECT total_calls, successful_calls, failed_calls, pending_calls FROM webhooks WHERE id = $1"
+# Exact: what the API reads (the outcomes not yet moved into the row included).
+COUNTERS = f"SELECT {call_counts.COLUMNS} FROM webhooks WHERE id = $1"
 
 # The end of every wrk script: its summary as one JSON line (read by ``run_wrk``).
 WRK_DONE = """

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -22,10 +23,13 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import redis_url as redis_urls
@@ -316,6 +320,50 @@ async def enqueue_refusal(
 async def enqueue_delivery(redis: ArqRedis, delivery_id: str, *, request_id: str | None = None) -> bool:
     """Queue one delivery; False if it is queued already (or done lately)."""
     return await _enqueue(redis, delivery_id, DELIVER, delivery_id, request_id)
+
+
+# KEYS: the queue, then each job's key and result key. ARGV: the expiry ms, the score, then each
+# job's id and serialized job. Answers how many were queued (an id queued or done already is not).
+ENQUEUE_MANY_SCRIPT = """
+local queued = 0
+for i = 1, (#KEYS - 1) / 2 do
+    local job_key, result_key = KEYS[2 * i], KEYS[2 * i + 1]
+    if redis.call('EXISTS', job_key, result_key) == 0 then
+        redis.call('PSETEX', job_key, ARGV[1], ARGV[2 + 2 * i])
+        redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1 + 2 * i])
+        queued = queued + 1
+    end
+end
+return queued
+"""
+ENQUEUE_MANY_SHA = hashlib.sha1(ENQUEUE_MANY_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+
+async def enqueue_deliveries(
+    redis: ArqRedis, delivery_ids: list[str], *, request_id: str | None = None, defer: float | None = None
+) -> int:
+    """Queue deliveries (``defer``: seconds from now) in one round trip; how many were queued now.
+
+    What ``enqueue_delivery`` does for each, as arq's ``enqueue_job`` writes it (job key with arq's
+    expiry, the queue's sorted set), in one script: atomic on the server, so no WATCH is needed and
+    a connection lost on the way is an error, never a job taken for queued. An alert's fan-out is
+    one round trip instead of four per delivery (arq's WATCH, EXISTS, MULTI...EXEC)."""
+    if not delivery_ids:
+        return 0
+    now_ms = timestamp_ms()
+    defer_ms = round((defer or 0) * 1000)
+    keys: list[str] = [redis.default_queue_name]
+    jobs: list[Any] = []
+    for delivery_id in delivery_ids:
+        keys += [job_key_prefix + delivery_id, result_key_prefix + delivery_id]
+        job = serialize_job(DELIVER, (delivery_id, request_id), {}, None, now_ms, serializer=serialize)
+        jobs += [delivery_id, job]
+    args = (defer_ms + redis.expires_extra_ms, now_ms + defer_ms, *jobs)
+    try:
+        queued = await redis.evalsha(ENQUEUE_MANY_SHA, len(keys), *keys, *args)  # type: ignore[misc]
+    except NoScriptError:  # first use on this Redis (or after SCRIPT FLUSH / a restart)
+        queued = await redis.eval(ENQUEUE_MANY_SCRIPT, len(keys), *keys, *args)  # type: ignore[misc]
+    return int(queued)
 
 
 async def enqueue_wake_up(redis: ArqRedis, job_id: str, at: datetime) -> bool:

@@ -19,7 +19,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from engine import db, notifications, queue, validate
-from engine.alerts import inbound, signing
+from engine.alerts import call_counts, inbound, signing
 from engine.auth.users import User
 from engine.channels.registry import CHANNEL_TYPES, TARGET_KEYS, check_address, unmasked_targets
 from engine.channels.targets import normalise_targets
@@ -57,8 +57,8 @@ class WebhookInput:
 DEFAULT_NOTIFY_ON_RESOLVE = ["EMAIL", "PUSH_NOTIF"]
 _ALIAS = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
-COLUMNS = """id, user_id, team_id, name, description, alias, status, token, notification_types, targets,
-    total_calls, successful_calls, failed_calls, pending_calls, last_call_at, created_at, updated_at,
+COLUMNS = f"""id, user_id, team_id, name, description, alias, status, token, notification_types, targets,
+    {call_counts.COLUMNS}, last_call_at, created_at, updated_at,
     signing_secret IS NOT NULL AS signed, dedup_by, notify_on_resolve, repage_on_change, escalation_policy_id,
     (SELECT count(*) FROM incidents i WHERE i.webhook_id = webhooks.id AND i.status <> 'resolved')
         AS incidents_open"""

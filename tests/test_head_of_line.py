@@ -141,10 +141,13 @@ async def test_a_hung_provider_leaves_other_channels_free_and_waiters_keep_their
 
     assert {(d["status"], d["attempts"]) for d in rows} == {("delivered", 1)}
     assert hung(fake_providers) == HUNG_ALERTS
-    # Waiting was not an arq try either: each job finished on its first counted try.
+    # Waiting was not an arq try either: each deliver job finished on its first counted try. (The
+    # first sends, made in process_alert while the channel had slots, ran as no deliver job.)
     for d in rows:
-        result = queue.deserialize(await redis.get(result_key_prefix + str(d["id"])))
-        assert (result["r"], result["t"]) == ("delivered", 1)
+        raw = await redis.get(result_key_prefix + str(d["id"]))
+        if raw is not None:
+            result = queue.deserialize(raw)
+            assert (result["r"], result["t"]) == ("delivered", 1)
     resp = await live.get(f"/api/webhooks/{push['id']}", headers=account.headers)
     assert (await resp.json())["webhook"]["statistics"] == counts(HUNG_ALERTS, HUNG_ALERTS, 0)
     assert worker.alive()

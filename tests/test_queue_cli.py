@@ -91,15 +91,17 @@ async def test_queue_counts_show_retry_and_purge(
     worker = build_worker(queue_settings, handle_signals=False, cron_jobs=[])
     task = asyncio.create_task(worker.async_run())
     try:
-        # completed: an alert delivered; deferred: a delivery told to come back in an hour.
+        # completed: two alerts, one delivered (its first attempt made in process_alert), one whose
+        # delivery was told to come back in an hour (deferred, as a deliver job).
         await alert(api, ok_url)
         await alert(api, retry_url)
 
         async def settled() -> bool:
             n = (await queue_inspect.summarize(redis, queue_settings.queue_name)).functions
-            return "deliver" in n and n["deliver"].completed == 1 and n["deliver"].deferred == 1
+            done = "process_alert" in n and n["process_alert"].completed == 2
+            return done and "deliver" in n and n["deliver"].deferred == 1
 
-        await wait_until(settled, "one delivery done and one deferred", timeout=30)
+        await wait_until(settled, "both alerts done, one delivery deferred", timeout=30)
         # failed: a job that raises (a malformed alert id); its body holds a secret.
         for bad in ("bad-1", "bad-2"):
             await redis.enqueue_job(
@@ -112,21 +114,21 @@ async def test_queue_counts_show_retry_and_purge(
             return await redis.exists("arq:result:bad-1", "arq:result:bad-2") == 2
 
         await wait_until(both_failed, "the bad jobs to fail")
-        # in progress: a delivery whose provider hangs holds the only slot, so two more alerts wait.
+        # in progress: an alert whose first send hangs holds the only slot, so two more alerts wait.
         await alert(api, hang_url)
         await wait_until(lambda: fake_providers_has(fake_providers, "hangs"), "the hanging send")
         queued_ids = [await alert(api, ok_url), await alert(api, ok_url)]
 
         summary = await counts(env)
         assert summary["functions"] == {
-            "process_alert": {"queued": 2, "deferred": 0, "in_progress": 0, "completed": 3, "failed": 2},
-            "deliver": {"queued": 0, "deferred": 1, "in_progress": 1, "completed": 1, "failed": 0},
+            "process_alert": {"queued": 2, "deferred": 0, "in_progress": 1, "completed": 2, "failed": 2},
+            "deliver": {"queued": 0, "deferred": 1, "in_progress": 0, "completed": 0, "failed": 0},
         }
         assert summary["totals"] == {
             "queued": 2,
             "deferred": 1,
             "in_progress": 1,
-            "completed": 4,
+            "completed": 2,
             "failed": 2,
         }
         assert summary["oldest_queued_seconds"] is not None and summary["oldest_queued_seconds"] >= 0

@@ -27,6 +27,7 @@ import pytest
 from arq.connections import ArqRedis
 
 from engine import queue
+from engine.alerts import call_counts
 from engine.errors import STORAGE_DOWN
 from engine.observability import metrics, presence
 from engine.settings import Settings
@@ -324,7 +325,7 @@ async def test_a_redis_crash_under_load_loses_nothing_with_appendfsync_always(
     assert all(sent_titles[r["title"]] >= 1 for r in stored if r["status"] == "successful")
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT total_calls, successful_calls, failed_calls, pending_calls,"
+            f"SELECT {call_counts.COLUMNS},"
             " (SELECT count(*) FROM incidents i WHERE i.webhook_id = $1 AND i.status <> 'resolved')"
             " AS incidents_open"
             " FROM webhooks WHERE id = $1",

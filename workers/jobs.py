@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -22,6 +23,7 @@ from engine.alerts.refused import refused_alert
 from engine.channels import twilio
 from engine.channels.base import Channel, DeliveryError, Receipt
 from engine.clock import Clock
+from engine.errors import STORAGE_DOWN
 from engine.incidents import channel_actions, sms_codes
 from engine.incidents.noise import Caps
 from engine.masking import mask_target, mask_text
@@ -29,7 +31,7 @@ from engine.observability import metrics
 from engine.oncall import escalation
 from engine.settings import Settings
 from workers.channel_slots import ChannelSlots, park, wake
-from workers.outages import waits_for_storage
+from workers.outages import CONFLICTS, WAIT_CAP_SECONDS, waits_for_storage
 
 log = logging.getLogger("monoduty.worker")
 
@@ -50,7 +52,11 @@ class WorkerContext(TypedDict):
 
 @waits_for_storage
 async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
-    """Parse and store one inbound alert, then queue one deliver job per (channel, target)."""
+    """Parse and store one inbound alert, then make the first attempt of each of its deliveries.
+
+    The first attempts are made here, in this job (``_fan_out``), not in a deliver job of their
+    own: one queue hop less between the sender and the phone. Retries go through the queue.
+    """
     body = job["body"].encode()
     refused = job.get("refused")
     if refused is not None:  # a body refused as too large, told to the owner (engine.alerts.refused)
@@ -58,7 +64,7 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
     else:
         parsed = parse_alert(body, job.get("content_type"))
     async with ctx["pool"].acquire() as conn:
-        delivery_ids = await lifecycle.record_alert(
+        stored = await lifecycle.store_alert(
             conn,
             uuid.UUID(job["alert_id"]),
             uuid.UUID(job["webhook_id"]),
@@ -75,17 +81,83 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
         "webhook_id": job["webhook_id"],
         "request_id": job.get("request_id"),
     }
-    if delivery_ids is None:
+    if stored is None:
         log.info("alert dropped: webhook deleted", extra=fields)
         return 0
-    log.info("alert stored: %d deliveries", len(delivery_ids), extra=fields)
-    for delivery_id in delivery_ids:
-        await queue.enqueue_delivery(ctx["redis"], str(delivery_id), request_id=job.get("request_id"))
+    log.info("alert stored: %d deliveries", len(stored.deliveries), extra=fields)
     # An incident it opened under an escalation policy: its first step is due now.
     async with ctx["pool"].acquire() as conn:
         wake_ups = await escalation.wake_ups_of_alert(conn, uuid.UUID(job["alert_id"]))
     await escalation.enqueue_wake_ups(ctx["redis"], ctx["clock"], wake_ups)
-    return len(delivery_ids)
+    # Only the run that created the deliveries sends them here: on a re-run (its worker died, or
+    # storage failed under it) a delivery may already be queued or running as a deliver job, and
+    # arq's job id is what keeps one delivery from being attempted twice at once.
+    first_run = stored.new and int(ctx.get("job_try") or 1) == 1
+    await _fan_out(ctx, stored.deliveries, first_run=first_run, request_id=job.get("request_id"))
+    return len(stored.deliveries)
+
+
+async def _fan_out(
+    ctx: WorkerContext, deliveries: list[lifecycle.Pending], *, first_run: bool, request_id: str | None
+) -> None:
+    """First attempts, at once, of the deliveries whose channel has a free send slot in this worker;
+    the others (every one on a re-run) are queued as deliver jobs, in one round trip.
+
+    At least once: until this job returns, arq holds it in progress, and re-runs it if the worker
+    dies; the re-run queues what is still pending. The attempts are awaited together, so none is
+    left running when the job ends or fails."""
+    slots = ctx["channel_slots"]
+    here: list[lifecycle.Pending] = []
+    for d in deliveries:
+        if first_run and slots.busy(d.channel) < slots.limit:
+            here.append(d)
+            slots.take(d.channel, str(d.id))
+    try:
+        await queue.enqueue_deliveries(
+            ctx["redis"], [str(d.id) for d in deliveries if d not in here], request_id=request_id
+        )
+    except BaseException:
+        for d in here:
+            slots.give_back(d.channel)
+        raise
+    outcomes = await asyncio.gather(
+        *(_first_attempt(ctx, str(d.id), d.channel, request_id) for d in here), return_exceptions=True
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome  # storage away: the job's retry (waits_for_storage) queues what is pending
+
+
+async def _first_attempt(ctx: WorkerContext, delivery_id: str, channel: str, request_id: str | None) -> None:
+    """One delivery's first attempt in process_alert, its send slot taken. What a deliver job would
+    retry goes to the queue: a transient failure as a deliver job due after the backoff, an attempt
+    that met a storage outage or a conflict as one due after a short wait (the attempt was counted
+    or not; the deliver job's attempt cap holds either way)."""
+    slots = ctx["channel_slots"]
+    try:
+        await _attempt(ctx, delivery_id, request_id)
+    except Retry as again:
+        defer = (again.defer_score or 0) / 1000
+        await queue.enqueue_deliveries(ctx["redis"], [delivery_id], request_id=request_id, defer=defer)
+    except (*STORAGE_DOWN, *CONFLICTS) as exc:
+        delay = retry.backoff_delay(1, base=ctx["settings"].retry_base_delay, cap=WAIT_CAP_SECONDS)
+        # As waits_for_storage says it of a deliver job; the type only (a driver's message may name hosts).
+        log.warning(
+            "deliver %s deferred %.1fs: %s (%s), first attempt in process_alert",
+            delivery_id,
+            delay,
+            "transaction conflict" if isinstance(exc, CONFLICTS) else "storage unreachable",
+            type(exc).__name__,
+        )
+        await queue.enqueue_deliveries(ctx["redis"], [delivery_id], request_id=request_id, defer=delay)
+    except Exception:  # a bug: its deliver job meets it too, and its attempt cap ends the delivery
+        log.exception("first attempt of %s failed unexpectedly; queued as a deliver job", delivery_id)
+        delay = retry.backoff_delay(1, base=ctx["settings"].retry_base_delay, cap=WAIT_CAP_SECONDS)
+        await queue.enqueue_deliveries(ctx["redis"], [delivery_id], request_id=request_id, defer=delay)
+    finally:
+        waiter = slots.give_back(channel)
+        if waiter is not None:
+            await wake(ctx["redis"], ctx["settings"].queue_name, waiter)
 
 
 @waits_for_storage

@@ -4,7 +4,8 @@ Every step is idempotent because jobs run at least once:
 - ``record_alert``, under the webhook's row lock, stores the alert and its deliveries and counts
   the call only when the alert is not stored yet (a re-run returns its pending deliveries);
 - ``finish_delivery`` changes a delivery only while it is pending, and finalises the alert (and
-  moves the webhook's counters) only while the alert is pending, under a lock on the alert row
+  records its outcome for the webhook's counters: engine.alerts.call_counts) only while the alert
+  is pending, under a lock on the alert row
   so that two deliveries finishing at once cannot both miss being last.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from engine import db, notifications
+from engine.alerts import call_counts
 from engine.alerts.pages import BUNDLE_ORDER, bundle_message, page_message
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import SEVERITIES, Message
@@ -67,16 +69,13 @@ ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
 ALERT_STORED = "SELECT EXISTS (SELECT 1 FROM alerts WHERE id = $1)"
-COUNT_CALL = """
-UPDATE webhooks SET total_calls = total_calls + 1, pending_calls = pending_calls + 1,
-    last_call_at = greatest(last_call_at, $2)
-WHERE id = $1
-"""
 INSERT_DELIVERY = """
 INSERT INTO deliveries (id, alert_id, channel, target, incident_id, kind) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT DO NOTHING
 """
-PENDING_DELIVERIES = "SELECT id FROM deliveries WHERE alert_id = $1 AND status = 'pending' ORDER BY id"
+PENDING_DELIVERIES = """
+SELECT id, channel FROM deliveries WHERE alert_id = $1 AND status = 'pending' ORDER BY id
+"""
 
 PENDING_CHANNEL = "SELECT channel FROM deliveries WHERE id = $1 AND status = 'pending'"
 # DESIGN rule 2: a page re-checks its incident in the transaction that starts it. FOR SHARE waits
@@ -158,12 +157,6 @@ WHERE id = $1 AND status = 'pending'
   AND NOT EXISTS (SELECT 1 FROM deliveries WHERE alert_id = $1 AND status = 'pending')
 RETURNING status, is_test, webhook_id
 """
-COUNT_OUTCOME = """
-UPDATE webhooks SET pending_calls = pending_calls - 1,
-    successful_calls = successful_calls + (CASE WHEN $2 = 'successful' THEN 1 ELSE 0 END),
-    failed_calls = failed_calls + (CASE WHEN $2 = 'failed' THEN 1 ELSE 0 END)
-WHERE id = $1
-"""
 
 
 @dataclass(frozen=True)
@@ -186,6 +179,22 @@ class Attempt:
     incident_id: uuid.UUID | None = None  # None for a bundle (several) or a plain alert's delivery
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A delivery still to make: its id and channel."""
+
+    id: uuid.UUID
+    channel: str
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What ``store_alert`` left pending, and whether this call stored the alert (False: a re-run)."""
+
+    deliveries: list[Pending]
+    new: bool
+
+
 async def record_alert(
     conn: db.Connection,
     alert_id: uuid.UUID,
@@ -199,7 +208,36 @@ async def record_alert(
     now: datetime | None = None,
     members: Callable[[], list[ParsedAlert]] | None = None,
 ) -> list[uuid.UUID] | None:
-    """Store the alert and one delivery per (channel, target); return the pending delivery ids.
+    """``store_alert``'s pending delivery ids; None when the webhook is gone."""
+    stored = await store_alert(
+        conn,
+        alert_id,
+        webhook_id,
+        parsed,
+        received_at=received_at,
+        is_test=is_test,
+        request_id=request_id,
+        caps=caps,
+        now=now,
+        members=members,
+    )
+    return None if stored is None else [d.id for d in stored.deliveries]
+
+
+async def store_alert(
+    conn: db.Connection,
+    alert_id: uuid.UUID,
+    webhook_id: uuid.UUID,
+    parsed: ParsedAlert,
+    *,
+    received_at: datetime,
+    is_test: bool = False,
+    request_id: str | None = None,
+    caps: Caps = DEFAULT_CAPS,
+    now: datetime | None = None,
+    members: Callable[[], list[ParsedAlert]] | None = None,
+) -> Stored | None:
+    """Store the alert and one delivery per (channel, target); return the pending deliveries.
 
     ``caps`` are the noise caps (engine.incidents.noise), counted under the webhook's row lock taken
     here first; ``now`` is the worker's clock for them. ``members`` splits a group notification
@@ -216,7 +254,7 @@ async def record_alert(
         # row, and wait for a finish_delivery updating it, which waits for this webhook lock: a
         # deadlock. A plain read waits for nobody, and every writer of this alert holds the lock.
         if await conn.fetchval(ALERT_STORED, alert_id):
-            return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
+            return Stored(await _pending(conn, alert_id), new=False)
         inserted = await conn.fetchval(
             INSERT_ALERT,
             alert_id,
@@ -237,7 +275,7 @@ async def record_alert(
         if inserted is not None:
             attached = [incidents_attach.Attached(None, Pages.PAGE)]  # a test send pages, in no incident
             if not is_test:
-                await conn.execute(COUNT_CALL, webhook_id, received_at)
+                await conn.execute(call_counts.COUNT_CALL, webhook_id, received_at)
                 await _notify_alert(conn, webhook, alert_id, parsed)
                 each = members() if members and webhook["dedup_by"] == DedupBy.ALERT else []
                 if each:
@@ -258,7 +296,11 @@ async def record_alert(
             await conn.executemany(INSERT_DELIVERY, rows)
             if not rows:
                 await _finalise(conn, alert_id)
-        return [r["id"] for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
+        return Stored(await _pending(conn, alert_id), new=inserted is not None)
+
+
+async def _pending(conn: db.Connection, alert_id: uuid.UUID) -> list[Pending]:
+    return [Pending(r["id"], r["channel"]) for r in await conn.fetch(PENDING_DELIVERIES, alert_id)]
 
 
 # A webhook's row (or one with its notification_types, targets and notify_on_resolve).
@@ -441,7 +483,7 @@ async def _finalise(conn: db.Connection, alert_id: uuid.UUID) -> dict[str, Any] 
     if final is None:
         return None
     if not final["is_test"]:
-        await conn.execute(COUNT_OUTCOME, final["webhook_id"], final["status"])
+        await conn.execute(call_counts.COUNT_OUTCOME, alert_id, final["webhook_id"], final["status"])
     return dict(final)
 
 
