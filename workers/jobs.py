@@ -123,7 +123,7 @@ async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None =
 async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None) -> str:
     settings = ctx["settings"]
     async with ctx["pool"].acquire() as conn:
-        attempt = await lifecycle.start_attempt(conn, uuid.UUID(delivery_id))
+        attempt = await lifecycle.start_attempt(conn, uuid.UUID(delivery_id), now=ctx["clock"].now())
     if attempt is None:
         return "final already"
     actions = channel_actions.links(

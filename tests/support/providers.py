@@ -94,6 +94,10 @@ class FakeProviders:
         """Let hanging handlers finish, so the server can shut down at once."""
         self._release.set()
 
+    def hold_again(self) -> None:
+        """After ``release``: scripted hangs hang again (a fault test's next round)."""
+        self._release = asyncio.Event()
+
     async def _twilio(self, request: web.Request) -> web.Response:
         expected = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
         if request.match_info["sid"] != TWILIO_SID or request.headers.get("Authorization") != expected:
