@@ -26,7 +26,17 @@ from typing import Any, cast
 import aiohttp
 import asyncpg
 
-from tests.faults.storm import Sender, StormFigures, TimedSmtp, create_webhooks, judge, unfinished, worker_env
+from tests.faults.storm import (
+    KEY_OF_CHANNEL,
+    Sender,
+    StormFigures,
+    TimedSmtp,
+    create_webhooks,
+    judge,
+    provider_arrivals,
+    unfinished,
+    worker_env,
+)
 from tests.support.factories import Account
 from tests.support.processes import ROOT, ApiProcess, free_port, monoduty_env, wait_until
 from tests.support.providers import FakeProviders
@@ -53,11 +63,12 @@ class RollingFigures:
     restarts: int = 0
     restart_seconds: list[float] = field(default_factory=list)  # supervisorctl restart, each
     possibly_duplicated: int = 0
+    sends_after_finish: list[str] = field(default_factory=list)  # a provider got it after it was recorded
     problems: list[str] = field(default_factory=list)
 
     @property
     def sound(self) -> bool:
-        return self.storm.sound and self.storm.duplicate_sends == 0 and not self.problems
+        return self.storm.sound and not self.sends_after_finish and not self.problems
 
 
 @dataclass(frozen=True)
@@ -146,7 +157,12 @@ async def run_rolling(
     fake.delay = size.provider_delay
     with TimedSmtp() as smtp:
         smtp.delay = size.provider_delay
-        env = worker_env(services, fake, smtp)
+        # Job and provider timeouts at their defaults (the storm's are shorter, for its re-runs).
+        env = {
+            **worker_env(services, fake, smtp),
+            "MONODUTY_JOB_TIMEOUT": "20",
+            "MONODUTY_PROVIDER_TIMEOUT": "10",
+        }
         async with supervised(env, folder) as supervisor, aiohttp.ClientSession() as http:
             await wait_until(
                 lambda: _at_least(supervisor.running, WORKERS + 1), "the API and 3 workers RUNNING", 90
@@ -168,8 +184,6 @@ async def run_rolling(
             try:
                 for _ in range(size.passes):
                     for n in range(WORKERS):
-                        if sending.done():
-                            break
                         started = time.monotonic()
                         code, out = await supervisor.ctl("restart", f"worker:worker-{n:02d}")
                         if code != 0 or "started" not in out:
@@ -201,12 +215,35 @@ async def run_rolling(
                         ids,
                     )
                 )
+            figures.sends_after_finish = await sends_after_finish(pool, ids, sender, fake, smtp)
             log = supervisor.log.read_text(errors="replace")
             for line in log.splitlines():
                 if "exited" in line and "expected" not in line and "worker" in line:
                     figures.problems.append(f"supervisord: {line.strip()}")
     storm.seconds = round(time.monotonic() - began, 1)
     return figures
+
+
+async def sends_after_finish(
+    pool: asyncpg.Pool, ids: list[uuid.UUID], sender: Sender, fake: FakeProviders, smtp: TimedSmtp
+) -> list[str]:
+    """Provider arrivals of a delivery after its outcome was recorded: a finished one sent again."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT alert_id, channel, target, extract(epoch FROM finished_at)::float8 AS finished "
+            "FROM deliveries WHERE alert_id = ANY($1::uuid[]) AND status = 'delivered'",
+            ids,
+        )
+    finished = {
+        (sender.accepted[str(r["alert_id"])][0], KEY_OF_CHANNEL[r["channel"]], r["target"]): r["finished"]
+        for r in rows
+    }
+    late = []
+    for tag, channel, target, at in provider_arrivals(fake, smtp):
+        done = finished.get((tag, channel, target))
+        if done is not None and at > done:
+            late.append(f"{tag} {channel} {target}: sent {at - done:.2f}s after it was recorded delivered")
+    return late
 
 
 async def _at_least(count: Any, wanted: int) -> bool:
@@ -233,9 +270,9 @@ def write_artefact(results: list[RollingFigures], folder: Path, stem: str) -> Pa
         "restarted in turn (supervisorctl restart: SIGTERM, graceful) while alerts arrive.",
         "",
         "| run | provider delay | alerts accepted | lost | deliveries | missing | duplicates per 1,000 "
-        "| possibly duplicated | p50 / p99 accept-to-send | restarts (each) | counters exact | drained after "
-        "the burst |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| possibly duplicated | finished deliveries sent again | p50 / p99 accept-to-send | restarts (each) "
+        "| counters exact | drained after the burst |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         s = r.storm
@@ -244,12 +281,19 @@ def write_artefact(results: list[RollingFigures], folder: Path, stem: str) -> Pa
         lines.append(
             f"| {s.size['name']} | {s.size['provider_delay'] * 1000:g} ms | {s.accepted} | {s.lost} | "
             f"{s.deliveries} | {s.missing} | {s.duplicates_per_1000:g} ({s.duplicate_sends}) | "
-            f"{r.possibly_duplicated} | {s.accept_to_send_p50_ms:g} / {s.accept_to_send_p99_ms:g} ms | "
+            f"{r.possibly_duplicated} | {len(r.sends_after_finish)} | "
+            f"{s.accept_to_send_p50_ms:g} / {s.accept_to_send_p99_ms:g} ms | "
             f"{r.restarts} ({each}) | {'yes' if s.counters_exact else 'NO'} | {recovery} |"
         )
     for r in results:
         s = r.storm
-        problems = r.problems + s.lost_alerts[:20] + s.missing_rows[:20] + s.counter_mismatches
+        problems = (
+            r.problems
+            + r.sends_after_finish[:20]
+            + s.lost_alerts[:20]
+            + s.missing_rows[:20]
+            + s.counter_mismatches
+        )
         if problems:
             lines += ["", f"## {s.size['name']}: what went wrong", "", *[f"- {p}" for p in problems]]
     (folder / f"{stem}.md").write_text("\n".join(lines) + "\n")

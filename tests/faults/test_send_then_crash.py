@@ -35,6 +35,7 @@ def assert_sound(figures: CrashFigures) -> None:
     assert figures.lost == 0
     assert figures.recovery_s is not None
     # Every send the kill left unrecorded was sent again (a page is not lost) ...
+    assert figures.crashed_sends == len(KEY_HONOURED) * figures.accepted
     assert figures.duplicates["SMS"] == figures.duplicates["PUSH_NOTIF"] == figures.accepted
     # ... and none of those duplicates is silent: each delivery says possibly_duplicated, and each
     # incident's timeline says so.
