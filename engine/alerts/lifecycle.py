@@ -148,7 +148,7 @@ FROM d LEFT JOIN alerts a ON a.id = d.alert_id LEFT JOIN incidents i ON i.id = d
 """
 SCHEDULE_RETRY = """
 UPDATE deliveries SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3),
-    sending_since = NULL
+    sending_since = CASE WHEN $4 THEN sending_since END
 WHERE id = $1 AND status = 'pending'
 """
 # A delivery without an alert (a person's resolve) has no alert to lock or finalise.
@@ -411,8 +411,12 @@ async def start_attempt(
     )
 
 
-async def schedule_retry(conn: db.Connection, delivery_id: uuid.UUID, error: str, delay: float) -> None:
-    await conn.execute(SCHEDULE_RETRY, delivery_id, error, delay)
+async def schedule_retry(
+    conn: db.Connection, delivery_id: uuid.UUID, error: str, delay: float, *, maybe_sent: bool = False
+) -> None:
+    """Defer the next attempt; ``maybe_sent`` keeps the send-in-progress mark (the provider may
+    have taken this one: the next attempt is then possibly duplicated)."""
+    await conn.execute(SCHEDULE_RETRY, delivery_id, error, delay, maybe_sent)
 
 
 @dataclass(frozen=True)

@@ -72,9 +72,10 @@ class EmailChannel:
             text = f"SMTP server answered {exc.code} {self._snippet(exc.message)}"
             return DeliveryError(text.rstrip(), permanent=500 <= exc.code < 600)
         if isinstance(exc, aiosmtplib.SMTPTimeoutError):
-            return DeliveryError(f"SMTP: no answer within {self.settings.timeout:g}s", permanent=False)
+            text = f"SMTP: no answer within {self.settings.timeout:g}s"
+            return DeliveryError(text, permanent=False, maybe_sent=True)
         if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
-            return DeliveryError("SMTP: the server closed the connection", permanent=False)
+            return DeliveryError("SMTP: the server closed the connection", permanent=False, maybe_sent=True)
         if isinstance(exc, aiosmtplib.SMTPConnectError | OSError):
             # aiosmtplib's own message repeats host and port; the OS reason is what helps.
             cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc

@@ -75,6 +75,7 @@ class FaultFigures:
     callback_storm: dict[str, int] = field(default_factory=dict)  # answer status -> count
     receipt_events_added_by_repeats: int = 0  # timeline events the 99 repeats added (none expected)
     forged: dict[str, int] = field(default_factory=dict)  # kind of forgery -> answer status
+    possibly_duplicated: list[str] = field(default_factory=list)  # the deliveries recorded so
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -126,6 +127,7 @@ async def delivery_to(pool: asyncpg.Pool, target: str) -> asyncpg.Record | None:
     async with pool.acquire() as conn:
         return await conn.fetchrow(
             "SELECT id, incident_id, status, attempts, last_error, finished_at, receipt_status, "
+            "possibly_duplicated, "
             "extract(epoch FROM finished_at)::float8 AS finished FROM deliveries WHERE target = $1 "
             "ORDER BY created_at DESC LIMIT 1",
             target,
@@ -229,6 +231,14 @@ async def judge_deliveries(figures: FaultFigures, pool: asyncpg.Pool, fake: Fake
             figures.problems.append(
                 f"{name}: {figures.outcomes[name]}, wanted {status} after {attempts} ({error})"
             )
+    # A timeout may hide a send the provider took: its retries are possibly duplicated; a 503 is not.
+    figures.possibly_duplicated = sorted(
+        NAMES[t] for t, row in rows.items() if row and row["possibly_duplicated"]
+    )
+    if figures.possibly_duplicated != sorted([NAMES[HANG], NAMES[DRIP]]):
+        figures.problems.append(
+            f"possibly duplicated: {figures.possibly_duplicated}, wanted the hang and the drip"
+        )
     tries = arrivals(fake, RATE)
     if len(tries) == 2:
         figures.retry_after_waited_s = round(tries[1].at - tries[0].at, 2)
@@ -325,6 +335,7 @@ def write_artefact(figures: FaultFigures, folder: Path, stem: str) -> Path:
         f"| the same status callback x{STORM} | answers {figures.callback_storm}; timeline events added by "
         f"the repeats: {figures.receipt_events_added_by_repeats} |",
         f"| forged callbacks | {figures.forged} |",
+        f"| recorded possibly duplicated | {', '.join(figures.possibly_duplicated) or 'none'} |",
     ]
     if figures.problems:
         lines += ["", "## What went wrong", "", *[f"- {p}" for p in figures.problems]]

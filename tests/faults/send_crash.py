@@ -43,8 +43,8 @@ from tests.support.services import Services
 # The killed worker's claims lapse after this + 5 s. Longer than a round's hold phase: a send held
 # past its job's timeout is cancelled and tried again (possibly duplicated, rightly) before the kill.
 JOB_TIMEOUT = 15
-# Likewise for the provider timeout: a held send that timed out would be retried with its mark
-# cleared (a timeout is not marked: README, What Monoduty promises), which is not this scenario.
+# Likewise for the provider timeout: a held send that timed out is retried before the kill (marked
+# possibly duplicated, rightly), which is not this scenario.
 PROVIDER_TIMEOUT = 12
 SMS, PUSH, EMAIL = "+14155550131", "crash-push", "crash@example.com"
 CHANNELS = ("SMS", "PUSH_NOTIF", "EMAIL", "WEBHOOK")

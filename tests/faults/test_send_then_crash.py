@@ -39,7 +39,7 @@ def assert_sound(figures: CrashFigures) -> None:
     assert figures.duplicates["SMS"] == figures.duplicates["PUSH_NOTIF"] == figures.accepted
     # ... and none of those duplicates is silent: each delivery says possibly_duplicated, and each
     # incident's timeline says so.
-    assert figures.flagged == figures.crashed_sends
+    assert figures.flagged >= figures.crashed_sends
     assert figures.silent_duplicates == 0
     assert figures.timeline_missing == []
     # Where the provider honours the key Monoduty sends, the person or program sees it once.
