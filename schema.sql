@@ -725,3 +725,9 @@ CREATE INDEX IF NOT EXISTS maintenance_windows_remind_idx ON maintenance_windows
 -- The IANA zone a user's dashboard pages show times in (api.dashboard.zones.viewer_zone); NULL:
 -- the browser's own.
 ALTER TABLE users ADD COLUMN IF NOT EXISTS time_zone text;
+-- A send in progress (engine.alerts.lifecycle.start_attempt): set, and committed, before the provider
+-- is asked; cleared by whatever records the attempt's outcome. An attempt that finds it set follows one
+-- whose worker died between the provider taking the message and its answer being recorded: it sends
+-- again (a lost page is worse than a page twice) and the delivery is possibly_duplicated.
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS sending_since timestamptz;
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS possibly_duplicated boolean NOT NULL DEFAULT false;

@@ -236,6 +236,7 @@ def detail(found: Mapping[str, Any]) -> dict[str, Any]:
                 "finished_at": p["finished_at"],
                 "provider_id": p["provider_id"],
                 "receipt": _receipt(p),
+                "possibly_duplicated": p["possibly_duplicated"],
             },
         }
         for p in found["pages"]

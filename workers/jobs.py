@@ -195,7 +195,7 @@ async def deliver(ctx: WorkerContext, delivery_id: str, request_id: str | None =
 async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None) -> str:
     settings = ctx["settings"]
     async with ctx["pool"].acquire() as conn:
-        attempt = await lifecycle.start_attempt(conn, uuid.UUID(delivery_id))
+        attempt = await lifecycle.start_attempt(conn, uuid.UUID(delivery_id), now=ctx["clock"].now())
     if attempt is None:
         return "final already"
     actions = channel_actions.links(
@@ -250,7 +250,9 @@ async def _attempt(ctx: WorkerContext, delivery_id: str, request_id: str | None)
             return await _finish(ctx, attempt.delivery_id, DeliveryStatus.FAILED, fields, str(exc))
         delay = retry.next_delay(attempt.number, exc.retry_after, base=settings.retry_base_delay)
         async with ctx["pool"].acquire() as conn:
-            await lifecycle.schedule_retry(conn, attempt.delivery_id, str(exc), delay)
+            await lifecycle.schedule_retry(
+                conn, attempt.delivery_id, str(exc), delay, maybe_sent=exc.maybe_sent
+            )
         _count(ctx, fields, "retry")
         log.info(
             "delivery retry in %.1fs: %s", delay, mask_text(str(exc)), extra={**fields, "outcome": "retry"}

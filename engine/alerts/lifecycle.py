@@ -26,9 +26,10 @@ from engine.alerts.pages import BUNDLE_ORDER, bundle_message, page_message
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import SEVERITIES, Message
 from engine.channels.registry import EVENT_TYPES, TARGET_KEYS
-from engine.incidents import DedupBy
+from engine.incidents import Actor, DedupBy, EventKind
 from engine.incidents import attach as incidents_attach
 from engine.incidents.attach import Pages
+from engine.incidents.events import add_event
 from engine.incidents.noise import DEFAULT_CAPS, Caps
 from engine.oncall import escalation, unreached
 from engine.oncall.paging import WakeUp
@@ -99,17 +100,30 @@ WHERE i.id IN (SELECT p.incident_id FROM pages p JOIN deliveries d ON d.id = p.d
 ORDER BY {BUNDLE_ORDER}
 FOR SHARE OF i
 """
+INTERRUPTED_SEND = (
+    "the worker sending it stopped after asking the provider and before recording its answer; "
+    "sent again, so it may have arrived twice"
+)
 LEAVE_OUT = """
 UPDATE pages SET status = 'cancelled', reason = $3
 WHERE delivery_id = $1 AND incident_id = $2 AND status = 'sent'
 """
+# The send-in-progress mark (sending_since), committed before the provider is asked and cleared
+# by whatever records the attempt's outcome: an attempt that finds it still set follows one whose
+# worker died between the provider taking the message and the outcome being recorded.
+SEND_IN_PROGRESS = """
+SELECT sending_since FROM deliveries WHERE id = $1 AND status = 'pending' FOR NO KEY UPDATE
+"""
 START_ATTEMPT = """
 WITH d AS (
-    UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL
+    UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL,
+        possibly_duplicated = possibly_duplicated OR sending_since IS NOT NULL, sending_since = now()
     WHERE id = $1 AND status = 'pending'
-    RETURNING id, alert_id, incident_id, digest_id, kind, channel, target, attempts
+    RETURNING id, alert_id, incident_id, digest_id, kind, channel, target, attempts, possibly_duplicated,
+        last_attempt_at
 )
-SELECT d.id, d.alert_id, d.incident_id, d.kind, d.channel, d.target, d.attempts, w.id AS webhook_id,
+SELECT d.id, d.alert_id, d.incident_id, d.kind, d.channel, d.target, d.attempts, d.possibly_duplicated,
+    d.last_attempt_at, w.id AS webhook_id,
     w.user_id,
     coalesce(a.is_test, false) AS is_test, a.title, a.message, a.severity, a.source, a.details, a.received_at,
     a.request_id, w.name AS webhook_name, i.number, i.title AS incident_title, i.resolved_at,
@@ -132,7 +146,8 @@ FROM d LEFT JOIN alerts a ON a.id = d.alert_id LEFT JOIN incidents i ON i.id = d
     JOIN webhooks w ON w.id = coalesce(a.webhook_id, i.webhook_id, g.webhook_id)
 """
 SCHEDULE_RETRY = """
-UPDATE deliveries SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
+UPDATE deliveries SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3),
+    sending_since = CASE WHEN $4 THEN sending_since END
 WHERE id = $1 AND status = 'pending'
 """
 # A delivery without an alert (a person's resolve) has no alert to lock or finalise.
@@ -143,6 +158,7 @@ LOCK_ALERT = "SELECT id FROM alerts WHERE id = $1 FOR UPDATE"
 FINISH_DELIVERY = """
 UPDATE deliveries SET status = $2, last_error = $3, provider_id = coalesce($4, provider_id),
     finished_at = now(), delivered_at = CASE WHEN $2 = 'delivered' THEN now() END, next_attempt_at = NULL,
+    sending_since = NULL,
     receipt_status = coalesce(receipt_status, CASE WHEN $2 = 'delivered' THEN 'accepted' END),
     receipt_at = coalesce(receipt_at, CASE WHEN $2 = 'delivered' THEN now() END),
     provider_status = coalesce(provider_status, $5)
@@ -177,6 +193,8 @@ class Attempt:
     # or for a webhook's own targets its maker. None where nothing can be acted on (a test send).
     acting_user_id: uuid.UUID | None = None
     incident_id: uuid.UUID | None = None  # None for a bundle (several) or a plain alert's delivery
+    # An earlier attempt's send may have reached the provider unrecorded (start_attempt).
+    possibly_duplicated: bool = False
 
 
 @dataclass(frozen=True)
@@ -376,10 +394,17 @@ async def pending_channel(conn: db.Connection, delivery_id: uuid.UUID) -> str | 
     return await conn.fetchval(PENDING_CHANNEL, delivery_id)
 
 
-async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt | None:
+async def start_attempt(
+    conn: db.Connection, delivery_id: uuid.UUID, *, now: datetime | None = None
+) -> Attempt | None:
     """Count a new attempt before sending (a crash mid-send still counts); None if final.
 
-    A page of an incident acknowledged or resolved meanwhile is cancelled here, not sent."""
+    A page of an incident acknowledged or resolved meanwhile is cancelled here, not sent.
+
+    The attempt is marked as a send in progress when this commits. An attempt that finds the mark
+    of an earlier one (its worker died after asking the provider, before recording the answer) is
+    sent all the same, since a page lost is worse than a page twice, but the delivery is recorded
+    as possibly duplicated, and said so in its incident's timeline (at ``now``, the worker's clock)."""
     async with conn.transaction():
         status = await conn.fetchval(INCIDENT_OF_PAGE, delivery_id)
         if status is not None and status != "triggered":
@@ -394,7 +419,17 @@ async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt 
             error = f"incidents {', '.join(sorted({i['status'] for i in bundled}))}"
             await finish_delivery(conn, delivery_id, DeliveryStatus.CANCELLED, error=error)
             return None
+        interrupted = await conn.fetchval(SEND_IN_PROGRESS, delivery_id) is not None
         row = await conn.fetchrow(START_ATTEMPT, delivery_id)
+        if row is not None and interrupted and row["incident_id"] is not None:
+            await add_event(
+                conn,
+                row["incident_id"],
+                EventKind.POSSIBLY_DUPLICATED,
+                Actor.SYSTEM,
+                now or row["last_attempt_at"],
+                text=f"{row['channel']} to {row['target']}: {INTERRUPTED_SEND}",
+            )
     if row is None:
         return None
     message = bundle_message(row, triggered) if triggered else page_message(row)
@@ -414,11 +449,16 @@ async def start_attempt(conn: db.Connection, delivery_id: uuid.UUID) -> Attempt 
         kind=row["kind"],
         acting_user_id=row["acting_user_id"] if row["number"] is not None or triggered else None,
         incident_id=row["incident_id"],
+        possibly_duplicated=row["possibly_duplicated"],
     )
 
 
-async def schedule_retry(conn: db.Connection, delivery_id: uuid.UUID, error: str, delay: float) -> None:
-    await conn.execute(SCHEDULE_RETRY, delivery_id, error, delay)
+async def schedule_retry(
+    conn: db.Connection, delivery_id: uuid.UUID, error: str, delay: float, *, maybe_sent: bool = False
+) -> None:
+    """Defer the next attempt; ``maybe_sent`` keeps the send-in-progress mark (the provider may
+    have taken this one: the next attempt is then possibly duplicated)."""
+    await conn.execute(SCHEDULE_RETRY, delivery_id, error, delay, maybe_sent)
 
 
 @dataclass(frozen=True)

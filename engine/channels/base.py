@@ -102,10 +102,15 @@ class Receipt:
 class DeliveryError(Exception):
     """A send failed. The message is safe to store and show: no secret, no full credential."""
 
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, retry_after: float | None = None, maybe_sent: bool = False
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        # The provider may have taken the message all the same (no answer in time, the connection
+        # lost after the request went): the retry is recorded as possibly duplicated.
+        self.maybe_sent = maybe_sent
 
 
 class Channel(Protocol):

@@ -26,6 +26,8 @@ _HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # What opens an RFC 2047 encoded word. Every decoder (the email package's parser when a header is
 # set, mail readers when it arrives) needs it, so text without it cannot decode into anything.
 _ENCODED_WORD_OPENER = "=?"
+# What a Message-ID's left part may be here (a delivery's UUID): nothing that could end the header.
+_MSGID_PART = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 
 class EmailChannel:
@@ -70,9 +72,10 @@ class EmailChannel:
             text = f"SMTP server answered {exc.code} {self._snippet(exc.message)}"
             return DeliveryError(text.rstrip(), permanent=500 <= exc.code < 600)
         if isinstance(exc, aiosmtplib.SMTPTimeoutError):
-            return DeliveryError(f"SMTP: no answer within {self.settings.timeout:g}s", permanent=False)
+            text = f"SMTP: no answer within {self.settings.timeout:g}s"
+            return DeliveryError(text, permanent=False, maybe_sent=True)
         if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
-            return DeliveryError("SMTP: the server closed the connection", permanent=False)
+            return DeliveryError("SMTP: the server closed the connection", permanent=False, maybe_sent=True)
         if isinstance(exc, aiosmtplib.SMTPConnectError | OSError):
             # aiosmtplib's own message repeats host and port; the OS reason is what helps.
             cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
@@ -141,8 +144,14 @@ def compose(message: Message, to: str, from_addr: str) -> EmailMessage:
     email["To"] = to
     email["Date"] = format_datetime(datetime.now(UTC))
     domain = parseaddr(from_addr)[1].rpartition("@")[2] or "monoduty.localhost"
-    # An explicit domain: make_msgid would otherwise ask DNS for this host's FQDN on every send.
-    email["Message-ID"] = make_msgid(domain=domain)
+    # The delivery's id where there is one, the same on every attempt: SMTP has no idempotency key,
+    # but mail stores and readers (Gmail, Outlook, mutt) show one message per Message-ID, so a send
+    # repeated after a worker died mid-send is not shown twice. An explicit domain: make_msgid would
+    # otherwise ask DNS for this host's FQDN on every send.
+    if message.delivery_id is not None and _MSGID_PART.fullmatch(message.delivery_id):
+        email["Message-ID"] = f"<{message.delivery_id}@{domain}>"
+    else:
+        email["Message-ID"] = make_msgid(domain=domain)
     # Ours (a UUID, one of SEVERITIES), but they come back from the database: same rule.
     email["X-Monoduty-Alert-Id"] = header_text(message.alert_id)
     email["X-Monoduty-Severity"] = header_text(message.severity)

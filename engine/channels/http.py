@@ -94,7 +94,9 @@ async def post(
             raw = await _read_capped(response, ANSWER_LIMIT)
             status, answer_headers = response.status, response.headers
     except TimeoutError:
-        raise DeliveryError(f"{provider}: no answer within {timeout:g}s", permanent=False) from None
+        raise DeliveryError(
+            f"{provider}: no answer within {timeout:g}s", permanent=False, maybe_sent=True
+        ) from None
     except TargetRefused as exc:  # an address literal, refused before connecting
         raise DeliveryError(f"{provider}: refused: {exc}", permanent=True) from None
     except aiohttp.ClientConnectorError as exc:
@@ -107,7 +109,7 @@ async def post(
     except aiohttp.ClientError as exc:
         # Reset, disconnect mid-answer, malformed response: the request may not have arrived.
         raise DeliveryError(
-            f"{provider}: connection failed ({type(exc).__name__})", permanent=False
+            f"{provider}: connection failed ({type(exc).__name__})", permanent=False, maybe_sent=True
         ) from None
 
     elapsed_ms = round((time.perf_counter() - started) * 1000, 1)

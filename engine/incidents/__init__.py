@@ -51,6 +51,7 @@ class EventKind(StrEnum):
     ESCALATION_EXHAUSTED = "escalation_exhausted"  # the policy ran out of steps and repeats
     ESCALATION_STOPPED = "escalation_stopped"  # its policy was deleted meanwhile
     UNREACHED = "unreached"  # receipts: nobody the step paged could be reached, so it ends now
+    POSSIBLY_DUPLICATED = "possibly_duplicated"  # a page sent again after its send's outcome was lost
 
 
 class SenderAction(StrEnum):

@@ -64,7 +64,7 @@ WHERE incident_id = $1 ORDER BY id LIMIT 1000
 PAGES = """
 SELECT d.id, d.alert_id, d.kind, d.channel, d.target, d.status, d.attempts, d.last_error, d.created_at,
     d.finished_at, d.provider_id, d.receipt_status, d.provider_status, d.receipt_error, d.receipt_at,
-    d.reached_at, d.call_seconds, d.answered_by,
+    d.reached_at, d.call_seconds, d.answered_by, d.possibly_duplicated,
     (SELECT p.user_id FROM pages p WHERE p.delivery_id = d.id LIMIT 1) AS user_id,
     (SELECT count(DISTINCT p.incident_id) FROM pages p WHERE p.delivery_id = d.id AND p.status = 'sent')
         AS incidents

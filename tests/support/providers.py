@@ -2,8 +2,9 @@
 
 - ``FakeProviders``: one aiohttp app answering like Twilio (Messages.json, Calls.json, basic auth)
   and ntfy (``POST /{topic}``). Every accepted request is recorded (with the sid Twilio answered);
-  ``script(target, ...)`` queues scripted answers (status, headers, or a hang) for the next
-  requests to that number or topic. Its status callbacks are tests/support/twilio_receipts.py's.
+  ``script(target, ...)`` queues scripted answers (status, headers, a hang, a slow drip or an
+  enormous body) for the next requests to that number or topic. Its status callbacks are
+  tests/support/twilio_receipts.py's.
 - ``TwilioInbound``: the same stand-in's other direction, a text that came in to our Twilio
   number, posted to Monoduty's ``POST /twilio/sms`` as Twilio posts it (form-encoded, signed with
   ``X-Twilio-Signature`` by engine.channels.twilio_signature); ``twiml_message`` reads the answer.
@@ -54,6 +55,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
     delay: float = 0.0
+    drip: float = 0.0  # seconds between the answer's bytes, one at a time (a slow drip), for ever
+    size: int = 0  # bytes of the answer's body, streamed (an enormous answer)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class FakeProviders:
         self._release = asyncio.Event()
         self.delay = 0.0  # seconds every unscripted answer takes (a slow provider)
         self.in_flight = 0  # requests being answered right now (held by a hang or a delay)
+        self.streamed = 0  # bytes written by drips and enormous answers
 
     def script(self, target: str, *replies: Reply) -> None:
         """Answer the next requests to ``target`` with ``replies`` in order, then succeed again."""
@@ -93,6 +97,10 @@ class FakeProviders:
     def release(self) -> None:
         """Let hanging handlers finish, so the server can shut down at once."""
         self._release.set()
+
+    def hold_again(self) -> None:
+        """After ``release``: scripted hangs hang again (a fault test's next round)."""
+        self._release = asyncio.Event()
 
     async def _twilio(self, request: web.Request) -> web.Response:
         expected = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
@@ -135,7 +143,28 @@ class FakeProviders:
         finally:
             self.in_flight -= 1
         default = ok if reply.status < 300 else {"code": reply.status * 100, "message": "scripted failure"}
+        if reply.drip or reply.size:
+            return await self._stream(request, reply)
         return web.json_response(reply.json or default, status=reply.status, headers=reply.headers)
+
+    async def _stream(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+        """A drip or an enormous answer: written until the client hangs up (or a bound: 10,000
+        drops, ``size`` bytes); ``streamed`` counts the bytes written."""
+        response = web.StreamResponse(status=reply.status, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        chunk = b" " * (1 if reply.drip else 64 * 1024)
+        self.in_flight += 1
+        try:
+            for _ in range(10_000 if reply.drip else -(-reply.size // len(chunk))):
+                await response.write(chunk)
+                self.streamed += len(chunk)
+                if reply.drip:
+                    await asyncio.sleep(reply.drip)  # the drip's pace, not a test wait
+        except (ConnectionError, RuntimeError):
+            pass  # the client stopped reading and closed: what a bounded reader does
+        finally:
+            self.in_flight -= 1
+        return response
 
 
 class TwilioInbound:
