@@ -45,7 +45,7 @@ from api.responses import ok
 from api.state import API_BODY_LIMIT, AVAILABLE_TYPES, CLOCK, POOL, REDIS, SETTINGS
 from engine import db, queue
 from engine.channels.registry import deliverable
-from engine.clock import SYSTEM, Clock
+from engine.clock import SYSTEM, Clock, align_queue, database_offset
 from engine.settings import Settings
 
 # JSON bodies of /api routes; inbound alerts have their own limit (MONODUTY_INBOUND_BODY_LIMIT).
@@ -118,6 +118,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url and settings.redis_url
     app[POOL] = await db.create_pool(settings.database_url, pgbouncer=settings.pgbouncer)
+    # Queue the alerts on the database's clock, as the workers poll them (engine.clock: skew).
+    async with app[POOL].acquire() as conn:
+        align_queue(await database_offset(conn))
     app[REDIS] = await queue.connect(settings.redis_url)
     yield
     await app[REDIS].aclose()

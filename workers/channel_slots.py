@@ -30,7 +30,8 @@ from collections import Counter
 
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms, job_key_prefix, retry_key_prefix
-from arq.utils import timestamp_ms
+
+from engine.clock import queue_ms
 
 log = logging.getLogger("monoduty.worker")
 
@@ -109,6 +110,6 @@ async def wake(redis: ArqRedis, queue_name: str, job_id: str) -> None:
     Best effort: if Redis does not answer, the job still comes back at its own time.
     """
     try:
-        await redis.zadd(queue_name, {job_id: timestamp_ms()}, xx=True, lt=True)
+        await redis.zadd(queue_name, {job_id: queue_ms()}, xx=True, lt=True)
     except Exception as exc:
         log.debug("could not wake a waiting delivery: %s", type(exc).__name__)

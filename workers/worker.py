@@ -21,7 +21,7 @@ from arq.connections import log_redis_info
 from arq.constants import health_check_key_suffix, in_progress_key_prefix
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
-from arq.utils import poll, timestamp_ms
+from arq.utils import poll
 from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError, WatchError
 
@@ -29,7 +29,7 @@ from engine import db, queue
 from engine.channels import egress
 from engine.channels.outbox import OutboxChannel
 from engine.channels.registry import build_channels
-from engine.clock import SYSTEM, Clock
+from engine.clock import Clock, DatabaseClock, queue_ms
 from engine.errors import STORAGE_DOWN
 from engine.observability import metrics, periodic, presence
 from engine.settings import Settings
@@ -44,6 +44,9 @@ log = logging.getLogger("monoduty.worker")
 HEALTH_CHECK_SECONDS = 10
 HEALTH_KEY_TTL_SECONDS = 31
 METRICS_FLUSH_SECONDS = 1.0
+# The worker re-measures its clock's offset to PostgreSQL's this often (engine.clock): a clock that
+# drifts or is stepped is corrected within a minute.
+CLOCK_SYNC_SECONDS = 60.0
 # How long a job's in-progress claim outlives its timeout (arq: 10 s). It need only cover the Redis
 # round trips around the timeout; a job that does run twice is safe (every step is idempotent).
 IN_PROGRESS_MARGIN_SECONDS = 5.0
@@ -121,7 +124,7 @@ class ResilientWorker(Worker):
                     return
                 # Nothing due soon: a job deferred further (an escalation step's or a heartbeat's
                 # wake-up minutes away) is a later worker's, not a reason for a burst to wait.
-                due = await self.pool.zcount(self.queue_name, "-inf", timestamp_ms() + BURST_HORIZON_MS)
+                due = await self.pool.zcount(self.queue_name, "-inf", queue_ms() + BURST_HORIZON_MS)
                 if due == 0:
                     await asyncio.gather(*self.tasks.values())
                     return
@@ -189,7 +192,7 @@ class ResilientWorker(Worker):
             await pipe.watch(in_progress_key)
             ongoing = await pipe.exists(in_progress_key)
             score = await pipe.zscore(self.queue_name, job_id)
-            if ongoing or not score or score > timestamp_ms():
+            if ongoing or not score or score > queue_ms():
                 return False  # running elsewhere, finished meanwhile, or deferred again
             pipe.multi()
             pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
@@ -295,6 +298,19 @@ async def _startup(ctx: dict[str, Any]) -> None:
     ctx["metrics"] = metrics.MetricsBuffer()
     ctx["channel_slots"] = ChannelSlots(settings.channel_concurrency)
     ctx["escalation_gate"] = escalations.SweepGate()
+    clock = ctx["clock"]
+    if isinstance(clock, DatabaseClock):
+        told = [0.0]  # the offset last logged: said once, and again if it moves
+
+        async def sync_clock() -> None:
+            async with ctx["pool"].acquire() as conn:
+                await clock.sync(conn)
+            if abs(clock.offset - told[0]) > 1:
+                told[0] = clock.offset
+                log.info("this host's clock is %.1fs off the database's (the one read)", -clock.offset)
+
+        await sync_clock()
+        ctx["clock_task"] = periodic.start(CLOCK_SYNC_SECONDS, sync_clock, what="clock sync", log=log)
     # This worker's counts reach Redis about once a second (see engine.observability.metrics);
     # Redis down: they keep counting and go with a later flush.
     ctx["metrics_task"] = periodic.start(
@@ -303,6 +319,8 @@ async def _startup(ctx: dict[str, Any]) -> None:
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    if "clock_task" in ctx:
+        await periodic.stop(ctx["clock_task"])
     if "metrics_task" in ctx:
         await periodic.stop(ctx["metrics_task"])
         # Redis away or frozen: these counts are lost rather than the worker kept from exiting.
@@ -316,11 +334,12 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
 
 
 def build_worker(
-    settings: Settings, *, burst: bool = False, clock: Clock = SYSTEM, **overrides: Any
+    settings: Settings, *, burst: bool = False, clock: Clock | None = None, **overrides: Any
 ) -> Worker:
     """A worker for our jobs; ``overrides`` go to arq's Worker (tests use burst, poll_delay).
 
-    ``clock`` is what the time rules read (tests run it ahead to reach a digest's minute)."""
+    ``clock`` is what the time rules read (tests run it ahead to reach a digest's minute); by
+    default the database's (engine.clock.DatabaseClock: a skewed host clock is corrected)."""
     assert settings.redis_url
     # arq counts crashes, our retries and tries that waited for the database alike; our own attempt
     # cap (in Postgres, counted before each send) is the real one.
@@ -336,7 +355,7 @@ def build_worker(
         "job_serializer": queue.serialize,
         "job_deserializer": queue.deserialize,
         "queue_name": settings.queue_name,
-        "ctx": {"settings": settings, "clock": clock},
+        "ctx": {"settings": settings, "clock": clock or DatabaseClock()},
         "on_startup": _startup,
         "on_shutdown": _shutdown,
         "burst": burst,

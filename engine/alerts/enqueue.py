@@ -21,10 +21,10 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
-from arq.utils import timestamp_ms
 from redis.exceptions import NoScriptError
 
 from engine import queue, ratelimit
+from engine.clock import queue_ms
 from engine.settings import RateLimit
 
 # KEYS: the rate-limit bucket, arq's job key, its result key, the queue.
@@ -70,7 +70,7 @@ async def limited_alert(
 ) -> Outcome:
     """Count one hit against ``bucket`` and, within ``limit``, queue the alert as
     ``queue.enqueue_alert`` does, in one round trip."""
-    enqueued_ms = timestamp_ms()
+    enqueued_ms = queue_ms()
     job = serialize_job(
         queue.PROCESS_ALERT,
         (queue.alert_job(alert_id, webhook_id, body, content_type, received_at, request_id),),
