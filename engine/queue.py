@@ -24,7 +24,6 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
-from arq.utils import timestamp_ms
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
@@ -33,6 +32,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import redis_url as redis_urls
+from engine.clock import queue_ms
 from engine.errors import STORAGE_DOWN
 
 log = logging.getLogger("monoduty.queue")
@@ -350,7 +350,7 @@ async def enqueue_deliveries(
     one round trip instead of four per delivery (arq's WATCH, EXISTS, MULTI...EXEC)."""
     if not delivery_ids:
         return 0
-    now_ms = timestamp_ms()
+    now_ms = queue_ms()  # the database's clock, as the workers poll (engine.clock: skew)
     defer_ms = round((defer or 0) * 1000)
     keys: list[str] = [redis.default_queue_name]
     jobs: list[Any] = []
