@@ -30,6 +30,7 @@ from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import queue
+from engine.alerts import call_counts
 from engine.observability import presence
 from engine.settings import Settings
 from tests.support.factories import Account, counts
@@ -253,7 +254,7 @@ async def test_a_failover_under_a_stream_of_alerts_loses_only_the_replication_la
     assert len(sent) >= len(stored)
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT total_calls, successful_calls, failed_calls, pending_calls,"
+            f"SELECT {call_counts.COLUMNS},"
             " (SELECT count(*) FROM incidents i WHERE i.webhook_id = $1 AND i.status <> 'resolved')"
             " AS incidents_open"
             " FROM webhooks WHERE id = $1",
