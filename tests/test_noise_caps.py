@@ -5,6 +5,7 @@ minute instead of a page each. Real PostgreSQL, Redis and arq workers; pages cou
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from tests.support.factories import WEBHOOK, Account, create, make_client, path_
 
 AFTER_A_MINUTE = ShiftedClock(61)
 CHANNELS = ["CALL", "EMAIL", "PUSH_NOTIF", "SMS"]
+OVERFLOW_SUBJECT = re.compile(r"\d+ more incidents? on Production Alerts")
 
 
 @pytest.fixture
@@ -92,9 +94,9 @@ async def test_250_new_keys_make_200_incidents_and_one_overflow_that_pages_once(
     assert overflow["title"] == "50 more incidents on Production Alerts"
     assert overflow["alert_count"] == 50
     sent = await outbox(pool, webhook)
-    overflow_pages = [s for s in sent if "more incidents on Production Alerts" in s[1]]
     # The overflow paged once on each channel; of the 200, the first 20 paged and the storm held
-    # the rest for the digest.
+    # the rest for the digest. A page sent while the overflow held one key says so in the singular.
+    overflow_pages = [s for s in sent if OVERFLOW_SUBJECT.search(s[1])]
     assert sorted(c for c, _ in overflow_pages) == CHANNELS
     assert pages_per_channel(sent) == dict.fromkeys(CHANNELS, 21)
     assert sum(1 for i in regular if i["digest_id"] is not None) == 180
