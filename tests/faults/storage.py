@@ -55,6 +55,9 @@ ANSWER_PROMISE_S = 2.0
 # The documented window of an `appendfsync everysec` Redis crash: alerts accepted this long before
 # the kill may be lost (README, "An accepted alert is not lost").
 EVERYSEC_WINDOW_S = 2.0
+# "After recovery, accept-to-send back to normal within 5 s" (issue 17): the alerts accepted this
+# long after a fault ended are compared with those before the first fault.
+RECOVERY_WINDOW_S = 5.0
 
 
 @dataclass
@@ -108,6 +111,11 @@ class FaultFigures:
     slowest_answer_s: float = 0.0
     answers_over_2s: int = 0
     recovery_s: float | None = None  # fault end -> accept-to-send back to normal (None: never seen)
+    # Alerts accepted in the RECOVERY_WINDOW_S after it ended: their accept-to-send p50, and that
+    # over the same run's p50 before the first fault (1.0: as fast as before; None: none sent).
+    after_alerts: int = 0
+    after_p50_ms: float | None = None
+    after_ratio: float | None = None
     lost: int = 0  # accepted alerts lost, accepted from this fault's start to the next one's
     lost_in_window: int = 0  # of those, accepted within the documented everysec window of a kill
 
@@ -268,6 +276,13 @@ def _judge_faults(figures: LoadFigures, sender: Sender, sends: list[tuple[str, s
             if fault.ended <= t < until
         )
         fault.recovery_s = _back_to_normal(after, fault.ended, normal)
+        soon = min(fault.ended + RECOVERY_WINDOW_S, upto)  # not into the next fault
+        accepted = sender.accepted_at.items()
+        window = [latency[a] for a, t in accepted if fault.ended <= t < soon and a in latency]
+        fault.after_alerts = len(window)
+        if window:
+            fault.after_p50_ms = round(statistics.median(window) * 1000, 1)
+            fault.after_ratio = round(statistics.median(window) / baseline, 2) if baseline else None
 
 
 def _back_to_normal(after: list[tuple[float, float]], ended: float, normal: float) -> float | None:
@@ -312,15 +327,18 @@ def write_results(results: list[LoadFigures], folder: Path, stem: str, title: st
             f"back to normal: within {r.normal_ms:g} ms)",
             "",
             "| fault | lasted | answers meanwhile | slowest answer | answers over 2 s | lost (in the window) "
-            "| accept-to-send back to normal after |",
-            "|---|---|---|---|---|---|---|",
+            "| accept-to-send back to normal after | accept-to-send p50 in the 5 s after (x before) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for f in r.faults:
             back = "not seen" if f.recovery_s is None else f"{f.recovery_s:g} s"
             answers = ", ".join(f"{k}: {v}" for k, v in sorted(f.answers.items())) or "none"
+            soon = "none sent" if f.after_p50_ms is None else f"{f.after_p50_ms:g} ms"
+            if f.after_ratio is not None:
+                soon += f" (x{f.after_ratio:g}, {f.after_alerts} alerts)"
             lines.append(
                 f"| {f.name} | {f.seconds:g} s | {answers} | {f.slowest_answer_s:g} s | {f.answers_over_2s} "
-                f"| {f.lost} ({f.lost_in_window}) | {back} |"
+                f"| {f.lost} ({f.lost_in_window}) | {back} | {soon} |"
             )
         problems = r.storm.lost_alerts[:20] + r.storm.missing_rows[:20] + r.storm.counter_mismatches
         problems += r.storm.worker_exits + r.notes
