@@ -113,6 +113,17 @@ async def test_an_alert_cannot_ping_everyone_or_fake_a_link(
     assert "\\[click\\]\\(https://evil.example\\)" in post["content"]
 
 
+async def test_a_senders_link_cannot_smuggle_a_second_link(
+    discord: FakeDiscord, http_session: aiohttp.ClientSession
+) -> None:
+    url = "https://ok.example/a)[click](https://evil.example"
+    await channel(http_session).send(page(actions=None, incident_url=None, links=(url,)), discord.hook)
+
+    [post] = discord.posts
+    fields = {f["name"]: f["value"] for f in post["embeds"][0]["fields"]}
+    assert fields["Links"] == "[Sender's link](https://ok.example/a%29%5Bclick%5D%28https://evil.example)"
+
+
 @pytest.mark.parametrize(
     ("hook", "script", "permanent", "retry_after", "says"),
     [

@@ -102,6 +102,20 @@ async def test_an_html_message_with_the_delivery_as_txn_id(
     assert "Acknowledge: https://pager.example/a/t.s?action=acknowledge" in event["body"]
 
 
+async def test_an_alert_cannot_notify_the_room_or_add_markup(
+    homeserver: FakeHomeserver, http_session: aiohttp.ClientSession
+) -> None:
+    hostile = '@room <a href="https://evil.example">click</a> <img src=x onerror=alert(1)>'
+    await channel(http_session, homeserver.url).send(page(title=hostile, body=hostile), ROOM)
+
+    [event] = homeserver.events
+    # An event with m.mentions is judged by it alone: "@room" in the body notifies no one.
+    assert event["m.mentions"] == {}
+    html = event["formatted_body"]
+    assert "<img" not in html and 'href="https://evil.example"' not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
 async def test_a_retry_after_a_lost_answer_posts_nothing_twice(
     homeserver: FakeHomeserver, http_session: aiohttp.ClientSession
 ) -> None:

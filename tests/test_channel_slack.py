@@ -113,6 +113,24 @@ async def test_a_url_cannot_break_out_of_its_link(
     assert "<https://x.example/a%7Cb%3Ec|Open incident>" in slack.posts[0]["text"]
 
 
+async def test_an_alert_cannot_mention_anyone_or_fake_a_link(
+    slack: FakeSlack, http_session: aiohttp.ClientSession
+) -> None:
+    """Slack's mentions and links are <...> (escaped: they show as typed); a bare @channel pings at
+    the Slack-compatible servers that read mentions out of the text (Mattermost, Rocket.Chat)."""
+    hostile = "<!channel> <!here> <@U123> <http://evil.example|click> @channel @all & co"
+    await channel(http_session).send(page(title=hostile, body=hostile, source=hostile), slack.url + HOOK)
+
+    [post] = slack.posts
+    shown = [post["text"]] + [json.dumps(block) for block in post["blocks"][1:]]
+    for text in shown:
+        for raw in ("<!channel>", "<!here>", "<@U123>", "<http://evil.example", "@channel", "@all"):
+            assert raw not in text
+    escaped = "&lt;!channel&gt; &lt;!here&gt; &lt;@\u200bU123&gt; &lt;http://evil.example|click&gt;"
+    assert escaped in post["text"]
+    assert "@\u200bchannel @\u200ball &amp; co" in post["text"]
+
+
 @pytest.mark.parametrize(
     ("path", "script", "permanent", "retry_after", "says"),
     [

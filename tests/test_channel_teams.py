@@ -106,6 +106,21 @@ async def test_an_adaptive_card_with_facts_and_open_url_actions(
     ]
 
 
+async def test_an_alert_cannot_add_a_link_to_the_card(
+    workflow: FakeWorkflow, http_session: aiohttp.ClientSession
+) -> None:
+    """Teams renders Markdown links in TextBlocks and facts, and has no escape for them."""
+    hostile = "[click here](https://evil.example) ![x](https://evil.example/p.png)"
+    await channel(http_session).send(page(title=hostile, body=hostile, source=hostile), workflow.hook)
+
+    card = workflow.posts[0]["attachments"][0]["content"]
+    shown = [block["text"] for block in card["body"] if "text" in block]
+    shown += [fact["value"] for fact in card["body"][-1]["facts"]]
+    assert sum("https://evil.example" in text for text in shown) == 3  # title, text, source: shown
+    assert not any("](" in text for text in shown)  # and never a link
+    assert all("evil" not in action["url"] for action in card["actions"])
+
+
 def refusal(status: int, code: str, message: str, **headers: str) -> list[Any]:
     return [(status, {"error": {"code": code, "message": message}}, headers)]
 

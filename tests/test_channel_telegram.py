@@ -108,6 +108,18 @@ async def test_an_attribute_cannot_be_broken_out_of(
     assert '<a href="https://x.example/&quot;&gt;&lt;b&gt;">Open incident</a>' in bot_api.sent[0]["text"]
 
 
+async def test_an_alert_cannot_mention_a_user_or_add_markup(
+    bot_api: FakeBotApi, http_session: aiohttp.ClientSession
+) -> None:
+    hostile = '@durov <a href="https://evil.example">click</a> ops@example.com'
+    await channel(http_session, bot_api.url).send(page(title=hostile, body=hostile, actions=None), CHAT)
+
+    text = bot_api.sent[0]["text"]
+    assert "@durov" not in text and text.count("@\u200bdurov") == 2
+    assert "ops@example.com" in text  # an address is no mention
+    assert '<a href="https://evil.example"' not in text and "&lt;a href=" in text
+
+
 @pytest.mark.parametrize(
     ("chat", "script", "permanent", "retry_after", "says"),
     [

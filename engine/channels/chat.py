@@ -9,7 +9,13 @@ nothing (chat link previews fetch every link), and whose button acts.
 
 from __future__ import annotations
 
+import re
+
 from engine.channels.base import Message
+
+# An @ that opens a mention (not an email address's): "@channel", "@here", "@all", "@someone".
+_MENTION = re.compile(r"(?<![\w.+-])@(?=\w)")
+ZERO_WIDTH_SPACE = "\u200b"
 
 MAX_BODY = 1500  # characters of the alert's message a chat message carries; the rest is a link away
 
@@ -41,3 +47,11 @@ def body(message: Message, limit: int = MAX_BODY) -> str:
     """The alert's message, cut to ``limit`` characters."""
     text = message.body.strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def unmention(text: str) -> str:
+    """``text`` with a zero-width space after each @ that would open a mention: it shows as typed
+    and pings no one where the platform reads mentions out of the text (Mattermost and Rocket.Chat
+    at a Slack-style webhook: "@channel", "@all"; Telegram: "@username"). Discord and Matrix are
+    told "no mentions" in the message itself instead (engine.channels.discord, .matrix)."""
+    return _MENTION.sub("@" + ZERO_WIDTH_SPACE, text)

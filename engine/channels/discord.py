@@ -34,12 +34,19 @@ def escape(text: str) -> str:
     return _MARKDOWN.sub(r"\\\1", text)
 
 
+def masked_link(label: str, url: str) -> str:
+    """``[label](url)``, the URL's brackets, parentheses and spaces percent-encoded (the same URL):
+    a sender's link ``https://ok.example/)[x](https://evil.example`` must stay one link."""
+    safe = url.translate({ord(c): f"%{ord(c):02X}" for c in "()[]<> "})
+    return f"[{escape(label)}]({safe})"
+
+
 def payload(message: Message) -> dict[str, object]:
     fields = [
         {"name": label, "value": escape(value)[:MAX_FIELD], "inline": True}
         for label, value in chat.facts(message)
     ]
-    links = " · ".join(f"[{label}]({url})" for label, url in chat.links(message))
+    links = " · ".join(masked_link(label, url) for label, url in chat.links(message))
     if links:
         fields.append({"name": "Links", "value": links[:MAX_FIELD], "inline": False})
     embed: dict[str, object] = {

@@ -4,7 +4,11 @@
 The transaction id is the delivery's id: a homeserver answers a repeated ``(access token, txnId)``
 with the event it already sent, so a retry, or a job re-run after a lost answer, never posts the
 page twice (the spec's idempotency, for free). The event is an ``m.text`` with a plain ``body``
-and an HTML ``formatted_body`` (``org.matrix.custom.html``: the headline bold, the facts, links).
+and an HTML ``formatted_body`` (``org.matrix.custom.html``: the headline bold, the facts, links),
+every piece of the alert's text HTML-escaped. An empty ``m.mentions`` says the page mentions no one:
+without it, clients and servers fall back to the legacy push rules that match the plain body, and
+an alert whose text says "@room" (or a member's name) would notify the whole room (Matrix 1.7,
+"User and room mentions": "it is recommended that clients include a m.mentions property").
 
 Errors are JSON ``{"errcode", "error"}``: ``401 M_UNKNOWN_TOKEN``, ``403 M_FORBIDDEN`` (the account
 is not in the room), ``400 M_UNKNOWN``/``M_BAD_JSON``, ``429 M_LIMIT_EXCEEDED`` with
@@ -39,7 +43,7 @@ def validate_room_id(value: object, *, field: str = "room_id") -> str:
     return room
 
 
-def content(message: Message) -> dict[str, str]:
+def content(message: Message) -> dict[str, object]:
     """The m.room.message event: plain text and its HTML twin."""
     facts = chat.facts(message)
     links = chat.links(message)
@@ -61,6 +65,7 @@ def content(message: Message) -> dict[str, str]:
         "body": "\n".join(line for line in plain if line),
         "format": "org.matrix.custom.html",
         "formatted_body": "<br>".join(line for line in html if line),
+        "m.mentions": {},  # intentional mentions: none, whatever the text says
     }
 
 

@@ -36,8 +36,10 @@ ICONS = {
 
 
 def escape(text: str) -> str:
-    """Slack's mrkdwn escaping: only &, < and > (they open entities and links)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack's mrkdwn escaping: only &, < and > (they open entities, links and Slack's mentions,
+    ``<!channel>``, ``<@U123>``); and no bare "@channel" for the Slack-compatible servers that
+    read mentions out of the text (engine.channels.chat.unmention)."""
+    return chat.unmention(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def link(url: str, label: str) -> str:

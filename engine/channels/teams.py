@@ -8,6 +8,12 @@ buttons to acknowledge, resolve or open the incident: opening a URL needs no bot
 their errors are JSON ``{"error": {"code", "message"}}`` (``400 InvalidRequestContent``,
 ``401``/``403`` for a URL whose signature is wrong, ``404 WorkflowNotFound``), ``429`` with
 Retry-After.
+
+Teams renders Markdown in a TextBlock's text and in a Fact's title and value, links ``[label](url)``
+included, and has no escape for it: the alert's text would show a link to anywhere under any
+label. ``plain`` breaks each ``](`` with a zero-width space, so the text shows as typed and is no
+link; the card's own links are its OpenUrl actions. (``<at>`` mentions need entities we never
+send: an alert's text cannot ping.)
 """
 
 from __future__ import annotations
@@ -18,30 +24,36 @@ from engine.channels import chat, http
 from engine.channels.base import Message, Receipt
 
 PROVIDER = "teams"
+ZERO_WIDTH_SPACE = "\u200b"
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 # Adaptive Card 1.4: what Teams renders on desktop, web and mobile.
 CARD_VERSION = "1.4"
 COLOURS = {"critical": "attention", "error": "attention", "warning": "warning", "info": "accent"}
 
 
+def plain(text: str) -> str:
+    """Text as Teams shows it, never a Markdown link (nor an image)."""
+    return text.replace("](", "]" + ZERO_WIDTH_SPACE + "(")
+
+
 def card(message: Message) -> dict[str, object]:
     body: list[dict[str, object]] = [
         {
             "type": "TextBlock",
-            "text": message.subject,
+            "text": plain(message.subject),
             "weight": "bolder",
             "size": "medium",
             "color": COLOURS.get(message.severity, "default"),
             "wrap": True,
         }
     ]
-    text = chat.body(message)
+    text = plain(chat.body(message))
     if text:
         body.append({"type": "TextBlock", "text": text, "wrap": True})
     body.append(
         {
             "type": "FactSet",
-            "facts": [{"title": label, "value": value} for label, value in chat.facts(message)],
+            "facts": [{"title": label, "value": plain(value)} for label, value in chat.facts(message)],
         }
     )
     return {

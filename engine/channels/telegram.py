@@ -41,16 +41,21 @@ def validate_chat_id(value: object, *, field: str = "chat_id") -> str:
     return chat_id
 
 
+def text(value: str) -> str:
+    """The alert's text as Telegram HTML: escaped, and no @username that would notify someone."""
+    return escape(chat.unmention(value), quote=False)
+
+
 def render(message: Message) -> str:
     """The message as Telegram HTML: the headline bold, the text, the facts, the links."""
-    headline = f"{ICONS.get(message.severity, '')} <b>{escape(message.subject, quote=False)}</b>".strip()
+    headline = f"{ICONS.get(message.severity, '')} <b>{text(message.subject)}</b>".strip()
     lines = [headline]
-    text = chat.body(message)
-    if text:
-        lines += ["", escape(text, quote=False)]
+    body = chat.body(message)
+    if body:
+        lines += ["", text(body)]
     facts = chat.facts(message)
     if facts:
-        lines += ["", " · ".join(f"{label}: {escape(value, quote=False)}" for label, value in facts)]
+        lines += ["", " · ".join(f"{label}: {text(value)}" for label, value in facts)]
     links = chat.links(message)
     if links:
         lines += ["", " · ".join(f'<a href="{escape(url)}">{escape(label)}</a>' for label, url in links)]
