@@ -10,6 +10,12 @@ ntfy, Twilio and SMTP servers as providers.
   call, push and email: the Twilio stand-in gets the SMS text verbatim and well-formed TwiML that
   says it as text, the SMTP server no injected header, ntfy one-line headers, and the dashboard's
   incident page shows it escaped.
+- Chat injection: the same kind of text, in the title, message, source, a sender's link, PagerDuty
+  custom details and the webhook's name, paged to Slack, Discord, Teams, Matrix, Telegram and a
+  WEBHOOK receiver (their stand-ins in tests/support/providers.py), judged as each platform renders
+  it: no Slack ``<!channel>``/``<@U…>``/``<url|label>`` nor bare @channel, Discord's
+  ``allowed_mentions`` empty and no masked link but ours, no Teams Markdown link, Matrix HTML of
+  our tags only with an empty ``m.mentions``, Telegram HTML of our tags only and no @username.
 - Guessed tokens: the answer time of a near miss (the real token, its last two characters changed)
   against a random token, interleaved samples, compared by Welch's t (reported; asserted only to be
   within noise: |t| < 4).
@@ -22,12 +28,14 @@ invalid UTF-8 (kept, read as U+FFFD, delivered) is here. Figures: tests/faults/r
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import secrets
 import statistics
 import time
 import uuid
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -42,7 +50,14 @@ from tests.faults.storm import PUBLIC_URL, api_process, worker_env
 from tests.support.factories import Account
 from tests.support.faults import WorkerProcess
 from tests.support.processes import ApiProcess, wait_until
-from tests.support.providers import FakeProviders, SmtpServer
+from tests.support.providers import (
+    CHAT_PATHS,
+    MATRIX_TOKEN,
+    TELEGRAM_TOKEN,
+    FakeProviders,
+    Request,
+    SmtpServer,
+)
 from tests.support.services import Services
 
 LIMIT = 20  # alerts a minute per webhook, for the flood
@@ -53,6 +68,14 @@ HOSTILE_TITLE = (
     " <script>alert(1)</script>"
 )
 HOSTILE_MESSAGE = 'line one\r\n\r\n<Response><Hangup/></Response> & "quotes" <img src=x onerror=alert(2)>'
+# What each chat platform reads as a mention, a link or markup.
+HOSTILE_CHAT = (
+    "<!channel> <!here> <@U123> <http://evil.example|click> @channel @here @everyone <@&1234> @room"
+    " [click](https://evil.example) <a href='https://evil.example'>x</a> <b onclick=alert(3)>b</b> & @durov"
+)
+SENDER_LINK = "https://ok.example/a)[click](https://evil.example"
+CHAT_KINDS = ("slack", "discord", "teams", "matrix", "telegram", "webhook")
+MENTIONS = ("<!channel>", "<!here>", "<@U123>", "<!everyone>")
 
 
 def rss_kib(pid: int) -> int:
@@ -82,7 +105,17 @@ async def test_floods_injections_and_guessed_tokens_are_harmless_where_they_land
     figures: dict[str, Any] = {}
     problems: list[str] = []
     with SmtpServer() as smtp:
-        env = {**worker_env(services, fake_providers, smtp), "MONODUTY_RATE_LIMIT_INBOUND": f"{LIMIT}/minute"}
+        env = {
+            **worker_env(services, fake_providers, smtp),
+            "MONODUTY_RATE_LIMIT_INBOUND": f"{LIMIT}/minute",
+            # The chat platforms' stand-ins are on this machine, and pages carry action links.
+            "MONODUTY_ALLOW_PRIVATE_TARGETS": "true",
+            "MONODUTY_SECRET_KEY": "abuse-scenario-secret-key-0123456789abcdef",
+            "MONODUTY_MATRIX_HOMESERVER_URL": fake_providers.url,
+            "MONODUTY_MATRIX_ACCESS_TOKEN": MATRIX_TOKEN,
+            "MONODUTY_TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
+            "MONODUTY_TELEGRAM_BASE_URL": fake_providers.url,
+        }
         async with (
             api_process(services, env, tmp_path) as api,
             aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
@@ -91,6 +124,7 @@ async def test_floods_injections_and_guessed_tokens_are_harmless_where_they_land
             try:
                 await flood(http, api, account, figures, problems)
                 await injection(http, api, account, pool, fake_providers, smtp, figures, problems)
+                await chat_injection(http, api, account, fake_providers, figures, problems)
             finally:
                 figures["worker_exit"] = await asyncio.to_thread(worker.stop)
         # Guesses on an API whose per-address failure budget (the inbound limit) is out of reach:
@@ -112,13 +146,15 @@ async def test_floods_injections_and_guessed_tokens_are_harmless_where_they_land
                 "other webhook",
                 "API memory",
                 "injection at the providers and dashboard",
+                "injection at the chat platforms",
                 "token timing: near miss / random",
             ],
             [
                 f"{fl['accepted']} accepted, {fl['refused_429']} x 429 with headers",
                 f"{fl['other_accepted']} of {fl['other_sent']} accepted",
                 f"{fl['rss_before_kib'] / 1024:.1f} -> {fl['rss_after_kib'] / 1024:.1f} MiB",
-                "clean" if not problems else f"{len(problems)} problems",
+                "clean" if not [p for p in problems if not p.startswith("chat")] else "problems",
+                "clean" if not [p for p in problems if p.startswith("chat")] else "problems",
                 f"{figures['timing']['near_mean_ms']:.3f} / {figures['timing']['random_mean_ms']:.3f} ms "
                 f"(n={TIMING_SAMPLES} each, Welch t={t:.2f})",
             ],
@@ -292,6 +328,136 @@ async def injection(
     if "&lt;script&gt;alert(1)&lt;/script&gt;" not in page:
         problems.append("the dashboard's incident page does not show the title, escaped")
     figures["injection"] = seen
+
+
+class _Markup(HTMLParser):
+    """The tags and attributes an HTML renderer (Matrix's formatted_body, Telegram's HTML) sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+
+def markup_problems(kind: str, html: str, allowed: set[str]) -> list[str]:
+    parser = _Markup()
+    parser.feed(html)
+    found = []
+    for tag, attrs in parser.tags:
+        if tag not in allowed:
+            found.append(f"chat: {kind} renders a <{tag}> from the alert")
+        for name, value in attrs:
+            if name != "href" or not ours(value or ""):
+                found.append(f"chat: {kind} renders {name}={value!r} from the alert")
+    return found
+
+
+def ours(url: str) -> bool:
+    """A link of the page's own: to Monoduty (actions, the incident), or the sender's link, whole."""
+    return url.startswith((PUBLIC_URL + "/", "https://ok.example/"))
+
+
+def judge_chat(request: Request) -> list[str]:
+    """What the platform of ``request`` would render from it that the alert's text put there."""
+    body = json.loads(request.body)
+    kind = request.kind
+    found: list[str] = []
+    if kind == "slack":
+        shown = [body["text"]] + [json.dumps(b) for b in body["blocks"] if b["type"] != "header"]
+        for text in shown:
+            for token in re.findall(r"<([^<>]*)>", text):  # every <...> Slack parses: ours only
+                if not ours(token.split("|")[0]):
+                    found.append(f"chat: slack parses <{token}>")
+            if re.search(r"(?<![\w.])@(channel|here|everyone|all)\b", text):
+                found.append("chat: slack text holds a bare @channel (Mattermost, Rocket.Chat ping it)")
+    elif kind == "discord":
+        if body.get("allowed_mentions") != {"parse": []}:
+            found.append(f"chat: discord allowed_mentions {body.get('allowed_mentions')}")
+        embed = body["embeds"][0]
+        texts = [body["content"], embed["description"], *(f["value"] for f in embed["fields"])]
+        for text in texts:
+            unescaped = re.sub(r"\\.", "", text)  # a backslash-escaped character is literal
+            for url in re.findall(r"\[[^\]]*\]\(([^)]*)\)", unescaped):
+                if not ours(url):
+                    found.append(f"chat: discord renders a masked link to {url}")
+    elif kind == "teams":
+        card = body["attachments"][0]["content"]
+        texts = [b["text"] for b in card["body"] if "text" in b]
+        texts += [f["value"] for b in card["body"] for f in b.get("facts", [])]
+        for text in texts:
+            for url in re.findall(r"\]\(([^)]*)\)", text):
+                if not ours(url):
+                    found.append(f"chat: teams renders a Markdown link to {url}")
+        found += [f"chat: teams action to {a['url']}" for a in card["actions"] if not ours(a["url"])]
+    elif kind == "matrix":
+        if body.get("m.mentions") != {}:
+            found.append(f"chat: matrix m.mentions {body.get('m.mentions')} (@room in the body notifies)")
+        found += markup_problems("matrix", body["formatted_body"], {"strong", "br", "a"})
+    elif kind == "telegram":
+        if body.get("parse_mode") != "HTML":
+            found.append(f"chat: telegram parse_mode {body.get('parse_mode')}")
+        found += markup_problems("telegram", body["text"], {"b", "a"})
+        if re.search(r"(?<![\w.])@[A-Za-z]\w{3,}", body["text"]):
+            found.append("chat: telegram text holds an @username (it notifies that user)")
+    elif kind == "webhook" and HOSTILE_CHAT not in json.dumps(body, ensure_ascii=False):
+        found.append("chat: the WEBHOOK receiver did not get the text as sent")
+    return found
+
+
+async def chat_injection(
+    http: aiohttp.ClientSession,
+    api: ApiProcess,
+    account: Account,
+    fake: FakeProviders,
+    figures: dict[str, Any],
+    problems: list[str],
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    targets = {kind: f"{fake.url}{path}{tag}" for kind, path in CHAT_PATHS.items()}
+    targets |= {"matrix": f"!hostile{tag}:monoduty.test", "telegram": str(-1001000000000 - int(tag, 16))}
+    body = {
+        "name": f"chat {HOSTILE_CHAT}"[:100],
+        "notificationTypes": [kind.upper() for kind in CHAT_KINDS],
+        "targetChannels": targets,
+        "dedupBy": "none",
+    }
+    webhook = await new_webhook(http, api, account, body)
+    alerts = [
+        {"title": HOSTILE_CHAT, "message": HOSTILE_CHAT, "source": HOSTILE_CHAT},
+        {  # a PagerDuty event: custom details (labels) and a sender's link
+            "event_action": "trigger",
+            "payload": {
+                "summary": HOSTILE_CHAT,
+                "source": HOSTILE_CHAT,
+                "severity": "critical",
+                "custom_details": {"label": HOSTILE_CHAT},
+            },
+            "links": [{"href": SENDER_LINK, "text": HOSTILE_CHAT}],
+        },
+    ]
+    for alert in alerts:
+        async with http.post(local(api, webhook), json=alert) as resp:
+            assert resp.status == 202, await resp.text()
+    wanted = {kind: targets[kind].rsplit("/", 1)[-1] for kind in CHAT_KINDS}
+
+    def mine() -> list[Request]:
+        return [r for r in fake.requests if r.kind in wanted and r.target == wanted[r.kind]]
+
+    def arrived() -> bool:
+        got = [r.kind for r in mine()]
+        return all(got.count(kind) >= len(alerts) for kind in CHAT_KINDS)
+
+    await wait_until(arrived, "every chat platform to receive both hostile alerts", 90)
+    found = [problem for request in mine() for problem in judge_chat(request)]
+    figures["chat_injection"] = {
+        "platforms": list(CHAT_KINDS),
+        "requests": len(mine()),
+        "problems": found,
+        "slack_text": json.loads(next(r.body for r in mine() if r.kind == "slack"))["text"],
+    }
+    problems += list(dict.fromkeys(found))
 
 
 async def guessed_tokens(

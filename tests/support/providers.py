@@ -5,6 +5,9 @@
   ``script(target, ...)`` queues scripted answers (status, headers, a hang, a slow drip or an
   enormous body) for the next requests to that number or topic. Its status callbacks are
   tests/support/twilio_receipts.py's.
+  The same server answers as the chat platforms do (``CHAT_PATHS``: a Slack, Discord or Teams
+  webhook, a WEBHOOK receiver, Matrix's send and Telegram's sendMessage), recorded with the JSON
+  body as sent, its kind the channel's and its target the webhook path, room or chat id.
 - ``TwilioInbound``: the same stand-in's other direction, a text that came in to our Twilio
   number, posted to Monoduty's ``POST /twilio/sms`` as Twilio posts it (form-encoded, signed with
   ``X-Twilio-Signature`` by engine.channels.twilio_signature); ``twiml_message`` reads the answer.
@@ -46,6 +49,18 @@ SMTP_USERNAME = "monoduty"
 SMTP_PASSWORD = "smtp-password-93ab1f"
 
 
+Kind = Literal["sms", "call", "push", "slack", "discord", "teams", "webhook", "matrix", "telegram"]
+# Where each chat platform's stand-in listens on FakeProviders' server (a target is url + path).
+CHAT_PATHS = {
+    "slack": "/slack/services/T0001/B0001/",
+    "discord": "/discord/api/webhooks/1180000000000000001/",
+    "teams": "/teams/workflows/",
+    "webhook": "/receiver/",
+}
+MATRIX_TOKEN = "syt_matrix_token_5e1c0a"
+TELEGRAM_TOKEN = "123456:telegram-token-9f0e"
+
+
 @dataclass(frozen=True)
 class Reply:
     """A scripted answer: a status (with JSON body and headers), a hang past any timeout, or a delay."""
@@ -63,8 +78,8 @@ class Reply:
 class Request:
     """One request a fake provider accepted (authenticated)."""
 
-    kind: Literal["sms", "call", "push"]
-    target: str  # the To number, or the ntfy topic
+    kind: Kind
+    target: str  # the To number, the ntfy topic, the chat webhook's path, room or chat id
     form: dict[str, str]  # Twilio's form fields; empty for ntfy
     headers: dict[str, str]
     body: str
@@ -92,7 +107,46 @@ class FakeProviders:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/{resource:Messages|Calls}.json", self._twilio)
         app.router.add_post("/{topic}", self._ntfy)
+        for kind, path in CHAT_PATHS.items():
+            app.router.add_post(path + "{hook}", self._chat(kind))
+        app.router.add_put("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}", self._matrix)
+        app.router.add_post("/bot{token}/sendMessage", self._telegram)
         return app
+
+    def _chat(self, kind: Kind) -> Any:
+        answers: dict[str, tuple[int, Any]] = {
+            "slack": (200, "ok"),
+            "discord": (200, {"id": "1190000000000000001", "channel_id": "1"}),
+            "teams": (202, None),
+            "webhook": (200, {"ok": True}),
+        }
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.text()
+            self.requests.append(Request(kind, request.match_info["hook"], {}, dict(request.headers), body))
+            status, answer = answers[kind]
+            if isinstance(answer, str):
+                return web.Response(text=answer, status=status)
+            return web.json_response(answer, status=status) if answer else web.Response(status=status)
+
+        return handle
+
+    async def _matrix(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {MATRIX_TOKEN}":
+            return web.json_response({"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown token"}, status=401)
+        body = await request.text()
+        self.requests.append(Request("matrix", request.match_info["room"], {}, dict(request.headers), body))
+        return web.json_response({"event_id": "$" + request.match_info["txn"]})
+
+    async def _telegram(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != TELEGRAM_TOKEN:
+            return web.json_response(
+                {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
+            )
+        body = await request.text()
+        chat_id = str((await request.json()).get("chat_id"))
+        self.requests.append(Request("telegram", chat_id, {}, dict(request.headers), body))
+        return web.json_response({"ok": True, "result": {"message_id": len(self.requests)}})
 
     def release(self) -> None:
         """Let hanging handlers finish, so the server can shut down at once."""
@@ -123,7 +177,7 @@ class FakeProviders:
     async def _answer(
         self,
         request: web.Request,
-        kind: Literal["sms", "call", "push"],
+        kind: Kind,
         target: str,
         form: dict[str, str],
         body: str,
