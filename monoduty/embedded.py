@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import fcntl
 import functools
 import importlib.util
@@ -27,14 +26,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Self
 from urllib.parse import quote
+
+from monoduty.children import on_parent_death
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +62,6 @@ def _poll(done: Callable[[], bool], what: str, timeout: float = START_TIMEOUT) -
 def _env() -> dict[str, str]:
     """Our environment without PG* variables (they would redirect the tools), in the C locale."""
     return {k: v for k, v in os.environ.items() if not k.startswith("PG")} | {"LC_ALL": "C"}
-
-
-def _on_parent_death(sig: int) -> Callable[[], None] | None:
-    """A preexec_fn making the kernel send ``sig`` to the child when we die (Linux, main thread)."""
-    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
-        return None
-    prctl, parent = ctypes.CDLL(None, use_errno=True).prctl, os.getpid()
-
-    def setup() -> None:  # runs after the child's uid switch, which would reset the setting
-        prctl(1, sig)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os.kill(os.getpid(), sig)
-
-    return setup
 
 
 def _stop_orphan(pid_file: Path, name: str, ours: Callable[[Any], bool], sig: int) -> None:
@@ -153,7 +138,7 @@ class _Service:
         with logfile.open("ab") as out:  # new session: a Ctrl-C reaches us only, we stop them in order
             kwargs: dict[str, Any] = {"stdout": out, "stderr": subprocess.STDOUT, "env": _env(), **ids}
             self._proc = proc = subprocess.Popen(  # noqa: S603 - our binaries, our arguments
-                argv, cwd=cwd, start_new_session=True, preexec_fn=_on_parent_death(self.stop_signal), **kwargs
+                argv, cwd=cwd, start_new_session=True, preexec_fn=on_parent_death(self.stop_signal), **kwargs
             )
 
         def done() -> bool:

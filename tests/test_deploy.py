@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from arq.connections import ArqRedis
 
 from monoduty.cli import build_parser
 from tests.support.factories import Account
-from tests.support.processes import ROOT, monoduty_env, wait_until
+from tests.support.processes import ROOT, dies_with_us, monoduty_env, wait_until
 from tests.support.providers import FakeProviders, closed_port
 from tests.support.services import Services, database_named
 
@@ -149,7 +150,12 @@ async def test_supervisord_runs_the_api_and_workers_and_stops_them_gracefully(
     )
     conf = ["-c", str(SUPERVISORD_CONF)]
     process = await asyncio.create_subprocess_exec(
-        str(supervisord), *conf, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        str(supervisord),
+        *conf,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=dies_with_us(signal.SIGTERM),  # it stops its programs; a SIGKILL would orphan them
     )
     output: list[str] = []
 

@@ -10,7 +10,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from tests.support.factories import Account, create, path_of
-from tests.support.processes import ROOT, monoduty_argv, monoduty_env, wait_until
+from tests.support.processes import ROOT, dies_with_us, monoduty_argv, monoduty_env, wait_until
 from tests.support.providers import NTFY_TOKEN, TWILIO_SID, TWILIO_TOKEN, FakeProviders, SmtpServer
 from tests.support.services import Services
 
@@ -56,7 +56,12 @@ async def test_fifty_alerts_of_one_key_on_two_workers_make_one_incident_and_page
     )
     workers = [
         subprocess.Popen(
-            monoduty_argv("worker"), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            monoduty_argv("worker"),
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=dies_with_us(),
         )
         for _ in range(2)
     ]

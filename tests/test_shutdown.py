@@ -10,7 +10,7 @@ from arq.connections import ArqRedis
 
 from engine.settings import NtfySettings, Settings
 from tests.support.factories import Account, counts, make_client, run_worker
-from tests.support.processes import ROOT, monoduty_argv, monoduty_env, wait_until
+from tests.support.processes import ROOT, dies_with_us, monoduty_argv, monoduty_env, wait_until
 from tests.support.providers import FakeProviders, closed_port
 from tests.support.services import Services
 
@@ -66,6 +66,7 @@ async def test_sigterm_lets_sends_finish_and_leaves_the_rest_for_another_worker(
             env=worker_env(services, fake_providers),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=dies_with_us(),
         )
 
         async def sends_in_flight() -> bool:
@@ -138,6 +139,7 @@ async def test_sigterm_to_the_api_finishes_a_request_in_flight(
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=dies_with_us(),
     )
 
     async def listening() -> bool:

@@ -1,8 +1,9 @@
 """Where each fault scenario writes its figures, before it asserts them (tests/faults/run prints them).
 
-``write_figures(stem, title, intro, table, data, tmp_path)`` writes ``stem``.json (``data``, every
-figure) and ``stem``.md (``intro`` and ``table``, a list of rows whose first is the header) to
-``MONODUTY_FAULTS_OUT``, or the test's temporary folder, and returns the markdown.
+``write_figures(stem, title, intro, table, data, tmp_path, notes)`` writes ``stem``.json (``data``,
+every figure) and ``stem``.md (``intro``, ``table``, a list of rows whose first is the header, and
+any ``notes`` lines) to ``MONODUTY_FAULTS_OUT``, or the test's temporary folder, and returns the
+markdown.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ def out_folder(tmp_path: Path) -> Path:
 
 
 def write_figures(
-    stem: str, title: str, intro: str, table: list[list[str]], data: Any, tmp_path: Path
+    stem: str,
+    title: str,
+    intro: str,
+    table: list[list[str]],
+    data: Any,
+    tmp_path: Path,
+    notes: list[str] | None = None,
 ) -> str:
     folder = out_folder(tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -32,6 +39,8 @@ def write_figures(
         lines.append("| " + " | ".join(table[0]) + " |")
         lines.append("|" + "---|" * len(table[0]))
         lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
+    if notes:
+        lines += ["", *notes]
     text = "\n".join(lines) + "\n"
     (folder / f"{stem}.md").write_text(text)
     print(text)

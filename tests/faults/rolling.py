@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 import uuid
@@ -38,7 +39,7 @@ from tests.faults.storm import (
     worker_env,
 )
 from tests.support.factories import Account
-from tests.support.processes import ROOT, ApiProcess, free_port, monoduty_env, wait_until
+from tests.support.processes import ROOT, ApiProcess, dies_with_us, free_port, monoduty_env, wait_until
 from tests.support.providers import FakeProviders
 from tests.support.services import Services
 
@@ -105,7 +106,12 @@ class Supervisor:
     async def start(self) -> None:
         with self.log.open("wb") as out:
             self.process = await asyncio.create_subprocess_exec(
-                str(self.supervisord), *self.conf, env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT
+                str(self.supervisord),
+                *self.conf,
+                env=self.env,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=dies_with_us(signal.SIGTERM),  # it stops its workers; a SIGKILL would orphan them
             )
 
     async def ctl(self, *args: str) -> tuple[int, str]:

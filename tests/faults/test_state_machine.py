@@ -17,11 +17,13 @@ runs many more and longer ones. Figures: tests/faults/results/statemachine.{json
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
 import time
+import traceback
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,8 +54,9 @@ KEYS = ["db", "disk", "cpu"]
 MAX_KILLS = 2  # per run: each kill delays that worker's jobs by its claim's lapse (job timeout + 5 s)
 # A push already on its way when the acknowledge was answered may land just after it.
 IN_FLIGHT_SECONDS = 2.0
-# Generation only (no example database, no shrinking of a failure that real processes make slow
-# to replay); a failing sequence is printed by Hypothesis as it was found.
+# Generation only: no example database, no shrinking. A failure never reaches Hypothesis (see
+# ``guarded``): it would replay or extend the failing sequence against processes whose state is
+# not the machine's, and stop on its own consistency checks instead of reporting what failed.
 COMMON = {
     "deadline": None,
     "suppress_health_check": list(HealthCheck),
@@ -82,6 +85,7 @@ class World:
     ) -> None:
         self.loop, self.api, self.http, self.pool = loop, api, http, pool
         self.account, self.fake, self.workers = account, fake, workers
+        self.failure: dict[str, Any] | None = None  # the first, with the run's steps up to it
         self.figures: dict[str, Any] = {
             "runs": 0,
             "steps": 0,
@@ -97,7 +101,40 @@ class World:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=120)
 
 
+def guarded(world: World, fallback: Any = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Run a step, recording it; the first failure is kept with the run's steps, not raised, and
+    every later step does nothing. Raised into Hypothesis, a failure against live processes ends
+    in its "inconsistent data generation" (FlakyStrategyDefinition): the same steps, replayed or
+    extended by a later example, met processes in another state, failed elsewhere or not at all,
+    and drew differently; the failure itself was lost. What Hypothesis draws depends only on the
+    machine's own state (a step returns ``fallback`` for its bundle instead of failing)."""
+
+    def wrap(step: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(step)
+        def run(machine: Any, *args: Any, **named: Any) -> T:
+            shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in named.items()]
+            machine.steps.append(f"{step.__name__}({', '.join(shown)})")
+            if world.failure is not None:
+                return fallback  # type: ignore[no-any-return]
+            try:
+                return step(machine, *args, **named)
+            except Exception as exc:
+                world.failure = {
+                    "run": world.figures["runs"],
+                    "steps": list(machine.steps),
+                    "error": f"{type(exc).__name__}: {exc}"[:2000],
+                    "traceback": traceback.format_exc()[-4000:],
+                }
+                return fallback  # type: ignore[no-any-return]
+
+        return run
+
+    return wrap
+
+
 def machine(world: World) -> type[RuleBasedStateMachine]:
+    step = guarded(world)
+
     class ApiAndWorkers(RuleBasedStateMachine):
         webhooks = Bundle("webhooks")
 
@@ -108,8 +145,10 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             self.accepted: list[str] = []
             self.acked: dict[str, float] = {}  # incident id -> when the acknowledge was answered (epoch)
             self.kills = 0
+            self.steps: list[str] = []
 
         @initialize(target=webhooks)
+        @guarded(world, fallback="")
         def first_webhook(self) -> str:
             # Every run starts with a webhook and an alert: the shortest runs still page someone.
             webhook = self.create_webhook()
@@ -123,6 +162,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
                 return r.status, await r.json()
 
         @rule(target=webhooks)
+        @guarded(world, fallback="")
         def create_webhook(self) -> str:
             tag = f"sm-{uuid.uuid4().hex[:8]}"
             steps = [
@@ -149,6 +189,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             return str(webhook["id"])
 
         @rule(webhook=webhooks, paused=st.booleans())
+        @step
         def pause_or_resume(self, webhook: str, paused: bool) -> None:
             if webhook not in self.live:
                 return
@@ -159,6 +200,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             self.live[webhook]["paused"] = paused
 
         @rule(webhook=webhooks)
+        @step
         def delete_webhook(self, webhook: str) -> None:
             if webhook not in self.live:
                 return
@@ -167,6 +209,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             del self.live[webhook]
 
         @rule(webhook=webhooks, key=st.sampled_from(KEYS), count=st.integers(1, 4))
+        @step
         def post_alerts(self, webhook: str, key: str, count: int) -> None:
             if webhook not in self.live:
                 return
@@ -187,6 +230,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
                     world.figures["alerts_accepted"] += 1
 
         @rule(pick=st.integers(0, 1000), resolve=st.booleans())
+        @step
         def acknowledge_or_resolve(self, pick: int, resolve: bool) -> None:
             ids = [uuid.UUID(w) for w in self.live]
             if not ids:
@@ -215,11 +259,16 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
         @precondition(lambda self: self.kills < MAX_KILLS)
         @rule()
         def kill_a_worker(self) -> None:
-            self.kills += 1
+            self.kills += 1  # counted even after a failure: the precondition steers what is drawn
+            self.kill()
+
+        @step
+        def kill(self) -> None:
             world.run(asyncio.to_thread(world.workers.kill_one))
             world.figures["kills"] += 1
 
         @invariant()
+        @step
         def statistics_add_up(self) -> None:
             world.figures["steps"] += 1
             hooks = list(self.live.values())
@@ -228,6 +277,10 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             assert wrong == []
 
         def teardown(self) -> None:
+            self.settle()
+
+        @step
+        def settle(self) -> None:
             world.run(self._settle())
 
         async def _settle(self) -> None:
@@ -306,6 +359,15 @@ async def consistent_mismatches(world: World, webhook_ids: list[str]) -> list[st
     return wrong
 
 
+def failure_notes(failure: dict[str, Any] | None) -> list[str]:
+    """The first failure for the figures: what failed and the steps of its run that led to it."""
+    if failure is None:
+        return []
+    return [f"First failure, in run {failure['run']}: {failure['error']}", "", "Its steps:", ""] + [
+        f"{n}. `{s}`" for n, s in enumerate(failure["steps"], 1)
+    ]
+
+
 async def _empty(values: Coroutine[Any, Any, list[str]]) -> bool:
     return not await values
 
@@ -319,6 +381,9 @@ async def test_the_api_and_workers_keep_their_invariants_under_any_sequence(
     began = time.monotonic()
     with SmtpServer() as smtp:
         env = {**worker_env(services, fake_providers, smtp), "MONODUTY_ESCALATION_SWEEP_SECONDS": "1"}
+        # Every step reads each live webhook's statistics: a full run asks more of the API than its
+        # per-key limit (600 a minute) allows, and a 429 is not what the machine tests.
+        env["MONODUTY_RATE_LIMIT_API"] = "1000000/minute"
         async with api_process(services, env, tmp_path) as api, aiohttp.ClientSession() as http:
             workers = Workers(env, tmp_path, random.Random(10))
             world = World(asyncio.get_running_loop(), api, http, pool, account, fake_providers, workers)
@@ -326,7 +391,7 @@ async def test_the_api_and_workers_keep_their_invariants_under_any_sequence(
                 for proc in workers.procs:
                     await wait_until(lambda p=proc: "Starting worker" in p.output(), "a worker to start", 60)
                 await asyncio.to_thread(run_state_machine_as_test, machine(world), settings=PROFILE)
-            except Exception as exc:  # an invariant, or Hypothesis itself: reported either way
+            except Exception as exc:  # Hypothesis itself (the steps' failures are in world.failure)
                 failure = f"{type(exc).__name__}: {exc}"[:2000]
             finally:
                 world.figures["worker_exits"] = workers.died()
@@ -334,7 +399,8 @@ async def test_the_api_and_workers_keep_their_invariants_under_any_sequence(
     f = world.figures
     f["seconds"] = round(time.monotonic() - began, 1)
     f["profile"] = "full" if FULL_WANTED else "CI"
-    f["failure"] = failure
+    f["hypothesis_error"] = failure
+    f["failure"] = world.failure
     write_figures(
         "statemachine",
         "Hypothesis state machine (issue 17, scenario 10)",
@@ -352,6 +418,7 @@ async def test_the_api_and_workers_keep_their_invariants_under_any_sequence(
                 "not final",
                 "pages after an ack",
                 "seconds",
+                "first failure",
             ],
             [
                 f["profile"],
@@ -364,10 +431,13 @@ async def test_the_api_and_workers_keep_their_invariants_under_any_sequence(
                 str(len(f["not_final"])),
                 str(len(f["late_pages"])),
                 str(f["seconds"]),
+                "none" if world.failure is None else f"run {world.failure['run']}: see below",
             ],
         ],
         f,
         tmp_path,
+        notes=failure_notes(world.failure),
     )
+    assert world.failure is None, failure_notes(world.failure)
     assert failure is None, failure
     assert f["worker_exits"] == []

@@ -34,7 +34,7 @@ import asyncpg
 import redis as redis_sync
 
 from engine import db
-from tests.support.processes import UNCAPPED, free_port, monoduty_env, start_monoduty, wait_for
+from tests.support.processes import UNCAPPED, dies_with_us, free_port, monoduty_env, start_monoduty, wait_for
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_SENTINEL = "/usr/bin/redis-sentinel"
@@ -76,7 +76,9 @@ class RedisServer:
         argv += ["--dir", str(self.data_dir), *persistence]
         if self.replica_of is not None:
             argv += ["--replicaof", "127.0.0.1", str(self.replica_of)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=dies_with_us()
+        )
         client = redis_sync.Redis.from_url(self.url)
         try:
             wait_for(lambda: self._answers(client), "redis-server to answer", timeout=10)
@@ -134,8 +136,14 @@ class PostgresServer:
         argv += ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.folder}"]
         argv += ["-c", "fsync=off", "-c", "max_connections=200"]
         with (self.folder / "postgres.log").open("ab") as log:
+            # SIGQUIT: an immediate stop, whose backends exit with it (a SIGKILL would strand them).
             self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, **self._as
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.folder,
+                preexec_fn=dies_with_us(signal.SIGQUIT),
+                **self._as,
             )  # type: ignore[call-overload]
         wait_for(self._ready, "postgres to accept connections", timeout=60)
 
@@ -222,7 +230,9 @@ class RedisSentinel:
             f"sentinel parallel-syncs {self.service} 1\n"
         )
         log = (self.data_dir / "sentinel.log").open("w")
-        self.proc = subprocess.Popen([REDIS_SENTINEL, str(config)], stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [REDIS_SENTINEL, str(config)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=dies_with_us()
+        )
         client = redis_sync.Redis(host="127.0.0.1", port=self.port)
         try:
             wait_for(lambda: self._knows_primary(client), "redis-sentinel to watch its primary", timeout=10)

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.support.processes import free_port, wait_for
+from tests.support.processes import dies_with_us, free_port, wait_for
 
 PGBOUNCER = "/usr/sbin/pgbouncer"
 PSQL = "/usr/bin/psql"
@@ -52,7 +52,7 @@ class PgBouncer:
             argv[1:1] = ["-u", pwd.getpwnam("nobody").pw_name]
             self.folder.chmod(0o755)
         log = (self.folder / "pgbouncer.log").open("w")
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=dies_with_us())
         wait_for(self._listening, "pgbouncer to listen", timeout=15)
 
     def _listening(self) -> bool:

@@ -5,6 +5,8 @@
   ``MONODUTY_*`` variables, the source tree on ``PYTHONPATH``, then ``extra``.
 - ``monoduty(*args, env=...)``: run a command to completion; ``start_monoduty`` starts one in the
   background; ``monoduty_argv`` is the argv both use (for ``asyncio.create_subprocess_exec``).
+- ``dies_with_us(sig)``: a ``preexec_fn`` for every child a test starts: the kernel sends it ``sig``
+  when the test process dies, so no server or worker outlives a killed or crashed pytest.
 - ``free_port()``: a local TCP port nothing listens on right now.
 - ``ApiProcess``: one `monoduty api` on a free port, its logs in a file; ``DevProcess``: one
   `monoduty dev`, its output in a file.
@@ -26,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from monoduty.children import on_parent_death
 from tests.support.services import Services
 
 T = TypeVar("T")
@@ -38,6 +41,13 @@ POLL_INTERVAL = 0.02
 # The fault and load tests count one page per alert they send, many distinct alerts a minute: with
 # the noise caps on, most of those pages would wait for a digest. tests/test_noise_caps.py tests them.
 UNCAPPED = {"MONODUTY_STORM_THRESHOLD": "1000000", "MONODUTY_MAX_OPEN_INCIDENTS": "1000000"}
+
+
+def dies_with_us(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn``: the child gets ``sig`` when the thread that started it exits. The tests
+    start children from the main thread or from an event loop's executor (``asyncio.to_thread``),
+    whose threads live until the loop closes, after the test stopped its children; so any thread."""
+    return on_parent_death(sig, any_thread=True)
 
 
 def monoduty_env(**extra: str) -> dict[str, str]:
@@ -75,12 +85,14 @@ def monoduty(
 
 def start_monoduty(*args: str, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
     """Start `monoduty ARGS` in the background; stdout and stderr go to ``log``, or nowhere without one."""
+    argv = monoduty_argv(*args)
     if log is None:
+        out = subprocess.DEVNULL
+        return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=out, preexec_fn=dies_with_us())
+    with log.open("w") as file:
         return subprocess.Popen(
-            monoduty_argv(*args), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            argv, env=env, cwd=ROOT, stdout=file, stderr=subprocess.STDOUT, preexec_fn=dies_with_us()
         )
-    with log.open("w") as out:
-        return subprocess.Popen(monoduty_argv(*args), env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
 def free_port() -> int:
