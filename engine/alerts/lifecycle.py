@@ -22,7 +22,7 @@ import asyncpg
 
 from engine import db, notifications
 from engine.alerts import call_counts
-from engine.alerts.pages import BUNDLE_ORDER, bundle_message, page_message
+from engine.alerts.pages import BUNDLE_ORDER, Row, bundle_message, page_message
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import SEVERITIES, Message
 from engine.channels.registry import EVENT_TYPES, TARGET_KEYS
@@ -147,6 +147,40 @@ FROM d LEFT JOIN alerts a ON a.id = d.alert_id LEFT JOIN incidents i ON i.id = d
     LEFT JOIN digests g ON g.id = d.digest_id
     JOIN webhooks w ON w.id = coalesce(a.webhook_id, i.webhook_id, g.webhook_id)
 """
+
+
+def _swap(sql: str, old: str, new: str) -> str:
+    assert sql.count(old) == 1, old
+    return sql.replace(old, new)
+
+
+# START_ATTEMPT in one statement with the check it follows (INCIDENT_OF_PAGE), for the attempts
+# that need nothing else: a page whose incident is still triggered (locked FOR SHARE before the
+# delivery, as INCIDENT_OF_PAGE does, and read from that lock: its latest version), or a delivery
+# in no incident; not a bundle, not a notice, not one whose earlier send was interrupted. A single
+# statement is its own transaction: the send-in-progress mark is committed when it returns. No row:
+# start_attempt takes the long way, which cancels, leaves out, records the interruption or finds
+# the delivery final.
+START_AT_ONCE = _swap(
+    _swap(
+        _swap(
+            START_ATTEMPT,
+            "WITH prior AS",
+            """WITH page_incident AS MATERIALIZED (
+    SELECT i.* FROM deliveries d JOIN incidents i ON i.id = d.incident_id
+    WHERE d.id = $1 AND d.status = 'pending' AND d.kind = 'page'
+    FOR SHARE OF i
+), prior AS""",
+        ),
+        "status = 'pending' FOR NO KEY UPDATE",
+        """status = 'pending' AND sending_since IS NULL
+        AND (kind = 'page' OR incident_id IS NULL) AND kind <> 'bundle'
+        AND coalesce((SELECT status FROM page_incident), 'triggered') = 'triggered'
+    FOR NO KEY UPDATE""",
+    ),
+    "LEFT JOIN incidents i ON",
+    "LEFT JOIN page_incident i ON",
+)
 SCHEDULE_RETRY = """
 UPDATE deliveries SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3),
     sending_since = CASE WHEN $4 THEN sending_since END
@@ -434,6 +468,39 @@ async def start_attempt(
     of an earlier one (its worker died after asking the provider, before recording the answer) is
     sent all the same, since a page lost is worse than a page twice, but the delivery is recorded
     as possibly duplicated, and said so in its incident's timeline (at ``now``, the worker's clock)."""
+    row: Mapping[str, Any] | None = await conn.fetchrow(START_AT_ONCE, delivery_id)
+    triggered: list[Row] = []
+    if row is None:
+        started = await _start_checked(conn, delivery_id, now)
+        if started is None:
+            return None
+        row, triggered = started
+    message = bundle_message(row, triggered) if triggered else page_message(row)
+    if row["incident_id"] is not None:  # a bundle's incidents are several: it names none
+        incident_id, status = str(row["incident_id"]), row["incident_status"]
+        message = replace(message, incident_id=incident_id, incident_status=status)
+    return Attempt(
+        delivery_id=row["id"],
+        alert_id=row["alert_id"],
+        webhook_id=row["webhook_id"],
+        user_id=row["user_id"],
+        channel=row["channel"],
+        target=row["target"],
+        number=row["attempts"],
+        message=message,
+        request_id=row["request_id"],
+        kind=row["kind"],
+        acting_user_id=row["acting_user_id"] if row["number"] is not None or triggered else None,
+        incident_id=row["incident_id"],
+        possibly_duplicated=row["possibly_duplicated"],
+    )
+
+
+async def _start_checked(
+    conn: db.Connection, delivery_id: uuid.UUID, now: datetime | None
+) -> tuple[Mapping[str, Any], list[Row]] | None:
+    """start_attempt's long way, one statement at a time: the row START_ATTEMPT returned and the
+    triggered incidents of a bundle, or None when the delivery was cancelled or is final."""
     async with conn.transaction():
         status = await conn.fetchval(INCIDENT_OF_PAGE, delivery_id)
         if status is not None and status != "triggered":
@@ -461,27 +528,7 @@ async def start_attempt(
                 now or row["last_attempt_at"],
                 text=f"{row['channel']} to {row['target']}: {INTERRUPTED_SEND}",
             )
-    if row is None:
-        return None
-    message = bundle_message(row, triggered) if triggered else page_message(row)
-    if row["incident_id"] is not None:  # a bundle's incidents are several: it names none
-        incident_id, status = str(row["incident_id"]), row["incident_status"]
-        message = replace(message, incident_id=incident_id, incident_status=status)
-    return Attempt(
-        delivery_id=row["id"],
-        alert_id=row["alert_id"],
-        webhook_id=row["webhook_id"],
-        user_id=row["user_id"],
-        channel=row["channel"],
-        target=row["target"],
-        number=row["attempts"],
-        message=message,
-        request_id=row["request_id"],
-        kind=row["kind"],
-        acting_user_id=row["acting_user_id"] if row["number"] is not None or triggered else None,
-        incident_id=row["incident_id"],
-        possibly_duplicated=row["possibly_duplicated"],
-    )
+    return None if row is None else (row, triggered)
 
 
 async def schedule_retry(
