@@ -50,13 +50,30 @@ def _pooler_options(pgbouncer: bool) -> dict[str, Any]:
     return {"statement_cache_size": 0} if pgbouncer else {}
 
 
+async def _keep_session(conn: Connection) -> None:
+    """The pool's reset on release, after asyncpg's own (a ROLLBACK if a transaction is still open,
+    its listener callbacks dropped): nothing more, one round trip fewer per release than asyncpg's
+    default (pg_advisory_unlock_all, CLOSE ALL, UNLISTEN *, RESET ALL), which undoes session state
+    Monoduty never leaves on a pooled connection: its advisory locks are transaction locks
+    (pg_advisory_xact_lock), its cursors (``stream``) are declared inside a transaction and end
+    with it, it changes no setting (no SET) and makes no temporary table, and it LISTENs
+    only on a connection of its own (engine.incidents.live), never a pooled one. Behind PgBouncer
+    a session state would not survive to the next transaction anyway. tests/test_db_pool.py holds
+    a pooled connection to that; whatever starts keeping session state on one must reset it."""
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, pgbouncer: bool = False
 ) -> asyncpg.Pool:
     """A pool whose connections speak jsonb as Python values; ``pgbouncer``: ``dsn`` is PgBouncer's
     transaction pool (``Settings.pgbouncer``)."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, **_pooler_options(pgbouncer)
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_keep_session,
+        **_pooler_options(pgbouncer),
     )
     assert pool is not None
     return pool

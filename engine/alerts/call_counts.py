@@ -30,6 +30,12 @@ WHERE id = $1
 COUNT_OUTCOME = """
 INSERT INTO webhook_call_outcomes (alert_id, webhook_id, successful) VALUES ($1, $2, $3 = 'successful')
 """
+# The same for the alerts a statement finalised: ``final`` names its rows (id, status, is_test,
+# webhook_id), e.g. a CTE's (engine.alerts.lifecycle.FINISH_AND_FINALISE).
+COUNT_OUTCOME_OF = """
+INSERT INTO webhook_call_outcomes (alert_id, webhook_id, successful)
+SELECT id, webhook_id, status = 'successful' FROM {final} WHERE NOT is_test
+"""
 
 _LEFT = "(SELECT count(*) FROM webhook_call_outcomes o WHERE o.webhook_id = webhooks.id{where})"
 # The four counters of a webhooks row, exact (the table named ``webhooks`` in the query).

@@ -22,7 +22,7 @@ import asyncpg
 
 from engine import db, notifications
 from engine.alerts import call_counts
-from engine.alerts.pages import BUNDLE_ORDER, bundle_message, page_message
+from engine.alerts.pages import BUNDLE_ORDER, Row, bundle_message, page_message
 from engine.alerts.payloads import ParsedAlert
 from engine.channels.base import SEVERITIES, Message
 from engine.channels.registry import EVENT_TYPES, TARGET_KEYS
@@ -109,21 +109,23 @@ UPDATE pages SET status = 'cancelled', reason = $3
 WHERE delivery_id = $1 AND incident_id = $2 AND status = 'sent'
 """
 # The send-in-progress mark (sending_since), committed before the provider is asked and cleared
-# by whatever records the attempt's outcome: an attempt that finds it still set follows one whose
-# worker died between the provider taking the message and the outcome being recorded.
-SEND_IN_PROGRESS = """
-SELECT sending_since FROM deliveries WHERE id = $1 AND status = 'pending' FOR NO KEY UPDATE
-"""
+# by whatever records the attempt's outcome: an attempt that finds it still set (``interrupted``)
+# follows one whose worker died between the provider taking the message and the outcome being
+# recorded. ``prior`` locks the row and reads the mark as it was before this attempt sets it (an
+# UPDATE's RETURNING shows only the new value), in the statement that counts the attempt.
 START_ATTEMPT = """
-WITH d AS (
+WITH prior AS MATERIALIZED (
+    SELECT id AS prior_id, sending_since AS prior_sending_since
+    FROM deliveries WHERE id = $1 AND status = 'pending' FOR NO KEY UPDATE
+), d AS (
     UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL,
         possibly_duplicated = possibly_duplicated OR sending_since IS NOT NULL, sending_since = now()
-    WHERE id = $1 AND status = 'pending'
+    FROM prior WHERE id = prior_id AND status = 'pending'
     RETURNING id, alert_id, incident_id, digest_id, kind, channel, target, attempts, possibly_duplicated,
-        last_attempt_at
+        last_attempt_at, prior_sending_since IS NOT NULL AS interrupted
 )
 SELECT d.id, d.alert_id, d.incident_id, d.kind, d.channel, d.target, d.attempts, d.possibly_duplicated,
-    d.last_attempt_at, w.id AS webhook_id,
+    d.last_attempt_at, d.interrupted, w.id AS webhook_id,
     w.user_id,
     coalesce(a.is_test, false) AS is_test, a.title, a.message, a.severity, a.source, a.details, a.received_at,
     a.request_id, w.name AS webhook_name, i.number, i.title AS incident_title, i.resolved_at,
@@ -145,6 +147,40 @@ FROM d LEFT JOIN alerts a ON a.id = d.alert_id LEFT JOIN incidents i ON i.id = d
     LEFT JOIN digests g ON g.id = d.digest_id
     JOIN webhooks w ON w.id = coalesce(a.webhook_id, i.webhook_id, g.webhook_id)
 """
+
+
+def _swap(sql: str, old: str, new: str) -> str:
+    assert sql.count(old) == 1, old
+    return sql.replace(old, new)
+
+
+# START_ATTEMPT in one statement with the check it follows (INCIDENT_OF_PAGE), for the attempts
+# that need nothing else: a page whose incident is still triggered (locked FOR SHARE before the
+# delivery, as INCIDENT_OF_PAGE does, and read from that lock: its latest version), or a delivery
+# in no incident; not a bundle, not a notice, not one whose earlier send was interrupted. A single
+# statement is its own transaction: the send-in-progress mark is committed when it returns. No row:
+# start_attempt takes the long way, which cancels, leaves out, records the interruption or finds
+# the delivery final.
+START_AT_ONCE = _swap(
+    _swap(
+        _swap(
+            START_ATTEMPT,
+            "WITH prior AS",
+            """WITH page_incident AS MATERIALIZED (
+    SELECT i.* FROM deliveries d JOIN incidents i ON i.id = d.incident_id
+    WHERE d.id = $1 AND d.status = 'pending' AND d.kind = 'page'
+    FOR SHARE OF i
+), prior AS""",
+        ),
+        "status = 'pending' FOR NO KEY UPDATE",
+        """status = 'pending' AND sending_since IS NULL
+        AND (kind = 'page' OR incident_id IS NULL) AND kind <> 'bundle'
+        AND coalesce((SELECT status FROM page_incident), 'triggered') = 'triggered'
+    FOR NO KEY UPDATE""",
+    ),
+    "LEFT JOIN incidents i ON",
+    "LEFT JOIN page_incident i ON",
+)
 SCHEDULE_RETRY = """
 UPDATE deliveries SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3),
     sending_since = CASE WHEN $4 THEN sending_since END
@@ -153,6 +189,12 @@ WHERE id = $1 AND status = 'pending'
 # A delivery without an alert (a person's resolve) has no alert to lock or finalise.
 ALERT_OF_DELIVERY = "SELECT id, alert_id, channel, target FROM deliveries WHERE id = $1"
 LOCK_ALERT = "SELECT id FROM alerts WHERE id = $1 FOR UPDATE"
+# ALERT_OF_DELIVERY and LOCK_ALERT in one round trip, for an outcome with nothing to lock between.
+LOCK_ALERT_OF_DELIVERY = """
+SELECT d.id, d.alert_id, d.channel, d.target,
+    (SELECT a.id FROM alerts a WHERE a.id = d.alert_id FOR UPDATE) AS locked_alert_id
+FROM deliveries d WHERE d.id = $1
+"""
 # Handed over: the receipt (engine.alerts.receipts) starts at 'accepted', with what the provider
 # said (an SMTP server's 250 reply), unless a status callback came first (it stays).
 FINISH_DELIVERY = """
@@ -172,6 +214,27 @@ UPDATE alerts SET finished_at = now(), status = CASE
 WHERE id = $1 AND status = 'pending'
   AND NOT EXISTS (SELECT 1 FROM deliveries WHERE alert_id = $1 AND status = 'pending')
 RETURNING status, is_test, webhook_id
+"""
+# FINISH_DELIVERY, then FINALISE_ALERT and COUNT_OUTCOME when it was the alert's last delivery, in
+# one statement. Its snapshot is taken once the alert's lock is held (LOCK_ALERT_OF_DELIVERY, the
+# statement before), so it sees every other delivery of the alert that finished before; it does not
+# see its own UPDATE of this delivery (one snapshot for the whole statement), hence ``id <> $1``.
+FINISH_AND_FINALISE = f"""
+WITH f AS (
+    {FINISH_DELIVERY.strip()}
+), final AS (
+    UPDATE alerts SET finished_at = now(), status = CASE
+        WHEN $2 = 'failed' OR EXISTS (SELECT 1 FROM deliveries o
+                                      WHERE o.alert_id = alerts.id AND o.id <> $1 AND o.status = 'failed')
+        THEN 'failed' ELSE 'successful' END
+    WHERE id = (SELECT alert_id FROM f) AND status = 'pending'
+      AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.alert_id = alerts.id AND o.id <> $1
+                      AND o.status = 'pending')
+    RETURNING id, status, is_test, webhook_id
+), counted AS (
+    {call_counts.COUNT_OUTCOME_OF.format(final="final")}
+)
+SELECT f.id, final.status, final.is_test, final.webhook_id FROM f LEFT JOIN final ON final.id = f.alert_id
 """
 
 
@@ -405,33 +468,13 @@ async def start_attempt(
     of an earlier one (its worker died after asking the provider, before recording the answer) is
     sent all the same, since a page lost is worse than a page twice, but the delivery is recorded
     as possibly duplicated, and said so in its incident's timeline (at ``now``, the worker's clock)."""
-    async with conn.transaction():
-        status = await conn.fetchval(INCIDENT_OF_PAGE, delivery_id)
-        if status is not None and status != "triggered":
-            await finish_delivery(conn, delivery_id, DeliveryStatus.CANCELLED, error=f"incident {status}")
-            return None
-        bundled = await conn.fetch(INCIDENTS_OF_BUNDLE, delivery_id, list(SEVERITIES))
-        triggered = [i for i in bundled if i["status"] == "triggered"]
-        for incident in bundled:
-            if incident["status"] != "triggered":  # its page is not in what goes out
-                await conn.execute(LEAVE_OUT, delivery_id, incident["id"], f"incident {incident['status']}")
-        if bundled and not triggered:
-            error = f"incidents {', '.join(sorted({i['status'] for i in bundled}))}"
-            await finish_delivery(conn, delivery_id, DeliveryStatus.CANCELLED, error=error)
-            return None
-        interrupted = await conn.fetchval(SEND_IN_PROGRESS, delivery_id) is not None
-        row = await conn.fetchrow(START_ATTEMPT, delivery_id)
-        if row is not None and interrupted and row["incident_id"] is not None:
-            await add_event(
-                conn,
-                row["incident_id"],
-                EventKind.POSSIBLY_DUPLICATED,
-                Actor.SYSTEM,
-                now or row["last_attempt_at"],
-                text=f"{row['channel']} to {row['target']}: {INTERRUPTED_SEND}",
-            )
+    row: Mapping[str, Any] | None = await conn.fetchrow(START_AT_ONCE, delivery_id)
+    triggered: list[Row] = []
     if row is None:
-        return None
+        started = await _start_checked(conn, delivery_id, now)
+        if started is None:
+            return None
+        row, triggered = started
     message = bundle_message(row, triggered) if triggered else page_message(row)
     if row["incident_id"] is not None:  # a bundle's incidents are several: it names none
         incident_id, status = str(row["incident_id"]), row["incident_status"]
@@ -451,6 +494,41 @@ async def start_attempt(
         incident_id=row["incident_id"],
         possibly_duplicated=row["possibly_duplicated"],
     )
+
+
+async def _start_checked(
+    conn: db.Connection, delivery_id: uuid.UUID, now: datetime | None
+) -> tuple[Mapping[str, Any], list[Row]] | None:
+    """start_attempt's long way, one statement at a time: the row START_ATTEMPT returned and the
+    triggered incidents of a bundle, or None when the delivery was cancelled or is final."""
+    async with conn.transaction():
+        status = await conn.fetchval(INCIDENT_OF_PAGE, delivery_id)
+        if status is not None and status != "triggered":
+            await finish_delivery(conn, delivery_id, DeliveryStatus.CANCELLED, error=f"incident {status}")
+            return None
+        # A page is no bundle: only another kind has a bundle's incidents to look for.
+        bundled = (
+            [] if status is not None else await conn.fetch(INCIDENTS_OF_BUNDLE, delivery_id, list(SEVERITIES))
+        )
+        triggered = [i for i in bundled if i["status"] == "triggered"]
+        for incident in bundled:
+            if incident["status"] != "triggered":  # its page is not in what goes out
+                await conn.execute(LEAVE_OUT, delivery_id, incident["id"], f"incident {incident['status']}")
+        if bundled and not triggered:
+            error = f"incidents {', '.join(sorted({i['status'] for i in bundled}))}"
+            await finish_delivery(conn, delivery_id, DeliveryStatus.CANCELLED, error=error)
+            return None
+        row = await conn.fetchrow(START_ATTEMPT, delivery_id)
+        if row is not None and row["interrupted"] and row["incident_id"] is not None:
+            await add_event(
+                conn,
+                row["incident_id"],
+                EventKind.POSSIBLY_DUPLICATED,
+                Actor.SYSTEM,
+                now or row["last_attempt_at"],
+                text=f"{row['channel']} to {row['target']}: {INTERRUPTED_SEND}",
+            )
+    return None if row is None else (row, triggered)
 
 
 async def schedule_retry(
@@ -489,6 +567,8 @@ async def finish_delivery(
     as an undelivered receipt is: when nobody its step paged can be reached any more, the step
     ends now (engine.oncall.unreached), in this transaction.
     """
+    if status is not DeliveryStatus.FAILED:  # nothing to lock between, nothing to do after
+        return await _finish_plainly(conn, delivery_id, status, error, provider_id, reply)
     async with conn.transaction():
         delivery = await conn.fetchrow(ALERT_OF_DELIVERY, delivery_id)
         if delivery is None:
@@ -516,6 +596,24 @@ async def finish_delivery(
                 moved_on, wake_ups = await unreached.move_on(conn, locked, now, what)
         alert = await _finalise(conn, finished["alert_id"]) if finished["alert_id"] is not None else None
         return Finished(alert, moved_on, wake_ups)
+
+
+async def _finish_plainly(
+    conn: db.Connection,
+    delivery_id: uuid.UUID,
+    status: DeliveryStatus,
+    error: str | None,
+    provider_id: str | None,
+    reply: str | None,
+) -> Finished:
+    """finish_delivery of an outcome other than a failure, in two statements: the alert locked,
+    then the delivery finished and the alert finalised and counted if it was the last."""
+    async with conn.transaction():
+        await conn.fetchrow(LOCK_ALERT_OF_DELIVERY, delivery_id)
+        row = await conn.fetchrow(FINISH_AND_FINALISE, delivery_id, status.value, error, provider_id, reply)
+    if row is None or row["status"] is None:
+        return Finished()
+    return Finished({"status": row["status"], "is_test": row["is_test"], "webhook_id": row["webhook_id"]})
 
 
 async def _finalise(conn: db.Connection, alert_id: uuid.UUID) -> dict[str, Any] | None:
