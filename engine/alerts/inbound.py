@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 import asyncpg
 from redis.asyncio import Redis
 
-from engine import local_cache, notifications, queue, ratelimit
+from engine import local_cache, notifications, queue, ratelimit, replicated
 from engine.alerts import enqueue, refused, signing
 from engine.errors import MonodutyError, NotFound, PayloadTooLarge
 from engine.incidents.keys import sender_key
@@ -409,4 +409,5 @@ async def _queued(
         # Only now, with the alert safely queued: a failure before this leaves the sender's retry
         # free to queue it. Two deliveries at once both get here with one alert id and one job.
         await redis.set(_message_key(webhook.id, msg_id), alert_id, ex=MESSAGE_SECONDS)
+    await replicated.confirm(redis, alert_id)  # type: ignore[arg-type]  # behind Sentinel: on a replica
     return Accepted(alert_id, queued=queued, dedup_key=sender_key(body))
