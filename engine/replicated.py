@@ -42,10 +42,14 @@ def expects_replica(redis: ArqRedis) -> bool:
     return getattr(redis.connection_pool, "replicas", 0) > 0
 
 
-async def confirm(redis: ArqRedis, job_id: str) -> None:
+async def confirm(redis: ArqRedis, job_id: str, expected: bool | None = None) -> None:
     """Return once a replica holds job ``job_id`` (and every write before it), if one should;
-    raise a Redis ConnectionError (a 503 for a sender) if it does not within ``WAIT_MS``."""
-    if not expects_replica(redis):
+    raise a Redis ConnectionError (a 503 for a sender) if it does not within ``WAIT_MS``.
+
+    ``expected``: ``expects_replica`` as it was before the job was written. Asked after, it may
+    already describe the new primary (no replica yet) while the job went to the old one: under
+    load, 88 accepted alerts were lost that way in one planned failover."""
+    if not (expects_replica(redis) if expected is None else expected):
         return
     keys = (job_key_prefix + job_id, result_key_prefix + job_id, redis.default_queue_name + ":replicated")
     async with redis.pipeline(transaction=False) as pipe:
