@@ -4,11 +4,13 @@
 - A malformed Sentinel URL stops `monoduty api` at start-up with a message saying what is wrong
   (and never the password it holds).
 - The primary is SIGKILLed (a host crash), or handed over by ``SENTINEL FAILOVER`` (a planned
-  switch: the old primary stays up, demoted, and answers READONLY), in the middle of a steady
-  stream of alerts: the senders
-  get 202 or 503, never a 500; the workers ride out the failover and never exit; every alert
-  accepted after it is delivered; what is lost was accepted in the last moment before the crash
-  (asynchronous replication: the replica's lag, measured here and printed, is that window).
+  switch: the sentinels promote the replica, name it a second later, and turn the old primary,
+  which took writes all along, into a replica ten seconds later, discarding what it took), in the
+  middle of a steady stream of alerts: the senders get 202 or 503, never a 500; the workers ride
+  out the failover and never exit; no alert answered 202 is lost (engine.replicated: a 202 waits
+  until the replica holds the alert; without it a planned failover lost 214 of 900), and every
+  stored alert is delivered. The planned failover is still an expected failure: it passes in most
+  runs, and lost 12 of 700 in one of three.
 """
 
 from __future__ import annotations
@@ -44,10 +46,6 @@ QUEUE = Settings().queue_name
 SERVICE = "monoduty-test"
 RATE = 150  # alerts per second, steady
 STREAM_SECONDS = 6.0
-# README "What Monoduty promises": with a replica, what the primary took in its last replication
-# lag before a crash may be lost. The lag is milliseconds when idle; on this shared 2-core machine
-# under a stream it is allowed up to this much (a lost alert answered earlier is a failure).
-LOSS_WINDOW_SECONDS = 1.0
 
 
 def test_a_malformed_sentinel_url_stops_the_api_with_a_clear_message(services: Services) -> None:
@@ -133,9 +131,9 @@ async def fail_over(
         pytest.param(
             "sentinel-failover",
             marks=pytest.mark.xfail(
-                strict=True,
-                reason="known loss (README): the old primary takes writes until the sentinels demote it;"
-                " 214 of 900 accepted alerts lost in one run",
+                strict=False,
+                reason="rare residual loss (README): 12 of 700 accepted alerts lost in 1 of 3 runs, answered"
+                " about 0.3 s after the sentinels named the new primary; cause not found yet",
             ),
         ),
     ],
@@ -235,8 +233,9 @@ async def test_a_failover_under_a_stream_of_alerts_loses_only_the_replication_la
     print(
         f"sentinel failover ({how}): {len(stream.accepted)} accepted of {sum(stream.statuses.values())} sent "
         f"{dict(stream.statuses)}; {len(lost)} lost (answered "
-        f"{', '.join(f'{(crash - t) * 1000:.0f}' for t in lost.values()) or '-'} ms before the crash); "
-        f"{len(after)} accepted after the crash; replication lag over {len(lags_ms)} samples: "
+        f"{', '.join(f'{(crash - t) * 1000:.0f}' for t in lost.values()) or '-'} ms before the failover,"
+        " negative: after); "
+        f"{len(after)} accepted after the failover; replication lag over {len(lags_ms)} samples: "
         f"median {lags_ms[len(lags_ms) // 2]:.2f} ms, max {lags_ms[-1]:.2f} ms"
     )
     record_property("lost", len(lost))
@@ -244,9 +243,7 @@ async def test_a_failover_under_a_stream_of_alerts_loses_only_the_replication_la
     assert set(stream.statuses) <= {202, 503}, f"only 202 or 503 (retry) may answer: {stream.statuses}"
     assert stream.statuses[503], "the failover was not noticed: the test did not test it"
     assert after, "no alert was accepted after the failover"
-    assert all(crash - t <= LOSS_WINDOW_SECONDS for t in lost.values()), (
-        "an alert older than the window was lost"
-    )
+    assert not lost, "alerts answered 202 were lost"
     # Everything stored is delivered and counted once (an alert answered 503 may be stored too:
     # the old primary took it and died before answering; the sender's retry is a new alert).
     assert all(r["status"] == "successful" for r in stored), Counter(r["status"] for r in stored)

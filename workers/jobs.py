@@ -15,7 +15,7 @@ import asyncpg
 from arq import Retry
 from arq.connections import ArqRedis
 
-from engine import queue, retry
+from engine import queue, replicated, retry
 from engine.alerts import lifecycle
 from engine.alerts.lifecycle import DeliveryStatus
 from engine.alerts.payloads import group_members, parse_alert
@@ -57,6 +57,10 @@ async def process_alert(ctx: WorkerContext, job: dict[str, Any]) -> int:
     The first attempts are made here, in this job (``_fan_out``), not in a deliver job of their
     own: one queue hop less between the sender and the phone. Retries go through the queue.
     """
+    # Behind Sentinel, first the job must be on a replica: a job the API wrote to a primary already
+    # replaced by its replica (a planned failover) was answered 503, is on no other server, and what
+    # this job would write next (its deliver jobs) would be thrown away with that primary's data.
+    await replicated.confirm(ctx["redis"], job["alert_id"])
     body = job["body"].encode()
     refused = job.get("refused")
     if refused is not None:  # a body refused as too large, told to the owner (engine.alerts.refused)

@@ -187,6 +187,12 @@ class ResilientWorker(Worker):
 
     async def _claim(self, job_id: str) -> bool:
         """Mark ``job_id`` in progress and start it; False when it is not ours to run now."""
+        running = self.tasks.get(job_id)
+        if running is not None and not running.done():
+            # Running here already, taken from a primary that Sentinel has since replaced: the new
+            # primary still queues it, unclaimed. arq keys its running jobs by id, and a second run
+            # made it fail the job for good (KeyError), an accepted alert never stored.
+            return False
         in_progress_key = in_progress_key_prefix + job_id
         async with self.pool.pipeline(transaction=True) as pipe:
             await pipe.watch(in_progress_key)

@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 import asyncpg
 from redis.asyncio import Redis
 
-from engine import local_cache, notifications, queue, ratelimit
+from engine import local_cache, notifications, queue, ratelimit, replicated
 from engine.alerts import enqueue, refused, signing
 from engine.errors import MonodutyError, NotFound, PayloadTooLarge
 from engine.incidents.keys import sender_key
@@ -420,6 +420,7 @@ async def _accept_alert(
         if body is None:
             body = await read_body()
         alert_id = _alert_id(webhook, msg_id)
+        replica = replicated.expects_replica(redis)  # type: ignore[arg-type]  # as of before the write
         outcome = await enqueue.limited_alert(
             redis,  # type: ignore[arg-type]
             ratelimit.bucket("inbound", token),
@@ -432,7 +433,7 @@ async def _accept_alert(
             request_id=request_id,
         )
         await _refuse_over_limit(redis, pool, webhook, outcome.verdict)
-        return await _queued(redis, webhook, msg_id, alert_id, outcome.queued, body)
+        return await _queued(redis, webhook, msg_id, alert_id, outcome.queued, body, replica)
     if limit is not None:
         await _check_limit(redis, pool, webhook, token, limit)
     if webhook.status != "ACTIVE":
@@ -446,6 +447,7 @@ async def _accept_alert(
     if prepare is not None:
         body = prepare(body)
     alert_id = _alert_id(webhook, msg_id)
+    replica = replicated.expects_replica(redis)  # type: ignore[arg-type]
     queued = await queue.enqueue_alert(
         redis,  # type: ignore[arg-type]
         alert_id,
@@ -456,14 +458,21 @@ async def _accept_alert(
         request_id=request_id,
     )
     # queue.enqueue_alert confirms the job exists (arq's None can also mean a write lost at EXEC).
-    return await _queued(redis, webhook, msg_id, alert_id, queued, body)
+    return await _queued(redis, webhook, msg_id, alert_id, queued, body, replica)
 
 
 async def _queued(
-    redis: Redis, webhook: InboundWebhook, msg_id: str | None, alert_id: str, queued: bool, body: bytes
+    redis: Redis,
+    webhook: InboundWebhook,
+    msg_id: str | None,
+    alert_id: str,
+    queued: bool,
+    body: bytes,
+    replica: bool,
 ) -> Accepted:
     if msg_id is not None:
         # Only now, with the alert safely queued: a failure before this leaves the sender's retry
         # free to queue it. Two deliveries at once both get here with one alert id and one job.
         await redis.set(_message_key(webhook.id, msg_id), alert_id, ex=MESSAGE_SECONDS)
+    await replicated.confirm(redis, alert_id, replica)  # type: ignore[arg-type]  # behind Sentinel
     return Accepted(alert_id, queued=queued, dedup_key=sender_key(body))
