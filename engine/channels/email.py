@@ -1,7 +1,7 @@
 """Email over SMTP (aiosmtplib): plain, STARTTLS or implicit TLS, with optional login.
 
-One connection per message: alerts are rare and bursty, and a fresh connection never trips over a
-server that silently dropped an idle one.
+A worker keeps its connections open for the next email (engine.channels.smtp_pool); elsewhere
+(the API's verification codes, password resets) each email has a connection of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 import aiosmtplib
 
 from engine.channels.base import DeliveryError, Message, Receipt
+from engine.channels.smtp_pool import SmtpConnections, failed_unsent, quit_quietly
 from engine.settings import SmtpSettings
 
 SNIPPET_LENGTH = 200
@@ -35,11 +36,23 @@ class EmailChannel:
 
     type = "EMAIL"
 
-    def __init__(self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None) -> None:
-        """``tls_context`` overrides the system trust store (a private CA; tests use one)."""
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        connections: SmtpConnections | None = None,
+    ) -> None:
+        """``tls_context`` overrides the system trust store (a private CA; tests use one);
+        ``connections`` keeps connections for later sends (none kept by default)."""
         self.settings = settings
         self.tls_context = tls_context
         self.sender = parseaddr(settings.from_addr)[1] or settings.from_addr
+        self.connections = connections or SmtpConnections(0)
+
+    async def close(self) -> None:
+        """QUIT the connections kept for later sends."""
+        await self.connections.close()
 
     async def send(self, message: Message, target: str) -> Receipt:
         """Hand the email to the SMTP server; the receipt holds its Message-ID and the server's
@@ -51,11 +64,34 @@ class EmailChannel:
             # The email package refuses header values it cannot represent (a newline in an address).
             raise DeliveryError("invalid email address", permanent=True) from None
         try:
-            answer = await submit(self.settings, email, target, tls_context=self.tls_context)
+            answer = await self._submit(email, target)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise self._classify(exc) from None
         # DATA is accepted with 250 alone (RFC 5321); aiosmtplib gives the text after the code.
         return Receipt(provider_id=email["Message-ID"], reply=f"250 {self._snippet(answer)}".rstrip())
+
+    async def _submit(self, email: EmailMessage, target: str) -> str:
+        """The server's answer to the email, on a kept connection or a new one. A kept connection
+        that turns out dead or closing before DATA is replaced once: the server cannot have taken
+        the email yet. From DATA on, a failure is the caller's (maybe sent: never sent again here)."""
+        connection, kept = await self.connections.take(self.settings, self.tls_context)
+        try:
+            _, answer = await connection.send_message(email, sender=self.sender, recipients=[target])
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await quit_quietly(connection)
+            if not (kept and failed_unsent(connection, exc)):
+                raise
+            connection = await self.connections.connect(self.settings, self.tls_context)
+            try:
+                _, answer = await connection.send_message(email, sender=self.sender, recipients=[target])
+            except BaseException:
+                await quit_quietly(connection)
+                raise
+        except BaseException:  # cancelled mid-send: the connection is in an unknown state
+            connection.close()
+            raise
+        await self.connections.give_back(self.settings, connection)
+        return answer
 
     def _classify(self, exc: Exception) -> DeliveryError:
         """5xx replies and refused recipients are final; 4xx replies and network trouble are not."""
