@@ -27,8 +27,10 @@ from redis.exceptions import RedisError, ResponseError, WatchError
 
 from engine import db, queue
 from engine.channels import egress
+from engine.channels.email import EmailChannel
 from engine.channels.outbox import OutboxChannel
 from engine.channels.registry import build_channels
+from engine.channels.smtp_pool import SmtpConnections
 from engine.clock import Clock, DatabaseClock, queue_ms
 from engine.errors import STORAGE_DOWN
 from engine.observability import metrics, periodic, presence
@@ -301,6 +303,10 @@ async def _startup(ctx: dict[str, Any]) -> None:
     ctx["channels"] = build_channels(
         settings, ctx["session"], outbox_factory=lambda kind: OutboxChannel(kind, ctx["pool"])
     )
+    email = ctx["channels"].get("EMAIL")
+    if isinstance(email, EmailChannel):
+        # Open connections kept for the next email: no more than the sends the slots allow at once.
+        email.connections = SmtpConnections(settings.channel_concurrency)
     ctx["metrics"] = metrics.MetricsBuffer()
     ctx["channel_slots"] = ChannelSlots(settings.channel_concurrency)
     ctx["escalation_gate"] = escalations.SweepGate()
@@ -333,6 +339,9 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_REDIS_SECONDS):
                 await ctx["metrics"].flush(ctx["redis"])
+    email = ctx.get("channels", {}).get("EMAIL")
+    if isinstance(email, EmailChannel):
+        await email.close()  # QUIT what is kept open
     if "session" in ctx:
         await ctx["session"].close()
     if "pool" in ctx:

@@ -1,21 +1,27 @@
 """Email over SMTP (aiosmtplib): plain, STARTTLS or implicit TLS, with optional login.
 
-One connection per message: alerts are rare and bursty, and a fresh connection never trips over a
-server that silently dropped an idle one.
+A worker keeps its connections open for the next email (engine.channels.smtp_pool); elsewhere
+(the API's verification codes, password resets) each email has a connection of its own.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import re
+import secrets
 import ssl
+import sys
 from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import make_msgid, parseaddr
 
 import aiosmtplib
 
 from engine.channels.base import DeliveryError, Message, Receipt
+from engine.channels.smtp_pool import SmtpConnections, failed_unsent, quit_quietly
 from engine.settings import SmtpSettings
 
 SNIPPET_LENGTH = 200
@@ -30,16 +36,72 @@ _ENCODED_WORD_OPENER = "=?"
 _MSGID_PART = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 
+class _HeaderClasses(HeaderRegistry):
+    """The email package's header registry, making each header class once.
+
+    Its own makes a new class (``type(...)``) for every header set or read: some 30 per email and
+    the largest single cost of building one. The classes are the same, so the email is too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[type, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        kind = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(kind)
+        if made is None:
+            made = self._made[kind] = super().__getitem__(name)
+        return made
+
+
+# The email package's default policy (what EmailMessage() uses), with the registry above.
+POLICY = policy.default.clone(header_factory=_HeaderClasses())
+
+
+@functools.lru_cache(maxsize=1024)
+def _header(name: str, value: str) -> BaseHeader:
+    """A header whose value comes back email after email (the sender, a recipient, a severity),
+    parsed once: header objects are immutable, and setting one skips the parsing."""
+    return POLICY.header_store_parse(name, value)[1]
+
+
+@functools.lru_cache(maxsize=16)
+def _domain(from_addr: str) -> str:
+    return parseaddr(from_addr)[1].rpartition("@")[2] or "monoduty.localhost"
+
+
+def _boundary(*parts: str) -> str:
+    """A MIME boundary as the email package makes one (``===============<19 digits>==``) and
+    found in no part, as it checks; made here, its generator would compile a regular expression
+    per email for that check. Its encodings never write a run of ``=`` (QP writes ``=3D``)."""
+    while True:
+        boundary = "=" * 15 + f"{secrets.randbelow(sys.maxsize):019d}=="
+        if not any(boundary in part for part in parts):
+            return boundary
+
+
 class EmailChannel:
     """Sends one text + HTML email per alert to one address."""
 
     type = "EMAIL"
 
-    def __init__(self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None) -> None:
-        """``tls_context`` overrides the system trust store (a private CA; tests use one)."""
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        connections: SmtpConnections | None = None,
+    ) -> None:
+        """``tls_context`` overrides the system trust store (a private CA; tests use one);
+        ``connections`` keeps connections for later sends (none kept by default)."""
         self.settings = settings
         self.tls_context = tls_context
         self.sender = parseaddr(settings.from_addr)[1] or settings.from_addr
+        self.connections = connections or SmtpConnections(0)
+
+    async def close(self) -> None:
+        """QUIT the connections kept for later sends."""
+        await self.connections.close()
 
     async def send(self, message: Message, target: str) -> Receipt:
         """Hand the email to the SMTP server; the receipt holds its Message-ID and the server's
@@ -51,11 +113,34 @@ class EmailChannel:
             # The email package refuses header values it cannot represent (a newline in an address).
             raise DeliveryError("invalid email address", permanent=True) from None
         try:
-            answer = await submit(self.settings, email, target, tls_context=self.tls_context)
+            answer = await self._submit(email, target)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise self._classify(exc) from None
         # DATA is accepted with 250 alone (RFC 5321); aiosmtplib gives the text after the code.
         return Receipt(provider_id=email["Message-ID"], reply=f"250 {self._snippet(answer)}".rstrip())
+
+    async def _submit(self, email: EmailMessage, target: str) -> str:
+        """The server's answer to the email, on a kept connection or a new one. A kept connection
+        that turns out dead or closing before DATA is replaced once: the server cannot have taken
+        the email yet. From DATA on, a failure is the caller's (maybe sent: never sent again here)."""
+        connection, kept = await self.connections.take(self.settings, self.tls_context)
+        try:
+            _, answer = await connection.send_message(email, sender=self.sender, recipients=[target])
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await quit_quietly(connection)
+            if not (kept and failed_unsent(connection, exc)):
+                raise
+            connection = await self.connections.connect(self.settings, self.tls_context)
+            try:
+                _, answer = await connection.send_message(email, sender=self.sender, recipients=[target])
+            except BaseException:
+                await quit_quietly(connection)
+                raise
+        except BaseException:  # cancelled mid-send: the connection is in an unknown state
+            connection.close()
+            raise
+        await self.connections.give_back(self.settings, connection)
+        return answer
 
     def _classify(self, exc: Exception) -> DeliveryError:
         """5xx replies and refused recipients are final; 4xx replies and network trouble are not."""
@@ -138,12 +223,12 @@ def compose(message: Message, to: str, from_addr: str) -> EmailMessage:
         # An address cannot be rewritten like text, and the parser would decode an encoded word
         # in its local part (RFC 2047 forbids one there) into another To line: refuse it.
         raise ValueError("an encoded word in an address")
-    email = EmailMessage()
+    email = EmailMessage(policy=POLICY)
     email["Subject"] = header_text(message.subject)
-    email["From"] = from_addr
-    email["To"] = to
-    email["Date"] = format_datetime(datetime.now(UTC))
-    domain = parseaddr(from_addr)[1].rpartition("@")[2] or "monoduty.localhost"
+    email["From"] = _header("From", from_addr)
+    email["To"] = _header("To", to)
+    email["Date"] = datetime.now(UTC)  # written as format_datetime does, without parsing it back
+    domain = _domain(from_addr)
     # The delivery's id where there is one, the same on every attempt: SMTP has no idempotency key,
     # but mail stores and readers (Gmail, Outlook, mutt) show one message per Message-ID, so a send
     # repeated after a worker died mid-send is not shown twice. An explicit domain: make_msgid would
@@ -154,11 +239,13 @@ def compose(message: Message, to: str, from_addr: str) -> EmailMessage:
         email["Message-ID"] = make_msgid(domain=domain)
     # Ours (a UUID, one of SEVERITIES), but they come back from the database: same rule.
     email["X-Monoduty-Alert-Id"] = header_text(message.alert_id)
-    email["X-Monoduty-Severity"] = header_text(message.severity)
+    email["X-Monoduty-Severity"] = _header("X-Monoduty-Severity", header_text(message.severity))
     # RFC 3834: stops vacation responders from answering an alert (and looping with a ticket system).
-    email["Auto-Submitted"] = "auto-generated"
-    email.set_content(_text(message))
-    email.add_alternative(_html(message), subtype="html")
+    email["Auto-Submitted"] = _header("Auto-Submitted", "auto-generated")
+    text, html_text = _text(message), _html(message)
+    email.set_content(text)
+    email.add_alternative(html_text, subtype="html")
+    email.set_boundary(_boundary(text, html_text))
     return email
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+import threading
 import time
 import uuid
 from collections import deque
@@ -37,7 +38,7 @@ from xml.etree import ElementTree
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 from engine.channels import twilio_signature
 from tests.support.processes import free_port
@@ -273,8 +274,20 @@ def twiml_message(body: str) -> str | None:
     return None if message is None else message.text
 
 
+class _CountingSmtp(SMTP):
+    """aiosmtpd's server side of one connection, telling its SmtpServer of the connection."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:  # not the STARTTLS upgrade of one already counted
+            self.event_handler._connected(transport)
+        super().connection_made(transport)
+
+
 class _RandomPortController(Controller):
     """aiosmtpd's Controller, bound to a free port the OS picks (it only knows fixed ports)."""
+
+    def factory(self) -> SMTP:
+        return _CountingSmtp(self.handler, **self.SMTP_kwargs)
 
     def _trigger_server(self) -> None:
         assert self.server is not None
@@ -296,15 +309,47 @@ class SmtpServer:
             options.update(tls_context=cert, require_starttls=True)
         elif tls == "tls":
             options["ssl_context"] = cert
+        self.connections = 0  # connections the server accepted
+        self.mail_commands = 0  # MAIL FROM commands it was sent: each one an attempt at an email
+        self.quits = 0  # connections the client ended with QUIT
+        self._open: list[asyncio.BaseTransport] = []
+        self._mail_reply: str | None = None
+        self._die_after_data = False
         self._controller = _RandomPortController(self, hostname=self.host, port=0, **options)
 
     def refuse(self, address: str, reply: str) -> None:
         """Answer RCPT TO for ``address`` with ``reply``, e.g. ``"550 5.1.1 No such user"``."""
         self.refusals[address] = reply
 
+    def refuse_next_mail(self, reply: str) -> None:
+        """Answer the next MAIL FROM with ``reply`` and, for a 421, close the connection after it
+        (as a server does past its limit of messages per connection)."""
+        self._mail_reply = reply
+
+    def die_after_next_data(self) -> None:
+        """Take the next email, then drop the connection before answering it."""
+        self._die_after_data = True
+
+    def drop_connections(self) -> None:
+        """Close every open connection from the server's side (its idle timeout, a restart)."""
+        done = threading.Event()
+
+        def drop() -> None:
+            for transport in self._open:
+                transport.close()
+            done.set()
+
+        self._controller.loop.call_soon_threadsafe(drop)
+        assert done.wait(5), "the SMTP server's loop did not run"
+
+    def _connected(self, transport: asyncio.BaseTransport) -> None:
+        self.connections += 1
+        self._open.append(transport)
+
     def __enter__(self) -> SmtpServer:
         self._controller.start()
         self.port = self._controller.port
+        self.connections = 0  # not the controller's own, made to check the server is up
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -317,11 +362,29 @@ class SmtpServer:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> Any:
+        self.mail_commands += 1
+        reply, self._mail_reply = self._mail_reply, None
+        if reply is None:
+            return MISSING  # aiosmtpd's own handling
+        if reply.startswith("421"):
+            asyncio.get_running_loop().call_soon(server.transport.close)  # once the reply is out
+        return reply
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> Any:
+        self.quits += 1
+        return MISSING
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
         self.messages.append(parsed)  # type: ignore[arg-type]
         queue_id = uuid.uuid4().hex[:10].upper()
         self.queue_ids.append(queue_id)
+        if self._die_after_data:
+            self._die_after_data = False
+            server.transport.abort()  # taken, and the answer never leaves
         return f"250 2.0.0 Ok: queued as {queue_id}"  # as Postfix answers
 
     def _authenticate(
