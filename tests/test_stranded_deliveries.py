@@ -16,7 +16,7 @@ from arq.constants import default_queue_name, in_progress_key_prefix, job_key_pr
 from engine import queue
 from engine.alerts import lifecycle
 from engine.alerts.payloads import parse_alert
-from engine.clock import Clock
+from engine.clock import SYSTEM, Clock
 from engine.settings import Settings
 from tests.support.clock import ShiftedClock
 from tests.support.factories import ALERT, Account, run_worker
@@ -53,9 +53,22 @@ async def sweep(settings: Settings, pool: asyncpg.Pool, redis: ArqRedis, clock: 
     await requeue_stranded(ctx)  # type: ignore[arg-type]
 
 
-def later(settings: Settings) -> ShiftedClock:
-    """A clock past the moment a delivery idle since now counts as stranded."""
-    return ShiftedClock(idle_seconds(settings.job_timeout) + 1)
+async def idle_for(pool: asyncpg.Pool, delivery_id: str, seconds: float) -> None:
+    """Move the delivery's times back ``seconds``, as if it had waited that long since."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE deliveries SET created_at = created_at - make_interval(secs => $2), "
+            "last_attempt_at = last_attempt_at - make_interval(secs => $2), "
+            "next_attempt_at = next_attempt_at - make_interval(secs => $2), "
+            "sending_since = sending_since - make_interval(secs => $2) WHERE id = $1",
+            uuid.UUID(delivery_id),
+            float(seconds),
+        )
+
+
+async def stranded_by_now(pool: asyncpg.Pool, settings: Settings, delivery_id: str) -> None:
+    """Past the moment the delivery, idle since now, counts as stranded."""
+    await idle_for(pool, delivery_id, idle_seconds(settings.job_timeout) + 1)
 
 
 def sends(fake: FakeProviders, topic: str) -> int:
@@ -81,14 +94,16 @@ async def test_a_delivery_whose_job_was_flushed_is_sent_once_after_the_sweep(
     assert await queue.enqueue_deliveries(redis, [delivery_id]) == 1
     await redis.flushdb()  # the job is gone; PostgreSQL still says pending
 
-    await sweep(provider_settings, pool, redis, ShiftedClock(0))  # not idle long enough yet
+    await sweep(provider_settings, pool, redis, SYSTEM)  # not idle long enough yet
     assert not await redis.exists(job_key_prefix + delivery_id)
-    await sweep(provider_settings, pool, redis, later(provider_settings))
+    await stranded_by_now(pool, provider_settings, delivery_id)
+    await sweep(provider_settings, pool, redis, SYSTEM)
     await run_worker(provider_settings)
     assert (await delivery(pool, delivery_id))["status"] == "delivered"
     assert sends(fake_providers, topic) == 1
 
-    await sweep(provider_settings, pool, redis, later(provider_settings))  # delivered: nothing owed
+    await stranded_by_now(pool, provider_settings, delivery_id)
+    await sweep(provider_settings, pool, redis, SYSTEM)  # delivered: nothing owed
     await run_worker(provider_settings)
     assert sends(fake_providers, topic) == 1
 
@@ -110,7 +125,8 @@ async def test_a_retry_whose_job_a_flush_took_mid_run_is_sent_again(
     assert await redis.exists(result_key_prefix + delivery_id)  # arq's "job expired"
     assert (await delivery(pool, delivery_id))["status"] == "pending"
 
-    await sweep(provider_settings, pool, redis, later(provider_settings))
+    await stranded_by_now(pool, provider_settings, delivery_id)
+    await sweep(provider_settings, pool, redis, SYSTEM)
     await run_worker(provider_settings)
     assert (await delivery(pool, delivery_id))["status"] == "delivered"
     assert sends(fake_providers, topic) == 1
@@ -129,14 +145,16 @@ async def test_a_delivery_whose_job_is_still_queued_or_running_is_not_queued_twi
     job = await redis.get(job_key_prefix + delivery_id)
     score = await redis.zscore(default_queue_name, delivery_id)
 
-    await sweep(provider_settings, pool, redis, later(provider_settings))
+    await stranded_by_now(pool, provider_settings, delivery_id)
+    await sweep(provider_settings, pool, redis, SYSTEM)
     assert await redis.get(job_key_prefix + delivery_id) == job
     assert await redis.zscore(default_queue_name, delivery_id) == score  # not moved to now
 
     # The same while a worker runs it (its claim held, its job key gone with a flush).
     await redis.delete(job_key_prefix + delivery_id)
     await redis.set(in_progress_key_prefix + delivery_id, b"1")
-    await sweep(provider_settings, pool, redis, later(provider_settings))
+    await stranded_by_now(pool, provider_settings, delivery_id)
+    await sweep(provider_settings, pool, redis, SYSTEM)
     assert not await redis.exists(job_key_prefix + delivery_id)
     assert await redis.zscore(default_queue_name, delivery_id) == score
 
@@ -156,8 +174,9 @@ async def test_a_delivery_being_sent_is_left_to_its_attempt_then_to_the_possibly
     fake_providers: FakeProviders,
 ) -> None:
     """An attempt under way with no job in Redis (the first attempt inside process_alert, or a
-    deliver job flushed mid-send) is not doubled by the sweep while it can still be running; once
-    it cannot (its worker died), the delivery goes again, recorded possibly duplicated."""
+    deliver job flushed mid-send) is not doubled by the sweep while it can still be running, even
+    on a clock running ahead; once it cannot (its worker died), the delivery goes again, recorded
+    possibly duplicated."""
     delivery_id, topic = await stored_delivery(live, account, pool)
     async with pool.acquire() as conn:
         # Made long ago: only its attempt, just begun, says it is being worked on.
@@ -167,12 +186,16 @@ async def test_a_delivery_being_sent_is_left_to_its_attempt_then_to_the_possibly
         )
         assert await lifecycle.start_attempt(conn, uuid.UUID(delivery_id)) is not None
 
-    await sweep(provider_settings, pool, redis, ShiftedClock(idle_seconds(provider_settings.job_timeout) - 2))
+    await sweep(provider_settings, pool, redis, SYSTEM)
+    # A sweeper whose clock is 10 minutes ahead (stepped since it last measured the database's)
+    # does not take the attempt for one long dead.
+    await sweep(provider_settings, pool, redis, ShiftedClock(600))
     await run_worker(provider_settings)
     assert sends(fake_providers, topic) == 0
     assert (await delivery(pool, delivery_id))["sending_since"] is not None
 
-    await sweep(provider_settings, pool, redis, later(provider_settings))
+    await stranded_by_now(pool, provider_settings, delivery_id)  # its worker died mid-send
+    await sweep(provider_settings, pool, redis, SYSTEM)
     await run_worker(provider_settings)
     row = await delivery(pool, delivery_id)
     assert (row["status"], row["attempts"], row["possibly_duplicated"]) == ("delivered", 2, True)
@@ -188,10 +211,11 @@ async def test_workers_sweeping_at_once_queue_a_stranded_delivery_once(
     fake_providers: FakeProviders,
 ) -> None:
     delivery_id, topic = await stored_delivery(live, account, pool)
-    clock = later(provider_settings)
-    await asyncio.gather(*(sweep(provider_settings, pool, redis, clock) for _ in range(3)))
+    await stranded_by_now(pool, provider_settings, delivery_id)
+    await asyncio.gather(*(sweep(provider_settings, pool, redis, SYSTEM) for _ in range(3)))
     await run_worker(provider_settings)
-    await sweep(provider_settings, pool, redis, clock)  # delivered: nothing owed any more
+    await stranded_by_now(pool, provider_settings, delivery_id)
+    await sweep(provider_settings, pool, redis, SYSTEM)  # delivered: nothing owed any more
     await run_worker(provider_settings)
     assert (await delivery(pool, delivery_id))["status"] == "delivered"
     assert sends(fake_providers, topic) == 1

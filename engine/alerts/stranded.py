@@ -14,19 +14,24 @@ re-queued too, and its next attempt is recorded possibly duplicated (engine.aler
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from engine import db
 
-# greatest() skips NULLs: a delivery never attempted counts from when it was made. The mark is the
-# sweeper's now, on the clock of the cutoff (the database's, engine.clock.DatabaseClock).
+# greatest() skips NULLs: a delivery never attempted counts from when it was made. The sweeper's
+# clock is the database's corrected (engine.clock.DatabaseClock), but one stepped ahead since its
+# last measurement would take a first attempt still running in process_alert (no job of its id)
+# for stranded, and send it again: now() bounds it, so a clock ahead never sweeps early (one
+# behind sweeps late). The mark is the time the cutoff was read on.
 TAKE_IDLE = """
-UPDATE deliveries SET next_attempt_at = $3
+UPDATE deliveries SET next_attempt_at = least($1, now())
 WHERE id IN (
     SELECT id FROM deliveries
-    WHERE status = 'pending' AND greatest(created_at, last_attempt_at, next_attempt_at) < $1
+    WHERE status = 'pending'
+        AND greatest(created_at, last_attempt_at, next_attempt_at)
+            < least($1, now()) - make_interval(secs => $2)
     ORDER BY created_at
-    LIMIT $2
+    LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id
@@ -34,6 +39,7 @@ RETURNING id
 
 
 async def take(conn: db.Connection, now: datetime, idle: float, limit: int) -> list[uuid.UUID]:
-    """Claim up to ``limit`` pending deliveries idle for more than ``idle`` seconds at ``now``."""
-    rows = await conn.fetch(TAKE_IDLE, now - timedelta(seconds=idle), limit, now)
+    """Claim up to ``limit`` pending deliveries idle for more than ``idle`` seconds at ``now`` (or
+    at the database's now, if earlier)."""
+    rows = await conn.fetch(TAKE_IDLE, now, idle, limit)
     return [r["id"] for r in rows]
