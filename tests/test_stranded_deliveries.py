@@ -219,3 +219,21 @@ async def test_workers_sweeping_at_once_queue_a_stranded_delivery_once(
     await run_worker(provider_settings)
     assert (await delivery(pool, delivery_id))["status"] == "delivered"
     assert sends(fake_providers, topic) == 1
+
+
+async def test_a_delivery_stranded_longer_than_arq_keeps_a_job_is_not_sent_days_late(
+    live: TestClient,
+    account: Account,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    provider_settings: Settings,
+    fake_providers: FakeProviders,
+) -> None:
+    """One stranded before the sweep existed (an upgrade): a page two days late is noise, and no
+    job of it would have run that late either (arq expires a job after a day)."""
+    delivery_id, topic = await stored_delivery(live, account, pool)
+    await idle_for(pool, delivery_id, 2 * 24 * 3600)
+    await sweep(provider_settings, pool, redis, SYSTEM)
+    await run_worker(provider_settings)
+    assert not await redis.exists(result_key_prefix + delivery_id)  # no deliver job ran
+    assert sends(fake_providers, topic) == 0

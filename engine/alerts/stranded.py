@@ -18,6 +18,10 @@ from datetime import datetime
 
 from engine import db
 
+# A delivery made longer ago than arq keeps a job (a day, engine.queue: its expiry) is past what any
+# job of it would have sent: one stranded before this sweep existed is not sent days late.
+MAX_AGE_SECONDS = 24 * 3600.0
+
 # greatest() skips NULLs: a delivery never attempted counts from when it was made. The sweeper's
 # clock is the database's corrected (engine.clock.DatabaseClock), but one stepped ahead since its
 # last measurement would take a first attempt still running in process_alert (no job of its id)
@@ -30,6 +34,7 @@ WHERE id IN (
     WHERE status = 'pending'
         AND greatest(created_at, last_attempt_at, next_attempt_at)
             < least($1, now()) - make_interval(secs => $2)
+        AND created_at > least($1, now()) - make_interval(secs => $4)
     ORDER BY created_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -41,5 +46,5 @@ RETURNING id
 async def take(conn: db.Connection, now: datetime, idle: float, limit: int) -> list[uuid.UUID]:
     """Claim up to ``limit`` pending deliveries idle for more than ``idle`` seconds at ``now`` (or
     at the database's now, if earlier)."""
-    rows = await conn.fetch(TAKE_IDLE, now, idle, limit)
+    rows = await conn.fetch(TAKE_IDLE, now, idle, limit, MAX_AGE_SECONDS)
     return [r["id"] for r in rows]
