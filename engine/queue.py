@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
+from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
@@ -386,6 +386,55 @@ async def enqueue_deliveries(
         queued = await redis.evalsha(ENQUEUE_MANY_SHA, len(keys), *keys, *args)  # type: ignore[misc]
     except NoScriptError:  # first use on this Redis (or after SCRIPT FLUSH / a restart)
         queued = await redis.eval(ENQUEUE_MANY_SCRIPT, len(keys), *keys, *args)  # type: ignore[misc]
+    return int(queued)
+
+
+# KEYS: the queue, then each job's key, in-progress key and result key. ARGV as ENQUEUE_MANY's.
+# A job that exists (queued, deferred, running) is left alone; a result key without its job is a
+# run that ended while its delivery is still pending (arq's "job expired" for a job whose key a
+# flush took, or a job failed for good): it no longer stands for a job, so it goes.
+REQUEUE_SCRIPT = """
+local queued = 0
+for i = 1, (#KEYS - 1) / 3 do
+    local job_key, in_progress_key, result_key = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
+    if redis.call('EXISTS', job_key, in_progress_key) == 0 then
+        redis.call('DEL', result_key)
+        redis.call('PSETEX', job_key, ARGV[1], ARGV[2 + 2 * i])
+        redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1 + 2 * i])
+        queued = queued + 1
+    end
+end
+return queued
+"""
+REQUEUE_SHA = hashlib.sha1(REQUEUE_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+
+async def requeue_deliveries(redis: ArqRedis, delivery_ids: list[str]) -> int:
+    """Queue again deliveries whose job may be gone (engine.alerts.stranded); how many were queued.
+
+    As ``enqueue_deliveries``, except that a delivery's old result does not stop it: only a job of
+    its id that still exists (its key, or its in-progress claim) does, so a job queued or running
+    is never doubled."""
+    if not delivery_ids:
+        return 0
+    now_ms = queue_ms()
+    keys: list[str] = [redis.default_queue_name]
+    jobs: list[Any] = []
+    for delivery_id in delivery_ids:
+        keys += [
+            job_key_prefix + delivery_id,
+            in_progress_key_prefix + delivery_id,
+            result_key_prefix + delivery_id,
+        ]
+        jobs += [
+            delivery_id,
+            serialize_job(DELIVER, (delivery_id, None), {}, None, now_ms, serializer=serialize),
+        ]
+    args = (redis.expires_extra_ms, now_ms, *jobs)
+    try:
+        queued = await redis.evalsha(REQUEUE_SHA, len(keys), *keys, *args)  # type: ignore[misc]
+    except NoScriptError:
+        queued = await redis.eval(REQUEUE_SCRIPT, len(keys), *keys, *args)  # type: ignore[misc]
     return int(queued)
 
 

@@ -64,11 +64,24 @@ def settings(services: Services) -> Settings:
     )
 
 
+# What earlier tests left pending: emptying Redis took their jobs, and the workers' stranded-delivery
+# sweep (workers/stranded.py) would send them in this test, to this test's providers.
+FORGET_PENDING = (
+    "UPDATE deliveries SET status = 'cancelled', finished_at = now(), last_error = 'left by an earlier test' "
+    "WHERE status = 'pending'"
+)
+
+
 @pytest.fixture
 async def redis(services: Services) -> AsyncIterator[ArqRedis]:
-    """The session's Redis db, emptied before the test."""
+    """The session's Redis db, emptied before the test (and the deliveries whose jobs it held forgotten)."""
     client = await queue.connect(services.redis_url)
     await client.flushdb()
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        await conn.execute(FORGET_PENDING)
+    finally:
+        await conn.close()
     yield client
     await client.aclose()
 

@@ -17,12 +17,14 @@ from arq.typing import WorkerCoroutine
 from engine import queue
 from engine.incidents import digests
 from workers.jobs import WorkerContext
+from workers.outages import next_tick_without_storage
 
 SEND_DIGESTS = "send_digests"
 SWEEP_SECONDS = 5  # how late a digest may go out after it is due
 MAX_PER_SWEEP = 1000
 
 
+@next_tick_without_storage
 async def send_digests(ctx: WorkerContext) -> int:
     """Send every digest due now; how many were taken."""
     done: list[uuid.UUID] = []

@@ -22,6 +22,7 @@ from engine.oncall import escalation, paging
 from engine.oncall.paging import WakeUp
 from engine.oncall.throttles import Throttles
 from workers.jobs import WorkerContext
+from workers.outages import next_tick_without_storage
 
 SWEEP_ESCALATIONS = "sweep_escalations"
 QUEUE_BATCH = 500
@@ -37,6 +38,7 @@ class SweepGate:
         self.again = False
 
 
+@next_tick_without_storage
 async def sweep_escalations(ctx: WorkerContext) -> int:
     """Run due steps, send due pages, queue their deliveries; how many steps and pages it took."""
     gate = ctx["escalation_gate"]
@@ -70,8 +72,9 @@ async def _sweep(ctx: WorkerContext) -> int:
     return taken
 
 
-async def escalate(ctx: WorkerContext) -> int:
-    """A wake-up job (``_defer_until`` a due time): the same sweep, at that moment."""
+async def escalate(ctx: WorkerContext) -> int | None:
+    """A wake-up job (``_defer_until`` a due time): the same sweep, at that moment (storage away:
+    skipped, as a tick is; the cron sweep does its work)."""
     return await sweep_escalations(ctx)
 
 

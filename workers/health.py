@@ -11,10 +11,12 @@ from arq.typing import WorkerCoroutine
 
 from engine.observability import status, uptime
 from workers.jobs import WorkerContext
+from workers.outages import next_tick_without_storage
 
 RECORD_HEALTH_SAMPLE = "record_health_sample"
 
 
+@next_tick_without_storage
 async def record_health_sample(ctx: WorkerContext) -> str:
     """Check the system as /api/status does and store the result for this minute."""
     current = await status.check(ctx["pool"], ctx["redis"], ctx["settings"])

@@ -17,12 +17,14 @@ from arq.typing import WorkerCoroutine
 
 from engine.heartbeats import checks, raised
 from workers.jobs import WorkerContext
+from workers.outages import next_tick_without_storage
 
 CHECK_HEARTBEATS = "check_heartbeats"
 # A tick's result only has to outlive the other workers' attempts to queue the same tick.
 KEEP_RESULT_SECONDS = 60
 
 
+@next_tick_without_storage
 async def check_heartbeats(ctx: WorkerContext) -> int:
     """Sweep at the worker clock's now; how many heartbeats went down."""
     every = ctx["settings"].heartbeat_sweep_seconds

@@ -19,12 +19,14 @@ from engine import queue
 from engine.maintenance import ends, reminders
 from engine.oncall import escalation
 from workers.jobs import WorkerContext
+from workers.outages import next_tick_without_storage
 
 END_MAINTENANCE = "end_maintenance"
 SWEEP_SECONDS = 5  # how late a window's held incidents may be paged after it ends
 MAX_PER_SWEEP = 1000
 
 
+@next_tick_without_storage
 async def end_maintenance(ctx: WorkerContext) -> int:
     """Remind the teams of windows about to end, then end every window due now and queue what it
     pages; how many were ended."""

@@ -84,6 +84,36 @@ def waits_for_storage(job: Callable[..., Awaitable[T]]) -> Callable[..., Corouti
     return run
 
 
+def next_tick_without_storage(
+    sweep: Callable[..., Awaitable[T]],
+) -> Callable[..., Coroutine[Any, Any, T | None]]:
+    """Wrap a cron sweep so that an unreachable PostgreSQL or Redis (or a conflict, or a tick that
+    outlives its deadline) ends this tick with one line, no traceback: the next tick, seconds
+    later, does its work, since what it owes is held in PostgreSQL. As ``waits_for_storage`` for
+    jobs, except that a tick is not retried (the next one is as good, and arq would hold retries of
+    every missed tick)."""
+
+    @functools.wraps(sweep)
+    async def run(ctx: Any, *args: Any, **kwargs: Any) -> T | None:
+        limit = asyncio.timeout(deadline(ctx["settings"].job_timeout))
+        try:
+            async with limit:
+                return await sweep(ctx, *args, **kwargs)
+        except asyncio.CancelledError:
+            if not limit.expired():
+                raise
+            exc: BaseException = TimeoutError()
+        except (*STORAGE_DOWN, *CONFLICTS) as caught:
+            exc = caught
+        # The type only: a driver's message may name hosts and users.
+        log.warning(
+            "%s skipped: %s (%s), the next tick tries again", sweep.__name__, _reason(exc), type(exc).__name__
+        )
+        return None
+
+    return run
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, CONFLICTS):
         return "transaction conflict"

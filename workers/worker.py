@@ -35,7 +35,7 @@ from engine.clock import Clock, DatabaseClock, queue_ms
 from engine.errors import STORAGE_DOWN
 from engine.observability import metrics, periodic, presence
 from engine.settings import Settings
-from workers import digests, escalations, health, heartbeats, jobs, maintenance, outages
+from workers import digests, escalations, health, heartbeats, jobs, maintenance, outages, stranded
 from workers.channel_slots import ChannelSlots
 
 log = logging.getLogger("monoduty.worker")
@@ -386,6 +386,7 @@ def build_worker(
             *maintenance.cron_jobs(timeout=settings.job_timeout),
             *escalations.cron_jobs(settings.escalation_sweep_seconds, timeout=settings.job_timeout),
             *heartbeats.cron_jobs(settings.heartbeat_sweep_seconds, timeout=settings.job_timeout),
+            *stranded.cron_jobs(timeout=settings.job_timeout),
         ],
         # SIGTERM: stop taking jobs, give running ones this long, then cancel them (arq re-queues them).
         "job_completion_wait": settings.shutdown_grace,
