@@ -43,6 +43,23 @@ async def test_a_redis_that_takes_the_connection_and_never_answers_fails_the_cal
         await redis.aclose()
 
 
+async def test_the_address_check_before_a_pagerduty_body_is_read_ends_at_the_budget_too(
+    silent_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PagerDuty's /v2/enqueue checks the sender's address in Redis before reading the body that
+    names the webhook: that check is bounded as the rest of the call is."""
+    monkeypatch.setattr(queue, "CONNECT_TIMEOUT_SECONDS", 60.0)
+    monkeypatch.setattr(queue, "COMMAND_TIMEOUT_SECONDS", 60.0)
+    redis = ArqRedis(queue._pool(f"redis://127.0.0.1:{silent_server}/0"))
+    try:
+        async with asyncio.timeout(30) as guard:
+            with pytest.raises(TimeoutError):
+                await inbound.refuse_guessing(redis, "127.0.0.1", LIMIT)
+        assert not guard.expired(), "the check waited on the connection's own timeouts, not the budget"
+    finally:
+        await redis.aclose()
+
+
 async def test_a_slow_upload_is_not_counted_against_the_storage_budget(
     client: TestClient,
     account: Account,

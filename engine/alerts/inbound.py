@@ -157,7 +157,8 @@ async def refuse_guessing(redis: Redis, client: str | None, limit: RateLimit | N
     names its token (PagerDuty's routing_key) is read: a guesser is not read 1 MiB at a time."""
     if client is None or limit is None:
         return
-    spent = await ratelimit.FailureCounter("token-failures", limit).refusal(redis, client)
+    async with asyncio.timeout(STORAGE_BUDGET_SECONDS):  # as accept_alert's storage work is
+        spent = await ratelimit.FailureCounter("token-failures", limit).refusal(redis, client)
     if spent is not None:
         raise ratelimit.RateLimited(spent, "too many unknown webhook URLs from this address; retry later")
 
