@@ -52,20 +52,9 @@ def waits_for_storage(job: Callable[..., Awaitable[T]]) -> Callable[..., Corouti
 
     @functools.wraps(job)
     async def run(ctx: Any, *args: Any, **kwargs: Any) -> T:
-        limit = asyncio.timeout(deadline(ctx["settings"].job_timeout))
-        try:
-            async with limit:
-                return await job(ctx, *args, **kwargs)
-        except asyncio.CancelledError:
-            # Past our deadline a second cancel came (arq's timeout, while the job was still
-            # unwinding from ours: a slow connection release on a stalled loop), so the timeout
-            # above did not turn it into TimeoutError. arq would fail the job for good and leave
-            # its delivery pending forever; it outlived its deadline, so it is deferred like one.
-            if not limit.expired():
-                raise
-            exc: BaseException = TimeoutError()
-        except (*STORAGE_DOWN, *CONFLICTS) as caught:
-            exc = caught
+        done, exc = await _within_deadline(job, ctx, *args, **kwargs)
+        if exc is None:
+            return done  # type: ignore[return-value]  # None only with an exception
         try_number = int(ctx.get("job_try") or 1)
         base = ctx["settings"].retry_base_delay
         delay = retry.backoff_delay(try_number, base=base, cap=WAIT_CAP_SECONDS)
@@ -95,16 +84,9 @@ def next_tick_without_storage(
 
     @functools.wraps(sweep)
     async def run(ctx: Any, *args: Any, **kwargs: Any) -> T | None:
-        limit = asyncio.timeout(deadline(ctx["settings"].job_timeout))
-        try:
-            async with limit:
-                return await sweep(ctx, *args, **kwargs)
-        except asyncio.CancelledError:
-            if not limit.expired():
-                raise
-            exc: BaseException = TimeoutError()
-        except (*STORAGE_DOWN, *CONFLICTS) as caught:
-            exc = caught
+        done, exc = await _within_deadline(sweep, ctx, *args, **kwargs)
+        if exc is None:
+            return done
         # The type only: a driver's message may name hosts and users.
         log.warning(
             "%s skipped: %s (%s), the next tick tries again", sweep.__name__, _reason(exc), type(exc).__name__
@@ -112,6 +94,27 @@ def next_tick_without_storage(
         return None
 
     return run
+
+
+async def _within_deadline(
+    work: Callable[..., Awaitable[T]], ctx: Any, *args: Any, **kwargs: Any
+) -> tuple[T | None, BaseException | None]:
+    """Run a job or a sweep within its deadline: what it returned, or the storage error, conflict
+    or timeout that ended it (any other exception is raised)."""
+    limit = asyncio.timeout(deadline(ctx["settings"].job_timeout))
+    try:
+        async with limit:
+            return await work(ctx, *args, **kwargs), None
+    except asyncio.CancelledError:
+        # Past our deadline a second cancel came (arq's timeout, while the work was still
+        # unwinding from ours: a slow connection release on a stalled loop), so the timeout above
+        # did not turn it into TimeoutError. arq would fail a job for good and leave its delivery
+        # pending forever; it outlived its deadline, so it is handled like one.
+        if not limit.expired():
+            raise
+        return None, TimeoutError()
+    except (*STORAGE_DOWN, *CONFLICTS) as caught:
+        return None, caught
 
 
 def _reason(exc: BaseException) -> str:

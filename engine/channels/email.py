@@ -21,7 +21,7 @@ from email.utils import make_msgid, parseaddr
 import aiosmtplib
 
 from engine.channels.base import DeliveryError, Message, Receipt
-from engine.channels.smtp_pool import SmtpConnections, failed_unsent, quit_quietly
+from engine.channels.smtp_pool import SmtpConnections, client_options, failed_unsent, quit_quietly
 from engine.settings import SmtpSettings
 
 SNIPPET_LENGTH = 200
@@ -187,15 +187,7 @@ async def submit(
         email,
         sender=sender,
         recipients=[to],
-        hostname=settings.host,
-        port=settings.port,
-        username=settings.username,
-        password=settings.password,
-        use_tls=settings.tls == "tls",
-        # "none" must mean none: aiosmtplib would otherwise upgrade when offered.
-        start_tls=settings.tls == "starttls",
-        tls_context=tls_context,
-        timeout=settings.timeout,
+        **client_options(settings, tls_context),
     )
     return answer
 

@@ -20,6 +20,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiosmtplib
 
@@ -80,17 +81,7 @@ class SmtpConnections:
         return await self.connect(settings, tls_context), False
 
     async def connect(self, settings: SmtpSettings, tls_context: ssl.SSLContext | None) -> Connection:
-        connection = Connection(
-            hostname=settings.host,
-            port=settings.port,
-            username=settings.username,
-            password=settings.password,
-            use_tls=settings.tls == "tls",
-            # "none" must mean none: aiosmtplib would otherwise upgrade when offered.
-            start_tls=settings.tls == "starttls",
-            tls_context=tls_context,
-            timeout=settings.timeout,
-        )
+        connection = Connection(**client_options(settings, tls_context))
         await connection.connect()
         return connection
 
@@ -132,3 +123,18 @@ def failed_unsent(connection: Connection, exc: Exception) -> bool:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return exc.code == 421  # "closing transmission channel" (RFC 5321), e.g. too many messages
     return isinstance(exc, ConnectionError)  # aiosmtplib's SMTPServerDisconnected, a reset
+
+
+def client_options(settings: SmtpSettings, tls_context: ssl.SSLContext | None) -> dict[str, Any]:
+    """How aiosmtplib reaches the configured server: the same for a kept connection and a one-off send."""
+    return {
+        "hostname": settings.host,
+        "port": settings.port,
+        "username": settings.username,
+        "password": settings.password,
+        "use_tls": settings.tls == "tls",
+        # "none" must mean none: aiosmtplib would otherwise upgrade when offered.
+        "start_tls": settings.tls == "starttls",
+        "tls_context": tls_context,
+        "timeout": settings.timeout,
+    }
