@@ -85,7 +85,7 @@ def dev_dir() -> Iterator[Path]:
         yield Path(folder) / "data"
 
 
-@pytest.mark.slow  # over 8 s: run with the slow tests
+@pytest.mark.slow  # over 5 s: run with the slow tests
 def test_dev_on_embedded_services_delivers_and_keeps_its_data(dev_dir: Path) -> None:
     """The README's run command: nothing configured, embedded PostgreSQL and Redis, data kept."""
     env = monoduty_env()

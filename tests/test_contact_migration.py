@@ -8,6 +8,7 @@ import os
 import uuid
 
 import asyncpg
+import pytest
 
 from engine import db
 from engine.oncall.notification_rules import SKIP_UNVERIFIED, notification_plan
@@ -16,6 +17,7 @@ from tests.support.processes import monoduty, monoduty_env
 from tests.support.services import Services, database_named
 
 
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_existing_users_get_default_contact_methods_and_rules_once(services: Services) -> None:
     admin = await asyncpg.connect(services.database_url)
     name = f"monoduty_contacts_{os.getpid()}_{uuid.uuid4().hex[:6]}"

@@ -229,7 +229,7 @@ async def test_supervisord_runs_the_api_and_workers_and_stops_them_gracefully(
     assert log.count("shutdown on SIGTERM, wait complete") == 2  # each worker took the graceful path
 
 
-@pytest.mark.slow  # over 8 s: run with the slow tests
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_a_plain_pip_install_finds_its_schema_and_migrates(services: Services, tmp_path: Path) -> None:
     """`pip install .` (no source tree, as in the image) ships schema.sql where engine.db looks."""
     venv = tmp_path / "venv"

@@ -29,7 +29,7 @@ LATEST_ACK_SECONDS = 4.0
 BATCH = 20  # each run acknowledges at a random moment within this of its alert
 
 
-@pytest.mark.slow  # over 8 s: run with the slow tests
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_no_page_starts_after_its_acknowledge_commits(
     settings: Settings,
     redis: ArqRedis,

@@ -36,7 +36,7 @@ def emailed(smtp: SmtpServer) -> list[tuple[str, str]]:
     return [(str(m["To"]), str(m["Subject"])) for m in smtp.messages]
 
 
-@pytest.mark.slow  # over 8 s: run with the slow tests
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_a_policy_pages_the_first_step_by_its_rules_then_the_backup_until_acknowledged(
     live: TestClient,
     provider_settings: Settings,

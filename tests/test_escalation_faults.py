@@ -36,7 +36,7 @@ def pushes(fake: FakeProviders, topic: str) -> int:
     return sum(1 for r in fake.requests if r.target == topic)
 
 
-@pytest.mark.slow  # over 8 s: run with the slow tests
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_the_next_step_survives_a_killed_worker_and_a_flushed_redis_and_runs_once(
     client: TestClient,
     redis: ArqRedis,

@@ -75,7 +75,7 @@ def parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-@pytest.mark.slow  # over 8 s: run with the slow tests
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_a_two_second_heartbeat_pings_goes_quiet_comes_back_starts_and_fails(
     hb_settings: Settings, redis: ArqRedis, pool: asyncpg.Pool, account: Account
 ) -> None:

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
+import pytest
 
 from engine import db
 from engine.alerts import lifecycle
@@ -18,6 +19,7 @@ from tests.support.processes import monoduty, monoduty_env
 from tests.support.services import Services, database_named
 
 
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_a_database_from_before_incidents_migrates_and_opens_incidents(services: Services) -> None:
     admin = await asyncpg.connect(services.database_url)
     name = f"monoduty_migrate_{os.getpid()}_{uuid.uuid4().hex[:6]}"

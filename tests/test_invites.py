@@ -156,7 +156,7 @@ async def test_the_invite_page_shows_a_form_and_sets_the_password(
     assert resp.status == 200
 
 
-@pytest.mark.slow  # over 8 s: run with the slow tests
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_users_invite_prints_a_link_that_works(
     services: Services, client: TestClient, account: Account
 ) -> None:

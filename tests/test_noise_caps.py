@@ -78,6 +78,7 @@ def pages_per_channel(sent: list[tuple[str, str]]) -> Counter[str]:
     return Counter(channel for channel, _ in sent)
 
 
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_250_new_keys_make_200_incidents_and_one_overflow_that_pages_once(
     roomy: TestClient, account: Account, pool: asyncpg.Pool, settings: Settings, redis: ArqRedis
 ) -> None:

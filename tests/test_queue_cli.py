@@ -73,7 +73,7 @@ async def alert(client: TestClient, url: str) -> str:
     return (await resp.json())["alert_id"]
 
 
-@pytest.mark.slow  # over 8 s: run with the slow tests
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_queue_counts_show_retry_and_purge(
     api: TestClient,
     account: Account,

@@ -117,6 +117,7 @@ async def test_inbound_over_the_limit_gets_429_and_nothing_is_queued(
         await client.close()
 
 
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_the_owner_hears_of_each_burst_of_refusals_once(
     settings: Settings, redis: ArqRedis, account: Account
 ) -> None:

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from pypdf import PdfReader
 
 from tests.support import report_data as data
@@ -77,6 +78,7 @@ def test_json_goes_to_stdout(services: Services, seeded: Seeded) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # over 5 s: run with the slow tests
 def test_mistakes_are_clear_errors(services: Services, seeded: Seeded, tmp_path: Path) -> None:
     env = env_for(services)
     out = tmp_path / "r.csv"

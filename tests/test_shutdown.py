@@ -6,6 +6,7 @@ import asyncio
 import signal
 
 import asyncpg
+import pytest
 from arq.connections import ArqRedis
 
 from engine.settings import NtfySettings, Settings
@@ -110,6 +111,7 @@ async def test_sigterm_lets_sends_finish_and_leaves_the_rest_for_another_worker(
     assert len(sent) == ALERTS * len(TOPICS) == len(set(sent))
 
 
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_sigterm_to_the_api_finishes_a_request_in_flight(
     services: Services, redis: ArqRedis, settings: Settings, account: Account
 ) -> None:

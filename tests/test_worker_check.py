@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 import redis as redis_sync
 
 from tests.support.processes import monoduty, monoduty_env, start_monoduty, wait_for
@@ -18,6 +19,7 @@ def alive_workers(redis_url: str) -> int:
         client.close()
 
 
+@pytest.mark.slow  # over 5 s: run with the slow tests
 def test_check_fails_without_a_worker_and_passes_while_one_runs(services: Services) -> None:
     env = monoduty_env(MONODUTY_DATABASE_URL=services.database_url, MONODUTY_REDIS_URL=services.redis_url)
     client = redis_sync.Redis.from_url(services.redis_url)

@@ -121,7 +121,7 @@ async def kill_mid_send_and_rerun(
     return row, (await resp.json())["webhook"]["statistics"], rerun_after
 
 
-@pytest.mark.slow  # over 8 s: run with the slow tests
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_a_killed_workers_delivery_is_rerun_and_counted_once(
     app: TestClient,
     account: Account,
@@ -142,7 +142,7 @@ async def test_a_killed_workers_delivery_is_rerun_and_counted_once(
     print(f"re-run {rerun_after:.1f}s after the kill")
 
 
-@pytest.mark.slow  # over 8 s: run with the slow tests
+@pytest.mark.slow  # over 5 s: run with the slow tests
 async def test_the_killed_attempt_counts_towards_the_cap(
     app: TestClient,
     account: Account,
